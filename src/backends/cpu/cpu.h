@@ -1,0 +1,46 @@
+/* The CPU backend: a thread pool, sgemm, and one kernel file per op family. */
+#ifndef SN_BACKENDS_CPU_H
+#define SN_BACKENDS_CPU_H
+
+#include "sinter/backend.h"
+
+typedef struct sn_pool sn_pool;
+sn_pool *sn_pool_new(int nthreads);
+void sn_pool_free(sn_pool *p);
+int sn_pool_size(const sn_pool *p);
+/* Calls fn(arg, begin, end, tid) over [0, n) split into at most pool-size chunks of
+ * at least `grain` items; returns when all are done. Runs inline when n < 2*grain. */
+typedef void (*sn_pool_fn)(void *arg, int64_t begin, int64_t end, int tid);
+void sn_pool_for(sn_pool *p, int64_t n, int64_t grain, sn_pool_fn fn, void *arg);
+
+/* Row-major C = alpha * op(A) @ op(B) + beta * C; op(A) is [M,K], op(B) is [K,N].
+ * Through the BLAS when built with one (threads = the pool's size), else a blocked
+ * C GEMM parallel over the pool. Call from the thread that owns the pool. */
+void sn_sgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+typedef struct sn_cpu {
+    sn_pool *pool;
+    int nthreads;
+    float *scratch;       /* grows on demand; one op at a time uses it */
+    size_t scratch_cap;   /* floats */
+} sn_cpu;
+
+/* Scratch of at least n floats, valid until the next call (NULL on OOM, error set). */
+float *sn_cpu_scratch(sn_cpu *c, size_t n);
+
+/* Kernels per family (src/backends/cpu/<family>.c): run `node` (all data resident
+ * in host memory at node->data / node->src[i]->data). */
+sn_status sn_cpu_binary(sn_cpu *c, sn_tensor *node);    /* ADD MUL SCALE REDUCE_TO EXPAND */
+sn_status sn_cpu_unary(sn_cpu *c, sn_tensor *node);     /* RELU ELU SOFTPLUS SIGMOID TANH + _BWD */
+sn_status sn_cpu_shape(sn_cpu *c, sn_tensor *node);     /* COPY CONCAT PAD SLICE PERMUTE */
+sn_status sn_cpu_matmul(sn_cpu *c, sn_tensor *node);    /* MATMUL LINEAR BIAS_GRAD */
+sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node);      /* CONV2D CONVT2D + BWD_DATA/BWD_W */
+sn_status sn_cpu_batchnorm(sn_cpu *c, sn_tensor *node); /* BATCHNORM BATCHNORM_BWD */
+sn_status sn_cpu_norm(sn_cpu *c, sn_tensor *node);      /* LAYERNORM SOFTMAX + BWD */
+sn_status sn_cpu_rnn(sn_cpu *c, sn_tensor *node);       /* LSTM GRU + BWD */
+sn_status sn_cpu_attention(sn_cpu *c, sn_tensor *node); /* ATTENTION ATTENTION_BWD */
+sn_status sn_cpu_loss(sn_cpu *c, sn_tensor *node);      /* MSE L1 + BWD, SUM MEAN SUMSQ */
+sn_status sn_cpu_optim(sn_cpu *c, sn_tensor *node);     /* ADAM SGD */
+
+#endif

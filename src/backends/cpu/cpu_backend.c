@@ -1,0 +1,240 @@
+/* The CPU backend: host memory, the thread pool, and the op dispatch table. */
+#include "backends/cpu/cpu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(SN_HAVE_CBLAS) && !defined(SN_HAVE_ACCELERATE)
+/* OpenBLAS runs its own threads; match them to ours. Weak so another BLAS links too. */
+void openblas_set_num_threads(int) __attribute__((weak));
+#endif
+
+float *sn_cpu_scratch(sn_cpu *c, size_t n) {
+    if (n <= c->scratch_cap) return c->scratch;
+    free(c->scratch);
+    c->scratch = NULL;
+    c->scratch_cap = 0;
+    if (posix_memalign((void **)&c->scratch, 64, n * sizeof(float)) != 0) {
+        sn_error(SN_ERR_NOMEM, "CPU backend: cannot allocate %zu MB of scratch memory", n * 4 >> 20);
+        return NULL;
+    }
+    c->scratch_cap = n;
+    return c->scratch;
+}
+
+static const char *cpu_name(sn_backend *b) { return "cpu"; }
+
+static void cpu_free(sn_backend *b) {
+    sn_cpu *c = b->ctx;
+    sn_pool_free(c->pool);
+    free(c->scratch);
+    free(c);
+    free(b);
+}
+
+static size_t meminfo(const char *key) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    size_t v = 0, klen = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, klen)) {
+            v = (size_t)strtoull(line + klen + 1, NULL, 10) * 1024;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static void cpu_model(char *out, size_t n) {
+    snprintf(out, n, "CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *p = strchr(line, ':');
+            if (p) {
+                p += 2;
+                p[strcspn(p, "\n")] = 0;
+                snprintf(out, n, "%s", p);
+            }
+            break;
+        }
+    fclose(f);
+}
+
+static sn_status cpu_info(sn_backend *b, sn_device_info *o) {
+    sn_cpu *c = b->ctx;
+    memset(o, 0, sizeof *o);
+    snprintf(o->kind, sizeof o->kind, "cpu");
+    cpu_model(o->name, sizeof o->name);
+    o->mem_total = meminfo("MemTotal");
+    o->mem_free = meminfo("MemAvailable");
+    o->compute_units = c->nthreads;
+    o->utilization = -1;
+    char *f = o->features;
+    size_t n = sizeof o->features, k = 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) k += (size_t)snprintf(f + k, n - k, "AVX2 ");
+    if (__builtin_cpu_supports("fma")) k += (size_t)snprintf(f + k, n - k, "FMA ");
+    if (__builtin_cpu_supports("avx512f")) k += (size_t)snprintf(f + k, n - k, "AVX512F ");
+#endif
+#ifdef SN_HAVE_ACCELERATE
+    k += (size_t)snprintf(f + k, n - k, "BLAS=Accelerate ");
+#elif defined(SN_HAVE_CBLAS)
+    k += (size_t)snprintf(f + k, n - k, "BLAS=OpenBLAS ");
+#else
+    k += (size_t)snprintf(f + k, n - k, "BLAS=builtin ");
+#endif
+    snprintf(f + k, n - k, "threads=%d", c->nthreads);
+    return SN_OK;
+}
+
+static sn_status cpu_alloc(sn_backend *b, size_t bytes, void **base) {
+    *base = NULL;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(base, 256, bytes) != 0)
+        return sn_error(SN_ERR_NOMEM, "CPU backend: cannot allocate %.1f MB of host memory", bytes / 1048576.0);
+    return SN_OK;
+}
+
+static void cpu_release(sn_backend *b, void *base) { free(base); }
+
+static sn_status cpu_upload(sn_backend *b, void *dst, const void *host, size_t n) {
+    if (dst != host) memcpy(dst, host, n);
+    return SN_OK;
+}
+
+static sn_status cpu_download(sn_backend *b, void *host, const void *src, size_t n) {
+    if (host != src) memcpy(host, src, n);
+    return SN_OK;
+}
+
+static sn_status cpu_fill_zero(sn_backend *b, void *dst, size_t n) {
+    memset(dst, 0, n);
+    return SN_OK;
+}
+
+static bool cpu_supports(sn_backend *b, const sn_tensor *t) { return t->dtype == SN_F32 && t->op < SN_OP_COUNT; }
+
+static sn_status cpu_node(sn_cpu *c, sn_tensor *t) {
+    switch (t->op) {
+    case SN_OP_NONE:
+    case SN_OP_VIEW: return SN_OK;
+    case SN_OP_COPY:
+    case SN_OP_CONCAT:
+    case SN_OP_PAD:
+    case SN_OP_SLICE:
+    case SN_OP_PERMUTE: return sn_cpu_shape(c, t);
+    case SN_OP_ADD:
+    case SN_OP_MUL:
+    case SN_OP_SCALE:
+    case SN_OP_REDUCE_TO:
+    case SN_OP_EXPAND: return sn_cpu_binary(c, t);
+    case SN_OP_RELU:
+    case SN_OP_ELU:
+    case SN_OP_SOFTPLUS:
+    case SN_OP_SIGMOID:
+    case SN_OP_TANH:
+    case SN_OP_RELU_BWD:
+    case SN_OP_ELU_BWD:
+    case SN_OP_SOFTPLUS_BWD:
+    case SN_OP_SIGMOID_BWD:
+    case SN_OP_TANH_BWD: return sn_cpu_unary(c, t);
+    case SN_OP_MATMUL:
+    case SN_OP_LINEAR:
+    case SN_OP_BIAS_GRAD: return sn_cpu_matmul(c, t);
+    case SN_OP_CONV2D:
+    case SN_OP_CONV2D_BWD_DATA:
+    case SN_OP_CONV2D_BWD_W:
+    case SN_OP_CONVT2D:
+    case SN_OP_CONVT2D_BWD_DATA:
+    case SN_OP_CONVT2D_BWD_W: return sn_cpu_conv(c, t);
+    case SN_OP_BATCHNORM:
+    case SN_OP_BATCHNORM_BWD: return sn_cpu_batchnorm(c, t);
+    case SN_OP_LAYERNORM:
+    case SN_OP_LAYERNORM_BWD:
+    case SN_OP_SOFTMAX:
+    case SN_OP_SOFTMAX_BWD: return sn_cpu_norm(c, t);
+    case SN_OP_LSTM:
+    case SN_OP_LSTM_BWD:
+    case SN_OP_GRU:
+    case SN_OP_GRU_BWD: return sn_cpu_rnn(c, t);
+    case SN_OP_ATTENTION:
+    case SN_OP_ATTENTION_BWD: return sn_cpu_attention(c, t);
+    case SN_OP_MSE:
+    case SN_OP_MSE_BWD:
+    case SN_OP_L1:
+    case SN_OP_L1_BWD:
+    case SN_OP_SUM:
+    case SN_OP_MEAN:
+    case SN_OP_SUMSQ: return sn_cpu_loss(c, t);
+    case SN_OP_ADAM:
+    case SN_OP_SGD: return sn_cpu_optim(c, t);
+    case SN_OP_COUNT: break;
+    }
+    return sn_error(SN_ERR_UNSUPPORTED, "CPU backend: op %d (%s) has no kernel", (int)t->op, sn_op_name(t->op));
+}
+
+static sn_status cpu_compute(sn_backend *b, sn_tensor **nodes, int n, void **state) {
+    sn_cpu *c = b->ctx;
+    for (int i = 0; i < n; i++) {
+        sn_status s = cpu_node(c, nodes[i]);
+        if (s != SN_OK) return sn_error_prefix(s, "CPU op '%s' (%s)", nodes[i]->name, sn_op_name(nodes[i]->op));
+    }
+    return SN_OK;
+}
+
+static void cpu_segment_free(sn_backend *b, void *state) {}
+static sn_status cpu_sync(sn_backend *b) { return SN_OK; }
+
+static const sn_backend_i cpu_iface = {
+    .name = cpu_name,
+    .free = cpu_free,
+    .info = cpu_info,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .fill_zero = cpu_fill_zero,
+    .supports_op = cpu_supports,
+    .compute = cpu_compute,
+    .segment_free = cpu_segment_free,
+    .synchronize = cpu_sync,
+};
+
+sn_backend *sn_cpu_backend_new(int num_threads) {
+    if (num_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        num_threads = n > 0 ? (int)n : 1;
+    }
+    sn_backend *b = calloc(1, sizeof *b);
+    sn_cpu *c = calloc(1, sizeof *c);
+    if (!b || !c) {
+        free(b);
+        free(c);
+        sn_error(SN_ERR_NOMEM, "CPU backend: out of host memory");
+        return NULL;
+    }
+    c->nthreads = num_threads;
+    c->pool = sn_pool_new(num_threads);
+#if defined(SN_HAVE_CBLAS) && !defined(SN_HAVE_ACCELERATE)
+    if (openblas_set_num_threads) openblas_set_num_threads(num_threads);
+#endif
+    b->i = &cpu_iface;
+    b->ctx = c;
+    b->is_host = true;
+    return b;
+}
+
+int sn_cpu_backend_threads(sn_backend *b) { return b && b->i == &cpu_iface ? ((sn_cpu *)b->ctx)->nthreads : 0; }
+
+void sn_backend_free(sn_backend *b) {
+    if (b) b->i->free(b);
+}
+
+const char *sn_backend_name(sn_backend *b) { return b ? b->i->name(b) : "none"; }

@@ -1,0 +1,52 @@
+/* Internal helpers shared by the core and the op families. */
+#ifndef SN_CORE_CORE_H
+#define SN_CORE_CORE_H
+
+#include "sinter/graph.h"
+
+/* Set on tensors whose gradient sn_backward must produce (internal). */
+#define SN_FLAG_NEEDS_GRAD (1u << 8)
+/* Set on tensors that hold memory allocated by sn_ctx_alloc_persistent. */
+#define SN_FLAG_ALLOCATED (1u << 9)
+
+static inline bool sn_needs_grad(const sn_tensor *t) { return t && (t->flags & SN_FLAG_NEEDS_GRAD); }
+
+/* Returns NULL from the calling constructor when any of the srcs is NULL
+ * (the first failure's message is kept). */
+#define SN_NONNULL(...)                                                   \
+    do {                                                                  \
+        const sn_tensor *sn_nn_[] = {__VA_ARGS__};                        \
+        for (size_t sn_i_ = 0; sn_i_ < sizeof sn_nn_ / sizeof *sn_nn_; sn_i_++) \
+            if (!sn_nn_[sn_i_]) {                                         \
+                if (!sn_last_error()[0]) sn_error(SN_ERR_INVALID_ARG, "%s: input %zu is NULL", __func__, sn_i_); \
+                return NULL;                                              \
+            }                                                             \
+    } while (0)
+
+/* Formats a shape error naming the op and its inputs: returns NULL. Use like
+ * return sn_shape_fail("conv2d", x, w, "weight channels %lld != input channels %lld", ...); */
+sn_tensor *sn_shape_fail(const char *op, const sn_tensor *a, const sn_tensor *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+void sn_ctx_release_persistent(sn_ctx *ctx);
+
+/* Gradient builders, one per op family (src/core/ops/<family>.c). Given a forward
+ * node and dy (the gradient of its output), set dsrc[i] to the gradient of
+ * node->src[i] for each src with sn_needs_grad(src) (leave others NULL). New nodes
+ * are made with the constructors or sn_new_op. */
+typedef sn_status (*sn_grad_fn)(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_binary(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_unary(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_shape(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_matmul(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_conv(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_batchnorm(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_norm(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_rnn(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_attention(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+sn_status sn_grad_loss(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+
+#endif
