@@ -111,9 +111,9 @@ sn_status sn_stoi(const float *ref, const float *est, int64_t n, int sample_rate
 /* Active speech level in dB re full scale (10·log10 of the mean square over
  * the active samples), after ITU-T P.56 method B: envelope from |x| with two
  * 30 ms one-pole smoothers, 200 ms hangover, the active threshold where the
- * active level sits 15.9 dB above it (thresholds on a 0.25 dB grid, linear
+ * active level sits 15.9 dB above it (thresholds on a 0.1 dB grid, linear
  * interpolation between them instead of P.56's bisection). Returns -100 for
- * silence or n == 0. */
+ * silence or n == 0, NAN for a NULL x or sample_rate <= 0. */
 double sn_active_level(const float *x, int64_t n, int sample_rate);
 
 /* `sinter metrics REF.wav EST.wav [--json]`. argv[0] is the subcommand name.

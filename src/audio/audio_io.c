@@ -353,6 +353,11 @@ sn_status sn_audio_reader_open(const char *path, sn_audio_reader **r, int *sampl
     sn_status st;
     SNDFILE *sf = open_read(path, &info, &st);
     if (!sf) return st;
+    if (info.frames == 0) {
+        sf_close(sf);
+        return sn_error(SN_ERR_FORMAT,
+                        "'%s' holds no audio samples (0 frames); re-export or remove the file", path);
+    }
     sn_audio_reader *rd = calloc(1, sizeof *rd + strlen(path) + 1);
     float *blk = malloc((size_t)BLOCK_FRAMES * info.channels * sizeof *blk);
     if (!rd || !blk) {

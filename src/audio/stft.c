@@ -51,7 +51,7 @@ sn_status sn_stft_new(sn_stft **s) {
     sn_stft *o = malloc(sizeof *o);
     if (!o) return sn_error(SN_ERR_NOMEM, "out of memory for the STFT");
     for (int i = 0; i < SN_NFFT; i++) {
-        double w = 0.5 - 0.5 * cos(2.0 * M_PI * i / SN_NFFT); /* periodic Hann */
+        double w = 0.5 - 0.5 * cos(2.0 * 3.14159265358979323846 * i / SN_NFFT); /* periodic Hann */
         o->window[i] = (float)w;
         o->window2[i] = (double)o->window[i] * o->window[i];
     }
@@ -197,7 +197,8 @@ sn_status sn_istft_mag_phase(sn_stft *s, const float *mag, const float *phase, i
 
 sn_status sn_stft_mag_phase_batch(sn_stft *s, const float *x, int batch, int64_t n, float *mag,
                                   float *phase) {
-    if (batch < 0) return sn_error(SN_ERR_INVALID_ARG, "sn_stft_mag_phase_batch: batch < 0");
+    if (batch < 0 || (batch > 0 && (!x || !mag)))
+        return sn_error(SN_ERR_INVALID_ARG, "sn_stft_mag_phase_batch: bad arguments");
     int64_t T = sn_stft_frames(n);
     for (int b = 0; b < batch; b++) {
         sn_status st = sn_stft_mag_phase(s, x + (int64_t)b * n, n, mag + (int64_t)b * T * SN_NBINS,
@@ -209,7 +210,8 @@ sn_status sn_stft_mag_phase_batch(sn_stft *s, const float *x, int batch, int64_t
 
 sn_status sn_istft_mag_phase_batch(sn_stft *s, const float *mag, const float *phase, int batch,
                                    int64_t T, float *y, int64_t n) {
-    if (batch < 0) return sn_error(SN_ERR_INVALID_ARG, "sn_istft_mag_phase_batch: batch < 0");
+    if (batch < 0 || (batch > 0 && (!mag || !phase || !y)))
+        return sn_error(SN_ERR_INVALID_ARG, "sn_istft_mag_phase_batch: bad arguments");
     for (int b = 0; b < batch; b++) {
         sn_status st = sn_istft_mag_phase(s, mag + (int64_t)b * T * SN_NBINS,
                                           phase + (int64_t)b * T * SN_NBINS, T,

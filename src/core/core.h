@@ -31,7 +31,34 @@ sn_tensor *sn_shape_fail(const char *op, const sn_tensor *a, const sn_tensor *b,
 #endif
     ;
 
+/* Set on constant leaves that sn_ctx_alloc_persistent fills with fp[0]. */
+#define SN_FLAG_CONST (1u << 10)
+
+typedef struct sn_alloc_rec {
+    sn_backend *b;
+    void *base;
+    size_t bytes;
+} sn_alloc_rec;
+
+struct sn_ctx {
+    int n, cap;
+    sn_tensor **t;
+    int nalloc;
+    sn_alloc_rec *allocs;   /* persistent memory, one record per sn_ctx_alloc_persistent call */
+};
+
 void sn_ctx_release_persistent(sn_ctx *ctx);
+/* The tensor whose memory t lives in (t itself when it owns its memory). */
+static inline sn_tensor *sn_root(sn_tensor *t) {
+    while (t->view_src) t = t->view_src;
+    return t;
+}
+/* Byte offset of t inside its root. */
+static inline size_t sn_root_offset(const sn_tensor *t) {
+    size_t o = 0;
+    while (t->view_src) { o += t->view_offs; t = t->view_src; }
+    return o;
+}
 
 /* Gradient builders, one per op family (src/core/ops/<family>.c). Given a forward
  * node and dy (the gradient of its output), set dsrc[i] to the gradient of

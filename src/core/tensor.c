@@ -7,11 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct sn_ctx {
-    int n, cap;
-    sn_tensor **t;
-};
-
 sn_ctx *sn_ctx_new(void) { return calloc(1, sizeof(sn_ctx)); }
 
 void sn_ctx_free(sn_ctx *ctx) {

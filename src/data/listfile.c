@@ -1,4 +1,5 @@
 /* List-file (CSV) parser. Parses from memory so it can be fuzzed. */
+#define _DEFAULT_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,5 @@
 /* Recursive audio-file scan with a sorted, reproducible order. */
+#define _DEFAULT_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>

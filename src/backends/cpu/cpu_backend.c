@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* The CPU backend: host memory, the thread pool, and the op dispatch table. */
 #include "backends/cpu/cpu.h"
 

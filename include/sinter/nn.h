@@ -1,0 +1,97 @@
+/* Models and the training step: the CRN prototype with PyTorch state_dict names,
+ * a step graph (forward, MSE, backward, clip, optimizer) built and planned once,
+ * and an inference graph. */
+#ifndef SINTER_NN_H
+#define SINTER_NN_H
+
+#include "sinter/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sn_rnn_kind { SN_RNN_LSTM = 0, SN_RNN_GRU, SN_RNN_ATTENTION } sn_rnn_kind;
+
+typedef struct sn_crn_config {
+    sn_rnn_kind rnn;
+    int hidden;        /* LSTM/GRU hidden size; != 1024 adds proj.{weight,bias} */
+    int layers;        /* recurrent layers or Transformer blocks */
+    int channels[5];   /* encoder channels, default 16 32 64 128 256 */
+    int freq_bins;     /* 161 */
+} sn_crn_config;
+
+void sn_crn_config_default(sn_crn_config *c);
+const char *sn_rnn_kind_name(sn_rnn_kind k);
+
+#define SN_MAX_MODEL_TENSORS 160
+
+typedef struct sn_model {
+    sn_ctx *ctx;
+    sn_backend *backend;          /* where its persistent tensors live */
+    sn_crn_config cfg;
+    int n;                        /* state_dict entries, in PyTorch's order */
+    sn_tensor *t[SN_MAX_MODEL_TENSORS];
+    bool trainable[SN_MAX_MODEL_TENSORS];
+    sn_tensor *flat, *flat_grad;  /* all trainable parameters / their gradients, contiguous */
+    int64_t nflat;                /* elements of flat (with alignment padding) */
+    int64_t nparams;              /* trainable parameter count */
+} sn_model;
+
+/* Creates the model with its tensors allocated on backend b (zeros; call
+ * sn_model_init or load weights). */
+sn_status sn_crn_new(const sn_crn_config *cfg, sn_backend *b, sn_model **out);
+void sn_model_free(sn_model *m);
+/* PyTorch's default initialisation of each layer, from a seed. */
+sn_status sn_model_init(sn_model *m, uint64_t seed);
+sn_tensor *sn_model_find(const sn_model *m, const char *name);
+/* Builds the forward graph on x [B,1,T,F]; returns the estimated magnitude [B,1,T,F]. */
+sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training);
+/* Frequency sizes of encoder outputs: 161 -> 80 -> 39 -> 19 -> 9 -> 4. */
+int sn_crn_freq_out(int freq_bins, int level);
+
+typedef enum sn_optim_kind { SN_OPTIM_ADAM = 0, SN_OPTIM_ADAMW, SN_OPTIM_SGD } sn_optim_kind;
+
+typedef struct sn_optim_config {
+    sn_optim_kind kind;
+    float lr, beta1, beta2, eps, weight_decay, momentum, grad_clip;
+} sn_optim_config;
+void sn_optim_config_default(sn_optim_config *o);
+
+typedef struct sn_step {
+    sn_model *m;
+    int batch, frames;
+    sn_graph *g;
+    sn_plan *plan;
+    sn_tensor *x, *y, *out, *loss, *hyper, *sumsq;
+    sn_tensor *opt_state[2];     /* Adam m, v (flat) / SGD momentum buffer */
+    sn_optim_config opt;
+    int64_t t;                   /* optimizer steps taken */
+} sn_step;
+
+/* The training step for batches [B,1,T,F]: graph built and planned once on b
+ * (ops b lacks run on `fallback`, normally the CPU backend). */
+sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
+                      const sn_optim_config *opt, sn_step **out);
+void sn_step_free(sn_step *s);
+/* Uploads the batch, replays the step with learning rate lr, returns the loss
+ * (computed before the update). */
+sn_status sn_step_run(sn_step *s, const float *x, const float *y, float lr, float *loss);
+size_t sn_step_peak(const sn_step *s);
+
+typedef struct sn_infer {
+    sn_model *m;
+    int batch, frames;
+    sn_graph *g;
+    sn_plan *plan;
+    sn_tensor *x, *out;
+} sn_infer;
+
+/* Inference graph (BatchNorm with running statistics). */
+sn_status sn_infer_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames, sn_infer **out);
+void sn_infer_free(sn_infer *f);
+sn_status sn_infer_run(sn_infer *f, const float *x, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,91 @@
+/* CPU kernels: MATMUL, LINEAR, BIAS_GRAD, all through sn_sgemm. */
+#include "backends/cpu/cpu.h"
+
+#include <string.h>
+
+static sn_status cpu_matmul(sn_cpu *c, sn_tensor *node) {
+    const sn_tensor *a = node->src[0], *b = node->src[1];
+    bool ta = node->ip[0], tb = node->ip[1];
+    int na = a->ndim, nb = b->ndim;
+    int64_t M = node->shape[na - 2], N = node->shape[na - 1];
+    int64_t K = ta ? a->shape[na - 2] : a->shape[na - 1];
+    int64_t lda = a->shape[na - 1], ldb = b->shape[nb - 1];
+    int64_t batch = sn_nelem(node) / (M * N);
+    const float *A = a->data, *B = b->data;
+    float *C = node->data;
+    if (K == 0) {
+        memset(C, 0, (size_t)sn_nelem(node) * sizeof *C);
+        return SN_OK;
+    }
+    if (nb == 2 && !ta) {
+        /* a's batch rows are contiguous: one GEMM over batch*M rows */
+        sn_sgemm(c->pool, false, tb, batch * M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+        return SN_OK;
+    }
+    int64_t sa = M * K, sb = nb == 2 ? 0 : K * N;
+    for (int64_t i = 0; i < batch; i++)
+        sn_sgemm(c->pool, ta, tb, M, N, K, 1.0f, A + i * sa, lda, B + i * sb, ldb, 0.0f, C + i * M * N, N);
+    return SN_OK;
+}
+
+static sn_status cpu_linear(sn_cpu *c, sn_tensor *node) {
+    const sn_tensor *x = node->src[0], *w = node->src[1], *b = node->nsrc > 2 ? node->src[2] : NULL;
+    int64_t K = w->shape[1], N = w->shape[0], M = sn_nelem(x) / K;
+    float *y = node->data;
+    if (b) {
+        const float *bb = b->data;
+        for (int64_t m = 0; m < M; m++) memcpy(y + m * N, bb, (size_t)N * sizeof *y);
+    }
+    sn_sgemm(c->pool, false, true, M, N, K, 1.0f, x->data, K, w->data, K, b ? 1.0f : 0.0f, y, N);
+    return SN_OK;
+}
+
+typedef struct {
+    const float *dy;
+    float *db;
+    int64_t outer, C, inner;
+} bias_job;
+
+static void bias_rows(void *arg, int64_t c0, int64_t c1, int tid) {
+    const bias_job *j = arg;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        double s = 0;
+        for (int64_t o = 0; o < j->outer; o++) {
+            const float *p = j->dy + (o * j->C + ch) * j->inner;
+            float acc = 0;
+            for (int64_t i = 0; i < j->inner; i++) acc += p[i];
+            s += acc;
+        }
+        j->db[ch] = (float)s;
+    }
+}
+
+/* inner == 1 (linear): sum rows; parallel over column blocks */
+static void bias_cols(void *arg, int64_t c0, int64_t c1, int tid) {
+    const bias_job *j = arg;
+    for (int64_t ch = c0; ch < c1; ch++) j->db[ch] = 0;
+    for (int64_t o = 0; o < j->outer; o++) {
+        const float *p = j->dy + o * j->C;
+        for (int64_t ch = c0; ch < c1; ch++) j->db[ch] += p[ch];
+    }
+}
+
+static sn_status cpu_bias_grad(sn_cpu *c, sn_tensor *node) {
+    const sn_tensor *dy = node->src[0];
+    int axis = node->ip[0];
+    bias_job j = {dy->data, node->data, 1, dy->shape[axis], 1};
+    for (int d = 0; d < axis; d++) j.outer *= dy->shape[d];
+    for (int d = axis + 1; d < dy->ndim; d++) j.inner *= dy->shape[d];
+    if (j.inner == 1) sn_pool_for(c->pool, j.C, 64, bias_cols, &j);
+    else sn_pool_for(c->pool, j.C, 1, bias_rows, &j);
+    return SN_OK;
+}
+
+sn_status sn_cpu_matmul(sn_cpu *c, sn_tensor *node) {
+    switch (node->op) {
+    case SN_OP_MATMUL: return cpu_matmul(c, node);
+    case SN_OP_LINEAR: return cpu_linear(c, node);
+    case SN_OP_BIAS_GRAD: return cpu_bias_grad(c, node);
+    default: return sn_error(SN_ERR_INTERNAL, "sn_cpu_matmul: unexpected op %s", sn_op_name(node->op));
+    }
+}

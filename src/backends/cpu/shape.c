@@ -1,0 +1,162 @@
+/* CPU kernels: copy, concat, and pad/slice/permute as one strided box copy. */
+#include "backends/cpu/cpu.h"
+
+#include <string.h>
+
+#define GRAIN 16384
+
+/* Copy a box of shape size[] from src (strides sst) to dst (strides dst); rows are
+ * the last dim. */
+typedef struct {
+    int nd;
+    int64_t size[SN_MAX_DIMS], sst[SN_MAX_DIMS], dst_[SN_MAX_DIMS];
+    const float *src;
+    float *dst;
+    /* concat */
+    int nsrc;
+    const float *srcs[SN_MAX_SRC];
+    int64_t blk[SN_MAX_SRC], row;
+} sjob;
+
+static void box_rows(void *arg, int64_t r0, int64_t r1, int tid) {
+    sjob *j = arg;
+    int nd = j->nd;
+    int64_t inner = j->size[nd - 1], is = j->sst[nd - 1], id = j->dst_[nd - 1];
+    int64_t idx[SN_MAX_DIMS] = {0};
+    int64_t r = r0;
+    for (int d = nd - 2; d >= 0; d--) {
+        idx[d] = r % j->size[d];
+        r /= j->size[d];
+    }
+    for (int64_t row = r0; row < r1; row++) {
+        int64_t so = 0, dof = 0;
+        for (int d = 0; d < nd - 1; d++) {
+            so += idx[d] * j->sst[d];
+            dof += idx[d] * j->dst_[d];
+        }
+        const float *s = j->src + so;
+        float *t = j->dst + dof;
+        if (is == 1 && id == 1) memcpy(t, s, (size_t)inner * sizeof *t);
+        else
+            for (int64_t i = 0; i < inner; i++) t[i * id] = s[i * is];
+        for (int d = nd - 2; d >= 0; d--) {
+            if (++idx[d] < j->size[d]) break;
+            idx[d] = 0;
+        }
+    }
+}
+
+static void run_box(sn_cpu *c, sjob *j) {
+    /* drop unit dims; keep at least one */
+    int k = 0;
+    for (int d = 0; d < j->nd; d++)
+        if (j->size[d] != 1 || (d == j->nd - 1 && k == 0)) {
+            j->size[k] = j->size[d];
+            j->sst[k] = j->sst[d];
+            j->dst_[k] = j->dst_[d];
+            k++;
+        }
+    j->nd = k;
+    int64_t inner = j->size[k - 1], rows = 1;
+    for (int d = 0; d < k - 1; d++) rows *= j->size[d];
+    int64_t g = GRAIN / inner;
+    sn_pool_for(c->pool, rows, g < 1 ? 1 : g, box_rows, j);
+}
+
+static void strides(const sn_tensor *t, int64_t *st) {
+    int64_t s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        st[d] = s;
+        s *= t->shape[d];
+    }
+}
+
+static void concat_rows(void *arg, int64_t r0, int64_t r1, int tid) {
+    sjob *j = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        float *o = j->dst + r * j->row;
+        for (int i = 0; i < j->nsrc; i++) {
+            memcpy(o, j->srcs[i] + r * j->blk[i], (size_t)j->blk[i] * sizeof *o);
+            o += j->blk[i];
+        }
+    }
+}
+
+static void copy_range(void *arg, int64_t b, int64_t e, int tid) {
+    sjob *j = arg;
+    memcpy(j->dst + b, j->src + b, (size_t)(e - b) * sizeof(float));
+}
+
+static void zero_range(void *arg, int64_t b, int64_t e, int tid) {
+    sjob *j = arg;
+    memset(j->dst + b, 0, (size_t)(e - b) * sizeof(float));
+}
+
+sn_status sn_cpu_shape(sn_cpu *c, sn_tensor *node) {
+    sjob j = {0};
+    const sn_tensor *a = node->src[0];
+    j.dst = node->data;
+    j.src = a->data;
+    int nd = node->ndim;
+    j.nd = nd;
+    switch (node->op) {
+    case SN_OP_COPY:
+        if (j.dst != j.src) sn_pool_for(c->pool, sn_nelem(node), 1 << 18, copy_range, &j);
+        return SN_OK;
+    case SN_OP_CONCAT: {
+        int axis = node->ip[0];
+        int64_t outer = 1, inner = 1;
+        for (int d = 0; d < axis; d++) outer *= node->shape[d];
+        for (int d = axis + 1; d < nd; d++) inner *= node->shape[d];
+        j.nsrc = node->nsrc;
+        for (int i = 0; i < node->nsrc; i++) {
+            j.srcs[i] = node->src[i]->data;
+            j.blk[i] = node->src[i]->shape[axis] * inner;
+        }
+        j.row = node->shape[axis] * inner;
+        int64_t g = GRAIN / j.row;
+        sn_pool_for(c->pool, outer, g < 1 ? 1 : g, concat_rows, &j);
+        return SN_OK;
+    }
+    case SN_OP_PAD: {
+        int64_t ost[SN_MAX_DIMS], base = 0;
+        strides(node, ost);
+        strides(a, j.sst);
+        for (int d = 0; d < nd; d++) {
+            j.size[d] = a->shape[d];
+            j.dst_[d] = ost[d];
+            base += node->ip[2 * d] * ost[d];
+        }
+        sn_pool_for(c->pool, sn_nelem(node), 1 << 18, zero_range, &j);
+        j.dst += base;
+        run_box(c, &j);
+        return SN_OK;
+    }
+    case SN_OP_SLICE: {
+        int64_t ist[SN_MAX_DIMS], base = 0;
+        strides(a, ist);
+        strides(node, j.dst_);
+        for (int d = 0; d < nd; d++) {
+            j.size[d] = node->shape[d];
+            j.sst[d] = ist[d];
+            base += node->ip[d] * ist[d];
+        }
+        j.src += base;
+        run_box(c, &j);
+        return SN_OK;
+    }
+    case SN_OP_PERMUTE: {
+        int64_t ist[SN_MAX_DIMS];
+        strides(a, ist);
+        strides(node, j.dst_);
+        for (int d = 0; d < nd; d++) {
+            j.size[d] = node->shape[d];
+            j.sst[d] = ist[node->ip[d]];
+        }
+        run_box(c, &j);
+        return SN_OK;
+    }
+    default: break;
+    }
+    return sn_error(SN_ERR_INTERNAL, "sn_cpu_shape: op %s is not a shape op", sn_op_name(node->op));
+}

@@ -1,0 +1,563 @@
+/* The CUDA backend: devices, memory, transfers, the op dispatch, and graph replay.
+ *
+ * compute() runs a segment eagerly on its first call, captures it into a CUDA graph
+ * on the second (the plan is fixed, so node addresses do not change) and launches
+ * that graph from then on. Nothing inside compute allocates or synchronises once a
+ * segment has run eagerly: workspaces grow on the eager run only. */
+#include "backends/cuda/cuda_common.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *cu_hint(cudaError_t e) {
+    switch (e) {
+    case cudaErrorMemoryAllocation:
+        return "the GPU is out of memory: lower train.batch_size or the segment length, or free the GPU";
+    case cudaErrorInsufficientDriver:
+    case cudaErrorNoDevice:
+        return "no usable NVIDIA driver/GPU: check nvidia-smi, or use device=cpu";
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+        return "a kernel faulted; this is a bug in sinter: please report it with the model config";
+    default: return "check nvidia-smi and that the driver supports CUDA 13; if it persists report it";
+    }
+}
+
+sn_status sn_cu_err(cudaError_t e, const char *where) {
+    return sn_error(SN_ERR_DEVICE, "CUDA error in %s: %s (%s)", where, cudaGetErrorString(e), cu_hint(e));
+}
+
+sn_status sn_cu_blas_err(cublasStatus_t s, const char *where) {
+    const char *hint = s == CUBLAS_STATUS_ALLOC_FAILED ? "the GPU is out of memory: lower the batch size"
+                       : s == CUBLAS_STATUS_NOT_SUPPORTED ? "this GEMM shape/precision is not supported: try without bf16"
+                                                          : "check nvidia-smi; if it persists report it";
+    return sn_error(SN_ERR_DEVICE, "CUDA error in %s: cuBLAS %s (%s)", where, cublasGetStatusString(s), hint);
+}
+
+/* ---- workspace ---- */
+void *sn_cu_ws(sn_cuda *c, int slot, size_t bytes) {
+    if (bytes == 0) bytes = 256;
+    if (bytes <= c->ws_cap[slot]) return c->ws[slot];
+    if (c->capturing) {
+        sn_error(SN_ERR_INTERNAL, "CUDA workspace must grow from %zu to %zu bytes during graph capture "
+                 "(the eager run should have sized it; this is a bug in sinter)", c->ws_cap[slot], bytes);
+        return NULL;
+    }
+    size_t cap = c->ws_cap[slot] * 2 > bytes ? c->ws_cap[slot] * 2 : bytes;
+    cap = (cap + 4095) & ~(size_t)4095;
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, cap);
+    if (e != cudaSuccess) {
+        cap = (bytes + 4095) & ~(size_t)4095;
+        (void)cudaGetLastError();
+        e = cudaMalloc(&p, cap);
+    }
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        sn_error(SN_ERR_NOMEM, "CUDA error in workspace allocation: %s (%.1f MB needed; lower the batch size or "
+                 "segment length)", cudaGetErrorString(e), bytes / 1048576.0);
+        return NULL;
+    }
+    if (c->ws[slot]) {
+        /* graphs captured earlier may still use the old buffer: keep it */
+        if (c->nretired == c->capretired) {
+            int nc = c->capretired ? c->capretired * 2 : 16;
+            void **r = (void **)realloc(c->retired, (size_t)nc * sizeof *r);
+            if (!r) {
+                cudaFree(p);
+                sn_error(SN_ERR_NOMEM, "CUDA workspace: out of host memory");
+                return NULL;
+            }
+            c->retired = r;
+            c->capretired = nc;
+        }
+        c->retired[c->nretired++] = c->ws[slot];
+    }
+    c->ws[slot] = p;
+    c->ws_cap[slot] = cap;
+    return p;
+}
+
+/* ---- GEMM ---- */
+__global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) {
+    SN_GRID_LOOP(i, n) dst[i] = __float2bfloat16(src[i]);
+}
+
+sn_status sn_cu_to_bf16(sn_cuda *c, __nv_bfloat16 *dst, const float *src, int64_t n) {
+    if (n <= 0) return SN_OK;
+    k_to_bf16<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(dst, src, n);
+    CU_LAUNCHED("bf16 conversion");
+    return SN_OK;
+}
+
+int64_t sn_cu_gemm_extent(bool t, int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
+    /* stored as [rows, cols] (or [cols, rows] when transposed) with leading dimension ld */
+    int64_t r = t ? cols : rows, cl = t ? rows : cols;
+    return (batch - 1) * stride + (r - 1) * ld + cl;
+}
+
+sn_status sn_cu_gemm_ex(sn_cuda *c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
+                        int64_t ldc, int64_t sC, int64_t batch, const __nv_bfloat16 *A16, const __nv_bfloat16 *B16,
+                        const char *where) {
+    if (M <= 0 || N <= 0 || batch <= 0) return SN_OK;
+    if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX ||
+        batch > INT32_MAX)
+        return sn_error(SN_ERR_UNSUPPORTED, "CUDA GEMM in %s: dimensions exceed 2^31 (M %lld N %lld K %lld)", where,
+                        (long long)M, (long long)N, (long long)K);
+    if (K <= 0) {
+        /* C = beta C: cuBLAS handles k = 0 */
+    }
+    cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    /* column-major: C^T[N,M] = op(B)^T op(A)^T */
+    if (c->bf16 && K > 0) {
+        int64_t na = A16 ? 0 : sn_cu_gemm_extent(ta, M, K, lda, sA, batch);
+        int64_t nb = B16 ? 0 : sn_cu_gemm_extent(tb, K, N, ldb, sB, batch);
+        if (na + nb > 0) {
+            size_t oa = ((size_t)na * 2 + 255) & ~(size_t)255;
+            char *w = (char *)sn_cu_ws(c, SN_WS_CVT, oa + (size_t)nb * 2);
+            if (!w) return sn_error_prefix(SN_ERR_NOMEM, "%s", where);
+            if (!A16) {
+                SN_TRY(sn_cu_to_bf16(c, (__nv_bfloat16 *)w, A, na));
+                A16 = (const __nv_bfloat16 *)w;
+            }
+            if (!B16) {
+                SN_TRY(sn_cu_to_bf16(c, (__nv_bfloat16 *)(w + oa), B, nb));
+                B16 = (const __nv_bfloat16 *)(w + oa);
+            }
+        }
+        BLAS_TRY(cublasGemmStridedBatchedEx(c->blas, opB, opA, (int)N, (int)M, (int)K, &alpha, B16, CUDA_R_16BF,
+                                            (int)ldb, sB, A16, CUDA_R_16BF, (int)lda, sA, &beta, C, CUDA_R_32F,
+                                            (int)ldc, sC, (int)batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 where);
+        return SN_OK;
+    }
+    if (batch == 1)
+        BLAS_TRY(cublasSgemm(c->blas, opB, opA, (int)N, (int)M, (int)K, &alpha, B, (int)ldb, A, (int)lda, &beta, C,
+                             (int)ldc),
+                 where);
+    else
+        BLAS_TRY(cublasSgemmStridedBatched(c->blas, opB, opA, (int)N, (int)M, (int)K, &alpha, B, (int)ldb, sB, A,
+                                           (int)lda, sA, &beta, C, (int)ldc, sC, (int)batch),
+                 where);
+    return SN_OK;
+}
+
+/* ---- devices ---- */
+int sn_cuda_device_count(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* no driver or no GPU: not an error */
+        return 0;
+    }
+    return n;
+}
+
+/* NVML through dlopen so that a machine without it still runs. */
+typedef struct {
+    unsigned int gpu, memory;
+} sn_nvml_util;
+typedef void *sn_nvml_dev;
+
+static int nvml_utilization(int device) {
+    void *h = dlopen("libnvidia-ml.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (!h) return -1;
+    int (*init)(void) = (int (*)(void))dlsym(h, "nvmlInit_v2");
+    int (*shutdown)(void) = (int (*)(void))dlsym(h, "nvmlShutdown");
+    int (*by_pci)(const char *, sn_nvml_dev *) = (int (*)(const char *, sn_nvml_dev *))dlsym(h, "nvmlDeviceGetHandleByPciBusId_v2");
+    int (*util)(sn_nvml_dev, sn_nvml_util *) = (int (*)(sn_nvml_dev, sn_nvml_util *))dlsym(h, "nvmlDeviceGetUtilizationRates");
+    int r = -1;
+    char bus[64];
+    if (init && shutdown && by_pci && util && cudaDeviceGetPCIBusId(bus, sizeof bus, device) == cudaSuccess &&
+        init() == 0) {
+        sn_nvml_dev d = NULL;
+        sn_nvml_util u;
+        if (by_pci(bus, &d) == 0 && util(d, &u) == 0) r = (int)u.gpu;
+        shutdown();
+    }
+    (void)cudaGetLastError();
+    dlclose(h);
+    return r;
+}
+
+sn_status sn_cuda_device_info(int i, sn_device_info *o) {
+    if (!o) return sn_error(SN_ERR_INVALID_ARG, "sn_cuda_device_info: out is NULL");
+    int n = sn_cuda_device_count();
+    if (i < 0 || i >= n)
+        return sn_error(SN_ERR_INVALID_ARG, "CUDA device %d does not exist (%d found; see `sinter devices`)", i, n);
+    cudaDeviceProp p;
+    CU_TRY(cudaGetDeviceProperties(&p, i), "cudaGetDeviceProperties");
+    memset(o, 0, sizeof *o);
+    snprintf(o->kind, sizeof o->kind, "cuda");
+    o->index = i;
+    snprintf(o->name, sizeof o->name, "%s", p.name);
+    o->mem_total = p.totalGlobalMem;
+    int prev = 0;
+    if (cudaGetDevice(&prev) == cudaSuccess && cudaSetDevice(i) == cudaSuccess) {
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) {
+            o->mem_free = fr;
+            o->mem_total = tot;
+        }
+        cudaSetDevice(prev);
+    }
+    (void)cudaGetLastError();
+    o->compute_units = p.multiProcessorCount;
+    o->cc_major = p.major;
+    o->cc_minor = p.minor;
+    o->bf16 = p.major >= 8;
+    o->f16 = p.major >= 7 || (p.major == 6 && p.minor >= 0);
+    int rt = 0, drv = 0;
+    cudaRuntimeGetVersion(&rt);
+    cudaDriverGetVersion(&drv);
+    snprintf(o->features, sizeof o->features, "sm_%d%d, %s, %.0f MB L2, CUDA runtime %d.%d, driver %d.%d", p.major,
+             p.minor, p.major >= 7 ? "tensor cores" : "no tensor cores", p.l2CacheSize / 1048576.0, rt / 1000,
+             (rt % 1000) / 10, drv / 1000, (drv % 1000) / 10);
+    o->utilization = nvml_utilization(i);
+    return SN_OK;
+}
+
+/* ---- interface ---- */
+static const char *cu_name(sn_backend *b) { return ((sn_cuda *)b->ctx)->name; }
+
+static void cu_destroy(sn_cuda *c) {
+    cudaSetDevice(c->device);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    if (c->blas) cublasDestroy(c->blas);
+    cudaFree(c->blas_ws);
+    for (int i = 0; i < SN_WS_COUNT; i++) cudaFree(c->ws[i]);
+    for (int i = 0; i < c->nretired; i++) cudaFree(c->retired[i]);
+    free(c->retired);
+    for (int i = 0; i < 2; i++) {
+        if (c->stage[i]) cudaFreeHost(c->stage[i]);
+        if (c->stage_ev[i]) cudaEventDestroy(c->stage_ev[i]);
+    }
+    if (c->stream) cudaStreamDestroy(c->stream);
+    (void)cudaGetLastError();
+    free(c);
+}
+
+static void cu_free(sn_backend *b) {
+    cu_destroy((sn_cuda *)b->ctx);
+    free(b);
+}
+
+static sn_status cu_info(sn_backend *b, sn_device_info *out) { return sn_cuda_device_info(((sn_cuda *)b->ctx)->device, out); }
+
+static sn_status cu_alloc(sn_backend *b, size_t bytes, void **base) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    *base = NULL;
+    if (bytes == 0) bytes = 256;
+    CU_TRY(cudaSetDevice(c->device), "alloc (cudaSetDevice)");
+    cudaError_t e = cudaMalloc(base, bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        (void)cudaGetLastError();
+        *base = NULL;
+        return sn_error(SN_ERR_NOMEM, "CUDA error in alloc: %s: %.1f MB requested, %.1f MB free of %.1f MB on %s "
+                        "(lower train.batch_size or the segment length, or enable mixed precision)",
+                        cudaGetErrorString(e), bytes / 1048576.0, fr / 1048576.0, tot / 1048576.0, c->name);
+    }
+    return SN_OK;
+}
+
+static void cu_release(sn_backend *b, void *base) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    if (!base) return;
+    cudaSetDevice(c->device);
+    cudaStreamSynchronize(c->stream);
+    cudaFree(base);
+    (void)cudaGetLastError();
+}
+
+static sn_status cu_upload(sn_backend *b, void *dst, const void *host, size_t n) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    if (n == 0) return SN_OK;
+    CU_TRY(cudaSetDevice(c->device), "upload (cudaSetDevice)");
+    /* through the pinned staging buffers: the copy runs asynchronously on the compute
+     * stream and the host buffer may be reused as soon as this returns */
+    const char *h = (const char *)host;
+    char *d = (char *)dst;
+    while (n > 0) {
+        size_t k = n < SN_CU_STAGE_BYTES ? n : SN_CU_STAGE_BYTES;
+        int s = c->stage_next;
+        c->stage_next ^= 1;
+        CU_TRY(cudaEventSynchronize(c->stage_ev[s]), "upload (waiting for the staging buffer)");
+        memcpy(c->stage[s], h, k);
+        CU_TRY(cudaMemcpyAsync(d, c->stage[s], k, cudaMemcpyHostToDevice, c->stream), "upload (cudaMemcpyAsync)");
+        CU_TRY(cudaEventRecord(c->stage_ev[s], c->stream), "upload (cudaEventRecord)");
+        h += k;
+        d += k;
+        n -= k;
+    }
+    return SN_OK;
+}
+
+static sn_status cu_download(sn_backend *b, void *host, const void *src, size_t n) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    if (n == 0) return SN_OK;
+    CU_TRY(cudaSetDevice(c->device), "download (cudaSetDevice)");
+    char *h = (char *)host;
+    const char *d = (const char *)src;
+    while (n > 0) {
+        size_t k = n < SN_CU_STAGE_BYTES ? n : SN_CU_STAGE_BYTES;
+        int s = c->stage_next;
+        c->stage_next ^= 1;
+        CU_TRY(cudaMemcpyAsync(c->stage[s], d, k, cudaMemcpyDeviceToHost, c->stream), "download (cudaMemcpyAsync)");
+        CU_TRY(cudaStreamSynchronize(c->stream), "download (the queued GPU work failed; cudaStreamSynchronize)");
+        memcpy(h, c->stage[s], k);
+        h += k;
+        d += k;
+        n -= k;
+    }
+    return SN_OK;
+}
+
+static sn_status cu_fill_zero(sn_backend *b, void *dst, size_t n) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    if (n == 0) return SN_OK;
+    CU_TRY(cudaSetDevice(c->device), "fill_zero (cudaSetDevice)");
+    CU_TRY(cudaMemsetAsync(dst, 0, n, c->stream), "fill_zero (cudaMemsetAsync)");
+    return SN_OK;
+}
+
+static bool cu_supports(sn_backend *b, const sn_tensor *t) {
+    if (t->dtype != SN_F32) return false;
+    for (int i = 0; i < t->nsrc; i++)
+        if (t->src[i] && t->src[i]->dtype != SN_F32) return false;
+    return t->op >= SN_OP_NONE && t->op < SN_OP_COUNT;
+}
+
+static sn_status cu_node(sn_cuda *c, sn_tensor *t) {
+    switch (t->op) {
+    case SN_OP_NONE:
+    case SN_OP_VIEW: return SN_OK;
+    case SN_OP_COPY:
+    case SN_OP_CONCAT:
+    case SN_OP_PAD:
+    case SN_OP_SLICE:
+    case SN_OP_PERMUTE: return sn_cu_shape(c, t);
+    case SN_OP_ADD:
+    case SN_OP_MUL:
+    case SN_OP_SCALE:
+    case SN_OP_REDUCE_TO:
+    case SN_OP_EXPAND: return sn_cu_binary(c, t);
+    case SN_OP_RELU:
+    case SN_OP_ELU:
+    case SN_OP_SOFTPLUS:
+    case SN_OP_SIGMOID:
+    case SN_OP_TANH:
+    case SN_OP_RELU_BWD:
+    case SN_OP_ELU_BWD:
+    case SN_OP_SOFTPLUS_BWD:
+    case SN_OP_SIGMOID_BWD:
+    case SN_OP_TANH_BWD: return sn_cu_unary(c, t);
+    case SN_OP_MATMUL:
+    case SN_OP_LINEAR:
+    case SN_OP_BIAS_GRAD: return sn_cu_matmul(c, t);
+    case SN_OP_CONV2D:
+    case SN_OP_CONV2D_BWD_DATA:
+    case SN_OP_CONV2D_BWD_W:
+    case SN_OP_CONVT2D:
+    case SN_OP_CONVT2D_BWD_DATA:
+    case SN_OP_CONVT2D_BWD_W: return sn_cu_conv(c, t);
+    case SN_OP_BATCHNORM:
+    case SN_OP_BATCHNORM_BWD: return sn_cu_batchnorm(c, t);
+    case SN_OP_LAYERNORM:
+    case SN_OP_LAYERNORM_BWD:
+    case SN_OP_SOFTMAX:
+    case SN_OP_SOFTMAX_BWD: return sn_cu_norm(c, t);
+    case SN_OP_LSTM:
+    case SN_OP_LSTM_BWD:
+    case SN_OP_GRU:
+    case SN_OP_GRU_BWD: return sn_cu_rnn(c, t);
+    case SN_OP_ATTENTION:
+    case SN_OP_ATTENTION_BWD: return sn_cu_attention(c, t);
+    case SN_OP_MSE:
+    case SN_OP_MSE_BWD:
+    case SN_OP_L1:
+    case SN_OP_L1_BWD:
+    case SN_OP_SUM:
+    case SN_OP_MEAN:
+    case SN_OP_SUMSQ: return sn_cu_loss(c, t);
+    case SN_OP_ADAM:
+    case SN_OP_SGD: return sn_cu_optim(c, t);
+    case SN_OP_COUNT: break;
+    }
+    return sn_error(SN_ERR_UNSUPPORTED, "CUDA backend: op %d (%s) has no kernel", (int)t->op, sn_op_name(t->op));
+}
+
+static sn_status run_nodes(sn_cuda *c, sn_tensor **nodes, int n) {
+    for (int i = 0; i < n; i++) {
+        sn_status s = cu_node(c, nodes[i]);
+        if (s != SN_OK) return sn_error_prefix(s, "CUDA op '%s' (%s)", nodes[i]->name, sn_op_name(nodes[i]->op));
+    }
+    return SN_OK;
+}
+
+typedef struct cu_segment {
+    int calls;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+} cu_segment;
+
+static sn_status cu_compute(sn_backend *b, sn_tensor **nodes, int n, void **state) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    CU_TRY(cudaSetDevice(c->device), "compute (cudaSetDevice)");
+    if (!state) return run_nodes(c, nodes, n);
+    cu_segment *s = (cu_segment *)*state;
+    if (!s) {
+        s = (cu_segment *)calloc(1, sizeof *s);
+        if (!s) return sn_error(SN_ERR_NOMEM, "CUDA compute: out of host memory");
+        *state = s;
+    }
+    if (s->exec) {
+        CU_TRY(cudaGraphLaunch(s->exec, c->stream), "compute (cudaGraphLaunch)");
+        return SN_OK;
+    }
+    s->calls++;
+    if (s->calls == 1) return run_nodes(c, nodes, n); /* eager: sizes the workspaces */
+
+    /* second call: capture, instantiate, launch */
+    CU_TRY(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "compute (cudaStreamBeginCapture)");
+    c->capturing = true;
+    sn_status st = run_nodes(c, nodes, n);
+    c->capturing = false;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    if (st != SN_OK) {
+        if (g) cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        return st;
+    }
+    if (e != cudaSuccess) {
+        if (g) cudaGraphDestroy(g);
+        return sn_cu_err(e, "compute (cudaStreamEndCapture: an op did something a CUDA graph cannot hold)");
+    }
+    cudaGraphExec_t ex = NULL;
+    e = cudaGraphInstantiate(&ex, g, 0);
+    if (e != cudaSuccess) {
+        cudaGraphDestroy(g);
+        return sn_cu_err(e, "compute (cudaGraphInstantiate)");
+    }
+    s->graph = g;
+    s->exec = ex;
+    CU_TRY(cudaGraphLaunch(s->exec, c->stream), "compute (cudaGraphLaunch)");
+    return SN_OK;
+}
+
+static void cu_segment_free(sn_backend *b, void *state) {
+    cu_segment *s = (cu_segment *)state;
+    if (!s) return;
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    cudaSetDevice(c->device);
+    cudaStreamSynchronize(c->stream);
+    if (s->exec) cudaGraphExecDestroy(s->exec);
+    if (s->graph) cudaGraphDestroy(s->graph);
+    (void)cudaGetLastError();
+    free(s);
+}
+
+static sn_status cu_sync(sn_backend *b) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    CU_TRY(cudaSetDevice(c->device), "synchronize (cudaSetDevice)");
+    CU_TRY(cudaStreamSynchronize(c->stream), "synchronize (the queued GPU work failed)");
+    return SN_OK;
+}
+
+static const sn_backend_i cu_iface = {
+    cu_name, cu_free, cu_info, cu_alloc, cu_release, cu_upload, cu_download, cu_fill_zero, cu_supports,
+    cu_compute, cu_segment_free, cu_sync,
+};
+
+static sn_status cu_apply_math(sn_cuda *c) {
+    BLAS_TRY(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+             "cublasSetMathMode");
+    return SN_OK;
+}
+
+sn_status sn_cuda_backend_new(int device, sn_backend **out) {
+    if (!out) return sn_error(SN_ERR_INVALID_ARG, "sn_cuda_backend_new: out is NULL");
+    *out = NULL;
+    int n = sn_cuda_device_count();
+    if (n == 0)
+        return sn_error(SN_ERR_UNSUPPORTED, "no CUDA device found (no NVIDIA driver or GPU): use device=cpu or "
+                        "device=vulkan");
+    if (device < 0 || device >= n)
+        return sn_error(SN_ERR_INVALID_ARG, "CUDA device %d does not exist: %d found (cuda:0 .. cuda:%d)", device, n,
+                        n - 1);
+    sn_cuda *c = (sn_cuda *)calloc(1, sizeof *c);
+    sn_backend *b = (sn_backend *)calloc(1, sizeof *b);
+    if (!c || !b) {
+        free(c);
+        free(b);
+        return sn_error(SN_ERR_NOMEM, "CUDA backend: out of host memory");
+    }
+    c->device = device;
+    sn_status st = SN_OK;
+    cudaDeviceProp p;
+    cublasStatus_t bs;
+#define INIT_TRY(call, where)                     \
+    do {                                          \
+        cudaError_t e_ = (call);                  \
+        if (e_ != cudaSuccess) {                  \
+            st = sn_cu_err(e_, where);            \
+            goto fail;                            \
+        }                                         \
+    } while (0)
+    INIT_TRY(cudaSetDevice(device), "backend creation (cudaSetDevice)");
+    INIT_TRY(cudaGetDeviceProperties(&p, device), "backend creation (cudaGetDeviceProperties)");
+    c->nsm = p.multiProcessorCount;
+    snprintf(c->name, sizeof c->name, "cuda:%d", device);
+    INIT_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "backend creation (cudaStreamCreate)");
+    for (int i = 0; i < 2; i++) {
+        INIT_TRY(cudaMallocHost(&c->stage[i], SN_CU_STAGE_BYTES), "backend creation (pinned staging buffer)");
+        INIT_TRY(cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming), "backend creation (cudaEventCreate)");
+    }
+    bs = cublasCreate(&c->blas);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        st = sn_cu_blas_err(bs, "backend creation (cublasCreate)");
+        goto fail;
+    }
+    bs = cublasSetStream(c->blas, c->stream);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        st = sn_cu_blas_err(bs, "backend creation (cublasSetStream)");
+        goto fail;
+    }
+    /* a fixed cuBLAS workspace: graph capture forbids cuBLAS allocating its own */
+    {
+        size_t wsb = (size_t)32 << 20;
+        INIT_TRY(cudaMalloc(&c->blas_ws, wsb), "backend creation (cuBLAS workspace)");
+        bs = cublasSetWorkspace(c->blas, c->blas_ws, wsb);
+        if (bs != CUBLAS_STATUS_SUCCESS) {
+            st = sn_cu_blas_err(bs, "backend creation (cublasSetWorkspace)");
+            goto fail;
+        }
+    }
+    st = cu_apply_math(c);
+    if (st != SN_OK) goto fail;
+#undef INIT_TRY
+    b->i = &cu_iface;
+    b->ctx = c;
+    b->is_host = false;
+    *out = b;
+    return SN_OK;
+fail:
+    cu_destroy(c);
+    free(b);
+    return st;
+}
+
+void sn_cuda_set_precision(sn_backend *b, bool tf32, bool bf16) {
+    if (!b || b->i != &cu_iface) return;
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    c->tf32 = tf32;
+    c->bf16 = bf16;
+    cudaSetDevice(c->device);
+    if (cu_apply_math(c) != SN_OK) sn_log(SN_LOG_WARN, "%s", sn_last_error());
+}

@@ -1,0 +1,149 @@
+/* The training step as one graph (forward, MSE, backward, clipping, optimizer),
+ * built and planned once and replayed per batch; and the inference graph. */
+#include "sinter/nn.h"
+#include "core/core.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sn_optim_config_default(sn_optim_config *o) {
+    memset(o, 0, sizeof *o);
+    o->kind = SN_OPTIM_ADAM;
+    o->lr = 1e-3f;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->eps = 1e-8f;
+}
+
+static sn_tensor *input(sn_model *m, int64_t B, int64_t T, const char *name) {
+    return sn_new_4d(m->ctx, B, 1, T, m->cfg.freq_bins, SN_FLAG_PERSIST | SN_FLAG_INPUT, name);
+}
+
+static sn_status check_dims(int batch, int frames) {
+    if (batch < 1 || frames < 1)
+        return sn_error(SN_ERR_INVALID_ARG, "batch (%d) and frames (%d) must be positive", batch, frames);
+    return SN_OK;
+}
+
+sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
+                      const sn_optim_config *opt, sn_step **out) {
+    if (!m || !b || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_step_new: model, backend and out are required");
+    *out = NULL;
+    sn_status st = check_dims(batch, frames);
+    if (st != SN_OK) return st;
+    sn_step *s = calloc(1, sizeof *s);
+    if (!s) return sn_error(SN_ERR_NOMEM, "sn_step_new: out of host memory");
+    s->m = m;
+    s->batch = batch;
+    s->frames = frames;
+    if (opt) s->opt = *opt;
+    else sn_optim_config_default(&s->opt);
+    sn_ctx *c = m->ctx;
+    s->x = input(m, batch, frames, "noisy_mag");
+    s->y = input(m, batch, frames, "clean_mag");
+    s->out = sn_crn_forward(m, s->x, true);
+    s->loss = sn_mse(c, s->out, s->y);
+    s->g = sn_graph_new(c);
+    if (!s->loss || !s->g) { st = s->loss ? SN_ERR_NOMEM : SN_ERR_SHAPE; goto fail; }
+    s->loss->flags |= SN_FLAG_OUTPUT;
+    s->out->flags |= SN_FLAG_OUTPUT;
+    st = sn_backward(s->g, s->loss);
+    if (st != SN_OK) goto fail;
+    s->hyper = sn_new_1d(c, SN_HYPER_N, SN_FLAG_PERSIST | SN_FLAG_INPUT, "optim.hyper");
+    if (s->opt.grad_clip > 0) s->sumsq = sn_sumsq(c, 1, &m->flat_grad);
+    sn_tensor *upd;
+    if (s->opt.kind == SN_OPTIM_SGD) {
+        s->opt_state[0] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, "optim.momentum_buffer");
+        upd = sn_sgd(c, m->flat, m->flat_grad, s->opt_state[0], s->hyper, s->sumsq, s->opt.momentum, 0.0f,
+                     s->opt.weight_decay, s->opt.grad_clip, false);
+    } else {
+        s->opt_state[0] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, "optim.exp_avg");
+        s->opt_state[1] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, "optim.exp_avg_sq");
+        upd = sn_adam(c, m->flat, m->flat_grad, s->opt_state[0], s->opt_state[1], s->hyper, s->sumsq, s->opt.beta1,
+                      s->opt.beta2, s->opt.eps, s->opt.weight_decay, s->opt.grad_clip, s->opt.kind == SN_OPTIM_ADAMW);
+    }
+    if (!upd) { st = SN_ERR_INVALID_ARG; goto fail; }
+    st = sn_graph_add(s->g, upd);
+    if (st != SN_OK) goto fail;
+    st = sn_ctx_alloc_persistent(c, m->backend);
+    if (st != SN_OK) goto fail;
+    sn_plan_opts po = {.backend = b, .fallback = fallback ? fallback : b};
+    st = sn_plan_new(s->g, &po, &s->plan);
+    if (st != SN_OK) goto fail;
+    *out = s;
+    return SN_OK;
+fail:
+    sn_step_free(s);
+    return st;
+}
+
+void sn_step_free(sn_step *s) {
+    if (!s) return;
+    sn_plan_free(s->plan);
+    sn_graph_free(s->g);
+    free(s);
+}
+
+size_t sn_step_peak(const sn_step *s) { return s ? sn_plan_peak(s->plan) : 0; }
+
+sn_status sn_step_run(sn_step *s, const float *x, const float *y, float lr, float *loss) {
+    if (!s || !x || !y) return sn_error(SN_ERR_INVALID_ARG, "sn_step_run: step, x and y are required");
+    int64_t n = sn_nelem(s->x);
+    sn_status st = sn_tensor_set(s->x, x, n);
+    if (st == SN_OK) st = sn_tensor_set(s->y, y, n);
+    if (st != SN_OK) return st;
+    s->t++;
+    float h[SN_HYPER_N] = {0};
+    h[SN_HYPER_LR] = lr;
+    h[SN_HYPER_BC1] = (float)(1.0 - pow((double)s->opt.beta1, (double)s->t));
+    h[SN_HYPER_BC2] = (float)(1.0 - pow((double)s->opt.beta2, (double)s->t));
+    h[SN_HYPER_STEP] = (float)s->t;
+    st = sn_tensor_set(s->hyper, h, SN_HYPER_N);
+    if (st == SN_OK) st = sn_plan_run(s->plan);
+    if (st == SN_OK && loss) st = sn_tensor_get(s->loss, loss, 1);
+    return st;
+}
+
+sn_status sn_infer_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames, sn_infer **out) {
+    if (!m || !b || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_infer_new: model, backend and out are required");
+    *out = NULL;
+    sn_status st = check_dims(batch, frames);
+    if (st != SN_OK) return st;
+    sn_infer *f = calloc(1, sizeof *f);
+    if (!f) return sn_error(SN_ERR_NOMEM, "sn_infer_new: out of host memory");
+    f->m = m;
+    f->batch = batch;
+    f->frames = frames;
+    f->x = input(m, batch, frames, "infer_in");
+    f->out = sn_crn_forward(m, f->x, false);
+    f->g = sn_graph_new(m->ctx);
+    if (!f->out || !f->g) { st = f->out ? SN_ERR_NOMEM : SN_ERR_SHAPE; goto fail; }
+    f->out->flags |= SN_FLAG_OUTPUT;
+    st = sn_graph_add(f->g, f->out);
+    if (st == SN_OK) st = sn_ctx_alloc_persistent(m->ctx, m->backend);
+    sn_plan_opts po = {.backend = b, .fallback = fallback ? fallback : b};
+    if (st == SN_OK) st = sn_plan_new(f->g, &po, &f->plan);
+    if (st != SN_OK) goto fail;
+    *out = f;
+    return SN_OK;
+fail:
+    sn_infer_free(f);
+    return st;
+}
+
+void sn_infer_free(sn_infer *f) {
+    if (!f) return;
+    sn_plan_free(f->plan);
+    sn_graph_free(f->g);
+    free(f);
+}
+
+sn_status sn_infer_run(sn_infer *f, const float *x, float *y) {
+    if (!f || !x || !y) return sn_error(SN_ERR_INVALID_ARG, "sn_infer_run: x and y are required");
+    int64_t n = sn_nelem(f->x);
+    sn_status st = sn_tensor_set(f->x, x, n);
+    if (st == SN_OK) st = sn_plan_run(f->plan);
+    if (st == SN_OK) st = sn_tensor_get(f->out, y, sn_nelem(f->out));
+    return st;
+}
