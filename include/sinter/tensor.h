@@ -74,6 +74,7 @@ typedef enum sn_op {
     SN_OP_LSTM_BWD,   /* (dy, x, y_fwd, weights...) -> packed [dx | per layer dw_ih, dw_hh, db_ih, db_hh] */
     SN_OP_GRU,        /* as LSTM with 3H gates (r,z,n) */
     SN_OP_GRU_BWD,
+    SN_OP_RNN_STATE,  /* (rnn node) -> [layers,B,H] last-timestep h (ip0 = 0) or c (ip0 = 1, LSTM) */
     /* attention: causal multi-head self-attention, nn.MultiheadAttention layout */
     SN_OP_ATTENTION,  /* x[B,T,E], in_w[3E,E], in_b[3E], out_w[E,E], out_b[E]; ip0 heads, ip1 causal */
     SN_OP_ATTENTION_BWD, /* (dy, x, y_fwd, in_w, in_b, out_w, out_b) -> packed [dx | d in_w | d in_b | d out_w | d out_b] */
@@ -194,6 +195,13 @@ sn_tensor *sn_softmax(sn_ctx *ctx, sn_tensor *x);
 /* w: layers*4 tensors in order w_ih, w_hh, b_ih, b_hh per layer */
 sn_tensor *sn_lstm(sn_ctx *ctx, sn_tensor *x, int layers, int hidden, sn_tensor **w);
 sn_tensor *sn_gru(sn_ctx *ctx, sn_tensor *x, int layers, int hidden, sn_tensor **w);
+/* Streaming variants: the initial state h0 (and c0 for the LSTM), [layers,B,H], is
+ * appended to the srcs after the weights and ip[2] = 1. No gradient (inference). */
+sn_tensor *sn_lstm_state(sn_ctx *ctx, sn_tensor *x, int layers, int hidden, sn_tensor **w, sn_tensor *h0,
+                         sn_tensor *c0);
+sn_tensor *sn_gru_state(sn_ctx *ctx, sn_tensor *x, int layers, int hidden, sn_tensor **w, sn_tensor *h0);
+/* The state after the last timestep of an LSTM/GRU node: which 0 = h, 1 = c (LSTM). */
+sn_tensor *sn_rnn_final_state(sn_ctx *ctx, sn_tensor *rnn, int which);
 sn_tensor *sn_attention(sn_ctx *ctx, sn_tensor *x, sn_tensor *in_w, sn_tensor *in_b, sn_tensor *out_w,
                         sn_tensor *out_b, int heads, bool causal);
 sn_tensor *sn_mse(sn_ctx *ctx, sn_tensor *a, sn_tensor *b);

@@ -19,7 +19,13 @@
 
 #include <sndfile.h>
 
-#define BLOCK_FRAMES 65536
+#define BLOCK_SAMPLES 65536
+
+/* Frames per decoding block: about 256 KiB of scratch whatever the channel count. */
+static int64_t block_frames(int channels) {
+    int64_t f = BLOCK_SAMPLES / channels;
+    return f < 16 ? 16 : f;
+}
 
 /* Maps a failed sf_open to a status and a message that names the file. */
 static sn_status open_error(const char *name, int err) {
@@ -116,9 +122,12 @@ static sn_status read_all(SNDFILE *sf, const SF_INFO *info, const char *name, in
                         "keep the file's rate)",
                         name, target_rate);
     int ch = info->channels, och = mono ? 1 : ch;
-    int64_t cap = info->frames > 0 && info->frames < (1 << 20) ? info->frames : (1 << 20);
+    /* The header's frame count is only a hint (corrupt files lie): start
+     * small and grow with what is actually decoded. */
+    int64_t cap = info->frames > 0 && info->frames < (1 << 16) ? info->frames : (1 << 16);
+    int64_t bf = block_frames(ch);
     float *data = malloc((size_t)cap * och * sizeof *data);
-    float *blk = malloc((size_t)BLOCK_FRAMES * ch * sizeof *blk);
+    float *blk = malloc((size_t)bf * ch * sizeof *blk);
     if (!data || !blk) {
         free(data);
         free(blk);
@@ -127,7 +136,7 @@ static sn_status read_all(SNDFILE *sf, const SF_INFO *info, const char *name, in
     int64_t total = 0;
     sn_status st = SN_OK;
     for (;;) {
-        sf_count_t got = sf_readf_float(sf, blk, BLOCK_FRAMES);
+        sf_count_t got = sf_readf_float(sf, blk, bf);
         if (got <= 0) break;
         if ((st = check_finite(name, blk, (int64_t)got * ch, ch, total))) break;
         if (total + got > cap) {
@@ -316,7 +325,7 @@ sn_status sn_audio_write(const char *path, const float *data, int64_t frames, in
     }
     sf_command(sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
     for (int64_t off = 0; off < frames;) {
-        sf_count_t n = frames - off < BLOCK_FRAMES ? frames - off : BLOCK_FRAMES;
+        sf_count_t n = frames - off < BLOCK_SAMPLES ? frames - off : BLOCK_SAMPLES;
         sf_count_t w = sf_writef_float(sf, data + off * channels, n);
         if (w != n) {
             st = sn_error(SN_ERR_IO, "cannot write '%s': %s after %lld frames (disk full?)", path,
@@ -340,7 +349,8 @@ struct sn_audio_reader {
     SNDFILE *sf;
     int channels;
     int64_t pos;
-    float *blk; /* interleaved scratch, BLOCK_FRAMES frames */
+    int64_t bf;
+    float *blk; /* interleaved scratch, bf frames */
     char path[];
 };
 
@@ -359,7 +369,7 @@ sn_status sn_audio_reader_open(const char *path, sn_audio_reader **r, int *sampl
                         "'%s' holds no audio samples (0 frames); re-export or remove the file", path);
     }
     sn_audio_reader *rd = calloc(1, sizeof *rd + strlen(path) + 1);
-    float *blk = malloc((size_t)BLOCK_FRAMES * info.channels * sizeof *blk);
+    float *blk = malloc((size_t)block_frames(info.channels) * info.channels * sizeof *blk);
     if (!rd || !blk) {
         free(rd);
         free(blk);
@@ -369,6 +379,7 @@ sn_status sn_audio_reader_open(const char *path, sn_audio_reader **r, int *sampl
     rd->sf = sf;
     rd->channels = info.channels;
     rd->blk = blk;
+    rd->bf = block_frames(info.channels);
     strcpy(rd->path, path);
     if (sample_rate) *sample_rate = info.samplerate;
     if (frames) *frames = info.frames;
@@ -382,7 +393,7 @@ sn_status sn_audio_reader_read(sn_audio_reader *r, float *dst, int64_t n, int64_
         return sn_error(SN_ERR_INVALID_ARG, "sn_audio_reader_read: bad arguments");
     int64_t done = 0;
     while (done < n) {
-        sf_count_t want = n - done < BLOCK_FRAMES ? n - done : BLOCK_FRAMES;
+        sf_count_t want = n - done < r->bf ? n - done : r->bf;
         sf_count_t g = sf_readf_float(r->sf, r->blk, want);
         if (g <= 0) break;
         sn_status st = check_finite(r->path, r->blk, (int64_t)g * r->channels, r->channels, r->pos);

@@ -148,7 +148,7 @@ const char *sn_op_name(sn_op op) {
         [SN_OP_BATCHNORM] = "batchnorm2d", [SN_OP_BATCHNORM_BWD] = "batchnorm2d_bwd",
         [SN_OP_LAYERNORM] = "layernorm", [SN_OP_LAYERNORM_BWD] = "layernorm_bwd",
         [SN_OP_SOFTMAX] = "softmax", [SN_OP_SOFTMAX_BWD] = "softmax_bwd",
-        [SN_OP_LSTM] = "lstm", [SN_OP_LSTM_BWD] = "lstm_bwd", [SN_OP_GRU] = "gru", [SN_OP_GRU_BWD] = "gru_bwd",
+        [SN_OP_LSTM] = "lstm", [SN_OP_LSTM_BWD] = "lstm_bwd", [SN_OP_GRU] = "gru", [SN_OP_GRU_BWD] = "gru_bwd", [SN_OP_RNN_STATE] = "rnn_state",
         [SN_OP_ATTENTION] = "attention", [SN_OP_ATTENTION_BWD] = "attention_bwd",
         [SN_OP_MSE] = "mse_loss", [SN_OP_MSE_BWD] = "mse_loss_bwd", [SN_OP_L1] = "l1_loss",
         [SN_OP_L1_BWD] = "l1_loss_bwd", [SN_OP_SUM] = "sum", [SN_OP_MEAN] = "mean", [SN_OP_SUMSQ] = "sumsq",

@@ -367,7 +367,7 @@ static int keycmp(const char *a, size_t na, const char *b, size_t nb) {
     return c ? c : (na < nb ? -1 : na > nb);
 }
 
-static int cmp_key_root_len;
+static _Thread_local int cmp_key_root_len; /* qsort has no context argument */
 static int cmp_by_key(const void *x, const void *y) {
     size_t na, nb;
     const char *a = pair_key(*(char *const *)x, (size_t)cmp_key_root_len, &na);
@@ -509,6 +509,14 @@ static int64_t holdout(const int64_t *idx, int64_t n, double frac, uint64_t seed
 }
 
 #include <sys/stat.h>
+/* qsort has no context argument; the list is sorted on the opening thread */
+static _Thread_local const char **g_sort_paths;
+static int cmp_ref(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    int c = strcmp(g_sort_paths[a], g_sort_paths[b]);
+    return c ? c : (a > b) - (a < b);
+}
+
 static int dir_exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
@@ -560,17 +568,29 @@ sn_status sn_dataset_open(const sn_data_config *cfg, sn_dataset **train, sn_data
                     goto done;
                 }
             }
-            /* dedup against earlier rows: noise files are often reused */
-            int64_t found[2] = {-1, -1};
-            for (int c = 0; c < 2; c++) {
-                const char *p = c ? lf.second[r] : lf.first[r];
-                for (int64_t k = 0; k < s->n && found[c] < 0; k++)
-                    if (strcmp(s->f[k].path, p) == 0) found[c] = k;
-                if (found[c] < 0 && (found[c] = store_add(s, p, &b.cap)) < 0) { st = sn_error(SN_ERR_NOMEM, "out of memory"); goto done; }
-            }
-            pa[r] = found[0];
-            pb[r] = found[1];
         }
+        /* dedup (noise files are often reused): sort row references by path */
+        int64_t nref = 2 * lf.n;
+        const char **refp = malloc((size_t)nref * sizeof *refp);
+        int64_t *refi = malloc((size_t)nref * sizeof *refi);
+        if (!refp || !refi) { free(refp); free(refi); st = sn_error(SN_ERR_NOMEM, "out of memory"); goto done; }
+        for (int64_t r = 0; r < lf.n; r++) {
+            refp[2 * r] = lf.first[r];
+            refp[2 * r + 1] = lf.second[r];
+        }
+        for (int64_t r = 0; r < nref; r++) refi[r] = r;
+        g_sort_paths = refp;
+        qsort(refi, (size_t)nref, sizeof *refi, cmp_ref);
+        int64_t cur = -1;
+        for (int64_t k = 0; k < nref; k++) {
+            int64_t r = refi[k];
+            if (k == 0 || strcmp(refp[refi[k - 1]], refp[r]) != 0) cur = store_add(s, refp[r], &b.cap);
+            if (cur < 0) { st = sn_error(SN_ERR_NOMEM, "out of memory"); break; }
+            if (r & 1) pb[r / 2] = cur; else pa[r / 2] = cur;
+        }
+        free(refp);
+        free(refi);
+        if (st != SN_OK) goto done;
         nic = lf.n;
     } else if (cfg->clean_dir && cfg->noisy_dir && *cfg->noisy_dir) {
         mode = MODE_PAIRED;

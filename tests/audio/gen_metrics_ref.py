@@ -97,6 +97,7 @@ def main():
             x, y = synth(fs, n, var, kind, seed, snr_db)
             xd, yd = x.astype(np.float64), y.astype(np.float64)
             st = stoi(xd, yd, fs, extended=False)
+            np.random.seed(0)  # pystoi's ESTOI adds EPS-sized random noise: keep the file reproducible
             es = stoi(xd, yd, fs, extended=True)
             f.write("%s %d %d %d %d %d %.17g  %.17g %.17g %.17g  %.17g %.17g %.17g %.17g\n" % (
                 name, fs, n, var, kind, seed, snr_db, xd.sum(), yd.sum(), np.sum(yd * yd),

@@ -6,6 +6,7 @@ Run:  python3 tests/audio/gen_stft_ref.py [--ref-dir /work/shared/reference]
 File: records of  b"<name> <count>\\n" + count little-endian float32.
 """
 import argparse, os, sys
+sys.dont_write_bytecode = True  # do not leave __pycache__ in the shared reference dir
 import numpy as np
 
 def write(f, name, a):

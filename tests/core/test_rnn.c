@@ -146,6 +146,11 @@ static void test_lstm_2layer(void **s) { check_rnn(true, 2, 5, 6, 4, 2, true); }
 static void test_lstm_1layer_odd(void **s) { check_rnn(true, 3, 7, 5, 3, 1, true); }
 static void test_lstm_no_dx(void **s) { check_rnn(true, 1, 4, 3, 5, 2, false); }
 static void test_lstm_t1(void **s) { check_rnn(true, 2, 1, 3, 4, 2, true); }
+/* H=17: the vector kernels' full blocks plus a tail; B=5: two row groups; B=9: the sgemm path */
+static void test_lstm_wide(void **s) { check_rnn(true, 5, 3, 18, 17, 2, true); }
+static void test_lstm_big_batch(void **s) { check_rnn(true, 9, 3, 4, 5, 2, true); }
+static void test_gru_wide(void **s) { check_rnn(false, 5, 3, 18, 17, 2, true); }
+static void test_gru_big_batch(void **s) { check_rnn(false, 9, 3, 4, 5, 2, true); }
 static void test_gru_2layer(void **s) { check_rnn(false, 2, 5, 6, 4, 2, true); }
 static void test_gru_1layer_odd(void **s) { check_rnn(false, 3, 7, 5, 3, 1, true); }
 static void test_gru_t1(void **s) { check_rnn(false, 2, 1, 3, 5, 2, true); }
@@ -207,7 +212,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lstm_2layer),   cmocka_unit_test(test_lstm_1layer_odd), cmocka_unit_test(test_lstm_no_dx),
         cmocka_unit_test(test_lstm_t1),       cmocka_unit_test(test_gru_2layer),      cmocka_unit_test(test_gru_1layer_odd),
-        cmocka_unit_test(test_gru_t1),        cmocka_unit_test(test_rnn_bad_input),
+        cmocka_unit_test(test_gru_t1),        cmocka_unit_test(test_lstm_wide),       cmocka_unit_test(test_lstm_big_batch),
+        cmocka_unit_test(test_gru_wide),      cmocka_unit_test(test_gru_big_batch),        cmocka_unit_test(test_rnn_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -296,6 +296,15 @@ static void test_valid_dir_and_pairs(void **state) {
     assert_memory_equal(r0, r2, n * 4);
     free(r0); free(r2);
     sn_dataset_free(tr);
+    /* held-out pairs */
+    c.valid_fraction = 0.4;
+    assert_int_equal(sn_dataset_open(&c, &tr, &va), SN_OK);
+    assert_int_equal(sn_dataset_len(tr), 3);
+    assert_int_equal(sn_dataset_len(va), 2);
+    float *a = malloc(16000 * 4), *b = malloc(16000 * 4);
+    assert_int_equal(sn_dataset_get(va, 0, 1, a, b), SN_OK);
+    sn_dataset_free(tr); sn_dataset_free(va);
+    free(a); free(b);
 }
 
 static void test_list_file(void **state) {

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sinter/events.h"

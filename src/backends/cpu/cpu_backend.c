@@ -164,7 +164,8 @@ static sn_status cpu_node(sn_cpu *c, sn_tensor *t) {
     case SN_OP_LSTM:
     case SN_OP_LSTM_BWD:
     case SN_OP_GRU:
-    case SN_OP_GRU_BWD: return sn_cpu_rnn(c, t);
+    case SN_OP_GRU_BWD:
+    case SN_OP_RNN_STATE: return sn_cpu_rnn(c, t);
     case SN_OP_ATTENTION:
     case SN_OP_ATTENTION_BWD: return sn_cpu_attention(c, t);
     case SN_OP_MSE:

@@ -66,6 +66,166 @@ static void input_proj(sn_cpu *c, float *gates, const float *in, const float *w_
     sn_sgemm(c->pool, false, true, BT, G, K, 1.0f, in, K, w_ih, K, 1.0f, gates, G);
 }
 
+
+/* ------------------------------------------------ skinny recurrent GEMM
+ * The per-step products have only B (batch) rows: h_{t-1}[B,H] x w_hh^T. A BLAS
+ * packs the whole 16 MB weight on every call for that; streaming the weight rows
+ * once against up to 4 batch rows at a time is 2-3x faster at the prototype size.
+ * Larger batches go through sn_sgemm, where packing pays. */
+#define SKINNY_MAX_B 8
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SN_SKINNY_X86 1
+
+/* C[b, n] (+)= sum_k A[b,k] W[n,k], b < nb <= 4, n in [n0, n1) */
+__attribute__((target("avx512f"))) static void skinny_avx512(const float *A, int64_t lda, int nb, const float *W,
+                                                           int64_t K, float *C, int64_t ldc, int64_t n0,
+                                                           int64_t n1, bool acc) {
+    const float *a[4];
+    for (int b = 0; b < 4; b++) a[b] = A + (b < nb ? b : 0) * lda;
+    int64_t K16 = K & ~(int64_t)15;
+    __mmask16 tail = (__mmask16)((1u << (K - K16)) - 1);
+    for (int64_t n = n0; n < n1; n += 2) {
+        bool two = n + 1 < n1;
+        const float *w0 = W + n * K, *w1 = two ? w0 + K : w0;
+        __m512 s[2][4];
+        for (int b = 0; b < 4; b++) s[0][b] = s[1][b] = _mm512_setzero_ps();
+        for (int64_t k = 0; k <= K16; k += 16) {
+            __m512 x0, x1, h[4];
+            if (k < K16) {
+                x0 = _mm512_loadu_ps(w0 + k);
+                x1 = _mm512_loadu_ps(w1 + k);
+                for (int b = 0; b < 4; b++) h[b] = _mm512_loadu_ps(a[b] + k);
+            } else {
+                if (!tail) break;
+                x0 = _mm512_maskz_loadu_ps(tail, w0 + k);
+                x1 = _mm512_maskz_loadu_ps(tail, w1 + k);
+                for (int b = 0; b < 4; b++) h[b] = _mm512_maskz_loadu_ps(tail, a[b] + k);
+            }
+            for (int b = 0; b < 4; b++) {
+                s[0][b] = _mm512_fmadd_ps(x0, h[b], s[0][b]);
+                s[1][b] = _mm512_fmadd_ps(x1, h[b], s[1][b]);
+            }
+        }
+        for (int b = 0; b < nb; b++) {
+            float v0 = _mm512_reduce_add_ps(s[0][b]);
+            C[b * ldc + n] = acc ? C[b * ldc + n] + v0 : v0;
+            if (two) {
+                float v1 = _mm512_reduce_add_ps(s[1][b]);
+                C[b * ldc + n + 1] = acc ? C[b * ldc + n + 1] + v1 : v1;
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+}
+
+__attribute__((target("avx2,fma"))) static void skinny_avx2(const float *A, int64_t lda, int nb, const float *W,
+                                                          int64_t K, float *C, int64_t ldc, int64_t n0, int64_t n1,
+                                                          bool acc) {
+    const float *a[4];
+    for (int b = 0; b < 4; b++) a[b] = A + (b < nb ? b : 0) * lda;
+    int64_t K8 = K & ~(int64_t)7;
+    for (int64_t n = n0; n < n1; n += 2) {
+        bool two = n + 1 < n1;
+        const float *w0 = W + n * K, *w1 = two ? w0 + K : w0;
+        __m256 s[2][4];
+        for (int b = 0; b < 4; b++) s[0][b] = s[1][b] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < K8; k += 8) {
+            __m256 x0 = _mm256_loadu_ps(w0 + k), x1 = _mm256_loadu_ps(w1 + k);
+            for (int b = 0; b < 4; b++) {
+                __m256 h = _mm256_loadu_ps(a[b] + k);
+                s[0][b] = _mm256_fmadd_ps(x0, h, s[0][b]);
+                s[1][b] = _mm256_fmadd_ps(x1, h, s[1][b]);
+            }
+        }
+        for (int b = 0; b < nb; b++) {
+            float v0 = hsum256(s[0][b]), v1 = hsum256(s[1][b]);
+            for (int64_t k = K8; k < K; k++) v0 += w0[k] * a[b][k], v1 += w1[k] * a[b][k];
+            C[b * ldc + n] = acc ? C[b * ldc + n] + v0 : v0;
+            if (two) C[b * ldc + n + 1] = acc ? C[b * ldc + n + 1] + v1 : v1;
+        }
+    }
+}
+#endif
+
+/* 2: AVX-512, 1: AVX2+FMA, 0: use sn_sgemm */
+static int skinny_level(void) {
+    static int level = -1;
+    if (level < 0) {
+        int l = 0;
+#ifdef SN_SKINNY_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) l = 2;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) l = 1;
+#endif
+        level = l;
+    }
+    return level;
+}
+
+/* C[b, n] (+)= sum_k A[b,k] W[n,k] for all B rows (in groups of 4), n in [n0, n1) */
+static void skinny_nt(const float *A, int64_t lda, int64_t B, const float *W, int64_t K, float *C, int64_t ldc,
+                      int64_t n0, int64_t n1, bool acc) {
+#ifdef SN_SKINNY_X86
+    for (int64_t b = 0; b < B; b += 4) {
+        int nb = B - b < 4 ? (int)(B - b) : 4;
+        if (skinny_level() == 2) skinny_avx512(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, n0, n1, acc);
+        else skinny_avx2(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, n0, n1, acc);
+    }
+#endif
+}
+
+static bool use_skinny(int64_t B) { return B <= SKINNY_MAX_B && skinny_level() > 0; }
+
+typedef struct {
+    const float *A, *W;
+    float *C;
+    int64_t lda, B, K, ldc;
+    bool acc;
+} skinny_job;
+
+static void skinny_part(void *arg, int64_t n0, int64_t n1, int tid) {
+    const skinny_job *j = arg;
+    skinny_nt(j->A, j->lda, j->B, j->W, j->K, j->C, j->ldc, n0, n1, j->acc);
+}
+
+/* C[B,N] (+)= A[B,K] W[N,K]^T, skinny kernel over the pool or sn_sgemm */
+static void step_gemm_nt(sn_cpu *c, int64_t B, int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
+                         float *C, int64_t ldc, bool acc) {
+    if (use_skinny(B)) {
+        skinny_job j = {A, W, C, lda, B, K, ldc, acc};
+        sn_pool_for(c->pool, N, 64, skinny_part, &j);
+    } else {
+        sn_sgemm(c->pool, false, true, B, N, K, 1.0f, A, lda, W, K, acc ? 1.0f : 0.0f, C, ldc);
+    }
+}
+
+typedef struct {
+    float *dst;
+    const float *src;
+    int64_t R, C;
+} transpose_job;
+
+static void transpose_part(void *arg, int64_t c0, int64_t c1, int tid) {
+    const transpose_job *j = arg;
+    for (int64_t r0 = 0; r0 < j->R; r0 += 32)
+        for (int64_t cc = c0; cc < c1; cc++)
+            for (int64_t r = r0; r < r0 + 32 && r < j->R; r++) j->dst[cc * j->R + r] = j->src[r * j->C + cc];
+}
+
+/* dst[C,R] = src[R,C]^T */
+static void transpose(sn_cpu *c, float *dst, const float *src, int64_t R, int64_t C) {
+    transpose_job j = {dst, src, R, C};
+    sn_pool_for(c->pool, C, 64, transpose_part, &j);
+}
+
 /* ------------------------------------------------------------------ LSTM */
 
 typedef struct {
@@ -73,6 +233,9 @@ typedef struct {
     float *c, *h;       /* c, h of step t: row b at + b*hs */
     const float *cp;    /* c of step t-1 (NULL at t = 0) */
     int64_t H, gs, hs;
+    const float *hp;    /* h of step t-1 (NULL at t = 0) */
+    const float *w_hh;
+    int64_t B;
 } lstm_fwd_job;
 
 static void lstm_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -92,6 +255,15 @@ static void lstm_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
     })
 }
 
+static void lstm_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
+    const lstm_fwd_job *q = arg;
+    int64_t H = q->H;
+    if (q->hp)
+        for (int k = 0; k < 4; k++)
+            skinny_nt(q->hp, q->hs, q->B, q->w_hh, H, q->g, q->gs, k * H + j0, k * H + j1, true);
+    for (int64_t b = 0; b < q->B; b++) lstm_cell_fwd(arg, b * H + j0, b * H + j1, tid);
+}
+
 static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
     const sn_tensor *x = node->src[0];
     int layers = node->ip[0];
@@ -107,10 +279,16 @@ static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
         float *hs = ex + sn_lstm_extra_offset(B, T, H, l, 2);
         input_proj(c, gates, xin, w_ih, b_ih, b_hh, B * T, in, G);
         for (int64_t t = 0; t < T; t++) {
+            lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : NULL, H, T * G, T * H,
+                              t > 0 ? hs + (t - 1) * H : NULL, w_hh, B};
+            if (use_skinny(B)) {
+                /* each task: its hidden units' 4 gate columns, then their cells */
+                sn_pool_for(c->pool, H, 64, lstm_step_fused, &q);
+                continue;
+            }
             if (t > 0) /* gates[:,t] += h[:,t-1] w_hh^T */
                 sn_sgemm(c->pool, false, true, B, G, H, 1.0f, hs + (t - 1) * H, T * H, w_hh, H, 1.0f,
                          gates + t * G, T * G);
-            lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : NULL, H, T * G, T * H};
             sn_pool_for(c->pool, B * H, CELL_GRAIN, lstm_cell_fwd, &q);
         }
     }
@@ -168,9 +346,11 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
     const float *ex = sn_extra_ptr(fwd);
     float *out = node->data;
     int64_t o_dg = 0, o_dh = sn_align64(BT * G), o_dhr = o_dh + sn_align64(BT * H), o_dc = o_dhr + sn_align64(B * H);
-    float *s = sn_cpu_scratch(c, (size_t)(o_dc + sn_align64(B * H)));
+    int64_t o_wt = o_dc + sn_align64(B * H);
+    bool skinny = use_skinny(B);
+    float *s = sn_cpu_scratch(c, (size_t)(o_wt + (skinny ? G * H : 0)));
     if (!s) return SN_ERR_NOMEM;
-    float *dgs = s + o_dg, *dhbuf = s + o_dh, *dhr = s + o_dhr, *dc = s + o_dc;
+    float *dgs = s + o_dg, *dhbuf = s + o_dh, *dhr = s + o_dhr, *dc = s + o_dc, *wt = s + o_wt;
     for (int l = layers - 1; l >= 0; l--) {
         const float *w_ih = node->src[3 + 4 * l]->data, *w_hh = node->src[4 + 4 * l]->data;
         int64_t in = l == 0 ? I : H;
@@ -180,12 +360,15 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
         const float *hs = ex + sn_lstm_extra_offset(B, T, H, l, 2);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
         memset(dc, 0, (size_t)(B * H) * sizeof *dc);
+        if (skinny) transpose(c, wt, w_hh, G, H); /* dG_t w_hh = dG_t (w_hh^T)^T: rows of w_hh^T stream */
         for (int64_t t = T - 1; t >= 0; t--) {
             lstm_bwd_job q = {dgs + t * G, gates + t * G, cs + t * H, t > 0 ? cs + (t - 1) * H : NULL,
                               dho + t * H, t < T - 1 ? dhr : NULL, dc, H, T * G, T * H};
             sn_pool_for(c->pool, B * H, CELL_GRAIN, lstm_cell_bwd, &q);
-            if (t > 0) /* dh_{t-1} = dG_t w_hh */
-                sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgs + t * G, T * G, w_hh, H, 0.0f, dhr, H);
+            if (t == 0) break;
+            /* dh_{t-1} = dG_t w_hh */
+            if (skinny) step_gemm_nt(c, B, H, G, dgs + t * G, T * G, wt, dhr, H, false);
+            else sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgs + t * G, T * G, w_hh, H, 0.0f, dhr, H);
         }
         float *dw_ih = out + rnn_grad_offset(node, 4, 1 + 4 * l), *dw_hh = out + rnn_grad_offset(node, 4, 2 + 4 * l);
         float *db_ih = out + rnn_grad_offset(node, 4, 3 + 4 * l), *db_hh = out + rnn_grad_offset(node, 4, 4 + 4 * l);
@@ -245,7 +428,7 @@ static sn_status gru_forward(sn_cpu *c, sn_tensor *node) {
         input_proj(c, gates, xin, w_ih, b_ih, NULL, B * T, in, G);
         for (int64_t t = 0; t < T; t++) {
             for (int64_t b = 0; b < B; b++) memcpy(gh + b * G, b_hh, (size_t)G * sizeof *gh);
-            if (t > 0) sn_sgemm(c->pool, false, true, B, G, H, 1.0f, hs + (t - 1) * H, T * H, w_hh, H, 1.0f, gh, G);
+            if (t > 0) step_gemm_nt(c, B, G, H, hs + (t - 1) * H, T * H, w_hh, gh, G, true);
             gru_fwd_job q = {gates + t * G, gh, hns + t * H, hs + t * H, t > 0 ? hs + (t - 1) * H : NULL, H, T * G, T * H};
             sn_pool_for(c->pool, B * H, CELL_GRAIN, gru_cell_fwd, &q);
         }
@@ -294,9 +477,11 @@ static sn_status gru_backward(sn_cpu *c, sn_tensor *node) {
     const float *ex = sn_extra_ptr(fwd);
     float *out = node->data;
     int64_t o_dgh = sn_align64(BT * G), o_dh = o_dgh + sn_align64(BT * G), o_dhr = o_dh + sn_align64(BT * H);
-    float *s = sn_cpu_scratch(c, (size_t)(o_dhr + sn_align64(B * H)));
+    int64_t o_wt = o_dhr + sn_align64(B * H);
+    bool skinny = use_skinny(B);
+    float *s = sn_cpu_scratch(c, (size_t)(o_wt + (skinny ? G * H : 0)));
     if (!s) return SN_ERR_NOMEM;
-    float *dgx = s, *dgh = s + o_dgh, *dhbuf = s + o_dh, *dhr = s + o_dhr;
+    float *dgx = s, *dgh = s + o_dgh, *dhbuf = s + o_dh, *dhr = s + o_dhr, *wt = s + o_wt;
     for (int l = layers - 1; l >= 0; l--) {
         const float *w_ih = node->src[3 + 4 * l]->data, *w_hh = node->src[4 + 4 * l]->data;
         int64_t in = l == 0 ? I : H;
@@ -305,12 +490,15 @@ static sn_status gru_backward(sn_cpu *c, sn_tensor *node) {
         const float *hns = ex + sn_gru_extra_offset(B, T, H, l, 1);
         const float *hs = ex + sn_gru_extra_offset(B, T, H, l, 2);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
+        if (skinny) transpose(c, wt, w_hh, G, H);
         for (int64_t t = T - 1; t >= 0; t--) {
             gru_bwd_job q = {dgx + t * G, dgh + t * G, gates + t * G, hns + t * H, t > 0 ? hs + (t - 1) * H : NULL,
                              dho + t * H, dhr, t < T - 1, H, T * G, T * H};
             sn_pool_for(c->pool, B * H, CELL_GRAIN, gru_cell_bwd, &q);
-            if (t > 0) /* dh_{t-1} = z*dh + dGh_t w_hh */
-                sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgh + t * G, T * G, w_hh, H, 1.0f, dhr, H);
+            if (t == 0) break;
+            /* dh_{t-1} = z*dh + dGh_t w_hh */
+            if (skinny) step_gemm_nt(c, B, H, G, dgh + t * G, T * G, wt, dhr, H, true);
+            else sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgh + t * G, T * G, w_hh, H, 1.0f, dhr, H);
         }
         float *dw_ih = out + rnn_grad_offset(node, 3, 1 + 4 * l), *dw_hh = out + rnn_grad_offset(node, 3, 2 + 4 * l);
         float *db_ih = out + rnn_grad_offset(node, 3, 3 + 4 * l), *db_hh = out + rnn_grad_offset(node, 3, 4 + 4 * l);

@@ -6,7 +6,9 @@
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cublas_v2.h>
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sinter/backend.h"
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# CPU training step: sinter vs PyTorch on the same machine, same threads, one run each.
+#   bench/run_cpu_bench.sh [BUILD_DIR] [THREADS...]    (default threads: 2 and nproc)
+set -euo pipefail
+build=${1:-build}; shift || true
+threads=("$@"); [ ${#threads[@]} -gt 0 ] || threads=(2 $(nproc))
+py=${PYTHON:-python3}
+$py -c "import torch" 2>/dev/null || py=/usr/bin/python3
+steps=${STEPS:-5}
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; $(date -u +%F)"
+for t in $(printf "%s\n" "${threads[@]}" | sort -un); do
+  s=$("$build/bench_step" --device cpu --threads "$t" --steps "$steps" --warmup 1)
+  p=$($py bench/torch_step.py --device cpu --threads "$t" --steps "$steps" --warmup 1)
+  echo "$s"; echo "$p"
+  python3 - "$s" "$p" <<'PY'
+import json, sys
+s, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"threads {s['threads']}: sinter {s['step_ms_median']:.1f} ms/step, pytorch {p['step_ms_median']:.1f} ms/step, "
+      f"ratio {s['step_ms_median'] / p['step_ms_median']:.3f}")
+PY
+done

@@ -1,0 +1,184 @@
+/* BATCHNORM (2-D, NCHW) forward and backward. Per-channel statistics are reduced in
+ * a fixed two-level order (blocks of a channel write partials, then one pass sums
+ * them), so replays give bit-identical results. extra = mean[C] | invstd[C] (the
+ * second block at align64(C)); running_var is updated with the unbiased variance. */
+#include "backends/cuda/cuda_common.h"
+
+#define BN_THREADS 256
+
+/* element m of channel ch: m = n*HW + i */
+__device__ __forceinline__ int64_t bn_at(int64_t m, int64_t ch, int64_t C, int64_t HW) {
+    int64_t n = m / HW;
+    return (n * C + ch) * HW + (m - n * HW);
+}
+
+/* part[ch*S + s] = sum over the block's range of x (MODE 0) or of (x-mean)^2 (MODE 1) */
+template <int MODE>
+__global__ void k_bn_part(const float *x, int64_t C, int64_t HW, int64_t M, int S, int64_t chunk, const float *psum,
+                          float *part) {
+    int64_t ch = blockIdx.x;
+    int s = blockIdx.y;
+    float mean = 0.0f;
+    if (MODE == 1) {
+        float t = 0.0f;
+        for (int k = 0; k < S; k++) t += psum[ch * S + k];
+        mean = t / (float)M;
+    }
+    int64_t m0 = s * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
+    float acc = 0.0f;
+    for (int64_t m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
+        float v = x[bn_at(m, ch, C, HW)];
+        if (MODE == 0) acc += v;
+        else acc += (v - mean) * (v - mean);
+    }
+    acc = sn_block_sum(acc);
+    if (threadIdx.x == 0) part[ch * S + s] = acc;
+}
+
+__global__ void k_bn_stats(const float *psum, const float *psq, int S, int64_t C, int64_t M, float eps, float mom,
+                           float *rmean, float *rvar, float *mean_out, float *invstd_out) {
+    SN_GRID_LOOP(ch, C) {
+        float t = 0.0f, q = 0.0f;
+        for (int k = 0; k < S; k++) t += psum[ch * S + k];
+        for (int k = 0; k < S; k++) q += psq[ch * S + k];
+        float mean = t / (float)M, var = q / (float)M;
+        mean_out[ch] = mean;
+        invstd_out[ch] = rsqrtf(var + eps);
+        if (rmean) rmean[ch] = (1.0f - mom) * rmean[ch] + mom * mean;
+        if (rvar) rvar[ch] = (1.0f - mom) * rvar[ch] + mom * (M > 1 ? var * (float)M / (float)(M - 1) : var);
+    }
+}
+
+__global__ void k_bn_eval_stats(const float *rmean, const float *rvar, int64_t C, float eps, float *mean_out,
+                                float *invstd_out) {
+    SN_GRID_LOOP(ch, C) {
+        mean_out[ch] = rmean[ch];
+        invstd_out[ch] = rsqrtf(rvar[ch] + eps);
+    }
+}
+
+__global__ void k_bn_apply(const float *x, float *y, const float *mean, const float *invstd, const float *gamma,
+                           const float *beta, int64_t C, int64_t HW, int64_t n) {
+    SN_GRID_LOOP(i, n) {
+        int64_t ch = (i / HW) % C;
+        float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f;
+        y[i] = (x[i] - mean[ch]) * invstd[ch] * g + b;
+    }
+}
+
+/* partials of sum(dy) and sum(dy * xhat) */
+__global__ void k_bn_bwd_part(const float *dy, const float *x, const float *mean, const float *invstd, int64_t C,
+                              int64_t HW, int64_t M, int S, int64_t chunk, float *pdy, float *pdyx) {
+    int64_t ch = blockIdx.x;
+    int s = blockIdx.y;
+    float mu = mean[ch], is = invstd[ch];
+    int64_t m0 = s * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
+    float a = 0.0f, b = 0.0f;
+    for (int64_t m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
+        int64_t o = bn_at(m, ch, C, HW);
+        float g = dy[o];
+        a += g;
+        b += g * (x[o] - mu) * is;
+    }
+    a = sn_block_sum(a);
+    b = sn_block_sum(b);
+    if (threadIdx.x == 0) {
+        pdy[ch * S + s] = a;
+        pdyx[ch * S + s] = b;
+    }
+}
+
+__global__ void k_bn_bwd_final(const float *pdy, const float *pdyx, int S, int64_t C, float *dgamma, float *dbeta) {
+    SN_GRID_LOOP(ch, C) {
+        float a = 0.0f, b = 0.0f;
+        for (int k = 0; k < S; k++) a += pdy[ch * S + k];
+        for (int k = 0; k < S; k++) b += pdyx[ch * S + k];
+        dbeta[ch] = a;
+        dgamma[ch] = b;
+    }
+}
+
+__global__ void k_bn_bwd_dx(const float *dy, const float *x, const float *mean, const float *invstd,
+                            const float *gamma, const float *dgamma, const float *dbeta, int64_t C, int64_t HW,
+                            int64_t M, int training, int64_t n, float *dx) {
+    SN_GRID_LOOP(i, n) {
+        int64_t ch = (i / HW) % C;
+        float g = gamma ? gamma[ch] : 1.0f, is = invstd[ch];
+        if (training) {
+            float xh = (x[i] - mean[ch]) * is;
+            dx[i] = g * is / (float)M * ((float)M * dy[i] - dbeta[ch] - xh * dgamma[ch]);
+        } else {
+            dx[i] = dy[i] * g * is;
+        }
+    }
+}
+
+/* blocks per channel so the whole grid fills the GPU */
+static int bn_split(const sn_cuda *c, int64_t C, int64_t M, int64_t *chunk) {
+    int64_t S = ((int64_t)c->nsm * 4 + C - 1) / C;
+    int64_t maxS = (M + BN_THREADS * 4 - 1) / (BN_THREADS * 4);
+    if (S > maxS) S = maxS;
+    if (S > 256) S = 256;
+    if (S < 1) S = 1;
+    *chunk = (M + S - 1) / S;
+    return (int)((M + *chunk - 1) / *chunk);
+}
+
+sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
+    if (node->op == SN_OP_BATCHNORM) {
+        const sn_tensor *x = node->src[0];
+        int64_t N = x->shape[0], C = x->shape[1], HW = sn_cu_nel(x) / (N * C), M = N * HW, n = sn_cu_nel(x);
+        const float *gamma = node->nsrc > 1 && node->src[1] ? sn_cu_f(node->src[1]) : NULL;
+        const float *beta = node->nsrc > 2 && node->src[2] ? sn_cu_f(node->src[2]) : NULL;
+        float *rmean = node->nsrc > 3 && node->src[3] ? sn_cu_f(node->src[3]) : NULL;
+        float *rvar = node->nsrc > 4 && node->src[4] ? sn_cu_f(node->src[4]) : NULL;
+        float *mean = sn_cu_extra(node), *invstd = mean + sn_align64(C);
+        float eps = node->fp[0], mom = node->fp[1];
+        if (node->ip[0]) {
+            int64_t chunk;
+            int S = bn_split(c, C, M, &chunk);
+            float *part = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(2 * C * S) * sizeof(float));
+            if (!part) return sn_error_prefix(SN_ERR_NOMEM, "batchnorm2d");
+            dim3 g((unsigned)C, (unsigned)S);
+            k_bn_part<0><<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(x), C, HW, M, S, chunk, NULL, part);
+            CU_LAUNCHED("batchnorm2d (sum)");
+            k_bn_part<1><<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(x), C, HW, M, S, chunk, part, part + C * S);
+            CU_LAUNCHED("batchnorm2d (variance)");
+            k_bn_stats<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(part, part + C * S, S, C, M, eps, mom,
+                                                                             rmean, rvar, mean, invstd);
+            CU_LAUNCHED("batchnorm2d (statistics)");
+        } else {
+            if (!rmean || !rvar) return sn_error(SN_ERR_INVALID_ARG, "batchnorm2d in eval mode needs running stats");
+            k_bn_eval_stats<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(rmean, rvar, C, eps, mean, invstd);
+            CU_LAUNCHED("batchnorm2d (eval statistics)");
+        }
+        k_bn_apply<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), sn_cu_f(node), mean, invstd,
+                                                                         gamma, beta, C, HW, n);
+        CU_LAUNCHED("batchnorm2d (normalise)");
+        return SN_OK;
+    }
+    if (node->op == SN_OP_BATCHNORM_BWD) {
+        const sn_tensor *dy = node->src[0], *x = node->src[1], *fwd = node->src[2];
+        const float *gamma = node->nsrc > 3 && node->src[3] ? sn_cu_f(node->src[3]) : NULL;
+        int64_t N = x->shape[0], C = x->shape[1], n = sn_cu_nel(x), HW = n / (N * C), M = N * HW;
+        int training = fwd->op == SN_OP_BATCHNORM ? fwd->ip[0] : node->ip[0];
+        const float *mean = sn_cu_extra(fwd), *invstd = mean + sn_align64(C);
+        int64_t sizes[3] = {n, C, C};
+        float *dx = sn_cu_f(node), *dgamma = dx + sn_packed_offset(sizes, 1), *dbeta = dx + sn_packed_offset(sizes, 2);
+        int64_t chunk;
+        int S = bn_split(c, C, M, &chunk);
+        float *part = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(2 * C * S) * sizeof(float));
+        if (!part) return sn_error_prefix(SN_ERR_NOMEM, "batchnorm2d_bwd");
+        dim3 g((unsigned)C, (unsigned)S);
+        k_bn_bwd_part<<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(dy), sn_cu_f(x), mean, invstd, C, HW, M, S, chunk, part,
+                                                       part + C * S);
+        CU_LAUNCHED("batchnorm2d_bwd (partials)");
+        k_bn_bwd_final<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(part, part + C * S, S, C, dgamma, dbeta);
+        CU_LAUNCHED("batchnorm2d_bwd (dgamma, dbeta)");
+        k_bn_bwd_dx<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(dy), sn_cu_f(x), mean, invstd, gamma,
+                                                                          dgamma, dbeta, C, HW, M, training, n, dx);
+        CU_LAUNCHED("batchnorm2d_bwd (dx)");
+        return SN_OK;
+    }
+    return sn_error(SN_ERR_INTERNAL, "CUDA batchnorm: unexpected op %s", sn_op_name(node->op));
+}

@@ -1,0 +1,60 @@
+/* MATMUL LINEAR BIAS_GRAD through cuBLAS (row-major via the operand swap). */
+#include "backends/cuda/cuda_common.h"
+
+/* out[c] = sum over o < outer, i < inner of x[(o*C + c)*inner + i]; one block per channel */
+__global__ void k_chan_sum(const float *x, int64_t outer, int64_t C, int64_t inner, float *out) {
+    for (int64_t ch = blockIdx.x; ch < C; ch += gridDim.x) {
+        float s = 0.0f;
+        for (int64_t o = 0; o < outer; o++) {
+            const float *p = x + (o * C + ch) * inner;
+            for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) s += p[i];
+        }
+        s = sn_block_sum(s);
+        if (threadIdx.x == 0) out[ch] = s;
+    }
+}
+
+static sn_status bias_grad(sn_cuda *c, sn_tensor *node) {
+    const sn_tensor *dy = node->src[0];
+    int ax = node->ip[0] < 0 ? node->ip[0] + dy->ndim : node->ip[0];
+    int64_t outer = 1, inner = 1, C = dy->shape[ax];
+    for (int d = 0; d < ax; d++) outer *= dy->shape[d];
+    for (int d = ax + 1; d < dy->ndim; d++) inner *= dy->shape[d];
+    if (inner == 1) return sn_cu_colsum(c, sn_cu_f(dy), outer, C, sn_cu_f(node), false);
+    unsigned g = (unsigned)(C < 65535 ? C : 65535);
+    k_chan_sum<<<g, 512, 0, c->stream>>>(sn_cu_f(dy), outer, C, inner, sn_cu_f(node));
+    CU_LAUNCHED("bias_grad");
+    return SN_OK;
+}
+
+sn_status sn_cu_matmul(sn_cuda *c, sn_tensor *node) {
+    switch (node->op) {
+    case SN_OP_MATMUL: {
+        const sn_tensor *a = node->src[0], *b = node->src[1];
+        bool ta = node->ip[0] != 0, tb = node->ip[1] != 0;
+        int nd = node->ndim;
+        int64_t M = node->shape[nd - 2], N = node->shape[nd - 1];
+        int64_t K = ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
+        int64_t batch = sn_cu_nel(node) / (M * N);
+        int64_t lda = ta ? M : K, ldb = tb ? K : N;
+        int64_t sA = a->ndim > 2 ? M * K : 0, sB = b->ndim > 2 ? K * N : 0;
+        if (batch > 1 && sB == 0 && !ta && sA != 0) /* shared b: one GEMM over all rows */
+            return sn_cu_gemm(c, false, tb, batch * M, N, K, 1.0f, sn_cu_f(a), K, sn_cu_f(b), ldb, 0.0f, sn_cu_f(node),
+                              N, "matmul");
+        return sn_cu_gemm_ex(c, ta, tb, M, N, K, 1.0f, sn_cu_f(a), lda, sA, sn_cu_f(b), ldb, sB, 0.0f, sn_cu_f(node),
+                             N, M * N, batch, NULL, NULL, "matmul");
+    }
+    case SN_OP_LINEAR: {
+        const sn_tensor *x = node->src[0], *w = node->src[1];
+        int64_t N = w->shape[0], K = w->shape[1];
+        int64_t rows = sn_cu_nel(x) / K;
+        SN_TRY(sn_cu_gemm(c, false, true, rows, N, K, 1.0f, sn_cu_f(x), K, sn_cu_f(w), K, 0.0f, sn_cu_f(node), N,
+                          "linear"));
+        if (node->nsrc > 2 && node->src[2]) SN_TRY(sn_cu_add_rowvec(c, sn_cu_f(node), sn_cu_f(node->src[2]), rows, N));
+        return SN_OK;
+    }
+    case SN_OP_BIAS_GRAD: return bias_grad(c, node);
+    default: break;
+    }
+    return sn_error(SN_ERR_INTERNAL, "CUDA matmul: unexpected op %s", sn_op_name(node->op));
+}

@@ -1,0 +1,254 @@
+/* conv2d and conv_transpose2d: forward vs float64 loops, data/weight/bias gradients vs finite
+ * differences (CRN kernel and stride, padding, output padding, stride > kernel), bad input. */
+#include "sn_test.h"
+#include "core/core.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared helpers: float64 references, finite differences, error checks ---- */
+static sn_backend *g_cpu;
+static int setup(void **state) {
+    g_cpu = sn_cpu_backend_new(2);
+    return g_cpu ? 0 : -1;
+}
+static int teardown(void **state) {
+    sn_backend_free(g_cpu);
+    return 0;
+}
+
+/* A float64 reference out = f(in[0..nin)); derivatives of sum(out * R) by central
+ * differences (eps 1e-6 in double) stand in for the exact gradient. */
+typedef void (*ref_fn)(void *ud, double **in, double *out);
+typedef struct {
+    ref_fn f;
+    void *ud;
+    int nin;
+    double *in[12];
+    int64_t n[12];
+    int64_t nout;
+} ref_t;
+
+static double *to_d(const float *x, int64_t n) {
+    double *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
+    for (int64_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+static int ref_add(ref_t *r, const float *x, int64_t n) {
+    r->in[r->nin] = to_d(x, n);
+    r->n[r->nin] = n;
+    return r->nin++;
+}
+
+static void ref_free(ref_t *r) {
+    for (int i = 0; i < r->nin; i++) free(r->in[i]);
+    r->nin = 0;
+}
+
+static double ref_loss(ref_t *r, const double *R) {
+    double *o = malloc((size_t)r->nout * sizeof *o), s = 0;
+    r->f(r->ud, r->in, o);
+    for (int64_t i = 0; i < r->nout; i++) s += o[i] * R[i];
+    free(o);
+    return s;
+}
+
+static double max_abs(const double *g, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(g[i]));
+    return m;
+}
+
+/* forward: max |got - ref| / max |ref| < tol */
+static void check_fwd(const char *what, const float *got, ref_t *r, double tol) {
+    double *o = malloc((size_t)r->nout * sizeof *o);
+    r->f(r->ud, r->in, o);
+    double e = sn_test_rel_err(got, o, r->nout, fmax(max_abs(o, r->nout), 1e-30));
+    free(o);
+    if (!(e < tol)) fail_msg("%s: forward rel err %.3g (tol %.1g)", what, e, tol);
+}
+
+/* gradient of input k: max |got - fd| / max |fd| < tol */
+static void check_grad(const char *what, const float *got, ref_t *r, const float *Rf, int k, double tol) {
+    double *R = to_d(Rf, r->nout);
+    int64_t n = r->n[k];
+    double *g = malloc((size_t)n * sizeof *g), eps = 1e-6;
+    for (int64_t i = 0; i < n; i++) {
+        double x0 = r->in[k][i];
+        r->in[k][i] = x0 + eps;
+        double lp = ref_loss(r, R);
+        r->in[k][i] = x0 - eps;
+        double lm = ref_loss(r, R);
+        r->in[k][i] = x0;
+        g[i] = (lp - lm) / (2 * eps);
+    }
+    double e = sn_test_rel_err(got, g, n, fmax(max_abs(g, n), 1e-30));
+    free(g);
+    free(R);
+    if (!(e < tol)) fail_msg("%s: gradient of input %d rel err %.3g (tol %.1g)", what, k, e, tol);
+}
+
+static sn_tensor *leaf(sn_ctx *ctx, int ndim, const int64_t *shape, const char *name, uint64_t *seed, float lo,
+                       float hi, bool grad) {
+    sn_tensor *t = sn_new_tensor(ctx, SN_F32, ndim, shape, 0, name);
+    assert_non_null(t);
+    sn_test_leaf(t, seed, lo, hi);
+    if (grad) t->flags |= SN_FLAG_NEEDS_GRAD;
+    return t;
+}
+
+static sn_tensor *leaf_like(sn_ctx *ctx, const sn_tensor *like, const char *name, uint64_t *seed) {
+    return leaf(ctx, like->ndim, like->shape, name, seed, -1.0f, 1.0f, false);
+}
+
+#define EXPECT_FAIL(expr, substr)                                                              \
+    do {                                                                                       \
+        sn_clear_error();                                                                      \
+        sn_tensor *t_ = (expr);                                                                \
+        if (t_) fail_msg("%s succeeded, expected an error naming '%s'", #expr, substr);        \
+        if (!strstr(sn_last_error(), substr))                                                  \
+            fail_msg("%s: error message '%s' lacks '%s'", #expr, sn_last_error(), substr);     \
+    } while (0)
+
+#define EXPECT_STATUS(expr, st, substr)                                                        \
+    do {                                                                                       \
+        sn_clear_error();                                                                      \
+        sn_status s_ = (expr);                                                                 \
+        if (s_ != (st)) fail_msg("%s returned %s, expected %s", #expr, sn_status_name(s_), #st); \
+        if (!strstr(sn_last_error(), substr))                                                  \
+            fail_msg("%s: error message '%s' lacks '%s'", #expr, sn_last_error(), substr);     \
+    } while (0)
+/* ---- end of shared helpers ---- */
+
+typedef struct {
+    bool transposed, bias;
+    int64_t N, C, H, W, K, kh, kw, Ho, Wo;
+    int sh, sw, ph, pw, oph, opw;
+} cv_ud;
+
+/* conv2d: y[n,k,oh,ow] = b[k] + sum x[n,c,oh*sh-ph+i,ow*sw-pw+j] w[k,c,i,j]
+ * conv_transpose2d: y[n,k,h*sh-ph+i,w*sw-pw+j] += x[n,c,h,w] w[c,k,i,j] */
+static void ref_conv(void *ud, double **in, double *out) {
+    cv_ud *u = ud;
+    const double *x = in[0], *w = in[1], *b = u->bias ? in[2] : NULL;
+    int64_t ny = u->N * u->K * u->Ho * u->Wo;
+    for (int64_t i = 0; i < ny; i++) out[i] = b ? b[(i / (u->Ho * u->Wo)) % u->K] : 0;
+    for (int64_t n = 0; n < u->N; n++)
+        for (int64_t k = 0; k < u->K; k++)
+            for (int64_t c = 0; c < u->C; c++)
+                for (int64_t i = 0; i < u->kh; i++)
+                    for (int64_t j = 0; j < u->kw; j++) {
+                        if (!u->transposed) {
+                            double wv = w[((k * u->C + c) * u->kh + i) * u->kw + j];
+                            for (int64_t oh = 0; oh < u->Ho; oh++)
+                                for (int64_t ow = 0; ow < u->Wo; ow++) {
+                                    int64_t ih = oh * u->sh - u->ph + i, iw = ow * u->sw - u->pw + j;
+                                    if (ih < 0 || ih >= u->H || iw < 0 || iw >= u->W) continue;
+                                    out[((n * u->K + k) * u->Ho + oh) * u->Wo + ow] +=
+                                        wv * x[((n * u->C + c) * u->H + ih) * u->W + iw];
+                                }
+                        } else {
+                            double wv = w[((c * u->K + k) * u->kh + i) * u->kw + j];
+                            for (int64_t h = 0; h < u->H; h++)
+                                for (int64_t ww = 0; ww < u->W; ww++) {
+                                    int64_t oh = h * u->sh - u->ph + i, ow = ww * u->sw - u->pw + j;
+                                    if (oh < 0 || oh >= u->Ho || ow < 0 || ow >= u->Wo) continue;
+                                    out[((n * u->K + k) * u->Ho + oh) * u->Wo + ow] +=
+                                        wv * x[((n * u->C + c) * u->H + h) * u->W + ww];
+                                }
+                        }
+                    }
+}
+
+static void run_conv(bool transposed, bool bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t kh,
+                     int64_t kw, int sh, int sw, int ph, int pw, int oph, int opw) {
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 17 + (uint64_t)(K * 7 + sh + transposed);
+    int64_t xs[4] = {N, C, H, W}, ws[4] = {transposed ? C : K, transposed ? K : C, kh, kw};
+    sn_tensor *x = leaf(ctx, 4, xs, "x", &seed, -1, 1, true);
+    sn_tensor *w = leaf(ctx, 4, ws, "w", &seed, -0.5f, 0.5f, true);
+    sn_tensor *b = bias ? leaf(ctx, 1, &K, "b", &seed, -0.5f, 0.5f, true) : NULL;
+    sn_tensor *y = transposed ? sn_conv_transpose2d(ctx, x, w, b, sh, sw, ph, pw, oph, opw)
+                              : sn_conv2d(ctx, x, w, b, sh, sw, ph, pw);
+    if (!y) fail_msg("%s", sn_last_error());
+    cv_ud u = {transposed, bias, N, C, H, W, K, kh, kw, 0, 0, sh, sw, ph, pw, oph, opw};
+    u.Ho = transposed ? (H - 1) * sh - 2 * ph + kh + oph : (H + 2 * ph - kh) / sh + 1;
+    u.Wo = transposed ? (W - 1) * sw - 2 * pw + kw + opw : (W + 2 * pw - kw) / sw + 1;
+    assert_int_equal(y->shape[0], N);
+    assert_int_equal(y->shape[1], K);
+    assert_int_equal(y->shape[2], u.Ho);
+    assert_int_equal(y->shape[3], u.Wo);
+    sn_tensor *dy = leaf_like(ctx, y, "dy", &seed);
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    SN_ASSERT_OK(sn_grad_conv(ctx, y, dy, ds));
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    ref_t r = {.f = ref_conv, .ud = &u, .nout = sn_nelem(y)};
+    ref_add(&r, x->data, sn_nelem(x));
+    ref_add(&r, w->data, sn_nelem(w));
+    if (bias) ref_add(&r, b->data, K);
+    const char *what = transposed ? "conv_transpose2d" : "conv2d";
+    check_fwd(what, y->data, &r, 1e-5);
+    for (int i = 0; i < (bias ? 3 : 2); i++) {
+        assert_true(sn_same_shape(ds[i], y->src[i]));
+        check_grad(what, ds[i]->data, &r, dy->data, i, 1e-4);
+    }
+    ref_free(&r);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+static void test_conv2d(void **state) {
+    /* the CRN encoder's kernel (2,3) stride (1,2), no padding */
+    run_conv(false, true, 2, 3, 5, 9, 4, 2, 3, 1, 2, 0, 0, 0, 0);
+    /* padding, 3x3, stride 2 both ways, no bias */
+    run_conv(false, false, 3, 2, 7, 8, 5, 3, 3, 2, 2, 1, 1, 0, 0);
+    /* 1x1, stride 1, asymmetric padding */
+    run_conv(false, true, 2, 4, 3, 5, 3, 1, 1, 1, 1, 0, 2, 0, 0);
+    /* stride 3 wider than the kernel: some inputs unused */
+    run_conv(false, true, 1, 2, 8, 10, 2, 2, 2, 3, 3, 1, 0, 0, 0);
+}
+
+static void test_conv_transpose2d(void **state) {
+    /* the CRN decoder: kernel (2,3) stride (1,2), output_padding (0,1) and (0,0) */
+    run_conv(true, true, 2, 3, 5, 4, 2, 2, 3, 1, 2, 0, 0, 0, 1);
+    run_conv(true, true, 2, 4, 4, 9, 3, 2, 3, 1, 2, 0, 0, 0, 0);
+    /* padding, 3x3, stride 2 with output padding in both dims, no bias */
+    run_conv(true, false, 3, 2, 4, 5, 3, 3, 3, 2, 2, 1, 1, 1, 1);
+    /* stride 3 wider than the kernel */
+    run_conv(true, true, 1, 2, 3, 4, 2, 2, 2, 3, 3, 0, 1, 2, 0);
+}
+
+static void test_conv_bad_input(void **state) {
+    sn_ctx *ctx = sn_ctx_new();
+    sn_tensor *x = sn_new_4d(ctx, 2, 3, 5, 9, 0, "x"), *w = sn_new_4d(ctx, 4, 2, 2, 3, 0, "w"),
+              *wok = sn_new_4d(ctx, 4, 3, 2, 3, 0, "w"), *big = sn_new_4d(ctx, 4, 3, 7, 3, 0, "w"),
+              *b = sn_new_1d(ctx, 5, 0, "b"), *x3 = sn_new_2d(ctx, 3, 5, 0, "x");
+    EXPECT_FAIL(sn_conv2d(ctx, x, w, NULL, 1, 2, 0, 0), "conv2d");
+    EXPECT_FAIL(sn_conv2d(ctx, x, w, NULL, 1, 2, 0, 0), "input channels");
+    EXPECT_FAIL(sn_conv2d(ctx, x, wok, b, 1, 2, 0, 0), "bias");
+    EXPECT_FAIL(sn_conv2d(ctx, x3, wok, NULL, 1, 2, 0, 0), "4-D");
+    EXPECT_FAIL(sn_conv2d(ctx, x, big, NULL, 1, 1, 0, 0), "smaller than the kernel");
+    EXPECT_FAIL(sn_conv2d(ctx, x, wok, NULL, 0, 2, 0, 0), "stride");
+    EXPECT_FAIL(sn_conv2d(ctx, x, wok, NULL, 1, 2, -1, 0), "padding");
+    EXPECT_FAIL(sn_conv2d(ctx, NULL, wok, NULL, 1, 2, 0, 0), "NULL");
+    EXPECT_FAIL(sn_conv2d(ctx, x, NULL, NULL, 1, 2, 0, 0), "NULL");
+    sn_tensor *wt = sn_new_4d(ctx, 3, 4, 2, 3, 0, "wt"), *wbad = sn_new_4d(ctx, 4, 3, 2, 3, 0, "wt");
+    EXPECT_FAIL(sn_conv_transpose2d(ctx, x, wbad, NULL, 1, 2, 0, 0, 0, 1), "conv_transpose2d");
+    EXPECT_FAIL(sn_conv_transpose2d(ctx, x, wt, NULL, 1, 2, 0, 0, 1, 0), "output padding");
+    EXPECT_FAIL(sn_conv_transpose2d(ctx, x, wt, NULL, 1, 2, 0, 0, 0, 2), "output padding");
+    EXPECT_FAIL(sn_conv_transpose2d(ctx, x, wt, b, 1, 2, 0, 0, 0, 1), "bias");
+    EXPECT_FAIL(sn_conv_transpose2d(ctx, x, wt, NULL, 1, 2, 9, 0, 0, 1), "empty");
+    sn_ctx_free(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_conv_transpose2d),
+        cmocka_unit_test(test_conv_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,343 @@
+/* shape ops: view/reshape, copy, concat, pad, slice, permute (forward vs float64, backward vs
+ * finite differences, view offsets, bad input). */
+#include "sn_test.h"
+#include "core/core.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared helpers: float64 references, finite differences, error checks ---- */
+static sn_backend *g_cpu;
+static int setup(void **state) {
+    g_cpu = sn_cpu_backend_new(2);
+    return g_cpu ? 0 : -1;
+}
+static int teardown(void **state) {
+    sn_backend_free(g_cpu);
+    return 0;
+}
+
+/* A float64 reference out = f(in[0..nin)); derivatives of sum(out * R) by central
+ * differences (eps 1e-6 in double) stand in for the exact gradient. */
+typedef void (*ref_fn)(void *ud, double **in, double *out);
+typedef struct {
+    ref_fn f;
+    void *ud;
+    int nin;
+    double *in[12];
+    int64_t n[12];
+    int64_t nout;
+} ref_t;
+
+static double *to_d(const float *x, int64_t n) {
+    double *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
+    for (int64_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+static int ref_add(ref_t *r, const float *x, int64_t n) {
+    r->in[r->nin] = to_d(x, n);
+    r->n[r->nin] = n;
+    return r->nin++;
+}
+
+static void ref_free(ref_t *r) {
+    for (int i = 0; i < r->nin; i++) free(r->in[i]);
+    r->nin = 0;
+}
+
+static double ref_loss(ref_t *r, const double *R) {
+    double *o = malloc((size_t)r->nout * sizeof *o), s = 0;
+    r->f(r->ud, r->in, o);
+    for (int64_t i = 0; i < r->nout; i++) s += o[i] * R[i];
+    free(o);
+    return s;
+}
+
+static double max_abs(const double *g, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(g[i]));
+    return m;
+}
+
+/* forward: max |got - ref| / max |ref| < tol */
+static void check_fwd(const char *what, const float *got, ref_t *r, double tol) {
+    double *o = malloc((size_t)r->nout * sizeof *o);
+    r->f(r->ud, r->in, o);
+    double e = sn_test_rel_err(got, o, r->nout, fmax(max_abs(o, r->nout), 1e-30));
+    free(o);
+    if (!(e < tol)) fail_msg("%s: forward rel err %.3g (tol %.1g)", what, e, tol);
+}
+
+/* gradient of input k: max |got - fd| / max |fd| < tol */
+static void check_grad(const char *what, const float *got, ref_t *r, const float *Rf, int k, double tol) {
+    double *R = to_d(Rf, r->nout);
+    int64_t n = r->n[k];
+    double *g = malloc((size_t)n * sizeof *g), eps = 1e-6;
+    for (int64_t i = 0; i < n; i++) {
+        double x0 = r->in[k][i];
+        r->in[k][i] = x0 + eps;
+        double lp = ref_loss(r, R);
+        r->in[k][i] = x0 - eps;
+        double lm = ref_loss(r, R);
+        r->in[k][i] = x0;
+        g[i] = (lp - lm) / (2 * eps);
+    }
+    double e = sn_test_rel_err(got, g, n, fmax(max_abs(g, n), 1e-30));
+    free(g);
+    free(R);
+    if (!(e < tol)) fail_msg("%s: gradient of input %d rel err %.3g (tol %.1g)", what, k, e, tol);
+}
+
+static sn_tensor *leaf(sn_ctx *ctx, int ndim, const int64_t *shape, const char *name, uint64_t *seed, float lo,
+                       float hi, bool grad) {
+    sn_tensor *t = sn_new_tensor(ctx, SN_F32, ndim, shape, 0, name);
+    assert_non_null(t);
+    sn_test_leaf(t, seed, lo, hi);
+    if (grad) t->flags |= SN_FLAG_NEEDS_GRAD;
+    return t;
+}
+
+static sn_tensor *leaf_like(sn_ctx *ctx, const sn_tensor *like, const char *name, uint64_t *seed) {
+    return leaf(ctx, like->ndim, like->shape, name, seed, -1.0f, 1.0f, false);
+}
+
+#define EXPECT_FAIL(expr, substr)                                                              \
+    do {                                                                                       \
+        sn_clear_error();                                                                      \
+        sn_tensor *t_ = (expr);                                                                \
+        if (t_) fail_msg("%s succeeded, expected an error naming '%s'", #expr, substr);        \
+        if (!strstr(sn_last_error(), substr))                                                  \
+            fail_msg("%s: error message '%s' lacks '%s'", #expr, sn_last_error(), substr);     \
+    } while (0)
+
+#define EXPECT_STATUS(expr, st, substr)                                                        \
+    do {                                                                                       \
+        sn_clear_error();                                                                      \
+        sn_status s_ = (expr);                                                                 \
+        if (s_ != (st)) fail_msg("%s returned %s, expected %s", #expr, sn_status_name(s_), #st); \
+        if (!strstr(sn_last_error(), substr))                                                  \
+            fail_msg("%s: error message '%s' lacks '%s'", #expr, sn_last_error(), substr);     \
+    } while (0)
+/* ---- end of shared helpers ---- */
+
+static void unravel(int nd, const int64_t *sh, int64_t i, int64_t *idx) {
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = i % sh[d];
+        i /= sh[d];
+    }
+}
+static int64_t ravel(int nd, const int64_t *sh, const int64_t *idx) {
+    int64_t o = 0;
+    for (int d = 0; d < nd; d++) o = o * sh[d] + idx[d];
+    return o;
+}
+
+typedef struct {
+    sn_op op;
+    int nd, nsrc, axis;
+    int64_t in[4][6], out[6];
+    int p[12];
+} sh_ud;
+
+static void ref_shape(void *ud, double **in, double *out) {
+    sh_ud *u = ud;
+    int64_t n = 1, idx[6], sidx[6];
+    for (int d = 0; d < u->nd; d++) n *= u->out[d];
+    for (int64_t i = 0; i < n; i++) {
+        unravel(u->nd, u->out, i, idx);
+        double v = 0;
+        switch (u->op) {
+        case SN_OP_CONCAT: {
+            int64_t k = idx[u->axis];
+            for (int s = 0; s < u->nsrc; s++) {
+                if (k < u->in[s][u->axis]) {
+                    memcpy(sidx, idx, sizeof idx);
+                    sidx[u->axis] = k;
+                    v = in[s][ravel(u->nd, u->in[s], sidx)];
+                    break;
+                }
+                k -= u->in[s][u->axis];
+            }
+            break;
+        }
+        case SN_OP_PAD: {
+            bool inside = true;
+            for (int d = 0; d < u->nd; d++) {
+                sidx[d] = idx[d] - u->p[2 * d];
+                if (sidx[d] < 0 || sidx[d] >= u->in[0][d]) inside = false;
+            }
+            v = inside ? in[0][ravel(u->nd, u->in[0], sidx)] : 0;
+            break;
+        }
+        case SN_OP_SLICE:
+            for (int d = 0; d < u->nd; d++) sidx[d] = idx[d] + u->p[d];
+            v = in[0][ravel(u->nd, u->in[0], sidx)];
+            break;
+        case SN_OP_PERMUTE:
+            for (int d = 0; d < u->nd; d++) sidx[u->p[d]] = idx[d];
+            v = in[0][ravel(u->nd, u->in[0], sidx)];
+            break;
+        default: v = in[0][i]; break; /* copy, reshape */
+        }
+        out[i] = v;
+    }
+}
+
+/* evaluates y (built from srcs), its gradients through sn_grad_shape, and checks both */
+static void check_shape_op(sn_ctx *ctx, sn_tensor *y, int nsrc, sn_tensor **srcs, sh_ud *u, uint64_t *seed) {
+    assert_non_null(y);
+    sn_tensor *dy = leaf_like(ctx, y, "dy", seed);
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    SN_ASSERT_OK(sn_grad_shape(ctx, y, dy, ds));
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    u->nd = y->ndim;
+    u->nsrc = nsrc;
+    memcpy(u->out, y->shape, sizeof u->out);
+    ref_t r = {.f = ref_shape, .ud = u, .nout = sn_nelem(y)};
+    for (int s = 0; s < nsrc; s++) {
+        memcpy(u->in[s], srcs[s]->shape, sizeof u->in[s]);
+        ref_add(&r, srcs[s]->data, sn_nelem(srcs[s]));
+    }
+    check_fwd(sn_op_name(y->op), y->data, &r, 1e-7);
+    for (int s = 0; s < nsrc; s++) {
+        assert_true(sn_same_shape(ds[s], srcs[s]));
+        check_grad(sn_op_name(y->op), ds[s]->data, &r, dy->data, s, 1e-6);
+    }
+    ref_free(&r);
+}
+
+static void test_concat(void **state) {
+    uint64_t seed = 1;
+    for (int axis = 0; axis < 4; axis++) {
+        sn_ctx *ctx = sn_ctx_new();
+        int64_t s0[4] = {2, 3, 5, 7}, s1[4] = {2, 3, 5, 7}, s2[4] = {2, 3, 5, 7};
+        s1[axis] = 4;
+        s2[axis] = 1;
+        sn_tensor *src[3] = {leaf(ctx, 4, s0, "a", &seed, -1, 1, true), leaf(ctx, 4, s1, "b", &seed, -1, 1, true),
+                             leaf(ctx, 4, s2, "c", &seed, -1, 1, true)};
+        sh_ud u = {.op = SN_OP_CONCAT, .axis = axis};
+        check_shape_op(ctx, sn_concat(ctx, 3, src, axis), 3, src, &u, &seed);
+        sn_test_free_data(ctx);
+        sn_ctx_free(ctx);
+    }
+}
+
+static void test_pad_slice(void **state) {
+    uint64_t seed = 2;
+    sn_ctx *ctx = sn_ctx_new();
+    int64_t s[4] = {2, 3, 6, 5};
+    sn_tensor *a = leaf(ctx, 4, s, "a", &seed, -1, 1, true);
+    int causal[8] = {0, 0, 0, 0, 1, 0, 0, 0};  /* the CRN's one frame at the start of time */
+    sh_ud u = {.op = SN_OP_PAD};
+    memcpy(u.p, causal, sizeof causal);
+    check_shape_op(ctx, sn_pad(ctx, a, causal), 1, &a, &u, &seed);
+    int pads[8] = {1, 0, 0, 2, 3, 1, 2, 2};
+    sh_ud u2 = {.op = SN_OP_PAD};
+    memcpy(u2.p, pads, sizeof pads);
+    check_shape_op(ctx, sn_pad(ctx, a, pads), 1, &a, &u2, &seed);
+    int64_t st[4] = {1, 0, 2, 1}, sz[4] = {1, 3, 3, 4};
+    sh_ud u3 = {.op = SN_OP_SLICE, .p = {1, 0, 2, 1}};
+    check_shape_op(ctx, sn_slice(ctx, a, st, sz), 1, &a, &u3, &seed);
+    int64_t st2[4] = {0, 0, 0, 0}, crop[4] = {2, 3, 5, 5};  /* drop the last time frame */
+    sh_ud u4 = {.op = SN_OP_SLICE};
+    check_shape_op(ctx, sn_slice(ctx, a, st2, crop), 1, &a, &u4, &seed);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+static void test_permute(void **state) {
+    uint64_t seed = 3;
+    int perms[4][4] = {{0, 2, 1, 3}, {3, 1, 0, 2}, {0, 1, 2, 3}, {1, 3, 2, 0}};
+    for (int k = 0; k < 4; k++) {
+        sn_ctx *ctx = sn_ctx_new();
+        int64_t s[4] = {2, 5, 3, 7};
+        sn_tensor *a = leaf(ctx, 4, s, "a", &seed, -1, 1, true);
+        sh_ud u = {.op = SN_OP_PERMUTE};
+        memcpy(u.p, perms[k], sizeof perms[k]);
+        check_shape_op(ctx, sn_permute(ctx, a, perms[k]), 1, &a, &u, &seed);
+        sn_test_free_data(ctx);
+        sn_ctx_free(ctx);
+    }
+}
+
+static void test_copy_reshape(void **state) {
+    uint64_t seed = 4;
+    sn_ctx *ctx = sn_ctx_new();
+    int64_t s[3] = {4, 6, 5}, r[2] = {24, 5};
+    sn_tensor *a = leaf(ctx, 3, s, "a", &seed, -1, 1, true);
+    sh_ud u = {.op = SN_OP_COPY};
+    check_shape_op(ctx, sn_copy(ctx, a), 1, &a, &u, &seed);
+    sn_tensor *v = sn_reshape(ctx, a, 2, r);
+    assert_non_null(v);
+    assert_int_equal(v->op, SN_OP_VIEW);
+    assert_ptr_equal(v->view_src, a);
+    sh_ud u2 = {.op = SN_OP_VIEW};
+    check_shape_op(ctx, v, 1, &a, &u2, &seed);
+    assert_ptr_equal(v->data, a->data);  /* a view shares memory */
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+/* views at offsets resolve to the root buffer, as the packed-gradient reads need */
+static void test_view_offsets(void **state) {
+    uint64_t seed = 5;
+    sn_ctx *ctx = sn_ctx_new();
+    int64_t n = 200, s1[1] = {150}, s2[2] = {10, 4};
+    sn_tensor *buf = leaf(ctx, 1, &n, "packed", &seed, -1, 1, true);
+    sn_tensor *v1 = sn_view(ctx, buf, 1, s1, 30);
+    sn_tensor *v2 = sn_view(ctx, v1, 2, s2, 64);
+    assert_non_null(v2);
+    assert_ptr_equal(v2->view_src, buf);
+    assert_int_equal(v2->view_offs, (30 + 64) * sizeof(float));
+    assert_int_equal(v2->ip[0], 64);
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    const float *b = buf->data, *x = v2->data;
+    for (int i = 0; i < 40; i++) assert_true(x[i] == b[94 + i]);
+    /* an offset view is not differentiated */
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    EXPECT_STATUS(sn_grad_shape(ctx, v1, v1, ds), SN_ERR_UNSUPPORTED, "view");
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+static void test_shape_bad_input(void **state) {
+    sn_ctx *ctx = sn_ctx_new();
+    sn_tensor *a = sn_new_4d(ctx, 2, 3, 4, 5, 0, "a"), *b = sn_new_4d(ctx, 2, 3, 9, 6, 0, "b"),
+              *c = sn_new_2d(ctx, 2, 3, 0, "c");
+    int64_t r[2] = {7, 8}, ok[2] = {6, 20}, neg[2] = {-1, 120};
+    EXPECT_FAIL(sn_reshape(ctx, a, 2, r), "reshape");
+    EXPECT_FAIL(sn_reshape(ctx, a, 2, r), "[7,8]");
+    EXPECT_FAIL(sn_reshape(ctx, a, 2, neg), "reshape");
+    EXPECT_FAIL(sn_reshape(ctx, NULL, 2, ok), "NULL");
+    EXPECT_FAIL(sn_view(ctx, a, 2, ok, 1), "view");  /* 1 + 120 > 120 elements */
+    EXPECT_FAIL(sn_view(ctx, a, 2, ok, -1), "view");
+    sn_tensor *ab[2] = {a, b}, *ac[2] = {a, c}, *an[2] = {a, NULL};
+    EXPECT_FAIL(sn_concat(ctx, 2, ab, 2), "concat");  /* dim 3 differs too */
+    EXPECT_FAIL(sn_concat(ctx, 2, ac, 0), "concat");
+    EXPECT_FAIL(sn_concat(ctx, 2, ab, 7), "axis");
+    EXPECT_FAIL(sn_concat(ctx, 2, an, 0), "NULL");
+    EXPECT_FAIL(sn_concat(ctx, 0, ab, 0), "concat");
+    int negpad[8] = {0, 0, 0, 0, -1, 0, 0, 0};
+    EXPECT_FAIL(sn_pad(ctx, a, negpad), "pad");
+    EXPECT_FAIL(sn_pad(ctx, a, NULL), "pad");
+    int64_t st[4] = {0, 0, 2, 0}, sz[4] = {2, 3, 3, 5};
+    EXPECT_FAIL(sn_slice(ctx, a, st, sz), "slice");  /* 2+3 > 4 */
+    int64_t st2[4] = {0, 0, -1, 0}, sz2[4] = {2, 3, 1, 5};
+    EXPECT_FAIL(sn_slice(ctx, a, st2, sz2), "slice");
+    int dup[4] = {0, 1, 1, 3}, oob[4] = {0, 1, 2, 4};
+    EXPECT_FAIL(sn_permute(ctx, a, dup), "permute");
+    EXPECT_FAIL(sn_permute(ctx, a, oob), "permute");
+    EXPECT_FAIL(sn_permute(ctx, NULL, oob), "NULL");
+    sn_ctx_free(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_concat),       cmocka_unit_test(test_pad_slice),    cmocka_unit_test(test_permute),
+        cmocka_unit_test(test_copy_reshape), cmocka_unit_test(test_view_offsets), cmocka_unit_test(test_shape_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
