@@ -87,6 +87,21 @@ void sn_step_free(sn_step *s) {
 
 size_t sn_step_peak(const sn_step *s) { return s ? sn_plan_peak(s->plan) : 0; }
 
+/* BatchNorm's num_batches_tracked counts training forward passes (PyTorch state). */
+static sn_status bump_batches_tracked(sn_model *m) {
+    for (int i = 0; i < m->n; i++) {
+        sn_tensor *t = m->t[i];
+        size_t L = strlen(t->name);
+        if (L < 20 || strcmp(t->name + L - 20, ".num_batches_tracked")) continue;
+        float v;
+        sn_status st = sn_tensor_get(t, &v, 1);
+        v += 1.0f;
+        if (st == SN_OK) st = sn_tensor_set(t, &v, 1);
+        if (st != SN_OK) return st;
+    }
+    return SN_OK;
+}
+
 sn_status sn_step_run(sn_step *s, const float *x, const float *y, float lr, float *loss) {
     if (!s || !x || !y) return sn_error(SN_ERR_INVALID_ARG, "sn_step_run: step, x and y are required");
     int64_t n = sn_nelem(s->x);
@@ -101,6 +116,7 @@ sn_status sn_step_run(sn_step *s, const float *x, const float *y, float lr, floa
     h[SN_HYPER_STEP] = (float)s->t;
     st = sn_tensor_set(s->hyper, h, SN_HYPER_N);
     if (st == SN_OK) st = sn_plan_run(s->plan);
+    if (st == SN_OK) st = bump_batches_tracked(s->m);
     if (st == SN_OK && loss) st = sn_tensor_get(s->loss, loss, 1);
     return st;
 }

@@ -37,13 +37,13 @@ static double *to_d(const float *x, int64_t n) {
     return d;
 }
 
-static int ref_add(ref_t *r, const float *x, int64_t n) {
+__attribute__((unused)) static int ref_add(ref_t *r, const float *x, int64_t n) {
     r->in[r->nin] = to_d(x, n);
     r->n[r->nin] = n;
     return r->nin++;
 }
 
-static void ref_free(ref_t *r) {
+__attribute__((unused)) static void ref_free(ref_t *r) {
     for (int i = 0; i < r->nin; i++) free(r->in[i]);
     r->nin = 0;
 }
@@ -63,7 +63,7 @@ static double max_abs(const double *g, int64_t n) {
 }
 
 /* forward: max |got - ref| / max |ref| < tol */
-static void check_fwd(const char *what, const float *got, ref_t *r, double tol) {
+__attribute__((unused)) static void check_fwd(const char *what, const float *got, ref_t *r, double tol) {
     double *o = malloc((size_t)r->nout * sizeof *o);
     r->f(r->ud, r->in, o);
     double e = sn_test_rel_err(got, o, r->nout, fmax(max_abs(o, r->nout), 1e-30));
@@ -72,7 +72,7 @@ static void check_fwd(const char *what, const float *got, ref_t *r, double tol) 
 }
 
 /* gradient of input k: max |got - fd| / max |fd| < tol */
-static void check_grad(const char *what, const float *got, ref_t *r, const float *Rf, int k, double tol) {
+__attribute__((unused)) static void check_grad(const char *what, const float *got, ref_t *r, const float *Rf, int k, double tol) {
     double *R = to_d(Rf, r->nout);
     int64_t n = r->n[k];
     double *g = malloc((size_t)n * sizeof *g), eps = 1e-6;
@@ -100,7 +100,7 @@ static sn_tensor *leaf(sn_ctx *ctx, int ndim, const int64_t *shape, const char *
     return t;
 }
 
-static sn_tensor *leaf_like(sn_ctx *ctx, const sn_tensor *like, const char *name, uint64_t *seed) {
+__attribute__((unused)) static sn_tensor *leaf_like(sn_ctx *ctx, const sn_tensor *like, const char *name, uint64_t *seed) {
     return leaf(ctx, like->ndim, like->shape, name, seed, -1.0f, 1.0f, false);
 }
 

@@ -1,0 +1,182 @@
+/* Validation / evaluation: inference graph over a dataset, resynthesis with
+ * the noisy phase, metrics averaged over items. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_internal.h"
+
+void sn_data_config_from(const sn_config *cfg, sn_data_config *dc) {
+    sn_data_config_default(dc);
+    dc->clean_dir = cfg->data.clean_dir[0] ? cfg->data.clean_dir : NULL;
+    dc->noise_dir = cfg->data.noise_dir[0] ? cfg->data.noise_dir : NULL;
+    dc->noisy_dir = cfg->data.noisy_dir[0] ? cfg->data.noisy_dir : NULL;
+    dc->list_file = cfg->data.list_file[0] ? cfg->data.list_file : NULL;
+    dc->valid_dir = cfg->data.valid_dir[0] ? cfg->data.valid_dir : NULL;
+    dc->valid_fraction = cfg->data.valid_fraction;
+    dc->sample_rate = cfg->data.sample_rate;
+    dc->segment_seconds = cfg->data.segment_seconds;
+    dc->snr_db[0] = cfg->data.snr_db[0];
+    dc->snr_db[1] = cfg->data.snr_db[1];
+    dc->gain_db[0] = cfg->data.gain_db[0];
+    dc->gain_db[1] = cfg->data.gain_db[1];
+    dc->cache_mb = (double)cfg->data.cache_mb;
+    dc->seed = (uint64_t)cfg->seed;
+}
+
+sn_status sn_open_device(const sn_config *cfg, int cpu_threads, sn_backend **b, sn_backend **fallback) {
+    *b = NULL;
+    *fallback = NULL;
+    sn_status s = sn_backend_open(cfg->device[0] ? cfg->device : "auto", cpu_threads, b);
+    if (s != SN_OK) return s;
+    sn_device_info info;
+    memset(&info, 0, sizeof info);
+    if ((*b)->i->info) (*b)->i->info(*b, &info);
+    if (cfg->train.mixed_precision && !info.bf16 && !info.f16) {
+        s = sn_error(SN_ERR_DEVICE, "train.mixed_precision is true, but device '%s' (%s %s) has no fast bf16/f16 "
+                     "arithmetic%s: set train.mixed_precision=false, or pick a GPU that has it (sinter devices)",
+                     cfg->device, info.kind, info.name,
+                     (*b)->is_host ? " (the CPU backend computes in f32 only)" : "");
+        sn_backend_free(*b);
+        *b = NULL;
+        return s;
+    }
+    if (cfg->train.mixed_precision && !(*b)->is_host) {
+#ifdef SN_HAVE_CUDA
+        if (!strcmp(info.kind, "cuda")) sn_cuda_set_precision(*b, cfg->train.tf32, true);
+#endif
+    }
+#ifdef SN_HAVE_CUDA
+    else if (cfg->train.tf32 && !strcmp(info.kind, "cuda")) sn_cuda_set_precision(*b, true, false);
+#endif
+    if (!(*b)->is_host) {
+        *fallback = sn_cpu_backend_new(cpu_threads);
+        if (!*fallback) {
+            sn_backend_free(*b);
+            *b = NULL;
+            return sn_error(SN_ERR_NOMEM, "cannot create the CPU fallback backend");
+        }
+    }
+    return SN_OK;
+}
+
+static void free_batch(sn_batch *b) {
+    free(b->noisy_mag);
+    free(b->clean_mag);
+    free(b->noisy_phase);
+    free(b->noisy);
+    free(b->clean);
+}
+
+static sn_status alloc_batch(sn_batch *b, int B, int T, int64_t N) {
+    memset(b, 0, sizeof *b);
+    size_t m = (size_t)B * T * SN_NBINS;
+    b->noisy_mag = malloc(m * sizeof(float));
+    b->clean_mag = malloc(m * sizeof(float));
+    b->noisy_phase = malloc(m * sizeof(float));
+    b->noisy = malloc((size_t)B * N * sizeof(float));
+    b->clean = malloc((size_t)B * N * sizeof(float));
+    if (!b->noisy_mag || !b->clean_mag || !b->noisy_phase || !b->noisy || !b->clean) {
+        free_batch(b);
+        return sn_error(SN_ERR_NOMEM, "evaluation: out of host memory for a batch");
+    }
+    return SN_OK;
+}
+
+sn_status sn_evaluate_with(sn_infer *f, sn_dataset *ds, int metrics, sn_eval_result *out, sn_eval_item_fn cb,
+                           void *user) {
+    memset(out, 0, sizeof *out);
+    const int B = f->batch;
+    const int64_t N = sn_dataset_samples(ds);
+    const int T = (int)sn_stft_frames(N);
+    const int sr = sn_dataset_sample_rate(ds);
+    if (T != f->frames)
+        return sn_error(SN_ERR_SHAPE, "evaluation: items have %d frames, the inference graph %d", T, f->frames);
+    sn_loader_config lc;
+    sn_loader_config_default(&lc);
+    lc.batch_size = B;
+    lc.num_workers = 0;
+    lc.drop_last = 0;
+    sn_loader *l = NULL;
+    sn_stft *stft = NULL;
+    sn_batch b;
+    memset(&b, 0, sizeof b);
+    size_t nm = (size_t)B * T * SN_NBINS;
+    float *est = malloc(nm * sizeof *est);
+    float *y = malloc((size_t)B * N * sizeof *y);
+    sn_status s = est && y ? SN_OK : sn_error(SN_ERR_NOMEM, "evaluation: out of host memory");
+    if (s == SN_OK) s = sn_loader_new(ds, &lc, &l);
+    if (s == SN_OK) s = sn_stft_new(&stft);
+    if (s == SN_OK) s = alloc_batch(&b, B, T, N);
+    int want_cb = cb != NULL;
+    double loss_sum = 0;
+    int64_t nbatches = sn_loader_steps(l);
+    for (int64_t k = 0; s == SN_OK && k < nbatches; k++) {
+        s = sn_loader_build(l, 0, k, &b);
+        if (s == SN_OK) s = sn_infer_run(f, b.noisy_mag, est);
+        if (s == SN_OK) s = sn_istft_mag_phase_batch(stft, est, b.noisy_phase, B, T, y, N);
+        if (s != SN_OK) break;
+        for (int j = 0; j < b.n_valid; j++) {
+            const float *e = est + (size_t)j * T * SN_NBINS, *c = b.clean_mag + (size_t)j * T * SN_NBINS;
+            double se = 0;
+            for (size_t q = 0; q < (size_t)T * SN_NBINS; q++) {
+                double d = (double)e[q] - c[q];
+                se += d * d;
+            }
+            loss_sum += se / ((double)T * SN_NBINS);
+            const float *cw = b.clean + j * N, *nw = b.noisy + j * N, *yw = y + j * N;
+            double sdr = sn_si_sdr(cw, yw, N), sdr_in = sn_si_sdr(cw, nw, N);
+            if (!isfinite(sdr)) sdr = -100;
+            out->sisdr += sdr;
+            out->sisdr_in += sdr_in;
+            if (metrics) {
+                double v;
+                out->snr += sn_snr(cw, yw, N);
+                out->snr_in += sn_snr(cw, nw, N);
+                if ((s = sn_stoi(cw, yw, N, sr, 0, &v)) != SN_OK) break;
+                out->stoi += v;
+                if ((s = sn_stoi(cw, nw, N, sr, 0, &v)) != SN_OK) break;
+                out->stoi_in += v;
+                if ((s = sn_stoi(cw, yw, N, sr, 1, &v)) != SN_OK) break;
+                out->estoi += v;
+                if ((s = sn_stoi(cw, nw, N, sr, 1, &v)) != SN_OK) break;
+                out->estoi_in += v;
+            }
+            if (want_cb && cb(out->items, nw, yw, cw, N, sr, user)) want_cb = 0;
+            out->items++;
+        }
+    }
+    if (s == SN_OK && out->items == 0) s = sn_error(SN_ERR_CONFIG, "evaluation: the validation set is empty");
+    if (s == SN_OK) {
+        double n = (double)out->items;
+        out->loss = loss_sum / n;
+        out->snr /= n;
+        out->snr_in /= n;
+        out->sisdr /= n;
+        out->sisdr_in /= n;
+        out->sisdri = out->sisdr - out->sisdr_in;
+        out->stoi /= n;
+        out->stoi_in /= n;
+        out->estoi /= n;
+        out->estoi_in /= n;
+    }
+    free_batch(&b);
+    free(est);
+    free(y);
+    sn_stft_free(stft);
+    sn_loader_free(l);
+    return s;
+}
+
+sn_status sn_evaluate(sn_model *m, sn_backend *b, sn_dataset *ds, int batch, int metrics, sn_eval_result *out) {
+    if (!m || !b || !ds || !out || batch < 1)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_evaluate: model, backend, dataset, result and batch >= 1 are required");
+    int T = (int)sn_stft_frames(sn_dataset_samples(ds));
+    sn_backend *fb = b->is_host ? NULL : sn_cpu_backend_new(0);
+    sn_infer *f = NULL;
+    sn_status s = sn_infer_new(m, b, fb ? fb : b, batch, T, &f);
+    if (s == SN_OK) s = sn_evaluate_with(f, ds, metrics, out, NULL, NULL);
+    sn_infer_free(f);
+    if (fb) sn_backend_free(fb);
+    return s;
+}

@@ -1,0 +1,284 @@
+/* batchnorm2d: training and eval forward vs float64, dx/dgamma/dbeta (packed output read through
+ * views) vs finite differences, saved mean/invstd, running-stat updates as PyTorch, bad input. */
+#include "sn_test.h"
+#include "core/core.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared helpers: float64 references, finite differences, error checks ---- */
+static sn_backend *g_cpu;
+static int setup(void **state) {
+    g_cpu = sn_cpu_backend_new(2);
+    return g_cpu ? 0 : -1;
+}
+static int teardown(void **state) {
+    sn_backend_free(g_cpu);
+    return 0;
+}
+
+/* A float64 reference out = f(in[0..nin)); derivatives of sum(out * R) by central
+ * differences (eps 1e-6 in double) stand in for the exact gradient. */
+typedef void (*ref_fn)(void *ud, double **in, double *out);
+typedef struct {
+    ref_fn f;
+    void *ud;
+    int nin;
+    double *in[12];
+    int64_t n[12];
+    int64_t nout;
+} ref_t;
+
+static double *to_d(const float *x, int64_t n) {
+    double *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
+    for (int64_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+__attribute__((unused)) static int ref_add(ref_t *r, const float *x, int64_t n) {
+    r->in[r->nin] = to_d(x, n);
+    r->n[r->nin] = n;
+    return r->nin++;
+}
+
+__attribute__((unused)) static void ref_free(ref_t *r) {
+    for (int i = 0; i < r->nin; i++) free(r->in[i]);
+    r->nin = 0;
+}
+
+static double ref_loss(ref_t *r, const double *R) {
+    double *o = malloc((size_t)r->nout * sizeof *o), s = 0;
+    r->f(r->ud, r->in, o);
+    for (int64_t i = 0; i < r->nout; i++) s += o[i] * R[i];
+    free(o);
+    return s;
+}
+
+static double max_abs(const double *g, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(g[i]));
+    return m;
+}
+
+/* forward: max |got - ref| / max |ref| < tol */
+__attribute__((unused)) static void check_fwd(const char *what, const float *got, ref_t *r, double tol) {
+    double *o = malloc((size_t)r->nout * sizeof *o);
+    r->f(r->ud, r->in, o);
+    double e = sn_test_rel_err(got, o, r->nout, fmax(max_abs(o, r->nout), 1e-30));
+    free(o);
+    if (!(e < tol)) fail_msg("%s: forward rel err %.3g (tol %.1g)", what, e, tol);
+}
+
+/* gradient of input k: max |got - fd| / max |fd| < tol */
+__attribute__((unused)) static void check_grad(const char *what, const float *got, ref_t *r, const float *Rf, int k, double tol) {
+    double *R = to_d(Rf, r->nout);
+    int64_t n = r->n[k];
+    double *g = malloc((size_t)n * sizeof *g), eps = 1e-6;
+    for (int64_t i = 0; i < n; i++) {
+        double x0 = r->in[k][i];
+        r->in[k][i] = x0 + eps;
+        double lp = ref_loss(r, R);
+        r->in[k][i] = x0 - eps;
+        double lm = ref_loss(r, R);
+        r->in[k][i] = x0;
+        g[i] = (lp - lm) / (2 * eps);
+    }
+    double e = sn_test_rel_err(got, g, n, fmax(max_abs(g, n), 1e-30));
+    free(g);
+    free(R);
+    if (!(e < tol)) fail_msg("%s: gradient of input %d rel err %.3g (tol %.1g)", what, k, e, tol);
+}
+
+static sn_tensor *leaf(sn_ctx *ctx, int ndim, const int64_t *shape, const char *name, uint64_t *seed, float lo,
+                       float hi, bool grad) {
+    sn_tensor *t = sn_new_tensor(ctx, SN_F32, ndim, shape, 0, name);
+    assert_non_null(t);
+    sn_test_leaf(t, seed, lo, hi);
+    if (grad) t->flags |= SN_FLAG_NEEDS_GRAD;
+    return t;
+}
+
+__attribute__((unused)) static sn_tensor *leaf_like(sn_ctx *ctx, const sn_tensor *like, const char *name, uint64_t *seed) {
+    return leaf(ctx, like->ndim, like->shape, name, seed, -1.0f, 1.0f, false);
+}
+
+#define EXPECT_FAIL(expr, substr)                                                              \
+    do {                                                                                       \
+        sn_clear_error();                                                                      \
+        sn_tensor *t_ = (expr);                                                                \
+        if (t_) fail_msg("%s succeeded, expected an error naming '%s'", #expr, substr);        \
+        if (!strstr(sn_last_error(), substr))                                                  \
+            fail_msg("%s: error message '%s' lacks '%s'", #expr, sn_last_error(), substr);     \
+    } while (0)
+
+#define EXPECT_STATUS(expr, st, substr)                                                        \
+    do {                                                                                       \
+        sn_clear_error();                                                                      \
+        sn_status s_ = (expr);                                                                 \
+        if (s_ != (st)) fail_msg("%s returned %s, expected %s", #expr, sn_status_name(s_), #st); \
+        if (!strstr(sn_last_error(), substr))                                                  \
+            fail_msg("%s: error message '%s' lacks '%s'", #expr, sn_last_error(), substr);     \
+    } while (0)
+/* ---- end of shared helpers ---- */
+
+typedef struct {
+    bool training;
+    int64_t N, C, HW;
+    double eps;
+    const double *rm, *rv; /* eval statistics */
+} bn_ud;
+
+static void bn_stats(const bn_ud *u, const double *x, int64_t c, double *mean, double *var) {
+    double s = 0, q = 0, cnt = (double)(u->N * u->HW);
+    for (int64_t n = 0; n < u->N; n++)
+        for (int64_t i = 0; i < u->HW; i++) s += x[(n * u->C + c) * u->HW + i];
+    *mean = s / cnt;
+    for (int64_t n = 0; n < u->N; n++)
+        for (int64_t i = 0; i < u->HW; i++) {
+            double d = x[(n * u->C + c) * u->HW + i] - *mean;
+            q += d * d;
+        }
+    *var = q / cnt; /* biased */
+}
+
+static void ref_bn(void *ud, double **in, double *out) {
+    bn_ud *u = ud;
+    const double *x = in[0], *g = in[1], *b = in[2];
+    for (int64_t c = 0; c < u->C; c++) {
+        double mean, var;
+        if (u->training) bn_stats(u, x, c, &mean, &var);
+        else {
+            mean = u->rm[c];
+            var = u->rv[c];
+        }
+        double is = 1.0 / sqrt(var + u->eps);
+        for (int64_t n = 0; n < u->N; n++)
+            for (int64_t i = 0; i < u->HW; i++) {
+                int64_t k = (n * u->C + c) * u->HW + i;
+                out[k] = (x[k] - mean) * is * g[c] + b[c];
+            }
+    }
+}
+
+static void run_bn(bool training, int64_t N, int64_t C, int64_t H, int64_t W) {
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 40 + (uint64_t)training + (uint64_t)C;
+    int64_t xs[4] = {N, C, H, W};
+    float eps = 1e-5f, mom = 0.1f;
+    sn_tensor *x = leaf(ctx, 4, xs, "x", &seed, -1.5f, 2.5f, true);
+    sn_tensor *g = leaf(ctx, 1, &C, "gamma", &seed, 0.5f, 1.5f, true);
+    sn_tensor *b = leaf(ctx, 1, &C, "beta", &seed, -0.5f, 0.5f, true);
+    sn_tensor *rm = leaf(ctx, 1, &C, "running_mean", &seed, -0.5f, 0.5f, false);
+    sn_tensor *rv = leaf(ctx, 1, &C, "running_var", &seed, 0.5f, 1.5f, false);
+    double *rm0 = to_d(rm->data, C), *rv0 = to_d(rv->data, C);
+    sn_tensor *y = sn_batchnorm2d(ctx, x, g, b, rm, rv, training, eps, mom);
+    if (!y) fail_msg("%s", sn_last_error());
+    assert_int_equal(y->extra, 2 * sn_align64(C) * sizeof(float));
+    sn_tensor *dy = leaf_like(ctx, y, "dy", &seed);
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    SN_ASSERT_OK(sn_grad_batchnorm(ctx, y, dy, ds));
+    assert_null(ds[3]);
+    assert_null(ds[4]);
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+
+    bn_ud u = {training, N, C, H * W, eps, rm0, rv0};
+    ref_t r = {.f = ref_bn, .ud = &u, .nout = sn_nelem(y)};
+    ref_add(&r, x->data, sn_nelem(x));
+    ref_add(&r, g->data, C);
+    ref_add(&r, b->data, C);
+    check_fwd("batchnorm2d", y->data, &r, 1e-5);
+    for (int i = 0; i < 3; i++) {
+        assert_true(sn_same_shape(ds[i], y->src[i]));
+        check_grad("batchnorm2d", ds[i]->data, &r, dy->data, i, 1e-4);
+    }
+    /* saved statistics and the running-stat update (PyTorch: unbiased variance, momentum m) */
+    const float *mean = sn_extra_ptr(y), *invstd = mean + sn_align64(C);
+    const float *rmf = rm->data, *rvf = rv->data;
+    int64_t cnt = N * H * W;
+    for (int64_t c = 0; c < C; c++) {
+        double m, v;
+        if (training) bn_stats(&u, r.in[0], c, &m, &v);
+        else {
+            m = rm0[c];
+            v = rv0[c];
+        }
+        double is = 1.0 / sqrt(v + eps);
+        assert_true(fabs(mean[c] - m) <= 1e-6 * fmax(1, fabs(m)));
+        assert_true(fabs(invstd[c] - is) <= 1e-5 * is);
+        double erm = training ? (1 - mom) * rm0[c] + mom * m : rm0[c];
+        double erv = training ? (1 - mom) * rv0[c] + mom * v * cnt / (cnt - 1) : rv0[c];
+        if (!(fabs(rmf[c] - erm) <= 1e-6 && fabs(rvf[c] - erv) <= 1e-6 * erv))
+            fail_msg("running stats of channel %lld: got %g %g, expected %g %g", (long long)c, rmf[c], rvf[c], erm,
+                     erv);
+    }
+    free(rm0);
+    free(rv0);
+    ref_free(&r);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+static void test_batchnorm_training(void **state) {
+    run_bn(true, 3, 4, 5, 7);
+    run_bn(true, 2, 67, 3, 2);  /* C > 64: invstd starts at the aligned offset 128 */
+}
+
+static void test_batchnorm_eval(void **state) { run_bn(false, 3, 4, 5, 7); }
+
+/* two training steps compound the running stats as PyTorch does */
+static void test_batchnorm_running_two_steps(void **state) {
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 9;
+    int64_t C = 3, xs[4] = {2, 3, 4, 5};
+    sn_tensor *x = leaf(ctx, 4, xs, "x", &seed, -2, 3, false);
+    sn_tensor *g = leaf(ctx, 1, &C, "g", &seed, 1, 1, false), *b = leaf(ctx, 1, &C, "b", &seed, 0, 0, false);
+    sn_tensor *rm = leaf(ctx, 1, &C, "rm", &seed, 0, 0, false), *rv = leaf(ctx, 1, &C, "rv", &seed, 1, 1, false);
+    sn_tensor *y1 = sn_batchnorm2d(ctx, x, g, b, rm, rv, true, 1e-5f, 0.1f);
+    sn_tensor *y2 = sn_batchnorm2d(ctx, x, g, b, rm, rv, true, 1e-5f, 0.1f);
+    assert_non_null(y1);
+    assert_non_null(y2);
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    bn_ud u = {true, 2, 3, 20, 1e-5, NULL, NULL};
+    double *xd = to_d(x->data, sn_nelem(x));
+    for (int64_t c = 0; c < C; c++) {
+        double m, v, erm = 0, erv = 1;
+        bn_stats(&u, xd, c, &m, &v);
+        for (int s = 0; s < 2; s++) {
+            erm = 0.9 * erm + 0.1 * m;
+            erv = 0.9 * erv + 0.1 * v * 40 / 39;
+        }
+        assert_true(fabs(((float *)rm->data)[c] - erm) <= 1e-6);
+        assert_true(fabs(((float *)rv->data)[c] - erv) <= 1e-6 * erv);
+    }
+    free(xd);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+static void test_batchnorm_bad_input(void **state) {
+    sn_ctx *ctx = sn_ctx_new();
+    sn_tensor *x = sn_new_4d(ctx, 2, 3, 4, 5, 0, "x"), *c3 = sn_new_1d(ctx, 3, 0, "c3"),
+              *c4 = sn_new_1d(ctx, 4, 0, "c4"), *x2 = sn_new_2d(ctx, 2, 3, 0, "x2"),
+              *one = sn_new_4d(ctx, 1, 3, 1, 1, 0, "one");
+    EXPECT_FAIL(sn_batchnorm2d(ctx, x, c4, c3, c3, c3, true, 1e-5f, 0.1f), "batchnorm2d");
+    EXPECT_FAIL(sn_batchnorm2d(ctx, x, c3, c3, c3, c4, true, 1e-5f, 0.1f), "running_var");
+    EXPECT_FAIL(sn_batchnorm2d(ctx, x2, c3, c3, c3, c3, true, 1e-5f, 0.1f), "4-D");
+    EXPECT_FAIL(sn_batchnorm2d(ctx, x, c3, c3, c3, c3, true, 0.0f, 0.1f), "eps");
+    EXPECT_FAIL(sn_batchnorm2d(ctx, x, c3, c3, c3, c3, true, 1e-5f, 1.5f), "momentum");
+    EXPECT_FAIL(sn_batchnorm2d(ctx, one, c3, c3, c3, c3, true, 1e-5f, 0.1f), "more than one value");
+    EXPECT_FAIL(sn_batchnorm2d(ctx, x, NULL, c3, c3, c3, true, 1e-5f, 0.1f), "NULL");
+    assert_non_null(sn_batchnorm2d(ctx, one, c3, c3, c3, c3, false, 1e-5f, 0.1f)); /* eval is fine */
+    sn_ctx_free(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batchnorm_training),
+        cmocka_unit_test(test_batchnorm_eval),
+        cmocka_unit_test(test_batchnorm_running_two_steps),
+        cmocka_unit_test(test_batchnorm_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

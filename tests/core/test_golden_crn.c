@@ -1,0 +1,269 @@
+/* The whole CRN training step against PyTorch (tests/golden/crn_*.safetensors,
+ * written by tests/golden/gen_golden.py in float64 from float32 inputs): the
+ * training-mode output, the MSE loss, every parameter's gradient, the losses of
+ * 5 Adam steps, the BatchNorm running statistics after them and the eval-mode
+ * output of the inference plan (before and after the 5 steps).
+ *
+ * One metric everywhere (golden_err): max_i |a_i - ref_i| / max(max_i |ref_i|, floor),
+ * i.e. the worst absolute error relative to the largest magnitude of the
+ * reference tensor.
+ *
+ * After 5 Adam steps, running_mean and the eval output are ill-conditioned: a conv
+ * bias before a training-mode BatchNorm has an exact gradient of zero, float32
+ * rounding gives it a noise gradient, and Adam turns that noise into steps of
+ * ~lr/10 that move the running means. PyTorch's own float32 run lands 2e-3..5e-3
+ * from the float64 reference there; the generator stores that figure
+ * (torch_f32_err.* metadata) and those checks allow max(1e-4, 4x) of it. */
+#include "sn_test.h"
+#include "sinter/nn.h"
+#include "sinter/safetensors.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_FWD 1e-4   /* outputs, the loss, the 5 losses, running stats */
+#define TOL_GRAD 1e-3  /* gradients */
+
+static double golden_err(const float *a, const float *ref, int64_t n, double floor) {
+    double m = 0, d = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
+    m = fmax(m, floor);
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)ref[i]) / m;
+        if (!(e <= d)) d = e; /* NaN is the maximum */
+    }
+    return d;
+}
+
+static double max_abs(const float *a, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+
+static float *read_all(const sn_safetensors *f, const char *name, int64_t *n) {
+    const sn_st_tensor *t = sn_st_find(f, name);
+    if (!t) fail_msg("golden file %s has no tensor '%s'", sn_st_label(f), name);
+    *n = (int64_t)sn_st_numel(t);
+    float *v = malloc((size_t)(*n ? *n : 1) * sizeof *v);
+    SN_ASSERT_OK(sn_st_read_f32(f, name, v, (size_t)*n));
+    return v;
+}
+
+static float *read_model(const sn_tensor *t) {
+    int64_t n = sn_nelem(t);
+    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    SN_ASSERT_OK(sn_tensor_get(t, v, n));
+    return v;
+}
+
+static int meta_int(const sn_safetensors *f, const char *key) {
+    const char *v = sn_st_meta(f, key);
+    if (!v) fail_msg("golden file %s: metadata '%s' missing", sn_st_label(f), key);
+    return atoi(v);
+}
+
+static double meta_double(const sn_safetensors *f, const char *key) {
+    const char *v = sn_st_meta(f, key);
+    if (!v) fail_msg("golden file %s: metadata '%s' missing", sn_st_label(f), key);
+    return atof(v);
+}
+
+/* Tolerance of a quantity after the 5 steps: as close as PyTorch float32 (x4), at least TOL_FWD. */
+static double tol_after5(const sn_safetensors *f, const char *what) {
+    char key[64];
+    snprintf(key, sizeof key, "torch_f32_err.%s", what);
+    return fmax(TOL_FWD, 4.0 * meta_double(f, key));
+}
+
+static bool is_extra(const char *name) {
+    static const char *names[] = {"x", "target", "output", "loss", "adam_losses", "eval_output", "eval_output0"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(name, names[i])) return true;
+    return !strncmp(name, "grad.", 5) || !strncmp(name, "after5.", 7);
+}
+
+static void run_crn(const char *file, sn_rnn_kind kind) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/golden/%s", SN_SOURCE_DIR, file);
+    sn_safetensors *f = NULL;
+    SN_ASSERT_OK(sn_st_open(path, &f));
+    assert_string_equal(sn_st_meta(f, "rnn"), sn_rnn_kind_name(kind));
+
+    sn_crn_config cfg;
+    sn_crn_config_default(&cfg);
+    cfg.rnn = kind;
+    cfg.hidden = meta_int(f, "hidden");
+    cfg.layers = meta_int(f, "layers");
+    cfg.freq_bins = meta_int(f, "freq_bins");
+    assert_int_equal(sscanf(sn_st_meta(f, "channels"), "%d,%d,%d,%d,%d", &cfg.channels[0], &cfg.channels[1],
+                            &cfg.channels[2], &cfg.channels[3], &cfg.channels[4]),
+                     5);
+    int B = meta_int(f, "batch"), T = meta_int(f, "frames");
+
+    sn_backend *be = sn_cpu_backend_new(0);
+    assert_non_null(be);
+    sn_model *m = NULL;
+    SN_ASSERT_OK(sn_crn_new(&cfg, be, &m));
+    assert_int_equal((int64_t)meta_int(f, "params"), m->nparams);
+
+    /* the state_dict: same names, same shapes, both ways */
+    int nstate = 0;
+    for (int i = 0; i < sn_st_count(f); i++) {
+        const sn_st_tensor *st = sn_st_get(f, i);
+        if (is_extra(st->name)) continue;
+        nstate++;
+        sn_tensor *t = sn_model_find(m, st->name);
+        if (!t) fail_msg("%s: state_dict entry '%s' is not in the sinter model", file, st->name);
+        assert_int_equal(st->ndim, t->ndim);
+        for (int d = 0; d < t->ndim; d++) assert_int_equal(st->shape[d], t->shape[d]);
+        int64_t n;
+        float *v = read_all(f, st->name, &n);
+        SN_ASSERT_OK(sn_tensor_set(t, v, n));
+        free(v);
+    }
+    assert_int_equal(nstate, m->n);
+
+    sn_optim_config opt;
+    sn_optim_config_default(&opt);
+    sn_step *s = NULL;
+    SN_ASSERT_OK(sn_step_new(m, be, be, B, T, &opt, &s));
+    int64_t nx, ny, n;
+    float *x = read_all(f, "x", &nx), *y = read_all(f, "target", &ny);
+    assert_int_equal(nx, (int64_t)B * T * cfg.freq_bins);
+
+    /* the inference plan on the loaded weights, before any step */
+    sn_infer *inf = NULL;
+    SN_ASSERT_OK(sn_infer_new(m, be, be, B, T, &inf));
+    float *ref = read_all(f, "eval_output0", &n);
+    assert_int_equal(n, sn_nelem(inf->out));
+    float *got = malloc((size_t)n * sizeof *got);
+    SN_ASSERT_OK(sn_infer_run(inf, x, got));
+    double e_eval0 = golden_err(got, ref, n, 1e-30);
+    print_message("%s: eval output (initial weights) err %.3g\n", file, e_eval0);
+    free(ref), free(got);
+
+    /* step 1: output, loss, gradients */
+    float loss[5];
+    SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[0]));
+    ref = read_all(f, "output", &n), got = read_model(s->out);
+    assert_int_equal(n, sn_nelem(s->out));
+    double e_out = golden_err(got, ref, n, 1e-30);
+    free(ref), free(got);
+    float *ref_loss = read_all(f, "loss", &n);
+    double e_loss = golden_err(&loss[0], ref_loss, 1, 1e-30);
+    free(ref_loss);
+    print_message("%s: output err %.3g, loss %.7g err %.3g\n", file, e_out, loss[0], e_loss);
+
+    double e_grad = 0;
+    const char *worst = "";
+    int ngrad = 0;
+    for (int i = 0; i < m->n; i++) {
+        if (!m->trainable[i]) continue;
+        sn_tensor *t = m->t[i];
+        char gname[SN_NAME_LEN + 8], wname[SN_NAME_LEN + 8];
+        snprintf(gname, sizeof gname, "grad.%s", t->name);
+        assert_non_null(t->grad);
+        float *r = read_all(f, gname, &n);
+        assert_int_equal(n, sn_nelem(t));
+        float *g = read_model(t->grad);
+        double floor = 1e-30;
+        /* A conv bias followed by a training-mode BatchNorm has an analytic gradient of
+         * zero (the reference holds rounding noise ~1e-17): measure it against the
+         * gradient scale of the layer's weight instead. */
+        size_t L = strlen(t->name);
+        if (L > 5 && !strcmp(t->name + L - 5, ".bias")) {
+            snprintf(wname, sizeof wname, "grad.%.*s.weight", (int)(L - 5), t->name);
+            if (sn_st_find(f, wname)) {
+                int64_t nw;
+                float *rw = read_all(f, wname, &nw);
+                double sw = max_abs(rw, nw);
+                if (max_abs(r, n) < 1e-6 * sw) floor = sw;
+                free(rw);
+            }
+        }
+        double e = golden_err(g, r, n, floor);
+        if (!(e <= TOL_GRAD)) print_message("  %s: grad err %.3g (max |ref| %.3g)\n", t->name, e, max_abs(r, n));
+        if (!(e <= e_grad)) e_grad = e, worst = t->name;
+        ngrad++;
+        free(r), free(g);
+    }
+    print_message("%s: %d gradients, max err %.3g (%s)\n", file, ngrad, e_grad, worst);
+
+    /* steps 2..5 */
+    for (int k = 1; k < 5; k++) SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[k]));
+    float *ref_losses = read_all(f, "adam_losses", &n);
+    assert_int_equal(n, 5);
+    double e_losses = 0;
+    for (int k = 0; k < 5; k++) e_losses = fmax(e_losses, golden_err(&loss[k], &ref_losses[k], 1, 1e-30));
+    print_message("%s: losses %.7g %.7g %.7g %.7g %.7g (ref %.7g .. %.7g) max err %.3g\n", file, loss[0], loss[1],
+                  loss[2], loss[3], loss[4], ref_losses[0], ref_losses[4], e_losses);
+    free(ref_losses);
+
+    double e_mean = 0, e_var = 0;
+    int nbt_bad = 0;
+    for (int i = 0; i < m->n; i++) {
+        sn_tensor *t = m->t[i];
+        if (m->trainable[i]) continue;
+        char aname[SN_NAME_LEN + 8];
+        snprintf(aname, sizeof aname, "after5.%s", t->name);
+        float *r = read_all(f, aname, &n), *g = read_model(t);
+        assert_int_equal(n, sn_nelem(t));
+        double e = golden_err(g, r, n, 1e-30);
+        if (strstr(t->name, "num_batches_tracked")) {
+            if (g[0] != r[0]) {
+                if (!nbt_bad) print_message("  %s = %g, PyTorch %g\n", t->name, g[0], r[0]);
+                nbt_bad++;
+            }
+        } else if (strstr(t->name, "running_mean")) {
+            e_mean = fmax(e_mean, e);
+        } else {
+            e_var = fmax(e_var, e);
+        }
+        free(r), free(g);
+    }
+    double tol_mean = tol_after5(f, "running_mean"), tol_var = tol_after5(f, "running_var");
+    print_message("%s: after 5 steps running_mean err %.3g (tol %.3g), running_var err %.3g (tol %.3g), "
+                  "%d num_batches_tracked differ\n", file, e_mean, tol_mean, e_var, tol_var, nbt_bad);
+
+    /* the inference plan after the 5 steps */
+    ref = read_all(f, "eval_output", &n);
+    got = malloc((size_t)n * sizeof *got);
+    SN_ASSERT_OK(sn_infer_run(inf, x, got));
+    double e_eval = golden_err(got, ref, n, 1e-30), tol_eval = tol_after5(f, "eval_output");
+    print_message("%s: eval output after 5 steps err %.3g (tol %.3g)\n", file, e_eval, tol_eval);
+    free(ref), free(got);
+
+    sn_infer_free(inf);
+    sn_step_free(s);
+    sn_model_free(m);
+    sn_backend_free(be);
+    free(x), free(y);
+
+    assert_true(e_out < TOL_FWD);
+    assert_true(e_loss < TOL_FWD);
+    assert_true(e_grad < TOL_GRAD);
+    assert_true(e_eval0 < TOL_FWD);
+    assert_true(e_losses < tol_after5(f, "losses"));
+    assert_true(e_mean < tol_mean);
+    assert_true(e_var < tol_var);
+    assert_true(e_eval < tol_eval);
+    /* PyTorch counts BatchNorm calls in training mode (a state_dict entry) */
+    assert_int_equal(nbt_bad, 0);
+    sn_st_close(f);
+}
+
+static void test_crn_lstm(void **st) { (void)st; run_crn("crn_lstm.safetensors", SN_RNN_LSTM); }
+static void test_crn_gru(void **st) { (void)st; run_crn("crn_gru.safetensors", SN_RNN_GRU); }
+static void test_crn_attention(void **st) { (void)st; run_crn("crn_attention.safetensors", SN_RNN_ATTENTION); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crn_lstm),
+        cmocka_unit_test(test_crn_gru),
+        cmocka_unit_test(test_crn_attention),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

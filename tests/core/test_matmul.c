@@ -1,0 +1,204 @@
+/* MATMUL, LINEAR, BIAS_GRAD: float64 references, finite-difference gradients
+ * through sn_grad_matmul, bad input. */
+#include "sn_test.h"
+#include "core/core.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double *to_d(const float *f, int64_t n) {
+    double *d = malloc(sizeof(double) * n);
+    for (int64_t i = 0; i < n; i++) d[i] = f[i];
+    return d;
+}
+
+/* the forward of a MATMUL or LINEAR node in double, from the srcs' shapes; returns sum(y * R) */
+static double ref(const sn_tensor *node, double *const *p, const double *R, double *y) {
+    const sn_tensor *a = node->src[0], *b = node->src[1];
+    int nd = node->ndim;
+    int64_t M = node->shape[nd - 2 >= 0 ? nd - 2 : 0], N = node->shape[nd - 1];
+    double L = 0;
+    if (node->op == SN_OP_LINEAR) {
+        int64_t K = b->shape[1], rows = sn_nelem(a) / K;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t n = 0; n < N; n++) {
+                double s = node->nsrc > 2 ? p[2][n] : 0;
+                for (int64_t k = 0; k < K; k++) s += p[0][r * K + k] * p[1][n * K + k];
+                if (y) y[r * N + n] = s;
+                L += s * R[r * N + n];
+            }
+        return L;
+    }
+    bool ta = node->ip[0], tb = node->ip[1];
+    int64_t K = ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
+    int64_t batch = sn_nelem(node) / (M * N);
+    for (int64_t i = 0; i < batch; i++) {
+        const double *A = p[0] + i * M * K, *B = p[1] + (b->ndim == 2 ? 0 : i * K * N);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+                double s = 0;
+                for (int64_t k = 0; k < K; k++) s += (ta ? A[k * M + m] : A[m * K + k]) * (tb ? B[n * K + k] : B[k * N + n]);
+                int64_t o = i * M * N + m * N + n;
+                if (y) y[o] = s;
+                L += s * R[o];
+            }
+    }
+    return L;
+}
+
+static void check_node(sn_ctx *ctx, sn_tensor *node, uint64_t *seed) {
+    sn_backend *be = sn_cpu_backend_new(2);
+    double *p[3] = {0};
+    for (int i = 0; i < node->nsrc; i++) p[i] = to_d(node->src[i]->data, sn_nelem(node->src[i]));
+    sn_tensor *dy = sn_new_tensor(ctx, SN_F32, node->ndim, node->shape, 0, "dy");
+    int64_t ny = sn_nelem(node);
+    double *R = to_d(sn_test_leaf(dy, seed, -1, 1), ny), *yd = malloc(sizeof(double) * ny);
+    sn_tensor *dsrc[3] = {0};
+    SN_ASSERT_OK(sn_grad_matmul(ctx, node, dy, dsrc));
+    SN_ASSERT_OK(sn_test_eval(ctx, be));
+    ref(node, p, R, yd);
+    double e = sn_test_rel_err(node->data, yd, ny, 1e-2);
+    if (!(e < 1e-5)) fail_msg("%s forward rel err %g", node->name, e);
+    for (int i = 0; i < node->nsrc; i++) {
+        int64_t n = sn_nelem(node->src[i]);
+        assert_non_null(dsrc[i]);
+        assert_int_equal(sn_nelem(dsrc[i]), n);
+        double *g = malloc(sizeof(double) * n), scale = 1e-3, m = 0;
+        for (int64_t k = 0; k < n; k++) {
+            double s = p[i][k], h = 1e-6;
+            p[i][k] = s + h;
+            double lp = ref(node, p, R, NULL);
+            p[i][k] = s - h;
+            double lm = ref(node, p, R, NULL);
+            p[i][k] = s;
+            g[k] = (lp - lm) / (2 * h);
+            scale = fmax(scale, fabs(g[k]));
+        }
+        const float *a = dsrc[i]->data;
+        for (int64_t k = 0; k < n; k++) m = fmax(m, fabs(a[k] - g[k]) / scale);
+        if (!(m < 1e-5)) fail_msg("%s grad of src %d: rel err %g", node->name, i, m);
+        free(g);
+    }
+    for (int i = 0; i < 3; i++) free(p[i]);
+    free(R), free(yd);
+    sn_backend_free(be);
+}
+
+static sn_tensor *leaf(sn_ctx *ctx, int nd, const int64_t *s, uint64_t *seed) {
+    sn_tensor *t = sn_new_tensor(ctx, SN_F32, nd, s, SN_FLAG_PARAM | SN_FLAG_NEEDS_GRAD, "leaf");
+    sn_test_leaf(t, seed, -1, 1);
+    return t;
+}
+
+/* M=3, K=5, N=4 with every transpose combination, batched [2,3] and shared 2-D b */
+static void test_matmul_variants(void **st) {
+    for (int shared = 0; shared < 2; shared++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                sn_ctx *ctx = sn_ctx_new();
+                uint64_t seed = 17 + 4 * ta + 2 * tb + shared;
+                int64_t as[4] = {2, 3, ta ? 5 : 3, ta ? 3 : 5};
+                int64_t bs[4] = {2, 3, tb ? 4 : 5, tb ? 5 : 4};
+                sn_tensor *a = leaf(ctx, 4, as, &seed);
+                sn_tensor *b = shared ? leaf(ctx, 2, bs + 2, &seed) : leaf(ctx, 4, bs, &seed);
+                sn_tensor *y = sn_matmul(ctx, a, b, ta, tb);
+                assert_non_null(y);
+                assert_int_equal(y->shape[2], 3);
+                assert_int_equal(y->shape[3], 4);
+                check_node(ctx, y, &seed);
+                sn_test_free_data(ctx);
+                sn_ctx_free(ctx);
+            }
+}
+
+static void test_matmul_2d(void **st) {
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 5;
+    sn_tensor *a = leaf(ctx, 2, (int64_t[]){7, 9}, &seed), *b = leaf(ctx, 2, (int64_t[]){9, 11}, &seed);
+    check_node(ctx, sn_matmul(ctx, a, b, false, false), &seed);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+static void test_linear(void **st) {
+    for (int with_b = 0; with_b < 2; with_b++) {
+        sn_ctx *ctx = sn_ctx_new();
+        uint64_t seed = 23 + with_b;
+        sn_tensor *x = leaf(ctx, 3, (int64_t[]){2, 3, 5}, &seed), *w = leaf(ctx, 2, (int64_t[]){7, 5}, &seed);
+        sn_tensor *b = with_b ? leaf(ctx, 1, (int64_t[]){7}, &seed) : NULL;
+        sn_tensor *y = sn_linear(ctx, x, w, b);
+        assert_non_null(y);
+        assert_int_equal(y->ndim, 3);
+        assert_int_equal(y->shape[2], 7);
+        check_node(ctx, y, &seed);
+        sn_test_free_data(ctx);
+        sn_ctx_free(ctx);
+    }
+}
+
+/* conv-style use: db[C] from dy[N,C,H,W] with ip[0] = 1 */
+static void test_bias_grad_axis1(void **st) {
+    sn_ctx *ctx = sn_ctx_new();
+    sn_backend *be = sn_cpu_backend_new(2);
+    uint64_t seed = 31;
+    int64_t s[4] = {2, 70, 3, 5};
+    sn_tensor *dy = sn_new_tensor(ctx, SN_F32, 4, s, 0, "dy");
+    float *d = sn_test_leaf(dy, &seed, -1, 1);
+    sn_tensor *db = sn_new_op(ctx, SN_OP_BIAS_GRAD, 1, &dy, 1, (int64_t[]){70});
+    db->ip[0] = 1;
+    SN_ASSERT_OK(sn_test_eval(ctx, be));
+    double ref[70] = {0};
+    for (int n = 0; n < 2; n++)
+        for (int c = 0; c < 70; c++)
+            for (int i = 0; i < 15; i++) ref[c] += d[(n * 70 + c) * 15 + i];
+    assert_true(sn_test_rel_err(db->data, ref, 70, 1.0) < 1e-5);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+    sn_backend_free(be);
+}
+
+static void test_matmul_bad_input(void **st) {
+    sn_ctx *ctx = sn_ctx_new();
+    sn_tensor *a = sn_new_tensor(ctx, SN_F32, 3, (int64_t[]){2, 3, 5}, 0, "a");
+    sn_tensor *b = sn_new_2d(ctx, 4, 5, 0, "b");
+    assert_null(sn_matmul(ctx, a, b, false, false));
+    assert_non_null(strstr(sn_last_error(), "matmul"));
+    assert_non_null(strstr(sn_last_error(), "inner dims"));
+    assert_non_null(sn_matmul(ctx, a, b, false, true));
+    sn_tensor *b3 = sn_new_tensor(ctx, SN_F32, 3, (int64_t[]){3, 5, 4}, 0, "b3");
+    assert_null(sn_matmul(ctx, a, b3, false, false));
+    assert_non_null(strstr(sn_last_error(), "batch dim 0"));
+    sn_tensor *b4 = sn_new_tensor(ctx, SN_F32, 4, (int64_t[]){1, 2, 5, 4}, 0, "b4");
+    assert_null(sn_matmul(ctx, a, b4, false, false));
+    assert_non_null(strstr(sn_last_error(), "same number of dims"));
+    sn_tensor *v = sn_new_1d(ctx, 5, 0, "v");
+    assert_null(sn_matmul(ctx, v, b, false, true));
+    assert_non_null(strstr(sn_last_error(), "at least 2 dims"));
+    sn_clear_error();
+    assert_null(sn_matmul(ctx, NULL, b, false, false));
+    assert_non_null(strstr(sn_last_error(), "matmul"));
+    /* linear */
+    sn_tensor *w = sn_new_2d(ctx, 7, 4, 0, "w");
+    assert_null(sn_linear(ctx, a, w, NULL));
+    assert_non_null(strstr(sn_last_error(), "linear"));
+    assert_non_null(strstr(sn_last_error(), "4 input features but the input's last dim is 5"));
+    sn_tensor *w5 = sn_new_2d(ctx, 7, 5, 0, "w5"), *bb = sn_new_1d(ctx, 6, 0, "bias");
+    assert_null(sn_linear(ctx, a, w5, bb));
+    assert_non_null(strstr(sn_last_error(), "bias must be [7]"));
+    assert_null(sn_linear(ctx, a, v, NULL));
+    assert_non_null(strstr(sn_last_error(), "2-D"));
+    sn_clear_error();
+    assert_null(sn_linear(ctx, a, NULL, NULL));
+    assert_non_null(strstr(sn_last_error(), "linear"));
+    sn_ctx_free(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_variants), cmocka_unit_test(test_matmul_2d),
+        cmocka_unit_test(test_linear),          cmocka_unit_test(test_bias_grad_axis1),
+        cmocka_unit_test(test_matmul_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,332 @@
+/* optimizer updates: Adam, AdamW, SGD (momentum, dampening, nesterov, weight decay) and gradient
+ * clipping over several steps against a float64 reference of PyTorch's formulas; bad input. */
+#include "sn_test.h"
+#include "core/core.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared helpers: float64 references, finite differences, error checks ---- */
+static sn_backend *g_cpu;
+static int setup(void **state) {
+    g_cpu = sn_cpu_backend_new(2);
+    return g_cpu ? 0 : -1;
+}
+static int teardown(void **state) {
+    sn_backend_free(g_cpu);
+    return 0;
+}
+
+/* A float64 reference out = f(in[0..nin)); derivatives of sum(out * R) by central
+ * differences (eps 1e-6 in double) stand in for the exact gradient. */
+typedef void (*ref_fn)(void *ud, double **in, double *out);
+typedef struct {
+    ref_fn f;
+    void *ud;
+    int nin;
+    double *in[12];
+    int64_t n[12];
+    int64_t nout;
+} ref_t;
+
+static double *to_d(const float *x, int64_t n) {
+    double *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
+    for (int64_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+__attribute__((unused)) static int ref_add(ref_t *r, const float *x, int64_t n) {
+    r->in[r->nin] = to_d(x, n);
+    r->n[r->nin] = n;
+    return r->nin++;
+}
+
+__attribute__((unused)) static void ref_free(ref_t *r) {
+    for (int i = 0; i < r->nin; i++) free(r->in[i]);
+    r->nin = 0;
+}
+
+static double ref_loss(ref_t *r, const double *R) {
+    double *o = malloc((size_t)r->nout * sizeof *o), s = 0;
+    r->f(r->ud, r->in, o);
+    for (int64_t i = 0; i < r->nout; i++) s += o[i] * R[i];
+    free(o);
+    return s;
+}
+
+static double max_abs(const double *g, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(g[i]));
+    return m;
+}
+
+/* forward: max |got - ref| / max |ref| < tol */
+__attribute__((unused)) static void check_fwd(const char *what, const float *got, ref_t *r, double tol) {
+    double *o = malloc((size_t)r->nout * sizeof *o);
+    r->f(r->ud, r->in, o);
+    double e = sn_test_rel_err(got, o, r->nout, fmax(max_abs(o, r->nout), 1e-30));
+    free(o);
+    if (!(e < tol)) fail_msg("%s: forward rel err %.3g (tol %.1g)", what, e, tol);
+}
+
+/* gradient of input k: max |got - fd| / max |fd| < tol */
+__attribute__((unused)) static void check_grad(const char *what, const float *got, ref_t *r, const float *Rf, int k, double tol) {
+    double *R = to_d(Rf, r->nout);
+    int64_t n = r->n[k];
+    double *g = malloc((size_t)n * sizeof *g), eps = 1e-6;
+    for (int64_t i = 0; i < n; i++) {
+        double x0 = r->in[k][i];
+        r->in[k][i] = x0 + eps;
+        double lp = ref_loss(r, R);
+        r->in[k][i] = x0 - eps;
+        double lm = ref_loss(r, R);
+        r->in[k][i] = x0;
+        g[i] = (lp - lm) / (2 * eps);
+    }
+    double e = sn_test_rel_err(got, g, n, fmax(max_abs(g, n), 1e-30));
+    free(g);
+    free(R);
+    if (!(e < tol)) fail_msg("%s: gradient of input %d rel err %.3g (tol %.1g)", what, k, e, tol);
+}
+
+static sn_tensor *leaf(sn_ctx *ctx, int ndim, const int64_t *shape, const char *name, uint64_t *seed, float lo,
+                       float hi, bool grad) {
+    sn_tensor *t = sn_new_tensor(ctx, SN_F32, ndim, shape, 0, name);
+    assert_non_null(t);
+    sn_test_leaf(t, seed, lo, hi);
+    if (grad) t->flags |= SN_FLAG_NEEDS_GRAD;
+    return t;
+}
+
+__attribute__((unused)) static sn_tensor *leaf_like(sn_ctx *ctx, const sn_tensor *like, const char *name, uint64_t *seed) {
+    return leaf(ctx, like->ndim, like->shape, name, seed, -1.0f, 1.0f, false);
+}
+
+#define EXPECT_FAIL(expr, substr)                                                              \
+    do {                                                                                       \
+        sn_clear_error();                                                                      \
+        sn_tensor *t_ = (expr);                                                                \
+        if (t_) fail_msg("%s succeeded, expected an error naming '%s'", #expr, substr);        \
+        if (!strstr(sn_last_error(), substr))                                                  \
+            fail_msg("%s: error message '%s' lacks '%s'", #expr, sn_last_error(), substr);     \
+    } while (0)
+
+#define EXPECT_STATUS(expr, st, substr)                                                        \
+    do {                                                                                       \
+        sn_clear_error();                                                                      \
+        sn_status s_ = (expr);                                                                 \
+        if (s_ != (st)) fail_msg("%s returned %s, expected %s", #expr, sn_status_name(s_), #st); \
+        if (!strstr(sn_last_error(), substr))                                                  \
+            fail_msg("%s: error message '%s' lacks '%s'", #expr, sn_last_error(), substr);     \
+    } while (0)
+/* ---- end of shared helpers ---- */
+
+#define NP 1000
+#define STEPS 6
+
+typedef struct {
+    bool sgd, adamw, nesterov, clip;
+    float b1, b2, eps, wd, max_norm, mom, damp, lr;
+} opt_cfg;
+
+/* float64 reference of torch.optim.Adam/AdamW/SGD and clip_grad_norm_ on one tensor */
+static void ref_step(const opt_cfg *o, int t, double *p, double *m, double *v, const double *g0, double sumsq) {
+    double clip = 1;
+    if (o->clip && o->max_norm > 0) clip = fmin(1.0, o->max_norm / (sqrt(sumsq) + 1e-6));
+    for (int i = 0; i < NP; i++) {
+        double g = g0[i] * clip;
+        if (!o->sgd) {
+            if (o->adamw) p[i] *= 1 - (double)o->lr * o->wd;
+            else g += o->wd * p[i];
+            m[i] = o->b1 * m[i] + (1 - (double)o->b1) * g;
+            v[i] = o->b2 * v[i] + (1 - (double)o->b2) * g * g;
+            double bc1 = 1 - pow(o->b1, t), bc2 = 1 - pow(o->b2, t);
+            p[i] -= o->lr / bc1 * m[i] / (sqrt(v[i]) / sqrt(bc2) + o->eps);
+        } else {
+            g += o->wd * p[i];
+            if (o->mom != 0) {
+                m[i] = t == 1 ? g : o->mom * m[i] + (1 - (double)o->damp) * g;
+                g = o->nesterov ? g + o->mom * m[i] : m[i];
+            }
+            p[i] -= o->lr * g;
+        }
+    }
+}
+
+static void run_opt(const opt_cfg *o) {
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 80;
+    int64_t n = NP, nh = SN_HYPER_N, one = 1;
+    sn_tensor *p = leaf(ctx, 1, &n, "param", &seed, -1, 1, false);
+    sn_tensor *g = leaf(ctx, 1, &n, "grad", &seed, -1, 1, false);
+    sn_tensor *m = leaf(ctx, 1, &n, "m", &seed, 0, 0, false);
+    sn_tensor *v = leaf(ctx, 1, &n, "v", &seed, 0, 0, false);
+    sn_tensor *h = leaf(ctx, 1, &nh, "hyper", &seed, 0, 0, false);
+    sn_tensor *ss = o->clip ? leaf(ctx, 1, &one, "sumsq", &seed, 0, 0, false) : NULL;
+    sn_tensor *u = o->sgd ? sn_sgd(ctx, p, g, m, h, ss, o->mom, o->damp, o->wd, o->max_norm, o->nesterov)
+                          : sn_adam(ctx, p, g, m, v, h, ss, o->b1, o->b2, o->eps, o->wd, o->max_norm, o->adamw);
+    if (!u) fail_msg("%s", sn_last_error());
+    assert_true(sn_op_writes_src(u, 0) && sn_op_writes_src(u, 2));
+    double *pd = to_d(p->data, NP), *md = calloc(NP, sizeof(double)), *vd = calloc(NP, sizeof(double));
+    float *hy = h->data, *gf = g->data;
+    for (int t = 1; t <= STEPS; t++) {
+        sn_test_rand(gf, NP, &seed, -1, 1);  /* a fresh gradient each step */
+        double *gd = to_d(gf, NP), s = 0;
+        for (int i = 0; i < NP; i++) s += gd[i] * gd[i];
+        if (ss) ((float *)ss->data)[0] = (float)s;
+        hy[SN_HYPER_LR] = o->lr;
+        hy[SN_HYPER_BC1] = (float)(1 - pow(o->b1, t));
+        hy[SN_HYPER_BC2] = (float)(1 - pow(o->b2, t));
+        hy[SN_HYPER_STEP] = (float)t;
+        if (t == 1) SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+        else SN_ASSERT_OK(g_cpu->i->compute(g_cpu, &u, 1, NULL));
+        ref_step(o, t, pd, md, vd, gd, s);
+        free(gd);
+    }
+    double ep = sn_test_rel_err(p->data, pd, NP, fmax(max_abs(pd, NP), 1e-30));
+    double em = sn_test_rel_err(m->data, md, NP, fmax(max_abs(md, NP), 1e-30));
+    double ev = o->sgd ? 0 : sn_test_rel_err(v->data, vd, NP, fmax(max_abs(vd, NP), 1e-30));
+    /* param changes are ~lr per step: compare the update p - p0 too, which f32 rounding of p hides */
+    if (!(ep < 1e-6 && em < 1e-5 && ev < 1e-5))
+        fail_msg("%s: rel err param %.3g, m/buf %.3g, v %.3g", o->sgd ? "sgd" : "adam", ep, em, ev);
+    free(pd);
+    free(md);
+    free(vd);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+/* the update itself (p_after - p_before) against the reference, one step, to see past p's rounding */
+static void run_opt_delta(const opt_cfg *o) {
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 90;
+    int64_t n = NP, nh = SN_HYPER_N, one = 1;
+    sn_tensor *p = leaf(ctx, 1, &n, "param", &seed, -1, 1, false);
+    sn_tensor *g = leaf(ctx, 1, &n, "grad", &seed, -1, 1, false);
+    sn_tensor *m = leaf(ctx, 1, &n, "m", &seed, -0.1f, 0.1f, false);
+    sn_tensor *v = leaf(ctx, 1, &n, "v", &seed, 0.01f, 0.1f, false);
+    sn_tensor *h = leaf(ctx, 1, &nh, "hyper", &seed, 0, 0, false);
+    sn_tensor *ss = leaf(ctx, 1, &one, "sumsq", &seed, 0, 0, false);
+    sn_tensor *u = o->sgd ? sn_sgd(ctx, p, g, m, h, ss, o->mom, o->damp, o->wd, o->max_norm, o->nesterov)
+                          : sn_adam(ctx, p, g, m, v, h, ss, o->b1, o->b2, o->eps, o->wd, o->max_norm, o->adamw);
+    assert_non_null(u);
+    int t = 3;
+    double *p0 = to_d(p->data, NP), *pd = to_d(p->data, NP), *md = to_d(m->data, NP), *vd = to_d(v->data, NP),
+           *gd = to_d(g->data, NP), s = 0;
+    for (int i = 0; i < NP; i++) s += gd[i] * gd[i];
+    ((float *)ss->data)[0] = (float)s;
+    float *hy = h->data;
+    hy[SN_HYPER_LR] = o->lr;
+    hy[SN_HYPER_BC1] = (float)(1 - pow(o->b1, t));
+    hy[SN_HYPER_BC2] = (float)(1 - pow(o->b2, t));
+    hy[SN_HYPER_STEP] = (float)t;
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    ref_step(o, t, pd, md, vd, gd, s);
+    const float *pf = p->data;
+    double *dref = malloc(NP * sizeof(double));
+    float *dgot = malloc(NP * sizeof(float));
+    for (int i = 0; i < NP; i++) {
+        dref[i] = pd[i] - p0[i];
+        dgot[i] = (float)((double)pf[i] - p0[i]);
+    }
+    /* the float subtraction p - step loses ~ulp(p) = 6e-8 of a ~1e-3 step: tolerance 1e-3 */
+    double e = sn_test_rel_err(dgot, dref, NP, fmax(max_abs(dref, NP), 1e-30));
+    if (!(e < 1e-3)) fail_msg("%s update: rel err %.3g", o->sgd ? "sgd" : "adam", e);
+    free(dref);
+    free(dgot);
+    free(p0);
+    free(pd);
+    free(md);
+    free(vd);
+    free(gd);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+static void test_adam(void **state) {
+    opt_cfg o = {.b1 = 0.9f, .b2 = 0.999f, .eps = 1e-8f, .lr = 1e-3f};
+    run_opt(&o);
+    run_opt_delta(&o);
+    o.wd = 0.01f; /* L2 penalty added to the gradient */
+    run_opt(&o);
+    run_opt_delta(&o);
+}
+
+static void test_adamw(void **state) {
+    opt_cfg o = {.adamw = true, .b1 = 0.8f, .b2 = 0.99f, .eps = 1e-6f, .wd = 0.1f, .lr = 3e-3f};
+    run_opt(&o);
+    run_opt_delta(&o);
+}
+
+/* norm of a [1000] uniform(-1,1) gradient is ~18: max_norm 2 clips, 100 leaves it */
+static void test_adam_clip(void **state) {
+    opt_cfg o = {.clip = true, .b1 = 0.9f, .b2 = 0.999f, .eps = 1e-8f, .lr = 1e-3f, .max_norm = 2.0f};
+    run_opt(&o);
+    run_opt_delta(&o);
+    o.max_norm = 100.0f;
+    run_opt(&o);
+    o.max_norm = 0.0f; /* 0 disables clipping even with sumsq given */
+    run_opt(&o);
+}
+
+static void test_sgd(void **state) {
+    opt_cfg o = {.sgd = true, .lr = 0.05f, .mom = 0.9f, .damp = 0.1f, .wd = 0.01f};
+    run_opt(&o);
+    run_opt_delta(&o);
+    opt_cfg nest = {.sgd = true, .lr = 0.05f, .mom = 0.9f, .nesterov = true};
+    run_opt(&nest);
+    run_opt_delta(&nest);
+    opt_cfg plain = {.sgd = true, .lr = 0.1f};
+    run_opt(&plain);
+    opt_cfg clip = {.sgd = true, .lr = 0.1f, .mom = 0.5f, .clip = true, .max_norm = 1.0f};
+    run_opt(&clip);
+    run_opt_delta(&clip);
+}
+
+static void test_optim_bad_input(void **state) {
+    sn_ctx *ctx = sn_ctx_new();
+    sn_tensor *p = sn_new_1d(ctx, 10, 0, "p"), *g9 = sn_new_1d(ctx, 9, 0, "g"), *g = sn_new_1d(ctx, 10, 0, "g"),
+              *m = sn_new_1d(ctx, 10, 0, "m"), *v = sn_new_1d(ctx, 10, 0, "v"), *h = sn_new_1d(ctx, 4, 0, "h"),
+              *h2 = sn_new_1d(ctx, 2, 0, "h"), *s2 = sn_new_1d(ctx, 2, 0, "s");
+    EXPECT_FAIL(sn_adam(ctx, p, g9, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false), "adam");
+    EXPECT_FAIL(sn_adam(ctx, p, g, g9, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false), "adam");
+    EXPECT_FAIL(sn_adam(ctx, p, g, m, v, h2, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false), "hyper");
+    EXPECT_FAIL(sn_adam(ctx, p, g, m, v, h, s2, 0.9f, 0.999f, 1e-8f, 0, 1, false), "sumsq");
+    EXPECT_FAIL(sn_adam(ctx, p, g, m, v, h, NULL, 1.0f, 0.999f, 1e-8f, 0, 0, false), "betas");
+    EXPECT_FAIL(sn_adam(ctx, p, g, m, NULL, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false), "NULL");
+    EXPECT_FAIL(sn_sgd(ctx, p, g9, m, h, NULL, 0.9f, 0, 0, 0, false), "sgd");
+    EXPECT_FAIL(sn_sgd(ctx, p, g, g9, h, NULL, 0.9f, 0, 0, 0, false), "momentum buffer");
+    EXPECT_FAIL(sn_sgd(ctx, p, g, m, h, NULL, 0.0f, 0, 0, 0, true), "nesterov");
+    EXPECT_FAIL(sn_sgd(ctx, p, g, m, h, NULL, 0.9f, 0.5f, 0, 0, true), "nesterov");
+    EXPECT_FAIL(sn_sgd(ctx, p, g, m, h, NULL, -0.9f, 0, 0, 0, false), "momentum");
+    EXPECT_FAIL(sn_sgd(ctx, NULL, g, m, h, NULL, 0.9f, 0, 0, 0, false), "NULL");
+    /* zero bias corrections (the host forgot to write the hyper tensor) are an error, not NaNs */
+    sn_ctx_free(ctx);
+    ctx = sn_ctx_new();
+    p = sn_new_1d(ctx, 10, 0, "p");
+    g = sn_new_1d(ctx, 10, 0, "g");
+    m = sn_new_1d(ctx, 10, 0, "m");
+    v = sn_new_1d(ctx, 10, 0, "v");
+    h = sn_new_1d(ctx, 4, 0, "h");
+    uint64_t seed = 1;
+    sn_tensor *ps[5] = {p, g, m, v, h};
+    for (int i = 0; i < 4; i++) sn_test_leaf(ps[i], &seed, -1, 1);
+    sn_test_leaf(h, &seed, 0, 0);
+    sn_tensor *u = sn_adam(ctx, p, g, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false);
+    assert_non_null(u);
+    sn_clear_error();
+    assert_int_not_equal(sn_test_eval(ctx, g_cpu), SN_OK);
+    assert_non_null(strstr(sn_last_error(), "bias correction"));
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_adam), cmocka_unit_test(test_adamw),          cmocka_unit_test(test_adam_clip),
+        cmocka_unit_test(test_sgd),  cmocka_unit_test(test_optim_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
