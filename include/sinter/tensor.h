@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define SN_MAX_DIMS 6
-#define SN_MAX_SRC 12
+#define SN_MAX_SRC 36
 #define SN_MAX_IPARAMS 16
 #define SN_MAX_FPARAMS 8
 #define SN_NAME_LEN 96

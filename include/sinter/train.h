@@ -136,8 +136,6 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
  * 3 input/file, 4 device, 130 interrupted. argv[0] is the subcommand name. */
 int sn_cmd_train(int argc, char **argv);
 int sn_cmd_eval(int argc, char **argv);
-/* Maps a status to the exit codes above. */
-int sn_exit_code(sn_status s);
 
 #ifdef __cplusplus
 }

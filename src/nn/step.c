@@ -89,13 +89,18 @@ size_t sn_step_peak(const sn_step *s) { return s ? sn_plan_peak(s->plan) : 0; }
 
 /* BatchNorm's num_batches_tracked counts training forward passes (PyTorch state). */
 static sn_status bump_batches_tracked(sn_model *m) {
+    bool have = false;
+    float v = 0;
     for (int i = 0; i < m->n; i++) {
         sn_tensor *t = m->t[i];
         size_t L = strlen(t->name);
         if (L < 20 || strcmp(t->name + L - 20, ".num_batches_tracked")) continue;
-        float v;
-        sn_status st = sn_tensor_get(t, &v, 1);
-        v += 1.0f;
+        sn_status st = SN_OK;
+        if (!have) { /* every BatchNorm runs once per step: one read serves all */
+            st = sn_tensor_get(t, &v, 1);
+            v += 1.0f;
+            have = true;
+        }
         if (st == SN_OK) st = sn_tensor_set(t, &v, 1);
         if (st != SN_OK) return st;
     }

@@ -188,7 +188,7 @@ static void test_rnn_bad_input(void **s) {
     assert_null(sn_lstm(ctx, x, 2, H, w2));
     assert_non_null(strstr(sn_last_error(), "bias_hh_l1"));
     /* too many layers for one op, bad hidden, 2-D input, NULL weight, NULL input */
-    assert_null(sn_lstm(ctx, x, 3, H, w));
+    assert_null(sn_lstm(ctx, x, 9, H, w));
     assert_non_null(strstr(sn_last_error(), "layers"));
     assert_null(sn_lstm(ctx, x, 2, 0, w));
     assert_non_null(strstr(sn_last_error(), "hidden"));

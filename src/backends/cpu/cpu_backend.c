@@ -1,4 +1,6 @@
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 /* The CPU backend: host memory, the thread pool, and the op dispatch table. */
 #include "backends/cpu/cpu.h"
 

@@ -236,6 +236,7 @@ typedef struct {
     const float *hp;    /* h of step t-1 (NULL at t = 0) */
     const float *w_hh;
     int64_t B;
+    int64_t ps;         /* row stride of cp/hp (T*H inside the sequence, H for an initial state) */
 } lstm_fwd_job;
 
 static void lstm_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -244,7 +245,7 @@ static void lstm_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
     FOR_BJ(i0, i1, H, {
         float *g = q->g + b * q->gs;
         float i = sigm(g[j]), f = sigm(g[H + j]), gg = tanhf(g[2 * H + j]), o = sigm(g[3 * H + j]);
-        float cp = q->cp ? q->cp[b * q->hs + j] : 0.0f;
+        float cp = q->cp ? q->cp[b * q->ps + j] : 0.0f;
         float cn = f * cp + i * gg;
         g[j] = i;
         g[H + j] = f;
@@ -260,7 +261,7 @@ static void lstm_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     int64_t H = q->H;
     if (q->hp)
         for (int k = 0; k < 4; k++)
-            skinny_nt(q->hp, q->hs, q->B, q->w_hh, H, q->g, q->gs, k * H + j0, k * H + j1, true);
+            skinny_nt(q->hp, q->ps, q->B, q->w_hh, H, q->g, q->gs, k * H + j0, k * H + j1, true);
     for (int64_t b = 0; b < q->B; b++) lstm_cell_fwd(arg, b * H + j0, b * H + j1, tid);
 }
 
@@ -278,17 +279,19 @@ static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
         float *cs = ex + sn_lstm_extra_offset(B, T, H, l, 1);
         float *hs = ex + sn_lstm_extra_offset(B, T, H, l, 2);
         input_proj(c, gates, xin, w_ih, b_ih, b_hh, B * T, in, G);
+        /* initial state: [layers,B,H] srcs after the weights (streaming), else zeros */
+        const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
+        const float *c0 = node->ip[2] ? (const float *)node->src[2 + 4 * layers]->data + l * B * H : NULL;
         for (int64_t t = 0; t < T; t++) {
-            lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : NULL, H, T * G, T * H,
-                              t > 0 ? hs + (t - 1) * H : NULL, w_hh, B};
+            lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : c0, H, T * G, T * H,
+                              t > 0 ? hs + (t - 1) * H : h0, w_hh, B, t > 0 ? T * H : H};
             if (use_skinny(B)) {
                 /* each task: its hidden units' 4 gate columns, then their cells */
                 sn_pool_for(c->pool, H, 64, lstm_step_fused, &q);
                 continue;
             }
-            if (t > 0) /* gates[:,t] += h[:,t-1] w_hh^T */
-                sn_sgemm(c->pool, false, true, B, G, H, 1.0f, hs + (t - 1) * H, T * H, w_hh, H, 1.0f,
-                         gates + t * G, T * G);
+            if (q.hp) /* gates[:,t] += h[:,t-1] w_hh^T */
+                sn_sgemm(c->pool, false, true, B, G, H, 1.0f, q.hp, q.ps, w_hh, H, 1.0f, gates + t * G, T * G);
             sn_pool_for(c->pool, B * H, CELL_GRAIN, lstm_cell_fwd, &q);
         }
     }
@@ -390,6 +393,7 @@ typedef struct {
     float *hn, *h;      /* hn, h of step t, row b at + b*hs */
     const float *hp;    /* h_{t-1} (NULL at t = 0) */
     int64_t H, gs, hs;
+    int64_t ps;         /* row stride of hp */
 } gru_fwd_job;
 
 static void gru_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -401,7 +405,7 @@ static void gru_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
         float r = sigm(g[j] + gh[j]), z = sigm(g[H + j] + gh[H + j]);
         float hn = gh[2 * H + j];
         float n = tanhf(g[2 * H + j] + r * hn);
-        float hp = q->hp ? q->hp[b * q->hs + j] : 0.0f;
+        float hp = q->hp ? q->hp[b * q->ps + j] : 0.0f;
         g[j] = r;
         g[H + j] = z;
         g[2 * H + j] = n;
@@ -426,10 +430,13 @@ static sn_status gru_forward(sn_cpu *c, sn_tensor *node) {
         float *hns = ex + sn_gru_extra_offset(B, T, H, l, 1);
         float *hs = ex + sn_gru_extra_offset(B, T, H, l, 2);
         input_proj(c, gates, xin, w_ih, b_ih, NULL, B * T, in, G);
+        const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
         for (int64_t t = 0; t < T; t++) {
             for (int64_t b = 0; b < B; b++) memcpy(gh + b * G, b_hh, (size_t)G * sizeof *gh);
-            if (t > 0) step_gemm_nt(c, B, G, H, hs + (t - 1) * H, T * H, w_hh, gh, G, true);
-            gru_fwd_job q = {gates + t * G, gh, hns + t * H, hs + t * H, t > 0 ? hs + (t - 1) * H : NULL, H, T * G, T * H};
+            const float *hp = t > 0 ? hs + (t - 1) * H : h0;
+            int64_t ps = t > 0 ? T * H : H;
+            if (hp) step_gemm_nt(c, B, G, H, hp, ps, w_hh, gh, G, true);
+            gru_fwd_job q = {gates + t * G, gh, hns + t * H, hs + t * H, hp, H, T * G, T * H, ps};
             sn_pool_for(c->pool, B * H, CELL_GRAIN, gru_cell_fwd, &q);
         }
     }
@@ -512,12 +519,28 @@ static sn_status gru_backward(sn_cpu *c, sn_tensor *node) {
     return SN_OK;
 }
 
+/* Last-timestep h or c of every layer, from the forward's saved state. */
+static sn_status rnn_state(sn_cpu *c, sn_tensor *node) {
+    const sn_tensor *r = node->src[0];
+    int layers = r->ip[0], part = node->ip[0] == 1 ? 1 : 2;
+    int64_t H = r->ip[1], B = r->shape[0], T = r->shape[1];
+    const float *ex = sn_extra_ptr(r);
+    float *out = node->data;
+    for (int l = 0; l < layers; l++) {
+        int64_t off = r->op == SN_OP_LSTM ? sn_lstm_extra_offset(B, T, H, l, part) : sn_gru_extra_offset(B, T, H, l, 2);
+        for (int64_t b = 0; b < B; b++)
+            memcpy(out + (l * B + b) * H, ex + off + (b * T + T - 1) * H, (size_t)H * sizeof *out);
+    }
+    return SN_OK;
+}
+
 sn_status sn_cpu_rnn(sn_cpu *c, sn_tensor *node) {
     switch (node->op) {
     case SN_OP_LSTM: return lstm_forward(c, node);
     case SN_OP_LSTM_BWD: return lstm_backward(c, node);
     case SN_OP_GRU: return gru_forward(c, node);
     case SN_OP_GRU_BWD: return gru_backward(c, node);
+    case SN_OP_RNN_STATE: return rnn_state(c, node);
     default: return sn_error(SN_ERR_INTERNAL, "sn_cpu_rnn: unexpected op %s", sn_op_name(node->op));
     }
 }

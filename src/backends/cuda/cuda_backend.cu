@@ -193,7 +193,7 @@ sn_status sn_cuda_device_info(int i, sn_device_info *o) {
     memset(o, 0, sizeof *o);
     snprintf(o->kind, sizeof o->kind, "cuda");
     o->index = i;
-    snprintf(o->name, sizeof o->name, "%s", p.name);
+    snprintf(o->name, sizeof o->name, "%.127s", p.name);
     o->mem_total = p.totalGlobalMem;
     int prev = 0;
     if (cudaGetDevice(&prev) == cudaSuccess && cudaSetDevice(i) == cudaSuccess) {
@@ -375,7 +375,8 @@ static sn_status cu_node(sn_cuda *c, sn_tensor *t) {
     case SN_OP_LSTM:
     case SN_OP_LSTM_BWD:
     case SN_OP_GRU:
-    case SN_OP_GRU_BWD: return sn_cu_rnn(c, t);
+    case SN_OP_GRU_BWD:
+    case SN_OP_RNN_STATE: return sn_cu_rnn(c, t);
     case SN_OP_ATTENTION:
     case SN_OP_ATTENTION_BWD: return sn_cu_attention(c, t);
     case SN_OP_MSE:

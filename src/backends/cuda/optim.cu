@@ -13,16 +13,17 @@ __global__ void k_adam(float *p, const float *grad, float *m, float *v, const fl
                        int64_t n, float b1, float b2, float eps, float wd, float max_norm, int adamw, float *token) {
     float lr = hyper[SN_HYPER_LR], bc1 = hyper[SN_HYPER_BC1], bc2 = hyper[SN_HYPER_BC2];
     float clip = clip_scale(sumsq, max_norm);
-    float step = lr / bc1, rbc2 = rsqrtf(bc2);
+    /* as torch (and the CPU kernel): step_size = lr / bc1 in double, then f32 */
+    float step = (float)((double)lr / (double)bc1), bc2_sqrt = (float)sqrt((double)bc2);
     SN_GRID_LOOP(i, n) {
         float g = grad[i] * clip, w = p[i];
         if (adamw) w *= 1.0f - lr * wd;
         else if (wd != 0.0f) g += wd * w;
-        float mi = b1 * m[i] + (1.0f - b1) * g;
+        float mi = m[i] + (1.0f - b1) * (g - m[i]); /* exp_avg.lerp_(grad, 1-beta1) */
         float vi = b2 * v[i] + (1.0f - b2) * g * g;
         m[i] = mi;
         v[i] = vi;
-        p[i] = w - step * mi / (sqrtf(vi) * rbc2 + eps);
+        p[i] = w - step * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
     if (token && blockIdx.x == 0 && threadIdx.x == 0) token[0] = 0.0f;
 }

@@ -14,7 +14,8 @@ __device__ __forceinline__ float sigm(float x) { return 1.0f / (1.0f + expf(-x))
 
 /* gates holds x@W_ih^T for step t on entry and the activated (i,f,g,o) on exit */
 __global__ void k_lstm_cell(float *gates, float *cbuf, float *hbuf, float *y, __nv_bfloat16 *h16, const float *rec,
-                            const float *b_ih, const float *b_hh, int64_t B, int64_t T, int64_t H, int64_t t) {
+                            const float *b_ih, const float *b_hh, const float *c0, int64_t B, int64_t T, int64_t H,
+                            int64_t t) {
     SN_GRID_LOOP(idx, B * H) {
         int64_t b = idx / H, j = idx - b * H;
         float *gt = gates + (b * T + t) * 4 * H;
@@ -26,7 +27,7 @@ __global__ void k_lstm_cell(float *gates, float *cbuf, float *hbuf, float *y, __
             pre[k] = v;
         }
         float i = sigm(pre[0]), f = sigm(pre[1]), g = tanhf(pre[2]), o = sigm(pre[3]);
-        float cp = t > 0 ? cbuf[(b * T + t - 1) * H + j] : 0.0f;
+        float cp = t > 0 ? cbuf[(b * T + t - 1) * H + j] : (c0 ? c0[b * H + j] : 0.0f);
         float cn = f * cp + i * g, hn = o * tanhf(cn);
         gt[j] = i;
         gt[H + j] = f;
@@ -79,7 +80,8 @@ __global__ void k_shift_prev(const float *h, float *hp, int64_t B, int64_t T, in
 
 /* gates holds x@W_ih^T on entry, the activated (r,z,n) on exit; hn = W_hn h + b_hn */
 __global__ void k_gru_cell(float *gates, float *hnbuf, float *hbuf, float *y, __nv_bfloat16 *h16, const float *rec,
-                           const float *b_ih, const float *b_hh, int64_t B, int64_t T, int64_t H, int64_t t) {
+                           const float *b_ih, const float *b_hh, const float *h0, int64_t B, int64_t T, int64_t H,
+                           int64_t t) {
     SN_GRID_LOOP(idx, B * H) {
         int64_t b = idx / H, j = idx - b * H;
         float *gt = gates + (b * T + t) * 3 * H;
@@ -89,7 +91,7 @@ __global__ void k_gru_cell(float *gates, float *hnbuf, float *hbuf, float *y, __
         float hnv = b_hh[2 * H + j] + (rc ? rc[2 * H + j] : 0.0f);
         float r = sigm(xr + hr), z = sigm(xz + hz), n = tanhf(xn + r * hnv);
         int64_t o1 = (b * T + t) * H + j;
-        float hp = t > 0 ? hbuf[o1 - H] : 0.0f;
+        float hp = t > 0 ? hbuf[o1 - H] : (h0 ? h0[b * H + j] : 0.0f);
         float h = (1.0f - z) * n + z * hp;
         gt[j] = r;
         gt[H + j] = z;
@@ -138,7 +140,7 @@ __global__ void k_gru_cell_bwd(const float *dh_out, float *dhc, const float *gat
 typedef struct {
     int64_t B, T, I, H, G; /* G = gates per unit: 4 (LSTM) or 3 (GRU) */
     int L;
-    bool lstm;
+    bool lstm, stream;
 } rnn_dims;
 
 static size_t al(size_t floats) { return (floats + 63) & ~(size_t)63; }
@@ -178,18 +180,24 @@ static sn_status rnn_forward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         float *mid = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 1) : sn_gru_extra_offset(B, T, H, l, 1));
         float *hbuf = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 2) : sn_gru_extra_offset(B, T, H, l, 2));
         float *y = l == d->L - 1 ? sn_cu_f(node) : NULL;
+        /* streaming variant: initial state [layers,B,H] after the weights */
+        const float *h0 = d->stream ? sn_cu_f(node->src[1 + 4 * d->L]) + l * B * H : NULL;
+        const float *c0 = d->stream && d->lstm ? sn_cu_f(node->src[2 + 4 * d->L]) + l * B * H : NULL;
         /* input projection of every timestep */
         SN_TRY(sn_cu_gemm(c, false, true, BT, G * H, in_dim, 1.0f, in, in_dim, w_ih, in_dim, 0.0f, gates, G * H, what));
         if (w16) SN_TRY(sn_cu_to_bf16(c, w16, w_hh, G * H * H));
         unsigned g = sn_cu_blocks(c, B * H);
+        if (h0 && h16) SN_TRY(sn_cu_to_bf16(c, h16, h0, B * H));
         for (int64_t t = 0; t < T; t++) {
             if (t > 0)
                 SN_TRY(step_gemm(c, true, B, G * H, H, hbuf + (t - 1) * H, T * H, h16, w_hh, w16, 0.0f, rec, what));
-            const float *r = t > 0 ? rec : NULL;
+            else if (h0)
+                SN_TRY(step_gemm(c, true, B, G * H, H, h0, H, h16, w_hh, w16, 0.0f, rec, what));
+            const float *r = t > 0 || h0 ? rec : NULL;
             if (d->lstm)
-                k_lstm_cell<<<g, SN_CU_THREADS, 0, c->stream>>>(gates, mid, hbuf, y, h16, r, b_ih, b_hh, B, T, H, t);
+                k_lstm_cell<<<g, SN_CU_THREADS, 0, c->stream>>>(gates, mid, hbuf, y, h16, r, b_ih, b_hh, c0, B, T, H, t);
             else
-                k_gru_cell<<<g, SN_CU_THREADS, 0, c->stream>>>(gates, mid, hbuf, y, h16, r, b_ih, b_hh, B, T, H, t);
+                k_gru_cell<<<g, SN_CU_THREADS, 0, c->stream>>>(gates, mid, hbuf, y, h16, r, b_ih, b_hh, h0, B, T, H, t);
             CU_LAUNCHED(d->lstm ? "lstm cell" : "gru cell");
         }
     }
@@ -279,7 +287,30 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
     return SN_OK;
 }
 
+/* out[l,b,:] = state part (1 = c, 2 = h) of layer l at the last timestep */
+__global__ void k_rnn_last(const float *ex, int64_t per_layer, int64_t part_off, float *out, int64_t L, int64_t B,
+                           int64_t T, int64_t H) {
+    SN_GRID_LOOP(i, L * B * H) {
+        int64_t j = i % H, b = (i / H) % B, l = i / (B * H);
+        out[i] = ex[l * per_layer + part_off + (b * T + T - 1) * H + j];
+    }
+}
+
 sn_status sn_cu_rnn(sn_cuda *c, sn_tensor *node) {
+    if (node->op == SN_OP_RNN_STATE) {
+        const sn_tensor *r = node->src[0];
+        bool lstm = r->op == SN_OP_LSTM;
+        int which = node->ip[0];
+        if (which == 1 && !lstm) return sn_error(SN_ERR_INVALID_ARG, "rnn_state: a GRU has no cell state (c)");
+        int64_t B = r->shape[0], T = r->shape[1], H = r->shape[2], L = r->ip[0];
+        int part = which == 1 ? 1 : 2;
+        int64_t per = lstm ? sn_lstm_extra_offset(B, T, H, 1, 0) : sn_gru_extra_offset(B, T, H, 1, 0);
+        int64_t off = lstm ? sn_lstm_extra_offset(B, T, H, 0, part) : sn_gru_extra_offset(B, T, H, 0, part);
+        k_rnn_last<<<sn_cu_blocks(c, L * B * H), SN_CU_THREADS, 0, c->stream>>>(sn_cu_extra(r), per, off, sn_cu_f(node),
+                                                                                 L, B, T, H);
+        CU_LAUNCHED("rnn_state");
+        return SN_OK;
+    }
     rnn_dims d;
     bool fwd = node->op == SN_OP_LSTM || node->op == SN_OP_GRU;
     d.lstm = node->op == SN_OP_LSTM || node->op == SN_OP_LSTM_BWD;
@@ -290,9 +321,9 @@ sn_status sn_cu_rnn(sn_cuda *c, sn_tensor *node) {
     d.T = x->shape[1];
     d.I = x->shape[2];
     d.H = f->shape[2];
-    d.L = (node->nsrc - (fwd ? 1 : 3)) / 4;
+    d.L = f->ip[0] > 0 ? f->ip[0] : (node->nsrc - (fwd ? 1 : 3)) / 4;
+    d.stream = fwd && node->ip[2] == 1;
     if (d.L < 1 || d.L > 16)
-        return sn_error(SN_ERR_INVALID_ARG, "%s: %d weight tensors do not make whole layers", sn_op_name(node->op),
-                        node->nsrc - (fwd ? 1 : 3));
+        return sn_error(SN_ERR_INVALID_ARG, "%s: %d layers (1 to 16 supported)", sn_op_name(node->op), d.L);
     return fwd ? rnn_forward(c, node, &d) : rnn_backward(c, node, &d);
 }

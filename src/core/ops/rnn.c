@@ -15,7 +15,7 @@ static sn_tensor *rnn_new(sn_ctx *ctx, sn_op op, const char *name, int gates, sn
     if (x->ndim != 3)
         return sn_shape_fail(name, x, NULL, "input must be [batch, time, features] (batch_first), it has %d dims",
                              x->ndim);
-    if (layers < 1 || 1 + 4 * layers > SN_MAX_SRC) {
+    if (layers < 1 || 3 + 4 * layers > SN_MAX_SRC) {
         sn_error(SN_ERR_INVALID_ARG, "%s: %d layers; one op holds 1 to %d layers (stack ops for more)", name, layers,
                  (SN_MAX_SRC - 3) / 4);
         return NULL;
@@ -65,6 +65,49 @@ static sn_tensor *rnn_new(sn_ctx *ctx, sn_op op, const char *name, int gates, sn
     return t;
 }
 
+/* Appends the initial state srcs ([layers,B,H] each) to a fresh LSTM/GRU node. */
+static sn_tensor *with_state(sn_tensor *t, const char *name, int n, sn_tensor **st) {
+    if (!t) return NULL;
+    int64_t want[3] = {t->ip[0], t->shape[0], t->ip[1]};
+    for (int k = 0; k < n; k++) {
+        sn_tensor *s = st[k];
+        if (!s) {
+            if (!sn_last_error()[0]) sn_error(SN_ERR_INVALID_ARG, "%s: initial state %d is NULL", name, k);
+            return NULL;
+        }
+        if (s->ndim != 3 || s->shape[0] != want[0] || s->shape[1] != want[1] || s->shape[2] != want[2])
+            return sn_shape_fail(name, t->src[0], s, "initial state must be [layers=%lld, batch=%lld, hidden=%lld]",
+                                 (long long)want[0], (long long)want[1], (long long)want[2]);
+        t->src[t->nsrc++] = s;
+    }
+    t->ip[2] = 1;
+    return t;
+}
+
+sn_tensor *sn_lstm_state(sn_ctx *ctx, sn_tensor *x, int layers, int hidden, sn_tensor **w, sn_tensor *h0,
+                         sn_tensor *c0) {
+    sn_tensor *st[2] = {h0, c0};
+    return with_state(rnn_new(ctx, SN_OP_LSTM, "lstm", 4, x, layers, hidden, w), "lstm", 2, st);
+}
+
+sn_tensor *sn_gru_state(sn_ctx *ctx, sn_tensor *x, int layers, int hidden, sn_tensor **w, sn_tensor *h0) {
+    return with_state(rnn_new(ctx, SN_OP_GRU, "gru", 3, x, layers, hidden, w), "gru", 1, &h0);
+}
+
+sn_tensor *sn_rnn_final_state(sn_ctx *ctx, sn_tensor *rnn, int which) {
+    SN_NONNULL(rnn);
+    if (rnn->op != SN_OP_LSTM && rnn->op != SN_OP_GRU)
+        return sn_shape_fail("rnn_state", rnn, NULL, "needs an lstm or gru node, got %s", sn_op_name(rnn->op));
+    if (which < 0 || which > (rnn->op == SN_OP_LSTM ? 1 : 0)) {
+        sn_error(SN_ERR_INVALID_ARG, "rnn_state: which = %d (0 = h%s)", which, rnn->op == SN_OP_LSTM ? ", 1 = c" : "");
+        return NULL;
+    }
+    int64_t shape[3] = {rnn->ip[0], rnn->shape[0], rnn->ip[1]};
+    sn_tensor *t = sn_new_op(ctx, SN_OP_RNN_STATE, 1, &rnn, 3, shape);
+    if (t) t->ip[0] = which;
+    return t;
+}
+
 sn_tensor *sn_lstm(sn_ctx *ctx, sn_tensor *x, int layers, int hidden, sn_tensor **w) {
     return rnn_new(ctx, SN_OP_LSTM, "lstm", 4, x, layers, hidden, w);
 }
@@ -96,6 +139,9 @@ sn_status sn_grad_rnn(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **d
     bool any = false;
     for (int i = 0; i < node->nsrc; i++) any |= sn_needs_grad(node->src[i]);
     if (!any) return SN_OK;
+    if (node->ip[2])
+        return sn_error(SN_ERR_UNSUPPORTED, "%s with an initial state (streaming) has no gradient; train with "
+                        "whole sequences", sn_op_name(node->op));
     int64_t sizes[SN_MAX_SRC];
     int n = rnn_grad_sizes(node, sizes);
     sn_tensor *src[SN_MAX_SRC];
