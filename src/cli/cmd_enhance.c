@@ -41,8 +41,9 @@ static void usage(FILE *f) {
             "rate and in its format (a float WAV stays float, 24-bit stays 24-bit).\n"
             "\n"
             "options:\n"
-            "  --ckpt CKPT         checkpoint (.safetensors). A sinter checkpoint carries its config;\n"
-            "                      a plain PyTorch state_dict needs --config and/or key=value\n"
+            "  --ckpt CKPT         checkpoint (.safetensors). A sinter checkpoint carries its config\n"
+            "                      (--config and overrides are then not used); a plain PyTorch\n"
+            "                      state_dict (no metadata) needs --config and/or key=value\n"
             "  --config CONF       YAML config giving the model (model.rnn, model.hidden, ...)\n"
             "  key=value           config overrides, e.g. model.rnn=gru model.hidden=512\n"
             "  -o, --out OUT       output file (one input file) or folder\n"
@@ -402,6 +403,17 @@ static int parse_double(const char *opt, const char *s, double *out) {
     return 1;
 }
 
+/* key.sub=value, unless a file of that name exists */
+static int is_override(const char *a) {
+    const char *eq = strchr(a, '=');
+    struct stat sb;
+    if (!eq || eq == a || stat(a, &sb) == 0) return 0;
+    for (const char *p = a; p < eq; p++)
+        if (!(*p == '.' || *p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+            return 0;
+    return 1;
+}
+
 static int fail(sn_status st, const char *what) {
     fprintf(stderr, "sinter enhance: %s%s\n", what ? what : "", sn_last_error());
     return sn_cli_exit_code(st);
@@ -443,7 +455,7 @@ int sn_cmd_enhance(int argc, char **argv) {
             fprintf(stderr, "sinter enhance: unknown option '%s' (see sinter enhance --help)\n", a);
             free(inputs);
             return SN_EXIT_USAGE;
-        } else if (strchr(a, '=') && strchr(a, '=') != a && !strchr(a, '/') && !is_audio_name(a)) {
+        } else if (is_override(a)) {
             if (nov == MAX_OVERRIDES) {
                 fprintf(stderr, "sinter enhance: more than %d overrides\n", MAX_OVERRIDES);
                 free(inputs);
@@ -524,7 +536,8 @@ int sn_cmd_enhance(int argc, char **argv) {
     }
     e.cpu = e.b->is_host ? e.b : sn_cpu_backend_new((int)threads);
     sn_config used;
-    st = sn_ckpt_load(ckpt, &cfg, e.b, &used, &e.m, NULL);
+    /* no --config and no overrides: a plain state_dict is an error that says what to give */
+    st = sn_ckpt_load(ckpt, conf || nov ? &cfg : NULL, e.b, &used, &e.m, NULL);
     if (st != SN_OK) {
         rc = fail(st, NULL);
         goto done;

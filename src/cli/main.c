@@ -10,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* While the trainer is being written its subcommands may be missing from a
- * build: weak references let the rest of the CLI link (and say so if called). */
-#if defined(__GNUC__) && !defined(__APPLE__)
-#pragma weak sn_cmd_train
-#pragma weak sn_cmd_eval
-#endif
-
 typedef struct subcommand {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -104,13 +97,7 @@ static int unknown(const char *name) {
     return SN_EXIT_USAGE;
 }
 
-static int run(const subcommand *c, int argc, char **argv) {
-    if (!c->fn) {
-        fprintf(stderr, "sinter: '%s' is not in this build of sinter\n", c->name);
-        return SN_EXIT_USAGE;
-    }
-    return c->fn(argc, argv);
-}
+static int run(const subcommand *c, int argc, char **argv) { return c->fn(argc, argv); }
 
 int main(int argc, char **argv) {
     if (argc < 2) {

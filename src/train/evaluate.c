@@ -124,25 +124,29 @@ sn_status sn_evaluate_with(sn_infer *f, sn_dataset *ds, int metrics, sn_eval_res
                 se += d * d;
             }
             loss_sum += se / ((double)T * SN_NBINS);
-            const float *cw = b.clean + j * N, *nw = b.noisy + j * N, *yw = y + j * N;
-            double sdr = sn_si_sdr(cw, yw, N), sdr_in = sn_si_sdr(cw, nw, N);
+            /* Metrics over the samples that two frames cover: in the first and
+             * last hop only one window overlaps and the iSTFT divides by w^2 -> 0,
+             * which blows up any phase/magnitude inconsistency (clicks). */
+            const int64_t off = SN_HOP, M = (int64_t)SN_HOP * (T - 1);
+            const float *cw = b.clean + j * N + off, *nw = b.noisy + j * N + off, *yw = y + j * N + off;
+            double sdr = sn_si_sdr(cw, yw, M), sdr_in = sn_si_sdr(cw, nw, M);
             if (!isfinite(sdr)) sdr = -100;
             out->sisdr += sdr;
             out->sisdr_in += sdr_in;
             if (metrics) {
                 double v;
-                out->snr += sn_snr(cw, yw, N);
-                out->snr_in += sn_snr(cw, nw, N);
-                if ((s = sn_stoi(cw, yw, N, sr, 0, &v)) != SN_OK) break;
+                out->snr += sn_snr(cw, yw, M);
+                out->snr_in += sn_snr(cw, nw, M);
+                if ((s = sn_stoi(cw, yw, M, sr, 0, &v)) != SN_OK) break;
                 out->stoi += v;
-                if ((s = sn_stoi(cw, nw, N, sr, 0, &v)) != SN_OK) break;
+                if ((s = sn_stoi(cw, nw, M, sr, 0, &v)) != SN_OK) break;
                 out->stoi_in += v;
-                if ((s = sn_stoi(cw, yw, N, sr, 1, &v)) != SN_OK) break;
+                if ((s = sn_stoi(cw, yw, M, sr, 1, &v)) != SN_OK) break;
                 out->estoi += v;
-                if ((s = sn_stoi(cw, nw, N, sr, 1, &v)) != SN_OK) break;
+                if ((s = sn_stoi(cw, nw, M, sr, 1, &v)) != SN_OK) break;
                 out->estoi_in += v;
             }
-            if (want_cb && cb(out->items, nw, yw, cw, N, sr, user)) want_cb = 0;
+            if (want_cb && cb(out->items, b.noisy + j * N, y + j * N, b.clean + j * N, N, sr, user)) want_cb = 0;
             out->items++;
         }
     }

@@ -346,6 +346,14 @@ static int send_audio(int64_t i, const float *noisy, const float *enh, const flo
     sn_events_audio(a->T->ev, tag, step, noisy, n, sr);
     snprintf(tag, sizeof tag, "valid/%" PRId64 "/clean", i);
     sn_events_audio(a->T->ev, tag, step, clean, n, sr);
+    /* the same files as WAV in samples/ (the enhanced one is the latest validation's) */
+    char p[SN_RUN_DIR_MAX + 64];
+    const char *kind[3] = {"noisy", "clean", "enhanced"};
+    const float *x[3] = {noisy, clean, enh};
+    for (int k = 0; k < 3; k++) {
+        snprintf(p, sizeof p, "%s/samples/%s_%" PRId64 ".wav", a->T->dir, kind[k], i);
+        if (sn_audio_write(p, x[k], n, 1, sr, 0) != SN_OK) sn_clear_error(); /* samples are a convenience */
+    }
     return i + 1 >= a->max;
 }
 
@@ -354,6 +362,9 @@ static sn_status validate(trainer *T, sn_train_result *res) {
     double t0 = now_s();
     audio_cb a = {T, T->cfg->train.audio_samples};
     sn_eval_result r;
+    char sd[SN_RUN_DIR_MAX + 16];
+    snprintf(sd, sizeof sd, "%s/samples", T->dir);
+    if (a.max > 0) mkdir(sd, 0755);
     sn_status s = sn_evaluate_with(T->infer, T->valid, 1, &r, a.max > 0 ? send_audio : NULL, &a);
     if (s != SN_OK) return sn_error_prefix(s, "validation at step %" PRId64, T->st.step);
     T->last_valid_step = T->st.step;

@@ -15,12 +15,12 @@ static char g_app_tmp[256];
 
 static void app_tmp_cleanup(void) {
     if (!g_app_tmp[0] || getenv("SN_KEEP_TMP")) return;
-    char cmd[300];
+    char cmd[600];
     snprintf(cmd, sizeof cmd, "chmod -R u+w '%s' 2>/dev/null; rm -rf '%s'", g_app_tmp, g_app_tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_app_tmp);
 }
 
-static const char *app_tmp(void) {
+static inline const char *app_tmp(void) {
     if (!g_app_tmp[0]) {
         const char *base = getenv("TMPDIR");
         snprintf(g_app_tmp, sizeof g_app_tmp, "%s/sn_app_XXXXXX", base && *base ? base : "/tmp");
@@ -30,13 +30,13 @@ static const char *app_tmp(void) {
     return g_app_tmp;
 }
 
-static const char *app_path(char *buf, size_t n, const char *name) {
+static inline const char *app_path(char *buf, size_t n, const char *name) {
     snprintf(buf, n, "%s/%s", app_tmp(), name);
     return buf;
 }
 
 /* ~1 minute of synthetic speech: 12-ish clean files, noises, validation files. */
-static const char *app_corpus(void) {
+static inline const char *app_corpus(void) {
     static char dir[300];
     if (!dir[0]) {
         app_path(dir, sizeof dir, "corpus");
@@ -51,7 +51,7 @@ static const char *app_corpus(void) {
 }
 
 /* A tiny CRN on the tiny corpus: channels [4,8,8,8,16], hidden 32, 0.5 s. */
-static void app_config(sn_config *c) {
+static inline void app_config(sn_config *c) {
     sn_config_defaults(c);
     const char *d = app_corpus();
     snprintf(c->data.clean_dir, sizeof c->data.clean_dir, "%s/clean", d);
@@ -74,7 +74,7 @@ static void app_config(sn_config *c) {
 }
 
 /* Loss column (3rd) of metrics.csv training rows. Returns the count. */
-static int app_read_losses(const char *run_dir, double *loss, long long *step, int max) {
+static inline int app_read_losses(const char *run_dir, double *loss, long long *step, int max) {
     char p[1200], line[1024];
     snprintf(p, sizeof p, "%s/metrics.csv", run_dir);
     FILE *f = fopen(p, "r");

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(SN_HAVE_CBLAS) && !defined(SN_HAVE_ACCELERATE)
@@ -184,10 +185,41 @@ static sn_status cpu_node(sn_cpu *c, sn_tensor *t) {
     return sn_error(SN_ERR_UNSUPPORTED, "CPU backend: op %d (%s) has no kernel", (int)t->op, sn_op_name(t->op));
 }
 
+/* SN_PROFILE=1: time per op kind, printed at exit (a developer aid, off by default). */
+static double g_prof_ms[SN_OP_COUNT];
+static long g_prof_n[SN_OP_COUNT];
+static int g_prof = -1;
+
+static void prof_print(void) {
+    double tot = 0;
+    for (int i = 0; i < SN_OP_COUNT; i++) tot += g_prof_ms[i];
+    fprintf(stderr, "sinter CPU op profile (total %.1f ms):\n", tot);
+    for (int i = 0; i < SN_OP_COUNT; i++)
+        if (g_prof_n[i])
+            fprintf(stderr, "  %-28s %8ld calls %10.1f ms %5.1f%%\n", sn_op_name((sn_op)i), g_prof_n[i], g_prof_ms[i],
+                    100.0 * g_prof_ms[i] / (tot > 0 ? tot : 1));
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
 static sn_status cpu_compute(sn_backend *b, sn_tensor **nodes, int n, void **state) {
     sn_cpu *c = b->ctx;
+    if (g_prof < 0) {
+        const char *e = getenv("SN_PROFILE");
+        g_prof = e && *e == '1';
+        if (g_prof) atexit(prof_print);
+    }
     for (int i = 0; i < n; i++) {
+        double t0 = g_prof ? now_ms() : 0;
         sn_status s = cpu_node(c, nodes[i]);
+        if (g_prof) {
+            g_prof_ms[nodes[i]->op] += now_ms() - t0;
+            g_prof_n[nodes[i]->op]++;
+        }
         if (s != SN_OK) return sn_error_prefix(s, "CPU op '%s' (%s)", nodes[i]->name, sn_op_name(nodes[i]->op));
     }
     return SN_OK;

@@ -191,8 +191,9 @@ static sn_status reduce_to(sn_cuda *c, sn_tensor *node) {
     }
     int64_t nout = sn_cu_nel(node);
     if (ix.nr == 0) {
-        CU_TRY(cudaMemcpyAsync(node->data, x->data, (size_t)nout * 4, cudaMemcpyDeviceToDevice, c->stream),
-               "reduce_to (copy)");
+        if (node->data != x->data)
+            CU_TRY(cudaMemcpyAsync(node->data, x->data, (size_t)nout * 4, cudaMemcpyDeviceToDevice, c->stream),
+                   "reduce_to (copy)");
         return SN_OK;
     }
     /* every reduced dim before every kept dim: a column sum over [R, nout] */

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds sinter's core + CUDA backend on a GPU machine, runs the tests (core and
+# cuda) and the GPU benchmarks, and prints a short summary last.
+#
+#   scripts/gpu-check.sh                    # everything
+#   SKIP_BENCH=1 scripts/gpu-check.sh       # build + tests only
+#   BUILD=build-gpu ARCH=90 JOBS=16 scripts/gpu-check.sh
+#
+# The GPU machine has nvcc and cmake but no OpenBLAS or cmocka: carry them as
+# Debian packages unpacked with `dpkg -x <deb> .deps/root` (libopenblas0-pthread,
+# libopenblas-pthread-dev, libcmocka0, libcmocka-dev); this script points CMake and
+# the loader at .deps/root when it exists. Logs go to $OUT (or /tmp/sinter-gpu-check).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+build=${BUILD:-build-gpu}
+arch=${ARCH:-90}
+jobs=${JOBS:-$(nproc)}
+out=${OUT:-/tmp/sinter-gpu-check}
+mkdir -p "$out"
+summary=()
+note() { summary+=("$*"); echo "== $*"; }
+
+deps=$root/.deps/root
+cmake_deps=()
+if [ -d "$deps" ]; then
+  lib=$deps/usr/lib/x86_64-linux-gnu
+  export LD_LIBRARY_PATH="$lib:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  cmake_deps=(-DSINTER_OPENBLAS_DIR="$deps" -DSINTER_CMOCKA_DIR="$deps")
+  # the -dev packages' libX.so links point at absolute paths that dpkg -x did not
+  # create: make relative ones so the linker finds them
+  for so in "$lib"/libopenblas.so "$lib"/openblas-pthread/libopenblas.so "$lib"/libcmocka.so; do
+    if [ -L "$so" ] && [ ! -e "$so" ]; then ln -sf "$(basename "$(readlink "$so")")" "$so"; fi
+  done
+else
+  note "no .deps/root: using system OpenBLAS/cmocka if installed"
+fi
+
+echo "== machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,utilization.gpu --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
+nvcc --version | tail -1
+note "gpu: $(head -1 "$out/gpu.txt")"
+
+echo "== configure"
+if ! cmake -S . -B "$build" -DSINTER_APP=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+     "${cmake_deps[@]}" >"$out/configure.log" 2>&1; then
+  tail -30 "$out/configure.log"
+  note "configure: FAILED (see $out/configure.log)"
+  printf '%s\n' "${summary[@]}"
+  exit 1
+fi
+grep -E "sinter (BLAS|CUDA)|cmocka" "$out/configure.log"
+
+echo "== build"
+t0=$(date +%s)
+if ! cmake --build "$build" -j "$jobs" >"$out/build.log" 2>&1; then
+  grep -E "error|Error" "$out/build.log" | head -40
+  note "build: FAILED (see $out/build.log)"
+  printf '%s\n' "${summary[@]}"
+  exit 1
+fi
+nwarn=$(grep -c "warning" "$out/build.log" || true)
+note "build: ok in $(( $(date +%s) - t0 )) s, $nwarn warning lines"
+
+echo "== tests"
+rc_tests=0
+( cd "$build" && ctest --output-on-failure -j "$jobs" --timeout 900 ) >"$out/ctest.log" 2>&1 || rc_tests=$?
+grep -E "tests passed|Test +#|\*\*\*|Failed|Skipped|FAILED|Not Run" "$out/ctest.log" | tail -60
+note "tests: $(grep -E 'tests passed' "$out/ctest.log" || echo 'no ctest summary')"
+failed=$(grep -E '^\s+[0-9]+ - ' "$out/ctest.log" | sed 's/^ *//' | tr '\n' ';')
+[ -n "$failed" ] && note "tests failed or skipped: $failed"
+# the CUDA test in full (per-op errors) whatever ctest printed
+if [ -x "$build/test_cuda_ops" ]; then
+  "$build/test_cuda_ops" >"$out/test_cuda_ops.log" 2>&1
+  rc=$?
+  grep -E "FAILED|PASSED|\[  ERROR|Failure|error" "$out/test_cuda_ops.log" | head -40
+  note "test_cuda_ops: exit $rc ($(grep -cE '^\[       OK' "$out/test_cuda_ops.log") ok, $(grep -cE '^\[  FAILED' "$out/test_cuda_ops.log") failed lines)"
+fi
+
+if [ -z "${SKIP_BENCH:-}" ] && [ -x "$build/bench_step" ]; then
+  echo "== benchmarks (CRN training step, batch 4, 400 frames)"
+  : >"$out/bench.jsonl"
+  run_bench() { # label, command...
+    local label=$1; shift
+    local r
+    if r=$(timeout 300 "$@" 2>>"$out/bench.err"); then
+      echo "$r" | tee -a "$out/bench.jsonl"
+      note "bench $label: $(echo "$r" | tail -1 | grep -oE '"step_ms_median": *[0-9.]+|"fwd_ms_median": *[0-9.]+' | tr '\n' ' ')"
+    else
+      note "bench $label: FAILED ($(tail -2 "$out/bench.err" | tr '\n' ' '))"
+    fi
+  }
+  run_bench "sinter cuda f32" "$build/bench_step" --device cuda --steps 20 --warmup 3
+  run_bench "sinter cuda tf32" "$build/bench_step" --device cuda --steps 20 --warmup 3 --tf32
+  run_bench "sinter cuda bf16" "$build/bench_step" --device cuda --steps 20 --warmup 3 --bf16
+  run_bench "sinter cuda infer" "$build/bench_step" --device cuda --steps 20 --warmup 3 --infer
+  run_bench "sinter cuda gru" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn gru
+  run_bench "sinter cuda attention" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn attention
+  if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    run_bench "pytorch cuda eager" python3 bench/torch_step.py --device cuda --steps 20
+    run_bench "pytorch cuda bf16" python3 bench/torch_step.py --device cuda --steps 20 --mode bf16
+  fi
+fi
+
+echo
+echo "================ summary ================"
+printf '%s\n' "${summary[@]}"
+exit $rc_tests

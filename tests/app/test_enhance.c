@@ -1,0 +1,326 @@
+/* `sinter enhance` end to end (the built binary, fork/exec): chunked equals
+ * whole-file output, formats and rates round-trip, folders, plain PyTorch
+ * state_dicts, and every bad input gives a clear error and the right exit code. */
+#include "sn_test.h"
+#include "sinter/audio.h"
+#include "sinter/config.h"
+#include "sinter/safetensors.h"
+#include "sinter/train.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[512];     /* scratch folder of this test run */
+static char ckpt[600];    /* tiny LSTM checkpoint (sinter format, config inside) */
+static char plain[600];   /* the same weights as a plain state_dict (no metadata) */
+static char out_txt[600], err_txt[600];
+
+static const char *P(const char *name) {
+    static char buf[8][700];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+/* Runs build/sinter with args (NULL-terminated); stdout/stderr go to files. */
+static int run_sinter(const char *const *args) {
+    char bin[600];
+    snprintf(bin, sizeof bin, "%s/sinter", SN_BINARY_DIR);
+    if (access(bin, X_OK) != 0) {
+        print_message("sinter binary '%s' not built\n", bin);
+        return -1;
+    }
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    for (; *args && n < 63; args++) argv[n++] = *args;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int o = open(out_txt, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(err_txt, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(o, 1), dup2(e, 2);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc((size_t)n + 1, 1);
+    if (fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = 0;
+    fclose(f);
+    return s;
+}
+
+static void expect_err(int rc, int want, const char *needle) {
+    char *e = slurp(err_txt);
+    if (rc != want || (needle && !strstr(e, needle)))
+        fail_msg("exit %d (want %d), stderr: %s (want '%s')", rc, want, e, needle ? needle : "");
+    free(e);
+}
+
+static void tiny_config(sn_config *c, const char *rnn) {
+    sn_config_defaults(c);
+    char kv[64];
+    snprintf(kv, sizeof kv, "model.rnn=%s", rnn);
+    SN_ASSERT_OK(sn_config_override(c, kv));
+    SN_ASSERT_OK(sn_config_override(c, "model.hidden=32"));
+    SN_ASSERT_OK(sn_config_override(c, "model.channels=[4, 8, 8, 8, 16]"));
+}
+
+static sn_model *tiny_model(sn_backend *cpu, const sn_config *cfg) {
+    sn_crn_config cc;
+    SN_ASSERT_OK(sn_crn_config_from(cfg, &cc));
+    sn_model *m = NULL;
+    SN_ASSERT_OK(sn_crn_new(&cc, cpu, &m));
+    SN_ASSERT_OK(sn_model_init(m, 5));
+    return m;
+}
+
+/* speech-like test signal: a few harmonics with a wobbling pitch, plus noise */
+static float *test_signal(int64_t n, int rate, uint64_t seed) {
+    float *x = malloc(sizeof(float) * n);
+    sn_test_rand(x, n, &seed, -0.05f, 0.05f);
+    for (int64_t i = 0; i < n; i++) {
+        double t = (double)i / rate, f0 = 140 + 30 * sin(2 * M_PI * 3 * t);
+        for (int h = 1; h <= 4; h++) x[i] += (float)(0.1 / h * sin(2 * M_PI * f0 * h * t));
+    }
+    return x;
+}
+
+static void write_wav(const char *path, int64_t frames, int channels, int rate, int format) {
+    float *x = test_signal(frames * channels, rate, 9);
+    SN_ASSERT_OK(sn_audio_write(path, x, frames, channels, rate, format));
+    free(x);
+}
+
+static int setup(void **st) {
+    snprintf(dir, sizeof dir, "%s/test_enhance_tmp_%d", SN_BINARY_DIR, (int)getpid());
+    mkdir(dir, 0755);
+    snprintf(ckpt, sizeof ckpt, "%s/tiny.safetensors", dir);
+    snprintf(plain, sizeof plain, "%s/plain.safetensors", dir);
+    snprintf(out_txt, sizeof out_txt, "%s/stdout.txt", dir);
+    snprintf(err_txt, sizeof err_txt, "%s/stderr.txt", dir);
+    sn_backend *cpu = sn_cpu_backend_new(1);
+    sn_config cfg;
+    tiny_config(&cfg, "lstm");
+    sn_model *m = tiny_model(cpu, &cfg);
+    SN_ASSERT_OK(sn_ckpt_save(m, NULL, NULL, &cfg, ckpt));
+    /* the same weights with no metadata, as safetensors.torch.save_file(model.state_dict()) writes */
+    sn_st_writer *w = sn_st_writer_new();
+    for (int i = 0; i < m->n; i++) {
+        sn_tensor *t = m->t[i];
+        int64_t n = sn_nelem(t);
+        float *v = malloc(sizeof(float) * (n ? n : 1));
+        SN_ASSERT_OK(sn_tensor_get(t, v, n));
+        if (strstr(t->name, "num_batches_tracked")) {
+            int64_t zero = 0;
+            SN_ASSERT_OK(sn_st_add(w, t->name, "I64", 0, t->shape, &zero));
+        } else {
+            SN_ASSERT_OK(sn_st_add(w, t->name, "F32", t->ndim, t->shape, v));
+        }
+        free(v);
+    }
+    SN_ASSERT_OK(sn_st_save(w, plain));
+    sn_st_writer_free(w);
+    sn_model_free(m);
+    sn_backend_free(cpu);
+    write_wav(P("float16k.wav"), 52800, 1, 16000, SF_FORMAT_WAV | SF_FORMAT_FLOAT); /* 3.3 s */
+    return 0;
+}
+
+static int teardown(void **st) {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) print_message("could not remove %s\n", dir);
+    return 0;
+}
+
+static void test_chunked_equals_whole(void **st) {
+    const char *a1[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("whole.wav"), "--chunk-seconds", "0",
+                        "--device", "cpu", NULL};
+    int rc = run_sinter(a1);
+    expect_err(rc, 0, NULL);
+    const char *a2[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("chunked.wav"), "--chunk-seconds", "0.5",
+                        NULL};
+    rc = run_sinter(a2);
+    expect_err(rc, 0, NULL);
+    char *o = slurp(out_txt);
+    assert_non_null(strstr(o, "real-time factor"));
+    free(o);
+    sn_audio a = {0}, b = {0};
+    SN_ASSERT_OK(sn_audio_read(P("whole.wav"), 0, 0, &a));
+    SN_ASSERT_OK(sn_audio_read(P("chunked.wav"), 0, 0, &b));
+    assert_int_equal(a.frames, 52800);
+    assert_int_equal(b.frames, 52800);
+    assert_int_equal(a.sample_rate, 16000);
+    assert_int_equal(b.format & SF_FORMAT_SUBMASK, SF_FORMAT_FLOAT); /* a float WAV stays float */
+    double maxd = 0, maxv = 0;
+    for (int64_t i = 0; i < a.frames; i++) {
+        double d = fabs((double)a.data[i] - b.data[i]);
+        if (d > maxd) maxd = d;
+        if (fabs(a.data[i]) > maxv) maxv = fabs(a.data[i]);
+    }
+    print_message("whole vs chunked 0.5 s: max diff %.3g, max |y| %.3g\n", maxd, maxv);
+    assert_true(maxv > 1e-4);
+    /* 1e-5, relative to the peak when the (untrained) model's output exceeds 1:
+     * float32 WAV samples near 90 are 7.6e-6 apart */
+    assert_true(maxd <= 1e-5 * fmax(1.0, maxv));
+    /* a chunk that does not divide the file, and one frame per chunk */
+    const char *a3[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("chunk1.wav"), "--chunk-seconds", "0.01",
+                        "-q", NULL};
+    expect_err(run_sinter(a3), 0, NULL);
+    SN_ASSERT_OK(sn_audio_read(P("chunk1.wav"), 0, 0, &b));
+    for (int64_t i = 0; i < a.frames; i++) assert_true(fabs((double)a.data[i] - b.data[i]) <= 1e-5 * fmax(1.0, maxv));
+    sn_audio_free(&a);
+    sn_audio_free(&b);
+}
+
+static void test_rate_and_channels(void **st) {
+    write_wav(P("stereo44k.wav"), 44100, 2, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    const char *args[] = {"enhance", "--ckpt", ckpt, P("stereo44k.wav"), "-o", P("out44k.wav"), NULL};
+    expect_err(run_sinter(args), 0, NULL);
+    int rate = 0, ch = 0, fmt = 0;
+    int64_t frames = 0;
+    SN_ASSERT_OK(sn_audio_info(P("out44k.wav"), &rate, &frames, &ch, &fmt));
+    assert_int_equal(rate, 44100);
+    assert_int_equal(frames, 44100);
+    assert_int_equal(ch, 1); /* mixed down */
+    assert_int_equal(fmt, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    /* FLAC in, FLAC out */
+    write_wav(P("in.flac"), 8000, 1, 8000, SF_FORMAT_FLAC | SF_FORMAT_PCM_24);
+    const char *a2[] = {"enhance", "--ckpt", ckpt, P("in.flac"), "-o", P("out.flac"), NULL};
+    expect_err(run_sinter(a2), 0, NULL);
+    SN_ASSERT_OK(sn_audio_info(P("out.flac"), &rate, &frames, &ch, &fmt));
+    assert_int_equal(rate, 8000);
+    assert_int_equal(frames, 8000);
+    assert_int_equal(fmt, SF_FORMAT_FLAC | SF_FORMAT_PCM_24);
+}
+
+static void test_folders(void **st) {
+    mkdir(P("tree"), 0755);
+    mkdir(P("tree/sub"), 0755);
+    write_wav(P("tree/a.wav"), 16000, 1, 16000, 0);
+    write_wav(P("tree/sub/b.wav"), 12000, 1, 16000, 0);
+    FILE *f = fopen(P("tree/readme.txt"), "w");
+    fputs("not audio\n", f);
+    fclose(f);
+    const char *args[] = {"enhance", "--ckpt", ckpt, P("tree"), "-o", P("tree_out"), NULL};
+    expect_err(run_sinter(args), 0, NULL);
+    int64_t frames = 0;
+    SN_ASSERT_OK(sn_audio_info(P("tree_out/a.wav"), NULL, &frames, NULL, NULL));
+    assert_int_equal(frames, 16000);
+    SN_ASSERT_OK(sn_audio_info(P("tree_out/sub/b.wav"), NULL, &frames, NULL, NULL));
+    assert_int_equal(frames, 12000);
+    assert_int_not_equal(access(P("tree_out/readme.txt"), F_OK), 0);
+    /* two files -> OUT is a folder */
+    const char *a2[] = {"enhance", "--ckpt", ckpt, P("tree/a.wav"), P("tree/sub/b.wav"), "-o", P("two"), NULL};
+    expect_err(run_sinter(a2), 0, NULL);
+    assert_int_equal(access(P("two/a.wav"), F_OK), 0);
+    assert_int_equal(access(P("two/b.wav"), F_OK), 0);
+}
+
+static void test_plain_state_dict(void **st) {
+    /* no config inside: the model comes from overrides */
+    const char *a1[] = {"enhance", "--ckpt", plain, "model.hidden=32", "model.channels=[4,8,8,8,16]",
+                        P("float16k.wav"), "-o", P("plain.wav"), NULL};
+    expect_err(run_sinter(a1), 0, NULL);
+    sn_audio a = {0}, b = {0};
+    SN_ASSERT_OK(sn_audio_read(P("plain.wav"), 0, 0, &a));
+    const char *a0[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("same.wav"), NULL};
+    expect_err(run_sinter(a0), 0, NULL);
+    SN_ASSERT_OK(sn_audio_read(P("same.wav"), 0, 0, &b));
+    for (int64_t i = 0; i < a.frames; i++) assert_true(a.data[i] == b.data[i]);
+    sn_audio_free(&a);
+    sn_audio_free(&b);
+    /* without the model settings: a config error that says what to give */
+    const char *a2[] = {"enhance", "--ckpt", plain, P("float16k.wav"), "-o", P("x.wav"), NULL};
+    expect_err(run_sinter(a2), 2, "config");
+    /* settings of another model: a file error naming the mismatch */
+    const char *a3[] = {"enhance", "--ckpt", plain, "model.hidden=64", "model.channels=[4,8,8,8,16]",
+                        P("float16k.wav"), "-o", P("x.wav"), NULL};
+    expect_err(run_sinter(a3), 3, "rnn.");
+    /* a bad override */
+    const char *a4[] = {"enhance", "--ckpt", plain, "model.hiden=32", P("float16k.wav"), "-o", P("x.wav"), NULL};
+    expect_err(run_sinter(a4), 2, "model.hidden");
+}
+
+static void test_attention_whole(void **st) {
+    sn_backend *cpu = sn_cpu_backend_new(1);
+    sn_config cfg;
+    tiny_config(&cfg, "attention");
+    sn_model *m = tiny_model(cpu, &cfg);
+    SN_ASSERT_OK(sn_ckpt_save(m, NULL, NULL, &cfg, P("attn.safetensors")));
+    sn_model_free(m);
+    sn_backend_free(cpu);
+    const char *args[] = {"enhance", "--ckpt", P("attn.safetensors"), P("float16k.wav"), "-o", P("attn.wav"), NULL};
+    expect_err(run_sinter(args), 0, NULL);
+    char *o = slurp(out_txt);
+    assert_non_null(strstr(o, "whole files"));
+    free(o);
+}
+
+static void test_errors(void **st) {
+    const char *a1[] = {"enhance", "--ckpt", P("nope.safetensors"), P("float16k.wav"), "-o", P("x.wav"), NULL};
+    expect_err(run_sinter(a1), 3, "nope.safetensors");
+    const char *a2[] = {"enhance", "--ckpt", ckpt, P("missing.wav"), "-o", P("x.wav"), NULL};
+    expect_err(run_sinter(a2), 3, "missing.wav");
+    /* output under a regular file: the folder cannot be created */
+    const char *a3[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("stdout.txt/sub/x.wav"), NULL};
+    expect_err(run_sinter(a3), 3, "stdout.txt");
+    const char *a3b[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), P("float16k.wav"), "-o", P("stdout.txt"), NULL};
+    expect_err(run_sinter(a3b), 3, "stdout.txt");
+    /* not a checkpoint at all */
+    const char *a4[] = {"enhance", "--ckpt", P("float16k.wav"), P("float16k.wav"), "-o", P("x.wav"), NULL};
+    expect_err(run_sinter(a4), 3, "float16k.wav");
+    /* an input that is not audio */
+    FILE *f = fopen(P("bad.wav"), "w");
+    fputs("RIFF garbage", f);
+    fclose(f);
+    const char *a5[] = {"enhance", "--ckpt", ckpt, P("bad.wav"), "-o", P("x.wav"), NULL};
+    expect_err(run_sinter(a5), 3, "bad.wav");
+    const char *a6[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), NULL};
+    expect_err(run_sinter(a6), 2, "-o");
+    const char *a7[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("x.wav"), "--device", "cuda:7", NULL};
+    expect_err(run_sinter(a7), 4, "cuda:7");
+    const char *a8[] = {"enhance", "--bogus", NULL};
+    expect_err(run_sinter(a8), 2, "--bogus");
+    const char *a9[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("float16k.wav"), NULL};
+    expect_err(run_sinter(a9), 2, "input");
+    const char *a10[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("x.wav"), "--chunk-seconds", "abc",
+                         NULL};
+    expect_err(run_sinter(a10), 2, "abc");
+    const char *h[] = {"enhance", "--help", NULL};
+    assert_int_equal(run_sinter(h), 0);
+    char *o = slurp(out_txt);
+    assert_non_null(strstr(o, "attention"));
+    free(o);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chunked_equals_whole),
+        cmocka_unit_test(test_rate_and_channels),
+        cmocka_unit_test(test_folders),
+        cmocka_unit_test(test_plain_state_dict),
+        cmocka_unit_test(test_attention_whole),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

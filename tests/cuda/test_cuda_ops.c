@@ -1,0 +1,543 @@
+/* The CUDA backend against the CPU backend: every op forward and backward on the
+ * same fresh random inputs, saved state (extra) byte layouts, in-place updates,
+ * precision switches, graph capture/replay, and a whole CRN training step through
+ * the planner. Exits with 77 (skipped) when there is no CUDA device. */
+#include "sn_test.h"
+#include "sinter/nn.h"
+#include "core/core.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef SN_HAVE_CUDA
+
+static sn_backend *g_cpu, *g_cuda;
+static uint64_t g_seed = 0x5eed1234ull;
+
+/* max |a - ref| over max |ref|: an error relative to the tensor's scale (NaN fails) */
+static double nerr(const float *a, const float *ref, int64_t n) {
+    double m = 0, e = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)ref[i]);
+        if (!(d <= e)) e = d;
+    }
+    return e / fmax(m, 1e-30);
+}
+
+static sn_tensor *leaf(sn_ctx *c, int nd, const int64_t *shape, float lo, float hi, const char *name) {
+    sn_tensor *t = sn_new_tensor(c, SN_F32, nd, shape, 0, name);
+    assert_non_null(t);
+    sn_test_leaf(t, &g_seed, lo, hi);
+    t->flags |= SN_FLAG_NEEDS_GRAD;
+    return t;
+}
+#define LEAF(c, lo, hi, name, ...) leaf(c, sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), (int64_t[]){__VA_ARGS__}, lo, hi, name)
+
+/* dy for node (random) and the gradient nodes of its family */
+static void grads(sn_ctx *c, sn_tensor *node, sn_grad_fn fn) {
+    assert_non_null(node);
+    sn_tensor *dy = sn_new_tensor(c, SN_F32, node->ndim, node->shape, 0, "dy");
+    sn_test_leaf(dy, &g_seed, -1.0f, 1.0f);
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    SN_ASSERT_OK(fn(c, node, dy, ds));
+}
+
+static bool is_packed(sn_op op) {
+    return op == SN_OP_BATCHNORM_BWD || op == SN_OP_LAYERNORM_BWD || op == SN_OP_LSTM_BWD || op == SN_OP_GRU_BWD ||
+           op == SN_OP_ATTENTION_BWD || op == SN_OP_ADAM || op == SN_OP_SGD;
+}
+
+/* ---- per-tensor device memory for a ctx (no planner) ---- */
+typedef struct {
+    int n;
+    void **dev;      /* owned device buffers (NULL for views) */
+    void **host;     /* the leaves' host data */
+} devmap;
+
+static void dev_bind(sn_ctx *c, devmap *m) {
+    m->n = sn_ctx_count(c);
+    m->dev = calloc((size_t)m->n, sizeof *m->dev);
+    m->host = calloc((size_t)m->n, sizeof *m->host);
+    for (int i = 0; i < m->n; i++) {
+        sn_tensor *t = sn_ctx_tensor(c, i);
+        m->host[i] = t->data;
+        if (t->view_src) {
+            t->data = (char *)t->view_src->data + t->view_offs;
+            continue;
+        }
+        size_t bytes = sn_alloc_bytes(t);
+        SN_ASSERT_OK(g_cuda->i->alloc(g_cuda, bytes, &m->dev[i]));
+        /* zero: alignment gaps then match the CPU's calloc'd buffers */
+        SN_ASSERT_OK(g_cuda->i->fill_zero(g_cuda, m->dev[i], bytes));
+        if (t->op == SN_OP_NONE && m->host[i])
+            SN_ASSERT_OK(g_cuda->i->upload(g_cuda, m->dev[i], m->host[i], sn_nbytes(t)));
+        else if (t->op == SN_OP_NONE && (t->flags & SN_FLAG_CONST)) { /* e.g. autodiff's d_loss = 1 */
+            int64_t ne = sn_nelem(t);
+            float *v = malloc((size_t)ne * sizeof *v);
+            for (int64_t k = 0; k < ne; k++) v[k] = t->fp[0];
+            SN_ASSERT_OK(g_cuda->i->upload(g_cuda, m->dev[i], v, (size_t)ne * sizeof *v));
+            SN_ASSERT_OK(g_cuda->i->synchronize(g_cuda));
+            free(v);
+        }
+        t->data = m->dev[i];
+        t->backend = g_cuda;
+    }
+}
+
+/* downloads every owned buffer (data + extra) into res[i], releases device memory,
+ * puts the host pointers back (NULL for op nodes) */
+static float **dev_unbind(sn_ctx *c, devmap *m) {
+    float **res = calloc((size_t)m->n, sizeof *res);
+    SN_ASSERT_OK(g_cuda->i->synchronize(g_cuda));
+    for (int i = 0; i < m->n; i++) {
+        sn_tensor *t = sn_ctx_tensor(c, i);
+        if (m->dev[i]) {
+            size_t bytes = sn_alloc_bytes(t);
+            res[i] = malloc(bytes);
+            SN_ASSERT_OK(g_cuda->i->download(g_cuda, res[i], m->dev[i], bytes));
+            g_cuda->i->release(g_cuda, m->dev[i]);
+        }
+        t->data = t->op == SN_OP_NONE ? m->host[i] : NULL;
+        t->backend = NULL;
+    }
+    free(m->dev);
+    free(m->host);
+    return res;
+}
+
+static const float *res_of(float **res, sn_tensor *t) {
+    sn_tensor *r = sn_root(t);
+    return (const float *)((const char *)res[r->id] + sn_root_offset(t));
+}
+
+/* Runs every op node of c on CUDA, then on the CPU, and compares outputs (tol),
+ * saved state (tol_extra) and tensors updated in place. */
+static void cross_check(sn_ctx *c, double tol, double tol_extra, const char *label) {
+    devmap m;
+    dev_bind(c, &m);
+    int n = sn_ctx_count(c);
+    for (int i = 0; i < n; i++) {
+        sn_tensor *t = sn_ctx_tensor(c, i);
+        if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) continue;
+        sn_status s = g_cuda->i->compute(g_cuda, &t, 1, NULL);
+        if (s != SN_OK) fail_msg("%s: CUDA %s: %s", label, t->name, sn_last_error());
+    }
+    float **res = dev_unbind(c, &m);
+    SN_ASSERT_OK(sn_test_eval(c, g_cpu));
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        sn_tensor *t = sn_ctx_tensor(c, i);
+        if (t->op == SN_OP_NONE) continue;
+        if (!is_packed(t->op)) {
+            double e = nerr(res_of(res, t), t->data, sn_nelem(t));
+            if (!(e <= tol)) fail_msg("%s: %s (%s) CUDA vs CPU error %.3g > %.3g", label, t->name, sn_op_name(t->op), e, tol);
+            if (t->extra && !t->view_src) {
+                int64_t ne = (int64_t)(t->extra / sizeof(float));
+                double ee = nerr(res_of(res, t) + sn_align64(sn_nelem(t)), sn_extra_ptr(t), ne);
+                if (!(ee <= tol_extra))
+                    fail_msg("%s: %s saved state differs from the CPU layout/values: %.3g > %.3g", label, t->name, ee,
+                             tol_extra);
+            }
+            checked++;
+        }
+        for (int k = 0; k < t->nsrc; k++) {
+            sn_tensor *s = t->src[k];
+            if (!sn_op_writes_src(t, k) || s->op != SN_OP_NONE) continue;
+            double e = nerr(res_of(res, s), s->data, sn_nelem(s));
+            if (!(e <= tol)) fail_msg("%s: %s updated in place by %s: error %.3g > %.3g", label, s->name, t->name, e, tol);
+            checked++;
+        }
+    }
+    assert_true(checked > 0);
+    for (int i = 0; i < n; i++) free(res[i]);
+    free(res);
+    sn_test_free_data(c);
+}
+
+/* ---------------- op families ---------------- */
+
+static void test_binary(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *a = LEAF(c, -1, 1, "a", 4, 5, 6), *b = LEAF(c, -1, 1, "b", 4, 5, 6);
+    sn_tensor *bb = LEAF(c, -1, 1, "bb", 5, 1), *bv = LEAF(c, -1, 1, "bv", 6), *s1 = LEAF(c, -1, 1, "s1", 1);
+    grads(c, sn_add(c, a, b), sn_grad_binary);
+    grads(c, sn_add(c, a, bb), sn_grad_binary);
+    grads(c, sn_mul(c, a, bv), sn_grad_binary);
+    grads(c, sn_mul(c, a, s1), sn_grad_binary);
+    grads(c, sn_scale(c, a, -0.37f), sn_grad_binary);
+    grads(c, sn_reduce_to(c, a, 2, (int64_t[]){5, 1}), sn_grad_binary);
+    grads(c, sn_reduce_to(c, a, 3, (int64_t[]){4, 1, 6}), sn_grad_binary);
+    grads(c, sn_expand(c, s1, 3, (int64_t[]){3, 4, 5}, 0.25f), sn_grad_binary);
+    cross_check(c, 1e-6 /* elementwise f32, sums of <= 120 terms */, 0, "binary");
+    sn_ctx_free(c);
+}
+
+static void test_unary(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -3, 3, "x", 3, 7, 11);
+    grads(c, sn_relu(c, x), sn_grad_unary);
+    grads(c, sn_elu(c, x, 1.0f), sn_grad_unary);
+    grads(c, sn_softplus(c, x, 1.0f, 20.0f), sn_grad_unary);
+    grads(c, sn_softplus(c, x, 2.0f, 1.5f), sn_grad_unary);
+    grads(c, sn_sigmoid(c, x), sn_grad_unary);
+    grads(c, sn_tanh(c, x), sn_grad_unary);
+    cross_check(c, 2e-6 /* libm vs CUDA transcendental ulps */, 0, "unary");
+    sn_ctx_free(c);
+}
+
+static void test_shape(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *a = LEAF(c, -1, 1, "a", 2, 3, 5, 7), *b = LEAF(c, -1, 1, "b", 2, 4, 5, 7), *d = LEAF(c, -1, 1, "d", 2, 1, 5, 7);
+    grads(c, sn_concat(c, 3, (sn_tensor *[]){a, b, d}, 1), sn_grad_shape);
+    grads(c, sn_concat(c, 2, (sn_tensor *[]){a, a}, 3), sn_grad_shape);
+    grads(c, sn_pad(c, a, (int[]){0, 0, 1, 2, 1, 0, 0, 3}), sn_grad_shape);
+    grads(c, sn_slice(c, b, (int64_t[]){1, 1, 0, 2}, (int64_t[]){1, 2, 4, 5}), sn_grad_shape);
+    grads(c, sn_permute(c, a, (int[]){0, 2, 1, 3}), sn_grad_shape);
+    grads(c, sn_permute(c, b, (int[]){3, 0, 2, 1}), sn_grad_shape);
+    grads(c, sn_copy(c, d), sn_grad_shape);
+    cross_check(c, 0 /* pure data movement: exact */, 0, "shape");
+    sn_ctx_free(c);
+}
+
+static void test_matmul(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *a = LEAF(c, -1, 1, "a", 3, 17, 9), *b = LEAF(c, -1, 1, "b", 3, 9, 13);
+    sn_tensor *at = LEAF(c, -1, 1, "at", 3, 9, 17), *bt = LEAF(c, -1, 1, "bt", 3, 13, 9), *b2 = LEAF(c, -1, 1, "b2", 9, 13);
+    grads(c, sn_matmul(c, a, b, false, false), sn_grad_matmul);
+    grads(c, sn_matmul(c, at, bt, true, true), sn_grad_matmul);
+    grads(c, sn_matmul(c, a, b2, false, false), sn_grad_matmul);
+    grads(c, sn_matmul(c, at, b2, true, false), sn_grad_matmul);
+    sn_tensor *x = LEAF(c, -1, 1, "x", 2, 5, 33), *w = LEAF(c, -1, 1, "w", 19, 33), *bias = LEAF(c, -1, 1, "bias", 19);
+    grads(c, sn_linear(c, x, w, bias), sn_grad_matmul);
+    grads(c, sn_linear(c, x, w, NULL), sn_grad_matmul);
+    cross_check(c, 1e-5 /* f32 GEMM, K <= 33, different summation order */, 0, "matmul");
+    sn_ctx_free(c);
+}
+
+static void test_conv(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -1, 1, "x", 3, 4, 9, 21);
+    sn_tensor *w = LEAF(c, -0.5, 0.5, "w", 6, 4, 2, 3), *b = LEAF(c, -0.5, 0.5, "b", 6);
+    grads(c, sn_conv2d(c, x, w, b, 1, 2, 0, 0), sn_grad_conv);   /* the CRN encoder shape */
+    grads(c, sn_conv2d(c, x, w, NULL, 2, 3, 1, 2), sn_grad_conv);
+    sn_tensor *w1 = LEAF(c, -0.5, 0.5, "w1", 5, 4, 1, 1);
+    grads(c, sn_conv2d(c, x, w1, NULL, 1, 1, 0, 0), sn_grad_conv); /* 1x1: no im2col */
+    sn_tensor *wt = LEAF(c, -0.5, 0.5, "wt", 4, 5, 2, 3), *bt = LEAF(c, -0.5, 0.5, "bt", 5);
+    grads(c, sn_conv_transpose2d(c, x, wt, bt, 1, 2, 0, 0, 0, 1), sn_grad_conv); /* decoder, output padding */
+    grads(c, sn_conv_transpose2d(c, x, wt, NULL, 2, 2, 1, 1, 1, 0), sn_grad_conv);
+    cross_check(c, 2e-5 /* f32 GEMMs over K <= 3*9*21 */, 0, "conv");
+    sn_ctx_free(c);
+}
+
+static void test_batchnorm(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -2, 3, "x", 3, 5, 7, 9);
+    sn_tensor *g = LEAF(c, 0.5, 1.5, "gamma", 5), *b = LEAF(c, -0.5, 0.5, "beta", 5);
+    sn_tensor *rm = LEAF(c, -0.5, 0.5, "rmean", 5), *rv = LEAF(c, 0.5, 1.5, "rvar", 5);
+    sn_tensor *rm2 = LEAF(c, -0.5, 0.5, "rmean2", 5), *rv2 = LEAF(c, 0.5, 1.5, "rvar2", 5);
+    rm->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rv->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rm2->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rv2->flags &= ~SN_FLAG_NEEDS_GRAD;
+    grads(c, sn_batchnorm2d(c, x, g, b, rm, rv, true, 1e-5f, 0.1f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d(c, x, g, b, rm2, rv2, false, 1e-5f, 0.1f), sn_grad_batchnorm);
+    cross_check(c, 1e-5 /* per-channel sums over 189 elements, f32 vs double */, 1e-5, "batchnorm");
+    sn_ctx_free(c);
+}
+
+static void test_norm(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -2, 2, "x", 3, 7, 37);
+    sn_tensor *g = LEAF(c, 0.5, 1.5, "gamma", 37), *b = LEAF(c, -0.5, 0.5, "beta", 37);
+    grads(c, sn_layernorm(c, x, g, b, 1e-5f), sn_grad_norm);
+    grads(c, sn_softmax(c, x), sn_grad_norm);
+    cross_check(c, 2e-5 /* row reductions of 37, column sums of 21 */, 2e-5, "norm");
+    sn_ctx_free(c);
+}
+
+static void rnn_case(bool lstm) {
+    sn_ctx *c = sn_ctx_new();
+    int64_t B = 3, T = 7, I = 5, H = 8, G = lstm ? 4 : 3;
+    sn_tensor *x = LEAF(c, -1, 1, "x", B, T, I);
+    sn_tensor *w[8];
+    for (int l = 0; l < 2; l++) {
+        w[4 * l] = LEAF(c, -0.4, 0.4, "w_ih", G * H, l == 0 ? I : H);
+        w[4 * l + 1] = LEAF(c, -0.4, 0.4, "w_hh", G * H, H);
+        w[4 * l + 2] = LEAF(c, -0.4, 0.4, "b_ih", G * H);
+        w[4 * l + 3] = LEAF(c, -0.4, 0.4, "b_hh", G * H);
+    }
+    sn_tensor *r = lstm ? sn_lstm(c, x, 2, (int)H, w) : sn_gru(c, x, 2, (int)H, w);
+    grads(c, r, sn_grad_rnn);
+    assert_non_null(sn_rnn_final_state(c, r, 0));
+    if (lstm) assert_non_null(sn_rnn_final_state(c, r, 1));
+    /* streaming variant with an initial state */
+    sn_tensor *h0 = LEAF(c, -1, 1, "h0", 2, B, H), *c0 = LEAF(c, -1, 1, "c0", 2, B, H);
+    sn_tensor *rs = lstm ? sn_lstm_state(c, x, 2, (int)H, w, h0, c0) : sn_gru_state(c, x, 2, (int)H, w, h0);
+    assert_non_null(rs);
+    assert_non_null(sn_rnn_final_state(c, rs, 0));
+    cross_check(c, 1e-4 /* 7 recurrent steps x 2 layers of f32 GEMMs */, 1e-4, lstm ? "lstm" : "gru");
+    sn_ctx_free(c);
+}
+static void test_lstm(void **st) { rnn_case(true); }
+static void test_gru(void **st) { rnn_case(false); }
+
+static void test_attention(void **st) {
+    for (int causal = 0; causal < 2; causal++) {
+        sn_ctx *c = sn_ctx_new();
+        int64_t B = 2, T = 7, E = 12;
+        sn_tensor *x = LEAF(c, -1, 1, "x", B, T, E);
+        sn_tensor *iw = LEAF(c, -0.3, 0.3, "in_w", 3 * E, E), *ib = LEAF(c, -0.3, 0.3, "in_b", 3 * E);
+        sn_tensor *ow = LEAF(c, -0.3, 0.3, "out_w", E, E), *ob = LEAF(c, -0.3, 0.3, "out_b", E);
+        grads(c, sn_attention(c, x, iw, ib, ow, ob, 3, causal), sn_grad_attention);
+        cross_check(c, 2e-5 /* GEMMs + softmax over T = 7 */, 2e-5, causal ? "attention causal" : "attention");
+        sn_ctx_free(c);
+    }
+}
+
+static void test_loss(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *a = LEAF(c, -1, 1, "a", 3, 1, 33, 161), *b = LEAF(c, -1, 1, "b", 3, 1, 33, 161);
+    sn_tensor *s2 = LEAF(c, -1, 1, "s2", 1000);
+    grads(c, sn_mse(c, a, b), sn_grad_loss);
+    grads(c, sn_l1(c, a, b), sn_grad_loss);
+    grads(c, sn_sum(c, a), sn_grad_loss);
+    grads(c, sn_mean(c, b), sn_grad_loss);
+    assert_non_null(sn_sumsq(c, 3, (sn_tensor *[]){a, s2, b}));
+    cross_check(c, 1e-5 /* sums of 16k terms: f32 tree vs CPU order */, 0, "loss");
+    sn_ctx_free(c);
+}
+
+static sn_tensor *hyper_leaf(sn_ctx *c, float lr, float b1, float b2, int step) {
+    sn_tensor *h = LEAF(c, 0, 1, "hyper", SN_HYPER_N);
+    float *v = h->data;
+    v[SN_HYPER_LR] = lr;
+    v[SN_HYPER_BC1] = 1.0f - powf(b1, (float)step);
+    v[SN_HYPER_BC2] = 1.0f - powf(b2, (float)step);
+    v[SN_HYPER_STEP] = (float)step;
+    h->flags &= ~SN_FLAG_NEEDS_GRAD;
+    return h;
+}
+
+static void test_optim(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    int64_t n = 10007;
+    sn_tensor *hyper = hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 3), *hyper1 = hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 1);
+    sn_tensor *sq = LEAF(c, 40, 60, "sumsq", 1);
+    for (int k = 0; k < 4; k++) {
+        sn_tensor *p = LEAF(c, -1, 1, "p", n), *g = LEAF(c, -1, 1, "g", n);
+        sn_tensor *m = LEAF(c, -0.1, 0.1, "m", n), *v = LEAF(c, 0, 0.01, "v", n);
+        if (k == 0) assert_non_null(sn_adam(c, p, g, m, v, hyper, NULL, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, false));
+        if (k == 1) assert_non_null(sn_adam(c, p, g, m, v, hyper, sq, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, true));
+        if (k == 2) assert_non_null(sn_sgd(c, p, g, m, hyper, sq, 0.9f, 0.1f, 1e-4f, 1.0f, true));
+        if (k == 3) assert_non_null(sn_sgd(c, p, g, m, hyper1, NULL, 0.9f, 0.0f, 0.0f, 0.0f, false));
+    }
+    cross_check(c, 1e-6 /* one elementwise update */, 0, "optim");
+    sn_ctx_free(c);
+}
+
+/* TF32 and bf16 GEMMs: looser, against the f32 CPU */
+static void test_precision(void **st) {
+    const struct { bool tf32, bf16; double tol; } mode[2] = {{true, false, 3e-3 /* tf32 10-bit mantissa */},
+                                                              {false, true, 2e-2 /* bf16 operands, f32 accumulate */}};
+    for (int k = 0; k < 2; k++) {
+        sn_cuda_set_precision(g_cuda, mode[k].tf32, mode[k].bf16);
+        sn_ctx *c = sn_ctx_new();
+        sn_tensor *x = LEAF(c, -1, 1, "x", 4, 9, 64), *w = LEAF(c, -1, 1, "w", 48, 64), *b = LEAF(c, -1, 1, "b", 48);
+        grads(c, sn_linear(c, x, w, b), sn_grad_matmul);
+        sn_tensor *cx = LEAF(c, -1, 1, "cx", 2, 8, 6, 19), *cw = LEAF(c, -0.5, 0.5, "cw", 16, 8, 2, 3);
+        grads(c, sn_conv2d(c, cx, cw, NULL, 1, 2, 0, 0), sn_grad_conv);
+        sn_tensor *rx = LEAF(c, -1, 1, "rx", 2, 5, 16), *rw[4];
+        rw[0] = LEAF(c, -0.3, 0.3, "w_ih", 64, 16);
+        rw[1] = LEAF(c, -0.3, 0.3, "w_hh", 64, 16);
+        rw[2] = LEAF(c, -0.3, 0.3, "b_ih", 64);
+        rw[3] = LEAF(c, -0.3, 0.3, "b_hh", 64);
+        grads(c, sn_lstm(c, rx, 1, 16, rw), sn_grad_rnn);
+        cross_check(c, mode[k].tol, mode[k].tol, mode[k].bf16 ? "bf16" : "tf32");
+        sn_ctx_free(c);
+    }
+    sn_cuda_set_precision(g_cuda, false, false);
+}
+
+/* ---------------- graph capture and replay ---------------- */
+
+static void test_graph_replay(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = sn_new_4d(c, 2, 3, 6, 17, SN_FLAG_INPUT, "x"), *y = sn_new_4d(c, 2, 5, 6, 8, SN_FLAG_INPUT, "y");
+    sn_tensor *w = sn_new_4d(c, 5, 3, 2, 3, SN_FLAG_PARAM, "w");
+    sn_tensor *b = sn_new_1d(c, 5, SN_FLAG_PARAM, "b"), *g = sn_new_1d(c, 5, SN_FLAG_PARAM, "g");
+    sn_tensor *be = sn_new_1d(c, 5, SN_FLAG_PARAM, "be");
+    sn_tensor *rm = sn_new_1d(c, 5, SN_FLAG_PERSIST, "rm"), *rv = sn_new_1d(c, 5, SN_FLAG_PERSIST, "rv");
+    for (sn_tensor **t = (sn_tensor *[]){x, y, w, b, g, be, rm, rv, NULL}; *t; t++) sn_test_leaf(*t, &g_seed, 0.1f, 1.0f);
+    sn_tensor *h = sn_elu(c, sn_batchnorm2d(c, sn_conv2d(c, x, w, b, 1, 2, 0, 0), g, be, rm, rv, true, 1e-5f, 0.1f), 1.0f);
+    sn_tensor *loss = sn_mse(c, h, y);
+    assert_non_null(loss);
+    sn_graph *gr = sn_graph_new(c);
+    SN_ASSERT_OK(sn_graph_add(gr, loss));
+    SN_ASSERT_OK(sn_backward(gr, loss));
+    sn_tensor *outs[4] = {loss, w->grad, b->grad, g->grad};
+    for (int i = 0; i < 4; i++) assert_non_null(outs[i]);
+    sn_tensor **nodes = calloc((size_t)gr->n, sizeof *nodes);
+    int nn = 0;
+    for (int i = 0; i < gr->n; i++)
+        if (gr->nodes[i]->op != SN_OP_NONE) nodes[nn++] = gr->nodes[i];
+    devmap m;
+    dev_bind(c, &m);
+    void *state = NULL;
+    float *got[6][4];
+    for (int run = 0; run < 6; run++) {
+        if (run == 4) { /* new input: the replay must read it */
+            float *x2 = sn_test_rand_new(sn_nelem(x), &g_seed, -1, 1);
+            SN_ASSERT_OK(g_cuda->i->upload(g_cuda, x->data, x2, sn_nbytes(x)));
+            free(x2);
+        }
+        /* 0 eager, 1 capture, 2.. replay; 5: eager again (no state) on the new input */
+        sn_status s = g_cuda->i->compute(g_cuda, nodes, nn, run == 5 ? NULL : &state);
+        if (s != SN_OK) fail_msg("graph run %d: %s", run, sn_last_error());
+        for (int i = 0; i < 4; i++) {
+            got[run][i] = malloc(sn_nbytes(outs[i]));
+            SN_ASSERT_OK(g_cuda->i->download(g_cuda, got[run][i], outs[i]->data, sn_nbytes(outs[i])));
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        size_t nb = sn_nbytes(outs[i]);
+        for (int run = 1; run < 4; run++)
+            if (memcmp(got[0][i], got[run][i], nb))
+                fail_msg("graph replay: %s differs between the eager run and run %d (capture/replay)", outs[i]->name, run);
+        if (memcmp(got[4][i], got[5][i], nb)) fail_msg("graph replay with a new input: %s differs from eager", outs[i]->name);
+        if (!memcmp(got[0][i], got[4][i], nb)) fail_msg("graph replay ignored the new input (%s unchanged)", outs[i]->name);
+    }
+    g_cuda->i->segment_free(g_cuda, state);
+    float **res = dev_unbind(c, &m);
+    for (int i = 0; i < m.n; i++) free(res[i]);
+    free(res);
+    for (int r = 0; r < 6; r++)
+        for (int i = 0; i < 4; i++) free(got[r][i]);
+    free(nodes);
+    sn_graph_free(gr);
+    sn_test_free_data(c);
+    sn_ctx_free(c);
+}
+
+/* ---------------- a whole CRN training step through the planner ---------------- */
+
+static void crn_steps(sn_backend *b, const sn_crn_config *cfg, int B, int T, int steps, float *losses, float **params,
+                      int64_t *nflat) {
+    sn_model *m = NULL;
+    SN_ASSERT_OK(sn_crn_new(cfg, b, &m));
+    SN_ASSERT_OK(sn_model_init(m, 42));
+    sn_optim_config opt;
+    sn_optim_config_default(&opt);
+    sn_step *s = NULL;
+    SN_ASSERT_OK(sn_step_new(m, b, g_cpu, B, T, &opt, &s));
+    int64_t n = (int64_t)B * T * cfg->freq_bins;
+    uint64_t seed = 777;
+    float *x = sn_test_rand_new(n, &seed, 0, 1), *y = sn_test_rand_new(n, &seed, 0, 1);
+    for (int i = 0; i < steps; i++) SN_ASSERT_OK(sn_step_run(s, x, y, 1e-3f, &losses[i]));
+    *nflat = m->nflat;
+    *params = malloc((size_t)m->nflat * sizeof(float));
+    SN_ASSERT_OK(sn_tensor_get(m->flat, *params, m->nflat));
+    free(x);
+    free(y);
+    sn_step_free(s);
+    sn_model_free(m);
+}
+
+static void test_crn_step(void **st) {
+    for (int kind = 0; kind < 3; kind++) {
+        sn_crn_config cfg;
+        sn_crn_config_default(&cfg);
+        cfg.rnn = (sn_rnn_kind)kind;
+        if (kind != SN_RNN_ATTENTION) cfg.hidden = 48;
+        cfg.layers = 2;
+        int ch[5] = {4, 8, 8, 16, 16};
+        memcpy(cfg.channels, ch, sizeof ch);
+        enum { STEPS = 5 };
+        float lc[STEPS], lg[STEPS], *pc, *pg;
+        int64_t nc, ng;
+        crn_steps(g_cpu, &cfg, 2, 24, STEPS, lc, &pc, &nc);
+        crn_steps(g_cuda, &cfg, 2, 24, STEPS, lg, &pg, &ng);
+        assert_int_equal(nc, ng);
+        for (int i = 0; i < STEPS; i++) {
+            double e = fabs((double)lg[i] - lc[i]) / fabs((double)lc[i]);
+            if (!(e <= 1e-3)) /* f32 on both; differences grow with the updates */
+                fail_msg("CRN %s step %d: loss CUDA %.7g vs CPU %.7g (rel %.3g)", sn_rnn_kind_name(cfg.rnn), i, lg[i], lc[i], e);
+        }
+        double e = nerr(pg, pc, nc);
+        if (!(e <= 1e-3)) fail_msg("CRN %s: parameters after %d steps differ: %.3g", sn_rnn_kind_name(cfg.rnn), STEPS, e);
+        free(pc);
+        free(pg);
+    }
+}
+
+/* ---------------- devices and errors ---------------- */
+
+static void test_device_info(void **st) {
+    int n = sn_cuda_device_count();
+    assert_true(n >= 1);
+    sn_device_info d;
+    SN_ASSERT_OK(sn_cuda_device_info(0, &d));
+    assert_string_equal(d.kind, "cuda");
+    assert_true(d.name[0] != 0);
+    assert_true(d.mem_total > 0 && d.mem_free <= d.mem_total);
+    assert_true(d.compute_units > 0 && d.cc_major >= 7);
+    assert_true(d.bf16 == (d.cc_major >= 8));
+    assert_true(d.utilization >= -1 && d.utilization <= 100);
+    SN_ASSERT_OK(g_cuda->i->info(g_cuda, &d));
+    assert_int_equal(sn_cuda_device_info(n, &d), SN_ERR_INVALID_ARG);
+    assert_non_null(strstr(sn_last_error(), "does not exist"));
+    sn_backend *b = NULL;
+    assert_int_not_equal(sn_cuda_backend_new(n + 3, &b), SN_OK);
+    assert_null(b);
+    /* an allocation far beyond the card: a clear out-of-memory error, no crash */
+    void *p = NULL;
+    assert_int_equal(g_cuda->i->alloc(g_cuda, (size_t)1 << 50, &p), SN_ERR_NOMEM);
+    assert_non_null(strstr(sn_last_error(), "MB"));
+    /* upload/download round trip of an odd size through the staging buffers */
+    size_t nb = ((size_t)9 << 20) + 12;
+    unsigned char *h = malloc(nb), *h2 = malloc(nb);
+    for (size_t i = 0; i < nb; i++) h[i] = (unsigned char)(i * 131 + 7);
+    SN_ASSERT_OK(g_cuda->i->alloc(g_cuda, nb, &p));
+    SN_ASSERT_OK(g_cuda->i->upload(g_cuda, p, h, nb));
+    memset(h, 0, nb); /* the host buffer may be reused at once */
+    SN_ASSERT_OK(g_cuda->i->download(g_cuda, h2, p, nb));
+    for (size_t i = 0; i < nb; i++)
+        if (h2[i] != (unsigned char)(i * 131 + 7)) fail_msg("upload/download: byte %zu differs", i);
+    g_cuda->i->release(g_cuda, p);
+    free(h);
+    free(h2);
+}
+
+int main(void) {
+    if (sn_cuda_device_count() == 0) {
+        printf("no CUDA device (or no driver): CUDA tests skipped\n");
+        return 77;
+    }
+    g_cpu = sn_cpu_backend_new(0);
+    if (sn_cuda_backend_new(0, &g_cuda) != SN_OK) {
+        fprintf(stderr, "CUDA backend: %s\n", sn_last_error());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),    cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),    cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_norm),      cmocka_unit_test(test_lstm),
+        cmocka_unit_test(test_gru),         cmocka_unit_test(test_attention), cmocka_unit_test(test_loss),
+        cmocka_unit_test(test_optim),       cmocka_unit_test(test_precision), cmocka_unit_test(test_graph_replay),
+        cmocka_unit_test(test_crn_step),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    sn_backend_free(g_cuda);
+    sn_backend_free(g_cpu);
+    return r;
+}
+
+#else
+#include <stdio.h>
+int main(void) {
+    printf("built without CUDA: CUDA tests skipped\n");
+    return 77;
+}
+#endif
