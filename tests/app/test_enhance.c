@@ -186,6 +186,7 @@ static void test_chunked_equals_whole(void **st) {
     const char *a3[] = {"enhance", "--ckpt", ckpt, P("float16k.wav"), "-o", P("chunk1.wav"), "--chunk-seconds", "0.01",
                         "-q", NULL};
     expect_err(run_sinter(a3), 0, NULL);
+    sn_audio_free(&b);
     SN_ASSERT_OK(sn_audio_read(P("chunk1.wav"), 0, 0, &b));
     for (int64_t i = 0; i < a.frames; i++) assert_true(fabs((double)a.data[i] - b.data[i]) <= 1e-5 * fmax(1.0, maxv));
     sn_audio_free(&a);

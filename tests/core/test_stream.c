@@ -36,19 +36,21 @@ static sn_model *tiny(sn_backend *cpu, sn_rnn_kind kind, uint64_t seed) {
     return m;
 }
 
-static void check_kind(sn_rnn_kind kind) {
+/* dev: where the model and both graphs run (the CPU, or a GPU with CPU fallback) */
+static void check_kind_on(sn_rnn_kind kind, sn_backend *dev) {
     sn_backend *cpu = sn_cpu_backend_new(0);
-    sn_model *m = tiny(cpu, kind, 11);
+    if (!dev) dev = cpu;
+    sn_model *m = tiny(dev, kind, 11);
     uint64_t seed = 3;
     float *x = sn_test_rand_new((int64_t)B * T * F, &seed, 0.0f, 2.0f);
     float *whole = calloc((size_t)B * T * F, sizeof(float));
     float *streamed = calloc((size_t)B * T * F, sizeof(float));
     float *cx = malloc(sizeof(float) * B * TC * F), *cy = malloc(sizeof(float) * B * TC * F);
     sn_infer *inf = NULL;
-    SN_ASSERT_OK(sn_infer_new(m, cpu, cpu, B, T, &inf));
+    SN_ASSERT_OK(sn_infer_new(m, dev, cpu, B, T, &inf));
     SN_ASSERT_OK(sn_infer_run(inf, x, whole));
     sn_stream *s = NULL;
-    SN_ASSERT_OK(sn_stream_new(m, cpu, cpu, B, TC, &s));
+    SN_ASSERT_OK(sn_stream_new(m, dev, cpu, B, TC, &s));
     for (int pass = 0; pass < 2; pass++) { /* the second pass checks sn_stream_reset */
         SN_ASSERT_OK(sn_stream_reset(s));
         for (int t0 = 0; t0 < T; t0 += TC) {
@@ -65,7 +67,7 @@ static void check_kind(sn_rnn_kind kind) {
             if (d > maxd) maxd = d;
             if (fabs(whole[i]) > maxv) maxv = fabs(whole[i]);
         }
-        print_message("%s pass %d: max |whole - streamed| = %.3g (max |y| = %.3g)\n", sn_rnn_kind_name(kind), pass,
+        print_message("%s on %s, pass %d: max |whole - streamed| = %.3g (max |y| = %.3g)\n", sn_rnn_kind_name(kind), sn_backend_name(dev), pass,
                       maxd, maxv);
         assert_true(maxv > 1e-3); /* a non-trivial output */
         assert_true(maxd <= 1e-5);
@@ -77,8 +79,23 @@ static void check_kind(sn_rnn_kind kind) {
     free(x), free(whole), free(streamed), free(cx), free(cy);
 }
 
-static void test_lstm_stream_equals_whole(void **st) { check_kind(SN_RNN_LSTM); }
-static void test_gru_stream_equals_whole(void **st) { check_kind(SN_RNN_GRU); }
+static void test_lstm_stream_equals_whole(void **st) { check_kind_on(SN_RNN_LSTM, NULL); }
+static void test_gru_stream_equals_whole(void **st) { check_kind_on(SN_RNN_GRU, NULL); }
+
+/* The same on the first CUDA device (state tensors live on the GPU), when there is one. */
+static void test_stream_cuda(void **st) {
+#ifdef SN_HAVE_CUDA
+    if (sn_cuda_device_count() > 0) {
+        sn_backend *gpu = NULL;
+        SN_ASSERT_OK(sn_cuda_backend_new(0, &gpu));
+        check_kind_on(SN_RNN_LSTM, gpu);
+        check_kind_on(SN_RNN_GRU, gpu);
+        sn_backend_free(gpu);
+        return;
+    }
+#endif
+    skip();
+}
 
 static void test_errors(void **st) {
     sn_backend *cpu = sn_cpu_backend_new(1);
@@ -116,6 +133,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lstm_stream_equals_whole),
         cmocka_unit_test(test_gru_stream_equals_whole),
+        cmocka_unit_test(test_stream_cuda),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
