@@ -94,11 +94,14 @@ if [ -z "${SKIP_BENCH:-}" ] && [ -x "$build/bench_step" ]; then
   run_bench "sinter cuda tf32" "$build/bench_step" --device cuda --steps 20 --warmup 3 --tf32
   run_bench "sinter cuda bf16" "$build/bench_step" --device cuda --steps 20 --warmup 3 --bf16
   run_bench "sinter cuda infer" "$build/bench_step" --device cuda --steps 20 --warmup 3 --infer
+  run_bench "sinter cuda b16" "$build/bench_step" --device cuda --steps 20 --warmup 3 --batch 16
   run_bench "sinter cuda gru" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn gru
   run_bench "sinter cuda attention" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn attention
   if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
     run_bench "pytorch cuda eager" python3 bench/torch_step.py --device cuda --steps 20
     run_bench "pytorch cuda bf16" python3 bench/torch_step.py --device cuda --steps 20 --mode bf16
+    run_bench "pytorch cuda b16" python3 bench/torch_step.py --device cuda --steps 20 --batch 16
+    run_bench "pytorch cuda infer" python3 bench/torch_step.py --device cuda --steps 20 --infer
   fi
 fi
 
