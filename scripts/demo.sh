@@ -30,17 +30,13 @@ echo "== trained in $(( $(date +%s) - start )) s"
 NOISY=""
 ENH=""
 if "$SINTER" enhance --help > /dev/null 2>&1; then
-  # one validation file, mixed with a demo noise by sinter's own mixer is not
-  # on disk; use a clean validation file plus noise mixed here with sox-free awk? No:
-  # the corpus has clean files only, so enhance the first validation clean file
-  # mixed by `sinter data` when available, else the clean file itself.
-  CLEAN=$(ls data/demo/valid/clean/*.wav 2>/dev/null | head -1 || true)
-  NOISY=$(ls data/demo/valid/noisy/*.wav 2>/dev/null | head -1 || true)
-  [ -n "$NOISY" ] || NOISY="$CLEAN"
-  if [ -n "$NOISY" ]; then
-    ENH="$RUN/enhanced_$(basename "$NOISY")"
+  # the trainer wrote noisy/clean/enhanced validation mixtures to $RUN/samples/
+  NOISY="$RUN/samples/noisy_0.wav"
+  if [ -f "$NOISY" ]; then
+    ENH="$RUN/enhanced_noisy_0.wav"
     echo "== enhancing $NOISY"
     "$SINTER" enhance --ckpt "$RUN/best.safetensors" "$NOISY" -o "$ENH" || { echo "demo: enhance failed" >&2; ENH=""; }
+    [ -n "$ENH" ] && "$SINTER" metrics "$RUN/samples/clean_0.wav" "$ENH" || true
   fi
 else
   echo "== note: 'sinter enhance' is not available in this build yet; skipped the enhancement step"

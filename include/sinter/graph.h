@@ -30,6 +30,11 @@ sn_status sn_graph_add(sn_graph *g, sn_tensor *t);
  * ->grad already pointing at a tensor with storage (a view into a flat gradient
  * buffer, see sn_grad_into) receives its gradient there. */
 sn_status sn_backward(sn_graph *g, sn_tensor *loss);
+/* As sn_backward, but each param's final gradient is handed to hook as soon as it is
+ * complete (after every node that reads the param has been added to g), so the hook
+ * can append an update that consumes it at once and its memory is freed early. */
+typedef sn_status (*sn_grad_hook)(sn_graph *g, sn_tensor *param, sn_tensor *grad, void *user);
+sn_status sn_backward_hook(sn_graph *g, sn_tensor *loss, sn_grad_hook hook, void *user);
 
 /* Makes storage of t an alias of `into` at elem_offset (no allocation of its own). */
 void sn_alias(sn_tensor *t, sn_tensor *into, int64_t elem_offset);

@@ -32,7 +32,8 @@ typedef struct sn_model {
     int n;                        /* state_dict entries, in PyTorch's order */
     sn_tensor *t[SN_MAX_MODEL_TENSORS];
     bool trainable[SN_MAX_MODEL_TENSORS];
-    sn_tensor *flat, *flat_grad;  /* all trainable parameters / their gradients, contiguous */
+    sn_tensor *flat;              /* all trainable parameters, contiguous */
+    sn_tensor *flat_grad;         /* their gradients, when a step keeps them (clipping, keep_grads) */
     int64_t nflat;                /* elements of flat (with alignment padding) */
     int64_t nparams;              /* trainable parameter count */
 } sn_model;
@@ -54,6 +55,10 @@ typedef enum sn_optim_kind { SN_OPTIM_ADAM = 0, SN_OPTIM_ADAMW, SN_OPTIM_SGD } s
 typedef struct sn_optim_config {
     sn_optim_kind kind;
     float lr, beta1, beta2, eps, weight_decay, momentum, grad_clip;
+    /* Keep every gradient in m->flat_grad (param->grad views) after the step. Off:
+     * without clipping each parameter is updated as soon as its gradient is complete
+     * and gradients live only briefly (less memory). */
+    bool keep_grads;
 } sn_optim_config;
 void sn_optim_config_default(sn_optim_config *o);
 

@@ -46,11 +46,23 @@ static sn_tensor *grad_into(sn_ctx *ctx, sn_tensor *g, sn_tensor *dest) {
     return c;
 }
 
-sn_status sn_backward(sn_graph *g, sn_tensor *loss) {
+/* Default: the final gradient goes into the param's preassigned storage, if any. */
+static sn_status default_hook(sn_graph *g, sn_tensor *param, sn_tensor *grad, void *user) {
+    sn_tensor *gr = grad_into(g->ctx, grad, param->grad);
+    if (!gr) return SN_ERR_NOMEM;
+    gr->flags |= SN_FLAG_GRAD;
+    param->grad = gr;
+    return sn_graph_add(g, gr);
+}
+
+sn_status sn_backward(sn_graph *g, sn_tensor *loss) { return sn_backward_hook(g, loss, NULL, NULL); }
+
+sn_status sn_backward_hook(sn_graph *g, sn_tensor *loss, sn_grad_hook hook, void *user) {
     if (!g || !loss) return sn_error(SN_ERR_INVALID_ARG, "sn_backward: graph or loss is NULL");
     if (sn_nelem(loss) != 1)
         return sn_error(SN_ERR_SHAPE, "sn_backward: the loss '%s' must have one element, it has %lld", loss->name,
                         (long long)sn_nelem(loss));
+    if (!hook) hook = default_hook;
     sn_status s = sn_graph_add(g, loss);
     if (s != SN_OK) return s;
     sn_ctx *ctx = g->ctx;
@@ -71,18 +83,35 @@ sn_status sn_backward(sn_graph *g, sn_tensor *loss) {
         return sn_error(SN_ERR_INVALID_ARG, "sn_backward: the loss '%s' depends on no parameter (flag SN_FLAG_PARAM)",
                         loss->name);
 
-    sn_tensor **grads = calloc((size_t)sn_ctx_count(ctx) + 1, sizeof *grads);
-    if (!grads) return sn_error(SN_ERR_NOMEM, "sn_backward: out of host memory");
     int ntensors = sn_ctx_count(ctx);
+    sn_tensor **grads = calloc((size_t)ntensors + 1, sizeof *grads);
+    int *pending = calloc((size_t)ntensors + 1, sizeof *pending);
+    bool *active = calloc((size_t)ntensors + 1, sizeof *active);
+    if (!grads || !pending || !active) {
+        free(grads); free(pending); free(active);
+        return sn_error(SN_ERR_NOMEM, "sn_backward: out of host memory");
+    }
+    /* contributions each tensor will receive, so that a param's gradient is handed
+     * to the hook (and its inputs freed) as soon as it is complete */
+    active[loss->id] = true;
+    for (int i = nfwd - 1; i >= 0; i--) {
+        sn_tensor *t = g->nodes[i];
+        if (!active[t->id] || t->op == SN_OP_NONE || !sn_needs_grad(t)) continue;
+        for (int k = 0; k < t->nsrc; k++)
+            if (sn_needs_grad(t->src[k]) && t->src[k]->id < ntensors) {
+                active[t->src[k]->id] = true;
+                pending[t->src[k]->id]++;
+            }
+    }
 
     sn_tensor *one = sn_new_1d(ctx, 1, SN_FLAG_PERSIST | SN_FLAG_CONST, "d_loss");
-    if (!one) { free(grads); return SN_ERR_NOMEM; }
+    if (!one) { s = SN_ERR_NOMEM; goto done; }
     one->fp[0] = 1.0f;
     grads[loss->id] = one;
 
     for (int i = nfwd - 1; i >= 0 && s == SN_OK; i--) {
         sn_tensor *t = g->nodes[i];
-        sn_tensor *dy = t->id < ntensors ? grads[t->id] : NULL;
+        sn_tensor *dy = grads[t->id];
         if (!dy || t->op == SN_OP_NONE || !sn_needs_grad(t)) continue;
         sn_grad_fn fn = grad_fn(t->op);
         if (!fn) {
@@ -94,30 +123,32 @@ sn_status sn_backward(sn_graph *g, sn_tensor *loss) {
         if (s != SN_OK) { sn_error_prefix(s, "gradient of '%s' (%s)", t->name, sn_op_name(t->op)); break; }
         for (int k = 0; k < t->nsrc && s == SN_OK; k++) {
             sn_tensor *src = t->src[k];
-            if (!dsrc[k] || !sn_needs_grad(src)) continue;
-            if (!sn_same_shape(dsrc[k], src)) {
-                char a[64], b[64];
-                s = sn_error(SN_ERR_INTERNAL, "gradient of '%s' input %d has shape %s, the input has %s", t->name, k,
-                             sn_shape_str(dsrc[k], a, sizeof a), sn_shape_str(src, b, sizeof b));
-                break;
+            if (!sn_needs_grad(src) || src->id >= ntensors) continue;
+            if (dsrc[k]) {
+                if (!sn_same_shape(dsrc[k], src)) {
+                    char a[64], b[64];
+                    s = sn_error(SN_ERR_INTERNAL, "gradient of '%s' input %d has shape %s, the input has %s", t->name,
+                                 k, sn_shape_str(dsrc[k], a, sizeof a), sn_shape_str(src, b, sizeof b));
+                    break;
+                }
+                /* in the graph now: every reader of this node's inputs runs before a
+                 * hook that may update a param in place */
+                s = sn_graph_add(g, dsrc[k]);
+                if (s != SN_OK) break;
+                grads[src->id] = grads[src->id] ? sn_add(ctx, grads[src->id], dsrc[k]) : dsrc[k];
+                if (!grads[src->id]) { s = SN_ERR_NOMEM; break; }
+                s = sn_graph_add(g, grads[src->id]);
             }
-            if (src->id >= ntensors) continue;
-            grads[src->id] = grads[src->id] ? sn_add(ctx, grads[src->id], dsrc[k]) : dsrc[k];
-            if (!grads[src->id]) s = SN_ERR_NOMEM;
+        }
+        for (int k = 0; k < t->nsrc && s == SN_OK; k++) {
+            sn_tensor *src = t->src[k];
+            if (!sn_needs_grad(src) || src->id >= ntensors || --pending[src->id] > 0) continue;
+            if ((src->flags & SN_FLAG_PARAM) && grads[src->id]) s = hook(g, src, grads[src->id], user);
         }
     }
-    /* params: final gradients, written where the caller wants them */
-    for (int i = 0; i < nfwd && s == SN_OK; i++) {
-        sn_tensor *t = g->nodes[i];
-        if (!(t->flags & SN_FLAG_PARAM)) continue;
-        sn_tensor *gr = grads[t->id];
-        if (!gr) continue;
-        gr = grad_into(ctx, gr, t->grad);
-        if (!gr) { s = SN_ERR_NOMEM; break; }
-        gr->flags |= SN_FLAG_GRAD;
-        t->grad = gr;
-        s = sn_graph_add(g, gr);
-    }
+done:
     free(grads);
+    free(pending);
+    free(active);
     return s;
 }

@@ -255,6 +255,26 @@ static bool transient(const sn_tensor *t) {
     return is_compute(t) && !t->view_src && !(t->flags & SN_FLAG_PERSIST);
 }
 
+/* SN_PLAN_DEBUG=1: the tensors live where the arena peaks (a developer aid). */
+static void debug_peak(sn_plan *p) {
+    int best = 0;
+    size_t best_bytes = 0;
+    for (int e = 0; e < p->nexec; e++) {
+        size_t live_bytes = 0;
+        for (int i = 0; i < p->nlv; i++)
+            if (p->lv[i].arena == 0 && p->lv[i].begin <= e && p->lv[i].end >= e) live_bytes += p->lv[i].size;
+        if (live_bytes > best_bytes) { best_bytes = live_bytes; best = e; }
+    }
+    fprintf(stderr, "planner: arena %.1f MB, live bytes peak %.1f MB at node %d (%s)\n", p->peak[0] / 1048576.0,
+            best_bytes / 1048576.0, best, p->exec[best]->name);
+    for (int i = 0; i < p->nlv; i++)
+        if (p->lv[i].arena == 0 && p->lv[i].begin <= best && p->lv[i].end >= best && p->lv[i].size > (1 << 20)) {
+            char sh[64];
+            fprintf(stderr, "  %8.1f MB  %-28s %-24s %s live %d..%d\n", p->lv[i].size / 1048576.0, p->lv[i].t->name,
+                    sn_op_name(p->lv[i].t->op), sn_shape_str(p->lv[i].t, sh, sizeof sh), p->lv[i].begin, p->lv[i].end);
+        }
+}
+
 static sn_status plan_memory(sn_plan *p, bool no_inplace) {
     sn_ctx *ctx = p->g->ctx;
     int n = sn_ctx_count(ctx);
@@ -327,6 +347,7 @@ static sn_status plan_memory(sn_plan *p, bool no_inplace) {
         order[no++] = i;
     }
     free(order);
+    if (getenv("SN_PLAN_DEBUG")) debug_peak(p);
     free(bl[0]);
     free(bl[1]);
     free(idx);

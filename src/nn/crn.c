@@ -145,7 +145,6 @@ sn_status sn_crn_new(const sn_crn_config *cfg, sn_backend *b, sn_model **out) {
     }
     m->nflat = total;
     m->flat = sn_new_1d(m->ctx, total, SN_FLAG_PERSIST, "params");
-    m->flat_grad = sn_new_1d(m->ctx, total, SN_FLAG_PERSIST, "grads");
     int64_t off = 0;
     for (int i = 0; i < L->n && m->flat; i++) {
         spec *p = &L->s[i];
@@ -154,11 +153,6 @@ sn_status sn_crn_new(const sn_crn_config *cfg, sn_backend *b, sn_model **out) {
         if (!t) break;
         if (p->trainable) {
             sn_alias(t, m->flat, off);
-            sn_tensor *g = sn_new_tensor(m->ctx, SN_F32, p->ndim, p->shape, SN_FLAG_PERSIST, NULL);
-            if (!g) break;
-            sn_set_name(g, "grad.%s", p->name);
-            sn_alias(g, m->flat_grad, off);
-            t->grad = g;
             off += sn_align64(sn_nelem(t));
         }
         m->t[m->n] = t;

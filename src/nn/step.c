@@ -26,6 +26,54 @@ static sn_status check_dims(int batch, int frames) {
     return SN_OK;
 }
 
+/* m->flat_grad and a gradient view per parameter, made once per model */
+static sn_status flat_grads(sn_model *m) {
+    if (m->flat_grad) return SN_OK;
+    m->flat_grad = sn_new_1d(m->ctx, m->nflat, SN_FLAG_PERSIST, "grads");
+    if (!m->flat_grad) return SN_ERR_NOMEM;
+    for (int i = 0; i < m->n; i++) {
+        sn_tensor *t = m->t[i];
+        if (!m->trainable[i]) continue;
+        sn_tensor *g = sn_new_tensor(m->ctx, SN_F32, t->ndim, t->shape, SN_FLAG_PERSIST, NULL);
+        if (!g) return SN_ERR_NOMEM;
+        sn_set_name(g, "grad.%s", t->name);
+        sn_alias(g, m->flat_grad, (int64_t)(t->view_offs / sizeof(float)));
+        t->grad = g;
+    }
+    return SN_OK;
+}
+
+/* the optimizer op for a (flat or single) parameter */
+static sn_tensor *update(sn_step *s, sn_tensor *p, sn_tensor *g, sn_tensor *m0, sn_tensor *m1) {
+    sn_ctx *c = s->m->ctx;
+    if (s->opt.kind == SN_OPTIM_SGD)
+        return sn_sgd(c, p, g, m0, s->hyper, s->sumsq, s->opt.momentum, 0.0f, s->opt.weight_decay, s->opt.grad_clip,
+                      false);
+    return sn_adam(c, p, g, m0, m1, s->hyper, s->sumsq, s->opt.beta1, s->opt.beta2, s->opt.eps, s->opt.weight_decay,
+                   s->opt.grad_clip, s->opt.kind == SN_OPTIM_ADAMW);
+}
+
+/* a view of flat optimizer state at param p's place */
+static sn_tensor *state_view(sn_ctx *c, sn_tensor *flat, sn_tensor *p) {
+    if (!flat) return NULL;
+    sn_tensor *v = sn_new_tensor(c, SN_F32, p->ndim, p->shape, SN_FLAG_PERSIST, NULL);
+    if (!v) return NULL;
+    sn_set_name(v, "%s.%s", flat->name, p->name);
+    sn_alias(v, flat, (int64_t)(p->view_offs / sizeof(float)));
+    return v;
+}
+
+/* sn_backward_hook: update each parameter as soon as its gradient is complete */
+static sn_status update_param(sn_graph *g, sn_tensor *p, sn_tensor *grad, void *user) {
+    sn_step *s = user;
+    sn_ctx *c = s->m->ctx;
+    sn_tensor *m0 = state_view(c, s->opt_state[0], p);
+    sn_tensor *m1 = s->opt_state[1] ? state_view(c, s->opt_state[1], p) : NULL;
+    if (!m0 || (s->opt_state[1] && !m1)) return SN_ERR_NOMEM;
+    sn_tensor *u = update(s, p, grad, m0, m1);
+    return u ? sn_graph_add(g, u) : SN_ERR_INVALID_ARG;
+}
+
 sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
                       const sn_optim_config *opt, sn_step **out) {
     if (!m || !b || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_step_new: model, backend and out are required");
@@ -48,23 +96,21 @@ sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batc
     if (!s->loss || !s->g) { st = s->loss ? SN_ERR_NOMEM : SN_ERR_SHAPE; goto fail; }
     s->loss->flags |= SN_FLAG_OUTPUT;
     s->out->flags |= SN_FLAG_OUTPUT;
-    st = sn_backward(s->g, s->loss);
-    if (st != SN_OK) goto fail;
     s->hyper = sn_new_1d(c, SN_HYPER_N, SN_FLAG_PERSIST | SN_FLAG_INPUT, "optim.hyper");
-    if (s->opt.grad_clip > 0) s->sumsq = sn_sumsq(c, 1, &m->flat_grad);
-    sn_tensor *upd;
-    if (s->opt.kind == SN_OPTIM_SGD) {
-        s->opt_state[0] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, "optim.momentum_buffer");
-        upd = sn_sgd(c, m->flat, m->flat_grad, s->opt_state[0], s->hyper, s->sumsq, s->opt.momentum, 0.0f,
-                     s->opt.weight_decay, s->opt.grad_clip, false);
+    bool sgd = s->opt.kind == SN_OPTIM_SGD;
+    s->opt_state[0] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, sgd ? "optim.momentum_buffer" : "optim.exp_avg");
+    if (!sgd) s->opt_state[1] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, "optim.exp_avg_sq");
+    if (s->opt.grad_clip > 0 || s->opt.keep_grads) {
+        /* one flat gradient buffer: the global norm needs every gradient before any update */
+        st = flat_grads(m);
+        if (st == SN_OK) st = sn_backward(s->g, s->loss);
+        if (st != SN_OK) goto fail;
+        if (s->opt.grad_clip > 0) s->sumsq = sn_sumsq(c, 1, &m->flat_grad);
+        sn_tensor *upd = update(s, m->flat, m->flat_grad, s->opt_state[0], s->opt_state[1]);
+        st = upd ? sn_graph_add(s->g, upd) : SN_ERR_INVALID_ARG;
     } else {
-        s->opt_state[0] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, "optim.exp_avg");
-        s->opt_state[1] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, "optim.exp_avg_sq");
-        upd = sn_adam(c, m->flat, m->flat_grad, s->opt_state[0], s->opt_state[1], s->hyper, s->sumsq, s->opt.beta1,
-                      s->opt.beta2, s->opt.eps, s->opt.weight_decay, s->opt.grad_clip, s->opt.kind == SN_OPTIM_ADAMW);
+        st = sn_backward_hook(s->g, s->loss, update_param, s);
     }
-    if (!upd) { st = SN_ERR_INVALID_ARG; goto fail; }
-    st = sn_graph_add(s->g, upd);
     if (st != SN_OK) goto fail;
     st = sn_ctx_alloc_persistent(c, m->backend);
     if (st != SN_OK) goto fail;

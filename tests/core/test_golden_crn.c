@@ -128,6 +128,7 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
 
     sn_optim_config opt;
     sn_optim_config_default(&opt);
+    opt.keep_grads = true; /* the gradients are compared below */
     sn_step *s = NULL;
     SN_ASSERT_OK(sn_step_new(m, be, be, B, T, &opt, &s));
     int64_t nx, ny, n;

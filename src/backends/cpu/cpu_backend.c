@@ -13,6 +13,7 @@
 #if defined(SN_HAVE_CBLAS) && !defined(SN_HAVE_ACCELERATE)
 /* OpenBLAS runs its own threads; match them to ours. Weak so another BLAS links too. */
 void openblas_set_num_threads(int) __attribute__((weak));
+bool sn_gemm_split_enabled(void); /* gemm.c */
 #endif
 
 float *sn_cpu_scratch(sn_cpu *c, size_t n) {
@@ -259,7 +260,8 @@ sn_backend *sn_cpu_backend_new(int num_threads) {
     c->nthreads = num_threads;
     c->pool = sn_pool_new(num_threads);
 #if defined(SN_HAVE_CBLAS) && !defined(SN_HAVE_ACCELERATE)
-    if (openblas_set_num_threads) openblas_set_num_threads(num_threads);
+    /* sn_sgemm splits over our pool and calls the BLAS single-threaded (see gemm.c) */
+    if (openblas_set_num_threads) openblas_set_num_threads(sn_gemm_split_enabled() ? 1 : num_threads);
 #endif
     b->i = &cpu_iface;
     b->ctx = c;

@@ -1,6 +1,7 @@
 /* sgemm: the BLAS when there is one, else a blocked C GEMM over the pool. */
 #include "backends/cpu/cpu.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef SN_HAVE_CBLAS
@@ -59,11 +60,66 @@ static void gemm_rows(void *arg, int64_t b, int64_t e, int tid) {
 }
 #endif
 
+#ifdef SN_HAVE_CBLAS
+/* The BLAS runs single-threaded and sn_sgemm splits C over our pool: OpenBLAS's own
+ * workers spin-yield for ~0.1 s after every call (THREAD_TIMEOUT), on the cores our
+ * pool needs next (the LSTM's 800 per-step loops ran 2-3x slower beside them).
+ * SN_BLAS_THREADS=1 in the environment gives the threading back to OpenBLAS. */
+typedef struct {
+    bool ta, tb, split_n;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb;
+    float *C;
+    int64_t ldc;
+} blas_job;
+
+static void blas_1t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
+                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* blocks [b, e) of 16 rows or columns of C */
+static void blas_part(void *arg, int64_t b, int64_t e, int tid) {
+    const blas_job *j = arg;
+    if (j->split_n) {
+        int64_t n0 = b * 16, n1 = e * 16 < j->N ? e * 16 : j->N;
+        blas_1t(j->ta, j->tb, j->M, n1 - n0, j->K, j->alpha, j->A, j->lda, j->tb ? j->B + n0 * j->ldb : j->B + n0,
+                j->ldb, j->beta, j->C + n0, j->ldc);
+    } else {
+        int64_t m0 = b * 16, m1 = e * 16 < j->M ? e * 16 : j->M;
+        blas_1t(j->ta, j->tb, m1 - m0, j->N, j->K, j->alpha, j->ta ? j->A + m0 : j->A + m0 * j->lda, j->lda, j->B,
+                j->ldb, j->beta, j->C + m0 * j->ldc, j->ldc);
+    }
+}
+
+int sn_blas_split = -1; /* read by cpu_backend.c when it sets OpenBLAS's threads */
+
+bool sn_gemm_split_enabled(void) {
+    if (sn_blas_split < 0) {
+        const char *e = getenv("SN_BLAS_THREADS");
+        sn_blas_split = !(e && *e == '1');
+    }
+    return sn_blas_split;
+}
+#endif
+
 void sn_sgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
 #ifdef SN_HAVE_CBLAS
-    (void)p;
+    int nt = sn_pool_size(p);
+    if (sn_gemm_split_enabled() && nt > 1 && K > 0 && M * N * K >= (int64_t)1 << 18) {
+        /* split the longer side of C in 16-wide blocks, at least ~2^17 MACs a task */
+        blas_job j = {trans_a, trans_b, N >= M, M, N, K, alpha, beta, A, B, lda, ldb, C, ldc};
+        int64_t blocks = ((j.split_n ? N : M) + 15) / 16;
+        int64_t per_block = 16 * (j.split_n ? M : N) * K;
+        int64_t grain = ((int64_t)1 << 17) / per_block + 1;
+        sn_pool_for(p, blocks, grain, blas_part, &j);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
                 (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 #else

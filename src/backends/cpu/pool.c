@@ -1,25 +1,55 @@
-/* A fixed pthread pool for data-parallel loops: workers sleep on a condition
- * variable between jobs; the calling thread takes chunk 0 itself. */
+/* A fixed pthread pool for data-parallel loops. The LSTM calls sn_pool_for a few
+ * thousand times per training step, so a futex wake per call (tens of µs on a VM)
+ * would dominate: workers spin on an atomic job generation for a bounded time
+ * (SN_POOL_SPIN_US, default 100 µs) before sleeping on a condition variable, and the
+ * caller spins on the pending count the same way. Chunk c always runs on thread c,
+ * so each thread sees the same slice of a weight across timesteps (it stays in L2).
+ *
+ * Sleep protocol (no lost wake-ups): a worker going to sleep increments `sleepers`
+ * and re-checks `gen` under the mutex; the caller bumps `gen` and then reads
+ * `sleepers` (both seq_cst), and broadcasts under the mutex when it is non-zero.
+ * The caller's wait for `pending` mirrors this with `waiting`. */
 #include "backends/cpu/cpu.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
 
 struct sn_pool {
     int n;                 /* threads including the caller */
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    uint64_t gen;          /* job generation */
-    int pending;
-    bool quit;
-    /* current job */
+    _Alignas(64) atomic_uint_fast64_t gen; /* job generation */
+    _Alignas(64) atomic_int pending;       /* workers still in the current job */
+    _Alignas(64) atomic_int sleepers;      /* workers asleep (or about to be) on `go` */
+    atomic_int waiting;                    /* the caller asleep (or about to be) on `done` */
+    atomic_bool quit;
+    /* current job, written before gen is bumped */
     sn_pool_fn fn;
     void *arg;
     int64_t total, chunks;
+    double spin_ns;
 };
 
 typedef struct { sn_pool *p; int tid; } worker_arg;
+
+/* set in worker threads: a nested sn_pool_for runs inline instead of deadlocking */
+static _Thread_local bool tl_in_pool;
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
 
 static void run_chunk(sn_pool *p, int64_t c) {
     int64_t per = (p->total + p->chunks - 1) / p->chunks;
@@ -28,24 +58,55 @@ static void run_chunk(sn_pool *p, int64_t c) {
     if (b < e) p->fn(p->arg, b, e, (int)c);
 }
 
+/* spins until *v != old or the spin budget is spent; true when it changed */
+static bool spin_gen(sn_pool *p, uint64_t old) {
+    if (atomic_load_explicit(&p->gen, memory_order_acquire) != old) return true;
+    double t0 = now_ns();
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            cpu_relax();
+            if (atomic_load_explicit(&p->gen, memory_order_acquire) != old) return true;
+        }
+        if (now_ns() - t0 > p->spin_ns) return false;
+    }
+}
+
+static bool spin_done(sn_pool *p) {
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return true;
+    double t0 = now_ns();
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            cpu_relax();
+            if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return true;
+        }
+        if (now_ns() - t0 > p->spin_ns) return false;
+    }
+}
+
 static void *worker(void *a) {
     worker_arg *wa = a;
     sn_pool *p = wa->p;
     int tid = wa->tid;
     free(wa);
+    tl_in_pool = true;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->quit && p->gen == seen) pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit) break;
-        seen = p->gen;
-        int64_t chunks = p->chunks;
-        pthread_mutex_unlock(&p->mu);
-        if (tid < chunks) run_chunk(p, tid);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        if (!spin_gen(p, seen)) {
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (!atomic_load(&p->quit) && atomic_load(&p->gen) == seen) pthread_cond_wait(&p->go, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit)) break;
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        if (tid < p->chunks) run_chunk(p, tid);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->waiting)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -54,15 +115,22 @@ sn_pool *sn_pool_new(int nthreads) {
     sn_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n = nthreads;
+    const char *e = getenv("SN_POOL_SPIN_US");
+    p->spin_ns = (e && *e ? atof(e) : 100.0) * 1e3;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->waiting, 0);
+    atomic_init(&p->quit, false);
     p->th = calloc((size_t)nthreads, sizeof *p->th);
     for (int i = 1; i < nthreads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
         wa->p = p;
         wa->tid = i;
-        if (pthread_create(&p->th[i], NULL, worker, wa) != 0) {
+        if (!wa || pthread_create(&p->th[i], NULL, worker, wa) != 0) {
             free(wa);
             p->n = i;  /* run with what we got */
             break;
@@ -74,7 +142,8 @@ sn_pool *sn_pool_new(int nthreads) {
 void sn_pool_free(sn_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = true;
+    atomic_store(&p->quit, true);
+    atomic_fetch_add(&p->gen, 1); /* releases spinners too */
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++) pthread_join(p->th[i], NULL);
@@ -91,22 +160,30 @@ void sn_pool_for(sn_pool *p, int64_t n, int64_t grain, sn_pool_fn fn, void *arg)
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int64_t chunks = n / grain;
-    if (!p || p->n == 1 || chunks < 2) {
+    if (!p || p->n == 1 || chunks < 2 || tl_in_pool) {
         fn(arg, 0, n, 0);
         return;
     }
     if (chunks > p->n) chunks = p->n;
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
     p->total = n;
     p->chunks = chunks;
-    p->pending = p->n - 1;
-    p->gen++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->pending, p->n - 1);
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes the job, orders before the sleepers read */
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+    }
+    tl_in_pool = true;
     run_chunk(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    tl_in_pool = false;
+    if (!spin_done(p)) {
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->waiting, 1);
+        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+        atomic_store(&p->waiting, 0);
+        pthread_mutex_unlock(&p->mu);
+    }
 }

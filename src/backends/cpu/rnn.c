@@ -13,6 +13,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "backends/cpu/vmath.h"
+
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* Rows [b0*H + j) of a cell loop split into per-batch contiguous j ranges. */
@@ -119,6 +121,61 @@ __attribute__((target("avx512f"))) static void skinny_avx512(const float *A, int
     }
 }
 
+/* Same, 4 weight rows at a time (16 accumulators: 4 W + 4 h loads per 16 FMAs);
+ * the leftover rows go through skinny_avx512. */
+__attribute__((target("avx512f"))) static void skinny4_avx512(const float *A, int64_t lda, int nb, const float *W,
+                                                            int64_t K, float *C, int64_t ldc, int64_t n0,
+                                                            int64_t n1, bool acc) {
+    const float *a[4];
+    for (int b = 0; b < 4; b++) a[b] = A + (b < nb ? b : 0) * lda;
+    int64_t K16 = K & ~(int64_t)15;
+    __mmask16 tail = (__mmask16)((1u << (K - K16)) - 1);
+    int64_t n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        const float *w0 = W + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        __m512 s[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int b = 0; b < 4; b++) s[r][b] = _mm512_setzero_ps();
+        for (int64_t k = 0; k <= K16; k += 16) {
+            __m512 x[4], h[4];
+            if (k < K16) {
+                x[0] = _mm512_loadu_ps(w0 + k);
+                x[1] = _mm512_loadu_ps(w1 + k);
+                x[2] = _mm512_loadu_ps(w2 + k);
+                x[3] = _mm512_loadu_ps(w3 + k);
+                for (int b = 0; b < 4; b++) h[b] = _mm512_loadu_ps(a[b] + k);
+            } else {
+                if (!tail) break;
+                x[0] = _mm512_maskz_loadu_ps(tail, w0 + k);
+                x[1] = _mm512_maskz_loadu_ps(tail, w1 + k);
+                x[2] = _mm512_maskz_loadu_ps(tail, w2 + k);
+                x[3] = _mm512_maskz_loadu_ps(tail, w3 + k);
+                for (int b = 0; b < 4; b++) h[b] = _mm512_maskz_loadu_ps(tail, a[b] + k);
+            }
+            for (int r = 0; r < 4; r++)
+                for (int b = 0; b < 4; b++) s[r][b] = _mm512_fmadd_ps(x[r], h[b], s[r][b]);
+        }
+        for (int b = 0; b < nb; b++) {
+            /* reduce 4 rows at once: pairwise adds of the halves, then one 128-bit store */
+            __m512 r01 = _mm512_add_ps(_mm512_shuffle_f32x4(s[0][b], s[1][b], 0x44),
+                                       _mm512_shuffle_f32x4(s[0][b], s[1][b], 0xEE));
+            __m512 r23 = _mm512_add_ps(_mm512_shuffle_f32x4(s[2][b], s[3][b], 0x44),
+                                       _mm512_shuffle_f32x4(s[2][b], s[3][b], 0xEE));
+            /* r01 lanes: [s0 lo256 + s0 hi256 | s1 ...] as 4 x 128-bit: s0a s0b s1a s1b */
+            __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(r01, r23, 0x88), _mm512_shuffle_f32x4(r01, r23, 0xDD));
+            /* q 128-bit lanes: s0, s1, s2, s3 (each 4 partial sums) */
+            __m128 l0 = _mm512_castps512_ps128(q), l1 = _mm512_extractf32x4_ps(q, 1);
+            __m128 l2 = _mm512_extractf32x4_ps(q, 2), l3 = _mm512_extractf32x4_ps(q, 3);
+            __m128 t01 = _mm_hadd_ps(l0, l1), t23 = _mm_hadd_ps(l2, l3);
+            __m128 v = _mm_hadd_ps(t01, t23);
+            float *c = C + b * ldc + n;
+            if (acc) v = _mm_add_ps(v, _mm_loadu_ps(c));
+            _mm_storeu_ps(c, v);
+        }
+    }
+    if (n < n1) skinny_avx512(A, lda, nb, W, K, C, ldc, n, n1, acc);
+}
+
 __attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
     __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     x = _mm_add_ps(x, _mm_movehl_ps(x, x));
@@ -176,7 +233,7 @@ static void skinny_nt(const float *A, int64_t lda, int64_t B, const float *W, in
 #ifdef SN_SKINNY_X86
     for (int64_t b = 0; b < B; b += 4) {
         int nb = B - b < 4 ? (int)(B - b) : 4;
-        if (skinny_level() == 2) skinny_avx512(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, n0, n1, acc);
+        if (skinny_level() == 2) skinny4_avx512(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, n0, n1, acc);
         else skinny_avx2(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, n0, n1, acc);
     }
 #endif
@@ -256,12 +313,43 @@ static void lstm_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
     })
 }
 
+#ifdef SN_VM_X86
+/* lstm_cell_fwd for row b, hidden units [j0, j1), 16 at a time */
+__attribute__((target("avx512f"))) static void lstm_cell_fwd_avx512(const lstm_fwd_job *q, int64_t b, int64_t j0,
+                                                                   int64_t j1) {
+    int64_t H = q->H;
+    float *g = q->g + b * q->gs, *c = q->c + b * q->hs, *h = q->h + b * q->hs;
+    const float *cp = q->cp ? q->cp + b * q->ps : NULL;
+    for (int64_t j = j0; j < j1; j += 16) {
+        __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
+        __m512 i = sn_sigm512(_mm512_maskz_loadu_ps(m, g + j));
+        __m512 f = sn_sigm512(_mm512_maskz_loadu_ps(m, g + H + j));
+        __m512 gg = sn_tanh512(_mm512_maskz_loadu_ps(m, g + 2 * H + j));
+        __m512 o = sn_sigm512(_mm512_maskz_loadu_ps(m, g + 3 * H + j));
+        __m512 cn = _mm512_mul_ps(i, gg);
+        if (cp) cn = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, cp + j), cn);
+        _mm512_mask_storeu_ps(g + j, m, i);
+        _mm512_mask_storeu_ps(g + H + j, m, f);
+        _mm512_mask_storeu_ps(g + 2 * H + j, m, gg);
+        _mm512_mask_storeu_ps(g + 3 * H + j, m, o);
+        _mm512_mask_storeu_ps(c + j, m, cn);
+        _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(o, sn_tanh512(cn)));
+    }
+}
+#endif
+
 static void lstm_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     const lstm_fwd_job *q = arg;
     int64_t H = q->H;
     if (q->hp)
         for (int k = 0; k < 4; k++)
             skinny_nt(q->hp, q->ps, q->B, q->w_hh, H, q->g, q->gs, k * H + j0, k * H + j1, true);
+#ifdef SN_VM_X86
+    if (sn_vm_level() == 2) {
+        for (int64_t b = 0; b < q->B; b++) lstm_cell_fwd_avx512(q, b, j0, j1);
+        return;
+    }
+#endif
     for (int64_t b = 0; b < q->B; b++) lstm_cell_fwd(arg, b * H + j0, b * H + j1, tid);
 }
 
@@ -307,6 +395,11 @@ typedef struct {
     const float *dhr;   /* dL/dh from step t+1 [B,H] (NULL at T-1) */
     float *dc;          /* [B,H]: dL/dc_t in, dL/dc_{t-1} out */
     int64_t H, gs, hs;
+    /* fused step only: dhr = dG_{t+1} w_hh for the task's hidden units, then the cells */
+    const float *dgn;   /* dG of step t+1 (NULL at T-1) */
+    const float *wt;    /* w_hh^T [H, G] */
+    float *dhw;         /* [B,H] written by the product (= dhr) */
+    int64_t B;
 } lstm_bwd_job;
 
 static void lstm_cell_bwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -326,6 +419,50 @@ static void lstm_cell_bwd(void *arg, int64_t i0, int64_t i1, int tid) {
         dg[3 * H + j] = dh * tc * o * (1.0f - o);
         q->dc[b * H + j] = dc * f;
     })
+}
+
+#ifdef SN_VM_X86
+__attribute__((target("avx512f"))) static void lstm_cell_bwd_avx512(const lstm_bwd_job *q, int64_t b, int64_t j0,
+                                                                   int64_t j1) {
+    int64_t H = q->H;
+    const float *g = q->g + b * q->gs, *cc = q->cc + b * q->hs, *cpr = q->cp ? q->cp + b * q->hs : NULL;
+    const float *dho = q->dho + b * q->hs, *dhr = q->dhr ? q->dhr + b * H : NULL;
+    float *dg = q->dg + b * q->gs, *dcp = q->dc + b * H;
+    __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t j = j0; j < j1; j += 16) {
+        __mmask16 m = j1 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (j1 - j)) - 1);
+        __m512 i = _mm512_maskz_loadu_ps(m, g + j), f = _mm512_maskz_loadu_ps(m, g + H + j);
+        __m512 gg = _mm512_maskz_loadu_ps(m, g + 2 * H + j), o = _mm512_maskz_loadu_ps(m, g + 3 * H + j);
+        __m512 dh = _mm512_maskz_loadu_ps(m, dho + j);
+        if (dhr) dh = _mm512_add_ps(dh, _mm512_maskz_loadu_ps(m, dhr + j));
+        __m512 tc = sn_tanh512(_mm512_maskz_loadu_ps(m, cc + j));
+        __m512 cp = cpr ? _mm512_maskz_loadu_ps(m, cpr + j) : _mm512_setzero_ps();
+        __m512 dho_ = _mm512_mul_ps(dh, o);
+        __m512 dc = _mm512_fmadd_ps(dho_, _mm512_fnmadd_ps(tc, tc, one), _mm512_maskz_loadu_ps(m, dcp + j));
+        _mm512_mask_storeu_ps(dg + j, m, _mm512_mul_ps(_mm512_mul_ps(dc, gg), _mm512_mul_ps(i, _mm512_sub_ps(one, i))));
+        _mm512_mask_storeu_ps(dg + H + j, m,
+                              _mm512_mul_ps(_mm512_mul_ps(dc, cp), _mm512_mul_ps(f, _mm512_sub_ps(one, f))));
+        _mm512_mask_storeu_ps(dg + 2 * H + j, m, _mm512_mul_ps(_mm512_mul_ps(dc, i), _mm512_fnmadd_ps(gg, gg, one)));
+        _mm512_mask_storeu_ps(dg + 3 * H + j, m,
+                              _mm512_mul_ps(_mm512_mul_ps(dh, tc), _mm512_mul_ps(o, _mm512_sub_ps(one, o))));
+        _mm512_mask_storeu_ps(dcp + j, m, _mm512_mul_ps(dc, f));
+    }
+}
+#endif
+
+/* one backward timestep for hidden units [j0, j1): dhr = dG_{t+1} w_hh (own columns
+ * only, all of dG_{t+1} was written by the previous step), then the cells of step t */
+static void lstm_bwd_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
+    const lstm_bwd_job *q = arg;
+    int64_t H = q->H;
+    if (q->dgn) skinny_nt(q->dgn, q->gs, q->B, q->wt, 4 * H, q->dhw, H, j0, j1, false);
+#ifdef SN_VM_X86
+    if (sn_vm_level() == 2) {
+        for (int64_t b = 0; b < q->B; b++) lstm_cell_bwd_avx512(q, b, j0, j1);
+        return;
+    }
+#endif
+    for (int64_t b = 0; b < q->B; b++) lstm_cell_bwd(arg, b * H + j0, b * H + j1, tid);
 }
 
 static int64_t rnn_grad_offset(const sn_tensor *bwd, int gates, int seg) {
@@ -364,6 +501,14 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
         memset(dc, 0, (size_t)(B * H) * sizeof *dc);
         if (skinny) transpose(c, wt, w_hh, G, H); /* dG_t w_hh = dG_t (w_hh^T)^T: rows of w_hh^T stream */
+        if (skinny) {
+            for (int64_t t = T - 1; t >= 0; t--) {
+                lstm_bwd_job q = {dgs + t * G, gates + t * G, cs + t * H, t > 0 ? cs + (t - 1) * H : NULL,
+                                  dho + t * H, t < T - 1 ? dhr : NULL, dc, H, T * G, T * H,
+                                  t < T - 1 ? dgs + (t + 1) * G : NULL, wt, dhr, B};
+                sn_pool_for(c->pool, H, 64, lstm_bwd_step_fused, &q);
+            }
+        } else
         for (int64_t t = T - 1; t >= 0; t--) {
             lstm_bwd_job q = {dgs + t * G, gates + t * G, cs + t * H, t > 0 ? cs + (t - 1) * H : NULL,
                               dho + t * H, t < T - 1 ? dhr : NULL, dc, H, T * G, T * H};

@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "backends/cpu/vmath.h"
+
 #define GRAIN 8192
 
 typedef struct {
@@ -12,8 +14,54 @@ typedef struct {
     sn_op op;
 } ujob;
 
+#ifdef SN_VM_X86
+/* expm1 within a few ulp: Taylor to x^8 for |x| < 0.5 (exp(x) - 1 would cancel
+ * there), exp(x) - 1 outside */
+__attribute__((target("avx512f"))) static inline __m512 expm1_512(__m512 x) {
+    __m512 p = _mm512_set1_ps(1.0f / 40320.0f);
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.0f / 5040.0f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(0.5f));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, x), x, x);
+    __m512 big = _mm512_sub_ps(sn_exp512(x), _mm512_set1_ps(1.0f));
+    __m512 a = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32((int)0x80000000u), _mm512_castps_si512(x)));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(0.5f), _CMP_LT_OQ), big, small);
+}
+
+/* the transcendental ops, 16 at a time; false when not handled here */
+__attribute__((target("avx512f"))) static bool run_avx512(const ujob *j, int64_t b, int64_t e) {
+    const float *x = j->x;
+    float *y = j->y;
+    __m512 alpha = _mm512_set1_ps(j->p0), zero = _mm512_setzero_ps();
+    for (int64_t i = b; i < e; i += 16) {
+        __mmask16 m = e - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (e - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i), r;
+        switch (j->op) {
+        case SN_OP_ELU: {
+            __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+            r = _mm512_mask_blend_ps(pos, _mm512_mul_ps(alpha, expm1_512(_mm512_min_ps(v, zero))), v);
+            break;
+        }
+        case SN_OP_SIGMOID: r = sn_sigm512(v); break;
+        case SN_OP_TANH: r = sn_tanh512(v); break;
+        default: return false;
+        }
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+    return true;
+}
+#endif
+
 static void run(void *arg, int64_t b, int64_t e, int tid) {
     ujob *j = arg;
+#ifdef SN_VM_X86
+    if ((j->op == SN_OP_ELU || j->op == SN_OP_SIGMOID || j->op == SN_OP_TANH) && sn_vm_level() == 2 &&
+        run_avx512(j, b, e))
+        return;
+#endif
     const float *x = j->x, *d = j->d;
     float *y = j->y;
     float p0 = j->p0, p1 = j->p1;

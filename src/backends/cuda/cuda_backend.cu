@@ -393,7 +393,52 @@ static sn_status cu_node(sn_cuda *c, sn_tensor *t) {
     return sn_error(SN_ERR_UNSUPPORTED, "CUDA backend: op %d (%s) has no kernel", (int)t->op, sn_op_name(t->op));
 }
 
+/* SN_PROFILE=1: run eagerly and time each op kind with events (a developer aid). */
+static double g_prof_ms[SN_OP_COUNT];
+static long g_prof_n[SN_OP_COUNT];
+static int g_prof = -1;
+
+static void prof_print(void) {
+    double tot = 0;
+    for (int i = 0; i < SN_OP_COUNT; i++) tot += g_prof_ms[i];
+    fprintf(stderr, "sinter CUDA op profile (total %.2f ms):\n", tot);
+    for (int i = 0; i < SN_OP_COUNT; i++)
+        if (g_prof_n[i])
+            fprintf(stderr, "  %-28s %8ld calls %10.2f ms %5.1f%%\n", sn_op_name((sn_op)i), g_prof_n[i], g_prof_ms[i],
+                    100.0 * g_prof_ms[i] / (tot > 0 ? tot : 1));
+}
+
+static bool profiling(void) {
+    if (g_prof < 0) {
+        const char *e = getenv("SN_PROFILE");
+        g_prof = e && *e == '1';
+        if (g_prof) atexit(prof_print);
+    }
+    return g_prof == 1;
+}
+
+static sn_status run_nodes_profiled(sn_cuda *c, sn_tensor **nodes, int n) {
+    cudaEvent_t a, b;
+    CU_TRY(cudaEventCreate(&a), "profile (cudaEventCreate)");
+    CU_TRY(cudaEventCreate(&b), "profile (cudaEventCreate)");
+    for (int i = 0; i < n; i++) {
+        CU_TRY(cudaEventRecord(a, c->stream), "profile (cudaEventRecord)");
+        sn_status s = cu_node(c, nodes[i]);
+        if (s != SN_OK) return sn_error_prefix(s, "CUDA op '%s' (%s)", nodes[i]->name, sn_op_name(nodes[i]->op));
+        CU_TRY(cudaEventRecord(b, c->stream), "profile (cudaEventRecord)");
+        CU_TRY(cudaEventSynchronize(b), "profile (cudaEventSynchronize)");
+        float ms = 0;
+        cudaEventElapsedTime(&ms, a, b);
+        g_prof_ms[nodes[i]->op] += ms;
+        g_prof_n[nodes[i]->op]++;
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return SN_OK;
+}
+
 static sn_status run_nodes(sn_cuda *c, sn_tensor **nodes, int n) {
+    if (profiling() && !c->capturing) return run_nodes_profiled(c, nodes, n);
     for (int i = 0; i < n; i++) {
         sn_status s = cu_node(c, nodes[i]);
         if (s != SN_OK) return sn_error_prefix(s, "CUDA op '%s' (%s)", nodes[i]->name, sn_op_name(nodes[i]->op));
@@ -410,7 +455,7 @@ typedef struct cu_segment {
 static sn_status cu_compute(sn_backend *b, sn_tensor **nodes, int n, void **state) {
     sn_cuda *c = (sn_cuda *)b->ctx;
     CU_TRY(cudaSetDevice(c->device), "compute (cudaSetDevice)");
-    if (!state) return run_nodes(c, nodes, n);
+    if (!state || profiling()) return run_nodes(c, nodes, n);
     cu_segment *s = (cu_segment *)*state;
     if (!s) {
         s = (cu_segment *)calloc(1, sizeof *s);
