@@ -27,9 +27,11 @@ typedef struct step {
 typedef struct live {
     sn_tensor *t;
     int begin, end;         /* execution positions (inclusive) */
+    int data_end;           /* last read of the data (later readers need only the saved state) */
     size_t size, offset;
     int arena;              /* 0 primary, 1 fallback */
     bool placed;
+    bool shared;            /* lives inside another tensor's block */
 } live;
 
 struct sn_plan {
@@ -251,6 +253,11 @@ static void unplace(block *bl, int *nb, size_t off) {
         }
 }
 
+/* Readers that use only a node's saved state (after its data), not the data. */
+static bool reads_extra_only(const sn_tensor *node, int k) {
+    return node->op == SN_OP_BATCHNORM_BWD && k == 2;
+}
+
 static bool transient(const sn_tensor *t) {
     return is_compute(t) && !t->view_src && !(t->flags & SN_FLAG_PERSIST);
 }
@@ -288,24 +295,27 @@ static sn_status plan_memory(sn_plan *p, bool no_inplace) {
         t->node = e;
         if (!transient(t)) continue;
         idx[t->id] = p->nlv;
-        p->lv[p->nlv++] = (live){t, e, e, (sn_alloc_bytes(t) + 255) & ~(size_t)255, 0, t->backend == p->b[0] ? 0 : 1};
+        p->lv[p->nlv++] = (live){t, e, e, e, (sn_alloc_bytes(t) + 255) & ~(size_t)255, 0, t->backend == p->b[0] ? 0 : 1};
     }
     /* last uses: through views, down to the root */
     for (int e = 0; e < p->nexec; e++) {
         sn_tensor *t = p->exec[e];
         for (int k = 0; k < t->nsrc; k++) {
             sn_tensor *r = sn_root(t->src[k]);
-            if (idx[r->id] >= 0 && p->lv[idx[r->id]].end < e) p->lv[idx[r->id]].end = e;
+            if (idx[r->id] < 0) continue;
+            live *l = &p->lv[idx[r->id]];
+            if (l->end < e) l->end = e;
+            if (!reads_extra_only(t, k) && l->data_end < e) l->data_end = e;
         }
     }
     for (int i = 0; i < p->nlv; i++)
-        if (p->lv[i].t->flags & SN_FLAG_OUTPUT) p->lv[i].end = p->nexec;
+        if (p->lv[i].t->flags & SN_FLAG_OUTPUT) p->lv[i].end = p->lv[i].data_end = p->nexec;
     /* outputs read by views that are outputs */
     for (int i = 0; i < n; i++) {
         sn_tensor *t = sn_ctx_tensor(ctx, i);
         if (!(t->flags & SN_FLAG_OUTPUT) || !t->view_src) continue;
         sn_tensor *r = sn_root(t);
-        if (idx[r->id] >= 0) p->lv[idx[r->id]].end = p->nexec;
+        if (idx[r->id] >= 0) p->lv[idx[r->id]].end = p->lv[idx[r->id]].data_end = p->nexec;
     }
 
     block *bl[2] = {0};
@@ -322,22 +332,28 @@ static sn_status plan_memory(sn_plan *p, bool no_inplace) {
             } else
                 k++;
         }
-        /* in place: take over the block of an input that dies here */
+        /* in place: take over the block of an input whose data dies here */
         sn_tensor *t = l->t;
         if (!no_inplace && inplace_ok(t) && t->nsrc > 0) {
             sn_tensor *s0 = t->src[0];
             int j = idx[s0->id];
-            if (j >= 0 && !s0->view_src && p->lv[j].end == l->begin && p->lv[j].arena == l->arena &&
-                p->lv[j].size == l->size && !(s0->flags & SN_FLAG_OUTPUT)) {
-                bool still = false;
-                for (int k = 0; k < no; k++) still |= order[k] == j;
-                if (still) {
-                    l->offset = p->lv[j].offset;
-                    l->placed = true;
-                    for (int k = 0; k < no; k++)
-                        if (order[k] == j) order[k] = i; /* the block now belongs to t */
-                    continue;
+            int k = -1;
+            for (int q = 0; q < no && j >= 0; q++)
+                if (order[q] == j) k = q;
+            live *d = j >= 0 ? &p->lv[j] : NULL;
+            if (k >= 0 && !s0->view_src && d->data_end == l->begin && d->arena == l->arena &&
+                (size_t)sn_align64(sn_nelem(t)) * 4 <= (size_t)sn_align64(sn_nelem(s0)) * 4 &&
+                !(s0->flags & SN_FLAG_OUTPUT)) {
+                l->offset = d->offset;
+                l->placed = true;
+                if (d->end == l->begin && d->size == l->size) {
+                    order[k] = i; /* the block now belongs to t */
+                } else {
+                    /* t shares the block with s0's saved state: it stays until both are done */
+                    if (d->end < l->end) d->end = l->end;
+                    l->shared = true;
                 }
+                continue;
             }
         }
         l->offset = place(&bl[l->arena], &nb[l->arena], &cap[l->arena], l->size);

@@ -61,10 +61,11 @@ static void gemm_rows(void *arg, int64_t b, int64_t e, int tid) {
 #endif
 
 #ifdef SN_HAVE_CBLAS
-/* The BLAS runs single-threaded and sn_sgemm splits C over our pool: OpenBLAS's own
- * workers spin-yield for ~0.1 s after every call (THREAD_TIMEOUT), on the cores our
- * pool needs next (the LSTM's 800 per-step loops ran 2-3x slower beside them).
- * SN_BLAS_THREADS=1 in the environment gives the threading back to OpenBLAS. */
+/* Optional (SN_BLAS_SPLIT=1): the BLAS runs single-threaded and sn_sgemm splits C
+ * over our pool. OpenBLAS's own workers spin-yield for ~0.1 s after every call
+ * (THREAD_TIMEOUT) on the cores our pool needs next; but per-task single-threaded
+ * calls repack the shared operand, and measured slower than OpenBLAS's threading
+ * with OPENBLAS_THREAD_TIMEOUT=4 in the environment, so this is off by default. */
 typedef struct {
     bool ta, tb, split_n;
     int64_t M, N, K;
@@ -99,8 +100,8 @@ int sn_blas_split = -1; /* read by cpu_backend.c when it sets OpenBLAS's threads
 
 bool sn_gemm_split_enabled(void) {
     if (sn_blas_split < 0) {
-        const char *e = getenv("SN_BLAS_THREADS");
-        sn_blas_split = !(e && *e == '1');
+        const char *e = getenv("SN_BLAS_SPLIT");
+        sn_blas_split = e && *e == '1';
     }
     return sn_blas_split;
 }

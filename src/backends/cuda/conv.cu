@@ -81,6 +81,19 @@ static int64_t chunk_of(int64_t N, int64_t per) {
     return nb;
 }
 
+/* dW[M,Q] (+)= sum over m images of A_i[M,P] cols_i[Q,P]^T: one strided-batched GEMM
+ * into per-image partials, then a deterministic sum over the images (no per-image
+ * GEMM launches, so larger batches fill the GPU). */
+static sn_status wgrad(sn_cuda *c, int64_t M, int64_t Q, int64_t P, const float *A, int64_t sA, const float *cols,
+                       int64_t m, bool accumulate, float *dw, const char *what) {
+    if (m == 1) return sn_cu_gemm(c, false, true, M, Q, P, 1.0f, A, P, cols, P, accumulate ? 1.0f : 0.0f, dw, Q, what);
+    float *part = (float *)sn_cu_ws(c, SN_WS_OP2, (size_t)(m * M * Q) * sizeof(float));
+    if (!part) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
+    SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, P, 1.0f, A, P, sA, cols, P, Q * P, 0.0f, part, Q, M * Q, m, NULL, NULL,
+                         what));
+    return sn_cu_colsum(c, part, m, M * Q, dw, accumulate);
+}
+
 sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
     const sn_tensor *s0 = node->src[0], *s1 = node->src[1];
     const int *ip = node->ip;
@@ -135,9 +148,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                     SN_TRY(im2col(c, B, cols, m, &g));
                     B = cols;
                 }
-                for (int64_t i = 0; i < m; i++)
-                    SN_TRY(sn_cu_gemm(c, false, true, K, Q, P, 1.0f, yd + (n0 + i) * K * P, P, B + i * Q * P, P,
-                                      (n0 + i) ? 1.0f : 0.0f, (float *)wd, Q, what));
+                SN_TRY(wgrad(c, K, Q, P, yd + n0 * K * P, K * P, B, m, n0 > 0, (float *)wd, what));
             }
         }
         if (node->op == SN_OP_CONV2D && node->nsrc > 2 && node->src[2])
@@ -189,9 +200,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                     SN_TRY(im2col(c, B, cols, m, &g));
                     B = cols;
                 }
-                for (int64_t i = 0; i < m; i++)
-                    SN_TRY(sn_cu_gemm(c, false, true, C, Q, P, 1.0f, xd + (n0 + i) * C * P, P, B + i * Q * P, P,
-                                      (n0 + i) ? 1.0f : 0.0f, (float *)wd, Q, what));
+                SN_TRY(wgrad(c, C, Q, P, xd + n0 * C * P, C * P, B, m, n0 > 0, (float *)wd, what));
             }
         }
         if (bias && one) SN_TRY(sn_cu_add_chanvec(c, yd, bias, N, K, YHW));

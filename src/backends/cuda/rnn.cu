@@ -4,9 +4,11 @@
  * Per layer: the input projection of all timesteps is one GEMM; then per step one
  * recurrent cuBLAS GEMM and one fused cell kernel. Backward: per step one fused
  * cell-backward kernel and one recurrent GEMM, then the weight gradients as GEMMs
- * over all timesteps. The step loop is isolated (lstm_fwd_steps / lstm_bwd_steps, ...)
- * so a persistent kernel can replace it later. Saved state layouts: tensor.h. */
+ * over all timesteps. For the LSTM with small batches a persistent cooperative kernel
+ * per layer replaces the step loop (below). Saved state layouts: tensor.h. */
 #include "backends/cuda/cuda_common.h"
+
+#include <stdlib.h>
 
 __device__ __forceinline__ float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -135,6 +137,305 @@ __global__ void k_gru_cell_bwd(const float *dh_out, float *dhc, const float *gat
     }
 }
 
+/* ---------------- persistent LSTM step loops ----------------
+ *
+ * One cooperative launch per layer runs all T steps: block b owns hidden units
+ * [b*U, b*U + U) and keeps the W_hh it needs in shared memory for the whole sequence
+ * (forward: the 4U rows of those units' gates; backward: the U columns), and the grid
+ * synchronises once per step. Used for B <= 8 when the slice fits; otherwise the
+ * per-step GEMM + cell kernels above run. Same saved state as the step path. */
+#include <cooperative_groups.h>
+namespace cg = cooperative_groups;
+
+#define SN_PT 256  /* threads per block */
+#define SN_PU 8    /* most units per block */
+
+template <int NB>
+__global__ void __launch_bounds__(SN_PT, 1)
+k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float *w_hh, const float *b_ih,
+                   const float *b_hh, const float *h0, const float *c0, int T, int H, int U) {
+    cg::grid_group grid = cg::this_grid();
+    extern __shared__ float4 sm4[];
+    const int j0 = blockIdx.x * U, nu = min(U, H - j0), R = 4 * nu, H4 = H >> 2;
+    float4 *Ws = sm4;            /* [R][H4]: row k*nu + u = W_hh row k*H + j0 + u */
+    float4 *hs = Ws + R * H4;    /* [NB][H4] h_{t-1} */
+    float *pre = (float *)(hs + NB * H4); /* [NB][R] recurrent pre-activations */
+    for (int idx = threadIdx.x; idx < R * H4; idx += SN_PT) {
+        int r = idx / H4, q = idx - r * H4, k = r / nu, u = r - k * nu;
+        Ws[idx] = ((const float4 *)(w_hh + (size_t)(k * H + j0 + u) * H))[q];
+    }
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const bool cell = tid < NB * nu;
+    const int cb = cell ? tid / nu : 0, cu = cell ? tid - cb * nu : 0, j = j0 + cu;
+    float bias[4] = {0, 0, 0, 0}, cst = 0.0f;
+    if (cell) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) bias[k] = b_ih[k * H + j] + b_hh[k * H + j];
+        cst = c0 ? c0[(size_t)cb * H + j] : 0.0f;
+    }
+    __syncthreads();
+    for (int t = 0; t < T; t++) {
+        const bool has_h = t > 0 || h0;
+        float xp[4] = {0, 0, 0, 0};
+        float *gt = gates + ((size_t)cb * T + t) * 4 * H;
+        if (cell) {
+#pragma unroll
+            for (int k = 0; k < 4; k++) xp[k] = gt[k * H + j];
+        }
+        if (has_h) {
+            /* several loads in flight per thread before the stores (L2 latency) */
+            for (int i0 = tid; i0 < NB * H4; i0 += 4 * SN_PT) {
+                float4 v[4];
+#pragma unroll
+                for (int s = 0; s < 4; s++) {
+                    int idx = i0 + s * SN_PT;
+                    if (idx < NB * H4) {
+                        int b = idx / H4, q = idx - b * H4;
+                        const float *src = t > 0 ? hbuf + ((size_t)b * T + t - 1) * H : h0 + (size_t)b * H;
+                        v[s] = __ldcg((const float4 *)src + q);
+                    }
+                }
+#pragma unroll
+                for (int s = 0; s < 4; s++)
+                    if (i0 + s * SN_PT < NB * H4) hs[i0 + s * SN_PT] = v[s];
+            }
+            __syncthreads();
+            for (int r = warp; r < R; r += SN_PT / 32) {
+                float acc[NB];
+#pragma unroll
+                for (int b = 0; b < NB; b++) acc[b] = 0.0f;
+                const float4 *wr = Ws + r * H4;
+                for (int q = lane; q < H4; q += 32) {
+                    float4 w = wr[q];
+#pragma unroll
+                    for (int b = 0; b < NB; b++) {
+                        float4 h = hs[b * H4 + q];
+                        acc[b] = fmaf(w.x, h.x, fmaf(w.y, h.y, fmaf(w.z, h.z, fmaf(w.w, h.w, acc[b]))));
+                    }
+                }
+#pragma unroll
+                for (int b = 0; b < NB; b++) {
+                    float v = sn_warp_sum(acc[b]);
+                    if (lane == 0) pre[b * R + r] = v;
+                }
+            }
+            __syncthreads();
+        }
+        if (cell) {
+            float p[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) p[k] = xp[k] + bias[k] + (has_h ? pre[cb * R + k * nu + cu] : 0.0f);
+            float i = sigm(p[0]), f = sigm(p[1]), g = tanhf(p[2]), o = sigm(p[3]);
+            float cn = f * cst + i * g, hn = o * tanhf(cn);
+            cst = cn;
+            gt[j] = i;
+            gt[H + j] = f;
+            gt[2 * H + j] = g;
+            gt[3 * H + j] = o;
+            size_t o1 = ((size_t)cb * T + t) * H + j;
+            cbuf[o1] = cn;
+            hbuf[o1] = hn;
+            if (y) y[o1] = hn;
+        }
+        grid.sync();
+    }
+}
+
+/* dG of every step; dh_rec[:, units] = dG_{t+1} W_hh[:, units] from the column slice */
+template <int NB>
+__global__ void __launch_bounds__(SN_PT, 1)
+k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, float *dG, const float *w_hh, int T,
+                   int H, int U) {
+    cg::grid_group grid = cg::this_grid();
+    extern __shared__ float4 sm4[];
+    const int j0 = blockIdx.x * U, nu = min(U, H - j0), G4 = 4 * H;
+    float *Wc = (float *)sm4;                  /* [4H][SN_PU] */
+    float *red = Wc + (size_t)G4 * SN_PU;      /* [warps][NB*SN_PU] */
+    for (int idx = threadIdx.x; idx < G4 * SN_PU; idx += SN_PT) {
+        int r = idx / SN_PU, u = idx - r * SN_PU;
+        Wc[idx] = u < nu ? w_hh[(size_t)r * H + j0 + u] : 0.0f;
+    }
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const bool cell = tid < NB * nu;
+    const int cb = cell ? tid / nu : 0, cu = cell ? tid - cb * nu : 0, j = j0 + cu;
+    float dc = 0.0f;
+    __syncthreads();
+    for (int t = T - 1; t >= 0; t--) {
+        const size_t o1 = ((size_t)cb * T + t) * H + j;
+        float dh = 0.0f, gi = 0, gf = 0, gg = 0, go = 0, cn = 0, cp = 0;
+        if (cell) {
+            const float *gtp = gates + ((size_t)cb * T + t) * 4 * H;
+            dh = __ldcg(dh_out + o1);
+            gi = gtp[j]; gf = gtp[H + j]; gg = gtp[2 * H + j]; go = gtp[3 * H + j];
+            cn = cbuf[o1];
+            cp = t > 0 ? cbuf[o1 - H] : 0.0f;
+        }
+        if (t < T - 1) {
+            float acc[NB][SN_PU];
+#pragma unroll
+            for (int b = 0; b < NB; b++)
+#pragma unroll
+                for (int u = 0; u < SN_PU; u++) acc[b][u] = 0.0f;
+            constexpr int UN = NB <= 4 ? 8 : 4; /* loads in flight per thread: UN * NB */
+            for (int r0 = tid; r0 < G4; r0 += UN * SN_PT) {
+                float d[UN][NB];
+#pragma unroll
+                for (int s = 0; s < UN; s++) {
+                    int r = r0 + s * SN_PT;
+#pragma unroll
+                    for (int b = 0; b < NB; b++)
+                        d[s][b] = r < G4 ? __ldcg(dG + ((size_t)b * T + t + 1) * G4 + r) : 0.0f;
+                }
+#pragma unroll
+                for (int s = 0; s < UN; s++) {
+                    int r = r0 + s * SN_PT;
+                    if (r >= G4) break;
+                    const float4 *wp = (const float4 *)(Wc + (size_t)r * SN_PU);
+                    float4 w0 = wp[0], w1 = wp[1];
+                    float w[SN_PU] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+#pragma unroll
+                    for (int b = 0; b < NB; b++)
+#pragma unroll
+                        for (int u = 0; u < SN_PU; u++) acc[b][u] = fmaf(d[s][b], w[u], acc[b][u]);
+                }
+            }
+#pragma unroll
+            for (int b = 0; b < NB; b++)
+#pragma unroll
+                for (int u = 0; u < SN_PU; u++)
+                    if (u < nu) {
+                        float v = sn_warp_sum(acc[b][u]);
+                        if (lane == 0) red[warp * NB * SN_PU + b * SN_PU + u] = v;
+                    }
+            __syncthreads();
+            if (cell) {
+                float s = 0.0f;
+#pragma unroll
+                for (int w = 0; w < SN_PT / 32; w++) s += red[w * NB * SN_PU + cb * SN_PU + cu];
+                dh += s;
+            }
+        }
+        if (cell) {
+            float tc = tanhf(cn);
+            float d_o = dh * tc;
+            float dcn = dc + dh * go * (1.0f - tc * tc);
+            float di = dcn * gg, dg = dcn * gi, df = dcn * cp;
+            dc = dcn * gf;
+            float *d = dG + ((size_t)cb * T + t) * G4;
+            d[j] = di * gi * (1.0f - gi);
+            d[H + j] = df * gf * (1.0f - gf);
+            d[2 * H + j] = dg * (1.0f - gg * gg);
+            d[3 * H + j] = d_o * go * (1.0f - go);
+        }
+        grid.sync();
+    }
+}
+
+typedef struct {
+    int U, blocks;
+    size_t smem;
+} persist_cfg;
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* Launch geometry of the persistent kernel for this shape, or false to use the step path. */
+static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t B, int64_t H, persist_cfg *pc) {
+    static int optin = -1, coop = -1;
+    if (optin < 0) {
+        int v = 0;
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) != cudaSuccess) v = 0;
+        optin = v;
+        v = 0;
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrCooperativeLaunch, c->device) != cudaSuccess) v = 0;
+        coop = v;
+        (void)cudaGetLastError();
+    }
+    if (getenv("SN_RNN_STEPS")) return false; /* developer switch: force the step path */
+    if (!coop || B < 1 || B > 8 || H % 4 || H > (int64_t)SN_PU * c->nsm) return false;
+    int U = 1;
+    while (U < SN_PU && (H + U - 1) / U > c->nsm) U *= 2;
+    pc->U = U;
+    pc->blocks = (int)((H + U - 1) / U);
+    if (fwd) pc->smem = ((size_t)4 * U * H + (size_t)B * H + (size_t)B * 4 * U) * 4;
+    else pc->smem = ((size_t)4 * H * SN_PU + (size_t)(SN_PT / 32) * B * SN_PU) * 4;
+    if ((int64_t)pc->smem > optin) return false;
+    if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pc->smem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    int per = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, fn, SN_PT, pc->smem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return (int64_t)per * c->nsm >= pc->blocks;
+}
+
+static cudaError_t coop_launch(sn_cuda *c, const void *fn, const persist_cfg *pc, void **args) {
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3((unsigned)pc->blocks);
+    cfg.blockDim = dim3(SN_PT);
+    cfg.dynamicSmemBytes = pc->smem;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeCooperative;
+    at[0].val.cooperative = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelExC(&cfg, fn, args);
+}
+
+#define SN_NB_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
+
+static const void *fwd_kernel(int64_t B) {
+    switch (B) {
+#define X(n) case n: return (const void *)k_lstm_fwd_persist<n>;
+        SN_NB_CASES(X)
+#undef X
+    }
+    return NULL;
+}
+static const void *bwd_kernel(int64_t B) {
+    switch (B) {
+#define X(n) case n: return (const void *)k_lstm_bwd_persist<n>;
+        SN_NB_CASES(X)
+#undef X
+    }
+    return NULL;
+}
+
+/* true when the persistent kernel ran layer l's steps; false: use the step path */
+static sn_status lstm_fwd_persist(sn_cuda *c, int64_t B, int64_t T, int64_t H, float *gates, float *cbuf, float *hbuf,
+                                  float *y, const float *w_hh, const float *b_ih, const float *b_hh, const float *h0,
+                                  const float *c0, bool *done) {
+    *done = false;
+    const void *fn = fwd_kernel(B);
+    persist_cfg pc;
+    if (!fn || T > INT32_MAX || !aligned16(w_hh) || !aligned16(hbuf) || (h0 && !aligned16(h0)) ||
+        !persist_plan(c, fn, true, B, H, &pc))
+        return SN_OK;
+    int Ti = (int)T, Hi = (int)H;
+    void *args[] = {&gates, &cbuf, &hbuf, &y, (void *)&w_hh, (void *)&b_ih, (void *)&b_hh, (void *)&h0, (void *)&c0,
+                    &Ti, &Hi, &pc.U};
+    CU_TRY(coop_launch(c, fn, &pc, args), "lstm (persistent kernel launch)");
+    *done = true;
+    return SN_OK;
+}
+
+static sn_status lstm_bwd_persist(sn_cuda *c, int64_t B, int64_t T, int64_t H, const float *dh_out,
+                                  const float *gates, const float *cbuf, float *dG, const float *w_hh, bool *done) {
+    *done = false;
+    const void *fn = bwd_kernel(B);
+    persist_cfg pc;
+    if (!fn || T > INT32_MAX || !persist_plan(c, fn, false, B, H, &pc)) return SN_OK;
+    int Ti = (int)T, Hi = (int)H;
+    void *args[] = {(void *)&dh_out, (void *)&gates, (void *)&cbuf, &dG, (void *)&w_hh, &Ti, &Hi, &pc.U};
+    CU_TRY(coop_launch(c, fn, &pc, args), "lstm_bwd (persistent kernel launch)");
+    *done = true;
+    return SN_OK;
+}
+
 /* ---------------- drivers ---------------- */
 
 typedef struct {
@@ -185,6 +486,9 @@ static sn_status rnn_forward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         const float *c0 = d->stream && d->lstm ? sn_cu_f(node->src[2 + 4 * d->L]) + l * B * H : NULL;
         /* input projection of every timestep */
         SN_TRY(sn_cu_gemm(c, false, true, BT, G * H, in_dim, 1.0f, in, in_dim, w_ih, in_dim, 0.0f, gates, G * H, what));
+        bool done = false;
+        if (d->lstm) SN_TRY(lstm_fwd_persist(c, B, T, H, gates, mid, hbuf, y, w_hh, b_ih, b_hh, h0, c0, &done));
+        if (done) continue;
         if (w16) SN_TRY(sn_cu_to_bf16(c, w16, w_hh, G * H * H));
         unsigned g = sn_cu_blocks(c, B * H);
         if (h0 && h16) SN_TRY(sn_cu_to_bf16(c, h16, h0, B * H));
@@ -254,8 +558,10 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         const float *hbuf = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 2) : sn_gru_extra_offset(B, T, H, l, 2));
         float *dw_ih = out + sn_packed_offset(sizes, 1 + 4 * l), *dw_hh = out + sn_packed_offset(sizes, 2 + 4 * l);
         float *db_ih = out + sn_packed_offset(sizes, 3 + 4 * l), *db_hh = out + sn_packed_offset(sizes, 4 + 4 * l);
-        if (w16) SN_TRY(sn_cu_to_bf16(c, w16, w_hh, GH * H));
-        for (int64_t t = T - 1; t >= 0; t--) {
+        bool done = false;
+        if (d->lstm) SN_TRY(lstm_bwd_persist(c, B, T, H, dh_out, gates, mid, dG, w_hh, &done));
+        if (w16 && !done) SN_TRY(sn_cu_to_bf16(c, w16, w_hh, GH * H));
+        for (int64_t t = T - 1; t >= 0 && !done; t--) {
             if (d->lstm) {
                 if (t < T - 1)
                     SN_TRY(step_gemm(c, false, B, H, GH, dG + (t + 1) * GH, T * GH, dg16, w_hh, w16, 0.0f, vec, what));
