@@ -222,37 +222,6 @@ static sn_status schedule(sn_plan *p, const sn_plan_opts *o) {
 
 typedef struct block { size_t off, size; } block;
 
-static size_t place(block **bl, int *nb, int *cap, size_t size) {
-    /* best fit among the gaps between allocated blocks (kept sorted by offset) */
-    size_t best = (size_t)-1, best_gap = (size_t)-1, prev_end = 0;
-    int best_i = *nb;
-    for (int i = 0; i <= *nb; i++) {
-        size_t start = prev_end;
-        if (i < *nb) {
-            size_t gap = (*bl)[i].off - start;
-            if (gap >= size && gap < best_gap) { best_gap = gap; best = start; best_i = i; }
-            prev_end = (*bl)[i].off + (*bl)[i].size;
-        } else if (best == (size_t)-1) {
-            best = start;
-            best_i = i;
-        }
-    }
-    grow((void **)bl, cap, *nb + 1, sizeof **bl);
-    memmove(*bl + best_i + 1, *bl + best_i, (size_t)(*nb - best_i) * sizeof **bl);
-    (*bl)[best_i] = (block){best, size};
-    (*nb)++;
-    return best;
-}
-
-static void unplace(block *bl, int *nb, size_t off) {
-    for (int i = 0; i < *nb; i++)
-        if (bl[i].off == off) {
-            memmove(bl + i, bl + i + 1, (size_t)(*nb - i - 1) * sizeof *bl);
-            (*nb)--;
-            return;
-        }
-}
-
 /* Readers that use only a node's saved state (after its data), not the data. */
 static bool reads_extra_only(const sn_tensor *node, int k) {
     return node->op == SN_OP_BATCHNORM_BWD && k == 2;
@@ -318,56 +287,82 @@ static sn_status plan_memory(sn_plan *p, bool no_inplace) {
         if (idx[r->id] >= 0) p->lv[idx[r->id]].end = p->lv[idx[r->id]].data_end = p->nexec;
     }
 
-    block *bl[2] = {0};
-    int nb[2] = {0}, cap[2] = {0};
-    int *order = malloc((size_t)(p->nlv + 1) * sizeof *order), no = 0; /* placed, by end */
+    /* in place: a tensor joins the block of an input whose data dies where it is made
+     * (the input's saved state, if any, stays intact after the data) */
+    int *host = malloc((size_t)(p->nlv + 1) * sizeof *host);
+    int *bb = malloc((size_t)(p->nlv + 1) * sizeof *bb), *be = malloc((size_t)(p->nlv + 1) * sizeof *be);
+    size_t *bsize = malloc((size_t)(p->nlv + 1) * sizeof *bsize), *boff = calloc((size_t)p->nlv + 1, sizeof *boff);
+    int *blocks = malloc((size_t)(p->nlv + 1) * sizeof *blocks), nblocks = 0;
+    if (!host || !bb || !be || !bsize || !boff || !blocks) {
+        free(host); free(bb); free(be); free(bsize); free(boff); free(blocks); free(idx);
+        return sn_error(SN_ERR_NOMEM, "planner: out of host memory");
+    }
     for (int i = 0; i < p->nlv; i++) {
         live *l = &p->lv[i];
-        /* free everything that died before this node */
-        for (int k = 0; k < no;) {
-            live *d = &p->lv[order[k]];
-            if (d->end < l->begin) {
-                unplace(bl[d->arena], &nb[d->arena], d->offset);
-                order[k] = order[--no];
-            } else
-                k++;
-        }
-        /* in place: take over the block of an input whose data dies here */
+        host[i] = i;
+        bb[i] = l->begin;
+        be[i] = l->end;
+        bsize[i] = l->size;
         sn_tensor *t = l->t;
-        if (!no_inplace && inplace_ok(t) && t->nsrc > 0) {
-            sn_tensor *s0 = t->src[0];
-            int j = idx[s0->id];
-            int k = -1;
-            for (int q = 0; q < no && j >= 0; q++)
-                if (order[q] == j) k = q;
-            live *d = j >= 0 ? &p->lv[j] : NULL;
-            if (k >= 0 && !s0->view_src && d->data_end == l->begin && d->arena == l->arena &&
-                (size_t)sn_align64(sn_nelem(t)) * 4 <= (size_t)sn_align64(sn_nelem(s0)) * 4 &&
-                !(s0->flags & SN_FLAG_OUTPUT)) {
-                l->offset = d->offset;
-                l->placed = true;
-                if (d->end == l->begin && d->size == l->size) {
-                    order[k] = i; /* the block now belongs to t */
-                } else {
-                    /* t shares the block with s0's saved state: it stays until both are done */
-                    if (d->end < l->end) d->end = l->end;
-                    l->shared = true;
-                }
-                continue;
-            }
-        }
-        l->offset = place(&bl[l->arena], &nb[l->arena], &cap[l->arena], l->size);
-        l->placed = true;
-        size_t end = l->offset + l->size;
-        if (end > p->peak[l->arena]) p->peak[l->arena] = end;
-        order[no++] = i;
+        if (no_inplace || !inplace_ok(t) || t->nsrc == 0) continue;
+        sn_tensor *s0 = t->src[0];
+        int j = idx[s0->id];
+        if (j < 0 || s0->view_src || (s0->flags & SN_FLAG_OUTPUT)) continue;
+        live *d = &p->lv[j];
+        if (d->data_end != l->begin || d->arena != l->arena ||
+            sn_align64(sn_nelem(t)) * (int64_t)sn_dtype_size(t->dtype) >
+                sn_align64(sn_nelem(s0)) * (int64_t)sn_dtype_size(s0->dtype))
+            continue;
+        int h = host[j];
+        host[i] = h;
+        if (be[h] < l->end) be[h] = l->end;
+        if (bsize[h] < l->size) bsize[h] = l->size;
+        l->shared = true;
     }
-    free(order);
+    /* greedy by size: the biggest blocks first, each at the lowest offset free over its
+     * whole live range (near-optimal for the long-lived activations of a training step) */
+    for (int i = 0; i < p->nlv; i++)
+        if (host[i] == i) blocks[nblocks++] = i;
+    for (int i = 1; i < nblocks; i++) { /* insertion sort: size desc, then begin asc */
+        int v = blocks[i], k = i - 1;
+        while (k >= 0 && (bsize[blocks[k]] < bsize[v] || (bsize[blocks[k]] == bsize[v] && bb[blocks[k]] > bb[v]))) {
+            blocks[k + 1] = blocks[k];
+            k--;
+        }
+        blocks[k + 1] = v;
+    }
+    block *busy = malloc((size_t)(nblocks + 1) * sizeof *busy);
+    for (int q = 0; q < nblocks && busy; q++) {
+        int B = blocks[q], nbusy = 0;
+        for (int r = 0; r < q; r++) {
+            int P = blocks[r];
+            if (p->lv[P].arena == p->lv[B].arena && bb[P] <= be[B] && bb[B] <= be[P])
+                busy[nbusy++] = (block){boff[P], bsize[P]};
+        }
+        for (int i = 1; i < nbusy; i++) { /* by offset */
+            block v = busy[i];
+            int k = i - 1;
+            while (k >= 0 && busy[k].off > v.off) { busy[k + 1] = busy[k]; k--; }
+            busy[k + 1] = v;
+        }
+        size_t off = 0;
+        for (int i = 0; i < nbusy; i++) {
+            if (busy[i].off >= off + bsize[B]) break;
+            if (busy[i].off + busy[i].size > off) off = busy[i].off + busy[i].size;
+        }
+        boff[B] = off;
+        int a = p->lv[B].arena;
+        if (off + bsize[B] > p->peak[a]) p->peak[a] = off + bsize[B];
+    }
+    for (int i = 0; i < p->nlv; i++) {
+        p->lv[i].offset = boff[host[i]];
+        p->lv[i].placed = true;
+    }
+    bool ok = busy != NULL;
+    free(busy); free(host); free(bb); free(be); free(bsize); free(boff); free(blocks);
     if (getenv("SN_PLAN_DEBUG")) debug_peak(p);
-    free(bl[0]);
-    free(bl[1]);
     free(idx);
-    return SN_OK;
+    return ok ? SN_OK : sn_error(SN_ERR_NOMEM, "planner: out of host memory");
 }
 
 static sn_status check_fits(sn_plan *p, const sn_plan_opts *o) {
