@@ -33,6 +33,8 @@ static void list_devices(char *buf, size_t n) {
 #ifdef SN_HAVE_CUDA
     int c = sn_cuda_device_count();
     for (int i = 0; i < c && k < n; i++) k += (size_t)snprintf(buf + k, n - k, ", cuda:%d", i);
+#else
+    (void)k;
 #endif
 }
 
@@ -64,6 +66,9 @@ sn_status sn_backend_open(const char *spec, int cpu_threads, sn_backend **out) {
         idx = (int)v;
     }
     if (kind_len == 4 && !strncmp(spec, "cuda", 4)) {
+#ifndef SN_HAVE_CUDA
+        (void)idx;
+#endif
 #ifdef SN_HAVE_CUDA
         int n = sn_cuda_device_count();
         if (idx >= n)

@@ -19,6 +19,10 @@ void sn_pool_for(sn_pool *p, int64_t n, int64_t grain, sn_pool_fn fn, void *arg)
 void sn_sgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* The BLAS in use ("OpenBLAS", "Accelerate", "builtin") and its thread count. */
+const char *sn_blas_name(void);
+void sn_blas_set_threads(int n);
+
 typedef struct sn_cpu {
     sn_pool *pool;
     int nthreads;

@@ -10,11 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(SN_HAVE_CBLAS) && !defined(SN_HAVE_ACCELERATE)
-/* OpenBLAS runs its own threads; match them to ours. Weak so another BLAS links too. */
-void openblas_set_num_threads(int) __attribute__((weak));
-bool sn_gemm_split_enabled(void); /* gemm.c */
-#endif
 
 float *sn_cpu_scratch(sn_cpu *c, size_t n) {
     if (n <= c->scratch_cap) return c->scratch;
@@ -88,13 +83,7 @@ static sn_status cpu_info(sn_backend *b, sn_device_info *o) {
     if (__builtin_cpu_supports("fma")) k += (size_t)snprintf(f + k, n - k, "FMA ");
     if (__builtin_cpu_supports("avx512f")) k += (size_t)snprintf(f + k, n - k, "AVX512F ");
 #endif
-#ifdef SN_HAVE_ACCELERATE
-    k += (size_t)snprintf(f + k, n - k, "BLAS=Accelerate ");
-#elif defined(SN_HAVE_CBLAS)
-    k += (size_t)snprintf(f + k, n - k, "BLAS=OpenBLAS ");
-#else
-    k += (size_t)snprintf(f + k, n - k, "BLAS=builtin ");
-#endif
+    k += (size_t)snprintf(f + k, n - k, "BLAS=%s ", sn_blas_name());
     snprintf(f + k, n - k, "threads=%d", c->nthreads);
     return SN_OK;
 }
@@ -259,10 +248,7 @@ sn_backend *sn_cpu_backend_new(int num_threads) {
     }
     c->nthreads = num_threads;
     c->pool = sn_pool_new(num_threads);
-#if defined(SN_HAVE_CBLAS) && !defined(SN_HAVE_ACCELERATE)
-    /* sn_sgemm splits over our pool and calls the BLAS single-threaded (see gemm.c) */
-    if (openblas_set_num_threads) openblas_set_num_threads(sn_gemm_split_enabled() ? 1 : num_threads);
-#endif
+    sn_blas_set_threads(num_threads);
     b->i = &cpu_iface;
     b->ctx = c;
     b->is_host = true;

@@ -1,23 +1,66 @@
-/* sgemm: the BLAS when there is one, else a blocked C GEMM over the pool. */
+/* sgemm: OpenBLAS (opened at run time), Accelerate on macOS, else a blocked C GEMM
+ * over the pool. OpenBLAS is opened with dlopen rather than linked so that sinter
+ * sets OPENBLAS_THREAD_TIMEOUT before the library reads it at load: by default its
+ * workers spin-yield ~0.1 s after every call on the cores our pool needs next (the
+ * LSTM's per-timestep loops ran 2-3x slower). It also lets one binary run where
+ * OpenBLAS is missing. */
 #include "backends/cpu/cpu.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef SN_HAVE_CBLAS
 #if defined(SN_HAVE_ACCELERATE)
 #include <Accelerate/Accelerate.h>
-#elif defined(SN_CBLAS_NO_HEADER)
-enum CBLAS_ORDER { CblasRowMajor = 101 };
-enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112 };
-void cblas_sgemm(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, int, int, int, float,
-                 const float *, int, const float *, int, float, float *, int);
-#else
-#include <cblas.h>
-#endif
 #endif
 
-#ifndef SN_HAVE_CBLAS
+#ifndef SN_OPENBLAS_PATH
+#define SN_OPENBLAS_PATH "libopenblas.so.0"
+#endif
+
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *,
+                         int);
+static sgemm_fn g_sgemm;
+static void (*g_set_threads)(int);
+static char g_blas_name[64] = "builtin";
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void load_blas(void) {
+#if defined(SN_HAVE_ACCELERATE)
+    snprintf(g_blas_name, sizeof g_blas_name, "Accelerate");
+#else
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0); /* 2^4 cycles: workers sleep at once */
+    const char *cands[] = {getenv("SINTER_OPENBLAS"), SN_OPENBLAS_PATH, "libopenblas.so.0", "libopenblas.so"};
+    for (size_t i = 0; i < sizeof cands / sizeof *cands; i++) {
+        if (!cands[i] || !*cands[i]) continue;
+        void *h = dlopen(cands[i], RTLD_NOW | RTLD_LOCAL);
+        if (!h) continue;
+        g_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
+        g_set_threads = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+        if (g_sgemm) {
+            snprintf(g_blas_name, sizeof g_blas_name, "OpenBLAS");
+            return;
+        }
+        dlclose(h);
+    }
+    sn_log(SN_LOG_WARN, "OpenBLAS not found (install libopenblas0 or set SINTER_OPENBLAS=/path/libopenblas.so.0): "
+                        "matrix products use sinter's built-in GEMM, which is slower");
+#endif
+}
+
+const char *sn_blas_name(void) {
+    pthread_once(&g_once, load_blas);
+    return g_blas_name;
+}
+
+void sn_blas_set_threads(int n) {
+    pthread_once(&g_once, load_blas);
+    if (g_set_threads) g_set_threads(n);
+}
+
 typedef struct {
     bool ta, tb;
     int64_t M, N, K;
@@ -58,72 +101,21 @@ static void gemm_rows(void *arg, int64_t b, int64_t e, int tid) {
         }
     }
 }
-#endif
-
-#ifdef SN_HAVE_CBLAS
-/* Optional (SN_BLAS_SPLIT=1): the BLAS runs single-threaded and sn_sgemm splits C
- * over our pool. OpenBLAS's own workers spin-yield for ~0.1 s after every call
- * (THREAD_TIMEOUT) on the cores our pool needs next; but per-task single-threaded
- * calls repack the shared operand, and measured slower than OpenBLAS's threading
- * with OPENBLAS_THREAD_TIMEOUT=4 in the environment, so this is off by default. */
-typedef struct {
-    bool ta, tb, split_n;
-    int64_t M, N, K;
-    float alpha, beta;
-    const float *A, *B;
-    int64_t lda, ldb;
-    float *C;
-    int64_t ldc;
-} blas_job;
-
-static void blas_1t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
-/* blocks [b, e) of 16 rows or columns of C */
-static void blas_part(void *arg, int64_t b, int64_t e, int tid) {
-    const blas_job *j = arg;
-    if (j->split_n) {
-        int64_t n0 = b * 16, n1 = e * 16 < j->N ? e * 16 : j->N;
-        blas_1t(j->ta, j->tb, j->M, n1 - n0, j->K, j->alpha, j->A, j->lda, j->tb ? j->B + n0 * j->ldb : j->B + n0,
-                j->ldb, j->beta, j->C + n0, j->ldc);
-    } else {
-        int64_t m0 = b * 16, m1 = e * 16 < j->M ? e * 16 : j->M;
-        blas_1t(j->ta, j->tb, m1 - m0, j->N, j->K, j->alpha, j->ta ? j->A + m0 : j->A + m0 * j->lda, j->lda, j->B,
-                j->ldb, j->beta, j->C + m0 * j->ldc, j->ldc);
-    }
-}
-
-int sn_blas_split = -1; /* read by cpu_backend.c when it sets OpenBLAS's threads */
-
-bool sn_gemm_split_enabled(void) {
-    if (sn_blas_split < 0) {
-        const char *e = getenv("SN_BLAS_SPLIT");
-        sn_blas_split = e && *e == '1';
-    }
-    return sn_blas_split;
-}
-#endif
 
 void sn_sgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-#ifdef SN_HAVE_CBLAS
-    int nt = sn_pool_size(p);
-    if (sn_gemm_split_enabled() && nt > 1 && K > 0 && M * N * K >= (int64_t)1 << 18) {
-        /* split the longer side of C in 16-wide blocks, at least ~2^17 MACs a task */
-        blas_job j = {trans_a, trans_b, N >= M, M, N, K, alpha, beta, A, B, lda, ldb, C, ldc};
-        int64_t blocks = ((j.split_n ? N : M) + 15) / 16;
-        int64_t per_block = 16 * (j.split_n ? M : N) * K;
-        int64_t grain = ((int64_t)1 << 17) / per_block + 1;
-        sn_pool_for(p, blocks, grain, blas_part, &j);
-        return;
-    }
+#if defined(SN_HAVE_ACCELERATE)
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
                 (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-#else
+    return;
+#endif
+    pthread_once(&g_once, load_blas);
+    if (g_sgemm) {
+        g_sgemm(ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, (int)M, (int)N, (int)K, alpha, A,
+                (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        return;
+    }
     for (int64_t m = 0; m < M; m++) {
         float *c = C + m * ldc;
         if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof *c);
@@ -133,5 +125,4 @@ void sn_sgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int6
     if (K <= 0) return;
     gemm_job j = {trans_a, trans_b, M, N, K, alpha, A, B, lda, ldb, C, ldc};
     sn_pool_for(p, M, 8, gemm_rows, &j);
-#endif
 }

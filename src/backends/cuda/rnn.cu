@@ -142,7 +142,7 @@ __global__ void k_gru_cell_bwd(const float *dh_out, float *dhc, const float *gat
  * One cooperative launch per layer runs all T steps: block b owns hidden units
  * [b*U, b*U + U) and keeps the W_hh it needs in shared memory for the whole sequence
  * (forward: the 4U rows of those units' gates; backward: the U columns), and the grid
- * synchronises once per step. Used for B <= 8 when the slice fits; otherwise the
+ * synchronises once per step. Used for B <= 16 when the slice fits; otherwise the
  * per-step GEMM + cell kernels above run. Same saved state as the step path. */
 #include <cooperative_groups.h>
 namespace cg = cooperative_groups;
@@ -276,7 +276,7 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
             for (int b = 0; b < NB; b++)
 #pragma unroll
                 for (int u = 0; u < SN_PU; u++) acc[b][u] = 0.0f;
-            constexpr int UN = NB <= 4 ? 8 : 4; /* loads in flight per thread: UN * NB */
+            constexpr int UN = NB <= 4 ? 8 : NB <= 8 ? 4 : 2; /* loads in flight per thread: UN * NB */
             for (int r0 = tid; r0 < G4; r0 += UN * SN_PT) {
                 float d[UN][NB];
 #pragma unroll
@@ -351,7 +351,7 @@ static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t B, int64_
         (void)cudaGetLastError();
     }
     if (getenv("SN_RNN_STEPS")) return false; /* developer switch: force the step path */
-    if (!coop || B < 1 || B > 8 || H % 4 || H > (int64_t)SN_PU * c->nsm) return false;
+    if (!coop || B < 1 || B > 16 || H % 4 || H > (int64_t)SN_PU * c->nsm) return false;
     int U = 1;
     while (U < SN_PU && (H + U - 1) / U > c->nsm) U *= 2;
     pc->U = U;
@@ -386,7 +386,7 @@ static cudaError_t coop_launch(sn_cuda *c, const void *fn, const persist_cfg *pc
     return cudaLaunchKernelExC(&cfg, fn, args);
 }
 
-#define SN_NB_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
+#define SN_NB_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
 
 static const void *fwd_kernel(int64_t B) {
     switch (B) {
