@@ -64,6 +64,8 @@ int main(int argc, char **argv) {
     (void)tf32;
     (void)bf16;
 #endif
+    sn_device_info info0 = {0};
+    b->i->info(b, &info0); /* free memory before sinter allocates anything */
     sn_crn_config cfg;
     sn_crn_config_default(&cfg);
     cfg.hidden = hidden;
@@ -102,13 +104,19 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     size_t peak = infer ? sn_plan_peak(inf->plan) : sn_step_peak(st);
+    size_t ws = sn_backend_workspace(b);
+    sn_device_info info1 = {0};
+    b->i->info(b, &info1);
+    double dev_used = strcmp(device, "cpu") && info0.mem_free > info1.mem_free
+                          ? (double)(info0.mem_free - info1.mem_free) / 1048576.0 : -1.0;
     printf("{\"impl\":\"sinter\",\"device\":\"%s\",\"mode\":\"%s\",\"rnn\":\"%s\",\"batch\":%d,\"frames\":%d,"
            "\"threads\":%d,\"params\":%lld,\"first_step_s\":%.4f,\"step_ms_median\":%.3f,\"step_ms_min\":%.3f,"
-           "\"loss\":%.6f,\"arena_mb\":%.1f,\"persistent_mb\":%.1f,\"peak_mem_mb\":%.1f,\"max_rss_mb\":%.1f}\n",
+           "\"loss\":%.6f,\"arena_mb\":%.1f,\"persistent_mb\":%.1f,\"workspace_mb\":%.1f,\"peak_mem_mb\":%.1f,"
+           "\"device_used_mb\":%.1f,\"max_rss_mb\":%.1f}\n",
            device, infer ? "infer" : (bf16 ? "bf16" : tf32 ? "tf32" : "fp32"), rnn, batch, frames,
            sn_cpu_backend_threads(cpu), (long long)m->nparams, first, 1e3 * timed[steps / 2], 1e3 * timed[0], loss,
-           peak / 1048576.0, sn_ctx_persistent_bytes(m->ctx) / 1048576.0,
-           (peak + sn_ctx_persistent_bytes(m->ctx)) / 1048576.0, ru.ru_maxrss / 1024.0);
+           peak / 1048576.0, sn_ctx_persistent_bytes(m->ctx) / 1048576.0, ws / 1048576.0,
+           (peak + sn_ctx_persistent_bytes(m->ctx) + ws) / 1048576.0, dev_used, ru.ru_maxrss / 1024.0);
     sn_step_free(st);
     sn_infer_free(inf);
     sn_model_free(m);

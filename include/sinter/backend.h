@@ -40,7 +40,13 @@ typedef struct sn_backend_i {
     sn_status (*compute)(sn_backend *b, sn_tensor **nodes, int n, void **state);
     void (*segment_free)(sn_backend *b, void *state);
     sn_status (*synchronize)(sn_backend *b);
+    /* Optional: device bytes the backend holds itself beyond the arenas (library
+     * workspaces, scratch, staging), for honest memory reports. */
+    size_t (*workspace_bytes)(sn_backend *b);
 } sn_backend_i;
+
+/* Workspace bytes of b (0 when the backend does not say). */
+size_t sn_backend_workspace(sn_backend *b);
 
 struct sn_backend {
     const sn_backend_i *i;

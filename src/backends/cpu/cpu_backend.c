@@ -217,6 +217,7 @@ static sn_status cpu_compute(sn_backend *b, sn_tensor **nodes, int n, void **sta
 
 static void cpu_segment_free(sn_backend *b, void *state) {}
 static sn_status cpu_sync(sn_backend *b) { return SN_OK; }
+static size_t cpu_workspace(sn_backend *b) { return ((sn_cpu *)b->ctx)->scratch_cap * sizeof(float); }
 
 static const sn_backend_i cpu_iface = {
     .name = cpu_name,
@@ -231,6 +232,7 @@ static const sn_backend_i cpu_iface = {
     .compute = cpu_compute,
     .segment_free = cpu_segment_free,
     .synchronize = cpu_sync,
+    .workspace_bytes = cpu_workspace,
 };
 
 sn_backend *sn_cpu_backend_new(int num_threads) {
@@ -259,6 +261,10 @@ int sn_cpu_backend_threads(sn_backend *b) { return b && b->i == &cpu_iface ? ((s
 
 void sn_backend_free(sn_backend *b) {
     if (b) b->i->free(b);
+}
+
+size_t sn_backend_workspace(sn_backend *b) {
+    return b && b->i->workspace_bytes ? b->i->workspace_bytes(b) : 0;
 }
 
 const char *sn_backend_name(sn_backend *b) { return b ? b->i->name(b) : "none"; }
