@@ -259,14 +259,17 @@ static void test_norm(void **st) {
     sn_ctx_free(c);
 }
 
-static void rnn_case(bool lstm) {
+/* steps: force the per-step GEMM path (SN_RNN_STEPS) instead of the persistent LSTM kernel */
+static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, bool steps) {
+    if (steps) setenv("SN_RNN_STEPS", "1", 1);
     sn_ctx *c = sn_ctx_new();
-    int64_t B = 3, T = 7, I = 5, H = 8, G = lstm ? 4 : 3;
+    int64_t G = lstm ? 4 : 3;
+    double ws = 0.4 * sqrt(8.0 / (double)H); /* keep the gates out of saturation at any H */
     sn_tensor *x = LEAF(c, -1, 1, "x", B, T, I);
     sn_tensor *w[8];
     for (int l = 0; l < 2; l++) {
-        w[4 * l] = LEAF(c, -0.4, 0.4, "w_ih", G * H, l == 0 ? I : H);
-        w[4 * l + 1] = LEAF(c, -0.4, 0.4, "w_hh", G * H, H);
+        w[4 * l] = LEAF(c, -ws, ws, "w_ih", G * H, l == 0 ? I : H);
+        w[4 * l + 1] = LEAF(c, -ws, ws, "w_hh", G * H, H);
         w[4 * l + 2] = LEAF(c, -0.4, 0.4, "b_ih", G * H);
         w[4 * l + 3] = LEAF(c, -0.4, 0.4, "b_hh", G * H);
     }
@@ -279,10 +282,20 @@ static void rnn_case(bool lstm) {
     sn_tensor *rs = lstm ? sn_lstm_state(c, x, 2, (int)H, w, h0, c0) : sn_gru_state(c, x, 2, (int)H, w, h0);
     assert_non_null(rs);
     assert_non_null(sn_rnn_final_state(c, rs, 0));
-    cross_check(c, 1e-4 /* 7 recurrent steps x 2 layers of f32 GEMMs */, 1e-4, lstm ? "lstm" : "gru");
+    cross_check(c, 1e-4 /* a few recurrent steps x 2 layers of f32 GEMMs */, 1e-4,
+                lstm ? (steps ? "lstm (step path)" : "lstm") : "gru");
     sn_ctx_free(c);
+    if (steps) unsetenv("SN_RNN_STEPS");
 }
-static void test_lstm(void **st) { rnn_case(true); }
+static void rnn_case(bool lstm) { rnn_case_sized(lstm, 3, 7, 5, 8, false); }
+static void test_lstm(void **st) {
+    rnn_case(true);
+    rnn_case_sized(true, 3, 7, 5, 8, true);
+    /* persistent kernel with 8 units per block and a partial last block (532 = 66 * 8 + 4),
+     * and a batch over 8 (the wider reductions) */
+    rnn_case_sized(true, 9, 5, 7, 532, false);
+    rnn_case_sized(true, 2, 4, 3, 140, false);
+}
 static void test_gru(void **st) { rnn_case(false); }
 
 static void test_attention(void **st) {

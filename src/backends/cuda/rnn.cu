@@ -150,6 +150,38 @@ namespace cg = cooperative_groups;
 #define SN_PT 256  /* threads per block */
 #define SN_PU 8    /* most units per block */
 
+static constexpr __host__ __device__ int sn_pow2_ceil(int n) { return n <= 1 ? 1 : 2 * sn_pow2_ceil((n + 1) / 2); }
+/* padded count of per-lane partial sums reduced together: a power of two up to 32, then multiples of 32 */
+static constexpr __host__ __device__ int sn_bfly_pad(int n) { return n <= 32 ? sn_pow2_ceil(n) : (n + 31) / 32 * 32; }
+
+/* Warp reduce-scatter of V partial sums per lane (V a power of two <= 32): returns,
+ * in lane L, the warp-wide sum of value L % V. V - 1 + log2(32 / V) shuffles instead
+ * of 5 per value. */
+template <int O, int N>
+__device__ __forceinline__ void bfly_step(float (&v)[N], int base, int lane) {
+    if constexpr (O >= 1) {
+        const bool hi = lane & O;
+#pragma unroll
+        for (int i = 0; i < O; i++) {
+            float send = hi ? v[base + i] : v[base + i + O];
+            float keep = hi ? v[base + i + O] : v[base + i];
+            v[base + i] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+        }
+        bfly_step<O / 2>(v, base, lane);
+    }
+}
+/* Warp reduce-scatter of V partial sums per lane, v[base .. base + V) (V a power of
+ * two <= 32): returns, in lane L, the warp-wide sum of value L % V, with V - 1 +
+ * log2(32 / V) shuffles instead of 5 per value. */
+template <int V, int N>
+__device__ __forceinline__ float warp_bfly(float (&v)[N], int base, int lane) {
+    bfly_step<V / 2>(v, base, lane);
+    float r = v[base];
+#pragma unroll
+    for (int o = V; o < 32; o <<= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
+    return r;
+}
+
 template <int NB>
 __global__ void __launch_bounds__(SN_PT, 1)
 k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float *w_hh, const float *b_ih,
@@ -200,23 +232,31 @@ k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float
                     if (i0 + s * SN_PT < NB * H4) hs[i0 + s * SN_PT] = v[s];
             }
             __syncthreads();
-            for (int r = warp; r < R; r += SN_PT / 32) {
-                float acc[NB];
+            /* each warp 4 rows at a time: every h value read from shared memory feeds 4 rows */
+            constexpr int NV = 4 * NB, VP = sn_bfly_pad(NV), V = VP < 32 ? VP : 32;
+            for (int r0 = warp * 4; r0 < R; r0 += SN_PT / 8) {
+                float acc[VP];
 #pragma unroll
-                for (int b = 0; b < NB; b++) acc[b] = 0.0f;
-                const float4 *wr = Ws + r * H4;
+                for (int i = 0; i < VP; i++) acc[i] = 0.0f;
+                const float4 *wr = Ws + r0 * H4;
+                const int nr = min(4, R - r0);
                 for (int q = lane; q < H4; q += 32) {
-                    float4 w = wr[q];
+                    float4 w[4];
+#pragma unroll
+                    for (int rr = 0; rr < 4; rr++) w[rr] = rr < nr ? wr[rr * H4 + q] : make_float4(0, 0, 0, 0);
 #pragma unroll
                     for (int b = 0; b < NB; b++) {
                         float4 h = hs[b * H4 + q];
-                        acc[b] = fmaf(w.x, h.x, fmaf(w.y, h.y, fmaf(w.z, h.z, fmaf(w.w, h.w, acc[b]))));
+#pragma unroll
+                        for (int rr = 0; rr < 4; rr++)
+                            acc[b * 4 + rr] = fmaf(w[rr].x, h.x, fmaf(w[rr].y, h.y, fmaf(w[rr].z, h.z, fmaf(w[rr].w, h.w, acc[b * 4 + rr]))));
                     }
                 }
 #pragma unroll
-                for (int b = 0; b < NB; b++) {
-                    float v = sn_warp_sum(acc[b]);
-                    if (lane == 0) pre[b * R + r] = v;
+                for (int g = 0; g < VP / V; g++) {
+                    float v = warp_bfly<V>(acc, g * V, lane);
+                    int idx = g * V + (lane % V), b = idx >> 2, rr = idx & 3;
+                    if (lane < V && idx < NV && rr < nr) pre[b * R + r0 + rr] = v;
                 }
             }
             __syncthreads();
@@ -271,11 +311,10 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
             cp = t > 0 ? cbuf[o1 - H] : 0.0f;
         }
         if (t < T - 1) {
-            float acc[NB][SN_PU];
+            constexpr int NV = NB * SN_PU, VP = sn_bfly_pad(NV), V = VP < 32 ? VP : 32;
+            float acc[VP]; /* [b * SN_PU + u] */
 #pragma unroll
-            for (int b = 0; b < NB; b++)
-#pragma unroll
-                for (int u = 0; u < SN_PU; u++) acc[b][u] = 0.0f;
+            for (int i = 0; i < VP; i++) acc[i] = 0.0f;
             constexpr int UN = NB <= 4 ? 8 : NB <= 8 ? 4 : 2; /* loads in flight per thread: UN * NB */
             for (int r0 = tid; r0 < G4; r0 += UN * SN_PT) {
                 float d[UN][NB];
@@ -296,17 +335,15 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
 #pragma unroll
                     for (int b = 0; b < NB; b++)
 #pragma unroll
-                        for (int u = 0; u < SN_PU; u++) acc[b][u] = fmaf(d[s][b], w[u], acc[b][u]);
+                        for (int u = 0; u < SN_PU; u++) acc[b * SN_PU + u] = fmaf(d[s][b], w[u], acc[b * SN_PU + u]);
                 }
             }
 #pragma unroll
-            for (int b = 0; b < NB; b++)
-#pragma unroll
-                for (int u = 0; u < SN_PU; u++)
-                    if (u < nu) {
-                        float v = sn_warp_sum(acc[b][u]);
-                        if (lane == 0) red[warp * NB * SN_PU + b * SN_PU + u] = v;
-                    }
+            for (int g = 0; g < VP / V; g++) {
+                float v = warp_bfly<V>(acc, g * V, lane);
+                int idx = g * V + (lane % V);
+                if (lane < V && idx < NV) red[warp * NB * SN_PU + idx] = v;
+            }
             __syncthreads();
             if (cell) {
                 float s = 0.0f;
