@@ -1,5 +1,5 @@
 /* CPU kernels for conv2d / conv_transpose2d and their backward ops: im2col and
- * col2im over the pool, the products through sn_sgemm, one batch item at a time.
+ * col2im over the pool, the products through sn_sgemm, one GEMM for the whole batch.
  *
  * One pair of helpers serves all six ops. im2col reads an image src[C,Hs,Ws] into
  * col[C*kh*kw, Hc*Wc] with col[(c,i,j),(oh,ow)] = src[c, oh*sh-ph+i, ow*sw-pw+j]
@@ -10,11 +10,15 @@
 #include <string.h>
 
 typedef struct {
-    const float *src; /* im2col: image; col2im: columns */
-    float *dst;       /* im2col: columns; col2im: image */
+    const float *src; /* im2col: images; col2im: columns */
+    float *dst;       /* im2col: columns; col2im: images */
     const float *bias;/* col2im: added to each output channel, may be NULL */
-    int64_t C, Hs, Ws, kh, kw, sh, sw, ph, pw, Hc, Wc;
+    int64_t N, C, Hs, Ws, kh, kw, sh, sw, ph, pw, Hc, Wc;
 } colargs;
+
+/* The batch is folded into the column dimension: col[(c,i,j), n*Hc*Wc + (oh,ow)], so
+ * each op is one GEMM with N*Hc*Wc columns (not N small ones) and the pool splits
+ * im2col/col2im over (row, image) / (image, channel). */
 
 /* valid column range [lo, hi) of ow for kernel offset j: 0 <= ow*s - p + j < W */
 static void ow_range(int64_t j, int64_t s, int64_t p, int64_t W, int64_t Wc, int64_t *lo, int64_t *hi) {
@@ -26,13 +30,15 @@ static void ow_range(int64_t j, int64_t s, int64_t p, int64_t W, int64_t Wc, int
     if (*lo > *hi) *lo = *hi;
 }
 
-static void im2col_rows(void *arg, int64_t r0, int64_t r1, int tid) {
+/* items it = r*N + n: column row r of image n */
+static void im2col_rows(void *arg, int64_t i0, int64_t i1, int tid) {
     const colargs *a = arg;
-    int64_t kk = a->kh * a->kw, HWc = a->Hc * a->Wc;
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t kk = a->kh * a->kw, HWc = a->Hc * a->Wc, ld = a->N * HWc;
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t r = it / a->N, n = it % a->N;
         int64_t c = r / kk, i = (r / a->kw) % a->kh, j = r % a->kw;
-        const float *s = a->src + c * a->Hs * a->Ws;
-        float *d = a->dst + r * HWc;
+        const float *s = a->src + (n * a->C + c) * a->Hs * a->Ws;
+        float *d = a->dst + r * ld + n * HWc;
         int64_t lo, hi;
         ow_range(j, a->sw, a->pw, a->Ws, a->Wc, &lo, &hi);
         for (int64_t oh = 0; oh < a->Hc; oh++, d += a->Wc) {
@@ -53,16 +59,18 @@ static void im2col_rows(void *arg, int64_t r0, int64_t r1, int tid) {
     }
 }
 
-static void col2im_chans(void *arg, int64_t c0, int64_t c1, int tid) {
+/* items it = n*C + c: channel c of image n */
+static void col2im_chans(void *arg, int64_t i0, int64_t i1, int tid) {
     const colargs *a = arg;
-    int64_t HWc = a->Hc * a->Wc, HWs = a->Hs * a->Ws;
-    for (int64_t c = c0; c < c1; c++) {
-        float *img = a->dst + c * HWs;
+    int64_t HWc = a->Hc * a->Wc, HWs = a->Hs * a->Ws, ld = a->N * HWc;
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t n = it / a->C, c = it % a->C;
+        float *img = a->dst + it * HWs;
         float bv = a->bias ? a->bias[c] : 0.0f;
         for (int64_t k = 0; k < HWs; k++) img[k] = bv;
         for (int64_t i = 0; i < a->kh; i++)
             for (int64_t j = 0; j < a->kw; j++) {
-                const float *col = a->src + ((c * a->kh + i) * a->kw + j) * HWc;
+                const float *col = a->src + ((c * a->kh + i) * a->kw + j) * ld + n * HWc;
                 int64_t lo, hi;
                 ow_range(j, a->sw, a->pw, a->Ws, a->Wc, &lo, &hi);
                 if (lo >= hi) continue;
@@ -73,6 +81,8 @@ static void col2im_chans(void *arg, int64_t c0, int64_t c1, int tid) {
                     const float *crow = col + oh * a->Wc;
                     if (a->sw == 1)
                         for (int64_t ow = lo; ow < hi; ow++) drow[ow] += crow[ow];
+                    else if (a->sw == 2)
+                        for (int64_t ow = lo; ow < hi; ow++) drow[2 * ow] += crow[ow];
                     else
                         for (int64_t ow = lo; ow < hi; ow++) drow[ow * a->sw] += crow[ow];
                 }
@@ -80,29 +90,52 @@ static void col2im_chans(void *arg, int64_t c0, int64_t c1, int tid) {
     }
 }
 
+static int64_t grain_for(int64_t per_item) {
+    int64_t g = 32768 / (per_item > 0 ? per_item : 1);
+    return g < 1 ? 1 : g;
+}
+
 static void im2col(sn_cpu *c, colargs *a) {
-    int64_t rows = a->C * a->kh * a->kw;
-    int64_t g = 65536 / (a->Hc * a->Wc);
-    sn_pool_for(c->pool, rows, g < 1 ? 1 : g, im2col_rows, a);
+    int64_t items = a->C * a->kh * a->kw * a->N;
+    sn_pool_for(c->pool, items, grain_for(a->Hc * a->Wc), im2col_rows, a);
 }
 
 static void col2im(sn_cpu *c, colargs *a) {
-    int64_t g = 65536 / (a->Hc * a->Wc * a->kh * a->kw);
-    sn_pool_for(c->pool, a->C, g < 1 ? 1 : g, col2im_chans, a);
+    sn_pool_for(c->pool, a->N * a->C, grain_for(a->Hc * a->Wc * a->kh * a->kw), col2im_chans, a);
 }
 
+/* between [N, R, L] (images) and [R, N*L] (batch-folded rows), with an optional
+ * per-r bias added on the way to [N, R, L] */
 typedef struct {
-    const float *b;
-    float *y;
-    int64_t hw;
-} biasargs;
+    const float *src;
+    float *dst;
+    const float *bias;
+    int64_t N, R, L;
+    bool to_folded;
+} fold_job;
 
-static void bias_fill(void *arg, int64_t k0, int64_t k1, int tid) {
-    biasargs *a = arg;
-    for (int64_t k = k0; k < k1; k++) {
-        float v = a->b[k], *y = a->y + k * a->hw;
-        for (int64_t i = 0; i < a->hw; i++) y[i] = v;
+static void fold_rows(void *arg, int64_t i0, int64_t i1, int tid) {
+    const fold_job *j = arg;
+    for (int64_t it = i0; it < i1; it++) { /* it = n*R + r */
+        int64_t n = it / j->R, r = it % j->R;
+        const float *img = j->to_folded ? j->src + it * j->L : j->src + (r * j->N + n) * j->L;
+        float *out = j->to_folded ? j->dst + (r * j->N + n) * j->L : j->dst + it * j->L;
+        if (!j->bias) memcpy(out, img, (size_t)j->L * sizeof *out);
+        else {
+            float bv = j->bias[r];
+            for (int64_t k = 0; k < j->L; k++) out[k] = img[k] + bv;
+        }
     }
+}
+
+static void fold(sn_cpu *c, float *dst, const float *src, const float *bias, int64_t N, int64_t R, int64_t L,
+                 bool to_folded) {
+    if (N == 1 && !bias) { /* the layouts coincide */
+        if (dst != src) memcpy(dst, src, (size_t)(R * L) * sizeof *dst);
+        return;
+    }
+    fold_job j = {src, dst, bias, N, R, L, to_folded};
+    sn_pool_for(c->pool, N * R, grain_for(L), fold_rows, &j);
 }
 
 sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
@@ -119,34 +152,31 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
         else { y = node->src[0]; x = node->src[1]; w = node; }
         int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
         int64_t K = w->shape[0], kh = w->shape[2], kw = w->shape[3], Ho = y->shape[2], Wo = y->shape[3];
-        int64_t CKK = C * kh * kw, HWo = Ho * Wo;
-        float *col = sn_cpu_scratch(c, (size_t)(CKK * HWo));
+        int64_t CKK = C * kh * kw, HWo = Ho * Wo, NL = N * HWo;
+        /* col [CKK, N*HWo] | yf [K, N*HWo] (y batch-folded) */
+        int64_t o_yf = sn_align64(CKK * NL);
+        float *col = sn_cpu_scratch(c, (size_t)(o_yf + K * NL));
         if (!col) return SN_ERR_NOMEM;
+        float *yf = col + o_yf;
         colargs ca = {0};
-        ca.C = C; ca.Hs = H; ca.Ws = W; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph; ca.pw = pw;
-        ca.Hc = Ho; ca.Wc = Wo;
+        ca.N = N; ca.C = C; ca.Hs = H; ca.Ws = W; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
+        ca.pw = pw; ca.Hc = Ho; ca.Wc = Wo;
         float *xd = x->data, *yd = y->data, *wd = w->data;
-        for (int64_t n = 0; n < N; n++) {
-            float *xn = xd + n * C * H * W, *yn = yd + n * K * HWo;
-            if (node->op == SN_OP_CONV2D) {
-                ca.src = xn; ca.dst = col;
-                im2col(c, &ca);
-                float beta = 0.0f;
-                if (node->nsrc > 2) {
-                    biasargs ba = {node->src[2]->data, yn, HWo};
-                    sn_pool_for(c->pool, K, 1 + 65536 / HWo, bias_fill, &ba);
-                    beta = 1.0f;
-                }
-                sn_sgemm(c->pool, false, false, K, HWo, CKK, 1.0f, wd, CKK, col, HWo, beta, yn, HWo);
-            } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
-                sn_sgemm(c->pool, true, false, CKK, HWo, K, 1.0f, wd, CKK, yn, HWo, 0.0f, col, HWo);
-                ca.src = col; ca.dst = xn; ca.bias = NULL;
-                col2im(c, &ca);
-            } else {
-                ca.src = xn; ca.dst = col;
-                im2col(c, &ca);
-                sn_sgemm(c->pool, false, true, K, CKK, HWo, 1.0f, yn, HWo, col, HWo, n ? 1.0f : 0.0f, wd, CKK);
-            }
+        if (node->op == SN_OP_CONV2D) {
+            ca.src = xd; ca.dst = col;
+            im2col(c, &ca);
+            sn_sgemm(c->pool, false, false, K, NL, CKK, 1.0f, wd, CKK, col, NL, 0.0f, yf, NL);
+            fold(c, yd, yf, node->nsrc > 2 ? node->src[2]->data : NULL, N, K, HWo, false);
+        } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
+            fold(c, yf, yd, NULL, N, K, HWo, true);
+            sn_sgemm(c->pool, true, false, CKK, NL, K, 1.0f, wd, CKK, yf, NL, 0.0f, col, NL);
+            ca.src = col; ca.dst = xd; ca.bias = NULL;
+            col2im(c, &ca);
+        } else {
+            ca.src = xd; ca.dst = col;
+            im2col(c, &ca);
+            fold(c, yf, yd, NULL, N, K, HWo, true);
+            sn_sgemm(c->pool, false, true, K, CKK, NL, 1.0f, yf, NL, col, NL, 0.0f, wd, CKK);
         }
         return SN_OK;
     }
@@ -161,29 +191,31 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
         else { y = node->src[0]; x = node->src[1]; w = node; }
         int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
         int64_t K = w->shape[1], kh = w->shape[2], kw = w->shape[3], Ho = y->shape[2], Wo = y->shape[3];
-        int64_t KKK = K * kh * kw, HW = H * W;
-        float *col = sn_cpu_scratch(c, (size_t)(KKK * HW));
+        int64_t KKK = K * kh * kw, HW = H * W, NL = N * HW;
+        /* col [KKK, N*HW] | xf [C, N*HW] (x batch-folded) */
+        int64_t o_xf = sn_align64(KKK * NL);
+        float *col = sn_cpu_scratch(c, (size_t)(o_xf + C * NL));
         if (!col) return SN_ERR_NOMEM;
+        float *xf = col + o_xf;
         colargs ca = {0};
-        ca.C = K; ca.Hs = Ho; ca.Ws = Wo; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph; ca.pw = pw;
-        ca.Hc = H; ca.Wc = W;
+        ca.N = N; ca.C = K; ca.Hs = Ho; ca.Ws = Wo; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
+        ca.pw = pw; ca.Hc = H; ca.Wc = W;
         float *xd = x->data, *yd = y->data, *wd = w->data;
-        const float *bias = (node->op == SN_OP_CONVT2D && node->nsrc > 2) ? node->src[2]->data : NULL;
-        for (int64_t n = 0; n < N; n++) {
-            float *xn = xd + n * C * HW, *yn = yd + n * K * Ho * Wo;
-            if (node->op == SN_OP_CONVT2D) {
-                sn_sgemm(c->pool, true, false, KKK, HW, C, 1.0f, wd, KKK, xn, HW, 0.0f, col, HW);
-                ca.src = col; ca.dst = yn; ca.bias = bias;
-                col2im(c, &ca);
-            } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
-                ca.src = yn; ca.dst = col;
-                im2col(c, &ca);
-                sn_sgemm(c->pool, false, false, C, HW, KKK, 1.0f, wd, KKK, col, HW, 0.0f, xn, HW);
-            } else {
-                ca.src = yn; ca.dst = col;
-                im2col(c, &ca);
-                sn_sgemm(c->pool, false, true, C, KKK, HW, 1.0f, xn, HW, col, HW, n ? 1.0f : 0.0f, wd, KKK);
-            }
+        if (node->op == SN_OP_CONVT2D) {
+            fold(c, xf, xd, NULL, N, C, HW, true);
+            sn_sgemm(c->pool, true, false, KKK, NL, C, 1.0f, wd, KKK, xf, NL, 0.0f, col, NL);
+            ca.src = col; ca.dst = yd; ca.bias = node->nsrc > 2 ? node->src[2]->data : NULL;
+            col2im(c, &ca);
+        } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
+            ca.src = yd; ca.dst = col;
+            im2col(c, &ca);
+            sn_sgemm(c->pool, false, false, C, NL, KKK, 1.0f, wd, KKK, col, NL, 0.0f, xf, NL);
+            fold(c, xd, xf, NULL, N, C, HW, false);
+        } else {
+            ca.src = yd; ca.dst = col;
+            im2col(c, &ca);
+            fold(c, xf, xd, NULL, N, C, HW, true);
+            sn_sgemm(c->pool, false, true, C, KKK, NL, 1.0f, xf, NL, col, NL, 0.0f, wd, KKK);
         }
         return SN_OK;
     }

@@ -13,6 +13,16 @@ int sn_pool_size(const sn_pool *p);
 typedef void (*sn_pool_fn)(void *arg, int64_t begin, int64_t end, int tid);
 void sn_pool_for(sn_pool *p, int64_t n, int64_t grain, sn_pool_fn fn, void *arg);
 
+/* A persistent parallel region: fn(arg, tid, nth, bar) runs once on each of nth
+ * threads (nth = pool size, or 1 when nested / single-threaded); inside it
+ * sn_barrier_wait(bar) waits for all nth threads (a spin barrier, ~1 µs), so a loop
+ * of many short dependent phases (the LSTM's timesteps) pays one wake-up in all
+ * instead of one sn_pool_for per phase. */
+typedef struct sn_barrier sn_barrier;
+typedef void (*sn_region_fn)(void *arg, int tid, int nth, sn_barrier *bar);
+void sn_pool_region(sn_pool *p, sn_region_fn fn, void *arg);
+void sn_barrier_wait(sn_barrier *bar);
+
 /* Row-major C = alpha * op(A) @ op(B) + beta * C; op(A) is [M,K], op(B) is [K,N].
  * Through the BLAS when built with one (threads = the pool's size), else a blocked
  * C GEMM parallel over the pool. Call from the thread that owns the pool. */

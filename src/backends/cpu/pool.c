@@ -9,9 +9,11 @@
  * and re-checks `gen` under the mutex; the caller bumps `gen` and then reads
  * `sleepers` (both seq_cst), and broadcasts under the mutex when it is non-zero.
  * The caller's wait for `pending` mirrors this with `waiting`. */
+#define _GNU_SOURCE /* pthread_setaffinity_np */
 #include "backends/cpu/cpu.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -89,6 +91,25 @@ static void *worker(void *a) {
     int tid = wa->tid;
     free(wa);
     tl_in_pool = true;
+#ifdef __linux__
+    /* SN_POOL_PIN=1: worker tid stays on the tid-th allowed CPU, so its slice of a
+     * weight stays in that core's L2 (the caller is left alone: BLAS threads it
+     * starts later inherit its affinity) */
+    const char *pin = getenv("SN_POOL_PIN");
+    if (pin && *pin == '1') {
+        cpu_set_t all, one;
+        if (sched_getaffinity(0, sizeof all, &all) == 0) {
+            int k = 0;
+            for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+                if (CPU_ISSET(cpu, &all) && k++ == tid) {
+                    CPU_ZERO(&one);
+                    CPU_SET(cpu, &one);
+                    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+                    break;
+                }
+        }
+    }
+#endif
     uint64_t seen = 0;
     for (;;) {
         if (!spin_gen(p, seen)) {
@@ -186,4 +207,60 @@ void sn_pool_for(sn_pool *p, int64_t n, int64_t grain, sn_pool_fn fn, void *arg)
         atomic_store(&p->waiting, 0);
         pthread_mutex_unlock(&p->mu);
     }
+}
+
+/* ------------------------------------------------------------ regions */
+
+struct sn_barrier {
+    _Alignas(64) atomic_int count;  /* threads arrived in the current phase */
+    _Alignas(64) atomic_uint phase; /* bumped by the last arrival */
+    int n;
+    double spin_ns;
+};
+
+void sn_barrier_wait(sn_barrier *bar) {
+    if (bar->n <= 1) return;
+    unsigned ph = atomic_load_explicit(&bar->phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&bar->count, 1, memory_order_acq_rel) == bar->n - 1) {
+        atomic_store_explicit(&bar->count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bar->phase, 1, memory_order_release);
+        return;
+    }
+    /* spin, then yield: on an oversubscribed machine a spinning waiter must not hold
+     * the core the last arrival needs */
+    double t0 = 0;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(&bar->phase, memory_order_acquire) != ph) return;
+            cpu_relax();
+        }
+        double t = now_ns();
+        if (t0 == 0) t0 = t;
+        else if (t - t0 > bar->spin_ns) sched_yield();
+    }
+}
+
+typedef struct {
+    sn_region_fn fn;
+    void *arg;
+    sn_barrier bar;
+} region_job;
+
+static void region_chunk(void *arg, int64_t b, int64_t e, int tid) {
+    region_job *r = arg;
+    for (int64_t t = b; t < e; t++) r->fn(r->arg, (int)t, r->bar.n, &r->bar);
+}
+
+void sn_pool_region(sn_pool *p, sn_region_fn fn, void *arg) {
+    region_job r = {fn, arg, {0}};
+    int n = (!p || tl_in_pool) ? 1 : p->n;
+    atomic_init(&r.bar.count, 0);
+    atomic_init(&r.bar.phase, 0);
+    r.bar.n = n;
+    r.bar.spin_ns = p ? (p->spin_ns > 20e3 ? p->spin_ns : 20e3) : 0;
+    if (n == 1) {
+        fn(arg, 0, 1, &r.bar);
+        return;
+    }
+    sn_pool_for(p, n, 1, region_chunk, &r); /* chunk c runs on thread c: one per thread */
 }

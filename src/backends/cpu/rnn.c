@@ -11,9 +11,35 @@
 #include "backends/cpu/cpu.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backends/cpu/vmath.h"
+
+/* SN_RNN_PROF=1: time the LSTM phases (input GEMMs, recurrent loops, weight-gradient
+ * GEMMs) and print the totals at exit, to see where a step goes. */
+enum { P_INPROJ, P_FWD_LOOP, P_BWD_LOOP, P_BWD_WGRAD, P_BWD_DX, P_N };
+static double g_prof[P_N];
+static int g_prof_on = -1;
+static const char *g_prof_name[P_N] = {"fwd input GEMM", "fwd recurrent loop", "bwd recurrent loop",
+                                       "bwd weight GEMMs", "bwd dx GEMM"};
+static void prof_dump(void) {
+    for (int i = 0; i < P_N; i++) fprintf(stderr, "  lstm %-20s %9.1f ms\n", g_prof_name[i], g_prof[i]);
+}
+static double prof_now(void) {
+    if (g_prof_on < 0) {
+        const char *e = getenv("SN_RNN_PROF");
+        g_prof_on = e && *e == '1';
+        if (g_prof_on) atexit(prof_dump);
+    }
+    if (!g_prof_on) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+#define PROF(slot, t0) do { if (g_prof_on) { double t1_ = prof_now(); g_prof[slot] += t1_ - (t0); (t0) = t1_; } } while (0)
 
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -60,11 +86,27 @@ static void recurrent_wgrad(sn_cpu *c, float *dw, const float *dg, const float *
                  b ? 1.0f : 0.0f, dw, H);
 }
 
+typedef struct {
+    float *gates;
+    const float *b_ih, *b_hh;
+    int64_t G;
+} bias_rows_job;
+
+static void bias_rows(void *arg, int64_t r0, int64_t r1, int tid) {
+    const bias_rows_job *j = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        float *g = j->gates + r * j->G;
+        if (j->b_hh)
+            for (int64_t k = 0; k < j->G; k++) g[k] = j->b_ih[k] + j->b_hh[k];
+        else memcpy(g, j->b_ih, (size_t)j->G * sizeof *g);
+    }
+}
+
 /* gates[B*T, G] = in[B*T, K] w_ih^T + b_ih (+ b_hh when given) */
 static void input_proj(sn_cpu *c, float *gates, const float *in, const float *w_ih, const float *b_ih,
                        const float *b_hh, int64_t BT, int64_t K, int64_t G) {
-    for (int64_t k = 0; k < G; k++) gates[k] = b_ih[k] + (b_hh ? b_hh[k] : 0.0f);
-    for (int64_t r = 1; r < BT; r++) memcpy(gates + r * G, gates, (size_t)G * sizeof *gates);
+    bias_rows_job j = {gates, b_ih, b_hh, G};
+    sn_pool_for(c->pool, BT, 16, bias_rows, &j);
     sn_sgemm(c->pool, false, true, BT, G, K, 1.0f, in, K, w_ih, K, 1.0f, gates, G);
 }
 
@@ -241,6 +283,16 @@ static void skinny_nt(const float *A, int64_t lda, int64_t B, const float *W, in
 
 static bool use_skinny(int64_t B) { return B <= SKINNY_MAX_B && skinny_level() > 0; }
 
+/* SN_LSTM_REGION=0: one sn_pool_for per timestep instead of one region per layer */
+static bool use_region(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_LSTM_REGION");
+        on = !(e && *e == '0');
+    }
+    return on;
+}
+
 typedef struct {
     const float *A, *W;
     float *C;
@@ -353,6 +405,33 @@ static void lstm_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     for (int64_t b = 0; b < q->B; b++) lstm_cell_fwd(arg, b * H + j0, b * H + j1, tid);
 }
 
+/* Hidden units [j0, j1) of thread tid of nth: contiguous ranges, multiples of 16
+ * floats (whole cache lines, so no two threads write the same line of h/c/gates). */
+static void unit_range(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1) {
+    int64_t per = (H + nth - 1) / nth;
+    per = (per + 15) & ~(int64_t)15;
+    *j0 = tid * per < H ? tid * per : H;
+    *j1 = *j0 + per < H ? *j0 + per : H;
+}
+
+typedef struct {
+    float *gates, *cs, *hs;
+    const float *c0, *h0, *w_hh;
+    int64_t H, T, B;
+} lstm_fwd_region;
+
+static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
+    const lstm_fwd_region *r = arg;
+    int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
+    unit_range(H, tid, nth, &j0, &j1);
+    for (int64_t t = 0; t < T; t++) {
+        lstm_fwd_job q = {r->gates + t * G, r->cs + t * H, r->hs + t * H, t > 0 ? r->cs + (t - 1) * H : r->c0,
+                          H, T * G, T * H, t > 0 ? r->hs + (t - 1) * H : r->h0, r->w_hh, r->B, t > 0 ? T * H : H};
+        if (j0 < j1) lstm_step_fused(&q, j0, j1, tid);
+        if (t + 1 < T) sn_barrier_wait(bar); /* h_t complete before anyone reads it */
+    }
+}
+
 static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
     const sn_tensor *x = node->src[0];
     int layers = node->ip[0];
@@ -366,18 +445,30 @@ static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
         float *gates = ex + sn_lstm_extra_offset(B, T, H, l, 0);
         float *cs = ex + sn_lstm_extra_offset(B, T, H, l, 1);
         float *hs = ex + sn_lstm_extra_offset(B, T, H, l, 2);
+        double t0 = prof_now();
         input_proj(c, gates, xin, w_ih, b_ih, b_hh, B * T, in, G);
+        PROF(P_INPROJ, t0);
         /* initial state: [layers,B,H] srcs after the weights (streaming), else zeros */
         const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
         const float *c0 = node->ip[2] ? (const float *)node->src[2 + 4 * layers]->data + l * B * H : NULL;
+        if (use_skinny(B)) {
+            /* one parallel region for all timesteps: each thread owns a fixed range of
+             * hidden units (its 4 gate slices of w_hh stay in its L2), barrier per step */
+            if (use_region()) {
+                lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B};
+                sn_pool_region(c->pool, lstm_fwd_thread, &r);
+            } else
+                for (int64_t t = 0; t < T; t++) {
+                    lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : c0, H, T * G,
+                                      T * H, t > 0 ? hs + (t - 1) * H : h0, w_hh, B, t > 0 ? T * H : H};
+                    sn_pool_for(c->pool, H, 64, lstm_step_fused, &q);
+                }
+            PROF(P_FWD_LOOP, t0);
+            continue;
+        }
         for (int64_t t = 0; t < T; t++) {
             lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : c0, H, T * G, T * H,
                               t > 0 ? hs + (t - 1) * H : h0, w_hh, B, t > 0 ? T * H : H};
-            if (use_skinny(B)) {
-                /* each task: its hidden units' 4 gate columns, then their cells */
-                sn_pool_for(c->pool, H, 64, lstm_step_fused, &q);
-                continue;
-            }
             if (q.hp) /* gates[:,t] += h[:,t-1] w_hh^T */
                 sn_sgemm(c->pool, false, true, B, G, H, 1.0f, q.hp, q.ps, w_hh, H, 1.0f, gates + t * G, T * G);
             sn_pool_for(c->pool, B * H, CELL_GRAIN, lstm_cell_fwd, &q);
@@ -465,6 +556,30 @@ static void lstm_bwd_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     for (int64_t b = 0; b < q->B; b++) lstm_cell_bwd(arg, b * H + j0, b * H + j1, tid);
 }
 
+typedef struct {
+    float *dgs;
+    const float *gates, *cs, *dho;
+    float *dhr, *dc;
+    const float *wt;
+    int64_t H, T, B;
+} lstm_bwd_region;
+
+/* all backward timesteps of one layer on thread tid: its hidden units' columns of
+ * dh/dc and gate columns of dG; one barrier per step (dG_t complete before step t-1
+ * reads all of it) */
+static void lstm_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
+    const lstm_bwd_region *r = arg;
+    int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
+    unit_range(H, tid, nth, &j0, &j1);
+    for (int64_t t = T - 1; t >= 0; t--) {
+        lstm_bwd_job q = {r->dgs + t * G, r->gates + t * G, r->cs + t * H, t > 0 ? r->cs + (t - 1) * H : NULL,
+                          r->dho + t * H, t < T - 1 ? r->dhr : NULL, r->dc, H, T * G, T * H,
+                          t < T - 1 ? r->dgs + (t + 1) * G : NULL, r->wt, r->dhr, r->B};
+        if (j0 < j1) lstm_bwd_step_fused(&q, j0, j1, tid);
+        if (t > 0) sn_barrier_wait(bar);
+    }
+}
+
 static int64_t rnn_grad_offset(const sn_tensor *bwd, int gates, int seg) {
     const sn_tensor *x = bwd->src[1];
     int layers = bwd->ip[0];
@@ -501,7 +616,11 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
         memset(dc, 0, (size_t)(B * H) * sizeof *dc);
         if (skinny) transpose(c, wt, w_hh, G, H); /* dG_t w_hh = dG_t (w_hh^T)^T: rows of w_hh^T stream */
-        if (skinny) {
+        double t0 = prof_now();
+        if (skinny && use_region()) {
+            lstm_bwd_region r = {dgs, gates, cs, dho, dhr, dc, wt, H, T, B};
+            sn_pool_region(c->pool, lstm_bwd_thread, &r);
+        } else if (skinny) {
             for (int64_t t = T - 1; t >= 0; t--) {
                 lstm_bwd_job q = {dgs + t * G, gates + t * G, cs + t * H, t > 0 ? cs + (t - 1) * H : NULL,
                                   dho + t * H, t < T - 1 ? dhr : NULL, dc, H, T * G, T * H,
@@ -520,12 +639,15 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
         }
         float *dw_ih = out + rnn_grad_offset(node, 4, 1 + 4 * l), *dw_hh = out + rnn_grad_offset(node, 4, 2 + 4 * l);
         float *db_ih = out + rnn_grad_offset(node, 4, 3 + 4 * l), *db_hh = out + rnn_grad_offset(node, 4, 4 + 4 * l);
+        PROF(P_BWD_LOOP, t0);
         recurrent_wgrad(c, dw_hh, dgs, hs, B, T, G, H);
         sn_sgemm(c->pool, true, false, G, in, BT, 1.0f, dgs, G, xin, in, 0.0f, dw_ih, in);
         colsum(c, db_ih, dgs, BT, G);
         memcpy(db_hh, db_ih, (size_t)G * sizeof *db_hh);
+        PROF(P_BWD_WGRAD, t0);
         if (l > 0) sn_sgemm(c->pool, false, false, BT, H, G, 1.0f, dgs, G, w_ih, in, 0.0f, dhbuf, H);
         else if (need_dx) sn_sgemm(c->pool, false, false, BT, I, G, 1.0f, dgs, G, w_ih, I, 0.0f, out, I);
+        PROF(P_BWD_DX, t0);
     }
     return SN_OK;
 }

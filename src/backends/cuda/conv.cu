@@ -81,17 +81,30 @@ static int64_t chunk_of(int64_t N, int64_t per) {
     return nb;
 }
 
-/* dW[M,Q] (+)= sum over m images of A_i[M,P] cols_i[Q,P]^T: one strided-batched GEMM
- * into per-image partials, then a deterministic sum over the images (no per-image
- * GEMM launches, so larger batches fill the GPU). */
+/* dW[M,Q] (+)= sum over m images of A_i[M,P] cols_i[Q,P]^T. The reduction dimension P
+ * is long and M x Q small, so each image's P is split into S chunks: one strided-batched
+ * GEMM per image writes S (+1 for a remainder) partial products, and a deterministic
+ * column sum adds all m * (S + 1) partials (no atomics, the GPU is filled). */
 static sn_status wgrad(sn_cuda *c, int64_t M, int64_t Q, int64_t P, const float *A, int64_t sA, const float *cols,
                        int64_t m, bool accumulate, float *dw, const char *what) {
-    if (m == 1) return sn_cu_gemm(c, false, true, M, Q, P, 1.0f, A, P, cols, P, accumulate ? 1.0f : 0.0f, dw, Q, what);
-    float *part = (float *)sn_cu_ws(c, SN_WS_OP2, (size_t)(m * M * Q) * sizeof(float));
+    int64_t S = P / 512;
+    if (S > 64) S = 64;
+    if (S < 1) S = 1;
+    if (m == 1 && S == 1)
+        return sn_cu_gemm(c, false, true, M, Q, P, 1.0f, A, P, cols, P, accumulate ? 1.0f : 0.0f, dw, Q, what);
+    int64_t Pc = P / S, rem = P - S * Pc, per = S + (rem > 0);
+    float *part = (float *)sn_cu_ws(c, SN_WS_OP2, (size_t)(m * per * M * Q) * sizeof(float));
     if (!part) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
-    SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, P, 1.0f, A, P, sA, cols, P, Q * P, 0.0f, part, Q, M * Q, m, NULL, NULL,
-                         what));
-    return sn_cu_colsum(c, part, m, M * Q, dw, accumulate);
+    for (int64_t i = 0; i < m; i++) {
+        const float *Ai = A + i * sA, *Bi = cols + i * Q * P;
+        float *Ci = part + i * per * M * Q;
+        SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, Pc, 1.0f, Ai, P, Pc, Bi, P, Pc, 0.0f, Ci, Q, M * Q, S, NULL, NULL,
+                             what));
+        if (rem > 0)
+            SN_TRY(sn_cu_gemm(c, false, true, M, Q, rem, 1.0f, Ai + S * Pc, P, Bi + S * Pc, P, 0.0f, Ci + S * M * Q, Q,
+                              what));
+    }
+    return sn_cu_colsum(c, part, m * per, M * Q, dw, accumulate);
 }
 
 sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {

@@ -409,8 +409,7 @@ static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t B, int64_
 }
 
 static cudaError_t coop_launch(sn_cuda *c, const void *fn, const persist_cfg *pc, void **args) {
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
+    cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)pc->blocks);
     cfg.blockDim = dim3(SN_PT);
     cfg.dynamicSmemBytes = pc->smem;
