@@ -9,7 +9,9 @@
  * and re-checks `gen` under the mutex; the caller bumps `gen` and then reads
  * `sleepers` (both seq_cst), and broadcasts under the mutex when it is non-zero.
  * The caller's wait for `pending` mirrors this with `waiting`. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pthread_setaffinity_np */
+#endif
 #include "backends/cpu/cpu.h"
 
 #include <pthread.h>

@@ -117,6 +117,9 @@ static void input_proj(sn_cpu *c, float *gates, const float *in, const float *w_
  * once against up to 4 batch rows at a time is 2-3x faster at the prototype size.
  * Larger batches go through sn_sgemm, where packing pays. */
 #define SKINNY_MAX_B 8
+#ifndef SKINNY_PF
+#define SKINNY_PF 256 /* prefetch distance in floats (0: off) */
+#endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -181,6 +184,12 @@ __attribute__((target("avx512f"))) static void skinny4_avx512(const float *A, in
         for (int64_t k = 0; k <= K16; k += 16) {
             __m512 x[4], h[4];
             if (k < K16) {
+                if (SKINNY_PF) { /* the weight streams from L3/memory when it is not L2-resident */
+                    _mm_prefetch((const char *)(w0 + k + SKINNY_PF), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(w1 + k + SKINNY_PF), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(w2 + k + SKINNY_PF), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(w3 + k + SKINNY_PF), _MM_HINT_T0);
+                }
                 x[0] = _mm512_loadu_ps(w0 + k);
                 x[1] = _mm512_loadu_ps(w1 + k);
                 x[2] = _mm512_loadu_ps(w2 + k);

@@ -60,8 +60,11 @@ void *sn_cu_ws(sn_cuda *c, int slot, size_t bytes) {
                  "segment length)", cudaGetErrorString(e), bytes / 1048576.0);
         return NULL;
     }
-    if (c->ws[slot]) {
+    if (c->ws[slot] && c->ngraphs == 0) {
+        cudaFree(c->ws[slot]); /* no captured graph can point at it (cudaFree waits for the stream) */
+    } else if (c->ws[slot]) {
         /* graphs captured earlier may still use the old buffer: keep it */
+        c->retired_bytes += c->ws_cap[slot];
         if (c->nretired == c->capretired) {
             int nc = c->capretired ? c->capretired * 2 : 16;
             void **r = (void **)realloc(c->retired, (size_t)nc * sizeof *r);
@@ -500,6 +503,7 @@ static sn_status cu_compute(sn_backend *b, sn_tensor **nodes, int n, void **stat
     }
     s->graph = g;
     s->exec = ex;
+    c->ngraphs++;
     CU_TRY(cudaGraphLaunch(s->exec, c->stream), "compute (cudaGraphLaunch)");
     return SN_OK;
 }
@@ -510,10 +514,20 @@ static void cu_segment_free(sn_backend *b, void *state) {
     sn_cuda *c = (sn_cuda *)b->ctx;
     cudaSetDevice(c->device);
     cudaStreamSynchronize(c->stream);
-    if (s->exec) cudaGraphExecDestroy(s->exec);
+    if (s->exec) {
+        cudaGraphExecDestroy(s->exec);
+        c->ngraphs--;
+    }
     if (s->graph) cudaGraphDestroy(s->graph);
     (void)cudaGetLastError();
     free(s);
+}
+
+static size_t cu_workspace(sn_backend *b) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    size_t n = c->retired_bytes + (c->blas_ws ? (size_t)32 << 20 : 0);
+    for (int i = 0; i < SN_WS_COUNT; i++) n += c->ws_cap[i];
+    return n;
 }
 
 static sn_status cu_sync(sn_backend *b) {
@@ -525,7 +539,7 @@ static sn_status cu_sync(sn_backend *b) {
 
 static const sn_backend_i cu_iface = {
     cu_name, cu_free, cu_info, cu_alloc, cu_release, cu_upload, cu_download, cu_fill_zero, cu_supports,
-    cu_compute, cu_segment_free, cu_sync,
+    cu_compute, cu_segment_free, cu_sync, cu_workspace,
 };
 
 static sn_status cu_apply_math(sn_cuda *c) {

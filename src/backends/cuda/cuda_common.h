@@ -30,6 +30,8 @@ typedef struct sn_cuda {
     size_t ws_cap[SN_WS_COUNT];
     void **retired;
     int nretired, capretired;
+    size_t retired_bytes;
+    int ngraphs;            /* captured graphs alive: while 0, grown workspaces free the old buffer */
     bool tf32, bf16;
     bool capturing;
     int nsm;

@@ -39,12 +39,11 @@ sn_tensor *sn_view(sn_ctx *ctx, sn_tensor *a, int ndim, const int64_t *shape, in
                              "a view of shape %s at element offset %lld needs %lld elements, the input has %lld",
                              dims_str(ndim, shape, buf, sizeof buf), (long long)elem_offset,
                              (long long)(elem_offset + n), (long long)sn_nelem(a));
-    if (elem_offset > INT32_MAX)
-        return sn_shape_fail("view", a, NULL, "element offset %lld is too large", (long long)elem_offset);
     sn_tensor *t = sn_new_op(ctx, SN_OP_VIEW, 1, &a, ndim, shape);
     if (!t) return NULL;
     t->dtype = a->dtype;
-    t->ip[0] = (int32_t)elem_offset;
+    t->ip[0] = (int32_t)(elem_offset & 0x7fffffff); /* offset in elements, 31 bits each */
+    t->ip[1] = (int32_t)(elem_offset >> 31);
     /* point at the root owner of the memory so that chains of views resolve in one step */
     size_t offs = (size_t)elem_offset * sn_dtype_size(a->dtype);
     if (a->view_src) {
@@ -175,7 +174,7 @@ sn_status sn_grad_shape(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor *
     switch (node->op) {
     case SN_OP_VIEW:
         if (!sn_needs_grad(a)) return SN_OK;
-        if (node->ip[0] != 0 || sn_nelem(node) != sn_nelem(a))
+        if (node->ip[0] != 0 || node->ip[1] != 0 || sn_nelem(node) != sn_nelem(a))
             return sn_error(SN_ERR_UNSUPPORTED,
                             "view '%s': no gradient for a sub-range view (offset %d, %lld of %lld elements); such "
                             "views read the segments of packed gradient outputs and are not differentiated",
