@@ -2,7 +2,9 @@
  * node, the nodes its family's gradient builder makes. */
 #include "core/core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static sn_grad_fn grad_fn(sn_op op) {
     switch (op) {
@@ -29,6 +31,33 @@ static sn_grad_fn grad_fn(sn_op op) {
     default:
         return NULL;
     }
+}
+
+void sn_ctx_set_remat(sn_ctx *ctx, int level) {
+    if (ctx) ctx->remat_level = level;
+}
+
+static bool rebuildable(const sn_ctx *ctx, const sn_tensor *x) {
+    switch (x->op) {
+    case SN_OP_PAD: case SN_OP_CONCAT: case SN_OP_PERMUTE: case SN_OP_SLICE: return !x->view_src;
+    case SN_OP_VIEW: return x->ip[0] == 0 && x->ip[1] == 0 && x->nsrc == 1;
+    case SN_OP_CONV2D: case SN_OP_CONVT2D: return ctx->remat_level >= 1 && !x->view_src;
+    default: return false;
+    }
+}
+
+sn_tensor *sn_remat(sn_ctx *ctx, sn_tensor *x) {
+    if (!x || !rebuildable(ctx, x)) return x;
+    sn_tensor *src[SN_MAX_SRC];
+    for (int i = 0; i < x->nsrc; i++) src[i] = sn_remat(ctx, x->src[i]);
+    if (x->op == SN_OP_VIEW) return src[0] == x->src[0] ? x : sn_reshape(ctx, src[0], x->ndim, x->shape);
+    sn_tensor *r = sn_new_op(ctx, x->op, x->nsrc, src, x->ndim, x->shape);
+    if (!r) return x;
+    r->dtype = x->dtype;
+    memcpy(r->ip, x->ip, sizeof r->ip);
+    memcpy(r->fp, x->fp, sizeof r->fp);
+    snprintf(r->name, sizeof r->name, "%.80s(again)", x->name);
+    return r;
 }
 
 /* Writes the final gradient of a param into its preassigned storage, if any. */

@@ -45,7 +45,15 @@ struct sn_ctx {
     sn_tensor **t;
     int nalloc;
     sn_alloc_rec *allocs;   /* persistent memory, one record per sn_ctx_alloc_persistent call */
+    int remat_level;        /* what sn_remat rebuilds: 0 copies, 1 also convolutions */
 };
+
+/* Recomputation instead of storage: a backward op that needs a forward tensor which
+ * is a cheap function of tensors kept alive anyway (a pad, concat, permute, slice or
+ * reshape of them; at remat_level 1 also a convolution) gets a fresh copy built from
+ * those inputs, so the forward tensor dies right after its forward use. */
+sn_tensor *sn_remat(sn_ctx *ctx, sn_tensor *x);
+void sn_ctx_set_remat(sn_ctx *ctx, int level);
 
 void sn_ctx_release_persistent(sn_ctx *ctx);
 /* The tensor whose memory t lives in (t itself when it owns its memory). */

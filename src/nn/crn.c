@@ -311,15 +311,13 @@ sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training) {
     if (m->cfg.rnn == SN_RNN_ATTENTION) {
         for (int l = 0; l < m->cfg.layers; l++) y = transformer_block(m, y, l);
     } else {
-        sn_tensor *w[32];
+        /* one op per layer: each layer's saved state and weight gradients are freed
+         * as soon as its backward is done, not when the whole stack's is */
         for (int l = 0; l < m->cfg.layers; l++) {
-            w[4 * l + 0] = P(m, "rnn.weight_ih_l%d", l);
-            w[4 * l + 1] = P(m, "rnn.weight_hh_l%d", l);
-            w[4 * l + 2] = P(m, "rnn.bias_ih_l%d", l);
-            w[4 * l + 3] = P(m, "rnn.bias_hh_l%d", l);
+            sn_tensor *w[4] = {P(m, "rnn.weight_ih_l%d", l), P(m, "rnn.weight_hh_l%d", l),
+                               P(m, "rnn.bias_ih_l%d", l), P(m, "rnn.bias_hh_l%d", l)};
+            y = m->cfg.rnn == SN_RNN_LSTM ? sn_lstm(c, y, 1, m->cfg.hidden, w) : sn_gru(c, y, 1, m->cfg.hidden, w);
         }
-        y = m->cfg.rnn == SN_RNN_LSTM ? sn_lstm(c, y, m->cfg.layers, m->cfg.hidden, w)
-                                      : sn_gru(c, y, m->cfg.layers, m->cfg.hidden, w);
         if (m->cfg.hidden != C * F) y = sn_linear(c, y, sn_model_find(m, "proj.weight"), sn_model_find(m, "proj.bias"));
     }
     int64_t s4[4] = {B, T, C, F};

@@ -96,6 +96,10 @@ sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batc
     if (!s->loss || !s->g) { st = s->loss ? SN_ERR_NOMEM : SN_ERR_SHAPE; goto fail; }
     s->loss->flags |= SN_FLAG_OUTPUT;
     s->out->flags |= SN_FLAG_OUTPUT;
+    /* GPU memory is the scarce kind: recompute convolutions for the backward pass
+     * there instead of keeping their outputs (a few percent of the step's time) */
+    const char *rm = getenv("SN_REMAT"); /* 0/1 overrides, for tests and measurements */
+    sn_ctx_set_remat(c, rm && *rm ? atoi(rm) : b->is_host ? 0 : 1);
     s->hyper = sn_new_1d(c, SN_HYPER_N, SN_FLAG_PERSIST | SN_FLAG_INPUT, "optim.hyper");
     bool sgd = s->opt.kind == SN_OPTIM_SGD;
     s->opt_state[0] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, sgd ? "optim.momentum_buffer" : "optim.exp_avg");

@@ -7,7 +7,32 @@
  * x with im2col; its data gradient and conv_transpose2d scatter with col2im. */
 #include "backends/cpu/cpu.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* SN_CONV_PROF=1: time spent in im2col, col2im, batch (un)folding and the GEMMs of
+ * the conv ops, printed at exit. */
+enum { CP_IM2COL, CP_COL2IM, CP_FOLD, CP_GEMM, CP_N };
+static double g_cprof[CP_N];
+static int g_cprof_on = -1;
+static void cprof_dump(void) {
+    static const char *nm[CP_N] = {"im2col", "col2im", "fold", "GEMM"};
+    for (int i = 0; i < CP_N; i++) fprintf(stderr, "  conv %-8s %9.1f ms\n", nm[i], g_cprof[i]);
+}
+static double cprof_now(void) {
+    if (g_cprof_on < 0) {
+        const char *e = getenv("SN_CONV_PROF");
+        g_cprof_on = e && *e == '1';
+        if (g_cprof_on) atexit(cprof_dump);
+    }
+    if (!g_cprof_on) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+#define CPROF(slot, t0) do { if (g_cprof_on) { double t1_ = cprof_now(); g_cprof[slot] += t1_ - (t0); (t0) = t1_; } } while (0)
 
 typedef struct {
     const float *src; /* im2col: images; col2im: columns */
@@ -162,21 +187,31 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
         ca.N = N; ca.C = C; ca.Hs = H; ca.Ws = W; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
         ca.pw = pw; ca.Hc = Ho; ca.Wc = Wo;
         float *xd = x->data, *yd = y->data, *wd = w->data;
+        double t0 = cprof_now();
         if (node->op == SN_OP_CONV2D) {
             ca.src = xd; ca.dst = col;
             im2col(c, &ca);
+            CPROF(CP_IM2COL, t0);
             sn_sgemm(c->pool, false, false, K, NL, CKK, 1.0f, wd, CKK, col, NL, 0.0f, yf, NL);
+            CPROF(CP_GEMM, t0);
             fold(c, yd, yf, node->nsrc > 2 ? node->src[2]->data : NULL, N, K, HWo, false);
+            CPROF(CP_FOLD, t0);
         } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
             fold(c, yf, yd, NULL, N, K, HWo, true);
+            CPROF(CP_FOLD, t0);
             sn_sgemm(c->pool, true, false, CKK, NL, K, 1.0f, wd, CKK, yf, NL, 0.0f, col, NL);
+            CPROF(CP_GEMM, t0);
             ca.src = col; ca.dst = xd; ca.bias = NULL;
             col2im(c, &ca);
+            CPROF(CP_COL2IM, t0);
         } else {
             ca.src = xd; ca.dst = col;
             im2col(c, &ca);
+            CPROF(CP_IM2COL, t0);
             fold(c, yf, yd, NULL, N, K, HWo, true);
+            CPROF(CP_FOLD, t0);
             sn_sgemm(c->pool, false, true, K, CKK, NL, 1.0f, yf, NL, col, NL, 0.0f, wd, CKK);
+            CPROF(CP_GEMM, t0);
         }
         return SN_OK;
     }
@@ -201,21 +236,31 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
         ca.N = N; ca.C = K; ca.Hs = Ho; ca.Ws = Wo; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
         ca.pw = pw; ca.Hc = H; ca.Wc = W;
         float *xd = x->data, *yd = y->data, *wd = w->data;
+        double t0 = cprof_now();
         if (node->op == SN_OP_CONVT2D) {
             fold(c, xf, xd, NULL, N, C, HW, true);
+            CPROF(CP_FOLD, t0);
             sn_sgemm(c->pool, true, false, KKK, NL, C, 1.0f, wd, KKK, xf, NL, 0.0f, col, NL);
+            CPROF(CP_GEMM, t0);
             ca.src = col; ca.dst = yd; ca.bias = node->nsrc > 2 ? node->src[2]->data : NULL;
             col2im(c, &ca);
+            CPROF(CP_COL2IM, t0);
         } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
             ca.src = yd; ca.dst = col;
             im2col(c, &ca);
+            CPROF(CP_IM2COL, t0);
             sn_sgemm(c->pool, false, false, C, NL, KKK, 1.0f, wd, KKK, col, NL, 0.0f, xf, NL);
+            CPROF(CP_GEMM, t0);
             fold(c, xd, xf, NULL, N, C, HW, false);
+            CPROF(CP_FOLD, t0);
         } else {
             ca.src = yd; ca.dst = col;
             im2col(c, &ca);
+            CPROF(CP_IM2COL, t0);
             fold(c, xf, xd, NULL, N, C, HW, true);
+            CPROF(CP_FOLD, t0);
             sn_sgemm(c->pool, false, true, C, KKK, NL, 1.0f, xf, NL, col, NL, 0.0f, wd, KKK);
+            CPROF(CP_GEMM, t0);
         }
         return SN_OK;
     }

@@ -74,16 +74,20 @@ static void colsum(sn_cpu *c, float *db, const float *g, int64_t rows, int64_t c
     sn_pool_for(c->pool, cols, 256, colsum_part, &j);
 }
 
-/* dw_hh[G,H] = sum_b sum_{t>=1} dG[b,t]^T h[b,t-1]: one GEMM per sequence, K = T-1 */
+/* dw_hh[G,H] = sum_b sum_{t>=1} dG[b,t]^T h[b,t-1]. Rows b*T+t of dG and h are
+ * consecutive over the whole batch, so one GEMM with K = B*T-1 pairs dG row r with h
+ * row r-1; it also pairs the B-1 rows b*T (b >= 1) with the last h of sequence b-1,
+ * which a rank-(B-1) GEMM over those strided rows takes back out. Two GEMMs instead
+ * of B with K = T-1 (they thread poorly at large thread counts). */
 static void recurrent_wgrad(sn_cpu *c, float *dw, const float *dg, const float *h, int64_t B, int64_t T,
                             int64_t G, int64_t H) {
     if (T < 2) {
         memset(dw, 0, (size_t)(G * H) * sizeof *dw);
         return;
     }
-    for (int64_t b = 0; b < B; b++)
-        sn_sgemm(c->pool, true, false, G, H, T - 1, 1.0f, dg + (b * T + 1) * G, G, h + b * T * H, H,
-                 b ? 1.0f : 0.0f, dw, H);
+    sn_sgemm(c->pool, true, false, G, H, B * T - 1, 1.0f, dg + G, G, h, H, 0.0f, dw, H);
+    if (B > 1)
+        sn_sgemm(c->pool, true, false, G, H, B - 1, -1.0f, dg + T * G, T * G, h + (T - 1) * H, T * H, 1.0f, dw, H);
 }
 
 typedef struct {
@@ -292,6 +296,112 @@ static void skinny_nt(const float *A, int64_t lda, int64_t B, const float *W, in
 
 static bool use_skinny(int64_t B) { return B <= SKINNY_MAX_B && skinny_level() > 0; }
 
+
+/* ------------------------------------------------ packed skinny GEMM (AVX-512)
+ * The dot-product kernels above end every 4 weight rows with horizontal sums, and
+ * a thread's rows of w_hh^T sit 16 KB apart (few L2 sets). Packed instead into
+ * panels of 16 output columns, k-major (P[panel][k][16], one cache line per k),
+ * each thread streams its own contiguous panels: per k, 4 panel loads, 4 broadcasts
+ * of A[b,k] and 16 FMAs straight into the outputs, no reductions. */
+#define PANEL 16
+
+static int64_t panels_of(int64_t N) { return (N + PANEL - 1) / PANEL; }
+
+typedef struct {
+    float *P;
+    const float *W;
+    int64_t N, K, sn, sk; /* element (n, k) at W[n*sn + k*sk] */
+} pack_job;
+
+static void pack_part(void *arg, int64_t p0, int64_t p1, int tid) {
+    const pack_job *j = arg;
+    for (int64_t p = p0; p < p1; p++) {
+        float *d = j->P + p * j->K * PANEL;
+        int64_t nn = j->N - p * PANEL < PANEL ? j->N - p * PANEL : PANEL;
+        if (j->sk == 1) { /* rows of W are the panel's columns: 16 streams over k */
+            for (int64_t k0 = 0; k0 < j->K; k0 += 64)
+                for (int64_t i = 0; i < PANEL; i++) {
+                    const float *src = j->W + (p * PANEL + i) * j->sn;
+                    int64_t k1 = k0 + 64 < j->K ? k0 + 64 : j->K;
+                    for (int64_t k = k0; k < k1; k++) d[k * PANEL + i] = i < nn ? src[k] : 0.0f;
+                }
+        } else
+            for (int64_t k = 0; k < j->K; k++)
+                for (int64_t i = 0; i < PANEL; i++)
+                    d[k * PANEL + i] = i < nn ? j->W[(p * PANEL + i) * j->sn + k * j->sk] : 0.0f;
+    }
+}
+
+/* P = panels of the [N, K] operand with element (n, k) at W[n*sn + k*sk] */
+static void pack_panels(sn_cpu *c, float *P, const float *W, int64_t N, int64_t K, int64_t sn, int64_t sk) {
+    pack_job j = {P, W, N, K, sn, sk};
+    sn_pool_for(c->pool, panels_of(N), 4, pack_part, &j);
+}
+
+#ifdef SN_SKINNY_X86
+/* C[b, n] (+)= sum_k A[b,k] Op[n,k] for b < B, n in [n0, n1) (n0 a multiple of 16),
+ * Op packed in P */
+__attribute__((target("avx512f"))) static void skinny_packed(const float *A, int64_t lda, int64_t B,
+                                                            const float *P, int64_t K, float *C, int64_t ldc,
+                                                            int64_t n0, int64_t n1, bool acc) {
+    for (int64_t b0 = 0; b0 < B; b0 += 4) {
+        int nb = B - b0 < 4 ? (int)(B - b0) : 4;
+        const float *a[4];
+        for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
+        int64_t n = n0;
+        for (; n + 4 * PANEL <= n1; n += 4 * PANEL) {
+            const float *p0 = P + (n / PANEL) * K * PANEL, *p1 = p0 + K * PANEL, *p2 = p1 + K * PANEL,
+                        *p3 = p2 + K * PANEL;
+            __m512 s[4][4];
+            for (int b = 0; b < 4; b++)
+                for (int r = 0; r < 4; r++) s[b][r] = _mm512_setzero_ps();
+            for (int64_t k = 0; k < K; k++) {
+                __m512 w0 = _mm512_load_ps(p0 + k * PANEL), w1 = _mm512_load_ps(p1 + k * PANEL);
+                __m512 w2 = _mm512_load_ps(p2 + k * PANEL), w3 = _mm512_load_ps(p3 + k * PANEL);
+                for (int b = 0; b < 4; b++) {
+                    __m512 x = _mm512_set1_ps(a[b][k]);
+                    s[b][0] = _mm512_fmadd_ps(w0, x, s[b][0]);
+                    s[b][1] = _mm512_fmadd_ps(w1, x, s[b][1]);
+                    s[b][2] = _mm512_fmadd_ps(w2, x, s[b][2]);
+                    s[b][3] = _mm512_fmadd_ps(w3, x, s[b][3]);
+                }
+            }
+            for (int b = 0; b < nb; b++)
+                for (int r = 0; r < 4; r++) {
+                    float *cp = C + (b0 + b) * ldc + n + r * PANEL;
+                    __m512 v = acc ? _mm512_add_ps(s[b][r], _mm512_loadu_ps(cp)) : s[b][r];
+                    _mm512_storeu_ps(cp, v);
+                }
+        }
+        for (; n < n1; n += PANEL) { /* leftover panels, the last one maybe partial */
+            const float *pp = P + (n / PANEL) * K * PANEL;
+            __mmask16 m = n1 - n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
+            __m512 s[4];
+            for (int b = 0; b < 4; b++) s[b] = _mm512_setzero_ps();
+            for (int64_t k = 0; k < K; k++) {
+                __m512 w = _mm512_load_ps(pp + k * PANEL);
+                for (int b = 0; b < 4; b++) s[b] = _mm512_fmadd_ps(w, _mm512_set1_ps(a[b][k]), s[b]);
+            }
+            for (int b = 0; b < nb; b++) {
+                float *cp = C + (b0 + b) * ldc + n;
+                __m512 v = acc ? _mm512_add_ps(s[b], _mm512_maskz_loadu_ps(m, cp)) : s[b];
+                _mm512_mask_storeu_ps(cp, m, v);
+            }
+        }
+    }
+}
+#endif
+
+/* the packed path: AVX-512 and not turned off (SN_SKINNY_PACKED=0) */
+static bool use_packed(int64_t B) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_SKINNY_PACKED");
+        on = skinny_level() == 2 && !(e && *e == '0');
+    }
+    return on && B <= SKINNY_MAX_B;
+}
+
 /* SN_LSTM_REGION=0: one sn_pool_for per timestep instead of one region per layer */
 static bool use_region(void) {
     static int on = -1;
@@ -355,6 +465,7 @@ typedef struct {
     const float *w_hh;
     int64_t B;
     int64_t ps;         /* row stride of cp/hp (T*H inside the sequence, H for an initial state) */
+    const float *wp;    /* w_hh packed per gate (4 blocks of panels_of(H) panels), or NULL */
 } lstm_fwd_job;
 
 static void lstm_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -402,6 +513,13 @@ __attribute__((target("avx512f"))) static void lstm_cell_fwd_avx512(const lstm_f
 static void lstm_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     const lstm_fwd_job *q = arg;
     int64_t H = q->H;
+#ifdef SN_SKINNY_X86
+    if (q->hp && q->wp) {
+        for (int k = 0; k < 4; k++)
+            skinny_packed(q->hp, q->ps, q->B, q->wp + k * panels_of(H) * PANEL * H, H, q->g + k * H, q->gs, j0, j1,
+                          true);
+    } else
+#endif
     if (q->hp)
         for (int k = 0; k < 4; k++)
             skinny_nt(q->hp, q->ps, q->B, q->w_hh, H, q->g, q->gs, k * H + j0, k * H + j1, true);
@@ -423,10 +541,21 @@ static void unit_range(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1) {
     *j1 = *j0 + per < H ? *j0 + per : H;
 }
 
+/* Prefetch rows b*rs + [j0, j1) of p for b < B (the next timestep's slice of saved
+ * state, which the input GEMM or the layer above left in memory long ago): issued
+ * before a barrier, the misses overlap the wait instead of the next step. */
+static inline void prefetch_rows(const float *p, int64_t B, int64_t rs, int64_t j0, int64_t j1) {
+#if defined(__GNUC__) || defined(__clang__)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = j0; j < j1; j += 16) __builtin_prefetch(p + b * rs + j, 1, 3);
+#endif
+}
+
 typedef struct {
     float *gates, *cs, *hs;
     const float *c0, *h0, *w_hh;
     int64_t H, T, B;
+    const float *wp;
 } lstm_fwd_region;
 
 static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
@@ -435,9 +564,15 @@ static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     unit_range(H, tid, nth, &j0, &j1);
     for (int64_t t = 0; t < T; t++) {
         lstm_fwd_job q = {r->gates + t * G, r->cs + t * H, r->hs + t * H, t > 0 ? r->cs + (t - 1) * H : r->c0,
-                          H, T * G, T * H, t > 0 ? r->hs + (t - 1) * H : r->h0, r->w_hh, r->B, t > 0 ? T * H : H};
+                          H, T * G, T * H, t > 0 ? r->hs + (t - 1) * H : r->h0, r->w_hh, r->B, t > 0 ? T * H : H,
+                          r->wp};
         if (j0 < j1) lstm_step_fused(&q, j0, j1, tid);
-        if (t + 1 < T) sn_barrier_wait(bar); /* h_t complete before anyone reads it */
+        if (t + 1 < T) {
+            for (int k = 0; k < 4; k++) prefetch_rows(r->gates + (t + 1) * G + k * H, r->B, T * G, j0, j1);
+            prefetch_rows(r->cs + (t + 1) * H, r->B, T * H, j0, j1);
+            prefetch_rows(r->hs + (t + 1) * H, r->B, T * H, j0, j1);
+            sn_barrier_wait(bar); /* h_t complete before anyone reads it */
+        }
     }
 }
 
@@ -464,7 +599,14 @@ static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
             /* one parallel region for all timesteps: each thread owns a fixed range of
              * hidden units (its 4 gate slices of w_hh stay in its L2), barrier per step */
             if (use_region()) {
-                lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B};
+                lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B, NULL};
+                if (use_packed(B)) {
+                    int64_t blk = panels_of(H) * PANEL * H;
+                    float *wp = sn_cpu_scratch(c, (size_t)(4 * blk));
+                    if (!wp) return SN_ERR_NOMEM;
+                    for (int k = 0; k < 4; k++) pack_panels(c, wp + k * blk, w_hh + k * H * H, H, H, H, 1);
+                    r.wp = wp;
+                }
                 sn_pool_region(c->pool, lstm_fwd_thread, &r);
             } else
                 for (int64_t t = 0; t < T; t++) {
@@ -500,6 +642,7 @@ typedef struct {
     const float *wt;    /* w_hh^T [H, G] */
     float *dhw;         /* [B,H] written by the product (= dhr) */
     int64_t B;
+    const float *wp;    /* w_hh as [H, G] panels (instead of wt), or NULL */
 } lstm_bwd_job;
 
 static void lstm_cell_bwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -555,6 +698,10 @@ __attribute__((target("avx512f"))) static void lstm_cell_bwd_avx512(const lstm_b
 static void lstm_bwd_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     const lstm_bwd_job *q = arg;
     int64_t H = q->H;
+#ifdef SN_SKINNY_X86
+    if (q->dgn && q->wp) skinny_packed(q->dgn, q->gs, q->B, q->wp, 4 * H, q->dhw, H, j0, j1, false);
+    else
+#endif
     if (q->dgn) skinny_nt(q->dgn, q->gs, q->B, q->wt, 4 * H, q->dhw, H, j0, j1, false);
 #ifdef SN_VM_X86
     if (sn_vm_level() == 2) {
@@ -571,6 +718,7 @@ typedef struct {
     float *dhr, *dc;
     const float *wt;
     int64_t H, T, B;
+    const float *wp;
 } lstm_bwd_region;
 
 /* all backward timesteps of one layer on thread tid: its hidden units' columns of
@@ -583,9 +731,17 @@ static void lstm_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     for (int64_t t = T - 1; t >= 0; t--) {
         lstm_bwd_job q = {r->dgs + t * G, r->gates + t * G, r->cs + t * H, t > 0 ? r->cs + (t - 1) * H : NULL,
                           r->dho + t * H, t < T - 1 ? r->dhr : NULL, r->dc, H, T * G, T * H,
-                          t < T - 1 ? r->dgs + (t + 1) * G : NULL, r->wt, r->dhr, r->B};
+                          t < T - 1 ? r->dgs + (t + 1) * G : NULL, r->wt, r->dhr, r->B, r->wp};
         if (j0 < j1) lstm_bwd_step_fused(&q, j0, j1, tid);
-        if (t > 0) sn_barrier_wait(bar);
+        if (t > 0) {
+            for (int k = 0; k < 4; k++) {
+                prefetch_rows(r->gates + (t - 1) * G + k * H, r->B, T * G, j0, j1);
+                prefetch_rows(r->dgs + (t - 1) * G + k * H, r->B, T * G, j0, j1);
+            }
+            prefetch_rows(r->dho + (t - 1) * H, r->B, T * H, j0, j1);
+            if (t > 1) prefetch_rows(r->cs + (t - 2) * H, r->B, T * H, j0, j1);
+            sn_barrier_wait(bar);
+        }
     }
 }
 
@@ -612,7 +768,8 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
     int64_t o_dg = 0, o_dh = sn_align64(BT * G), o_dhr = o_dh + sn_align64(BT * H), o_dc = o_dhr + sn_align64(B * H);
     int64_t o_wt = o_dc + sn_align64(B * H);
     bool skinny = use_skinny(B);
-    float *s = sn_cpu_scratch(c, (size_t)(o_wt + (skinny ? G * H : 0)));
+    bool packed = skinny && use_region() && use_packed(B);
+    float *s = sn_cpu_scratch(c, (size_t)(o_wt + (skinny ? panels_of(H) * PANEL * G : 0)));
     if (!s) return SN_ERR_NOMEM;
     float *dgs = s + o_dg, *dhbuf = s + o_dh, *dhr = s + o_dhr, *dc = s + o_dc, *wt = s + o_wt;
     for (int l = layers - 1; l >= 0; l--) {
@@ -624,10 +781,11 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
         const float *hs = ex + sn_lstm_extra_offset(B, T, H, l, 2);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
         memset(dc, 0, (size_t)(B * H) * sizeof *dc);
-        if (skinny) transpose(c, wt, w_hh, G, H); /* dG_t w_hh = dG_t (w_hh^T)^T: rows of w_hh^T stream */
+        if (packed) pack_panels(c, wt, w_hh, H, G, 1, H); /* dG_t w_hh: op[n=j, k=g] = w_hh[g, j] */
+        else if (skinny) transpose(c, wt, w_hh, G, H); /* dG_t w_hh = dG_t (w_hh^T)^T: rows of w_hh^T stream */
         double t0 = prof_now();
         if (skinny && use_region()) {
-            lstm_bwd_region r = {dgs, gates, cs, dho, dhr, dc, wt, H, T, B};
+            lstm_bwd_region r = {dgs, gates, cs, dho, dhr, dc, wt, H, T, B, packed ? wt : NULL};
             sn_pool_region(c->pool, lstm_bwd_thread, &r);
         } else if (skinny) {
             for (int64_t t = T - 1; t >= 0; t--) {

@@ -45,7 +45,8 @@ sn_status sn_grad_batchnorm(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tens
     int64_t C = x->shape[1];
     int64_t sizes[3] = {sn_nelem(x), C, C};
     int64_t total = sn_packed_offset(sizes, 3);
-    sn_tensor *s[4] = {dy, x, node, gamma};
+    /* on GPUs the input is recomputed here rather than kept (DESIGN: memory planner) */
+    sn_tensor *s[4] = {dy, sn_remat(ctx, x), node, gamma};
     sn_tensor *g = sn_new_op(ctx, SN_OP_BATCHNORM_BWD, 4, s, 1, &total);
     if (!g) return SN_ERR_NOMEM;
     g->ip[0] = node->ip[0];

@@ -84,20 +84,6 @@ static sn_tensor *bwd_node(sn_ctx *ctx, sn_op op, sn_tensor *dy, sn_tensor *othe
     return t;
 }
 
-/* The weight gradient needs the conv's input again. When that input is a cheap copy
- * of tensors that stay alive anyway (the causal pad of an encoder output, the
- * decoder's skip concat), it is rebuilt here, so the forward copy dies right after
- * the forward conv instead of living through the whole backward pass. */
-static sn_tensor *remat(sn_ctx *ctx, sn_tensor *x) {
-    if (x->op != SN_OP_PAD && x->op != SN_OP_CONCAT) return x;
-    sn_tensor *r = sn_new_op(ctx, x->op, x->nsrc, x->src, x->ndim, x->shape);
-    if (!r) return x;
-    memcpy(r->ip, x->ip, sizeof r->ip);
-    memcpy(r->fp, x->fp, sizeof r->fp);
-    snprintf(r->name, sizeof r->name, "%.80s(again)", x->name);
-    return r;
-}
-
 sn_status sn_grad_conv(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc) {
     sn_tensor *x = node->src[0], *w = node->src[1], *b = node->nsrc > 2 ? node->src[2] : NULL;
     bool t = node->op == SN_OP_CONVT2D;
@@ -115,7 +101,7 @@ sn_status sn_grad_conv(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **
         }
     }
     if (sn_needs_grad(w))
-        dsrc[1] = bwd_node(ctx, t ? SN_OP_CONVT2D_BWD_W : SN_OP_CONV2D_BWD_W, dy, remat(ctx, x), w, node);
+        dsrc[1] = bwd_node(ctx, t ? SN_OP_CONVT2D_BWD_W : SN_OP_CONV2D_BWD_W, dy, sn_remat(ctx, x), w, node);
     if (sn_needs_grad(b)) {
         dsrc[2] = sn_new_op(ctx, SN_OP_BIAS_GRAD, 1, &dy, 1, b->shape);
         if (dsrc[2]) dsrc[2]->ip[0] = 1;  /* channel axis */
