@@ -150,7 +150,9 @@ sn_status sn_backward_hook(sn_graph *g, sn_tensor *loss, sn_grad_hook hook, void
         sn_tensor *dsrc[SN_MAX_SRC] = {0};
         s = fn(ctx, t, dy, dsrc);
         if (s != SN_OK) { sn_error_prefix(s, "gradient of '%s' (%s)", t->name, sn_op_name(t->op)); break; }
-        for (int k = 0; k < t->nsrc && s == SN_OK; k++) {
+        /* weights' gradients first: they are consumed (or written out) at once, while
+         * the input's gradient flows on, so the inputs they need die sooner */
+        for (int k = t->nsrc - 1; k >= 0 && s == SN_OK; k--) {
             sn_tensor *src = t->src[k];
             if (!sn_needs_grad(src) || src->id >= ntensors) continue;
             if (dsrc[k]) {
