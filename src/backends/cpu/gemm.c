@@ -33,6 +33,18 @@ static void load_blas(void) {
     snprintf(g_blas_name, sizeof g_blas_name, "Accelerate");
 #else
     setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0); /* 2^4 cycles: workers sleep at once */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    /* OpenBLAS's DYNAMIC_ARCH picks its kernels from the CPU model number; a CPU it
+     * does not know (a newer model, or a VM that hides the model) can fall back to
+     * Haswell or even SSE kernels, several times slower. Where the AVX-512 subset of
+     * its SkylakeX kernels is there (and enabled by the OS), name that core unless
+     * the user chose one. */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512cd"))
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+#endif
     const char *cands[] = {getenv("SINTER_OPENBLAS"), SN_OPENBLAS_PATH, "libopenblas.so.0", "libopenblas.so"};
     for (size_t i = 0; i < sizeof cands / sizeof *cands; i++) {
         if (!cands[i] || !*cands[i]) continue;
@@ -41,7 +53,10 @@ static void load_blas(void) {
         g_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
         g_set_threads = (void (*)(int))dlsym(h, "openblas_set_num_threads");
         if (g_sgemm) {
-            snprintf(g_blas_name, sizeof g_blas_name, "OpenBLAS");
+            char *(*corename)(void) = (char *(*)(void))dlsym(h, "openblas_get_corename");
+            const char *core = corename ? corename() : NULL;
+            if (core && *core) snprintf(g_blas_name, sizeof g_blas_name, "OpenBLAS (%s)", core);
+            else snprintf(g_blas_name, sizeof g_blas_name, "OpenBLAS");
             return;
         }
         dlclose(h);
@@ -56,9 +71,49 @@ const char *sn_blas_name(void) {
     return g_blas_name;
 }
 
+/* SN_GEMM_SPLIT=1: the BLAS runs single-threaded and sn_sgemm splits each product
+ * into column (or row) blocks over sinter's pool, one BLAS call per thread. For
+ * where the BLAS's own threads synchronise badly (their waits call sched_yield,
+ * which costs a lot under some hypervisors/sandboxes), at the price of each thread
+ * packing the shared operand itself. */
+static int gemm_split(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_GEMM_SPLIT");
+        on = e && *e == '1';
+    }
+    return on;
+}
+
 void sn_blas_set_threads(int n) {
     pthread_once(&g_once, load_blas);
-    if (g_set_threads) g_set_threads(n);
+    if (g_set_threads) g_set_threads(gemm_split() ? 1 : n);
+}
+
+typedef struct {
+    bool ta, tb, split_n;
+    int64_t M, N, K, chunk;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb;
+    float *C;
+    int64_t ldc;
+} split_job;
+
+static void split_part(void *arg, int64_t c0, int64_t c1, int tid) {
+    const split_job *j = arg;
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t dim = j->split_n ? j->N : j->M, r0 = c * j->chunk, r1 = r0 + j->chunk < dim ? r0 + j->chunk : dim;
+        if (r0 >= r1) continue;
+        if (j->split_n) /* columns [r0, r1) of C and of op(B) */
+            g_sgemm(ROW_MAJOR, j->ta ? TRANS : NO_TRANS, j->tb ? TRANS : NO_TRANS, (int)j->M, (int)(r1 - r0),
+                    (int)j->K, j->alpha, j->A, (int)j->lda, j->tb ? j->B + r0 * j->ldb : j->B + r0, (int)j->ldb,
+                    j->beta, j->C + r0, (int)j->ldc);
+        else /* rows [r0, r1) of C and of op(A) */
+            g_sgemm(ROW_MAJOR, j->ta ? TRANS : NO_TRANS, j->tb ? TRANS : NO_TRANS, (int)(r1 - r0), (int)j->N,
+                    (int)j->K, j->alpha, j->ta ? j->A + r0 : j->A + r0 * j->lda, (int)j->lda, j->B, (int)j->ldb,
+                    j->beta, j->C + r0 * j->ldc, (int)j->ldc);
+    }
 }
 
 typedef struct {
@@ -111,6 +166,18 @@ void sn_sgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int6
     return;
 #endif
     pthread_once(&g_once, load_blas);
+    int nth = sn_pool_size(p);
+    if (g_sgemm && gemm_split() && nth > 1 && (double)M * N * K >= (double)(1 << 21)) {
+        /* split the larger of M, N: each thread then packs the smaller operand */
+        bool split_n = N >= M;
+        int64_t dim = split_n ? N : M, chunk = (dim + nth - 1) / nth;
+        chunk = (chunk + 15) & ~(int64_t)15;
+        if (dim > chunk) {
+            split_job j = {trans_a, trans_b, split_n, M, N, K, chunk, alpha, beta, A, B, lda, ldb, C, ldc};
+            sn_pool_for(p, (dim + chunk - 1) / chunk, 1, split_part, &j);
+            return;
+        }
+    }
     if (g_sgemm) {
         g_sgemm(ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, (int)M, (int)N, (int)K, alpha, A,
                 (int)lda, B, (int)ldb, beta, C, (int)ldc);
