@@ -70,8 +70,9 @@ typedef enum sn_op {
     SN_OP_SOFTMAX_BWD,/* (dy, y) */
     /* recurrent (batch-first, whole sequence, PyTorch layouts) */
     SN_OP_LSTM,       /* x[B,T,I], then per layer w_ih[4H,in], w_hh[4H,H], b_ih[4H], b_hh[4H];
-                         ip0 layers, ip1 hidden. extra: see sn_lstm_extra_layout */
-    SN_OP_LSTM_BWD,   /* (dy, x, y_fwd, weights...) -> packed [dx | per layer dw_ih, dw_hh, db_ih, db_hh] */
+                         ip0 layers, ip1 hidden. extra: see sn_lstm_extra_offset */
+    SN_OP_LSTM_BWD,   /* (dy, x, y_fwd, weights...) -> packed [dx | per layer dw_ih, dw_hh, db_ih, db_hh];
+                         extra: scratch, see sn_rnn_bwd_scratch_offset */
     SN_OP_GRU,        /* as LSTM with 3H gates (r,z,n) */
     SN_OP_GRU_BWD,
     SN_OP_RNN_STATE,  /* (rnn node) -> [layers,B,H] last-timestep h (ip0 = 0) or c (ip0 = 1, LSTM) */
@@ -228,12 +229,24 @@ sn_tensor *sn_new_op(sn_ctx *ctx, sn_op op, int nsrc, sn_tensor **src, int ndim,
 
 /* ---- saved-state layouts shared by every backend (f32 element offsets) ---- */
 /* LSTM extra, per layer l (each block aligned): gates [B,T,4H] (activated i,f,g,o),
- * c [B,T,H], h [B,T,H]. */
+ * c [B,T,H], h [B,T,H], except that the last layer has no h block: its h is the
+ * node's output. Use sn_rnn_h for any layer's h. */
 int64_t sn_lstm_extra_elems(int64_t B, int64_t T, int64_t H, int layers);
-int64_t sn_lstm_extra_offset(int64_t B, int64_t T, int64_t H, int layer, int part /*0 gates 1 c 2 h*/);
-/* GRU extra, per layer: gates [B,T,3H] (activated r, z, n), hn [B,T,H] (W_hn h + b_hn), h [B,T,H]. */
+int64_t sn_lstm_extra_offset(int64_t B, int64_t T, int64_t H, int layer, int part /*0 gates 1 c 2 h (not last layer)*/);
+/* GRU extra, per layer: gates [B,T,3H] (activated r, z, n), hn [B,T,H] (W_hn h + b_hn), h [B,T,H]
+ * (no h block for the last layer, as the LSTM). */
 int64_t sn_gru_extra_elems(int64_t B, int64_t T, int64_t H, int layers);
-int64_t sn_gru_extra_offset(int64_t B, int64_t T, int64_t H, int layer, int part /*0 gates 1 hn 2 h*/);
+int64_t sn_gru_extra_offset(int64_t B, int64_t T, int64_t H, int layer, int part /*0 gates 1 hn 2 h (not last layer)*/);
+/* h [B,T,H] of layer l of an LSTM/GRU node: in its extra, or its data for the last layer. */
+float *sn_rnn_h(const sn_tensor *rnn, int layer);
+/* LSTM_BWD/GRU_BWD: the pre-activation gradients dG [B,T,G] of layer l (for the GRU, of
+ * the input projection) overwrite that layer's gates block in the forward's extra (the
+ * backward is its last reader; each element is read before it is written). The rest
+ * is scratch in the bwd node's extra (planner-allocated with its output; contents
+ * undefined on entry): 0 dGh [B,T,3H] (GRU only), 1 dh [B,T,H] between layers
+ * (layers > 1 only), 2 dh carried between steps [B,H], 3 dc [B,H] (LSTM only). */
+int64_t sn_rnn_bwd_scratch_elems(bool lstm, int64_t B, int64_t T, int64_t H, int layers);
+int64_t sn_rnn_bwd_scratch_offset(bool lstm, int64_t B, int64_t T, int64_t H, int layers, int part);
 /* Attention extra: q,k,v [B,heads,T,d] (q unscaled), probs [B,heads,T,T], ctx [B,T,E] (before out proj). */
 int64_t sn_attention_extra_elems(int64_t B, int64_t T, int64_t E, int heads);
 int64_t sn_attention_extra_offset(int64_t B, int64_t T, int64_t E, int heads, int part /*0 q 1 k 2 v 3 probs 4 ctx*/);

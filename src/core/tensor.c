@@ -174,26 +174,42 @@ int64_t sn_packed_offset(const int64_t *sizes, int i) {
     return o;
 }
 
-int64_t sn_lstm_extra_offset(int64_t B, int64_t T, int64_t H, int layer, int part) {
-    int64_t per = sn_align64(B * T * 4 * H) + 2 * sn_align64(B * T * H);
+/* The last layer keeps no h block: its h is the node's output (sn_rnn_h). */
+static int64_t rnn_extra_offset(int64_t G, int64_t B, int64_t T, int64_t H, int layer, int part) {
+    int64_t per = sn_align64(B * T * G * H) + 2 * sn_align64(B * T * H);
     int64_t o = per * layer;
-    if (part >= 1) o += sn_align64(B * T * 4 * H);
+    if (part >= 1) o += sn_align64(B * T * G * H);
     if (part >= 2) o += sn_align64(B * T * H);
     return o;
 }
+
+int64_t sn_lstm_extra_offset(int64_t B, int64_t T, int64_t H, int layer, int part) {
+    return rnn_extra_offset(4, B, T, H, layer, part);
+}
 int64_t sn_lstm_extra_elems(int64_t B, int64_t T, int64_t H, int layers) {
-    return sn_lstm_extra_offset(B, T, H, layers, 0);
+    return rnn_extra_offset(4, B, T, H, layers - 1, 2);
 }
 
 int64_t sn_gru_extra_offset(int64_t B, int64_t T, int64_t H, int layer, int part) {
-    int64_t per = sn_align64(B * T * 3 * H) + 2 * sn_align64(B * T * H);
-    int64_t o = per * layer;
-    if (part >= 1) o += sn_align64(B * T * 3 * H);
-    if (part >= 2) o += sn_align64(B * T * H);
-    return o;
+    return rnn_extra_offset(3, B, T, H, layer, part);
 }
 int64_t sn_gru_extra_elems(int64_t B, int64_t T, int64_t H, int layers) {
-    return sn_gru_extra_offset(B, T, H, layers, 0);
+    return rnn_extra_offset(3, B, T, H, layers - 1, 2);
+}
+
+float *sn_rnn_h(const sn_tensor *rnn, int layer) {
+    int64_t B = rnn->shape[0], T = rnn->shape[1], H = rnn->shape[2];
+    if (layer >= rnn->ip[0] - 1) return (float *)rnn->data;
+    return sn_extra_ptr(rnn) + rnn_extra_offset(rnn->op == SN_OP_GRU ? 3 : 4, B, T, H, layer, 2);
+}
+
+int64_t sn_rnn_bwd_scratch_offset(bool lstm, int64_t B, int64_t T, int64_t H, int layers, int part) {
+    int64_t BT = B * T, G = (lstm ? 4 : 3) * H;
+    int64_t sizes[4] = {lstm ? 0 : BT * G, layers > 1 ? BT * H : 0, B * H, lstm ? B * H : 0};
+    return sn_packed_offset(sizes, part);
+}
+int64_t sn_rnn_bwd_scratch_elems(bool lstm, int64_t B, int64_t T, int64_t H, int layers) {
+    return sn_rnn_bwd_scratch_offset(lstm, B, T, H, layers, 4);
 }
 
 int64_t sn_attention_extra_offset(int64_t B, int64_t T, int64_t E, int heads, int part) {

@@ -585,10 +585,10 @@ static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
         const float *w_ih = node->src[1 + 4 * l]->data, *w_hh = node->src[2 + 4 * l]->data;
         const float *b_ih = node->src[3 + 4 * l]->data, *b_hh = node->src[4 + 4 * l]->data;
         int64_t in = l == 0 ? I : H;
-        const float *xin = l == 0 ? (const float *)x->data : ex + sn_lstm_extra_offset(B, T, H, l - 1, 2);
+        const float *xin = l == 0 ? (const float *)x->data : sn_rnn_h(node, l - 1);
         float *gates = ex + sn_lstm_extra_offset(B, T, H, l, 0);
         float *cs = ex + sn_lstm_extra_offset(B, T, H, l, 1);
-        float *hs = ex + sn_lstm_extra_offset(B, T, H, l, 2);
+        float *hs = sn_rnn_h(node, l); /* the last layer writes the output directly */
         double t0 = prof_now();
         input_proj(c, gates, xin, w_ih, b_ih, b_hh, B * T, in, G);
         PROF(P_INPROJ, t0);
@@ -625,7 +625,6 @@ static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
             sn_pool_for(c->pool, B * H, CELL_GRAIN, lstm_cell_fwd, &q);
         }
     }
-    memcpy(node->data, ex + sn_lstm_extra_offset(B, T, H, layers - 1, 2), (size_t)(B * T * H) * sizeof(float));
     return SN_OK;
 }
 
@@ -765,20 +764,27 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
     int64_t H = node->ip[1], B = x->shape[0], T = x->shape[1], I = x->shape[2], G = 4 * H, BT = B * T;
     const float *ex = sn_extra_ptr(fwd);
     float *out = node->data;
-    int64_t o_dg = 0, o_dh = sn_align64(BT * G), o_dhr = o_dh + sn_align64(BT * H), o_dc = o_dhr + sn_align64(B * H);
-    int64_t o_wt = o_dc + sn_align64(B * H);
+    /* the dh buffers: the node's planner-allocated scratch; dG overwrites the forward's
+     * gates (each read before written, by the same thread): sn_rnn_bwd_scratch_offset */
+    float *sc = sn_extra_ptr(node);
+    float *dhbuf = sc + sn_rnn_bwd_scratch_offset(true, B, T, H, layers, 1);
+    float *dhr = sc + sn_rnn_bwd_scratch_offset(true, B, T, H, layers, 2);
+    float *dc = sc + sn_rnn_bwd_scratch_offset(true, B, T, H, layers, 3);
     bool skinny = use_skinny(B);
     bool packed = skinny && use_region() && use_packed(B);
-    float *s = sn_cpu_scratch(c, (size_t)(o_wt + (skinny ? panels_of(H) * PANEL * G : 0)));
-    if (!s) return SN_ERR_NOMEM;
-    float *dgs = s + o_dg, *dhbuf = s + o_dh, *dhr = s + o_dhr, *dc = s + o_dc, *wt = s + o_wt;
+    float *wt = NULL;
+    if (skinny) {
+        wt = sn_cpu_scratch(c, (size_t)(panels_of(H) * PANEL * G));
+        if (!wt) return SN_ERR_NOMEM;
+    }
     for (int l = layers - 1; l >= 0; l--) {
         const float *w_ih = node->src[3 + 4 * l]->data, *w_hh = node->src[4 + 4 * l]->data;
         int64_t in = l == 0 ? I : H;
-        const float *xin = l == 0 ? (const float *)x->data : ex + sn_lstm_extra_offset(B, T, H, l - 1, 2);
+        const float *xin = l == 0 ? (const float *)x->data : sn_rnn_h(fwd, l - 1);
         const float *gates = ex + sn_lstm_extra_offset(B, T, H, l, 0);
+        float *dgs = (float *)gates; /* dG in place of the gates */
         const float *cs = ex + sn_lstm_extra_offset(B, T, H, l, 1);
-        const float *hs = ex + sn_lstm_extra_offset(B, T, H, l, 2);
+        const float *hs = sn_rnn_h(fwd, l);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
         memset(dc, 0, (size_t)(B * H) * sizeof *dc);
         if (packed) pack_panels(c, wt, w_hh, H, G, 1, H); /* dG_t w_hh: op[n=j, k=g] = w_hh[g, j] */
@@ -859,10 +865,10 @@ static sn_status gru_forward(sn_cpu *c, sn_tensor *node) {
         const float *w_ih = node->src[1 + 4 * l]->data, *w_hh = node->src[2 + 4 * l]->data;
         const float *b_ih = node->src[3 + 4 * l]->data, *b_hh = node->src[4 + 4 * l]->data;
         int64_t in = l == 0 ? I : H;
-        const float *xin = l == 0 ? (const float *)x->data : ex + sn_gru_extra_offset(B, T, H, l - 1, 2);
+        const float *xin = l == 0 ? (const float *)x->data : sn_rnn_h(node, l - 1);
         float *gates = ex + sn_gru_extra_offset(B, T, H, l, 0);
         float *hns = ex + sn_gru_extra_offset(B, T, H, l, 1);
-        float *hs = ex + sn_gru_extra_offset(B, T, H, l, 2);
+        float *hs = sn_rnn_h(node, l); /* the last layer writes the output directly */
         input_proj(c, gates, xin, w_ih, b_ih, NULL, B * T, in, G);
         const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
         for (int64_t t = 0; t < T; t++) {
@@ -874,7 +880,6 @@ static sn_status gru_forward(sn_cpu *c, sn_tensor *node) {
             sn_pool_for(c->pool, B * H, CELL_GRAIN, gru_cell_fwd, &q);
         }
     }
-    memcpy(node->data, ex + sn_gru_extra_offset(B, T, H, layers - 1, 2), (size_t)(B * T * H) * sizeof(float));
     return SN_OK;
 }
 
@@ -917,19 +922,25 @@ static sn_status gru_backward(sn_cpu *c, sn_tensor *node) {
     int64_t H = node->ip[1], B = x->shape[0], T = x->shape[1], I = x->shape[2], G = 3 * H, BT = B * T;
     const float *ex = sn_extra_ptr(fwd);
     float *out = node->data;
-    int64_t o_dgh = sn_align64(BT * G), o_dh = o_dgh + sn_align64(BT * G), o_dhr = o_dh + sn_align64(BT * H);
-    int64_t o_wt = o_dhr + sn_align64(B * H);
+    /* planner-allocated scratch; dGx overwrites the forward's gates (sn_rnn_bwd_scratch_offset) */
+    float *sc = sn_extra_ptr(node);
+    float *dgh = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 0);
+    float *dhbuf = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 1);
+    float *dhr = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 2);
     bool skinny = use_skinny(B);
-    float *s = sn_cpu_scratch(c, (size_t)(o_wt + (skinny ? G * H : 0)));
-    if (!s) return SN_ERR_NOMEM;
-    float *dgx = s, *dgh = s + o_dgh, *dhbuf = s + o_dh, *dhr = s + o_dhr, *wt = s + o_wt;
+    float *wt = NULL;
+    if (skinny) {
+        wt = sn_cpu_scratch(c, (size_t)(G * H));
+        if (!wt) return SN_ERR_NOMEM;
+    }
     for (int l = layers - 1; l >= 0; l--) {
         const float *w_ih = node->src[3 + 4 * l]->data, *w_hh = node->src[4 + 4 * l]->data;
         int64_t in = l == 0 ? I : H;
-        const float *xin = l == 0 ? (const float *)x->data : ex + sn_gru_extra_offset(B, T, H, l - 1, 2);
+        const float *xin = l == 0 ? (const float *)x->data : sn_rnn_h(fwd, l - 1);
         const float *gates = ex + sn_gru_extra_offset(B, T, H, l, 0);
+        float *dgx = (float *)gates; /* dGx in place of the gates */
         const float *hns = ex + sn_gru_extra_offset(B, T, H, l, 1);
-        const float *hs = ex + sn_gru_extra_offset(B, T, H, l, 2);
+        const float *hs = sn_rnn_h(fwd, l);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
         if (skinny) transpose(c, wt, w_hh, G, H);
         for (int64_t t = T - 1; t >= 0; t--) {
@@ -961,9 +972,9 @@ static sn_status rnn_state(sn_cpu *c, sn_tensor *node) {
     const float *ex = sn_extra_ptr(r);
     float *out = node->data;
     for (int l = 0; l < layers; l++) {
-        int64_t off = r->op == SN_OP_LSTM ? sn_lstm_extra_offset(B, T, H, l, part) : sn_gru_extra_offset(B, T, H, l, 2);
+        const float *src = part == 1 ? ex + sn_lstm_extra_offset(B, T, H, l, 1) : sn_rnn_h(r, l);
         for (int64_t b = 0; b < B; b++)
-            memcpy(out + (l * B + b) * H, ex + off + (b * T + T - 1) * H, (size_t)H * sizeof *out);
+            memcpy(out + (l * B + b) * H, src + (b * T + T - 1) * H, (size_t)H * sizeof *out);
     }
     return SN_OK;
 }

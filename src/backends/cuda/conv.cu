@@ -13,7 +13,10 @@ typedef struct {
     int kh, kw, sh, sw, ph, pw;
 } geom;
 
-#define SN_CU_COLS_LIMIT ((int64_t)32 << 20) /* floats of cols per chunk (128 MB) */
+/* Workspace caps (it counts in the peak memory): cols of a chunk of images (at least
+ * one image), and the split-K partial products of a weight gradient. */
+#define SN_CU_COLS_LIMIT ((int64_t)4 << 20) /* floats (16 MB) */
+#define SN_CU_PART_LIMIT ((int64_t)2 << 20) /* floats (8 MB) */
 
 __global__ void k_im2col(const float *img, float *cols, int64_t nb, geom g) {
     int64_t P = g.Hc * g.Wc, Q = g.Ci * g.kh * g.kw, n = nb * Q * P;
@@ -84,27 +87,43 @@ static int64_t chunk_of(int64_t N, int64_t per) {
 /* dW[M,Q] (+)= sum over m images of A_i[M,P] cols_i[Q,P]^T. The reduction dimension P
  * is long and M x Q small, so each image's P is split into S chunks: one strided-batched
  * GEMM per image writes S (+1 for a remainder) partial products, and a deterministic
- * column sum adds all m * (S + 1) partials (no atomics, the GPU is filled). */
+ * column sum adds the partials (no atomics, the GPU is filled). The partials of a pass
+ * stay under SN_CU_PART_LIMIT: fewer chunks, fewer images per pass, or (S = 1) plain
+ * GEMMs accumulating into dW. */
 static sn_status wgrad(sn_cuda *c, int64_t M, int64_t Q, int64_t P, const float *A, int64_t sA, const float *cols,
                        int64_t m, bool accumulate, float *dw, const char *what) {
+    int64_t MQ = M * Q;
     int64_t S = P / 512;
     if (S > 64) S = 64;
+    while (S > 1 && (S + 1) * MQ > SN_CU_PART_LIMIT) S--;
     if (S < 1) S = 1;
-    if (m == 1 && S == 1)
-        return sn_cu_gemm(c, false, true, M, Q, P, 1.0f, A, P, cols, P, accumulate ? 1.0f : 0.0f, dw, Q, what);
-    int64_t Pc = P / S, rem = P - S * Pc, per = S + (rem > 0);
-    float *part = (float *)sn_cu_ws(c, SN_WS_OP2, (size_t)(m * per * M * Q) * sizeof(float));
-    if (!part) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
-    for (int64_t i = 0; i < m; i++) {
-        const float *Ai = A + i * sA, *Bi = cols + i * Q * P;
-        float *Ci = part + i * per * M * Q;
-        SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, Pc, 1.0f, Ai, P, Pc, Bi, P, Pc, 0.0f, Ci, Q, M * Q, S, NULL, NULL,
-                             what));
-        if (rem > 0)
-            SN_TRY(sn_cu_gemm(c, false, true, M, Q, rem, 1.0f, Ai + S * Pc, P, Bi + S * Pc, P, 0.0f, Ci + S * M * Q, Q,
-                              what));
+    if (S == 1) {
+        for (int64_t i = 0; i < m; i++)
+            SN_TRY(sn_cu_gemm(c, false, true, M, Q, P, 1.0f, A + i * sA, P, cols + i * Q * P, P,
+                              accumulate || i > 0 ? 1.0f : 0.0f, dw, Q, what));
+        return SN_OK;
     }
-    return sn_cu_colsum(c, part, m * per, M * Q, dw, accumulate);
+    int64_t Pc = P / S, rem = P - S * Pc, per = S + (rem > 0);
+    int64_t ib = SN_CU_PART_LIMIT / (per * MQ); /* images per pass */
+    if (ib < 1) ib = 1;
+    if (ib > m) ib = m;
+    float *part = (float *)sn_cu_ws(c, SN_WS_OP2, (size_t)(ib * per * MQ) * sizeof(float));
+    if (!part) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
+    for (int64_t i0 = 0; i0 < m; i0 += ib) {
+        int64_t mi = m - i0 < ib ? m - i0 : ib;
+        for (int64_t k = 0; k < mi; k++) {
+            int64_t i = i0 + k;
+            const float *Ai = A + i * sA, *Bi = cols + i * Q * P;
+            float *Ci = part + k * per * MQ;
+            SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, Pc, 1.0f, Ai, P, Pc, Bi, P, Pc, 0.0f, Ci, Q, MQ, S, NULL, NULL,
+                                 what));
+            if (rem > 0)
+                SN_TRY(sn_cu_gemm(c, false, true, M, Q, rem, 1.0f, Ai + S * Pc, P, Bi + S * Pc, P, 0.0f, Ci + S * MQ,
+                                  Q, what));
+        }
+        SN_TRY(sn_cu_colsum(c, part, mi * per, MQ, dw, accumulate || i0 > 0));
+    }
+    return SN_OK;
 }
 
 sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {

@@ -26,6 +26,7 @@ typedef struct sn_cuda {
     cudaStream_t stream;
     cublasHandle_t blas;
     void *blas_ws;
+    size_t blas_ws_bytes;
     void *ws[SN_WS_COUNT];
     size_t ws_cap[SN_WS_COUNT];
     void **retired;

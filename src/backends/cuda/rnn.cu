@@ -70,14 +70,6 @@ __global__ void k_lstm_cell_bwd(const float *dh_out, const float *dhrec, float *
     }
 }
 
-/* hp[b,t] = h[b,t-1], 0 at t = 0 */
-__global__ void k_shift_prev(const float *h, float *hp, int64_t B, int64_t T, int64_t H) {
-    SN_GRID_LOOP(idx, B * T * H) {
-        int64_t t = (idx / H) % T;
-        hp[idx] = t > 0 ? h[idx - H] : 0.0f;
-    }
-}
-
 /* ---------------- GRU ---------------- */
 
 /* gates holds x@W_ih^T on entry, the activated (r,z,n) on exit; hn = W_hn h + b_hn */
@@ -508,15 +500,14 @@ static sn_status rnn_forward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         h16 = w16 + al((size_t)(G * H * H));
     }
     for (int l = 0; l < d->L; l++) {
-        const float *in = l == 0 ? sn_cu_f(node->src[0])
-                                 : ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l - 1, 2) : sn_gru_extra_offset(B, T, H, l - 1, 2));
+        const float *in = l == 0 ? sn_cu_f(node->src[0]) : sn_rnn_h(node, l - 1);
         int64_t in_dim = l == 0 ? d->I : H;
         const float *w_ih = sn_cu_f(node->src[1 + 4 * l]), *w_hh = sn_cu_f(node->src[2 + 4 * l]);
         const float *b_ih = sn_cu_f(node->src[3 + 4 * l]), *b_hh = sn_cu_f(node->src[4 + 4 * l]);
         float *gates = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 0) : sn_gru_extra_offset(B, T, H, l, 0));
         float *mid = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 1) : sn_gru_extra_offset(B, T, H, l, 1));
-        float *hbuf = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 2) : sn_gru_extra_offset(B, T, H, l, 2));
-        float *y = l == d->L - 1 ? sn_cu_f(node) : NULL;
+        float *hbuf = sn_rnn_h(node, l); /* the last layer's h is the output */
+        float *y = NULL;
         /* streaming variant: initial state [layers,B,H] after the weights */
         const float *h0 = d->stream ? sn_cu_f(node->src[1 + 4 * d->L]) + l * B * H : NULL;
         const float *c0 = d->stream && d->lstm ? sn_cu_f(node->src[2 + 4 * d->L]) + l * B * H : NULL;
@@ -561,37 +552,31 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         sizes[4 + 4 * l] = GH;
     }
     float *out = sn_cu_f(node);
-    /* workspace: dG (LSTM) or dGx+dGh (GRU), two dh buffers, per-step vectors, shifted h */
-    size_t o_dG = 0, o_dGh = al((size_t)(BT * GH));
-    size_t o_dhA = o_dGh + (d->lstm ? 0 : al((size_t)(BT * GH)));
-    size_t o_dhB = o_dhA + al((size_t)(BT * H));
-    size_t o_vec = o_dhB + al((size_t)(BT * H));   /* dhrec (LSTM) / dhc (GRU) [B,H] */
-    size_t o_dc = o_vec + al((size_t)(B * H));     /* LSTM dc [B,H] */
-    size_t o_hp = o_dc + al((size_t)(B * H));
-    size_t nf = o_hp + al((size_t)(BT * H));
-    size_t need = nf * 4;
-    if (c->bf16) need += al((size_t)(GH * H)) * 2 + al((size_t)(B * GH)) * 2;
-    float *ws = (float *)sn_cu_ws(c, SN_WS_OP, need);
-    if (!ws) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
-    float *dG = ws + o_dG, *dGh = d->lstm ? dG : ws + o_dGh;
-    float *dhbuf[2] = {ws + o_dhA, ws + o_dhB};
-    float *vec = ws + o_vec, *dc = ws + o_dc, *hp = ws + o_hp;
+    /* dG (LSTM) or dGx (GRU) overwrites each layer's gates in the forward's saved state
+     * (read before written, by the same thread); dGh (GRU), the dh between layers and
+     * the per-step vectors are the node's planner-allocated scratch
+     * (sn_rnn_bwd_scratch_offset); only bf16 copies use the workspace */
+    float *sc = sn_cu_extra(node);
+    float *dGh0 = sc + sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 0);
+    float *dhbuf = sc + sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 1);
+    float *vec = sc + sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 2);
+    float *dc = sc + sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 3);
     __nv_bfloat16 *w16 = NULL, *dg16 = NULL;
     if (c->bf16) {
-        w16 = (__nv_bfloat16 *)(ws + nf);
+        w16 = (__nv_bfloat16 *)sn_cu_ws(c, SN_WS_OP, al((size_t)(GH * H)) * 2 + al((size_t)(B * GH)) * 2);
+        if (!w16) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
         dg16 = w16 + al((size_t)(GH * H));
     }
     const float *dh_out = sn_cu_f(dy);
-    int cur = 0;
     unsigned g = sn_cu_blocks(c, B * H);
     for (int l = d->L - 1; l >= 0; l--) {
         int64_t in_dim = l == 0 ? d->I : H;
-        const float *in = l == 0 ? sn_cu_f(x)
-                                 : ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l - 1, 2) : sn_gru_extra_offset(B, T, H, l - 1, 2));
+        const float *in = l == 0 ? sn_cu_f(x) : sn_rnn_h(fwd, l - 1);
         const float *w_ih = sn_cu_f(node->src[3 + 4 * l]), *w_hh = sn_cu_f(node->src[4 + 4 * l]);
         const float *gates = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 0) : sn_gru_extra_offset(B, T, H, l, 0));
+        float *dG = (float *)gates, *dGh = d->lstm ? dG : dGh0;
         const float *mid = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 1) : sn_gru_extra_offset(B, T, H, l, 1));
-        const float *hbuf = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 2) : sn_gru_extra_offset(B, T, H, l, 2));
+        const float *hbuf = sn_rnn_h(fwd, l);
         float *dw_ih = out + sn_packed_offset(sizes, 1 + 4 * l), *dw_hh = out + sn_packed_offset(sizes, 2 + 4 * l);
         float *db_ih = out + sn_packed_offset(sizes, 3 + 4 * l), *db_hh = out + sn_packed_offset(sizes, 4 + 4 * l);
         bool done = false;
@@ -612,29 +597,36 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         }
         /* weight and bias gradients over all timesteps */
         SN_TRY(sn_cu_gemm(c, true, false, GH, in_dim, BT, 1.0f, dG, GH, in, in_dim, 0.0f, dw_ih, in_dim, what));
-        k_shift_prev<<<sn_cu_blocks(c, BT * H), SN_CU_THREADS, 0, c->stream>>>(hbuf, hp, B, T, H);
-        CU_LAUNCHED("rnn shift");
-        SN_TRY(sn_cu_gemm(c, true, false, GH, H, BT, 1.0f, dGh, GH, hp, H, 0.0f, dw_hh, H, what));
+        /* dw_hh = sum_b sum_{t>=1} dGh[b,t]^T h[b,t-1]: one GEMM pairs dGh row r with h row
+         * r-1 over the whole batch, a rank-(B-1) GEMM over the strided rows b*T takes the
+         * cross-sequence pairs back out (no shifted copy of h) */
+        if (T < 2) {
+            CU_TRY(cudaMemsetAsync(dw_hh, 0, (size_t)(GH * H) * 4, c->stream), what);
+        } else {
+            SN_TRY(sn_cu_gemm(c, true, false, GH, H, BT - 1, 1.0f, dGh + GH, GH, hbuf, H, 0.0f, dw_hh, H, what));
+            if (B > 1)
+                SN_TRY(sn_cu_gemm(c, true, false, GH, H, B - 1, -1.0f, dGh + T * GH, T * GH, hbuf + (T - 1) * H,
+                                  T * H, 1.0f, dw_hh, H, what));
+        }
         SN_TRY(sn_cu_colsum(c, dG, BT, GH, db_ih, false));
         if (d->lstm)
             CU_TRY(cudaMemcpyAsync(db_hh, db_ih, (size_t)GH * 4, cudaMemcpyDeviceToDevice, c->stream), what);
         else
             SN_TRY(sn_cu_colsum(c, dGh, BT, GH, db_hh, false));
-        /* gradient of this layer's input */
-        float *din = l == 0 ? out : dhbuf[cur];
+        /* gradient of this layer's input (one dh buffer: this layer's steps have read it) */
+        if (l == 0 && !node->ip[2]) break; /* dx not needed */
+        float *din = l == 0 ? out : dhbuf;
         SN_TRY(sn_cu_gemm(c, false, false, BT, in_dim, GH, 1.0f, dG, GH, w_ih, in_dim, 0.0f, din, in_dim, what));
         dh_out = din;
-        cur ^= 1;
     }
     return SN_OK;
 }
 
-/* out[l,b,:] = state part (1 = c, 2 = h) of layer l at the last timestep */
-__global__ void k_rnn_last(const float *ex, int64_t per_layer, int64_t part_off, float *out, int64_t L, int64_t B,
-                           int64_t T, int64_t H) {
-    SN_GRID_LOOP(i, L * B * H) {
-        int64_t j = i % H, b = (i / H) % B, l = i / (B * H);
-        out[i] = ex[l * per_layer + part_off + (b * T + T - 1) * H + j];
+/* out[b,:] = src[b, T-1, :] of one layer's [B,T,H] state */
+__global__ void k_rnn_last(const float *src, float *out, int64_t B, int64_t T, int64_t H) {
+    SN_GRID_LOOP(i, B * H) {
+        int64_t j = i % H, b = i / H;
+        out[i] = src[(b * T + T - 1) * H + j];
     }
 }
 
@@ -645,11 +637,10 @@ sn_status sn_cu_rnn(sn_cuda *c, sn_tensor *node) {
         int which = node->ip[0];
         if (which == 1 && !lstm) return sn_error(SN_ERR_INVALID_ARG, "rnn_state: a GRU has no cell state (c)");
         int64_t B = r->shape[0], T = r->shape[1], H = r->shape[2], L = r->ip[0];
-        int part = which == 1 ? 1 : 2;
-        int64_t per = lstm ? sn_lstm_extra_offset(B, T, H, 1, 0) : sn_gru_extra_offset(B, T, H, 1, 0);
-        int64_t off = lstm ? sn_lstm_extra_offset(B, T, H, 0, part) : sn_gru_extra_offset(B, T, H, 0, part);
-        k_rnn_last<<<sn_cu_blocks(c, L * B * H), SN_CU_THREADS, 0, c->stream>>>(sn_cu_extra(r), per, off, sn_cu_f(node),
-                                                                                 L, B, T, H);
+        for (int64_t l = 0; l < L; l++) {
+            const float *src = which == 1 ? sn_cu_extra(r) + sn_lstm_extra_offset(B, T, H, (int)l, 1) : sn_rnn_h(r, (int)l);
+            k_rnn_last<<<sn_cu_blocks(c, B * H), SN_CU_THREADS, 0, c->stream>>>(src, sn_cu_f(node) + l * B * H, B, T, H);
+        }
         CU_LAUNCHED("rnn_state");
         return SN_OK;
     }

@@ -156,6 +156,9 @@ sn_status sn_grad_rnn(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **d
     bwd->ip[0] = node->ip[0];
     bwd->ip[1] = node->ip[1];
     bwd->ip[2] = sn_needs_grad(node->src[0]); /* 0: the kernel may skip dx */
+    /* scratch from the planner (tensor.h: sn_rnn_bwd_scratch_offset) */
+    bwd->extra = (size_t)sn_rnn_bwd_scratch_elems(node->op == SN_OP_LSTM, node->shape[0], node->shape[1],
+                                                  node->ip[1], node->ip[0]) * sizeof(float);
     for (int i = 0; i < node->nsrc; i++) {
         if (!sn_needs_grad(node->src[i])) continue;
         const sn_tensor *s = node->src[i];
