@@ -163,7 +163,266 @@ static void fold(sn_cpu *c, float *dst, const float *src, const float *bias, int
     sn_pool_for(c->pool, N * R, grain_for(L), fold_rows, &j);
 }
 
+/* ---- fused path: each pool thread runs im2col / col2im on a block of whole rows
+ * of one image into its own L2-sized buffer and calls a single-threaded BLAS on it.
+ * No full-size column matrix goes through memory, no batch (un)folding, and the
+ * pool splits the work evenly (a threaded BLAS does badly with M = 16..256 output
+ * channels and a huge N). SN_CONV_FUSED=0 selects the path above. */
+
+typedef struct {
+    /* geometry: image src/dst [C, Hs, Ws] per batch item, column grid [Hc, Wc] */
+    int64_t N, C, Hs, Ws, kh, kw, sh, sw, ph, pw, Hc, Wc;
+    int mode;               /* FM_* */
+    const float *img;       /* im2col source, per image stride C*Hs*Ws */
+    const float *wt;        /* weight */
+    const float *other;     /* the GEMM's other operand per image: [R, Hc*Wc] */
+    int64_t R;              /* rows of `other` / of the GEMM output */
+    float *out;             /* FM_GEMM: [N, R, Hc*Wc]; FM_GATHER: images [N, C, Hs, Ws]; FM_WGRAD: per-thread accumulators */
+    const float *bias;
+    float *colbuf;          /* per-thread column blocks */
+    int64_t colcap;         /* floats per thread */
+    int64_t maxrows;        /* column-grid rows per block */
+    int64_t wsize;          /* FM_WGRAD: floats per accumulator */
+    bool w_kfirst;          /* weight [R, CKK] (conv2d) rather than [C.., R..] */
+    unsigned char *used;    /* FM_WGRAD: which threads accumulated */
+} fused_job;
+
+enum {
+    FM_GEMM,   /* out_n[:, blk] = wt[R, CKK] @ im2col(img_n)[CKK, blk] (+ bias) */
+    FM_WGRAD,  /* acc[R, CKK] += other_n[R, blk] @ im2col(img_n)[CKK, blk]^T */
+    FM_GATHER  /* col = wt^T @ other_n[R, blk]; out_n rows = col2im(col) (+ bias) */
+};
+
+/* im2col of grid rows [o0, o1) of one image into d[CKK, (o1-o0)*Wc] */
+static void im2col_block(const fused_job *a, const float *src, int64_t o0, int64_t o1, float *d) {
+    int64_t kk = a->kh * a->kw, cols = (o1 - o0) * a->Wc;
+    for (int64_t r = 0; r < a->C * kk; r++) {
+        int64_t c = r / kk, i = (r / a->kw) % a->kh, j = r % a->kw;
+        const float *s = src + c * a->Hs * a->Ws;
+        float *dr = d + r * cols;
+        int64_t lo, hi;
+        ow_range(j, a->sw, a->pw, a->Ws, a->Wc, &lo, &hi);
+        for (int64_t oh = o0; oh < o1; oh++, dr += a->Wc) {
+            int64_t ih = oh * a->sh - a->ph + i;
+            if (ih < 0 || ih >= a->Hs || lo >= hi) {
+                memset(dr, 0, (size_t)a->Wc * sizeof *dr);
+                continue;
+            }
+            const float *srow = s + ih * a->Ws - a->pw + j;
+            for (int64_t ow = 0; ow < lo; ow++) dr[ow] = 0.0f;
+            if (a->sw == 1) memcpy(dr + lo, srow + lo, (size_t)(hi - lo) * sizeof *dr);
+            else if (a->sw == 2)
+                for (int64_t ow = lo; ow < hi; ow++) dr[ow] = srow[2 * ow];
+            else
+                for (int64_t ow = lo; ow < hi; ow++) dr[ow] = srow[ow * a->sw];
+            for (int64_t ow = hi; ow < a->Wc; ow++) dr[ow] = 0.0f;
+        }
+    }
+}
+
+/* image rows [h0, h1) of one image from the columns of grid rows [o0, o1) */
+static void col2im_block(const fused_job *a, const float *col, int64_t o0, int64_t o1, float *img, int64_t h0,
+                         int64_t h1) {
+    int64_t kk = a->kh * a->kw, cols = (o1 - o0) * a->Wc;
+    for (int64_t c = 0; c < a->C; c++) {
+        float bv = a->bias ? a->bias[c] : 0.0f;
+        for (int64_t ih = h0; ih < h1; ih++) {
+            float *drow = img + (c * a->Hs + ih) * a->Ws;
+            for (int64_t k = 0; k < a->Ws; k++) drow[k] = bv;
+            for (int64_t i = 0; i < a->kh; i++) {
+                int64_t t = ih + a->ph - i;
+                if (t < 0 || t % a->sh) continue;
+                int64_t oh = t / a->sh;
+                if (oh < o0 || oh >= o1) continue;
+                for (int64_t j = 0; j < a->kw; j++) {
+                    int64_t lo, hi;
+                    ow_range(j, a->sw, a->pw, a->Ws, a->Wc, &lo, &hi);
+                    const float *crow = col + (c * kk + i * a->kw + j) * cols + (oh - o0) * a->Wc;
+                    float *dd = drow - a->pw + j;
+                    if (a->sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) dd[ow] += crow[ow];
+                    else if (a->sw == 2)
+                        for (int64_t ow = lo; ow < hi; ow++) dd[2 * ow] += crow[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) dd[ow * a->sw] += crow[ow];
+                }
+            }
+        }
+    }
+}
+
+static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
+    const fused_job *a = arg;
+    float *col = a->colbuf + tid * a->colcap;
+    int64_t CKK = a->C * a->kh * a->kw, HWc = a->Hc * a->Wc;
+    bool gather = a->mode == FM_GATHER;
+    int64_t rows = gather ? a->Hs : a->Hc; /* items are rows of this per image */
+    float *acc = a->mode == FM_WGRAD ? a->out + tid * a->wsize : NULL;
+    bool first = true;
+    for (int64_t it = i0; it < i1;) {
+        int64_t n = it / rows, r0 = it % rows;
+        int64_t r1 = r0 + a->maxrows;
+        if (r1 > rows) r1 = rows;
+        if (r1 - r0 > i1 - it) r1 = r0 + (i1 - it);
+        it += r1 - r0;
+        const float *img = a->img ? a->img + n * a->C * a->Hs * a->Ws : NULL;
+        const float *oth = a->other ? a->other + n * a->R * HWc : NULL;
+        if (a->mode == FM_GEMM) {
+            int64_t cols = (r1 - r0) * a->Wc;
+            im2col_block(a, img, r0, r1, col);
+            float *o = a->out + n * a->R * HWc + r0 * a->Wc;
+            sn_sgemm_serial(false, false, a->R, cols, CKK, 1.0f, a->wt, CKK, col, cols, 0.0f, o, HWc);
+            if (a->bias)
+                for (int64_t k = 0; k < a->R; k++) {
+                    float bv = a->bias[k], *orow = o + k * HWc;
+                    for (int64_t q = 0; q < cols; q++) orow[q] += bv;
+                }
+        } else if (a->mode == FM_WGRAD) {
+            int64_t cols = (r1 - r0) * a->Wc;
+            im2col_block(a, img, r0, r1, col);
+            /* acc[R, CKK] (+)= oth[R, cols] @ col[CKK, cols]^T */
+            sn_sgemm_serial(false, true, a->R, CKK, cols, 1.0f, oth + r0 * a->Wc, HWc, col, cols, first ? 0.0f : 1.0f,
+                            acc, CKK);
+            first = false;
+        } else {
+            /* grid rows whose columns reach image rows [r0, r1): ih = oh*sh - ph + i */
+            int64_t o0 = (r0 + a->ph - (a->kh - 1) + a->sh - 1);
+            o0 = o0 < 0 ? 0 : o0 / a->sh;
+            int64_t o1 = (r1 - 1 + a->ph);
+            o1 = o1 < 0 ? 0 : o1 / a->sh + 1;
+            if (o1 > a->Hc) o1 = a->Hc;
+            if (o0 > o1) o0 = o1;
+            int64_t cols = (o1 - o0) * a->Wc;
+            if (cols > 0) /* col[CKK, cols] = wt^T @ oth[R, cols]; wt is [R, CKK] */
+                sn_sgemm_serial(true, false, CKK, cols, a->R, 1.0f, a->wt, CKK, oth + o0 * a->Wc, HWc, 0.0f, col,
+                                cols);
+            col2im_block(a, col, o0, o1, a->out + n * a->C * a->Hs * a->Ws, r0, r1);
+        }
+    }
+    if (acc && !first) a->used[tid] = 1;
+}
+
+typedef struct {
+    const float *acc;
+    const unsigned char *used;
+    int nth;
+    int64_t wsize;
+    float *w;
+} wsum_job;
+
+static void wsum_task(void *arg, int64_t i0, int64_t i1, int tid) {
+    const wsum_job *j = arg;
+    (void)tid;
+    for (int64_t k = i0; k < i1; k++) j->w[k] = 0.0f;
+    for (int t = 0; t < j->nth; t++) {
+        if (!j->used[t]) continue;
+        const float *s = j->acc + t * j->wsize;
+        for (int64_t k = i0; k < i1; k++) j->w[k] += s[k];
+    }
+}
+
+static int fused_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_CONV_FUSED");
+        on = !(e && *e == '0');
+    }
+    return on;
+}
+
+/* runs a fused_job with geometry and operands set */
+static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
+    int nth = sn_pool_size(c->pool);
+    int64_t CKK = a->C * a->kh * a->kw;
+    bool gather = a->mode == FM_GATHER;
+    /* a block of grid rows: about 128K floats of columns (half of a 2 MB L2) */
+    int64_t rows = gather ? a->Hs : a->Hc;
+    static int64_t budget = -1; /* SN_CONV_BLOCK: floats of columns per block */
+    if (budget < 0) {
+        const char *e = getenv("SN_CONV_BLOCK");
+        budget = e && atoll(e) > 0 ? atoll(e) : 128 * 1024;
+    }
+    int64_t maxrows = budget / (CKK * a->Wc > 0 ? CKK * a->Wc : 1);
+    if (maxrows < 1) maxrows = 1;
+    /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
+    if (gather && maxrows < 4 * a->kh) maxrows = 4 * a->kh;
+    int64_t items = a->N * rows, per = (items + nth - 1) / nth;
+    if (maxrows > per) maxrows = per;
+    a->maxrows = maxrows;
+    int64_t grid_rows = gather ? (maxrows + a->kh - 1) / a->sh + 2 : maxrows;
+    a->colcap = sn_align64(CKK * grid_rows * a->Wc);
+    a->wsize = a->mode == FM_WGRAD ? sn_align64(a->R * CKK) : 0;
+    size_t need = (size_t)(nth * a->colcap + nth * a->wsize + 64);
+    float *buf = sn_cpu_scratch(c, need);
+    if (!buf) return SN_ERR_NOMEM;
+    a->colbuf = buf;
+    unsigned char used[256] = {0};
+    if (a->mode == FM_WGRAD) {
+        a->out = buf + nth * a->colcap;
+        a->used = used;
+    }
+    sn_blas_serial(true);
+    sn_pool_for(c->pool, items, 1, fused_task, a);
+    sn_blas_serial(false);
+    if (a->mode == FM_WGRAD) {
+        wsum_job j = {a->out, used, nth, a->wsize, wgrad};
+        int64_t wn = a->R * CKK;
+        sn_pool_for(c->pool, wn, 4096, wsum_task, &j);
+    }
+    return SN_OK;
+}
+
+static sn_status conv_fused(sn_cpu *c, sn_tensor *node) {
+    const int32_t *ip = node->ip;
+    fused_job a = {0};
+    a.sh = ip[0]; a.sw = ip[1]; a.ph = ip[2]; a.pw = ip[3];
+    if (node->op == SN_OP_CONV2D || node->op == SN_OP_CONV2D_BWD_DATA || node->op == SN_OP_CONV2D_BWD_W) {
+        const sn_tensor *x, *y, *w;
+        if (node->op == SN_OP_CONV2D) { x = node->src[0]; w = node->src[1]; y = node; }
+        else if (node->op == SN_OP_CONV2D_BWD_DATA) { y = node->src[0]; w = node->src[1]; x = node; }
+        else { y = node->src[0]; x = node->src[1]; w = node; }
+        a.N = x->shape[0]; a.C = x->shape[1]; a.Hs = x->shape[2]; a.Ws = x->shape[3];
+        a.kh = w->shape[2]; a.kw = w->shape[3]; a.Hc = y->shape[2]; a.Wc = y->shape[3];
+        a.R = w->shape[0];
+        if (node->op == SN_OP_CONV2D) {
+            a.mode = FM_GEMM; a.img = x->data; a.wt = w->data; a.out = y->data;
+            a.bias = node->nsrc > 2 ? node->src[2]->data : NULL;
+            return fused_run(c, &a, NULL);
+        } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
+            a.mode = FM_GATHER; a.wt = w->data; a.other = y->data; a.out = x->data;
+            return fused_run(c, &a, NULL);
+        } else {
+            a.mode = FM_WGRAD; a.img = x->data; a.other = y->data;
+            return fused_run(c, &a, w->data);
+        }
+    }
+    /* conv_transpose2d: x[N,C,H,W] on the column grid, y[N,K,Ho,Wo] the image side,
+     * w[C,K,kh,kw] = [R, CKK] with R = C and the image channels K */
+    const sn_tensor *x, *y, *w;
+    if (node->op == SN_OP_CONVT2D) { x = node->src[0]; w = node->src[1]; y = node; }
+    else if (node->op == SN_OP_CONVT2D_BWD_DATA) { y = node->src[0]; w = node->src[1]; x = node; }
+    else { y = node->src[0]; x = node->src[1]; w = node; }
+    a.N = x->shape[0]; a.R = x->shape[1]; a.Hc = x->shape[2]; a.Wc = x->shape[3];
+    a.C = w->shape[1]; a.kh = w->shape[2]; a.kw = w->shape[3]; a.Hs = y->shape[2]; a.Ws = y->shape[3];
+    if (node->op == SN_OP_CONVT2D) {
+        a.mode = FM_GATHER; a.wt = w->data; a.other = x->data; a.out = y->data;
+        a.bias = node->nsrc > 2 ? node->src[2]->data : NULL;
+        return fused_run(c, &a, NULL);
+    } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
+        a.mode = FM_GEMM; a.img = y->data; a.wt = w->data; a.out = x->data;
+        return fused_run(c, &a, NULL);
+    }
+    a.mode = FM_WGRAD; a.img = y->data; a.other = x->data;
+    return fused_run(c, &a, w->data);
+}
+
 sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
+    if (fused_on() && sn_pool_size(c->pool) <= 256) {
+        double t0 = cprof_now();
+        sn_status st = conv_fused(c, node);
+        CPROF(CP_GEMM, t0);
+        return st;
+    }
     const int32_t *ip = node->ip;
     int64_t sh = ip[0], sw = ip[1], ph = ip[2], pw = ip[3];
     switch (node->op) {

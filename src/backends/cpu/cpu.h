@@ -29,6 +29,13 @@ void sn_barrier_wait(sn_barrier *bar);
 void sn_sgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* One BLAS call on the calling thread, for use inside sn_pool_for tasks, between
+ * sn_blas_serial(true) and sn_blas_serial(false) (which drop the BLAS to one thread
+ * and restore it: a threaded BLAS called from several threads at once serialises). */
+void sn_sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void sn_blas_serial(bool on);
+
 /* The BLAS in use ("OpenBLAS", "Accelerate", "builtin") and its thread count. */
 const char *sn_blas_name(void);
 void sn_blas_set_threads(int n);

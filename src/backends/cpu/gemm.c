@@ -85,9 +85,17 @@ static int gemm_split(void) {
     return on;
 }
 
+static int g_blas_threads = 1; /* what sn_blas_set_threads last asked for */
+
 void sn_blas_set_threads(int n) {
     pthread_once(&g_once, load_blas);
-    if (g_set_threads) g_set_threads(gemm_split() ? 1 : n);
+    g_blas_threads = gemm_split() ? 1 : n;
+    if (g_set_threads) g_set_threads(g_blas_threads);
+}
+
+void sn_blas_serial(bool on) {
+    pthread_once(&g_once, load_blas);
+    if (g_set_threads && g_blas_threads != 1) g_set_threads(on ? 1 : g_blas_threads);
 }
 
 typedef struct {
@@ -192,4 +200,29 @@ void sn_sgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int6
     if (K <= 0) return;
     gemm_job j = {trans_a, trans_b, M, N, K, alpha, A, B, lda, ldb, C, ldc};
     sn_pool_for(p, M, 8, gemm_rows, &j);
+}
+
+void sn_sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+#if defined(SN_HAVE_ACCELERATE)
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
+                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return;
+#endif
+    pthread_once(&g_once, load_blas);
+    if (g_sgemm) {
+        g_sgemm(ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, (int)M, (int)N, (int)K, alpha, A,
+                (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+    for (int64_t m = 0; m < M; m++) {
+        float *c = C + m * ldc;
+        if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof *c);
+        else if (beta != 1.0f)
+            for (int64_t n = 0; n < N; n++) c[n] *= beta;
+    }
+    if (K <= 0) return;
+    gemm_job j = {trans_a, trans_b, M, N, K, alpha, A, B, lda, ldb, C, ldc};
+    gemm_rows(&j, 0, M, 0);
 }
