@@ -51,6 +51,39 @@ sn_status sn_audio_info(const char *path, int *sample_rate, int64_t *frames, int
 sn_status sn_resample(const float *in, int64_t n, int rate_in, int rate_out, float **out,
                       int64_t *n_out);
 
+/* Streaming mono resampler for long signals: the converter and settings of
+ * sn_resample, fed block by block with its filter state carried. The
+ * concatenated output equals sn_resample of the concatenated input (same
+ * samples, and the same length round(n·rate_out/rate_in) once the input has
+ * ended), whatever the block sizes. Memory is bounded by the block size. */
+typedef struct sn_resampler sn_resampler;
+sn_status sn_resampler_new(int rate_in, int rate_out, sn_resampler **r);
+/* Feeds n samples (n may be 0); last != 0 ends the input and flushes the
+ * filter's tail. *out gets the samples this call produced (*n_out of them,
+ * possibly 0: the filter lags the input), owned by r and valid until the next
+ * call. After the last call only sn_resampler_reset or _free may follow. */
+sn_status sn_resampler_process(sn_resampler *r, const float *in, int64_t n, int last,
+                               const float **out, int64_t *n_out);
+/* Starts a new signal (clears the filter state and the counts). */
+sn_status sn_resampler_reset(sn_resampler *r);
+void sn_resampler_free(sn_resampler *r);
+
+/* Block writer for long files. The samples go to a temp file beside PATH
+ * (PATH.tmp<pid>.<k>) that sn_audio_writer_close renames into place, so PATH
+ * is never left half written. channels, sample_rate and format as for
+ * sn_audio_write (NaN/Inf is an error, integer subtypes clip). */
+typedef struct sn_audio_writer sn_audio_writer;
+sn_status sn_audio_writer_open(const char *path, int channels, int sample_rate, int format,
+                               sn_audio_writer **w);
+/* Appends frames of interleaved float32. After a failed write the writer
+ * only accepts _close (which then fails and removes the temp file) or _abort. */
+sn_status sn_audio_writer_write(sn_audio_writer *w, const float *data, int64_t frames);
+/* Finishes the file and renames it to PATH; on any error (now or from an
+ * earlier write) removes the temp file and returns it. Frees w (NULL: SN_OK). */
+sn_status sn_audio_writer_close(sn_audio_writer *w);
+/* Discards the file: removes the temp file, PATH is untouched. Frees w. */
+void sn_audio_writer_abort(sn_audio_writer *w);
+
 /* Block reader for long files: mono mixdown, no resampling. */
 typedef struct sn_audio_reader sn_audio_reader;
 sn_status sn_audio_reader_open(const char *path, sn_audio_reader **r, int *sample_rate,

@@ -1,5 +1,5 @@
 /* Audio file I/O through libsndfile: whole-file reads (from a path or from
- * memory), writes, header info and a block reader for long files.
+ * memory), writes, header info, and a block reader and writer for long files.
  *
  * libsndfile keeps the reason for a failed sf_open in a process-wide variable
  * (sf_error(NULL)), so under concurrent opens the reason text may belong to
@@ -284,11 +284,19 @@ static int major_from_ext(const char *path) {
     return SF_FORMAT_WAV;
 }
 
-sn_status sn_audio_write(const char *path, const float *data, int64_t frames, int channels,
-                         int sample_rate, int format) {
-    if (!path) return sn_error(SN_ERR_INVALID_ARG, "sn_audio_write: path is NULL");
-    if (!data && frames > 0)
-        return sn_error(SN_ERR_INVALID_ARG, "sn_audio_write '%s': data is NULL", path);
+struct sn_audio_writer {
+    SNDFILE *sf;
+    int channels;
+    int64_t frames;  /* written so far */
+    sn_status error; /* sticky: the first failed write */
+    char *tmp;
+    char path[];
+};
+
+/* Checks the arguments and resolves the format (shared with sn_audio_write,
+ * so both give the same messages). */
+static sn_status writer_format(const char *path, int channels, int sample_rate, int format,
+                               int64_t frames, SF_INFO *info) {
     if (frames < 0 || channels <= 0 || sample_rate <= 0)
         return sn_error(SN_ERR_INVALID_ARG,
                         "cannot write '%s': bad shape or rate (%lld frames, %d channels, %d Hz)",
@@ -300,47 +308,128 @@ sn_status sn_audio_write(const char *path, const float *data, int64_t frames, in
     }
     if (!major) major = major_from_ext(path);
     if (!sub) sub = major == SF_FORMAT_OGG ? SF_FORMAT_VORBIS : SF_FORMAT_PCM_16;
-    SF_INFO info = {.samplerate = sample_rate, .channels = channels, .format = major | sub};
-    if (!sf_format_check(&info))
+    memset(info, 0, sizeof *info);
+    info->samplerate = sample_rate;
+    info->channels = channels;
+    info->format = major | sub;
+    if (!sf_format_check(info))
         return sn_error(SN_ERR_UNSUPPORTED,
                         "cannot write '%s': libsndfile does not support format 0x%06x (major "
                         "0x%x, subtype 0x%x) with %d channels at %d Hz; use 0 for WAV PCM_16",
                         path, major | sub, major, sub, channels, sample_rate);
-    /* NaN cannot be stored in integer subtypes and is never wanted in audio. */
-    sn_status st = check_finite(path, data, frames * channels, channels, 0);
-    if (st) return sn_error_prefix(SN_ERR_NUMERIC, "refusing to write");
+    return SN_OK;
+}
 
-    /* Write beside the target and rename, so a crash never leaves half a file. */
-    size_t plen = strlen(path) + 32;
+sn_status sn_audio_writer_open(const char *path, int channels, int sample_rate, int format,
+                               sn_audio_writer **w) {
+    if (!w) return sn_error(SN_ERR_INVALID_ARG, "sn_audio_writer_open: w is NULL");
+    *w = NULL;
+    if (!path) return sn_error(SN_ERR_INVALID_ARG, "sn_audio_writer_open: path is NULL");
+    SF_INFO info;
+    sn_status st = writer_format(path, channels, sample_rate, format, 0, &info);
+    if (st) return st;
+    /* Write beside the target and rename, so a crash never leaves half a file;
+     * the counter keeps two writers of one process apart. */
+    static unsigned long counter;
+    unsigned long k = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+    size_t plen = strlen(path) + 64;
+    sn_audio_writer *wr = calloc(1, sizeof *wr + strlen(path) + 1);
     char *tmp = malloc(plen);
-    if (!tmp) return sn_error(SN_ERR_NOMEM, "out of memory writing '%s'", path);
-    snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
+    if (!wr || !tmp) {
+        free(wr);
+        free(tmp);
+        return sn_error(SN_ERR_NOMEM, "out of memory writing '%s'", path);
+    }
+    snprintf(tmp, plen, "%s.tmp%ld.%lu", path, (long)getpid(), k);
     SNDFILE *sf = sf_open(tmp, SFM_WRITE, &info);
     if (!sf) {
         st = sn_error(SN_ERR_IO, "cannot write '%s': %s (check that the directory exists and is "
                                  "writable)",
                       path, sf_strerror(NULL));
+        free(wr);
         free(tmp);
         return st;
     }
     sf_command(sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
+    wr->sf = sf;
+    wr->channels = channels;
+    wr->tmp = tmp;
+    strcpy(wr->path, path);
+    *w = wr;
+    return SN_OK;
+}
+
+sn_status sn_audio_writer_write(sn_audio_writer *w, const float *data, int64_t frames) {
+    if (!w || frames < 0 || (!data && frames > 0))
+        return sn_error(SN_ERR_INVALID_ARG, "sn_audio_writer_write: bad arguments");
+    if (w->error)
+        return sn_error(w->error, "cannot write '%s': an earlier write failed", w->path);
+    /* NaN cannot be stored in integer subtypes and is never wanted in audio. */
+    sn_status st = check_finite(w->path, data, frames * w->channels, w->channels, w->frames);
+    if (st) {
+        w->error = SN_ERR_NUMERIC;
+        return sn_error_prefix(SN_ERR_NUMERIC, "refusing to write");
+    }
     for (int64_t off = 0; off < frames;) {
         sf_count_t n = frames - off < BLOCK_SAMPLES ? frames - off : BLOCK_SAMPLES;
-        sf_count_t w = sf_writef_float(sf, data + off * channels, n);
-        if (w != n) {
-            st = sn_error(SN_ERR_IO, "cannot write '%s': %s after %lld frames (disk full?)", path,
-                          sf_strerror(sf), (long long)off);
-            break;
+        sf_count_t got = sf_writef_float(w->sf, data + off * w->channels, n);
+        if (got != n) {
+            w->error = SN_ERR_IO;
+            return sn_error(SN_ERR_IO, "cannot write '%s': %s after %lld frames (disk full?)",
+                            w->path, sf_strerror(w->sf), (long long)(w->frames + off));
         }
         off += n;
     }
-    if (sf_close(sf) != 0 && !st)
-        st = sn_error(SN_ERR_IO, "cannot finish writing '%s' (disk full?)", path);
-    if (!st && rename(tmp, path) != 0)
-        st = sn_error(SN_ERR_IO, "cannot write '%s': rename failed: %s", path, strerror(errno));
-    if (st) unlink(tmp);
-    free(tmp);
+    w->frames += frames;
+    return SN_OK;
+}
+
+static void writer_free(sn_audio_writer *w) {
+    free(w->tmp);
+    free(w);
+}
+
+void sn_audio_writer_abort(sn_audio_writer *w) {
+    if (!w) return;
+    sf_close(w->sf);
+    unlink(w->tmp);
+    writer_free(w);
+}
+
+sn_status sn_audio_writer_close(sn_audio_writer *w) {
+    if (!w) return SN_OK;
+    sn_status st = w->error;
+    if (st) st = sn_error(st, "cannot write '%s': a write failed; the file was not created",
+                          w->path);
+    if (sf_close(w->sf) != 0 && !st)
+        st = sn_error(SN_ERR_IO, "cannot finish writing '%s' (disk full?)", w->path);
+    if (!st && rename(w->tmp, w->path) != 0)
+        st = sn_error(SN_ERR_IO, "cannot write '%s': rename failed: %s", w->path, strerror(errno));
+    if (st) unlink(w->tmp);
+    writer_free(w);
     return st;
+}
+
+sn_status sn_audio_write(const char *path, const float *data, int64_t frames, int channels,
+                         int sample_rate, int format) {
+    if (!path) return sn_error(SN_ERR_INVALID_ARG, "sn_audio_write: path is NULL");
+    if (!data && frames > 0)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_audio_write '%s': data is NULL", path);
+    SF_INFO info;
+    sn_status st = writer_format(path, channels, sample_rate, format, frames, &info);
+    if (st) return st;
+    /* checked before a temp file exists */
+    st = check_finite(path, data, frames * channels, channels, 0);
+    if (st) return sn_error_prefix(SN_ERR_NUMERIC, "refusing to write");
+    sn_audio_writer *w = NULL;
+    st = sn_audio_writer_open(path, channels, sample_rate, format, &w);
+    if (st) return st;
+    st = sn_audio_writer_write(w, data, frames);
+    if (st) {
+        sn_audio_writer_abort(w);
+        return st;
+    }
+    return sn_audio_writer_close(w);
 }
 
 /* ---- block reader --------------------------------------------------------- */

@@ -92,3 +92,138 @@ sn_status sn_resample(const float *in, int64_t n, int rate_in, int rate_out, flo
                       int64_t *n_out) {
     return sn_resample_channels(in, n, 1, rate_in, rate_out, out, n_out);
 }
+
+/* ---- streaming resampler ------------------------------------------------- */
+
+/* libsamplerate's sinc converter keeps its position as a fraction reset every
+ * output sample and reads the input through its own ring buffer, so what it
+ * computes does not depend on how the input is split into calls: fed block by
+ * block, the output equals sn_resample's (the tests check this). */
+struct sn_resampler {
+    SRC_STATE *src; /* NULL for equal rates (a copy) */
+    int rate_in, rate_out;
+    double ratio;
+    int64_t n_in, n_out; /* samples fed and returned so far */
+    int done;            /* the input has ended */
+    float *buf;          /* output of the last call */
+    int64_t cap;
+};
+
+sn_status sn_resampler_new(int rate_in, int rate_out, sn_resampler **out) {
+    if (!out) return sn_error(SN_ERR_INVALID_ARG, "sn_resampler_new: out is NULL");
+    *out = NULL;
+    if (rate_in <= 0 || rate_out <= 0)
+        return sn_error(SN_ERR_INVALID_ARG,
+                        "cannot resample from %d Hz to %d Hz: sample rates must be > 0", rate_in,
+                        rate_out);
+    double ratio = (double)rate_out / rate_in;
+    if (!src_is_valid_ratio(ratio))
+        return sn_error(SN_ERR_INVALID_ARG,
+                        "cannot resample from %d Hz to %d Hz: the ratio %.6g is outside "
+                        "libsamplerate's range [1/256, 256]; resample in two steps or fix the "
+                        "file's rate",
+                        rate_in, rate_out, ratio);
+    sn_resampler *r = calloc(1, sizeof *r);
+    if (!r) return sn_error(SN_ERR_NOMEM, "out of memory starting the resampler");
+    r->rate_in = rate_in, r->rate_out = rate_out, r->ratio = ratio;
+    if (rate_in != rate_out) {
+        int err = 0;
+        r->src = src_new(SRC_SINC_BEST_QUALITY, 1, &err);
+        if (!r->src) {
+            free(r);
+            return sn_error(SN_ERR_NOMEM, "cannot start the resampler: %s",
+                            err ? src_strerror(err) : "out of memory");
+        }
+    }
+    *out = r;
+    return SN_OK;
+}
+
+sn_status sn_resampler_reset(sn_resampler *r) {
+    if (!r) return sn_error(SN_ERR_INVALID_ARG, "sn_resampler_reset: r is NULL");
+    if (r->src) src_reset(r->src);
+    r->n_in = r->n_out = 0;
+    r->done = 0;
+    return SN_OK;
+}
+
+void sn_resampler_free(sn_resampler *r) {
+    if (!r) return;
+    if (r->src) src_delete(r->src);
+    free(r->buf);
+    free(r);
+}
+
+static int grow(sn_resampler *r, int64_t need) {
+    if (need <= r->cap) return 1;
+    int64_t cap = r->cap * 2 > need ? r->cap * 2 : need;
+    float *b = realloc(r->buf, (size_t)cap * sizeof *b);
+    if (!b) return 0;
+    r->buf = b, r->cap = cap;
+    return 1;
+}
+
+sn_status sn_resampler_process(sn_resampler *r, const float *in, int64_t n, int last,
+                               const float **out, int64_t *n_out) {
+    if (out) *out = NULL;
+    if (n_out) *n_out = 0;
+    if (!r || !out || !n_out || n < 0 || (!in && n > 0))
+        return sn_error(SN_ERR_INVALID_ARG, "sn_resampler_process: bad arguments");
+    if (r->done)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_resampler_process: the input has already ended "
+                                            "(call sn_resampler_reset to start a new signal)");
+    if ((double)(r->n_in + n) * r->ratio > (double)((int64_t)1 << 40))
+        return sn_error(SN_ERR_INVALID_ARG, "sn_resampler_process: input too long (%lld samples)",
+                        (long long)(r->n_in + n));
+    int64_t op = 0;
+    if (!r->src) { /* equal rates */
+        if (!grow(r, n ? n : 1)) return sn_error(SN_ERR_NOMEM, "out of memory resampling");
+        if (n) memcpy(r->buf, in, (size_t)n * sizeof *in);
+        op = n;
+    } else {
+        static const float none = 0; /* libsamplerate wants a data pointer even for 0 frames */
+        const int64_t chunk = 1 << 16;
+        int64_t ip = 0;
+        for (;;) {
+            /* room for this piece's output plus the filter's delay line */
+            int64_t nin = n - ip < chunk ? n - ip : chunk;
+            if (!grow(r, op + (int64_t)((double)(nin + 4096) * r->ratio) + 4096))
+                return sn_error(SN_ERR_NOMEM, "out of memory resampling");
+            SRC_DATA d = {0};
+            d.data_in = nin ? in + ip : &none;
+            d.input_frames = (long)nin;
+            d.data_out = r->buf + op;
+            d.output_frames = (long)(r->cap - op);
+            d.src_ratio = r->ratio;
+            d.end_of_input = last && ip + nin >= n;
+            int err = src_process(r->src, &d);
+            if (err)
+                return sn_error(SN_ERR_INTERNAL, "resampling %d -> %d Hz failed: %s", r->rate_in,
+                                r->rate_out, src_strerror(err));
+            ip += d.input_frames_used;
+            op += d.output_frames_gen;
+            if (d.input_frames_used == 0 && d.output_frames_gen == 0) break;
+        }
+        if (ip < n)
+            return sn_error(SN_ERR_INTERNAL, "resampling %d -> %d Hz stalled after %lld of %lld "
+                                             "samples",
+                            r->rate_in, r->rate_out, (long long)ip, (long long)n);
+    }
+    r->n_in += n;
+    if (last) {
+        /* the length sn_resample gives: round(n_in * ratio) */
+        r->done = 1;
+        int64_t want = (int64_t)((double)r->n_in * r->ratio + 0.5) - r->n_out;
+        if (want < 0) want = 0;
+        if (op > want) op = want;
+        if (op < want) {
+            if (!grow(r, want)) return sn_error(SN_ERR_NOMEM, "out of memory resampling");
+            memset(r->buf + op, 0, (size_t)(want - op) * sizeof *r->buf);
+            op = want;
+        }
+    }
+    r->n_out += op;
+    *out = r->buf;
+    *n_out = op;
+    return SN_OK;
+}

@@ -4,7 +4,9 @@
  * state carried (stream.h), the STFT reads hop-aligned pieces of the signal and
  * the inverse STFT carries the overlap-add tail (numerator and window-square
  * denominator) to the next chunk, so the result equals whole-file processing.
- * The output is resampled back and written at the input's rate and format. */
+ * The output is resampled back and written at the input's rate and format.
+ * The audio itself streams too: read, resampled (both ways) and written in
+ * blocks, so memory stays constant however long the file (see enhance_file). */
 #include "cli.h"
 #include "sinter/audio.h"
 #include "sinter/config.h"
@@ -297,95 +299,234 @@ static sn_status enhance_whole(enhancer *e, const float *x, int64_t N, float *y)
     return st;
 }
 
-/* Chunks of Tc frames. Chunk frames [t0, t0+n) come from samples
+/* One chunk of n frames starting at frame t0, from x = samples
  * [160·t0, 160·(t0+n-1)+320). Its local iSTFT, with a zero frame added on each
  * side so every sample has a window-square sum far above 1e-8, gives back the
- * exact overlap-add numerator (y·den_ext); the last 160 samples wait for the
- * next chunk's first frame. */
-static sn_status enhance_chunked(enhancer *e, const float *x, int64_t N, float *y) {
-    int64_t T = sn_stft_frames(N);
-    memset(y, 0, (size_t)N * sizeof(float));
-    if (T == 0) return SN_OK;
-    sn_status st = sn_stream_reset(e->stream);
-    float carry_num[SN_HOP] = {0}, carry_den[SN_HOP] = {0};
+ * exact overlap-add numerator (y·den_ext); the last 160 samples wait in carry
+ * for the next chunk's first frame. Writes the n·160 final samples
+ * [160·t0, 160·(t0+n)) to y. */
+static sn_status enhance_chunk(enhancer *e, const float *x, int n, float *carry_num, float *carry_den,
+                               float *y) {
     const int F = SN_NBINS, H = SN_HOP;
-    for (int64_t t0 = 0; t0 < T && st == SN_OK; t0 += e->Tc) {
-        if (g_stop) return SN_OK;
-        int n = (int)(T - t0 < e->Tc ? T - t0 : e->Tc);
-        int64_t L = (int64_t)H * (n - 1) + SN_NFFT;
-        memset(e->mag, 0, (size_t)F * sizeof(float));
-        memset(e->est, 0, (size_t)F * sizeof(float));
-        memset(e->est + (size_t)(n + 1) * F, 0, (size_t)F * sizeof(float));
-        memset(e->phase + (size_t)(n + 1) * F, 0, (size_t)F * sizeof(float));
-        st = sn_stft_mag_phase(e->stft, x + t0 * H, L, e->mag + F, e->phase + F);
-        if (st == SN_OK) st = sn_stream_run(e->stream, e->mag + F, n, e->est + F);
-        int64_t Lx = (int64_t)H * (n + 1) + SN_NFFT; /* n + 2 frames from sample -160 */
-        if (st == SN_OK) st = sn_istft_mag_phase(e->stft, e->est, e->phase, n + 2, e->yl, Lx);
-        if (st != SN_OK) break;
-        /* window-square sums over the chunk's frames (den) and with the zero frames (den_ext) */
-        memset(e->den, 0, (size_t)Lx * sizeof(float));
-        for (int j = 0; j < n + 2; j++)
-            for (int k = 0; k < SN_NFFT; k++) e->den[(int64_t)j * H + k] += j == 0 || j == n + 1 ? 0.0f : e->w2[k];
-        for (int64_t k = 0; k < Lx; k++) e->den_ext[k] = e->den[k];
-        for (int k = 0; k < SN_NFFT; k++) {
-            e->den_ext[k] += e->w2[k];
-            e->den_ext[(int64_t)(n + 1) * H + k] += e->w2[k];
-        }
-        /* samples [160·t0, 160·(t0+n)) are final; local index i = s - 160·t0 + 160 */
-        int64_t base = t0 * H;
-        for (int64_t s = 0; s < (int64_t)n * H && base + s < N; s++) {
-            int64_t i = s + H;
-            double num = (double)e->yl[i] * e->den_ext[i], den = e->den[i];
-            if (s < H) num += carry_num[s], den += carry_den[s];
-            y[base + s] = den > 1e-8 ? (float)(num / den) : 0.0f;
-        }
-        for (int s = 0; s < H; s++) {
-            int64_t i = (int64_t)n * H + H + s;
-            carry_num[s] = e->yl[i] * e->den_ext[i];
-            carry_den[s] = e->den[i];
-        }
+    int64_t L = (int64_t)H * (n - 1) + SN_NFFT;
+    memset(e->mag, 0, (size_t)F * sizeof(float));
+    memset(e->est, 0, (size_t)F * sizeof(float));
+    memset(e->est + (size_t)(n + 1) * F, 0, (size_t)F * sizeof(float));
+    memset(e->phase + (size_t)(n + 1) * F, 0, (size_t)F * sizeof(float));
+    sn_status st = sn_stft_mag_phase(e->stft, x, L, e->mag + F, e->phase + F);
+    if (st == SN_OK) st = sn_stream_run(e->stream, e->mag + F, n, e->est + F);
+    int64_t Lx = (int64_t)H * (n + 1) + SN_NFFT; /* n + 2 frames from sample -160 */
+    if (st == SN_OK) st = sn_istft_mag_phase(e->stft, e->est, e->phase, n + 2, e->yl, Lx);
+    if (st != SN_OK) return st;
+    /* window-square sums over the chunk's frames (den) and with the zero frames (den_ext) */
+    memset(e->den, 0, (size_t)Lx * sizeof(float));
+    for (int j = 1; j <= n; j++)
+        for (int k = 0; k < SN_NFFT; k++) e->den[(int64_t)j * H + k] += e->w2[k];
+    for (int64_t k = 0; k < Lx; k++) e->den_ext[k] = e->den[k];
+    for (int k = 0; k < SN_NFFT; k++) {
+        e->den_ext[k] += e->w2[k];
+        e->den_ext[(int64_t)(n + 1) * H + k] += e->w2[k];
     }
-    /* the tail of the last frame: no further frame overlaps it */
-    int64_t base = T * H;
-    for (int s = 0; s < H && base + s < N && st == SN_OK; s++)
-        y[base + s] = carry_den[s] > 1e-8 ? carry_num[s] / carry_den[s] : 0.0f;
+    /* local index i = s + 160 for output sample s of the chunk */
+    for (int64_t s = 0; s < (int64_t)n * H; s++) {
+        int64_t i = s + H;
+        double num = (double)e->yl[i] * e->den_ext[i], den = e->den[i];
+        if (s < H) num += carry_num[s], den += carry_den[s];
+        y[s] = den > 1e-8 ? (float)(num / den) : 0.0f;
+    }
+    for (int s = 0; s < H; s++) {
+        int64_t i = (int64_t)n * H + H + s;
+        carry_num[s] = e->yl[i] * e->den_ext[i];
+        carry_den[s] = e->den[i];
+    }
+    return SN_OK;
+}
+
+/* ---- one file, streamed ------------------------------------------------------
+ *
+ * reader (input rate, mono) -> resampler to 16 kHz -> x16 buffer -> chunks of
+ * Tc frames through the model -> resampler back -> writer (input rate and
+ * format). Every buffer is bounded by the read block and the chunk length, so
+ * memory does not grow with the file, and the samples are those of the
+ * whole-file pipeline: the resamplers carry their filter state (sn_resampler
+ * equals sn_resample), the chunks the model, STFT and overlap-add state.
+ * Without a stream (attention, --chunk-seconds 0) the 16 kHz signal is
+ * gathered whole for one pass; reading and writing still go in blocks. */
+
+#define READ_BLOCK 16384
+
+typedef struct flow {
+    enhancer *e;
+    const char *in;
+    sn_resampler *down, *up;
+    sn_audio_writer *w;
+    float *blk;                  /* one read block */
+    float *x16;                  /* 16 kHz input from sample 160·t0 (whole: from 0) */
+    int64_t nx, capx;
+    int64_t t0;                  /* next frame to enhance */
+    int64_t n16;                 /* 16 kHz samples received */
+    float *y16;                  /* one chunk of output */
+    float carry_num[SN_HOP], carry_den[SN_HOP];
+    int64_t frames_in;           /* input frames read so far */
+    int64_t frames_out;          /* output frames written */
+    float *pend;                 /* output past frames_in, held until the length is known */
+    int64_t npend, cappend;
+} flow;
+
+static void flow_free(flow *p) {
+    sn_resampler_free(p->down);
+    sn_resampler_free(p->up);
+    sn_audio_writer_abort(p->w); /* still open only on failure or interrupt */
+    free(p->blk), free(p->x16), free(p->y16), free(p->pend);
+}
+
+static int reserve(float **v, int64_t *cap, int64_t need) {
+    if (need <= *cap) return 1;
+    int64_t c = *cap * 2 > need ? *cap * 2 : need;
+    float *nv = realloc(*v, (size_t)c * sizeof(float));
+    if (!nv) return 0;
+    *v = nv, *cap = c;
+    return 1;
+}
+
+/* The output has exactly as many frames as the input: samples at or past the
+ * frames read so far wait until the input's end says whether they are kept. */
+static sn_status sink_write(flow *p, const float *y, int64_t n) {
+    if (n > 0 && (p->npend || p->frames_out + n > p->frames_in)) {
+        if (!reserve(&p->pend, &p->cappend, p->npend + n))
+            return sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", p->in);
+        memcpy(p->pend + p->npend, y, (size_t)n * sizeof(float));
+        p->npend += n;
+        y = p->pend, n = p->npend;
+    }
+    int64_t k = p->frames_in - p->frames_out;
+    if (k > n) k = n;
+    if (k <= 0) return SN_OK;
+    sn_status st = sn_audio_writer_write(p->w, y, k);
+    if (st != SN_OK) return st;
+    p->frames_out += k;
+    if (y == p->pend) {
+        memmove(p->pend, p->pend + k, (size_t)(p->npend - k) * sizeof(float));
+        p->npend -= k;
+    }
+    return SN_OK;
+}
+
+/* 16 kHz output -> the input's rate -> the file. */
+static sn_status emit(flow *p, const float *y, int64_t n, int last) {
+    const float *r;
+    int64_t nr;
+    sn_status st = sn_resampler_process(p->up, y, n, last, &r, &nr);
+    return st == SN_OK ? sink_write(p, r, nr) : st;
+}
+
+/* Runs the chunk of n frames at frame t0 (x16 holds samples from 160·t0). */
+static sn_status run_chunk(flow *p, int n) {
+    sn_status st = enhance_chunk(p->e, p->x16, n, p->carry_num, p->carry_den, p->y16);
+    if (st == SN_OK) st = emit(p, p->y16, (int64_t)n * SN_HOP, 0);
+    if (st != SN_OK) return st;
+    int64_t drop = (int64_t)n * SN_HOP;
+    if (drop > p->nx) drop = p->nx;
+    memmove(p->x16, p->x16 + drop, (size_t)(p->nx - drop) * sizeof(float));
+    p->nx -= drop;
+    p->t0 += n;
+    return SN_OK;
+}
+
+/* 16 kHz input arrives; full chunks run as soon as their samples are in. */
+static sn_status push16(flow *p, const float *x, int64_t n) {
+    if (!reserve(&p->x16, &p->capx, p->nx + n))
+        return sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", p->in);
+    memcpy(p->x16 + p->nx, x, (size_t)n * sizeof(float));
+    p->nx += n;
+    p->n16 += n;
+    if (!p->e->stream) return SN_OK;
+    const int Tc = p->e->Tc;
+    sn_status st = SN_OK;
+    /* a full chunk needs 160·(Tc-1)+320 samples; one that ends the file may be shorter */
+    while (st == SN_OK && !g_stop && p->nx >= (int64_t)SN_HOP * (Tc - 1) + SN_NFFT) st = run_chunk(p, Tc);
     return st;
+}
+
+/* The input has ended: the last chunks, the overlap-add tail, the zeros past
+ * the last frame, the resampler's tail. */
+static sn_status finish16(flow *p) {
+    enhancer *e = p->e;
+    int64_t N = p->n16, T = sn_stft_frames(N);
+    sn_status st = SN_OK;
+    if (N < SN_NFFT)
+        sn_log(SN_LOG_WARN, "enhance: '%s' is shorter than one 20 ms frame: the output is silence", p->in);
+    if (!e->stream) {
+        float *y = malloc((size_t)(N ? N : 1) * sizeof(float));
+        if (!y) return sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", p->in);
+        st = enhance_whole(e, p->x16, N, y);
+        if (st == SN_OK && !g_stop) st = emit(p, y, N, 1);
+        free(y);
+        return st;
+    }
+    while (st == SN_OK && !g_stop && p->t0 < T) st = run_chunk(p, (int)(T - p->t0 < e->Tc ? T - p->t0 : e->Tc));
+    if (st != SN_OK || g_stop) return st;
+    /* the last frame's second half (no further frame overlaps it), then zeros */
+    float tail[SN_HOP] = {0}, zeros[SN_HOP] = {0};
+    int64_t done = T * SN_HOP;
+    for (int s = 0; s < SN_HOP && T > 0 && done < N; s++, done++)
+        tail[s] = p->carry_den[s] > 1e-8 ? p->carry_num[s] / p->carry_den[s] : 0.0f;
+    st = emit(p, tail, T > 0 ? done - T * SN_HOP : 0, 0);
+    while (st == SN_OK && done < N) {
+        int64_t k = N - done < SN_HOP ? N - done : SN_HOP;
+        st = emit(p, zeros, k, 0);
+        done += k;
+    }
+    return st == SN_OK ? emit(p, NULL, 0, 1) : st;
 }
 
 /* One file: read (mono), resample to 16 kHz, enhance, resample back, write. */
 static sn_status enhance_file(enhancer *e, const char *in, const char *out, double *audio_s) {
-    sn_audio a = {0};
-    sn_status st = sn_audio_read(in, 0, 1, &a);
+    flow p = {.e = e, .in = in};
+    sn_audio_reader *rd = NULL;
+    int rate = 0, format = 0;
+    sn_status st = sn_audio_reader_open(in, &rd, &rate, NULL);
     if (st != SN_OK) return st;
-    *audio_s = (double)a.frames / a.sample_rate;
-    float *x16 = NULL, *y16 = NULL, *y = NULL;
-    int64_t n16 = 0, ny = 0;
-    st = sn_resample(a.data, a.frames, a.sample_rate, MODEL_RATE, &x16, &n16);
+    st = sn_audio_info(in, NULL, NULL, NULL, &format);
+    if (st == SN_OK) st = sn_resampler_new(rate, MODEL_RATE, &p.down);
+    if (st == SN_OK) st = sn_resampler_new(MODEL_RATE, rate, &p.up);
+    if (st == SN_OK && e->stream) st = sn_stream_reset(e->stream);
     if (st == SN_OK) {
-        y16 = malloc((size_t)(n16 ? n16 : 1) * sizeof(float));
-        if (!y16) st = sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", in);
+        p.blk = malloc(READ_BLOCK * sizeof(float));
+        p.y16 = e->stream ? malloc((size_t)e->Tc * SN_HOP * sizeof(float)) : NULL;
+        if (!p.blk || (e->stream && !p.y16)) st = sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", in);
     }
-    if (st == SN_OK) {
-        if (n16 < SN_NFFT)
-            sn_log(SN_LOG_WARN, "enhance: '%s' is shorter than one 20 ms frame: the output is silence", in);
-        st = e->stream ? enhance_chunked(e, x16, n16, y16) : enhance_whole(e, x16, n16, y16);
+    if (st == SN_OK) st = make_parent(out);
+    if (st == SN_OK) st = sn_audio_writer_open(out, 1, rate, out_format(out, format), &p.w);
+    for (int last = 0; st == SN_OK && !last && !g_stop;) {
+        int64_t got = 0;
+        const float *x;
+        int64_t nx;
+        st = sn_audio_reader_read(rd, p.blk, READ_BLOCK, &got);
+        last = got == 0;
+        p.frames_in += got;
+        if (last && st == SN_OK && p.frames_in == 0)
+            st = sn_error(SN_ERR_FORMAT, "'%s' holds no audio samples (0 frames); re-export or remove the file",
+                          in);
+        if (st == SN_OK) st = sn_resampler_process(p.down, p.blk, got, last, &x, &nx);
+        if (st == SN_OK) st = push16(&p, x, nx);
     }
-    if (st == SN_OK && !g_stop) st = sn_resample(y16, n16, MODEL_RATE, a.sample_rate, &y, &ny);
+    if (st == SN_OK && !g_stop) st = finish16(&p);
     if (st == SN_OK && !g_stop) {
         /* resampling rounds the length: make it the input's exactly */
-        if (ny < a.frames) {
-            float *v = realloc(y, (size_t)a.frames * sizeof(float));
-            if (!v) st = sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", in);
-            else {
-                memset(v + ny, 0, (size_t)(a.frames - ny) * sizeof(float));
-                y = v;
-            }
+        static const float zeros[1024];
+        while (st == SN_OK && p.frames_out < p.frames_in) {
+            int64_t k = p.frames_in - p.frames_out < 1024 ? p.frames_in - p.frames_out : 1024;
+            st = sink_write(&p, zeros, k);
         }
-        if (st == SN_OK) st = make_parent(out);
-        if (st == SN_OK) st = sn_audio_write(out, y, a.frames, 1, a.sample_rate, out_format(out, a.format));
+        sn_audio_writer *w = p.w;
+        p.w = NULL;
+        if (st == SN_OK) st = sn_audio_writer_close(w);
+        else sn_audio_writer_abort(w);
     }
-    free(x16), free(y16), free(y);
-    sn_audio_free(&a);
+    *audio_s = rate > 0 ? (double)p.frames_in / rate : 0;
+    sn_audio_reader_close(rd);
+    flow_free(&p);
     return st;
 }
 
