@@ -231,6 +231,14 @@ static void test_conv(void **st) {
     grads(c, sn_conv_transpose2d(c, x, wt, NULL, 2, 2, 1, 1, 1, 0), sn_grad_conv);
     cross_check(c, 2e-5 /* f32 GEMMs over K <= 3*9*21 */, 0, "conv");
     sn_ctx_free(c);
+    /* outputs large enough that the bias gradient splits each channel over blocks */
+    c = sn_ctx_new();
+    x = LEAF(c, -1, 1, "x", 4, 4, 96, 128);
+    w = LEAF(c, -0.5, 0.5, "w", 6, 4, 2, 3);
+    b = LEAF(c, -0.5, 0.5, "b", 6);
+    grads(c, sn_conv2d(c, x, w, b, 1, 2, 0, 0), sn_grad_conv);
+    cross_check(c, 1e-4 /* sums over 4*95*63 elements in different orders */, 0, "conv (large)");
+    sn_ctx_free(c);
 }
 
 static void test_batchnorm(void **st) {

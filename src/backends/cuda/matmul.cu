@@ -14,6 +14,41 @@ __global__ void k_chan_sum(const float *x, int64_t outer, int64_t C, int64_t inn
     }
 }
 
+/* Few channels over many elements (conv bias gradients): S blocks per channel each sum
+ * a slice into part[ch*S + s]; the last block of a channel to finish (counter, which
+ * atomicInc wraps back to 0 for the next launch and graph replays) adds the S partials
+ * in order, so the result does not depend on timing. */
+#define SN_BG_PARTS 65536
+#define SN_BG_CHANS 16384
+__device__ float g_sn_bg_part[SN_BG_PARTS];
+__device__ unsigned g_sn_bg_cnt[SN_BG_CHANS];
+
+__global__ void k_chan_sum_split(const float *x, int64_t outer, int64_t C, int64_t inner, int S, float *out) {
+    const int s = blockIdx.x;
+    const int64_t ch = blockIdx.y, n = outer * inner, chunk = (n + S - 1) / S;
+    const int64_t k0 = (int64_t)s * chunk, k1 = min(n, k0 + chunk);
+    float acc = 0.0f;
+    for (int64_t o = k0 / inner; o * inner < k1; o++) {
+        const float *p = x + (o * C + ch) * inner;
+        int64_t i0 = max(k0 - o * inner, (int64_t)0), i1 = min(k1 - o * inner, inner);
+        for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) acc += p[i];
+    }
+    acc = sn_block_sum(acc);
+    __shared__ bool last;
+    if (threadIdx.x == 0) {
+        g_sn_bg_part[ch * S + s] = acc;
+        __threadfence();
+        last = atomicInc(&g_sn_bg_cnt[ch], (unsigned)(S - 1)) == (unsigned)(S - 1);
+    }
+    __syncthreads();
+    if (last && threadIdx.x == 0) {
+        __threadfence();
+        float t = 0.0f;
+        for (int i = 0; i < S; i++) t += __ldcg(&g_sn_bg_part[ch * S + i]);
+        out[ch] = t;
+    }
+}
+
 static sn_status bias_grad(sn_cuda *c, sn_tensor *node) {
     const sn_tensor *dy = node->src[0];
     int ax = node->ip[0] < 0 ? node->ip[0] + dy->ndim : node->ip[0];
@@ -21,6 +56,16 @@ static sn_status bias_grad(sn_cuda *c, sn_tensor *node) {
     for (int d = 0; d < ax; d++) outer *= dy->shape[d];
     for (int d = ax + 1; d < dy->ndim; d++) inner *= dy->shape[d];
     if (inner == 1) return sn_cu_colsum(c, sn_cu_f(dy), outer, C, sn_cu_f(node), false);
+    /* enough blocks to fill the GPU, each with at least 4096 elements */
+    int64_t n = outer * inner, S = ((int64_t)4 * c->nsm + C - 1) / C;
+    if (S > 64) S = 64;
+    if (S > n / 4096) S = n / 4096;
+    if (S >= 2 && C <= SN_BG_CHANS && C * S <= SN_BG_PARTS) {
+        k_chan_sum_split<<<dim3((unsigned)S, (unsigned)C), 512, 0, c->stream>>>(sn_cu_f(dy), outer, C, inner, (int)S,
+                                                                              sn_cu_f(node));
+        CU_LAUNCHED("bias_grad");
+        return SN_OK;
+    }
     unsigned g = (unsigned)(C < 65535 ? C : 65535);
     k_chan_sum<<<g, 512, 0, c->stream>>>(sn_cu_f(dy), outer, C, inner, sn_cu_f(node));
     CU_LAUNCHED("bias_grad");
