@@ -274,15 +274,21 @@ static void test_long_file_memory(void **st) {
     free(blk);
     struct rusage self;
     getrusage(RUSAGE_SELF, &self);
+    /* the program's own footprint before any audio (with CUDA built in, loading cuBLAS
+     * alone maps ~200 MB): the bound is on what enhancing adds to it */
+    const char *ver[] = {"--version", NULL};
+    expect_err(run_sinter(ver), 0, NULL);
+    long base_kb = child_maxrss_kb;
     const char *args[] = {"enhance", "--ckpt", ckpt, P("long.wav"), "-o", P("long_out.wav"), "--device", "cpu", "-q",
                           NULL};
     expect_err(run_sinter(args), 0, NULL);
     /* ru_maxrss of the child counts the test process's own peak too (fork before
      * exec), which is printed here and is far below the bound */
-    print_message("10 min at 16 kHz: peak RSS of sinter enhance %.1f MB (test process %.1f MB)\n",
-                  child_maxrss_kb / 1024.0, self.ru_maxrss / 1024.0);
+    print_message("10 min at 16 kHz: peak RSS of sinter enhance %.1f MB, of sinter --version %.1f MB (test process "
+                  "%.1f MB)\n", child_maxrss_kb / 1024.0, base_kb / 1024.0, self.ru_maxrss / 1024.0);
     assert_true(child_maxrss_kb > 0);
-    assert_true(child_maxrss_kb < 80 * 1024);
+    /* whole-file processing would add 2 x 38 MB of float audio plus resampling copies */
+    assert_true(child_maxrss_kb - base_kb < 60 * 1024);
     int r = 0;
     int64_t frames = 0;
     SN_ASSERT_OK(sn_audio_info(P("long_out.wav"), &r, &frames, NULL, NULL));

@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <stdatomic.h>
+#include <sys/mman.h>
+#endif
 
 #include "backends/cpu/vmath.h"
 
@@ -40,6 +44,55 @@ static double prof_now(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 #define PROF(slot, t0) do { if (g_prof_on) { double t1_ = prof_now(); g_prof[slot] += t1_ - (t0); (t0) = t1_; } } while (0)
+
+/* The packed w_hh (16 MB at the prototype size) streams through every timestep: on
+ * 4 KB pages that is 4096 TLB entries per step, more than the STLB holds. One
+ * process-wide buffer on 2 MB pages (mmap + MADV_HUGEPAGE, kept for the next call;
+ * not malloc'ed, so it is no leak) serves the op that grabs it; a concurrent op
+ * falls back to the backend's scratch. SN_RNN_HUGE=0 turns it off. */
+#ifdef __linux__
+static atomic_int g_huge_busy;
+static char *g_huge;
+static size_t g_huge_bytes;
+#endif
+
+static float *wpack_get(sn_cpu *c, size_t n, bool *huge) {
+    *huge = false;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_RNN_HUGE");
+        on = !(e && *e == '0');
+    }
+    size_t bytes = (n * sizeof(float) + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
+    if (on && !atomic_exchange(&g_huge_busy, 1)) {
+        if (g_huge_bytes < bytes) {
+            if (g_huge) munmap(g_huge, g_huge_bytes + ((size_t)2 << 20));
+            g_huge = NULL;
+            g_huge_bytes = 0;
+            void *m = mmap(NULL, bytes + ((size_t)2 << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m != MAP_FAILED) {
+                g_huge = m;
+                g_huge_bytes = bytes;
+            }
+        }
+        if (g_huge) {
+            char *a = (char *)(((uintptr_t)g_huge + ((size_t)2 << 20) - 1) & ~(uintptr_t)(((size_t)2 << 20) - 1));
+            madvise(a, bytes, MADV_HUGEPAGE);
+            *huge = true;
+            return (float *)a;
+        }
+        atomic_store(&g_huge_busy, 0);
+    }
+#endif
+    return sn_cpu_scratch(c, n);
+}
+
+static void wpack_put(bool huge) {
+#ifdef __linux__
+    if (huge) atomic_store(&g_huge_busy, 0);
+#endif
+}
 
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -338,6 +391,7 @@ static void pack_panels(sn_cpu *c, float *P, const float *W, int64_t N, int64_t 
     sn_pool_for(c->pool, panels_of(N), 4, pack_part, &j);
 }
 
+static int64_t g_ppf = 0;
 #ifdef SN_SKINNY_X86
 /* C[b, n] (+)= sum_k A[b,k] Op[n,k] for b < B, n in [n0, n1) (n0 a multiple of 16),
  * Op packed in P */
@@ -356,6 +410,12 @@ __attribute__((target("avx512f"))) static void skinny_packed(const float *A, int
             for (int b = 0; b < 4; b++)
                 for (int r = 0; r < 4; r++) s[b][r] = _mm512_setzero_ps();
             for (int64_t k = 0; k < K; k++) {
+                if (g_ppf) {
+                    _mm_prefetch((const char *)(p0 + (k + g_ppf) * PANEL), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p1 + (k + g_ppf) * PANEL), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p2 + (k + g_ppf) * PANEL), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p3 + (k + g_ppf) * PANEL), _MM_HINT_T0);
+                }
                 __m512 w0 = _mm512_load_ps(p0 + k * PANEL), w1 = _mm512_load_ps(p1 + k * PANEL);
                 __m512 w2 = _mm512_load_ps(p2 + k * PANEL), w3 = _mm512_load_ps(p3 + k * PANEL);
                 for (int b = 0; b < 4; b++) {
@@ -558,6 +618,7 @@ typedef struct {
     const float *wp;
 } lstm_fwd_region;
 
+static void ppf_init(void) { const char *e = getenv("SN_PPF"); g_ppf = e ? atoll(e) : 0; }
 static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     const lstm_fwd_region *r = arg;
     int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
@@ -600,14 +661,17 @@ static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
              * hidden units (its 4 gate slices of w_hh stay in its L2), barrier per step */
             if (use_region()) {
                 lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B, NULL};
+                bool huge = false;
                 if (use_packed(B)) {
                     int64_t blk = panels_of(H) * PANEL * H;
-                    float *wp = sn_cpu_scratch(c, (size_t)(4 * blk));
+                    float *wp = wpack_get(c, (size_t)(4 * blk), &huge);
                     if (!wp) return SN_ERR_NOMEM;
                     for (int k = 0; k < 4; k++) pack_panels(c, wp + k * blk, w_hh + k * H * H, H, H, H, 1);
                     r.wp = wp;
                 }
+                ppf_init();
                 sn_pool_region(c->pool, lstm_fwd_thread, &r);
+                wpack_put(huge);
             } else
                 for (int64_t t = 0; t < T; t++) {
                     lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : c0, H, T * G,
@@ -773,8 +837,9 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
     bool skinny = use_skinny(B);
     bool packed = skinny && use_region() && use_packed(B);
     float *wt = NULL;
+    bool huge = false;
     if (skinny) {
-        wt = sn_cpu_scratch(c, (size_t)(panels_of(H) * PANEL * G));
+        wt = wpack_get(c, (size_t)(panels_of(H) * PANEL * G), &huge);
         if (!wt) return SN_ERR_NOMEM;
     }
     for (int l = layers - 1; l >= 0; l--) {
@@ -822,6 +887,7 @@ static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {
         else if (need_dx) sn_sgemm(c->pool, false, false, BT, I, G, 1.0f, dgs, G, w_ih, I, 0.0f, out, I);
         PROF(P_BWD_DX, t0);
     }
+    wpack_put(huge);
     return SN_OK;
 }
 

@@ -176,6 +176,56 @@ __device__ __forceinline__ void ll_finish(cg::grid_group &grid, unsigned base, i
     if (blockIdx.x == 0 && threadIdx.x == 0) g_sn_tag = base + (unsigned)T;
 }
 
+/* Flag-then-load exchange (the default; SN_RNN_GRIDSYNC=1 restores grid.sync): after a
+ * step each block's writers fence their plain stores of h_t (forward) or dG_t (backward),
+ * the block meets at a barrier and thread 0 release-stores the block's step counter
+ * g_sn_flag[block] = base + step tag. Before the next step one warp per block polls all
+ * blocks' counters (one coalesced 4-byte load per lane and block group of 32), fences,
+ * and the block then reads the data with ordinary L2 loads. No grid-wide atomic; the
+ * counters' tags grow over launches like the LL tags (base from g_sn_tag), so counters
+ * of an earlier launch, layer or CUDA graph replay never satisfy a wait. Every step's
+ * output has its own slot (hbuf / dG per t) and each block writes only its own units,
+ * so no write-after-read hazard needs a second barrier. */
+#define SN_FLAG_N 160 /* most blocks (5 counters per polling lane) */
+__device__ unsigned g_sn_flag[SN_FLAG_N];
+
+__device__ __forceinline__ unsigned flag_ld(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void flag_st(unsigned *p, unsigned v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+/* producer side, called by every thread of the block after its stores of this step */
+__device__ __forceinline__ void flag_publish(bool wrote, unsigned tag) {
+    if (wrote) __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) flag_st(&g_sn_flag[blockIdx.x], tag);
+}
+/* consumer side, every thread of the block: returns once every block's counter has reached want */
+__device__ __forceinline__ void flag_wait(unsigned want) {
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x, nb = (int)gridDim.x;
+        int polls = 0;
+        for (;;) {
+            unsigned f[SN_FLAG_N / 32];
+#pragma unroll
+            for (int s = 0; s < SN_FLAG_N / 32; s++) {
+                int i = lane + 32 * s;
+                f[s] = i < nb ? flag_ld(&g_sn_flag[i]) : want;
+            }
+            bool ok = true;
+#pragma unroll
+            for (int s = 0; s < SN_FLAG_N / 32; s++) ok &= (int)(f[s] - want) >= 0;
+            if (__all_sync(0xffffffffu, ok)) break;
+            if (++polls > 16) __nanosleep(32);
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
 #define SN_PT 256  /* threads per block */
 #define SN_PU 8    /* most units per block */
 
@@ -214,9 +264,9 @@ __device__ __forceinline__ float warp_bfly(float (&v)[N], int base, int lane) {
 template <int NB>
 __global__ void __launch_bounds__(SN_PT, 1)
 k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float *w_hh, const float *b_ih,
-                   const float *b_hh, const float *h0, const float *c0, int T, int H, int U, int ll) {
+                   const float *b_hh, const float *h0, const float *c0, int T, int H, int U, int ll, int fl) {
     cg::grid_group grid = cg::this_grid();
-    const unsigned base = ll ? ll_base() : 0u;
+    const unsigned base = ll || fl ? ll_base() : 0u;
     extern __shared__ float4 sm4[];
     const int j0 = blockIdx.x * U, nu = min(U, H - j0), R = 4 * nu, H4 = H >> 2;
     float4 *Ws = sm4;            /* [R][H4]: row k*nu + u = W_hh row k*H + j0 + u */
@@ -267,6 +317,7 @@ k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float
             }
             __syncthreads();
         } else if (has_h) {
+            if (fl && t > 0) flag_wait(base + (unsigned)t); /* every block's h_{t-1} */
             /* several loads in flight per thread before the stores (L2 latency) */
             for (int i0 = tid; i0 < NB * H4; i0 += 4 * SN_PT) {
                 float4 v[4];
@@ -333,18 +384,19 @@ k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float
             if (ll) ll_store(&g_sn_xch[t & 1][(size_t)cb * H + j], hn, base + (unsigned)t + 1u);
         }
         if (ll) __syncthreads(); /* block-local buffers (hs, pre, red) are reused next step */
+        else if (fl) flag_publish(cell, base + (unsigned)t + 1u);
         else grid.sync();
     }
-    if (ll) ll_finish(grid, base, T);
+    if (ll || fl) ll_finish(grid, base, T);
 }
 
 /* dG of every step; dh_rec[:, units] = dG_{t+1} W_hh[:, units] from the column slice */
 template <int NB>
 __global__ void __launch_bounds__(SN_PT, 1)
 k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, float *dG, const float *w_hh, int T,
-                   int H, int U, int ll) {
+                   int H, int U, int ll, int fl) {
     cg::grid_group grid = cg::this_grid();
-    const unsigned base = ll ? ll_base() : 0u;
+    const unsigned base = ll || fl ? ll_base() : 0u;
     extern __shared__ float4 sm4[];
     const int j0 = blockIdx.x * U, nu = min(U, H - j0), G4 = 4 * H;
     float *Wc = (float *)sm4;                  /* [4H][SN_PU] */
@@ -369,6 +421,7 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
             cp = t > 0 ? cbuf[o1 - H] : 0.0f;
         }
         if (t < T - 1) {
+            if (fl) flag_wait(base + (unsigned)(T - 1 - t)); /* every block's dG_{t+1} */
             constexpr int NV = NB * SN_PU, VP = sn_bfly_pad(NV), V = VP < 32 ? VP : 32;
             float acc[VP]; /* [b * SN_PU + u] */
 #pragma unroll
@@ -455,9 +508,10 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
             }
         }
         if (ll) __syncthreads(); /* block-local buffers (hs, pre, red) are reused next step */
+        else if (fl) flag_publish(cell, base + (unsigned)(T - t));
         else grid.sync();
     }
-    if (ll) ll_finish(grid, base, T);
+    if (ll || fl) ll_finish(grid, base, T);
 }
 
 typedef struct {
@@ -543,6 +597,12 @@ static int use_ll(int64_t entries) {
     if (want < 0) want = getenv("SN_RNN_LL") != NULL;
     return want && entries <= SN_XCH_N;
 }
+/* flag-then-load exchange unless LL runs or SN_RNN_GRIDSYNC=1 (the grid.sync fallback) */
+static int use_flags(int ll, int blocks) {
+    static int grid = -1;
+    if (grid < 0) grid = getenv("SN_RNN_GRIDSYNC") != NULL;
+    return !ll && !grid && blocks <= SN_FLAG_N;
+}
 
 /* true when the persistent kernel ran layer l's steps; false: use the step path */
 static sn_status lstm_fwd_persist(sn_cuda *c, int64_t B, int64_t T, int64_t H, float *gates, float *cbuf, float *hbuf,
@@ -554,9 +614,9 @@ static sn_status lstm_fwd_persist(sn_cuda *c, int64_t B, int64_t T, int64_t H, f
     if (!fn || T > INT32_MAX || !aligned16(w_hh) || !aligned16(hbuf) || (h0 && !aligned16(h0)) ||
         !persist_plan(c, fn, true, B, H, &pc))
         return SN_OK;
-    int Ti = (int)T, Hi = (int)H, ll = use_ll(B * H);
+    int Ti = (int)T, Hi = (int)H, ll = use_ll(B * H), fl = use_flags(ll, pc.blocks);
     void *args[] = {&gates, &cbuf, &hbuf, &y, (void *)&w_hh, (void *)&b_ih, (void *)&b_hh, (void *)&h0, (void *)&c0,
-                    &Ti, &Hi, &pc.U, &ll};
+                    &Ti, &Hi, &pc.U, &ll, &fl};
     CU_TRY(coop_launch(c, fn, &pc, args), "lstm (persistent kernel launch)");
     *done = true;
     return SN_OK;
@@ -568,8 +628,8 @@ static sn_status lstm_bwd_persist(sn_cuda *c, int64_t B, int64_t T, int64_t H, c
     const void *fn = bwd_kernel(B);
     persist_cfg pc;
     if (!fn || T > INT32_MAX || !persist_plan(c, fn, false, B, H, &pc)) return SN_OK;
-    int Ti = (int)T, Hi = (int)H, ll = use_ll(B * 4 * H);
-    void *args[] = {(void *)&dh_out, (void *)&gates, (void *)&cbuf, &dG, (void *)&w_hh, &Ti, &Hi, &pc.U, &ll};
+    int Ti = (int)T, Hi = (int)H, ll = use_ll(B * 4 * H), fl = use_flags(ll, pc.blocks);
+    void *args[] = {(void *)&dh_out, (void *)&gates, (void *)&cbuf, &dG, (void *)&w_hh, &Ti, &Hi, &pc.U, &ll, &fl};
     CU_TRY(coop_launch(c, fn, &pc, args), "lstm_bwd (persistent kernel launch)");
     *done = true;
     return SN_OK;
