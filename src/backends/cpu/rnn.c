@@ -391,7 +391,16 @@ static void pack_panels(sn_cpu *c, float *P, const float *W, int64_t N, int64_t 
     sn_pool_for(c->pool, panels_of(N), 4, pack_part, &j);
 }
 
-static int64_t g_ppf = 0;
+/* software prefetch distance of the packed kernel, in k steps (SN_RNN_PF; default 0,
+ * off): meant for panels streaming from L3, but on the 16-core Xeon 16 steps ahead
+ * was within noise at 16 threads and ~8% slower at 2, so it stays an experiment */
+static int64_t g_ppf = -1;
+static void ppf_init(void) {
+    if (g_ppf < 0) {
+        const char *e = getenv("SN_RNN_PF");
+        g_ppf = e && *e ? atoll(e) : 0;
+    }
+}
 #ifdef SN_SKINNY_X86
 /* C[b, n] (+)= sum_k A[b,k] Op[n,k] for b < B, n in [n0, n1) (n0 a multiple of 16),
  * Op packed in P */
@@ -410,7 +419,7 @@ __attribute__((target("avx512f"))) static void skinny_packed(const float *A, int
             for (int b = 0; b < 4; b++)
                 for (int r = 0; r < 4; r++) s[b][r] = _mm512_setzero_ps();
             for (int64_t k = 0; k < K; k++) {
-                if (g_ppf) {
+                if (g_ppf > 0) {
                     _mm_prefetch((const char *)(p0 + (k + g_ppf) * PANEL), _MM_HINT_T0);
                     _mm_prefetch((const char *)(p1 + (k + g_ppf) * PANEL), _MM_HINT_T0);
                     _mm_prefetch((const char *)(p2 + (k + g_ppf) * PANEL), _MM_HINT_T0);
@@ -455,6 +464,7 @@ __attribute__((target("avx512f"))) static void skinny_packed(const float *A, int
 /* the packed path: AVX-512 and not turned off (SN_SKINNY_PACKED=0) */
 static bool use_packed(int64_t B) {
     static int on = -1;
+    ppf_init();
     if (on < 0) {
         const char *e = getenv("SN_SKINNY_PACKED");
         on = skinny_level() == 2 && !(e && *e == '0');
@@ -618,7 +628,6 @@ typedef struct {
     const float *wp;
 } lstm_fwd_region;
 
-static void ppf_init(void) { const char *e = getenv("SN_PPF"); g_ppf = e ? atoll(e) : 0; }
 static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     const lstm_fwd_region *r = arg;
     int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
@@ -669,7 +678,6 @@ static sn_status lstm_forward(sn_cpu *c, sn_tensor *node) {
                     for (int k = 0; k < 4; k++) pack_panels(c, wp + k * blk, w_hh + k * H * H, H, H, H, 1);
                     r.wp = wp;
                 }
-                ppf_init();
                 sn_pool_region(c->pool, lstm_fwd_thread, &r);
                 wpack_put(huge);
             } else

@@ -197,9 +197,10 @@ __device__ __forceinline__ unsigned flag_ld(const unsigned *p) {
 __device__ __forceinline__ void flag_st(unsigned *p, unsigned v) {
     asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
-/* producer side, called by every thread of the block after its stores of this step */
-__device__ __forceinline__ void flag_publish(bool wrote, unsigned tag) {
-    if (wrote) __threadfence();
+/* producer side, called by every thread of the block after its stores of this step:
+ * the barrier orders the block's stores before thread 0's release (cumulative, as in
+ * cooperative_groups' grid.sync: barrier, then one thread's fence and signal) */
+__device__ __forceinline__ void flag_publish(unsigned tag) {
     __syncthreads();
     if (threadIdx.x == 0) flag_st(&g_sn_flag[blockIdx.x], tag);
 }
@@ -219,9 +220,9 @@ __device__ __forceinline__ void flag_wait(unsigned want) {
 #pragma unroll
             for (int s = 0; s < SN_FLAG_N / 32; s++) ok &= (int)(f[s] - want) >= 0;
             if (__all_sync(0xffffffffu, ok)) break;
-            if (++polls > 16) __nanosleep(32);
+            if (++polls > 64) __nanosleep(32);
         }
-        __threadfence();
+        asm volatile("fence.acq_rel.gpu;" ::: "memory"); /* acquire: the relaxed loads saw the releases */
     }
     __syncthreads();
 }
@@ -384,7 +385,7 @@ k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float
             if (ll) ll_store(&g_sn_xch[t & 1][(size_t)cb * H + j], hn, base + (unsigned)t + 1u);
         }
         if (ll) __syncthreads(); /* block-local buffers (hs, pre, red) are reused next step */
-        else if (fl) flag_publish(cell, base + (unsigned)t + 1u);
+        else if (fl) flag_publish(base + (unsigned)t + 1u);
         else grid.sync();
     }
     if (ll || fl) ll_finish(grid, base, T);
@@ -508,7 +509,7 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
             }
         }
         if (ll) __syncthreads(); /* block-local buffers (hs, pre, red) are reused next step */
-        else if (fl) flag_publish(cell, base + (unsigned)(T - t));
+        else if (fl) flag_publish(base + (unsigned)(T - t));
         else grid.sync();
     }
     if (ll || fl) ll_finish(grid, base, T);
