@@ -93,6 +93,15 @@ typedef enum sn_op {
     SN_OP_COUNT
 } sn_op;
 
+/* Op families: one source file per family per layer (src/core/ops/<family>.c,
+ * src/backends/<backend>/<family>.c|cu, tests/core/test_<family>.c); backends and
+ * autodiff dispatch on it. SN_FAM_NONE: leaves and views (nothing to run). */
+typedef enum sn_op_family {
+    SN_FAM_NONE = 0, SN_FAM_SHAPE, SN_FAM_BINARY, SN_FAM_UNARY, SN_FAM_MATMUL, SN_FAM_CONV, SN_FAM_BATCHNORM,
+    SN_FAM_NORM, SN_FAM_RNN, SN_FAM_ATTENTION, SN_FAM_LOSS, SN_FAM_OPTIM, SN_FAM_COUNT
+} sn_op_family;
+sn_op_family sn_op_family_of(sn_op op);
+
 /* The hyper tensor of an optimizer op holds [lr, bias_correction1, bias_correction2, step]
  * and is written by the host before each step. */
 #define SN_HYPER_LR 0

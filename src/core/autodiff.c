@@ -6,31 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Gradient builders by family; the *_BWD ops' builders refuse (no second order). */
 static sn_grad_fn grad_fn(sn_op op) {
-    switch (op) {
-    case SN_OP_ADD: case SN_OP_MUL: case SN_OP_SCALE: case SN_OP_EXPAND: case SN_OP_REDUCE_TO:
-        return sn_grad_binary;
-    case SN_OP_RELU: case SN_OP_ELU: case SN_OP_SOFTPLUS: case SN_OP_SIGMOID: case SN_OP_TANH:
-        return sn_grad_unary;
-    case SN_OP_VIEW: case SN_OP_COPY: case SN_OP_CONCAT: case SN_OP_PAD: case SN_OP_SLICE: case SN_OP_PERMUTE:
-        return sn_grad_shape;
-    case SN_OP_MATMUL: case SN_OP_LINEAR:
-        return sn_grad_matmul;
-    case SN_OP_CONV2D: case SN_OP_CONVT2D:
-        return sn_grad_conv;
-    case SN_OP_BATCHNORM:
-        return sn_grad_batchnorm;
-    case SN_OP_LAYERNORM: case SN_OP_SOFTMAX:
-        return sn_grad_norm;
-    case SN_OP_LSTM: case SN_OP_GRU:
-        return sn_grad_rnn;
-    case SN_OP_ATTENTION:
-        return sn_grad_attention;
-    case SN_OP_MSE: case SN_OP_L1: case SN_OP_SUM: case SN_OP_MEAN:
-        return sn_grad_loss;
-    default:
-        return NULL;
-    }
+    static const sn_grad_fn fns[SN_FAM_COUNT] = {
+        [SN_FAM_SHAPE] = sn_grad_shape,   [SN_FAM_BINARY] = sn_grad_binary, [SN_FAM_UNARY] = sn_grad_unary,
+        [SN_FAM_MATMUL] = sn_grad_matmul, [SN_FAM_CONV] = sn_grad_conv,     [SN_FAM_BATCHNORM] = sn_grad_batchnorm,
+        [SN_FAM_NORM] = sn_grad_norm,     [SN_FAM_RNN] = sn_grad_rnn,       [SN_FAM_ATTENTION] = sn_grad_attention,
+        [SN_FAM_LOSS] = sn_grad_loss,
+    };
+    if (op == SN_OP_VIEW) return sn_grad_shape;
+    return fns[sn_op_family_of(op)];
 }
 
 void sn_ctx_set_remat(sn_ctx *ctx, int level) {

@@ -158,6 +158,38 @@ const char *sn_op_name(sn_op op) {
     return names[op];
 }
 
+sn_op_family sn_op_family_of(sn_op op) {
+    switch (op) {
+    case SN_OP_COPY: case SN_OP_CONCAT: case SN_OP_PAD: case SN_OP_SLICE: case SN_OP_PERMUTE:
+        return SN_FAM_SHAPE;
+    case SN_OP_ADD: case SN_OP_MUL: case SN_OP_SCALE: case SN_OP_REDUCE_TO: case SN_OP_EXPAND:
+        return SN_FAM_BINARY;
+    case SN_OP_RELU: case SN_OP_ELU: case SN_OP_SOFTPLUS: case SN_OP_SIGMOID: case SN_OP_TANH:
+    case SN_OP_RELU_BWD: case SN_OP_ELU_BWD: case SN_OP_SOFTPLUS_BWD: case SN_OP_SIGMOID_BWD: case SN_OP_TANH_BWD:
+        return SN_FAM_UNARY;
+    case SN_OP_MATMUL: case SN_OP_LINEAR: case SN_OP_BIAS_GRAD:
+        return SN_FAM_MATMUL;
+    case SN_OP_CONV2D: case SN_OP_CONV2D_BWD_DATA: case SN_OP_CONV2D_BWD_W:
+    case SN_OP_CONVT2D: case SN_OP_CONVT2D_BWD_DATA: case SN_OP_CONVT2D_BWD_W:
+        return SN_FAM_CONV;
+    case SN_OP_BATCHNORM: case SN_OP_BATCHNORM_BWD:
+        return SN_FAM_BATCHNORM;
+    case SN_OP_LAYERNORM: case SN_OP_LAYERNORM_BWD: case SN_OP_SOFTMAX: case SN_OP_SOFTMAX_BWD:
+        return SN_FAM_NORM;
+    case SN_OP_LSTM: case SN_OP_LSTM_BWD: case SN_OP_GRU: case SN_OP_GRU_BWD: case SN_OP_RNN_STATE:
+        return SN_FAM_RNN;
+    case SN_OP_ATTENTION: case SN_OP_ATTENTION_BWD:
+        return SN_FAM_ATTENTION;
+    case SN_OP_MSE: case SN_OP_MSE_BWD: case SN_OP_L1: case SN_OP_L1_BWD: case SN_OP_SUM: case SN_OP_MEAN:
+    case SN_OP_SUMSQ:
+        return SN_FAM_LOSS;
+    case SN_OP_ADAM: case SN_OP_SGD:
+        return SN_FAM_OPTIM;
+    default:
+        return SN_FAM_NONE;
+    }
+}
+
 bool sn_op_writes_src(const sn_tensor *node, int i) {
     switch (node->op) {
     case SN_OP_BATCHNORM: return node->ip[0] && (i == 3 || i == 4);

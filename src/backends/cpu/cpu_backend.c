@@ -115,63 +115,18 @@ static sn_status cpu_fill_zero(sn_backend *b, void *dst, size_t n) {
 
 static bool cpu_supports(sn_backend *b, const sn_tensor *t) { return t->dtype == SN_F32 && t->op < SN_OP_COUNT; }
 
+typedef sn_status (*cpu_kernel_fn)(sn_cpu *c, sn_tensor *node);
+static const cpu_kernel_fn cpu_kernels[SN_FAM_COUNT] = {
+    [SN_FAM_SHAPE] = sn_cpu_shape,   [SN_FAM_BINARY] = sn_cpu_binary,       [SN_FAM_UNARY] = sn_cpu_unary,
+    [SN_FAM_MATMUL] = sn_cpu_matmul, [SN_FAM_CONV] = sn_cpu_conv,           [SN_FAM_BATCHNORM] = sn_cpu_batchnorm,
+    [SN_FAM_NORM] = sn_cpu_norm,     [SN_FAM_RNN] = sn_cpu_rnn,             [SN_FAM_ATTENTION] = sn_cpu_attention,
+    [SN_FAM_LOSS] = sn_cpu_loss,     [SN_FAM_OPTIM] = sn_cpu_optim,
+};
+
 static sn_status cpu_node(sn_cpu *c, sn_tensor *t) {
-    switch (t->op) {
-    case SN_OP_NONE:
-    case SN_OP_VIEW: return SN_OK;
-    case SN_OP_COPY:
-    case SN_OP_CONCAT:
-    case SN_OP_PAD:
-    case SN_OP_SLICE:
-    case SN_OP_PERMUTE: return sn_cpu_shape(c, t);
-    case SN_OP_ADD:
-    case SN_OP_MUL:
-    case SN_OP_SCALE:
-    case SN_OP_REDUCE_TO:
-    case SN_OP_EXPAND: return sn_cpu_binary(c, t);
-    case SN_OP_RELU:
-    case SN_OP_ELU:
-    case SN_OP_SOFTPLUS:
-    case SN_OP_SIGMOID:
-    case SN_OP_TANH:
-    case SN_OP_RELU_BWD:
-    case SN_OP_ELU_BWD:
-    case SN_OP_SOFTPLUS_BWD:
-    case SN_OP_SIGMOID_BWD:
-    case SN_OP_TANH_BWD: return sn_cpu_unary(c, t);
-    case SN_OP_MATMUL:
-    case SN_OP_LINEAR:
-    case SN_OP_BIAS_GRAD: return sn_cpu_matmul(c, t);
-    case SN_OP_CONV2D:
-    case SN_OP_CONV2D_BWD_DATA:
-    case SN_OP_CONV2D_BWD_W:
-    case SN_OP_CONVT2D:
-    case SN_OP_CONVT2D_BWD_DATA:
-    case SN_OP_CONVT2D_BWD_W: return sn_cpu_conv(c, t);
-    case SN_OP_BATCHNORM:
-    case SN_OP_BATCHNORM_BWD: return sn_cpu_batchnorm(c, t);
-    case SN_OP_LAYERNORM:
-    case SN_OP_LAYERNORM_BWD:
-    case SN_OP_SOFTMAX:
-    case SN_OP_SOFTMAX_BWD: return sn_cpu_norm(c, t);
-    case SN_OP_LSTM:
-    case SN_OP_LSTM_BWD:
-    case SN_OP_GRU:
-    case SN_OP_GRU_BWD:
-    case SN_OP_RNN_STATE: return sn_cpu_rnn(c, t);
-    case SN_OP_ATTENTION:
-    case SN_OP_ATTENTION_BWD: return sn_cpu_attention(c, t);
-    case SN_OP_MSE:
-    case SN_OP_MSE_BWD:
-    case SN_OP_L1:
-    case SN_OP_L1_BWD:
-    case SN_OP_SUM:
-    case SN_OP_MEAN:
-    case SN_OP_SUMSQ: return sn_cpu_loss(c, t);
-    case SN_OP_ADAM:
-    case SN_OP_SGD: return sn_cpu_optim(c, t);
-    case SN_OP_COUNT: break;
-    }
+    if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) return SN_OK;
+    sn_op_family f = sn_op_family_of(t->op);
+    if (f != SN_FAM_NONE && cpu_kernels[f]) return cpu_kernels[f](c, t);
     return sn_error(SN_ERR_UNSUPPORTED, "CPU backend: op %d (%s) has no kernel", (int)t->op, sn_op_name(t->op));
 }
 

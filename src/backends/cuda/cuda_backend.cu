@@ -332,63 +332,28 @@ static bool cu_supports(sn_backend *b, const sn_tensor *t) {
     return t->op >= SN_OP_NONE && t->op < SN_OP_COUNT;
 }
 
-static sn_status cu_node(sn_cuda *c, sn_tensor *t) {
-    switch (t->op) {
-    case SN_OP_NONE:
-    case SN_OP_VIEW: return SN_OK;
-    case SN_OP_COPY:
-    case SN_OP_CONCAT:
-    case SN_OP_PAD:
-    case SN_OP_SLICE:
-    case SN_OP_PERMUTE: return sn_cu_shape(c, t);
-    case SN_OP_ADD:
-    case SN_OP_MUL:
-    case SN_OP_SCALE:
-    case SN_OP_REDUCE_TO:
-    case SN_OP_EXPAND: return sn_cu_binary(c, t);
-    case SN_OP_RELU:
-    case SN_OP_ELU:
-    case SN_OP_SOFTPLUS:
-    case SN_OP_SIGMOID:
-    case SN_OP_TANH:
-    case SN_OP_RELU_BWD:
-    case SN_OP_ELU_BWD:
-    case SN_OP_SOFTPLUS_BWD:
-    case SN_OP_SIGMOID_BWD:
-    case SN_OP_TANH_BWD: return sn_cu_unary(c, t);
-    case SN_OP_MATMUL:
-    case SN_OP_LINEAR:
-    case SN_OP_BIAS_GRAD: return sn_cu_matmul(c, t);
-    case SN_OP_CONV2D:
-    case SN_OP_CONV2D_BWD_DATA:
-    case SN_OP_CONV2D_BWD_W:
-    case SN_OP_CONVT2D:
-    case SN_OP_CONVT2D_BWD_DATA:
-    case SN_OP_CONVT2D_BWD_W: return sn_cu_conv(c, t);
-    case SN_OP_BATCHNORM:
-    case SN_OP_BATCHNORM_BWD: return sn_cu_batchnorm(c, t);
-    case SN_OP_LAYERNORM:
-    case SN_OP_LAYERNORM_BWD:
-    case SN_OP_SOFTMAX:
-    case SN_OP_SOFTMAX_BWD: return sn_cu_norm(c, t);
-    case SN_OP_LSTM:
-    case SN_OP_LSTM_BWD:
-    case SN_OP_GRU:
-    case SN_OP_GRU_BWD:
-    case SN_OP_RNN_STATE: return sn_cu_rnn(c, t);
-    case SN_OP_ATTENTION:
-    case SN_OP_ATTENTION_BWD: return sn_cu_attention(c, t);
-    case SN_OP_MSE:
-    case SN_OP_MSE_BWD:
-    case SN_OP_L1:
-    case SN_OP_L1_BWD:
-    case SN_OP_SUM:
-    case SN_OP_MEAN:
-    case SN_OP_SUMSQ: return sn_cu_loss(c, t);
-    case SN_OP_ADAM:
-    case SN_OP_SGD: return sn_cu_optim(c, t);
-    case SN_OP_COUNT: break;
+typedef sn_status (*cu_kernel_fn)(sn_cuda *c, sn_tensor *node);
+static cu_kernel_fn cu_kernel(sn_op_family f) {
+    switch (f) {
+    case SN_FAM_SHAPE: return sn_cu_shape;
+    case SN_FAM_BINARY: return sn_cu_binary;
+    case SN_FAM_UNARY: return sn_cu_unary;
+    case SN_FAM_MATMUL: return sn_cu_matmul;
+    case SN_FAM_CONV: return sn_cu_conv;
+    case SN_FAM_BATCHNORM: return sn_cu_batchnorm;
+    case SN_FAM_NORM: return sn_cu_norm;
+    case SN_FAM_RNN: return sn_cu_rnn;
+    case SN_FAM_ATTENTION: return sn_cu_attention;
+    case SN_FAM_LOSS: return sn_cu_loss;
+    case SN_FAM_OPTIM: return sn_cu_optim;
+    default: return NULL;
     }
+}
+
+static sn_status cu_node(sn_cuda *c, sn_tensor *t) {
+    if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) return SN_OK;
+    cu_kernel_fn fn = cu_kernel(sn_op_family_of(t->op));
+    if (fn) return fn(c, t);
     return sn_error(SN_ERR_UNSUPPORTED, "CUDA backend: op %d (%s) has no kernel", (int)t->op, sn_op_name(t->op));
 }
 
