@@ -62,8 +62,10 @@ typedef enum sn_op {
     /* normalisation */
     SN_OP_BATCHNORM,  /* x[N,C,H,W], gamma, beta, running_mean, running_var; ip0 training;
                          fp0 eps, fp1 momentum. Training updates the running stats in place.
+                         ip1 = 1: fused ELU epilogue, y = ELU(BN(x)) with alpha fp2.
                          extra: mean[C], invstd[C] of the statistics used. */
-    SN_OP_BATCHNORM_BWD, /* (dy, x, y_fwd, gamma) -> packed [dx | dgamma | dbeta] */
+    SN_OP_BATCHNORM_BWD, /* (dy, x, y_fwd, gamma) -> packed [dx | dgamma | dbeta]; ip1/fp2 as fwd:
+                            with ip1 = 1 dy is w.r.t. the ELU output and y_fwd's data is read */
     SN_OP_LAYERNORM,  /* x[..,E], gamma[E], beta[E]; fp0 eps. extra: mean[M], rstd[M] */
     SN_OP_LAYERNORM_BWD, /* (dy, x, y_fwd, gamma) -> packed [dx | dgamma | dbeta] */
     SN_OP_SOFTMAX,    /* over the last dim */
@@ -200,6 +202,9 @@ sn_tensor *sn_conv_transpose2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tenso
                                int ph, int pw, int oph, int opw);
 sn_tensor *sn_batchnorm2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *gamma, sn_tensor *beta, sn_tensor *rmean,
                           sn_tensor *rvar, bool training, float eps, float momentum);
+/* ELU(batchnorm2d(x)) as one op (alpha > 0) */
+sn_tensor *sn_batchnorm2d_elu(sn_ctx *ctx, sn_tensor *x, sn_tensor *gamma, sn_tensor *beta, sn_tensor *rmean,
+                              sn_tensor *rvar, bool training, float eps, float momentum, float alpha);
 sn_tensor *sn_layernorm(sn_ctx *ctx, sn_tensor *x, sn_tensor *gamma, sn_tensor *beta, float eps);
 sn_tensor *sn_softmax(sn_ctx *ctx, sn_tensor *x);
 /* w: layers*4 tensors in order w_ih, w_hh, b_ih, b_hh per layer */

@@ -224,7 +224,7 @@ typedef struct block { size_t off, size; } block;
 
 /* Readers that use only a node's saved state (after its data), not the data. */
 static bool reads_extra_only(const sn_tensor *node, int k) {
-    return node->op == SN_OP_BATCHNORM_BWD && k == 2;
+    return node->op == SN_OP_BATCHNORM_BWD && k == 2 && node->ip[1] == 0; /* fused ELU reads y */
 }
 
 static bool transient(const sn_tensor *t) {

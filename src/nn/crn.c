@@ -258,7 +258,8 @@ static sn_tensor *P(sn_model *m, const char *fmt, int i) {
     return t;
 }
 
-static sn_tensor *bn(sn_model *m, sn_tensor *x, const char *pre, int i, bool training) {
+/* ELU(BatchNorm2d(x)) as one fused op */
+static sn_tensor *bn_elu(sn_model *m, sn_tensor *x, const char *pre, int i, bool training) {
     char nm[4][SN_NAME_LEN];
     const char *suf[4] = {"weight", "bias", "running_mean", "running_var"};
     sn_tensor *p[4];
@@ -266,7 +267,7 @@ static sn_tensor *bn(sn_model *m, sn_tensor *x, const char *pre, int i, bool tra
         snprintf(nm[k], sizeof nm[k], "%s.%d.%s", pre, i, suf[k]);
         p[k] = sn_model_find(m, nm[k]);
     }
-    return sn_batchnorm2d(m->ctx, x, p[0], p[1], p[2], p[3], training, 1e-5f, 0.1f);
+    return sn_batchnorm2d_elu(m->ctx, x, p[0], p[1], p[2], p[3], training, 1e-5f, 0.1f, 1.0f);
 }
 
 static sn_tensor *transformer_block(sn_model *m, sn_tensor *x, int l) {
@@ -300,7 +301,7 @@ sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training) {
     int pads[8] = {0, 0, 0, 0, 1, 0, 0, 0}; /* causal: one frame before in time */
     for (int i = 0; i < 5; i++) {
         x = sn_conv2d(c, sn_pad(c, x, pads), P(m, "enc.%d.weight", i), P(m, "enc.%d.bias", i), 1, 2, 0, 0);
-        x = sn_elu(c, bn(m, x, "ebn", i, training), 1.0f);
+        x = bn_elu(m, x, "ebn", i, training);
         skip[i] = x;
     }
     if (!x) return NULL;
@@ -330,7 +331,7 @@ sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training) {
         if (!x) return NULL;
         int64_t start[4] = {0, 0, 0, 0}, shape[4] = {x->shape[0], x->shape[1], x->shape[2] - 1, x->shape[3]};
         x = sn_slice(c, x, start, shape); /* causal: drop the last frame */
-        x = i < 4 ? sn_elu(c, bn(m, x, "dbn", i, training), 1.0f) : sn_softplus(c, x, 1.0f, 20.0f);
+        x = i < 4 ? bn_elu(m, x, "dbn", i, training) : sn_softplus(c, x, 1.0f, 20.0f);
     }
     return x;
 }

@@ -1,5 +1,6 @@
 /* batchnorm2d: training and eval forward vs float64, dx/dgamma/dbeta (packed output read through
- * views) vs finite differences, saved mean/invstd, running-stat updates as PyTorch, bad input. */
+ * views) vs finite differences, saved mean/invstd, running-stat updates as PyTorch, bad input.
+ * The same for the fused batchnorm2d_elu (ELU(BN(x)) in one op). */
 #include "sn_test.h"
 #include "core/core.h"
 
@@ -15,6 +16,8 @@ typedef struct {
     int64_t N, C, HW;
     double eps;
     const double *rm, *rv; /* eval statistics */
+    bool elu;              /* fused: ELU(BN(x)) with alpha */
+    double alpha;
 } bn_ud;
 
 static void bn_stats(const bn_ud *u, const double *x, int64_t c, double *mean, double *var) {
@@ -44,14 +47,18 @@ static void ref_bn(void *ud, double **in, double *out) {
         for (int64_t n = 0; n < u->N; n++)
             for (int64_t i = 0; i < u->HW; i++) {
                 int64_t k = (n * u->C + c) * u->HW + i;
-                out[k] = (x[k] - mean) * is * g[c] + b[c];
+                double z = (x[k] - mean) * is * g[c] + b[c];
+                out[k] = u->elu && z <= 0 ? u->alpha * expm1(z) : z;
             }
     }
 }
 
-static void run_bn(bool training, int64_t N, int64_t C, int64_t H, int64_t W) {
+/* alpha > 0: the fused batchnorm2d_elu */
+static void run_bn(bool training, int64_t N, int64_t C, int64_t H, int64_t W, float alpha) {
     sn_ctx *ctx = sn_ctx_new();
-    uint64_t seed = 40 + (uint64_t)training + (uint64_t)C;
+    bool elu = alpha > 0;
+    const char *what = elu ? "batchnorm2d_elu" : "batchnorm2d";
+    uint64_t seed = 40 + (uint64_t)training + (uint64_t)C + (elu ? 100 : 0);
     int64_t xs[4] = {N, C, H, W};
     float eps = 1e-5f, mom = 0.1f;
     sn_tensor *x = leaf(ctx, 4, xs, "x", &seed, -1.5f, 2.5f, true);
@@ -60,25 +67,37 @@ static void run_bn(bool training, int64_t N, int64_t C, int64_t H, int64_t W) {
     sn_tensor *rm = leaf(ctx, 1, &C, "running_mean", &seed, -0.5f, 0.5f, false);
     sn_tensor *rv = leaf(ctx, 1, &C, "running_var", &seed, 0.5f, 1.5f, false);
     double *rm0 = to_d(rm->data, C), *rv0 = to_d(rv->data, C);
-    sn_tensor *y = sn_batchnorm2d(ctx, x, g, b, rm, rv, training, eps, mom);
+    sn_tensor *y = elu ? sn_batchnorm2d_elu(ctx, x, g, b, rm, rv, training, eps, mom, alpha)
+                       : sn_batchnorm2d(ctx, x, g, b, rm, rv, training, eps, mom);
     if (!y) fail_msg("%s", sn_last_error());
     assert_int_equal(y->extra, 2 * sn_align64(C) * sizeof(float));
+    assert_int_equal(y->ip[1], elu ? 1 : 0);
     sn_tensor *dy = leaf_like(ctx, y, "dy", &seed);
     sn_tensor *ds[SN_MAX_SRC] = {0};
     SN_ASSERT_OK(sn_grad_batchnorm(ctx, y, dy, ds));
     assert_null(ds[3]);
     assert_null(ds[4]);
+    /* the backward node carries the fused activation */
+    sn_tensor *bwd = sn_root(ds[0]);
+    assert_int_equal(bwd->op, SN_OP_BATCHNORM_BWD);
+    assert_int_equal(bwd->ip[1], elu ? 1 : 0);
+    if (elu) assert_true(bwd->fp[2] == alpha);
     SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
 
-    bn_ud u = {training, N, C, H * W, eps, rm0, rv0};
+    bn_ud u = {training, N, C, H * W, eps, rm0, rv0, elu, alpha};
     ref_t r = {.f = ref_bn, .ud = &u, .nout = sn_nelem(y)};
     ref_add(&r, x->data, sn_nelem(x));
     ref_add(&r, g->data, C);
     ref_add(&r, b->data, C);
-    check_fwd("batchnorm2d", y->data, &r, 1e-5);
+    check_fwd(what, y->data, &r, 1e-5 /* f32 normalise; ELU's expm1 within a few ulp */);
+    if (elu) { /* inputs span both sides of the ELU's kink */
+        int64_t neg = 0;
+        for (int64_t k = 0; k < sn_nelem(y); k++) neg += ((const float *)y->data)[k] < 0;
+        assert_true(neg > sn_nelem(y) / 10 && neg < sn_nelem(y) * 9 / 10);
+    }
     for (int i = 0; i < 3; i++) {
         assert_true(sn_same_shape(ds[i], y->src[i]));
-        check_grad("batchnorm2d", ds[i]->data, &r, dy->data, i, 1e-4);
+        check_grad(what, ds[i]->data, &r, dy->data, i, 1e-4 /* f32 sums vs exact derivative */);
     }
     /* saved statistics and the running-stat update (PyTorch: unbiased variance, momentum m) */
     const float *mean = sn_extra_ptr(y), *invstd = mean + sn_align64(C);
@@ -108,11 +127,22 @@ static void run_bn(bool training, int64_t N, int64_t C, int64_t H, int64_t W) {
 }
 
 static void test_batchnorm_training(void **state) {
-    run_bn(true, 3, 4, 5, 7);
-    run_bn(true, 2, 67, 3, 2);  /* C > 64: invstd starts at the aligned offset 128 */
+    run_bn(true, 3, 4, 5, 7, 0);
+    run_bn(true, 2, 67, 3, 2, 0);  /* C > 64: invstd starts at the aligned offset 128 */
 }
 
-static void test_batchnorm_eval(void **state) { run_bn(false, 3, 4, 5, 7); }
+static void test_batchnorm_eval(void **state) { run_bn(false, 3, 4, 5, 7, 0); }
+
+static void test_batchnorm_elu_training(void **state) {
+    run_bn(true, 3, 4, 5, 7, 1.0f);
+    run_bn(true, 2, 67, 3, 2, 0.7f);  /* C > 64, alpha != 1 */
+    run_bn(true, 2, 3, 5, 23, 1.3f);  /* rows of 115: vector bodies and remainders */
+}
+
+static void test_batchnorm_elu_eval(void **state) {
+    run_bn(false, 3, 4, 5, 7, 1.0f);
+    run_bn(false, 2, 5, 3, 11, 0.5f);
+}
 
 /* two training steps compound the running stats as PyTorch does */
 static void test_batchnorm_running_two_steps(void **state) {
@@ -157,6 +187,11 @@ static void test_batchnorm_bad_input(void **state) {
     EXPECT_FAIL(sn_batchnorm2d(ctx, one, c3, c3, c3, c3, true, 1e-5f, 0.1f), "more than one value");
     EXPECT_FAIL(sn_batchnorm2d(ctx, x, NULL, c3, c3, c3, true, 1e-5f, 0.1f), "NULL");
     assert_non_null(sn_batchnorm2d(ctx, one, c3, c3, c3, c3, false, 1e-5f, 0.1f)); /* eval is fine */
+    EXPECT_FAIL(sn_batchnorm2d_elu(ctx, x, c3, c3, c3, c3, true, 1e-5f, 0.1f, 0.0f), "alpha");
+    EXPECT_FAIL(sn_batchnorm2d_elu(ctx, x, c3, c3, c3, c3, true, 1e-5f, 0.1f, NAN), "alpha");
+    EXPECT_FAIL(sn_batchnorm2d_elu(ctx, x, c4, c3, c3, c3, true, 1e-5f, 0.1f, 1.0f), "batchnorm2d");
+    EXPECT_FAIL(sn_batchnorm2d_elu(ctx, x2, c3, c3, c3, c3, true, 1e-5f, 0.1f, 1.0f), "4-D");
+    EXPECT_FAIL(sn_batchnorm2d_elu(ctx, x, c3, NULL, c3, c3, true, 1e-5f, 0.1f, 1.0f), "NULL");
     sn_ctx_free(ctx);
 }
 
@@ -164,6 +199,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batchnorm_training),
         cmocka_unit_test(test_batchnorm_eval),
+        cmocka_unit_test(test_batchnorm_elu_training),
+        cmocka_unit_test(test_batchnorm_elu_eval),
         cmocka_unit_test(test_batchnorm_running_two_steps),
         cmocka_unit_test(test_batchnorm_bad_input),
     };

@@ -257,6 +257,24 @@ static void test_batchnorm(void **st) {
     sn_ctx_free(c);
 }
 
+/* fused ELU(BN(x)): forward, saved mean/invstd, running stats, and the backward
+ * (whose dy is w.r.t. the ELU output) in training and eval, vs the CPU */
+static void test_batchnorm_elu(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -2, 3, "x", 3, 5, 7, 9);
+    sn_tensor *g = LEAF(c, 0.5, 1.5, "gamma", 5), *b = LEAF(c, -0.5, 0.5, "beta", 5);
+    sn_tensor *rm = LEAF(c, -0.5, 0.5, "rmean", 5), *rv = LEAF(c, 0.5, 1.5, "rvar", 5);
+    sn_tensor *rm2 = LEAF(c, -0.5, 0.5, "rmean2", 5), *rv2 = LEAF(c, 0.5, 1.5, "rvar2", 5);
+    rm->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rv->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rm2->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rv2->flags &= ~SN_FLAG_NEEDS_GRAD;
+    grads(c, sn_batchnorm2d_elu(c, x, g, b, rm, rv, true, 1e-5f, 0.1f, 1.0f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d_elu(c, x, g, b, rm2, rv2, false, 1e-5f, 0.1f, 0.7f), sn_grad_batchnorm);
+    cross_check(c, 1e-5 /* per-channel sums over 189 elements, expm1 ulps */, 1e-5, "batchnorm_elu");
+    sn_ctx_free(c);
+}
+
 static void test_norm(void **st) {
     sn_ctx *c = sn_ctx_new();
     sn_tensor *x = LEAF(c, -2, 2, "x", 3, 7, 37);
@@ -547,12 +565,12 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),    cmocka_unit_test(test_unary),
-        cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),    cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_norm),      cmocka_unit_test(test_lstm),
-        cmocka_unit_test(test_gru),         cmocka_unit_test(test_attention), cmocka_unit_test(test_loss),
-        cmocka_unit_test(test_optim),       cmocka_unit_test(test_precision), cmocka_unit_test(test_graph_replay),
-        cmocka_unit_test(test_crn_step),
+        cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_norm),
+        cmocka_unit_test(test_lstm),        cmocka_unit_test(test_gru),           cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),
+        cmocka_unit_test(test_graph_replay), cmocka_unit_test(test_crn_step),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     sn_backend_free(g_cuda);

@@ -1,8 +1,12 @@
 /* CPU kernels: BatchNorm2d forward (batch or running statistics) and backward,
- * parallel over channels; per-channel sums in double. */
+ * parallel over channels; per-channel sums in double. With ip[1] = 1 the forward
+ * applies ELU(alpha fp[2]) as an epilogue and the backward first turns dy (w.r.t.
+ * the ELU output y) into dz = dy * (y > 0 ? 1 : y + alpha). */
 #include "backends/cpu/cpu.h"
 
 #include <math.h>
+
+#include "backends/cpu/vmath.h"
 
 typedef struct {
     const sn_tensor *node;
@@ -10,9 +14,143 @@ typedef struct {
     const float *x, *dy, *gamma, *beta;
     float *y, *rm, *rv, *mean, *invstd;
     float *dx, *dg, *db;
-    float eps, mom;
-    bool training;
+    const float *yf; /* fused backward: the forward's ELU output */
+    float eps, mom, alpha;
+    bool training, elu;
 } bnjob;
+
+#ifdef SN_VM_X86
+/* y = ELU(x*sc + sh); expm1 as in unary.c: Taylor to z^8 for |z| < 0.5 (exp(z) - 1
+ * would cancel there), exp(z) - 1 outside */
+__attribute__((target("avx512f"))) static void affine_elu512(float *y, const float *x, int64_t n, float sc, float sh,
+                                                             float alpha) {
+    __m512 vsc = _mm512_set1_ps(sc), vsh = _mm512_set1_ps(sh), va = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 z = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), vsc, vsh);
+        __m512 t = _mm512_min_ps(z, zero);
+        __m512 p = _mm512_set1_ps(1.0f / 40320.0f);
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f / 5040.0f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f / 720.0f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f / 120.0f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f / 24.0f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f / 6.0f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.5f));
+        __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, t), t, t);
+        __m512 big = _mm512_sub_ps(sn_exp512(t), _mm512_set1_ps(1.0f));
+        __m512 e = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, _mm512_set1_ps(-0.5f), _CMP_GT_OQ), big, small);
+        __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero, _CMP_GT_OQ), _mm512_mul_ps(va, e), z);
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void affine_elu256(float *y, const float *x, int64_t n, float sc, float sh,
+                                                              float alpha) {
+    __m256 vsc = _mm256_set1_ps(sc), vsh = _mm256_set1_ps(sh), va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 z = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vsc, vsh);
+        __m256 t = _mm256_min_ps(z, zero);
+        __m256 p = _mm256_set1_ps(1.0f / 40320.0f);
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 5040.0f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 720.0f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 120.0f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 24.0f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 6.0f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.5f));
+        __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, t), t, t);
+        __m256 big = _mm256_sub_ps(sn_exp256(t), _mm256_set1_ps(1.0f));
+        __m256 e = _mm256_blendv_ps(big, small, _mm256_cmp_ps(t, _mm256_set1_ps(-0.5f), _CMP_GT_OQ));
+        __m256 r = _mm256_blendv_ps(_mm256_mul_ps(va, e), z, _mm256_cmp_ps(z, zero, _CMP_GT_OQ));
+        _mm256_storeu_ps(y + i, r);
+    }
+    for (; i < n; i++) {
+        float z = x[i] * sc + sh;
+        y[i] = z > 0.0f ? z : alpha * expm1f(z);
+    }
+}
+
+/* The per-channel sums, still in double but 8 lanes wide: the scalar double
+ * accumulation chain was the bottleneck of both passes. */
+__attribute__((target("avx512f"))) static void sums512(const float *x, const float *dy, double m, int64_t n, double *s1,
+                                                       double *s2) {
+    __m512d a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd(), b2 = _mm512_setzero_pd();
+    __m512d vm = _mm512_set1_pd(m);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 vx = _mm512_maskz_loadu_ps(k, x + i);
+        __m512d xl = _mm512_cvtps_pd(_mm512_castps512_ps256(vx));
+        __m512d xh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vx), 1)));
+        __mmask8 kl = (__mmask8)(k & 0xFF), kh = (__mmask8)(k >> 8);
+        /* masked lanes load as 0 and must not add (0 - m) */
+        __m512d dl = _mm512_maskz_sub_pd(kl, xl, vm), dh = _mm512_maskz_sub_pd(kh, xh, vm);
+        if (dy) {
+            __m512 vg = _mm512_maskz_loadu_ps(k, dy + i);
+            __m512d gl = _mm512_cvtps_pd(_mm512_castps512_ps256(vg));
+            __m512d gh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vg), 1)));
+            a1 = _mm512_add_pd(a1, gl);
+            b1 = _mm512_add_pd(b1, gh);
+            a2 = _mm512_fmadd_pd(gl, dl, a2);
+            b2 = _mm512_fmadd_pd(gh, dh, b2);
+        } else {
+            a1 = _mm512_add_pd(a1, dl);
+            b1 = _mm512_add_pd(b1, dh);
+            a2 = _mm512_fmadd_pd(dl, dl, a2);
+            b2 = _mm512_fmadd_pd(dh, dh, b2);
+        }
+    }
+    *s1 += _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
+    *s2 += _mm512_reduce_add_pd(_mm512_add_pd(a2, b2));
+}
+#endif
+
+/* dy == NULL: s1 += sum(x - m), s2 += sum((x - m)^2); else s1 += sum(dy), s2 += sum(dy * (x - m)) */
+static void sums(const float *x, const float *dy, double m, int64_t n, double *s1, double *s2) {
+#ifdef SN_VM_X86
+    if (sn_vm_level() == 2) { sums512(x, dy, m, n, s1, s2); return; }
+#endif
+    double a = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)x[i] - m, g = dy ? dy[i] : d;
+        a += g;
+        b += g * d;
+    }
+    *s1 += a;
+    *s2 += b;
+}
+
+static void affine_elu(float *y, const float *x, int64_t n, float sc, float sh, float alpha) {
+#ifdef SN_VM_X86
+    int l = sn_vm_level();
+    if (l == 2) { affine_elu512(y, x, n, sc, sh, alpha); return; }
+    if (l == 1) { affine_elu256(y, x, n, sc, sh, alpha); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) {
+        float z = x[i] * sc + sh;
+        y[i] = z > 0.0f ? z : alpha * expm1f(z);
+    }
+}
+
+#ifdef SN_VM_X86
+__attribute__((target("avx512f"))) static void elu_grad512(float *dz, const float *dy, const float *y, int64_t n,
+                                                           float alpha) {
+    __m512 va = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 g = _mm512_maskz_loadu_ps(m, dy + i), v = _mm512_maskz_loadu_ps(m, y + i);
+        __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), _mm512_mul_ps(g, _mm512_add_ps(v, va)), g);
+        _mm512_mask_storeu_ps(dz + i, m, r);
+    }
+}
+#endif
+
+/* dz = dy * ELU'(z), from y: for z <= 0, alpha*exp(z) = y + alpha */
+static void elu_grad(float *dz, const float *dy, const float *y, int64_t n, float alpha) {
+#ifdef SN_VM_X86
+    if (sn_vm_level() == 2) { elu_grad512(dz, dy, y, n, alpha); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) dz[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + alpha);
+}
 
 static void bn_fwd(void *arg, int64_t c0, int64_t c1, int tid) {
     bnjob *j = arg;
@@ -20,19 +158,11 @@ static void bn_fwd(void *arg, int64_t c0, int64_t c1, int tid) {
     for (int64_t c = c0; c < c1; c++) {
         float m, is;
         if (j->training) {
-            double s = 0;
-            for (int64_t n = 0; n < N; n++) {
-                const float *x = j->x + (n * C + c) * HW;
-                for (int64_t i = 0; i < HW; i++) s += x[i];
-            }
-            double mu = s / (double)cnt, q = 0;
-            for (int64_t n = 0; n < N; n++) {
-                const float *x = j->x + (n * C + c) * HW;
-                for (int64_t i = 0; i < HW; i++) {
-                    double d = x[i] - mu;
-                    q += d * d;
-                }
-            }
+            double s = 0, q = 0, s0 = 0;
+            for (int64_t n = 0; n < N; n++) sums(j->x + (n * C + c) * HW, NULL, 0.0, HW, &s, &s0);
+            double mu = s / (double)cnt;
+            s0 = 0;
+            for (int64_t n = 0; n < N; n++) sums(j->x + (n * C + c) * HW, NULL, mu, HW, &s0, &q);
             double var = q / (double)cnt;
             m = (float)mu;
             is = (float)(1.0 / sqrt(var + (double)j->eps));
@@ -49,7 +179,9 @@ static void bn_fwd(void *arg, int64_t c0, int64_t c1, int tid) {
         for (int64_t n = 0; n < N; n++) {
             const float *x = j->x + (n * C + c) * HW;
             float *y = j->y + (n * C + c) * HW;
-            for (int64_t i = 0; i < HW; i++) y[i] = x[i] * sc + sh;
+            if (j->elu) affine_elu(y, x, HW, sc, sh, j->alpha);
+            else
+                for (int64_t i = 0; i < HW; i++) y[i] = x[i] * sc + sh;
         }
     }
 }
@@ -62,10 +194,12 @@ static void bn_bwd(void *arg, int64_t c0, int64_t c1, int tid) {
         double sdy = 0, sdyx = 0;
         for (int64_t n = 0; n < N; n++) {
             const float *x = j->x + (n * C + c) * HW, *dy = j->dy + (n * C + c) * HW;
-            for (int64_t i = 0; i < HW; i++) {
-                sdy += dy[i];
-                sdyx += (double)dy[i] * (x[i] - m);
+            if (j->elu) { /* dz goes to dx and is the dy of the BN backward from here on */
+                float *dz = j->dx + (n * C + c) * HW;
+                elu_grad(dz, dy, j->yf + (n * C + c) * HW, HW, j->alpha);
+                dy = dz;
             }
+            sums(x, dy, (double)m, HW, &sdy, &sdyx);
         }
         double dgamma = sdyx * is;
         j->db[c] = (float)sdy;
@@ -75,14 +209,14 @@ static void bn_bwd(void *arg, int64_t c0, int64_t c1, int tid) {
             /* dx = gamma*invstd * (dy - mean(dy) - xhat*mean(dy*xhat)) */
             float k = g * is, mdy = (float)(sdy / (double)cnt), mdx = (float)(dgamma / (double)cnt) * is;
             for (int64_t n = 0; n < N; n++) {
-                const float *x = j->x + (n * C + c) * HW, *dy = j->dy + (n * C + c) * HW;
+                const float *x = j->x + (n * C + c) * HW, *dy = (j->elu ? j->dx : j->dy) + (n * C + c) * HW;
                 float *dx = j->dx + (n * C + c) * HW;
                 for (int64_t i = 0; i < HW; i++) dx[i] = k * (dy[i] - mdy - (x[i] - m) * mdx);
             }
         } else {
             float k = g * is;
             for (int64_t n = 0; n < N; n++) {
-                const float *dy = j->dy + (n * C + c) * HW;
+                const float *dy = (j->elu ? j->dx : j->dy) + (n * C + c) * HW;
                 float *dx = j->dx + (n * C + c) * HW;
                 for (int64_t i = 0; i < HW; i++) dx[i] = k * dy[i];
             }
@@ -108,6 +242,8 @@ sn_status sn_cpu_batchnorm(sn_cpu *c, sn_tensor *node) {
         j.training = node->ip[0] != 0;
         j.eps = node->fp[0];
         j.mom = node->fp[1];
+        j.elu = node->ip[1] != 0;
+        j.alpha = node->fp[2];
         sn_pool_for(c->pool, j.C, 1 + 32768 / (j.N * j.HW), bn_fwd, &j);
         return SN_OK;
     }
@@ -122,6 +258,9 @@ sn_status sn_cpu_batchnorm(sn_cpu *c, sn_tensor *node) {
         j.mean = sn_extra_ptr(fwd);
         j.invstd = j.mean + sn_align64(j.C);
         j.training = node->ip[0] != 0;
+        j.elu = node->ip[1] != 0;
+        j.alpha = node->fp[2];
+        j.yf = fwd->data;
         int64_t sizes[3] = {j.N * j.C * j.HW, j.C, j.C};
         float *out = node->data;
         j.dx = out + sn_packed_offset(sizes, 0);

@@ -1,7 +1,10 @@
 /* BATCHNORM (2-D, NCHW) forward and backward. Per-channel statistics are reduced in
  * a fixed two-level order (blocks of a channel write partials, then one pass sums
  * them), so replays give bit-identical results. extra = mean[C] | invstd[C] (the
- * second block at align64(C)); running_var is updated with the unbiased variance. */
+ * second block at align64(C)); running_var is updated with the unbiased variance.
+ * Fused ELU (ip[1] = 1, alpha fp[2]): the forward applies ELU to the normalised
+ * value, the backward turns dy into dz = dy * (y > 0 ? 1 : y + alpha) as it reads
+ * it (y: the forward's output), so no extra pass or buffer. */
 #include "backends/cuda/cuda_common.h"
 
 #define BN_THREADS 256
@@ -10,6 +13,16 @@
 __device__ __forceinline__ int64_t bn_at(int64_t m, int64_t ch, int64_t C, int64_t HW) {
     int64_t n = m / HW;
     return (n * C + ch) * HW + (m - n * HW);
+}
+
+/* the gradient w.r.t. the BN output: dy itself, or through the fused ELU (y != NULL) */
+__device__ __forceinline__ float bn_dz(const float *dy, const float *y, float alpha, int64_t o) {
+    float g = dy[o];
+    if (y) {
+        float v = y[o];
+        g = v > 0.0f ? g : g * (v + alpha);
+    }
+    return g;
 }
 
 /* part[ch*S + s] = sum over the block's range of x (MODE 0) or of (x-mean)^2 (MODE 1) */
@@ -58,17 +71,20 @@ __global__ void k_bn_eval_stats(const float *rmean, const float *rvar, int64_t C
 }
 
 __global__ void k_bn_apply(const float *x, float *y, const float *mean, const float *invstd, const float *gamma,
-                           const float *beta, int64_t C, int64_t HW, int64_t n) {
+                           const float *beta, int64_t C, int64_t HW, int64_t n, int elu, float alpha) {
     SN_GRID_LOOP(i, n) {
         int64_t ch = (i / HW) % C;
         float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f;
-        y[i] = (x[i] - mean[ch]) * invstd[ch] * g + b;
+        float z = (x[i] - mean[ch]) * invstd[ch] * g + b;
+        if (elu) z = z > 0.0f ? z : alpha * expm1f(z);
+        y[i] = z;
     }
 }
 
 /* partials of sum(dy) and sum(dy * xhat) */
-__global__ void k_bn_bwd_part(const float *dy, const float *x, const float *mean, const float *invstd, int64_t C,
-                              int64_t HW, int64_t M, int S, int64_t chunk, float *pdy, float *pdyx) {
+__global__ void k_bn_bwd_part(const float *dy, const float *yf, float alpha, const float *x, const float *mean,
+                              const float *invstd, int64_t C, int64_t HW, int64_t M, int S, int64_t chunk, float *pdy,
+                              float *pdyx) {
     int64_t ch = blockIdx.x;
     int s = blockIdx.y;
     float mu = mean[ch], is = invstd[ch];
@@ -76,7 +92,7 @@ __global__ void k_bn_bwd_part(const float *dy, const float *x, const float *mean
     float a = 0.0f, b = 0.0f;
     for (int64_t m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
         int64_t o = bn_at(m, ch, C, HW);
-        float g = dy[o];
+        float g = bn_dz(dy, yf, alpha, o);
         a += g;
         b += g * (x[o] - mu) * is;
     }
@@ -98,17 +114,18 @@ __global__ void k_bn_bwd_final(const float *pdy, const float *pdyx, int S, int64
     }
 }
 
-__global__ void k_bn_bwd_dx(const float *dy, const float *x, const float *mean, const float *invstd,
+__global__ void k_bn_bwd_dx(const float *dy, const float *yf, float alpha, const float *x, const float *mean,
+                            const float *invstd,
                             const float *gamma, const float *dgamma, const float *dbeta, int64_t C, int64_t HW,
                             int64_t M, int training, int64_t n, float *dx) {
     SN_GRID_LOOP(i, n) {
         int64_t ch = (i / HW) % C;
-        float g = gamma ? gamma[ch] : 1.0f, is = invstd[ch];
+        float g = gamma ? gamma[ch] : 1.0f, is = invstd[ch], d = bn_dz(dy, yf, alpha, i);
         if (training) {
             float xh = (x[i] - mean[ch]) * is;
-            dx[i] = g * is / (float)M * ((float)M * dy[i] - dbeta[ch] - xh * dgamma[ch]);
+            dx[i] = g * is / (float)M * ((float)M * d - dbeta[ch] - xh * dgamma[ch]);
         } else {
-            dx[i] = dy[i] * g * is;
+            dx[i] = d * g * is;
         }
     }
 }
@@ -153,7 +170,8 @@ sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
             CU_LAUNCHED("batchnorm2d (eval statistics)");
         }
         k_bn_apply<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), sn_cu_f(node), mean, invstd,
-                                                                         gamma, beta, C, HW, n);
+                                                                         gamma, beta, C, HW, n, node->ip[1] != 0,
+                                                                         node->fp[2]);
         CU_LAUNCHED("batchnorm2d (normalise)");
         return SN_OK;
     }
@@ -163,6 +181,8 @@ sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
         int64_t N = x->shape[0], C = x->shape[1], n = sn_cu_nel(x), HW = n / (N * C), M = N * HW;
         int training = fwd->op == SN_OP_BATCHNORM ? fwd->ip[0] : node->ip[0];
         const float *mean = sn_cu_extra(fwd), *invstd = mean + sn_align64(C);
+        const float *yf = node->ip[1] ? sn_cu_f(fwd) : NULL; /* fused ELU: its output */
+        float alpha = node->fp[2];
         int64_t sizes[3] = {n, C, C};
         float *dx = sn_cu_f(node), *dgamma = dx + sn_packed_offset(sizes, 1), *dbeta = dx + sn_packed_offset(sizes, 2);
         int64_t chunk;
@@ -170,13 +190,14 @@ sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
         float *part = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(2 * C * S) * sizeof(float));
         if (!part) return sn_error_prefix(SN_ERR_NOMEM, "batchnorm2d_bwd");
         dim3 g((unsigned)C, (unsigned)S);
-        k_bn_bwd_part<<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(dy), sn_cu_f(x), mean, invstd, C, HW, M, S, chunk, part,
-                                                       part + C * S);
+        k_bn_bwd_part<<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(dy), yf, alpha, sn_cu_f(x), mean, invstd, C, HW, M, S,
+                                                       chunk, part, part + C * S);
         CU_LAUNCHED("batchnorm2d_bwd (partials)");
         k_bn_bwd_final<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(part, part + C * S, S, C, dgamma, dbeta);
         CU_LAUNCHED("batchnorm2d_bwd (dgamma, dbeta)");
-        k_bn_bwd_dx<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(dy), sn_cu_f(x), mean, invstd, gamma,
-                                                                          dgamma, dbeta, C, HW, M, training, n, dx);
+        k_bn_bwd_dx<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(dy), yf, alpha, sn_cu_f(x), mean,
+                                                                          invstd, gamma, dgamma, dbeta, C, HW, M,
+                                                                          training, n, dx);
         CU_LAUNCHED("batchnorm2d_bwd (dx)");
         return SN_OK;
     }

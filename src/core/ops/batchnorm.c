@@ -1,7 +1,11 @@
 /* BatchNorm2d (PyTorch semantics): batch statistics over (N,H,W) in training, with
- * the running stats updated in place; running stats in eval. */
+ * the running stats updated in place; running stats in eval. Optionally fused with
+ * an ELU epilogue (ip[1] = 1, alpha fp[2]): y = ELU(BN(x)) in one pass, and its
+ * backward applies the ELU derivative (from y) before the BN backward. */
 #include "sinter/tensor.h"
 #include "core/core.h"
+
+#include <math.h>
 
 sn_tensor *sn_batchnorm2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *gamma, sn_tensor *beta, sn_tensor *rmean,
                           sn_tensor *rvar, bool training, float eps, float momentum) {
@@ -34,6 +38,19 @@ sn_tensor *sn_batchnorm2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *gamma, sn_tensor
     return t;
 }
 
+sn_tensor *sn_batchnorm2d_elu(sn_ctx *ctx, sn_tensor *x, sn_tensor *gamma, sn_tensor *beta, sn_tensor *rmean,
+                              sn_tensor *rvar, bool training, float eps, float momentum, float alpha) {
+    if (!(alpha > 0.0f) || !isfinite(alpha)) {
+        sn_error(SN_ERR_INVALID_ARG, "batchnorm2d_elu: alpha must be finite and > 0 (got %g)", (double)alpha);
+        return NULL;
+    }
+    sn_tensor *t = sn_batchnorm2d(ctx, x, gamma, beta, rmean, rvar, training, eps, momentum);
+    if (!t) return NULL;
+    t->ip[1] = 1;
+    t->fp[2] = alpha;
+    return t;
+}
+
 sn_status sn_grad_batchnorm(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc) {
     if (node->op != SN_OP_BATCHNORM)
         return sn_error(SN_ERR_UNSUPPORTED, "%s '%s': no gradient (second-order gradients are not supported)",
@@ -51,6 +68,8 @@ sn_status sn_grad_batchnorm(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tens
     if (!g) return SN_ERR_NOMEM;
     g->ip[0] = node->ip[0];
     g->fp[0] = node->fp[0];
+    g->ip[1] = node->ip[1]; /* fused ELU: dy is w.r.t. the ELU output, src 2's data is read */
+    g->fp[2] = node->fp[2];
     if (sn_needs_grad(x)) dsrc[0] = sn_view(ctx, g, 4, x->shape, sn_packed_offset(sizes, 0));
     if (sn_needs_grad(gamma)) dsrc[1] = sn_view(ctx, g, 1, &C, sn_packed_offset(sizes, 1));
     if (sn_needs_grad(beta)) dsrc[2] = sn_view(ctx, g, 1, &C, sn_packed_offset(sizes, 2));
