@@ -123,6 +123,14 @@ sn_status sn_istft_mag_phase(sn_stft *s, const float *mag, const float *phase, i
 sn_status sn_stft_mag_phase_batch(sn_stft *s, const float *x, int batch, int64_t n, float *mag,
                                   float *phase);
 /* mag, phase [B,T,161] -> y [B,n]. */
+/* DESIGN.md's iSTFT divides by the window-square sum wherever it exceeds 1e-8; in the
+ * first and last hop only one window covers a sample and that sum falls to ~1e-7,
+ * so any inconsistency in an estimated spectrum is amplified into clicks. For audio
+ * meant to be listened to or scored whole, this rescales those samples as if the
+ * divisor were floored at SN_ISTFT_EDGE_FLOOR (the smallest two-window sum): the
+ * interior is untouched, the ends fade over ~5 ms. y holds an iSTFT of T frames. */
+#define SN_ISTFT_EDGE_FLOOR 0.5
+void sn_istft_fade_edges(const sn_stft *s, float *y, int64_t n, int64_t T);
 sn_status sn_istft_mag_phase_batch(sn_stft *s, const float *mag, const float *phase, int batch,
                                    int64_t T, float *y, int64_t n);
 

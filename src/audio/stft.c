@@ -220,3 +220,18 @@ sn_status sn_istft_mag_phase_batch(sn_stft *s, const float *mag, const float *ph
     }
     return SN_OK;
 }
+
+/* See audio.h: the first and last hop, where one window covers a sample, fade
+ * instead of being divided by a near-zero window-square sum. */
+void sn_istft_fade_edges(const sn_stft *s, float *y, int64_t n, int64_t T) {
+    if (!s || !y || T <= 0) return;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t first = i >= SN_NFFT ? (i - SN_NFFT) / SN_HOP + 1 : 0, last = i / SN_HOP;
+        if (last > T - 1) last = T - 1;
+        double den = 0;
+        for (int64_t t = first; t <= last; t++) den += s->window2[i - t * SN_HOP];
+        if (den > 1e-8 && den < SN_ISTFT_EDGE_FLOOR) y[i] = (float)(y[i] * den / SN_ISTFT_EDGE_FLOOR);
+        /* between the first and the last hop two windows always overlap (sum >= 0.5) */
+        if (i == SN_HOP && T > 3 && (T - 1) * SN_HOP - 1 > i) i = (T - 1) * SN_HOP - 1;
+    }
+}

@@ -294,17 +294,7 @@ static sn_status enhance_whole(enhancer *e, const float *x, int64_t N, float *y)
     if (st == SN_OK) st = sn_infer_new(e->m, e->b, e->cpu, 1, (int)T, &inf);
     if (st == SN_OK) st = sn_infer_run(inf, mag, est);
     if (st == SN_OK) st = sn_istft_mag_phase(e->stft, est, ph, T, y, N);
-    if (st == SN_OK) { /* the same edge rule as the chunked path (wola): only the first and
-                        * last hop have a window-square sum below 0.5 */
-        for (int64_t n = 0; n < N; n++) {
-            int64_t first = n >= SN_NFFT ? (n - SN_NFFT) / SN_HOP + 1 : 0, last = n / SN_HOP;
-            if (last > T - 1) last = T - 1;
-            double den = 0;
-            for (int64_t t = first; t <= last; t++) den += e->w2[n - t * SN_HOP];
-            if (den > 1e-8 && den < 0.5) y[n] = (float)(y[n] * den / 0.5);
-            if (n == SN_HOP && N > 2 * SN_NFFT) n = (T - 1) * SN_HOP - 1; /* the interior is >= 0.5 */
-        }
-    }
+    if (st == SN_OK) sn_istft_fade_edges(e->stft, y, N, T); /* the chunked path's rule (wola) */
     sn_infer_free(inf);
     free(mag), free(ph), free(est);
     return st;
@@ -318,7 +308,7 @@ static sn_status enhance_whole(enhancer *e, const float *x, int64_t N, float *y)
  * turns the ends into a 5 ms fade instead. */
 static float wola(double num, double den) {
     if (!(den > 1e-8)) return 0.0f;
-    return (float)(num / (den < 0.5 ? 0.5 : den));
+    return (float)(num / (den < SN_ISTFT_EDGE_FLOOR ? SN_ISTFT_EDGE_FLOOR : den));
 }
 
 /* One chunk of n frames starting at frame t0, from x = samples

@@ -146,7 +146,10 @@ sn_status sn_evaluate_with(sn_infer *f, sn_dataset *ds, int metrics, sn_eval_res
                 if ((s = sn_stoi(cw, nw, M, sr, 1, &v)) != SN_OK) break;
                 out->estoi_in += v;
             }
-            if (want_cb && cb(out->items, b.noisy + j * N, y + j * N, b.clean + j * N, N, sr, user)) want_cb = 0;
+            if (want_cb) { /* audio to listen to: no clicks at the ends (audio.h) */
+                sn_istft_fade_edges(stft, y + j * N, N, T);
+                if (cb(out->items, b.noisy + j * N, y + j * N, b.clean + j * N, N, sr, user)) want_cb = 0;
+            }
             out->items++;
         }
     }
