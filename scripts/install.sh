@@ -5,9 +5,9 @@
 set -euo pipefail
 
 deb_pkgs=(build-essential cmake pkg-config libopenblas-dev libcmocka-dev libsndfile1-dev libsamplerate0-dev
-          libyaml-dev libfftw3-dev espeak-ng mesa-vulkan-drivers libvulkan-dev glslang-tools clang
+          libyaml-dev libfftw3-dev espeak-ng clang libclang-rt-dev
           python3 python3-numpy)
-brew_pkgs=(cmake pkg-config cmocka libsndfile libsamplerate libyaml fftw espeak-ng vulkan-loader molten-vk glslang)
+brew_pkgs=(cmake pkg-config cmocka libsndfile libsamplerate libyaml fftw espeak-ng)
 
 need_sudo() { if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then echo sudo; fi; }
 
