@@ -4,6 +4,7 @@
 #include "sn_test.h"
 #include "sinter/audio.h"
 #include "sinter/json.h"
+#include "app_run.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -17,41 +18,15 @@
 static char dir[512], out_txt[600], err_txt[600];
 static char *out_s, *err_s; /* the last run's stdout / stderr */
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)n + 1, 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = 0;
-    fclose(f);
-    return s;
-}
 
 /* Runs build/sinter with args (NULL-terminated); returns the exit code. */
 static int run(const char *const *args) {
-    char bin[600];
-    snprintf(bin, sizeof bin, "%s/sinter", SN_BINARY_DIR);
-    if (access(bin, X_OK) != 0) fail_msg("sinter binary '%s' not built", bin);
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = bin;
-    for (; *args && n < 31; args++) argv[n++] = *args;
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int o = open(out_txt, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(err_txt, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(o, 1), dup2(e, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
+    int rc = app_run_sinter(args, out_txt, err_txt, NULL);
+    if (rc < 0) fail_msg("sinter binary '%s/sinter' not built", SN_BINARY_DIR);
     free(out_s), free(err_s);
-    out_s = slurp(out_txt);
-    err_s = slurp(err_txt);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    out_s = app_slurp(out_txt);
+    err_s = app_slurp(err_txt);
+    return rc;
 }
 
 static int setup(void **st) {

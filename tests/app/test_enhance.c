@@ -8,6 +8,7 @@
 #include "sinter/config.h"
 #include "sinter/safetensors.h"
 #include "sinter/train.h"
+#include "app_run.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,46 +38,13 @@ static const char *P(const char *name) {
 
 /* Runs build/sinter with args (NULL-terminated); stdout/stderr go to files. */
 static int run_sinter(const char *const *args) {
-    char bin[600];
-    snprintf(bin, sizeof bin, "%s/sinter", SN_BINARY_DIR);
-    if (access(bin, X_OK) != 0) {
-        print_message("sinter binary '%s' not built\n", bin);
-        return -1;
-    }
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = bin;
-    for (; *args && n < 63; args++) argv[n++] = *args;
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int o = open(out_txt, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(err_txt, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(o, 1), dup2(e, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    struct rusage ru;
-    memset(&ru, 0, sizeof ru);
-    wait4(pid, &status, 0, &ru);
-    child_maxrss_kb = ru.ru_maxrss;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)n + 1, 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = 0;
-    fclose(f);
-    return s;
+    int rc = app_run_sinter(args, out_txt, err_txt, &child_maxrss_kb);
+    if (rc < 0) print_message("sinter binary '%s/sinter' not built\n", SN_BINARY_DIR);
+    return rc;
 }
 
 static void expect_err(int rc, int want, const char *needle) {
-    char *e = slurp(err_txt);
+    char *e = app_slurp(err_txt);
     if (rc != want || (needle && !strstr(e, needle)))
         fail_msg("exit %d (want %d), stderr: %s (want '%s')", rc, want, e, needle ? needle : "");
     free(e);
@@ -168,7 +136,7 @@ static void test_chunked_equals_whole(void **st) {
                         NULL};
     rc = run_sinter(a2);
     expect_err(rc, 0, NULL);
-    char *o = slurp(out_txt);
+    char *o = app_slurp(out_txt);
     assert_non_null(strstr(o, "real-time factor"));
     free(o);
     sn_audio a = {0}, b = {0};
@@ -415,7 +383,7 @@ static void test_attention_whole(void **st) {
     sn_backend_free(cpu);
     const char *args[] = {"enhance", "--ckpt", P("attn.safetensors"), P("float16k.wav"), "-o", P("attn.wav"), NULL};
     expect_err(run_sinter(args), 0, NULL);
-    char *o = slurp(out_txt);
+    char *o = app_slurp(out_txt);
     assert_non_null(strstr(o, "whole files"));
     free(o);
 }
@@ -452,7 +420,7 @@ static void test_errors(void **st) {
     expect_err(run_sinter(a10), 2, "abc");
     const char *h[] = {"enhance", "--help", NULL};
     assert_int_equal(run_sinter(h), 0);
-    char *o = slurp(out_txt);
+    char *o = app_slurp(out_txt);
     assert_non_null(strstr(o, "attention"));
     free(o);
 }
