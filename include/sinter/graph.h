@@ -32,7 +32,9 @@ sn_status sn_graph_add(sn_graph *g, sn_tensor *t);
 sn_status sn_backward(sn_graph *g, sn_tensor *loss);
 /* As sn_backward, but each param's final gradient is handed to hook as soon as it is
  * complete (after every node that reads the param has been added to g), so the hook
- * can append an update that consumes it at once and its memory is freed early. */
+ * can append an update that consumes it at once and its memory is freed early.
+ * After the params completed by one node's backward, hook gets param = grad = NULL
+ * (a group boundary: those gradients are ready together). */
 typedef sn_status (*sn_grad_hook)(sn_graph *g, sn_tensor *param, sn_tensor *grad, void *user);
 sn_status sn_backward_hook(sn_graph *g, sn_tensor *loss, sn_grad_hook hook, void *user);
 

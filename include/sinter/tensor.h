@@ -17,7 +17,7 @@ extern "C" {
 
 #define SN_MAX_DIMS 6
 #define SN_MAX_SRC 36
-#define SN_MAX_IPARAMS 16
+#define SN_MAX_IPARAMS 20
 #define SN_MAX_FPARAMS 8
 #define SN_NAME_LEN 96
 
@@ -92,6 +92,11 @@ typedef enum sn_op {
     /* optimizer updates: modify src0 (param) and the state srcs in place; output is a [1] token */
     SN_OP_ADAM,       /* (param, grad, m, v, hyper, sumsq?) ip0: adamw; fp: b1 b2 eps wd max_norm */
     SN_OP_SGD,        /* (param, grad, buf, hyper, sumsq?) fp: momentum, dampening, wd, max_norm, ip0 nesterov */
+    /* multi-tensor updates: up to SN_OPTIM_MT_MAX params, all views of one flat buffer;
+     * the state tensors are flat over that buffer (a param's state at its offset) */
+    SN_OP_ADAM_MT,    /* (hyper, m, v, sumsq?, p0, g0, p1, g1, ..); ip0 adamw, ip1 has sumsq, ip[2+i] param i's
+                       * offset in the flat buffer (elements); fp as ADAM */
+    SN_OP_SGD_MT,     /* (hyper, buf, sumsq?, p0, g0, ..); ip0 nesterov, ip1 has sumsq, ip[2+i] as ADAM_MT; fp as SGD */
     SN_OP_COUNT
 } sn_op;
 
@@ -234,6 +239,15 @@ sn_tensor *sn_adam(sn_ctx *ctx, sn_tensor *param, sn_tensor *grad, sn_tensor *m,
 sn_tensor *sn_sgd(sn_ctx *ctx, sn_tensor *param, sn_tensor *grad, sn_tensor *buf, sn_tensor *hyper,
                   sn_tensor *sumsq, float momentum, float dampening, float weight_decay, float max_norm,
                   bool nesterov);
+/* Multi-tensor forms: one op updates n <= SN_OPTIM_MT_MAX params. Each params[i] is a
+ * view of the same flat buffer; m, v and buf are flat state of that buffer's size. */
+#define SN_OPTIM_MT_MAX 16 /* ip[2 + i] holds param i's offset */
+sn_tensor *sn_adam_multi(sn_ctx *ctx, int n, sn_tensor **params, sn_tensor **grads, sn_tensor *m, sn_tensor *v,
+                         sn_tensor *hyper, sn_tensor *sumsq, float beta1, float beta2, float eps, float weight_decay,
+                         float max_norm, bool adamw);
+sn_tensor *sn_sgd_multi(sn_ctx *ctx, int n, sn_tensor **params, sn_tensor **grads, sn_tensor *buf, sn_tensor *hyper,
+                        sn_tensor *sumsq, float momentum, float dampening, float weight_decay, float max_norm,
+                        bool nesterov);
 /* Does node write src i in place (optimizer state, BN running stats)? */
 bool sn_op_writes_src(const sn_tensor *node, int i);
 

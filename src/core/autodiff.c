@@ -62,6 +62,7 @@ static sn_tensor *grad_into(sn_ctx *ctx, sn_tensor *g, sn_tensor *dest) {
 
 /* Default: the final gradient goes into the param's preassigned storage, if any. */
 static sn_status default_hook(sn_graph *g, sn_tensor *param, sn_tensor *grad, void *user) {
+    if (!param) return SN_OK;
     sn_tensor *gr = grad_into(g->ctx, grad, param->grad);
     if (!gr) return SN_ERR_NOMEM;
     gr->flags |= SN_FLAG_GRAD;
@@ -156,11 +157,16 @@ sn_status sn_backward_hook(sn_graph *g, sn_tensor *loss, sn_grad_hook hook, void
                 s = sn_graph_add(g, grads[src->id]);
             }
         }
+        bool fired = false;
         for (int k = 0; k < t->nsrc && s == SN_OK; k++) {
             sn_tensor *src = t->src[k];
             if (!sn_needs_grad(src) || src->id >= ntensors || --pending[src->id] > 0) continue;
-            if ((src->flags & SN_FLAG_PARAM) && grads[src->id]) s = hook(g, src, grads[src->id], user);
+            if ((src->flags & SN_FLAG_PARAM) && grads[src->id]) {
+                s = hook(g, src, grads[src->id], user);
+                fired = true;
+            }
         }
+        if (fired && s == SN_OK) s = hook(g, NULL, NULL, user); /* this node's params are done */
     }
 done:
     free(grads);

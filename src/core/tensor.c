@@ -152,7 +152,7 @@ const char *sn_op_name(sn_op op) {
         [SN_OP_ATTENTION] = "attention", [SN_OP_ATTENTION_BWD] = "attention_bwd",
         [SN_OP_MSE] = "mse_loss", [SN_OP_MSE_BWD] = "mse_loss_bwd", [SN_OP_L1] = "l1_loss",
         [SN_OP_L1_BWD] = "l1_loss_bwd", [SN_OP_SUM] = "sum", [SN_OP_MEAN] = "mean", [SN_OP_SUMSQ] = "sumsq",
-        [SN_OP_ADAM] = "adam", [SN_OP_SGD] = "sgd",
+        [SN_OP_ADAM] = "adam", [SN_OP_SGD] = "sgd", [SN_OP_ADAM_MT] = "adam_multi", [SN_OP_SGD_MT] = "sgd_multi",
     };
     if ((int)op < 0 || op >= SN_OP_COUNT || !names[op]) return "unknown_op";
     return names[op];
@@ -183,7 +183,7 @@ sn_op_family sn_op_family_of(sn_op op) {
     case SN_OP_MSE: case SN_OP_MSE_BWD: case SN_OP_L1: case SN_OP_L1_BWD: case SN_OP_SUM: case SN_OP_MEAN:
     case SN_OP_SUMSQ:
         return SN_FAM_LOSS;
-    case SN_OP_ADAM: case SN_OP_SGD:
+    case SN_OP_ADAM: case SN_OP_SGD: case SN_OP_ADAM_MT: case SN_OP_SGD_MT:
         return SN_FAM_OPTIM;
     default:
         return SN_FAM_NONE;
@@ -195,6 +195,8 @@ bool sn_op_writes_src(const sn_tensor *node, int i) {
     case SN_OP_BATCHNORM: return node->ip[0] && (i == 3 || i == 4);
     case SN_OP_ADAM: return i == 0 || i == 2 || i == 3;
     case SN_OP_SGD: return i == 0 || i == 2;
+    case SN_OP_ADAM_MT: return i == 1 || i == 2 || (i >= 3 + node->ip[1] && (i - 3 - node->ip[1]) % 2 == 0);
+    case SN_OP_SGD_MT: return i == 1 || (i >= 2 + node->ip[1] && (i - 2 - node->ip[1]) % 2 == 0);
     default: return false;
     }
 }

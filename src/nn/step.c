@@ -53,25 +53,70 @@ static sn_tensor *update(sn_step *s, sn_tensor *p, sn_tensor *g, sn_tensor *m0, 
                    s->opt.grad_clip, s->opt.kind == SN_OPTIM_ADAMW);
 }
 
-/* a view of flat optimizer state at param p's place */
-static sn_tensor *state_view(sn_ctx *c, sn_tensor *flat, sn_tensor *p) {
-    if (!flat) return NULL;
-    sn_tensor *v = sn_new_tensor(c, SN_F32, p->ndim, p->shape, SN_FLAG_PERSIST, NULL);
-    if (!v) return NULL;
-    sn_set_name(v, "%s.%s", flat->name, p->name);
-    sn_alias(v, flat, (int64_t)(p->view_offs / sizeof(float)));
-    return v;
+/* Without clipping no update needs every gradient: large params (the recurrent
+ * weights) are updated as soon as their backward completes them, so their gradients
+ * die at once; the small rest wait for a few multi-tensor launches at the end. */
+#define SN_EARLY_UPDATE_ELEMS ((int64_t)1 << 20)
+
+typedef struct {
+    sn_step *s;
+    int n, nlate;
+    sn_tensor **p, **g;   /* the group being completed */
+    sn_tensor **lp, **lg; /* deferred to the end */
+} grad_groups;
+
+/* multi-tensor updates of params p[0..n), SN_OPTIM_MT_MAX per op */
+static sn_status update_multi(sn_step *s, sn_graph *g, int n, sn_tensor **p, sn_tensor **gr) {
+    sn_ctx *c = s->m->ctx;
+    for (int i = 0; i < n; i += SN_OPTIM_MT_MAX) {
+        int k = n - i < SN_OPTIM_MT_MAX ? n - i : SN_OPTIM_MT_MAX;
+        sn_tensor *u = s->opt.kind == SN_OPTIM_SGD
+                           ? sn_sgd_multi(c, k, p + i, gr + i, s->opt_state[0], s->hyper, NULL, s->opt.momentum, 0.0f,
+                                          s->opt.weight_decay, 0.0f, false)
+                           : sn_adam_multi(c, k, p + i, gr + i, s->opt_state[0], s->opt_state[1], s->hyper, NULL,
+                                           s->opt.beta1, s->opt.beta2, s->opt.eps, s->opt.weight_decay, 0.0f,
+                                           s->opt.kind == SN_OPTIM_ADAMW);
+        sn_status st = u ? sn_graph_add(g, u) : SN_ERR_INVALID_ARG;
+        if (st != SN_OK) return st;
+    }
+    return SN_OK;
 }
 
-/* sn_backward_hook: update each parameter as soon as its gradient is complete */
-static sn_status update_param(sn_graph *g, sn_tensor *p, sn_tensor *grad, void *user) {
-    sn_step *s = user;
-    sn_ctx *c = s->m->ctx;
-    sn_tensor *m0 = state_view(c, s->opt_state[0], p);
-    sn_tensor *m1 = s->opt_state[1] ? state_view(c, s->opt_state[1], p) : NULL;
-    if (!m0 || (s->opt_state[1] && !m1)) return SN_ERR_NOMEM;
-    sn_tensor *u = update(s, p, grad, m0, m1);
-    return u ? sn_graph_add(g, u) : SN_ERR_INVALID_ARG;
+/* sn_backward_hook: collect each node's completed params; at the group's end update the large ones */
+static sn_status collect_grad(sn_graph *g, sn_tensor *p, sn_tensor *grad, void *user) {
+    grad_groups *gg = user;
+    if (p) {
+        gg->p[gg->n] = p;
+        gg->g[gg->n++] = grad;
+        return SN_OK;
+    }
+    int ne = 0;
+    for (int i = 0; i < gg->n; i++) {
+        if (sn_nelem(gg->p[i]) >= SN_EARLY_UPDATE_ELEMS) {
+            gg->p[ne] = gg->p[i];
+            gg->g[ne++] = gg->g[i];
+        } else {
+            gg->lp[gg->nlate] = gg->p[i];
+            gg->lg[gg->nlate++] = gg->g[i];
+        }
+    }
+    gg->n = 0;
+    return update_multi(gg->s, g, ne, gg->p, gg->g);
+}
+
+static sn_status backward_with_updates(sn_step *s) {
+    int n = s->m->n;
+    grad_groups gg = {.s = s};
+    sn_tensor **buf = calloc((size_t)4 * (n + 1), sizeof *buf);
+    if (!buf) return sn_error(SN_ERR_NOMEM, "sn_step_new: out of host memory");
+    gg.p = buf;
+    gg.g = buf + (n + 1);
+    gg.lp = buf + 2 * (n + 1);
+    gg.lg = buf + 3 * (n + 1);
+    sn_status st = sn_backward_hook(s->g, s->loss, collect_grad, &gg);
+    if (st == SN_OK) st = update_multi(s, s->g, gg.nlate, gg.lp, gg.lg);
+    free(buf);
+    return st;
 }
 
 sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
@@ -113,7 +158,7 @@ sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batc
         sn_tensor *upd = update(s, m->flat, m->flat_grad, s->opt_state[0], s->opt_state[1]);
         st = upd ? sn_graph_add(s->g, upd) : SN_ERR_INVALID_ARG;
     } else {
-        st = sn_backward_hook(s->g, s->loss, update_param, s);
+        st = backward_with_updates(s);
     }
     if (st != SN_OK) goto fail;
     st = sn_ctx_alloc_persistent(c, m->backend);

@@ -85,6 +85,60 @@ static bool is_extra(const char *name) {
     return !strncmp(name, "grad.", 5) || !strncmp(name, "after5.", 7);
 }
 
+/* the golden state_dict into m: same names, same shapes, both ways */
+static void load_state(const sn_safetensors *f, sn_model *m) {
+    int nstate = 0;
+    for (int i = 0; i < sn_st_count(f); i++) {
+        const sn_st_tensor *st = sn_st_get(f, i);
+        if (is_extra(st->name)) continue;
+        nstate++;
+        sn_tensor *t = sn_model_find(m, st->name);
+        if (!t) fail_msg("%s: state_dict entry '%s' is not in the sinter model", sn_st_label(f), st->name);
+        assert_int_equal(st->ndim, t->ndim);
+        for (int d = 0; d < t->ndim; d++) assert_int_equal(st->shape[d], t->shape[d]);
+        int64_t n;
+        float *v = read_all(f, st->name, &n);
+        SN_ASSERT_OK(sn_tensor_set(t, v, n));
+        free(v);
+    }
+    assert_int_equal(nstate, m->n);
+}
+
+/* The default step (each large param updated when its gradient completes, the rest by
+ * multi-tensor updates at the end) must give the keep_grads step's losses and weights:
+ * the same element arithmetic, only grouped into other launches. */
+static void check_default_step(const sn_safetensors *f, const sn_crn_config *cfg, sn_backend *be, int B, int T,
+                               const float *x, const float *y, const float *loss5, const float *flat5) {
+    sn_model *m = NULL;
+    SN_ASSERT_OK(sn_crn_new(cfg, be, &m));
+    load_state(f, m);
+    sn_optim_config opt;
+    sn_optim_config_default(&opt);
+    sn_step *s = NULL;
+    SN_ASSERT_OK(sn_step_new(m, be, be, B, T, &opt, &s));
+    int nmt = 0, nsingle = 0;
+    for (int i = 0; i < s->g->n; i++) {
+        sn_op op = s->g->nodes[i]->op;
+        nmt += op == SN_OP_ADAM_MT;
+        nsingle += op == SN_OP_ADAM;
+    }
+    assert_int_equal(nsingle, 0);
+    assert_true(nmt >= 1 && nmt <= 2 + (m->n + SN_OPTIM_MT_MAX - 1) / SN_OPTIM_MT_MAX);
+    float loss[5];
+    for (int k = 0; k < 5; k++) SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[k]));
+    for (int k = 0; k < 5; k++)
+        if (loss[k] != loss5[k]) fail_msg("default step loss %d: %.9g, keep_grads step %.9g", k, loss[k], loss5[k]);
+    float *flat = read_model(m->flat);
+    int64_t n = sn_nelem(m->flat);
+    for (int64_t i = 0; i < n; i++)
+        if (flat[i] != flat5[i]) fail_msg("default step: flat param %lld is %.9g, keep_grads step %.9g", (long long)i,
+                                          flat[i], flat5[i]);
+    print_message("%s: default step (%d multi-tensor updates) equals the keep_grads step\n", sn_st_label(f), nmt);
+    free(flat);
+    sn_step_free(s);
+    sn_model_free(m);
+}
+
 static void run_crn(const char *file, sn_rnn_kind kind) {
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/golden/%s", SN_SOURCE_DIR, file);
@@ -109,22 +163,7 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
     SN_ASSERT_OK(sn_crn_new(&cfg, be, &m));
     assert_int_equal((int64_t)meta_int(f, "params"), m->nparams);
 
-    /* the state_dict: same names, same shapes, both ways */
-    int nstate = 0;
-    for (int i = 0; i < sn_st_count(f); i++) {
-        const sn_st_tensor *st = sn_st_get(f, i);
-        if (is_extra(st->name)) continue;
-        nstate++;
-        sn_tensor *t = sn_model_find(m, st->name);
-        if (!t) fail_msg("%s: state_dict entry '%s' is not in the sinter model", file, st->name);
-        assert_int_equal(st->ndim, t->ndim);
-        for (int d = 0; d < t->ndim; d++) assert_int_equal(st->shape[d], t->shape[d]);
-        int64_t n;
-        float *v = read_all(f, st->name, &n);
-        SN_ASSERT_OK(sn_tensor_set(t, v, n));
-        free(v);
-    }
-    assert_int_equal(nstate, m->n);
+    load_state(f, m);
 
     sn_optim_config opt;
     sn_optim_config_default(&opt);
@@ -236,6 +275,10 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
     double e_eval = golden_err(got, ref, n, 1e-30), tol_eval = tol_after5(f, "eval_output");
     print_message("%s: eval output after 5 steps err %.3g (tol %.3g)\n", file, e_eval, tol_eval);
     free(ref), free(got);
+
+    float *flat5 = read_model(m->flat);
+    check_default_step(f, &cfg, be, B, T, x, y, loss, flat5);
+    free(flat5);
 
     sn_infer_free(inf);
     sn_step_free(s);

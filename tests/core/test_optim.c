@@ -210,10 +210,113 @@ static void test_optim_bad_input(void **state) {
     sn_ctx_free(ctx);
 }
 
+/* multi-tensor updates against the single-tensor ops on the same data: the same
+ * element arithmetic, so equal to the bit; params at odd offsets of a flat buffer */
+#define MT_N 5
+static void run_multi(int kind /* 0 adam, 1 adamw+clip, 2 sgd nesterov+clip, 3 sgd plain */) {
+    static const int64_t sizes[MT_N] = {37, 1000, 1, 4099, 256}, offs[MT_N] = {0, 64, 1100, 1200, 5400};
+    int64_t total = 5700, nh = SN_HYPER_N, one = 1;
+    bool sgd = kind >= 2, clip = kind == 1 || kind == 2;
+    float *final[2][3];
+    for (int mt = 0; mt < 2; mt++) {
+        sn_ctx *ctx = sn_ctx_new();
+        uint64_t seed = 321; /* the same data in both runs */
+        sn_tensor *flat = leaf(ctx, 1, &total, "flat", &seed, -1, 1, false);
+        sn_tensor *m = leaf(ctx, 1, &total, "m", &seed, -0.1f, 0.1f, false);
+        sn_tensor *v = leaf(ctx, 1, &total, "v", &seed, 0.01f, 0.1f, false);
+        sn_tensor *h = leaf(ctx, 1, &nh, "hyper", &seed, 0, 0, false);
+        sn_tensor *ss = leaf(ctx, 1, &one, "sumsq", &seed, 30, 50, false);
+        float *hy = h->data;
+        hy[SN_HYPER_LR] = 1e-2f;
+        hy[SN_HYPER_BC1] = 1 - powf(0.9f, 3);
+        hy[SN_HYPER_BC2] = 1 - powf(0.999f, 3);
+        hy[SN_HYPER_STEP] = 3;
+        sn_tensor *ps[MT_N], *gs[MT_N];
+        for (int i = 0; i < MT_N; i++) {
+            ps[i] = sn_new_1d(ctx, sizes[i], 0, "p");
+            sn_alias(ps[i], flat, offs[i]);
+            gs[i] = leaf(ctx, 1, &sizes[i], "g", &seed, -1, 1, false);
+        }
+        sn_tensor *sq = clip ? ss : NULL;
+        if (mt) {
+            sn_tensor *u = sgd ? sn_sgd_multi(ctx, MT_N, ps, gs, m, h, sq, 0.9f, 0.0f, 1e-3f, clip ? 2.0f : 0,
+                                              kind == 2)
+                               : sn_adam_multi(ctx, MT_N, ps, gs, m, v, h, sq, 0.9f, 0.999f, 1e-8f, 0.01f,
+                                               clip ? 2.0f : 0, kind == 1);
+            if (!u) fail_msg("%s", sn_last_error());
+            assert_true(sn_op_writes_src(u, 1) && sn_op_writes_src(u, sgd ? 2 + clip : 3 + clip));
+            assert_false(sn_op_writes_src(u, 0) || sn_op_writes_src(u, (sgd ? 3 : 4) + clip));
+        } else {
+            for (int i = 0; i < MT_N; i++) {
+                sn_tensor *mi = sn_new_1d(ctx, sizes[i], 0, "mi"), *vi = sn_new_1d(ctx, sizes[i], 0, "vi");
+                sn_alias(mi, m, offs[i]);
+                sn_alias(vi, v, offs[i]);
+                sn_tensor *u = sgd ? sn_sgd(ctx, ps[i], gs[i], mi, h, sq, 0.9f, 0.0f, 1e-3f, clip ? 2.0f : 0, kind == 2)
+                                   : sn_adam(ctx, ps[i], gs[i], mi, vi, h, sq, 0.9f, 0.999f, 1e-8f, 0.01f,
+                                             clip ? 2.0f : 0, kind == 1);
+                assert_non_null(u);
+            }
+        }
+        SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+        sn_tensor *out[3] = {flat, m, v};
+        for (int k = 0; k < 3; k++) {
+            final[mt][k] = malloc((size_t)total * sizeof(float));
+            memcpy(final[mt][k], out[k]->data, (size_t)total * sizeof(float));
+        }
+        sn_test_free_data(ctx);
+        sn_ctx_free(ctx);
+    }
+    for (int k = 0; k < 3; k++) {
+        for (int64_t i = 0; i < total; i++)
+            if (final[0][k][i] != final[1][k][i])
+                fail_msg("kind %d: %s[%lld] multi %.9g single %.9g", kind, k == 0 ? "param" : k == 1 ? "m" : "v",
+                         (long long)i, final[1][k][i], final[0][k][i]);
+        free(final[0][k]);
+        free(final[1][k]);
+    }
+}
+
+static void test_multi_tensor(void **state) {
+    for (int kind = 0; kind < 4; kind++) run_multi(kind);
+}
+
+static void test_multi_bad_input(void **state) {
+    sn_ctx *ctx = sn_ctx_new();
+    sn_tensor *flat = sn_new_1d(ctx, 100, 0, "flat"), *flat2 = sn_new_1d(ctx, 100, 0, "flat2");
+    sn_tensor *m = sn_new_1d(ctx, 100, 0, "m"), *v = sn_new_1d(ctx, 100, 0, "v"), *m9 = sn_new_1d(ctx, 99, 0, "m9");
+    sn_tensor *h = sn_new_1d(ctx, 4, 0, "h"), *own = sn_new_1d(ctx, 5, 0, "own");
+    sn_tensor *p[SN_OPTIM_MT_MAX + 1], *g[SN_OPTIM_MT_MAX + 1];
+    for (int i = 0; i <= SN_OPTIM_MT_MAX; i++) {
+        p[i] = sn_new_1d(ctx, 5, 0, "p");
+        sn_alias(p[i], flat, 5 * i);
+        g[i] = sn_new_1d(ctx, 5, 0, "g");
+    }
+    sn_tensor *g4 = sn_new_1d(ctx, 4, 0, "g4"), *q = sn_new_1d(ctx, 5, 0, "q");
+    sn_alias(q, flat2, 0);
+    EXPECT_FAIL(sn_adam_multi(ctx, 0, p, g, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false), "adam_multi");
+    EXPECT_FAIL(sn_adam_multi(ctx, SN_OPTIM_MT_MAX + 1, p, g, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false),
+                "split");
+    EXPECT_FAIL(sn_adam_multi(ctx, 2, p, g, m9, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false), "flat optimizer state");
+    EXPECT_FAIL(sn_adam_multi(ctx, 1, (sn_tensor *[]){own}, g, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false),
+                "view of one flat");
+    EXPECT_FAIL(sn_adam_multi(ctx, 2, (sn_tensor *[]){p[0], q}, g, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false),
+                "view of one flat");
+    EXPECT_FAIL(sn_adam_multi(ctx, 1, p, (sn_tensor *[]){g4}, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false),
+                "gradient must have");
+    EXPECT_FAIL(sn_adam_multi(ctx, 2, p, (sn_tensor *[]){g[0], NULL}, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false),
+                "NULL");
+    EXPECT_FAIL(sn_adam_multi(ctx, 2, p, g, m, v, h, NULL, 1.5f, 0.999f, 1e-8f, 0, 0, false), "betas");
+    EXPECT_FAIL(sn_sgd_multi(ctx, 2, p, g, m9, h, NULL, 0.9f, 0, 0, 0, false), "sgd_multi");
+    EXPECT_FAIL(sn_sgd_multi(ctx, 2, p, g, m, h, NULL, 0.0f, 0, 0, 0, true), "nesterov");
+    assert_non_null(sn_adam_multi(ctx, SN_OPTIM_MT_MAX, p, g, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false));
+    sn_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adam), cmocka_unit_test(test_adamw),          cmocka_unit_test(test_adam_clip),
-        cmocka_unit_test(test_sgd),  cmocka_unit_test(test_optim_bad_input),
+        cmocka_unit_test(test_sgd),  cmocka_unit_test(test_optim_bad_input), cmocka_unit_test(test_multi_tensor),
+        cmocka_unit_test(test_multi_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

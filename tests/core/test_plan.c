@@ -199,7 +199,7 @@ static void test_fallback_crn_step(void **st) {
     testdev *d = testdev_new(cpu);
     d->refuse[SN_OP_SOFTPLUS] = true;
     d->refuse[SN_OP_CONV2D_BWD_W] = true;
-    d->refuse[SN_OP_ADAM] = true;
+    d->refuse[SN_OP_ADAM_MT] = true;
     d->refuse[SN_OP_BATCHNORM] = true;
     static float pa[1 << 21], pb[1 << 21];
     float la[3], lb[3];
@@ -219,7 +219,7 @@ static void test_fallback_crn_step(void **st) {
     assert_true(sn_plan_fallback_count(sb->plan) >= 5 + 5 + 4 + 1);
     assert_non_null(strstr(rep, "softplus"));
     assert_non_null(strstr(rep, "conv2d_bwd_w"));
-    assert_non_null(strstr(rep, "adam"));
+    assert_non_null(strstr(rep, "adam_multi"));
     assert_non_null(strstr(rep, "not supported by testdev"));
     assert_non_null(strstr(g_log, "fallback: batchnorm2d"));
     assert_true(sn_plan_copy_count(sb->plan) > 10);
