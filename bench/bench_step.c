@@ -91,9 +91,18 @@ int main(int argc, char **argv) {
     double *ts = malloc((size_t)(steps + warmup + 1) * sizeof *ts);
     float loss = 0;
     double first = 0;
+    /* as the trainer: the next batch uploads (copy stream) while the device runs a step */
+    if (!infer && sn_step_prefetch(st, x, y) != SN_OK) die("uploading the first batch");
     for (int i = 0; i < steps + warmup + 1; i++) {
         double t0 = now();
-        sn_status rc = infer ? sn_infer_run(inf, x, y) : sn_step_run(st, x, y, 1e-3f, &loss);
+        sn_status rc;
+        if (infer) {
+            rc = sn_infer_run(inf, x, y);
+        } else {
+            rc = sn_step_launch(st, 1e-3f);
+            if (rc == SN_OK) rc = sn_step_prefetch(st, x, y);
+            if (rc == SN_OK) rc = sn_step_finish(st, &loss);
+        }
         if (rc != SN_OK) die("running the step");
         double t1 = now();
         if (i == 0) first = t1 - t_start;

@@ -43,6 +43,10 @@ typedef struct sn_backend_i {
     /* Optional: device bytes the backend holds itself beyond the arenas (library
      * workspaces, scratch, staging), for honest memory reports. */
     size_t (*workspace_bytes)(sn_backend *b);
+    /* Optional: like upload, but the copy may overlap work already queued (a copy
+     * stream); it lands in dst before any later compute, upload, download or
+     * synchronize on b. host may be reused when it returns. NULL: upload is used. */
+    sn_status (*prefetch)(sn_backend *b, void *dst, const void *host, size_t n);
 } sn_backend_i;
 
 /* Workspace bytes of b (0 when the backend does not say). */

@@ -50,6 +50,9 @@ size_t sn_ctx_persistent_bytes(const sn_ctx *ctx);
 sn_status sn_tensor_set(sn_tensor *t, const float *host, int64_t n);
 sn_status sn_tensor_get(const sn_tensor *t, float *host, int64_t n);
 sn_status sn_tensor_zero(sn_tensor *t);
+/* As sn_tensor_set, but on a device with a copy stream the copy overlaps the work
+ * already queued; it lands before the device's next compute or transfer. */
+sn_status sn_tensor_prefetch(sn_tensor *t, const float *host, int64_t n);
 
 typedef struct sn_plan_opts {
     sn_backend *backend;       /* where ops go first */
@@ -63,6 +66,10 @@ typedef struct sn_plan sn_plan;
 sn_status sn_plan_new(sn_graph *g, const sn_plan_opts *opts, sn_plan **out);
 void sn_plan_free(sn_plan *p);
 sn_status sn_plan_run(sn_plan *p);
+/* sn_plan_run without the final wait: a device may still be running when it returns
+ * (sn_plan_wait, or any read of an output, waits). */
+sn_status sn_plan_launch(sn_plan *p);
+sn_status sn_plan_wait(sn_plan *p);
 /* Peak transient bytes on the primary backend (the arena size), known before running. */
 size_t sn_plan_peak(const sn_plan *p);
 size_t sn_plan_fallback_peak(const sn_plan *p);

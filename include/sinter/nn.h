@@ -71,6 +71,7 @@ typedef struct sn_step {
     sn_tensor *opt_state[2];     /* Adam m, v (flat) / SGD momentum buffer */
     sn_optim_config opt;
     int64_t t;                   /* optimizer steps taken */
+    bool have_batch, launched;   /* a prefetched batch waits; a launched step is unfinished */
 } sn_step;
 
 /* The training step for batches [B,1,T,F]: graph built and planned once on b
@@ -79,8 +80,16 @@ sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batc
                       const sn_optim_config *opt, sn_step **out);
 void sn_step_free(sn_step *s);
 /* Uploads the batch, replays the step with learning rate lr, returns the loss
- * (computed before the update). */
+ * (computed before the update). The same as prefetch + launch + finish. */
 sn_status sn_step_run(sn_step *s, const float *x, const float *y, float lr, float *loss);
+/* The step in three parts, so that the next batch uploads while a GPU runs this one:
+ *   sn_step_prefetch(s, x0, y0);
+ *   for each step k: sn_step_launch(s, lr); sn_step_prefetch(s, x[k+1], y[k+1]); sn_step_finish(s, &loss);
+ * prefetch queues the batch the next launch uses (host buffers reusable on return);
+ * launch starts the step and may return before the device is done; finish waits. */
+sn_status sn_step_prefetch(sn_step *s, const float *x, const float *y);
+sn_status sn_step_launch(sn_step *s, float lr);
+sn_status sn_step_finish(sn_step *s, float *loss);
 size_t sn_step_peak(const sn_step *s);
 
 typedef struct sn_infer {

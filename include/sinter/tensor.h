@@ -40,7 +40,7 @@ typedef enum sn_op {
     SN_OP_SIGMOID, SN_OP_TANH,
     SN_OP_RELU_BWD,     /* (dy, y) */
     SN_OP_ELU_BWD,      /* (dy, y): y>0 ? dy : dy*(y+alpha) */
-    SN_OP_SOFTPLUS_BWD, /* (dy, x) */
+    SN_OP_SOFTPLUS_BWD, /* (dy, x); ip0 = 1: (dy, y), from the output: dy*-expm1(-beta*y) */
     SN_OP_SIGMOID_BWD,  /* (dy, y) */
     SN_OP_TANH_BWD,     /* (dy, y) */
     /* shape */
@@ -50,13 +50,13 @@ typedef enum sn_op {
     SN_OP_PERMUTE,    /* y dim d = src dim ip[d] */
     /* matmul */
     SN_OP_MATMUL,     /* a[..,M,K] (ip0: a transposed) @ b[..,K,N] (ip1: b transposed); batch dims equal, or b 2-D */
-    SN_OP_LINEAR,     /* x[..,K] @ W[N,K]^T + b[N] (b optional) */
+    SN_OP_LINEAR,     /* x[..,K] @ W[N,K]^T + b[N] (b optional); act epilogue: SN_IP_ACT */
     SN_OP_BIAS_GRAD,  /* db[C] = sum of dy over all dims but ip[0] */
     /* conv */
-    SN_OP_CONV2D,          /* x[N,C,H,W], w[K,C,kh,kw], b[K]?; ip: sh sw ph pw */
+    SN_OP_CONV2D,          /* x[N,C,H,W], w[K,C,kh,kw], b[K]?; ip: sh sw ph pw; act epilogue: SN_IP_ACT */
     SN_OP_CONV2D_BWD_DATA, /* (dy, w) -> dx; ip as fwd + ip[4],ip[5] = H,W of x */
     SN_OP_CONV2D_BWD_W,    /* (dy, x) -> dw; ip as fwd */
-    SN_OP_CONVT2D,         /* x[N,C,H,W], w[C,K,kh,kw], b[K]?; ip: sh sw ph pw oph opw */
+    SN_OP_CONVT2D,         /* x[N,C,H,W], w[C,K,kh,kw], b[K]?; ip: sh sw ph pw oph opw; act epilogue: SN_IP_ACT */
     SN_OP_CONVT2D_BWD_DATA,/* (dy, w) -> dx; ip as fwd */
     SN_OP_CONVT2D_BWD_W,   /* (dy, x) -> dw; ip as fwd */
     /* normalisation */
@@ -99,6 +99,16 @@ typedef enum sn_op {
     SN_OP_SGD_MT,     /* (hyper, buf, sumsq?, p0, g0, ..); ip0 nesterov, ip1 has sumsq, ip[2+i] as ADAM_MT; fp as SGD */
     SN_OP_COUNT
 } sn_op;
+
+/* Activation epilogue of LINEAR, CONV2D and CONVT2D: y = act(op(x) + b), with the bias
+ * and the activation applied in one pass over the output. The act is ip[SN_IP_ACT] (a
+ * slot none of these ops or their *_BWD ops uses; 0 = none), its parameters
+ * fp[SN_FP_ACT] and fp[SN_FP_ACT + 1]: ELU alpha; softplus beta, threshold. The
+ * backward applies act' from the output y (RELU/ELU/SIGMOID/TANH_BWD, SOFTPLUS_BWD ip0 1). */
+typedef enum sn_act { SN_ACT_NONE = 0, SN_ACT_RELU, SN_ACT_ELU, SN_ACT_SOFTPLUS, SN_ACT_SIGMOID, SN_ACT_TANH,
+                      SN_ACT_COUNT } sn_act;
+#define SN_IP_ACT (SN_MAX_IPARAMS - 1)
+#define SN_FP_ACT (SN_MAX_FPARAMS - 2)
 
 /* Op families: one source file per family per layer (src/core/ops/<family>.c,
  * src/backends/<backend>/<family>.c|cu, tests/core/test_<family>.c); backends and
@@ -205,6 +215,15 @@ sn_tensor *sn_linear(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b /* ma
 sn_tensor *sn_conv2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph, int pw);
 sn_tensor *sn_conv_transpose2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw,
                                int ph, int pw, int oph, int opw);
+/* The same with a fused activation epilogue, act(y) (see sn_act): p0/p1 are ELU's alpha
+ * or softplus's beta/threshold, as sn_elu/sn_softplus take them (ignored otherwise).
+ * The backward reads only y, so a fused softplus has a gradient only for threshold >= 17
+ * (below, y near the threshold does not tell its two sides apart). */
+sn_tensor *sn_linear_act(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, sn_act act, float p0, float p1);
+sn_tensor *sn_conv2d_act(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph, int pw,
+                         sn_act act, float p0, float p1);
+sn_tensor *sn_conv_transpose2d_act(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph,
+                                   int pw, int oph, int opw, sn_act act, float p0, float p1);
 sn_tensor *sn_batchnorm2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *gamma, sn_tensor *beta, sn_tensor *rmean,
                           sn_tensor *rvar, bool training, float eps, float momentum);
 /* ELU(batchnorm2d(x)) as one op (alpha > 0) */

@@ -73,6 +73,12 @@ static inline size_t sn_root_offset(const sn_tensor *t) {
  * node->src[i] for each src with sn_needs_grad(src) (leave others NULL). New nodes
  * are made with the constructors or sn_new_op. */
 typedef sn_status (*sn_grad_fn)(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
+
+/* Activation epilogues of linear and the convolutions (ops/unary.c): validity of
+ * (act, p0, p1) with an error naming op; and *dy replaced by act'(y) * dy, from the
+ * node's output y. */
+bool sn_act_check(const char *op, sn_act act, float p0, float p1);
+sn_status sn_act_grad(sn_ctx *ctx, sn_tensor *node, sn_tensor **dy);
 sn_status sn_grad_binary(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
 sn_status sn_grad_unary(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);
 sn_status sn_grad_shape(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc);

@@ -181,6 +181,16 @@ sn_status sn_tensor_set(sn_tensor *t, const float *host, int64_t n) {
     return t->backend->i->upload(t->backend, t->data, host, (size_t)n * sizeof(float));
 }
 
+sn_status sn_tensor_prefetch(sn_tensor *t, const float *host, int64_t n) {
+    sn_status s = check_resident(t, "sn_tensor_prefetch");
+    if (s != SN_OK) return s;
+    if (!host || n != sn_nelem(t))
+        return sn_error(SN_ERR_INVALID_ARG, "sn_tensor_prefetch: '%s' has %lld elements, got %lld%s", t->name,
+                        (long long)sn_nelem(t), (long long)n, host ? "" : " (NULL data)");
+    const sn_backend_i *i = t->backend->i;
+    return (i->prefetch ? i->prefetch : i->upload)(t->backend, t->data, host, (size_t)n * sizeof(float));
+}
+
 sn_status sn_tensor_get(const sn_tensor *t, float *host, int64_t n) {
     sn_status s = check_resident(t, "sn_tensor_get");
     if (s != SN_OK) return s;

@@ -459,7 +459,17 @@ static sn_status do_copy(sn_plan *p, step *st) {
 }
 
 sn_status sn_plan_run(sn_plan *p) {
-    if (!p) return sn_error(SN_ERR_INVALID_ARG, "sn_plan_run: plan is NULL");
+    sn_status s = sn_plan_launch(p);
+    return s != SN_OK ? s : sn_plan_wait(p);
+}
+
+sn_status sn_plan_wait(sn_plan *p) {
+    if (!p) return sn_error(SN_ERR_INVALID_ARG, "sn_plan_wait: plan is NULL");
+    return p->b[0]->i->synchronize(p->b[0]);
+}
+
+sn_status sn_plan_launch(sn_plan *p) {
+    if (!p) return sn_error(SN_ERR_INVALID_ARG, "sn_plan_launch: plan is NULL");
     for (int i = 0; i < p->nsteps; i++) {
         step *st = &p->steps[i];
         sn_status s;
@@ -469,7 +479,7 @@ sn_status sn_plan_run(sn_plan *p) {
             s = do_copy(p, st);
         if (s != SN_OK) return s;
     }
-    return p->b[0]->i->synchronize(p->b[0]);
+    return SN_OK;
 }
 
 size_t sn_plan_peak(const sn_plan *p) { return p ? p->peak[0] : 0; }

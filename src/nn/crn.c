@@ -281,7 +281,7 @@ static sn_tensor *transformer_block(sn_model *m, sn_tensor *x, int l) {
                      PP("self_attn.out_proj.weight"), PP("self_attn.out_proj.bias"), 8, true);
     x = sn_add(c, x, h);
     h = sn_layernorm(c, x, PP("norm2.weight"), PP("norm2.bias"), 1e-5f);
-    h = sn_relu(c, sn_linear(c, h, PP("linear1.weight"), PP("linear1.bias")));
+    h = sn_linear_act(c, h, PP("linear1.weight"), PP("linear1.bias"), SN_ACT_RELU, 0.0f, 0.0f);
     h = sn_linear(c, h, PP("linear2.weight"), PP("linear2.bias"));
 #undef PP
     return sn_add(c, x, h);
@@ -327,11 +327,13 @@ sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training) {
     for (int i = 0; i < 5; i++) {
         sn_tensor *cat[2] = {x, skip[4 - i]};
         x = sn_concat(c, 2, cat, 1);
-        x = sn_conv_transpose2d(c, x, P(m, "dec.%d.weight", i), P(m, "dec.%d.bias", i), 1, 2, 0, 0, 0, outpad[i]);
+        /* the last layer's softplus is fused into it (elementwise, so before the slice is the same) */
+        x = sn_conv_transpose2d_act(c, x, P(m, "dec.%d.weight", i), P(m, "dec.%d.bias", i), 1, 2, 0, 0, 0, outpad[i],
+                                    i < 4 ? SN_ACT_NONE : SN_ACT_SOFTPLUS, 1.0f, 20.0f);
         if (!x) return NULL;
         int64_t start[4] = {0, 0, 0, 0}, shape[4] = {x->shape[0], x->shape[1], x->shape[2] - 1, x->shape[3]};
         x = sn_slice(c, x, start, shape); /* causal: drop the last frame */
-        x = i < 4 ? bn_elu(m, x, "dbn", i, training) : sn_softplus(c, x, 1.0f, 20.0f);
+        if (i < 4) x = bn_elu(m, x, "dbn", i, training);
     }
     return x;
 }

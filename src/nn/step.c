@@ -202,22 +202,55 @@ static sn_status bump_batches_tracked(sn_model *m) {
     return SN_OK;
 }
 
-sn_status sn_step_run(sn_step *s, const float *x, const float *y, float lr, float *loss) {
-    if (!s || !x || !y) return sn_error(SN_ERR_INVALID_ARG, "sn_step_run: step, x and y are required");
+sn_status sn_step_prefetch(sn_step *s, const float *x, const float *y) {
+    if (!s || !x || !y) return sn_error(SN_ERR_INVALID_ARG, "sn_step_prefetch: step, x and y are required");
     int64_t n = sn_nelem(s->x);
-    sn_status st = sn_tensor_set(s->x, x, n);
-    if (st == SN_OK) st = sn_tensor_set(s->y, y, n);
-    if (st != SN_OK) return st;
+    sn_status st = sn_tensor_prefetch(s->x, x, n);
+    if (st == SN_OK) st = sn_tensor_prefetch(s->y, y, n);
+    s->have_batch = st == SN_OK;
+    return st;
+}
+
+sn_status sn_step_launch(sn_step *s, float lr) {
+    if (!s) return sn_error(SN_ERR_INVALID_ARG, "sn_step_launch: step is NULL");
+    if (!s->have_batch)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_step_launch: no batch; call sn_step_prefetch before each launch");
+    if (s->launched) {
+        sn_status st = sn_step_finish(s, NULL);
+        if (st != SN_OK) return st;
+    }
     s->t++;
     float h[SN_HYPER_N] = {0};
     h[SN_HYPER_LR] = lr;
     h[SN_HYPER_BC1] = (float)(1.0 - pow((double)s->opt.beta1, (double)s->t));
     h[SN_HYPER_BC2] = (float)(1.0 - pow((double)s->opt.beta2, (double)s->t));
     h[SN_HYPER_STEP] = (float)s->t;
-    st = sn_tensor_set(s->hyper, h, SN_HYPER_N);
-    if (st == SN_OK) st = sn_plan_run(s->plan);
+    sn_status st = sn_tensor_set(s->hyper, h, SN_HYPER_N);
+    if (st == SN_OK) st = sn_plan_launch(s->plan);
+    s->have_batch = false;
+    s->launched = st == SN_OK;
+    return st;
+}
+
+sn_status sn_step_finish(sn_step *s, float *loss) {
+    if (!s) return sn_error(SN_ERR_INVALID_ARG, "sn_step_finish: step is NULL");
+    if (!s->launched) return sn_error(SN_ERR_INVALID_ARG, "sn_step_finish: no step was launched");
+    s->launched = false;
+    sn_status st = sn_plan_wait(s->plan);
     if (st == SN_OK) st = bump_batches_tracked(s->m);
     if (st == SN_OK && loss) st = sn_tensor_get(s->loss, loss, 1);
+    return st;
+}
+
+sn_status sn_step_run(sn_step *s, const float *x, const float *y, float lr, float *loss) {
+    if (!s || !x || !y) return sn_error(SN_ERR_INVALID_ARG, "sn_step_run: step, x and y are required");
+    if (s->launched) {
+        sn_status st = sn_step_finish(s, NULL);
+        if (st != SN_OK) return st;
+    }
+    sn_status st = sn_step_prefetch(s, x, y);
+    if (st == SN_OK) st = sn_step_launch(s, lr);
+    if (st == SN_OK) st = sn_step_finish(s, loss);
     return st;
 }
 

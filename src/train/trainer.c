@@ -42,6 +42,7 @@ typedef struct trainer {
     double win_loss, win_ms; /* log window sums */
     int win_n;
     double ema_ms;
+    bool prefetched; /* the next step's batch is already queued on the device */
     double last_progress;
     char last_good[SN_RUN_DIR_MAX + 64];
     int dump_n;
@@ -396,10 +397,10 @@ static sn_status validate(trainer *T, sn_train_result *res) {
 
 /* ---- batch dump (parity checks against PyTorch) ---- */
 
-static void dump_batch(trainer *T, const sn_batch *bt, float lr) {
+static void dump_batch(trainer *T, const sn_batch *bt, float lr, int64_t step) {
     if (!T->o->dump_batches) return;
     char path[SN_RUN_DIR_MAX + 64];
-    snprintf(path, sizeof path, "%s/batch_%06" PRId64 ".safetensors", T->o->dump_batches, T->st.step);
+    snprintf(path, sizeof path, "%s/batch_%06" PRId64 ".safetensors", T->o->dump_batches, step);
     sn_st_writer *w = sn_st_writer_new();
     int64_t sh[4] = {bt->batch, 1, bt->frames, bt->bins};
     sn_st_add_ref(w, "noisy_mag", "F32", 4, sh, bt->noisy_mag);
@@ -530,6 +531,20 @@ void sn_train_opts_default(sn_train_opts *o) { memset(o, 0, sizeof *o); }
 
 /* ---- the loop ---- */
 
+/* The loader's next batch, queued on the device for training step `step` (0-based). */
+static sn_status queue_batch(trainer *T, int64_t step) {
+    sn_batch *bt = NULL;
+    sn_status s = sn_loader_next(T->loader, &bt);
+    if (s != SN_OK) return s;
+    if (!bt)
+        return sn_error(SN_ERR_INTERNAL, "loader ended epoch %" PRId64 " early at batch %" PRId64, T->st.epoch,
+                        T->st.epoch_step + (step - T->st.step));
+    dump_batch(T, bt, (float)sn_lr_at(T->cfg, step, T->total), step);
+    s = sn_step_prefetch(T->step, bt->noisy_mag, bt->clean_mag);
+    sn_loader_release(T->loader, bt);
+    return s != SN_OK ? sn_error_prefix(s, "uploading the batch of step %" PRId64, step + 1) : s;
+}
+
 static sn_status run_loop(trainer *T, sn_train_result *res) {
     const sn_config *c = T->cfg;
     int need_start = 1;
@@ -547,18 +562,23 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
             }
             need_start = 0;
         }
-        sn_batch *bt = NULL;
-        if ((s = sn_loader_next(T->loader, &bt)) != SN_OK) return s;
-        if (!bt) return sn_error(SN_ERR_INTERNAL, "loader ended epoch %" PRId64 " early at batch %" PRId64, T->st.epoch,
-                                 T->st.epoch_step);
         double lr = sn_lr_at(c, T->st.step, T->total);
         float loss = 0;
+        if (!T->prefetched && (s = queue_batch(T, T->st.step)) != SN_OK) return s;
+        T->prefetched = false;
         double t0 = now_s();
-        dump_batch(T, bt, (float)lr);
-        s = sn_step_run(T->step, bt->noisy_mag, bt->clean_mag, (float)lr, &loss);
-        double ms = (now_s() - t0) * 1000.0;
-        sn_loader_release(T->loader, bt);
+        s = sn_step_launch(T->step, (float)lr);
         if (s != SN_OK) return sn_error_prefix(s, "training step %" PRId64, T->st.step + 1);
+        /* the next batch of this epoch uploads while the device runs this step */
+        sn_status sq = SN_OK;
+        if (T->st.epoch_step + 1 < T->spe && T->st.step + 1 < T->total && !(T->o->stop && *T->o->stop)) {
+            sq = queue_batch(T, T->st.step + 1);
+            T->prefetched = sq == SN_OK;
+        }
+        s = sn_step_finish(T->step, &loss);
+        double ms = (now_s() - t0) * 1000.0;
+        if (s != SN_OK) return sn_error_prefix(s, "training step %" PRId64, T->st.step + 1);
+        if (sq != SN_OK) return sq;
         T->st.step++;
         T->st.epoch_step++;
         if (T->o->nan_at_step > 0 && T->st.step == T->o->nan_at_step) loss = NAN;

@@ -1,5 +1,6 @@
 /* conv2d and conv_transpose2d: forward vs float64 loops, data/weight/bias gradients vs finite
- * differences (CRN kernel and stride, padding, output padding, stride > kernel), bad input. */
+ * differences (CRN kernel and stride, padding, output padding, stride > kernel), the fused
+ * activation epilogues, bad input. */
 #include "sn_test.h"
 #include "core/core.h"
 
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sn_optest.h"
 
@@ -14,6 +16,8 @@ typedef struct {
     bool transposed, bias;
     int64_t N, C, H, W, K, kh, kw, Ho, Wo;
     int sh, sw, ph, pw, oph, opw;
+    sn_act act;
+    double p0, p1;
 } cv_ud;
 
 /* conv2d: y[n,k,oh,ow] = b[k] + sum x[n,c,oh*sh-ph+i,ow*sw-pw+j] w[k,c,i,j]
@@ -48,20 +52,32 @@ static void ref_conv(void *ud, double **in, double *out) {
                                 }
                         }
                     }
+    for (int64_t i = 0; i < ny; i++) {
+        double v = out[i];
+        switch (u->act) {
+        case SN_ACT_RELU: v = v > 0 ? v : 0; break;
+        case SN_ACT_ELU: v = v > 0 ? v : u->p0 * expm1(v); break;
+        case SN_ACT_SOFTPLUS: v = v * u->p0 > u->p1 ? v : log1p(exp(u->p0 * v)) / u->p0; break;
+        case SN_ACT_SIGMOID: v = 1 / (1 + exp(-v)); break;
+        case SN_ACT_TANH: v = tanh(v); break;
+        default: break;
+        }
+        out[i] = v;
+    }
 }
 
-static void run_conv(bool transposed, bool bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t kh,
-                     int64_t kw, int sh, int sw, int ph, int pw, int oph, int opw) {
+static void run_conv_act(bool transposed, bool bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t kh,
+                         int64_t kw, int sh, int sw, int ph, int pw, int oph, int opw, sn_act act, float p0, float p1) {
     sn_ctx *ctx = sn_ctx_new();
-    uint64_t seed = 17 + (uint64_t)(K * 7 + sh + transposed);
+    uint64_t seed = 17 + (uint64_t)(K * 7 + sh + transposed) + 101 * (uint64_t)act;
     int64_t xs[4] = {N, C, H, W}, ws[4] = {transposed ? C : K, transposed ? K : C, kh, kw};
     sn_tensor *x = leaf(ctx, 4, xs, "x", &seed, -1, 1, true);
     sn_tensor *w = leaf(ctx, 4, ws, "w", &seed, -0.5f, 0.5f, true);
     sn_tensor *b = bias ? leaf(ctx, 1, &K, "b", &seed, -0.5f, 0.5f, true) : NULL;
-    sn_tensor *y = transposed ? sn_conv_transpose2d(ctx, x, w, b, sh, sw, ph, pw, oph, opw)
-                              : sn_conv2d(ctx, x, w, b, sh, sw, ph, pw);
+    sn_tensor *y = transposed ? sn_conv_transpose2d_act(ctx, x, w, b, sh, sw, ph, pw, oph, opw, act, p0, p1)
+                              : sn_conv2d_act(ctx, x, w, b, sh, sw, ph, pw, act, p0, p1);
     if (!y) fail_msg("%s", sn_last_error());
-    cv_ud u = {transposed, bias, N, C, H, W, K, kh, kw, 0, 0, sh, sw, ph, pw, oph, opw};
+    cv_ud u = {transposed, bias, N, C, H, W, K, kh, kw, 0, 0, sh, sw, ph, pw, oph, opw, act, p0, p1};
     u.Ho = transposed ? (H - 1) * sh - 2 * ph + kh + oph : (H + 2 * ph - kh) / sh + 1;
     u.Wo = transposed ? (W - 1) * sw - 2 * pw + kw + opw : (W + 2 * pw - kw) / sw + 1;
     assert_int_equal(y->shape[0], N);
@@ -76,7 +92,9 @@ static void run_conv(bool transposed, bool bias, int64_t N, int64_t C, int64_t H
     ref_add(&r, x->data, sn_nelem(x));
     ref_add(&r, w->data, sn_nelem(w));
     if (bias) ref_add(&r, b->data, K);
-    const char *what = transposed ? "conv_transpose2d" : "conv2d";
+    char what[96];
+    snprintf(what, sizeof what, "%s act %d (%g, %g)", transposed ? "conv_transpose2d" : "conv2d", (int)act,
+             (double)p0, (double)p1);
     check_fwd(what, y->data, &r, 1e-5);
     for (int i = 0; i < (bias ? 3 : 2); i++) {
         assert_true(sn_same_shape(ds[i], y->src[i]));
@@ -85,6 +103,11 @@ static void run_conv(bool transposed, bool bias, int64_t N, int64_t C, int64_t H
     ref_free(&r);
     sn_test_free_data(ctx);
     sn_ctx_free(ctx);
+}
+
+static void run_conv(bool transposed, bool bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t kh,
+                     int64_t kw, int sh, int sw, int ph, int pw, int oph, int opw) {
+    run_conv_act(transposed, bias, N, C, H, W, K, kh, kw, sh, sw, ph, pw, oph, opw, SN_ACT_NONE, 0, 0);
 }
 
 static void test_conv2d(void **state) {
@@ -108,6 +131,52 @@ static void test_conv_transpose2d(void **state) {
     run_conv(true, true, 1, 2, 3, 4, 2, 2, 2, 3, 3, 0, 1, 2, 0);
 }
 
+/* each activation fused into conv2d and conv_transpose2d (odd sizes, batch > 1; 1x1 too) */
+static const struct { sn_act act; float p0, p1; } g_acts[] = {
+    {SN_ACT_RELU, 0, 0},           {SN_ACT_ELU, 1.0f, 0},  {SN_ACT_ELU, 0.3f, 0}, {SN_ACT_SOFTPLUS, 1.0f, 20.0f},
+    {SN_ACT_SOFTPLUS, 8.0f, 17.0f} /* beta*x on both sides of the threshold */,
+    {SN_ACT_SIGMOID, 0, 0},        {SN_ACT_TANH, 0, 0},
+};
+
+static void test_conv2d_act(void **state) {
+    for (size_t a = 0; a < sizeof g_acts / sizeof *g_acts; a++) {
+        run_conv_act(false, true, 2, 3, 5, 9, 3, 2, 3, 1, 2, 0, 0, 0, 0, g_acts[a].act, g_acts[a].p0, g_acts[a].p1);
+        run_conv_act(false, false, 3, 2, 7, 8, 5, 3, 3, 2, 2, 1, 1, 0, 0, g_acts[a].act, g_acts[a].p0, g_acts[a].p1);
+        run_conv_act(false, true, 2, 4, 3, 5, 3, 1, 1, 1, 1, 0, 2, 0, 0, g_acts[a].act, g_acts[a].p0, g_acts[a].p1);
+    }
+}
+
+static void test_conv_transpose2d_act(void **state) {
+    for (size_t a = 0; a < sizeof g_acts / sizeof *g_acts; a++) {
+        run_conv_act(true, true, 2, 3, 5, 4, 3, 2, 3, 1, 2, 0, 0, 0, 1, g_acts[a].act, g_acts[a].p0, g_acts[a].p1);
+        run_conv_act(true, false, 3, 2, 4, 5, 3, 3, 3, 2, 2, 1, 1, 1, 1, g_acts[a].act, g_acts[a].p0, g_acts[a].p1);
+        run_conv_act(true, true, 2, 3, 3, 5, 2, 1, 1, 1, 1, 0, 0, 0, 0, g_acts[a].act, g_acts[a].p0, g_acts[a].p1);
+    }
+}
+
+/* the fused result equals the activation op applied to the plain conv's output */
+static void test_conv_act_vs_unfused(void **state) {
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 91;
+    sn_tensor *x = leaf(ctx, 4, (int64_t[]){3, 4, 7, 11}, "x", &seed, -1, 1, false);
+    sn_tensor *w = leaf(ctx, 4, (int64_t[]){5, 4, 2, 3}, "w", &seed, -0.5f, 0.5f, false);
+    sn_tensor *wt = leaf(ctx, 4, (int64_t[]){4, 5, 2, 3}, "wt", &seed, -0.5f, 0.5f, false);
+    sn_tensor *b = leaf(ctx, 1, (int64_t[]){5}, "b", &seed, -0.5f, 0.5f, false);
+    sn_tensor *c = sn_conv2d(ctx, x, w, b, 1, 2, 0, 0), *t = sn_conv_transpose2d(ctx, x, wt, b, 1, 2, 0, 0, 0, 1);
+    assert_int_equal(c->ip[SN_IP_ACT], SN_ACT_NONE);
+    sn_tensor *f[4] = {sn_conv2d_act(ctx, x, w, b, 1, 2, 0, 0, SN_ACT_ELU, 1.0f, 0),
+                       sn_conv2d_act(ctx, x, w, b, 1, 2, 0, 0, SN_ACT_SIGMOID, 0, 0),
+                       sn_conv_transpose2d_act(ctx, x, wt, b, 1, 2, 0, 0, 0, 1, SN_ACT_SOFTPLUS, 1.0f, 20.0f),
+                       sn_conv_transpose2d_act(ctx, x, wt, b, 1, 2, 0, 0, 0, 1, SN_ACT_TANH, 0, 0)};
+    sn_tensor *u[4] = {sn_elu(ctx, c, 1.0f), sn_sigmoid(ctx, c), sn_softplus(ctx, t, 1.0f, 20.0f), sn_tanh(ctx, t)};
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    for (int k = 0; k < 4; k++)
+        if (!(sn_test_rel_err_f(f[k]->data, u[k]->data, sn_nelem(f[k]), 1.0) < 1e-6))
+            fail_msg("fused %s differs from the separate op", sn_op_name(u[k]->op));
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
 static void test_conv_bad_input(void **state) {
     sn_ctx *ctx = sn_ctx_new();
     sn_tensor *x = sn_new_4d(ctx, 2, 3, 5, 9, 0, "x"), *w = sn_new_4d(ctx, 4, 2, 2, 3, 0, "w"),
@@ -128,14 +197,48 @@ static void test_conv_bad_input(void **state) {
     EXPECT_FAIL(sn_conv_transpose2d(ctx, x, wt, NULL, 1, 2, 0, 0, 0, 2), "output padding");
     EXPECT_FAIL(sn_conv_transpose2d(ctx, x, wt, b, 1, 2, 0, 0, 0, 1), "bias");
     EXPECT_FAIL(sn_conv_transpose2d(ctx, x, wt, NULL, 1, 2, 9, 0, 0, 1), "empty");
+    /* the activation epilogue */
+    int n0 = sn_ctx_count(ctx);
+    EXPECT_FAIL(sn_conv2d_act(ctx, x, wok, NULL, 1, 2, 0, 0, (sn_act)7, 0, 0), "conv2d: unknown activation 7");
+    EXPECT_FAIL(sn_conv2d_act(ctx, x, wok, NULL, 1, 2, 0, 0, (sn_act)-3, 0, 0), "conv2d: unknown activation");
+    EXPECT_FAIL(sn_conv2d_act(ctx, x, wok, NULL, 1, 2, 0, 0, SN_ACT_ELU, -0.5f, 0), "conv2d: ELU alpha");
+    EXPECT_FAIL(sn_conv_transpose2d_act(ctx, x, wt, NULL, 1, 2, 0, 0, 0, 1, SN_ACT_COUNT, 0, 0),
+                "conv_transpose2d: unknown activation");
+    EXPECT_FAIL(sn_conv_transpose2d_act(ctx, x, wt, NULL, 1, 2, 0, 0, 0, 1, SN_ACT_SOFTPLUS, -1.0f, 20.0f),
+                "conv_transpose2d: softplus beta");
+    assert_int_equal(sn_ctx_count(ctx), n0); /* no node left behind */
+    /* shape errors still come first and name the op */
+    EXPECT_FAIL(sn_conv_transpose2d_act(ctx, x, wbad, NULL, 1, 2, 0, 0, 0, 1, SN_ACT_RELU, 0, 0), "conv_transpose2d");
+    /* a fused softplus below threshold 17 builds, but has no gradient from its output */
+    sn_tensor *y = sn_conv_transpose2d_act(ctx, x, wt, NULL, 1, 2, 0, 0, 0, 1, SN_ACT_SOFTPLUS, 1.0f, 3.0f);
+    assert_non_null(y);
+    x->flags |= SN_FLAG_NEEDS_GRAD;
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    EXPECT_STATUS(sn_grad_conv(ctx, y, y, ds), SN_ERR_UNSUPPORTED, "threshold >= 17");
+    EXPECT_STATUS(sn_grad_conv(ctx, y, y, ds), SN_ERR_UNSUPPORTED, "conv_transpose2d");
     sn_ctx_free(ctx);
 }
 
-int main(void) {
+/* All tests run on the CPU's row-blocked conv path, then (the choice is read once per
+ * process, so in a fresh one) on the whole-batch im2col/col2im path, SN_CONV_FUSED=0. */
+int main(int argc, char **argv) {
+    (void)argc;
+    const char *env = getenv("SN_CONV_FUSED");
+    printf("conv path: %s\n", env && *env == '0' ? "whole-batch (SN_CONV_FUSED=0)" : "row-blocked");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_conv_transpose2d),
         cmocka_unit_test(test_conv_bad_input),
+        cmocka_unit_test(test_conv2d_act),
+        cmocka_unit_test(test_conv_transpose2d_act),
+        cmocka_unit_test(test_conv_act_vs_unfused),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int r = cmocka_run_group_tests(tests, setup, teardown);
+    if (r == 0 && !env) {
+        setenv("SN_CONV_FUSED", "0", 1);
+        fflush(stdout);
+        execv(argv[0], argv);
+        fprintf(stderr, "could not re-run %s with SN_CONV_FUSED=0: the whole-batch path is untested\n", argv[0]);
+    }
+    return r;
 }

@@ -1,5 +1,5 @@
-/* MATMUL, LINEAR, BIAS_GRAD: float64 references, finite-difference gradients
- * through sn_grad_matmul, bad input. */
+/* MATMUL, LINEAR (plain and with each activation epilogue), BIAS_GRAD: float64
+ * references, finite-difference gradients through sn_grad_matmul, bad input. */
 #include "sn_test.h"
 #include "core/core.h"
 
@@ -11,6 +11,19 @@ static double *to_d(const float *f, int64_t n) {
     double *d = malloc(sizeof(double) * n);
     for (int64_t i = 0; i < n; i++) d[i] = f[i];
     return d;
+}
+
+/* a LINEAR node's activation epilogue in double (PyTorch's formulas) */
+static double act_d(const sn_tensor *node, double v) {
+    double p0 = node->fp[SN_FP_ACT], p1 = node->fp[SN_FP_ACT + 1];
+    switch (node->ip[SN_IP_ACT]) {
+    case SN_ACT_RELU: return v > 0 ? v : 0;
+    case SN_ACT_ELU: return v > 0 ? v : p0 * expm1(v);
+    case SN_ACT_SOFTPLUS: return v * p0 > p1 ? v : log1p(exp(p0 * v)) / p0;
+    case SN_ACT_SIGMOID: return 1 / (1 + exp(-v));
+    case SN_ACT_TANH: return tanh(v);
+    default: return v;
+    }
 }
 
 /* the forward of a MATMUL or LINEAR node in double, from the srcs' shapes; returns sum(y * R) */
@@ -25,6 +38,7 @@ static double ref(const sn_tensor *node, double *const *p, const double *R, doub
             for (int64_t n = 0; n < N; n++) {
                 double s = node->nsrc > 2 ? p[2][n] : 0;
                 for (int64_t k = 0; k < K; k++) s += p[0][r * K + k] * p[1][n * K + k];
+                s = act_d(node, s);
                 if (y) y[r * N + n] = s;
                 L += s * R[r * N + n];
             }
@@ -137,6 +151,53 @@ static void test_linear(void **st) {
     }
 }
 
+/* linear with each activation fused: odd sizes, a batch of [3,5] rows, with and without bias */
+static void test_linear_act(void **st) {
+    static const struct { sn_act act; float p0, p1; } acts[] = {
+        {SN_ACT_RELU, 0, 0},      {SN_ACT_ELU, 1.0f, 0},        {SN_ACT_ELU, 0.3f, 0},    {SN_ACT_SOFTPLUS, 1.0f, 20.0f},
+        {SN_ACT_SOFTPLUS, 8.0f, 17.0f} /* beta*x on both sides of the threshold */,
+        {SN_ACT_SIGMOID, 0, 0},   {SN_ACT_TANH, 0, 0},
+    };
+    for (size_t a = 0; a < sizeof acts / sizeof *acts; a++)
+        for (int with_b = 0; with_b < 2; with_b++) {
+            sn_ctx *ctx = sn_ctx_new();
+            uint64_t seed = 41 + 2 * a + with_b;
+            sn_tensor *x = leaf(ctx, 3, (int64_t[]){3, 5, 7}, &seed), *w = leaf(ctx, 2, (int64_t[]){9, 7}, &seed);
+            sn_tensor *b = with_b ? leaf(ctx, 1, (int64_t[]){9}, &seed) : NULL;
+            sn_tensor *y = sn_linear_act(ctx, x, w, b, acts[a].act, acts[a].p0, acts[a].p1);
+            if (!y) fail_msg("%s", sn_last_error());
+            assert_int_equal(y->op, SN_OP_LINEAR);
+            assert_int_equal(y->shape[2], 9);
+            sn_set_name(y, "linear act %d (%g, %g) bias %d", (int)acts[a].act, (double)acts[a].p0,
+                        (double)acts[a].p1, with_b);
+            check_node(ctx, y, &seed);
+            sn_test_free_data(ctx);
+            sn_ctx_free(ctx);
+        }
+}
+
+/* sn_linear is linear_act with no activation; the fused output equals the activation op
+ * applied to the plain linear's */
+static void test_linear_act_vs_unfused(void **st) {
+    sn_ctx *ctx = sn_ctx_new();
+    sn_backend *be = sn_cpu_backend_new(2);
+    uint64_t seed = 77;
+    sn_tensor *x = leaf(ctx, 2, (int64_t[]){13, 11}, &seed), *w = leaf(ctx, 2, (int64_t[]){6, 11}, &seed);
+    sn_tensor *b = leaf(ctx, 1, (int64_t[]){6}, &seed);
+    sn_tensor *plain = sn_linear(ctx, x, w, b);
+    assert_int_equal(plain->ip[SN_IP_ACT], SN_ACT_NONE);
+    sn_tensor *f[3] = {sn_linear_act(ctx, x, w, b, SN_ACT_RELU, 0, 0), sn_linear_act(ctx, x, w, b, SN_ACT_ELU, 1, 0),
+                       sn_linear_act(ctx, x, w, b, SN_ACT_TANH, 0, 0)};
+    sn_tensor *u[3] = {sn_relu(ctx, plain), sn_elu(ctx, plain, 1.0f), sn_tanh(ctx, plain)};
+    SN_ASSERT_OK(sn_test_eval(ctx, be));
+    for (int k = 0; k < 3; k++)
+        if (!(sn_test_rel_err_f(f[k]->data, u[k]->data, sn_nelem(f[k]), 1.0) < 1e-6))
+            fail_msg("fused %s differs from the separate op", sn_op_name(u[k]->op));
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+    sn_backend_free(be);
+}
+
 /* conv-style use: db[C] from dy[N,C,H,W] with ip[0] = 1 */
 static void test_bias_grad_axis1(void **st) {
     sn_ctx *ctx = sn_ctx_new();
@@ -191,6 +252,40 @@ static void test_matmul_bad_input(void **st) {
     sn_clear_error();
     assert_null(sn_linear(ctx, a, NULL, NULL));
     assert_non_null(strstr(sn_last_error(), "linear"));
+    /* linear_act: an invalid activation or its parameters */
+    int n0 = sn_ctx_count(ctx);
+    sn_clear_error();
+    assert_null(sn_linear_act(ctx, a, w5, NULL, (sn_act)99, 0, 0));
+    assert_non_null(strstr(sn_last_error(), "linear"));
+    assert_non_null(strstr(sn_last_error(), "unknown activation 99"));
+    sn_clear_error();
+    assert_null(sn_linear_act(ctx, a, w5, NULL, (sn_act)-1, 0, 0));
+    assert_non_null(strstr(sn_last_error(), "linear: unknown activation"));
+    sn_clear_error();
+    assert_null(sn_linear_act(ctx, a, w5, NULL, SN_ACT_COUNT, 0, 0));
+    assert_non_null(strstr(sn_last_error(), "linear: unknown activation"));
+    sn_clear_error();
+    assert_null(sn_linear_act(ctx, a, w5, NULL, SN_ACT_ELU, -1.0f, 0));
+    assert_non_null(strstr(sn_last_error(), "linear: ELU alpha"));
+    sn_clear_error();
+    assert_null(sn_linear_act(ctx, a, w5, NULL, SN_ACT_SOFTPLUS, 0.0f, 20.0f));
+    assert_non_null(strstr(sn_last_error(), "linear: softplus beta"));
+    sn_clear_error();
+    assert_null(sn_linear_act(ctx, a, w5, NULL, SN_ACT_SOFTPLUS, 1.0f, NAN));
+    assert_non_null(strstr(sn_last_error(), "softplus"));
+    assert_int_equal(sn_ctx_count(ctx), n0); /* no node left behind */
+    sn_clear_error();
+    assert_null(sn_linear_act(ctx, NULL, w5, NULL, SN_ACT_RELU, 0, 0));
+    assert_non_null(strstr(sn_last_error(), "linear"));
+    /* a fused softplus below threshold 17 builds, but has no gradient from its output */
+    sn_tensor *y = sn_linear_act(ctx, a, w5, NULL, SN_ACT_SOFTPLUS, 1.0f, 5.0f);
+    assert_non_null(y);
+    a->flags |= SN_FLAG_NEEDS_GRAD;
+    sn_tensor *ds[3] = {0};
+    sn_clear_error();
+    assert_int_equal(sn_grad_matmul(ctx, y, y, ds), SN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(sn_last_error(), "linear"));
+    assert_non_null(strstr(sn_last_error(), "threshold >= 17"));
     sn_ctx_free(ctx);
 }
 
@@ -198,7 +293,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_variants), cmocka_unit_test(test_matmul_2d),
         cmocka_unit_test(test_linear),          cmocka_unit_test(test_bias_grad_axis1),
-        cmocka_unit_test(test_matmul_bad_input),
+        cmocka_unit_test(test_matmul_bad_input), cmocka_unit_test(test_linear_act),
+        cmocka_unit_test(test_linear_act_vs_unfused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

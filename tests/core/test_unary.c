@@ -74,6 +74,45 @@ static void test_softplus(void **state) {
 static void test_sigmoid(void **state) { run_unary(SN_OP_SIGMOID, 0, 0, -8, 8); }
 static void test_tanh(void **state) { run_unary(SN_OP_TANH, 0, 0, -4, 4); }
 
+/* SOFTPLUS_BWD with ip0 = 1 reads the forward output y (the fused epilogues' form):
+ * vs finite differences of the float64 softplus, and vs the form that reads x */
+static void run_softplus_from_y(float beta, float thr, float lo, float hi) {
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 300 + (uint64_t)(beta * 10);
+    int64_t sh[3] = {3, 17, 29};
+    sn_tensor *x = leaf(ctx, 3, sh, "x", &seed, lo, hi, true);
+    sn_tensor *y = sn_softplus(ctx, x, beta, thr);
+    assert_non_null(y);
+    sn_tensor *dy = leaf_like(ctx, y, "dy", &seed);
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    SN_ASSERT_OK(sn_grad_unary(ctx, y, dy, ds)); /* from x */
+    sn_tensor *s[2] = {dy, y};
+    sn_tensor *gy = sn_new_op(ctx, SN_OP_SOFTPLUS_BWD, 2, s, 3, sh);
+    assert_non_null(gy);
+    gy->ip[0] = 1;
+    gy->fp[0] = beta;
+    gy->fp[1] = thr;
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    un_ud u = {SN_OP_SOFTPLUS, beta, thr, sn_nelem(x)};
+    ref_t r = {.f = ref_unary, .ud = &u, .nout = sn_nelem(x)};
+    ref_add(&r, x->data, sn_nelem(x));
+    check_grad("softplus_bwd from y", gy->data, &r, dy->data, 0, 1e-5);
+    ref_free(&r);
+    const float *a = gy->data, *b = ds[0]->data;
+    for (int64_t i = 0; i < sn_nelem(x); i++)
+        if (!(fabsf(a[i] - b[i]) <= 4e-7f * (fabsf(b[i]) + 1e-30f) + 1e-37f))
+            fail_msg("softplus_bwd from y vs from x at %g: %.9g vs %.9g", (double)((float *)x->data)[i], (double)a[i],
+                     (double)b[i]);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+}
+
+static void test_softplus_bwd_from_y(void **state) {
+    run_softplus_from_y(1.0f, 20.0f, -30, 30);  /* the CRN's: both sides of the threshold */
+    run_softplus_from_y(8.0f, 17.0f, -4, 4);    /* beta*x on both sides of a threshold of 17 */
+    run_softplus_from_y(0.5f, 20.0f, -12, 0);   /* small gradients: relative accuracy, no cancellation */
+}
+
 /* large inputs must not produce inf/NaN */
 static void test_unary_extremes(void **state) {
     sn_ctx *ctx = sn_ctx_new();
@@ -117,7 +156,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relu),    cmocka_unit_test(test_elu),           cmocka_unit_test(test_softplus),
         cmocka_unit_test(test_sigmoid), cmocka_unit_test(test_tanh),          cmocka_unit_test(test_unary_extremes),
-        cmocka_unit_test(test_unary_bad_input),
+        cmocka_unit_test(test_unary_bad_input), cmocka_unit_test(test_softplus_bwd_from_y),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

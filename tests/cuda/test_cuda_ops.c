@@ -47,7 +47,8 @@ static void grads(sn_ctx *c, sn_tensor *node, sn_grad_fn fn) {
 
 static bool is_packed(sn_op op) {
     return op == SN_OP_BATCHNORM_BWD || op == SN_OP_LAYERNORM_BWD || op == SN_OP_LSTM_BWD || op == SN_OP_GRU_BWD ||
-           op == SN_OP_ATTENTION_BWD || op == SN_OP_ADAM || op == SN_OP_SGD;
+           op == SN_OP_ATTENTION_BWD || op == SN_OP_ADAM || op == SN_OP_SGD || op == SN_OP_ADAM_MT ||
+           op == SN_OP_SGD_MT;
 }
 
 /* ---- per-tensor device memory for a ctx (no planner) ---- */
@@ -241,6 +242,43 @@ static void test_conv(void **st) {
     sn_ctx_free(c);
 }
 
+/* Fused bias + activation epilogues (linear, conv2d, conv_transpose2d on the col2im and
+ * the 1x1 paths) and their backward (the act derivative from y, then the op's own), in
+ * f32 and with the TF32 / bf16 GEMMs */
+static void test_fused_act(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -1, 1, "x", 3, 7, 33), *w = LEAF(c, -1, 1, "w", 19, 33), *b = LEAF(c, -1, 1, "b", 19);
+    grads(c, sn_linear_act(c, x, w, b, SN_ACT_RELU, 0, 0), sn_grad_matmul); /* the attention FFN's */
+    grads(c, sn_linear_act(c, x, w, NULL, SN_ACT_TANH, 0, 0), sn_grad_matmul);
+    sn_tensor *cx = LEAF(c, -1, 1, "cx", 3, 4, 9, 21);
+    sn_tensor *cw = LEAF(c, -0.5, 0.5, "cw", 6, 4, 2, 3), *cb = LEAF(c, -0.5, 0.5, "cb", 6);
+    grads(c, sn_conv2d_act(c, cx, cw, cb, 1, 2, 0, 0, SN_ACT_ELU, 1.0f, 0), sn_grad_conv);
+    grads(c, sn_conv2d_act(c, cx, cw, NULL, 2, 3, 1, 2, SN_ACT_SIGMOID, 0, 0), sn_grad_conv);
+    sn_tensor *tw = LEAF(c, -0.5, 0.5, "tw", 4, 5, 2, 3), *tb = LEAF(c, -0.5, 0.5, "tb", 5);
+    sn_tensor *tw1 = LEAF(c, -0.5, 0.5, "tw1", 4, 5, 1, 1);
+    /* the CRN's last decoder layer; then 1x1 (no col2im: the epilogue kernel) */
+    grads(c, sn_conv_transpose2d_act(c, cx, tw, tb, 1, 2, 0, 0, 0, 1, SN_ACT_SOFTPLUS, 1.0f, 20.0f), sn_grad_conv);
+    grads(c, sn_conv_transpose2d_act(c, cx, tw1, tb, 1, 1, 0, 0, 0, 0, SN_ACT_SOFTPLUS, 8.0f, 17.0f), sn_grad_conv);
+    cross_check(c, 2e-5 /* f32 GEMMs over K <= 3*9*21, transcendental ulps */, 0, "fused bias+act");
+    sn_ctx_free(c);
+    const struct { bool tf32, bf16; double tol; } mode[2] = {{true, false, 3e-3}, {false, true, 2e-2}};
+    for (int k = 0; k < 2; k++) { /* smooth activations only: a ReLU kink flips under rounding */
+        sn_cuda_set_precision(g_cuda, mode[k].tf32, mode[k].bf16);
+        c = sn_ctx_new();
+        x = LEAF(c, -1, 1, "x", 4, 9, 64);
+        w = LEAF(c, -1, 1, "w", 48, 64);
+        b = LEAF(c, -1, 1, "b", 48);
+        grads(c, sn_linear_act(c, x, w, b, SN_ACT_ELU, 1.0f, 0), sn_grad_matmul);
+        cx = LEAF(c, -1, 1, "cx", 2, 8, 6, 19);
+        tw = LEAF(c, -0.5, 0.5, "tw", 8, 16, 2, 3);
+        tb = LEAF(c, -0.5, 0.5, "tb", 16);
+        grads(c, sn_conv_transpose2d_act(c, cx, tw, tb, 1, 2, 0, 0, 0, 1, SN_ACT_SOFTPLUS, 1.0f, 20.0f), sn_grad_conv);
+        cross_check(c, mode[k].tol, 0, mode[k].bf16 ? "fused bias+act bf16" : "fused bias+act tf32");
+        sn_ctx_free(c);
+    }
+    sn_cuda_set_precision(g_cuda, false, false);
+}
+
 static void test_batchnorm(void **st) {
     sn_ctx *c = sn_ctx_new();
     sn_tensor *x = LEAF(c, -2, 3, "x", 3, 5, 7, 9);
@@ -373,6 +411,20 @@ static void test_optim(void **st) {
         if (k == 1) assert_non_null(sn_adam(c, p, g, m, v, hyper, sq, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, true));
         if (k == 2) assert_non_null(sn_sgd(c, p, g, m, hyper, sq, 0.9f, 0.0f, 1e-4f, 1.0f, true));
         if (k == 3) assert_non_null(sn_sgd(c, p, g, m, hyper1, NULL, 0.9f, 0.0f, 0.0f, 0.0f, false));
+    }
+    /* multi-tensor forms: params at odd offsets of a flat buffer, one launch each */
+    static const int64_t sizes[5] = {37, 1000, 1, 4099, 256}, offs[5] = {0, 64, 1100, 1200, 5400};
+    for (int k = 0; k < 3; k++) {
+        sn_tensor *flat = LEAF(c, -1, 1, "flat", 5700), *m = LEAF(c, -0.1, 0.1, "m", 5700);
+        sn_tensor *v = LEAF(c, 0, 0.01, "v", 5700), *ps[5], *gs[5];
+        for (int i = 0; i < 5; i++) {
+            ps[i] = sn_new_1d(c, sizes[i], 0, "p");
+            sn_alias(ps[i], flat, offs[i]);
+            gs[i] = LEAF(c, -1, 1, "g", sizes[i]);
+        }
+        if (k == 0) assert_non_null(sn_adam_multi(c, 5, ps, gs, m, v, hyper, NULL, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, false));
+        if (k == 1) assert_non_null(sn_adam_multi(c, 5, ps, gs, m, v, hyper, sq, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, true));
+        if (k == 2) assert_non_null(sn_sgd_multi(c, 5, ps, gs, m, hyper1, sq, 0.9f, 0.0f, 1e-4f, 1.0f, true));
     }
     cross_check(c, 1e-6 /* one elementwise update */, 0, "optim");
     sn_ctx_free(c);
@@ -567,6 +619,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),        cmocka_unit_test(test_unary),
         cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_fused_act),
         cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_norm),
         cmocka_unit_test(test_lstm),        cmocka_unit_test(test_gru),           cmocka_unit_test(test_attention),
         cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),

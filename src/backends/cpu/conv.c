@@ -4,13 +4,18 @@
  * One pair of helpers serves all six ops. im2col reads an image src[C,Hs,Ws] into
  * col[C*kh*kw, Hc*Wc] with col[(c,i,j),(oh,ow)] = src[c, oh*sh-ph+i, ow*sw-pw+j]
  * (0 outside); col2im is its adjoint (scatter-add into a zeroed image). conv2d reads
- * x with im2col; its data gradient and conv_transpose2d scatter with col2im. */
+ * x with im2col; its data gradient and conv_transpose2d scatter with col2im.
+ *
+ * A forward node's activation epilogue (ip[SN_IP_ACT]) is applied where its bias is
+ * added, to each output row while it is still in cache: no separate pass. */
 #include "backends/cpu/cpu.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* cpu/unary.c (belongs in cpu.h, a shared file): y = act(x + bias) over a row */
 
 /* SN_CONV_PROF=1: time spent in im2col, col2im, batch (un)folding and the GEMMs of
  * the conv ops, printed at exit. */
@@ -39,6 +44,8 @@ typedef struct {
     float *dst;       /* im2col: columns; col2im: images */
     const float *bias;/* col2im: added to each output channel, may be NULL */
     int64_t N, C, Hs, Ws, kh, kw, sh, sw, ph, pw, Hc, Wc;
+    int act;          /* col2im: activation epilogue (sn_act) */
+    float p0, p1;
 } colargs;
 
 /* The batch is folded into the column dimension: col[(c,i,j), n*Hc*Wc + (oh,ow)], so
@@ -112,6 +119,7 @@ static void col2im_chans(void *arg, int64_t i0, int64_t i1, int tid) {
                         for (int64_t ow = lo; ow < hi; ow++) drow[ow * a->sw] += crow[ow];
                 }
             }
+        if (a->act) sn_cpu_bias_act(img, img, HWs, NULL, 0.0f, a->act, a->p0, a->p1);
     }
 }
 
@@ -137,6 +145,8 @@ typedef struct {
     const float *bias;
     int64_t N, R, L;
     bool to_folded;
+    int act;          /* with the bias: act(img + bias) (sn_act) */
+    float p0, p1;
 } fold_job;
 
 static void fold_rows(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -145,7 +155,8 @@ static void fold_rows(void *arg, int64_t i0, int64_t i1, int tid) {
         int64_t n = it / j->R, r = it % j->R;
         const float *img = j->to_folded ? j->src + it * j->L : j->src + (r * j->N + n) * j->L;
         float *out = j->to_folded ? j->dst + (r * j->N + n) * j->L : j->dst + it * j->L;
-        if (!j->bias) memcpy(out, img, (size_t)j->L * sizeof *out);
+        if (j->act) sn_cpu_bias_act(out, img, j->L, NULL, j->bias ? j->bias[r] : 0.0f, j->act, j->p0, j->p1);
+        else if (!j->bias) memcpy(out, img, (size_t)j->L * sizeof *out);
         else {
             float bv = j->bias[r];
             for (int64_t k = 0; k < j->L; k++) out[k] = img[k] + bv;
@@ -153,14 +164,19 @@ static void fold_rows(void *arg, int64_t i0, int64_t i1, int tid) {
     }
 }
 
-static void fold(sn_cpu *c, float *dst, const float *src, const float *bias, int64_t N, int64_t R, int64_t L,
-                 bool to_folded) {
-    if (N == 1 && !bias) { /* the layouts coincide */
+static void fold_act(sn_cpu *c, float *dst, const float *src, const float *bias, int64_t N, int64_t R, int64_t L,
+                     bool to_folded, int act, float p0, float p1) {
+    if (N == 1 && !bias && !act) { /* the layouts coincide */
         if (dst != src) memcpy(dst, src, (size_t)(R * L) * sizeof *dst);
         return;
     }
-    fold_job j = {src, dst, bias, N, R, L, to_folded};
+    fold_job j = {src, dst, bias, N, R, L, to_folded, act, p0, p1};
     sn_pool_for(c->pool, N * R, grain_for(L), fold_rows, &j);
+}
+
+static void fold(sn_cpu *c, float *dst, const float *src, const float *bias, int64_t N, int64_t R, int64_t L,
+                 bool to_folded) {
+    fold_act(c, dst, src, bias, N, R, L, to_folded, 0, 0.0f, 0.0f);
 }
 
 /* ---- fused path: each pool thread runs im2col / col2im on a block of whole rows
@@ -179,6 +195,8 @@ typedef struct {
     int64_t R;              /* rows of `other` / of the GEMM output */
     float *out;             /* FM_GEMM: [N, R, Hc*Wc]; FM_GATHER: images [N, C, Hs, Ws]; FM_WGRAD: per-thread accumulators */
     const float *bias;
+    int act;                /* activation epilogue (sn_act), with the bias */
+    float p0, p1;
     float *colbuf;          /* per-thread column blocks */
     int64_t colcap;         /* floats per thread */
     int64_t maxrows;        /* column-grid rows per block */
@@ -247,6 +265,7 @@ static void col2im_block(const fused_job *a, const float *col, int64_t o0, int64
                         for (int64_t ow = lo; ow < hi; ow++) dd[ow * a->sw] += crow[ow];
                 }
             }
+            if (a->act) sn_cpu_bias_act(drow, drow, a->Ws, NULL, 0.0f, a->act, a->p0, a->p1);
         }
     }
 }
@@ -272,7 +291,11 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             im2col_block(a, img, r0, r1, col);
             float *o = a->out + n * a->R * HWc + r0 * a->Wc;
             sn_sgemm_serial(false, false, a->R, cols, CKK, 1.0f, a->wt, CKK, col, cols, 0.0f, o, HWc);
-            if (a->bias)
+            if (a->act)
+                for (int64_t k = 0; k < a->R; k++)
+                    sn_cpu_bias_act(o + k * HWc, o + k * HWc, cols, NULL, a->bias ? a->bias[k] : 0.0f, a->act, a->p0,
+                                    a->p1);
+            else if (a->bias)
                 for (int64_t k = 0; k < a->R; k++) {
                     float bv = a->bias[k], *orow = o + k * HWc;
                     for (int64_t q = 0; q < cols; q++) orow[q] += bv;
@@ -376,6 +399,11 @@ static sn_status conv_fused(sn_cpu *c, sn_tensor *node) {
     const int32_t *ip = node->ip;
     fused_job a = {0};
     a.sh = ip[0]; a.sw = ip[1]; a.ph = ip[2]; a.pw = ip[3];
+    if (node->op == SN_OP_CONV2D || node->op == SN_OP_CONVT2D) { /* the *_BWD ops have none */
+        a.act = ip[SN_IP_ACT];
+        a.p0 = node->fp[SN_FP_ACT];
+        a.p1 = node->fp[SN_FP_ACT + 1];
+    }
     if (node->op == SN_OP_CONV2D || node->op == SN_OP_CONV2D_BWD_DATA || node->op == SN_OP_CONV2D_BWD_W) {
         const sn_tensor *x, *y, *w;
         if (node->op == SN_OP_CONV2D) { x = node->src[0]; w = node->src[1]; y = node; }
@@ -417,6 +445,11 @@ static sn_status conv_fused(sn_cpu *c, sn_tensor *node) {
 }
 
 sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
+    bool fwd = node->op == SN_OP_CONV2D || node->op == SN_OP_CONVT2D;
+    int act = fwd ? node->ip[SN_IP_ACT] : SN_ACT_NONE;
+    float p0 = node->fp[SN_FP_ACT], p1 = node->fp[SN_FP_ACT + 1];
+    if (act < SN_ACT_NONE || act >= SN_ACT_COUNT)
+        return sn_error(SN_ERR_INTERNAL, "CPU %s '%s': unknown activation %d", sn_op_name(node->op), node->name, act);
     if (fused_on() && sn_pool_size(c->pool) <= 256) {
         double t0 = cprof_now();
         sn_status st = conv_fused(c, node);
@@ -453,7 +486,7 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
             CPROF(CP_IM2COL, t0);
             sn_sgemm(c->pool, false, false, K, NL, CKK, 1.0f, wd, CKK, col, NL, 0.0f, yf, NL);
             CPROF(CP_GEMM, t0);
-            fold(c, yd, yf, node->nsrc > 2 ? node->src[2]->data : NULL, N, K, HWo, false);
+            fold_act(c, yd, yf, node->nsrc > 2 ? node->src[2]->data : NULL, N, K, HWo, false, act, p0, p1);
             CPROF(CP_FOLD, t0);
         } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
             fold(c, yf, yd, NULL, N, K, HWo, true);
@@ -502,6 +535,7 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
             sn_sgemm(c->pool, true, false, KKK, NL, C, 1.0f, wd, KKK, xf, NL, 0.0f, col, NL);
             CPROF(CP_GEMM, t0);
             ca.src = col; ca.dst = yd; ca.bias = node->nsrc > 2 ? node->src[2]->data : NULL;
+            ca.act = act; ca.p0 = p0; ca.p1 = p1;
             col2im(c, &ca);
             CPROF(CP_COL2IM, t0);
         } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {

@@ -62,6 +62,9 @@ sn_status sn_cpu_norm(sn_cpu *c, sn_tensor *node);      /* LAYERNORM SOFTMAX + B
 sn_status sn_cpu_rnn(sn_cpu *c, sn_tensor *node);       /* LSTM GRU + BWD */
 sn_status sn_cpu_attention(sn_cpu *c, sn_tensor *node); /* ATTENTION ATTENTION_BWD */
 sn_status sn_cpu_loss(sn_cpu *c, sn_tensor *node);      /* MSE L1 + BWD, SUM MEAN SUMSQ */
-sn_status sn_cpu_optim(sn_cpu *c, sn_tensor *node);     /* ADAM SGD */
+sn_status sn_cpu_optim(sn_cpu *c, sn_tensor *node);
+/* y[i] = act(x[i] + (bvec ? bvec[i] : bs)) over n elements (unary.c): the bias and
+ * activation epilogue of linear and the convolutions, in place when y == x */
+void sn_cpu_bias_act(float *y, const float *x, int64_t n, const float *bvec, float bs, int act, float p0, float p1);     /* ADAM SGD */
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+
 static sn_status cpu_matmul(sn_cpu *c, sn_tensor *node) {
     const sn_tensor *a = node->src[0], *b = node->src[1];
     bool ta = node->ip[0], tb = node->ip[1];
@@ -28,10 +29,37 @@ static sn_status cpu_matmul(sn_cpu *c, sn_tensor *node) {
     return SN_OK;
 }
 
+typedef struct {
+    float *y;
+    const float *b;
+    int64_t N;
+    int act;
+    float p0, p1;
+} epi_job;
+
+static void epi_rows(void *arg, int64_t r0, int64_t r1, int tid) {
+    const epi_job *j = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        float *row = j->y + r * j->N;
+        sn_cpu_bias_act(row, row, j->N, j->b, 0.0f, j->act, j->p0, j->p1);
+    }
+}
+
 static sn_status cpu_linear(sn_cpu *c, sn_tensor *node) {
     const sn_tensor *x = node->src[0], *w = node->src[1], *b = node->nsrc > 2 ? node->src[2] : NULL;
     int64_t K = w->shape[1], N = w->shape[0], M = sn_nelem(x) / K;
     float *y = node->data;
+    int act = node->ip[SN_IP_ACT];
+    if (act < SN_ACT_NONE || act >= SN_ACT_COUNT)
+        return sn_error(SN_ERR_INTERNAL, "CPU linear '%s': unknown activation %d", node->name, act);
+    if (act != SN_ACT_NONE) {
+        /* epilogue: y = act(x W^T + b), the bias and the activation in one pass over y */
+        sn_sgemm(c->pool, false, true, M, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y, N);
+        epi_job j = {y, b ? b->data : NULL, N, act, node->fp[SN_FP_ACT], node->fp[SN_FP_ACT + 1]};
+        int64_t grain = 16384 / (N > 0 ? N : 1);
+        sn_pool_for(c->pool, M, grain > 0 ? grain : 1, epi_rows, &j);
+        return SN_OK;
+    }
     if (b) {
         const float *bb = b->data;
         for (int64_t m = 0; m < M; m++) memcpy(y + m * N, bb, (size_t)N * sizeof *y);

@@ -5,8 +5,56 @@
  *   cols[(c,i,j)][(y,x)] = img[c][y*sh - ph + i][x*sw - pw + j]   (0 outside).
  * col2im is its adjoint, written as a gather (each image element sums the cols entries
  * that read it), so no atomics and the result is deterministic. Images are processed in
- * chunks so the cols workspace stays bounded. */
+ * chunks so the cols workspace stays bounded.
+ *
+ * A forward node's activation epilogue (ip[SN_IP_ACT]) runs where its bias is added:
+ * in col2im (conv_transpose2d), or in one bias+activation kernel after the GEMMs
+ * (conv2d, 1x1 conv_transpose2d, and linear through sn_cu_bias_act). */
 #include "backends/cuda/cuda_common.h"
+
+/* The activation ops' formulas (unary.cu), so fusing changes no result. */
+template <int ACT>
+__device__ __forceinline__ float act_dev(float v, float p0, float p1) {
+    if (ACT == SN_ACT_RELU) return v > 0.0f ? v : 0.0f;
+    if (ACT == SN_ACT_ELU) return v > 0.0f ? v : p0 * expm1f(v);
+    if (ACT == SN_ACT_SOFTPLUS) return v * p0 > p1 ? v : log1pf(expf(v * p0)) / p0;
+    if (ACT == SN_ACT_SIGMOID) return 1.0f / (1.0f + expf(-v));
+    if (ACT == SN_ACT_TANH) return tanhf(v);
+    return v;
+}
+
+/* Runs the statement (...) with the compile-time constant A = act (an sn_act); other
+ * values return an error. */
+#define SN_ACT_SWITCH(act, where, ...)                                                                         \
+    switch (act) {                                                                                             \
+    case SN_ACT_NONE: { constexpr int A = SN_ACT_NONE; __VA_ARGS__; break; }                                   \
+    case SN_ACT_RELU: { constexpr int A = SN_ACT_RELU; __VA_ARGS__; break; }                                   \
+    case SN_ACT_ELU: { constexpr int A = SN_ACT_ELU; __VA_ARGS__; break; }                                     \
+    case SN_ACT_SOFTPLUS: { constexpr int A = SN_ACT_SOFTPLUS; __VA_ARGS__; break; }                           \
+    case SN_ACT_SIGMOID: { constexpr int A = SN_ACT_SIGMOID; __VA_ARGS__; break; }                             \
+    case SN_ACT_TANH: { constexpr int A = SN_ACT_TANH; __VA_ARGS__; break; }                                   \
+    default: return sn_error(SN_ERR_INTERNAL, "CUDA %s: unknown activation %d", where, (int)(act));            \
+    }
+
+/* y[(o*C + ch)*inner + i] = act(y[..] + b[ch]) in place (b may be NULL) */
+template <int ACT>
+__global__ void k_bias_act(float *y, const float *b, int64_t outer, int64_t C, int64_t inner, float p0, float p1) {
+    SN_GRID_LOOP(i, outer * C * inner) {
+        float v = y[i];
+        if (b) v += b[(i / inner) % C];
+        y[i] = act_dev<ACT>(v, p0, p1);
+    }
+}
+
+sn_status sn_cu_bias_act(sn_cuda *c, float *y, const float *b, int64_t outer, int64_t C, int64_t inner, int act,
+                         float p0, float p1, const char *where) {
+    int64_t n = outer * C * inner;
+    if (n <= 0 || (act == SN_ACT_NONE && !b)) return SN_OK;
+    unsigned g = sn_cu_blocks(c, n);
+    SN_ACT_SWITCH(act, where, k_bias_act<A><<<g, SN_CU_THREADS, 0, c->stream>>>(y, b, outer, C, inner, p0, p1));
+    CU_LAUNCHED(where);
+    return SN_OK;
+}
 
 typedef struct {
     int64_t Ci, Hi, Wi, Hc, Wc;
@@ -33,8 +81,9 @@ __global__ void k_im2col(const float *img, float *cols, int64_t nb, geom g) {
     }
 }
 
-/* img[b][c][h][w] = sum of cols entries that read it (+ bias[c]) */
-__global__ void k_col2im(const float *cols, float *img, const float *bias, int64_t nb, geom g) {
+/* img[b][c][h][w] = act(sum of cols entries that read it (+ bias[c])) */
+template <int ACT>
+__global__ void k_col2im(const float *cols, float *img, const float *bias, int64_t nb, geom g, float p0, float p1) {
     int64_t HW = g.Hi * g.Wi, n = nb * g.Ci * HW, P = g.Hc * g.Wc;
     SN_GRID_LOOP(idx, n) {
         int64_t w = idx % g.Wi, h = (idx / g.Wi) % g.Hi;
@@ -54,7 +103,7 @@ __global__ void k_col2im(const float *cols, float *img, const float *bias, int64
                 s += cb[((int64_t)i * g.kw + j) * P + y * g.Wc + x];
             }
         }
-        img[idx] = s;
+        img[idx] = act_dev<ACT>(s, p0, p1);
     }
 }
 
@@ -65,9 +114,11 @@ static sn_status im2col(sn_cuda *c, const float *img, float *cols, int64_t nb, c
     return SN_OK;
 }
 
-static sn_status col2im(sn_cuda *c, const float *cols, float *img, const float *bias, int64_t nb, const geom *g) {
+static sn_status col2im(sn_cuda *c, const float *cols, float *img, const float *bias, int64_t nb, const geom *g,
+                        int act = SN_ACT_NONE, float p0 = 0.0f, float p1 = 0.0f) {
     int64_t n = nb * g->Ci * g->Hi * g->Wi;
-    k_col2im<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(cols, img, bias, nb, *g);
+    unsigned blocks = sn_cu_blocks(c, n);
+    SN_ACT_SWITCH(act, "col2im", k_col2im<A><<<blocks, SN_CU_THREADS, 0, c->stream>>>(cols, img, bias, nb, *g, p0, p1));
     CU_LAUNCHED("col2im");
     return SN_OK;
 }
@@ -136,6 +187,10 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
     g.ph = ip[2];
     g.pw = ip[3];
     const char *what = sn_op_name(node->op);
+    /* the forward ops' activation epilogue (the *_BWD ops have none) */
+    bool fwd = node->op == SN_OP_CONV2D || node->op == SN_OP_CONVT2D;
+    int act = fwd ? ip[SN_IP_ACT] : SN_ACT_NONE;
+    float p0 = node->fp[SN_FP_ACT], p1 = node->fp[SN_FP_ACT + 1];
     switch (node->op) {
     case SN_OP_CONV2D:
     case SN_OP_CONV2D_BWD_DATA:
@@ -183,8 +238,11 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                 SN_TRY(wgrad(c, K, Q, P, yd + n0 * K * P, K * P, B, m, n0 > 0, (float *)wd, what));
             }
         }
-        if (node->op == SN_OP_CONV2D && node->nsrc > 2 && node->src[2])
-            SN_TRY(sn_cu_add_chanvec(c, yd, sn_cu_f(node->src[2]), N, K, P));
+        if (node->op == SN_OP_CONV2D) {
+            const float *bias = node->nsrc > 2 && node->src[2] ? sn_cu_f(node->src[2]) : NULL;
+            if (act != SN_ACT_NONE) SN_TRY(sn_cu_bias_act(c, yd, bias, N, K, P, act, p0, p1, what));
+            else if (bias) SN_TRY(sn_cu_add_chanvec(c, yd, bias, N, K, P));
+        }
         return SN_OK;
     }
     case SN_OP_CONVT2D:
@@ -217,7 +275,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                 float *dst = one ? yd + n0 * K * YHW : cols;
                 SN_TRY(sn_cu_gemm_ex(c, true, false, Q, P, C, 1.0f, wd, Q, 0, xd + n0 * C * P, P, C * P, 0.0f, dst, P,
                                      Q * P, m, NULL, NULL, what));
-                if (!one) SN_TRY(col2im(c, cols, yd + n0 * K * YHW, bias, m, &g));
+                if (!one) SN_TRY(col2im(c, cols, yd + n0 * K * YHW, bias, m, &g, act, p0, p1));
             } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
                 const float *B = yd + n0 * K * YHW;
                 if (!one) {
@@ -235,7 +293,8 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                 SN_TRY(wgrad(c, C, Q, P, xd + n0 * C * P, C * P, B, m, n0 > 0, (float *)wd, what));
             }
         }
-        if (bias && one) SN_TRY(sn_cu_add_chanvec(c, yd, bias, N, K, YHW));
+        if (one && act != SN_ACT_NONE) SN_TRY(sn_cu_bias_act(c, yd, bias, N, K, YHW, act, p0, p1, what));
+        else if (one && bias) SN_TRY(sn_cu_add_chanvec(c, yd, bias, N, K, YHW));
         return SN_OK;
     }
     default: break;

@@ -234,6 +234,12 @@ static void cu_destroy(sn_cuda *c) {
         if (c->stage[i]) cudaFreeHost(c->stage[i]);
         if (c->stage_ev[i]) cudaEventDestroy(c->stage_ev[i]);
     }
+    if (c->copy_stream) cudaStreamSynchronize(c->copy_stream);
+    if (c->pf_host) cudaFreeHost(c->pf_host);
+    cudaFree(c->pf_dev);
+    if (c->pf_copied) cudaEventDestroy(c->pf_copied);
+    if (c->pf_consumed) cudaEventDestroy(c->pf_consumed);
+    if (c->copy_stream) cudaStreamDestroy(c->copy_stream);
     if (c->stream) cudaStreamDestroy(c->stream);
     (void)cudaGetLastError();
     free(c);
@@ -274,10 +280,76 @@ static void cu_release(sn_backend *b, void *base) {
     (void)cudaGetLastError();
 }
 
+/* Queued prefetches land in their destinations on the compute stream, ahead of any
+ * later work there (called first by everything that queues work or reads memory). */
+static sn_status pf_flush(sn_cuda *c) {
+    if (c->pf_npending == 0) return SN_OK;
+    CU_TRY(cudaStreamWaitEvent(c->stream, c->pf_copied, 0), "prefetch (cudaStreamWaitEvent)");
+    for (int i = 0; i < c->pf_npending; i++)
+        CU_TRY(cudaMemcpyAsync(c->pf_pending[i].dst, (char *)c->pf_dev + c->pf_pending[i].off, c->pf_pending[i].n,
+                               cudaMemcpyDeviceToDevice, c->stream),
+               "prefetch (device copy into the input)");
+    CU_TRY(cudaEventRecord(c->pf_consumed, c->stream), "prefetch (cudaEventRecord)");
+    c->pf_npending = 0;
+    c->pf_used = 0;
+    return SN_OK;
+}
+
+/* staging for `need` bytes of one batch; grows only while nothing is pending */
+static sn_status pf_reserve(sn_cuda *c, size_t need) {
+    if (need <= c->pf_cap) return SN_OK;
+    if (c->pf_npending > 0)
+        return sn_error(SN_ERR_INVALID_ARG, "CUDA prefetch: one batch exceeds the staging size it started with; "
+                        "prefetch the largest tensor first");
+    size_t cap = need < ((size_t)1 << 20) ? (size_t)1 << 20 : need + need / 4;
+    CU_TRY(cudaEventSynchronize(c->pf_consumed), "prefetch (waiting for the previous batch)");
+    CU_TRY(cudaStreamSynchronize(c->copy_stream), "prefetch (cudaStreamSynchronize)");
+    if (c->pf_host) cudaFreeHost(c->pf_host);
+    cudaFree(c->pf_dev);
+    c->pf_host = c->pf_dev = NULL;
+    c->pf_cap = 0;
+    CU_TRY(cudaMallocHost(&c->pf_host, cap), "prefetch (pinned staging buffer)");
+    CU_TRY(cudaMalloc(&c->pf_dev, cap), "prefetch (device staging buffer)");
+    c->pf_cap = cap;
+    return SN_OK;
+}
+
+static sn_status cu_prefetch(sn_backend *b, void *dst, const void *host, size_t n) {
+    sn_cuda *c = (sn_cuda *)b->ctx;
+    if (n == 0) return SN_OK;
+    CU_TRY(cudaSetDevice(c->device), "prefetch (cudaSetDevice)");
+    if (c->pf_npending == SN_CU_PREFETCH_MAX) {
+        sn_status st = pf_flush(c);
+        if (st != SN_OK) return st;
+    }
+    size_t off = (c->pf_used + 255) & ~(size_t)255;
+    sn_status st = pf_reserve(c, off + n);
+    if (st != SN_OK) return st;
+    if (c->pf_npending == 0) {
+        /* the staging buffers are free once the last batch's copies are done */
+        CU_TRY(cudaEventSynchronize(c->pf_copied), "prefetch (waiting for the pinned buffer)");
+        CU_TRY(cudaStreamWaitEvent(c->copy_stream, c->pf_consumed, 0), "prefetch (cudaStreamWaitEvent)");
+        off = 0;
+    }
+    memcpy((char *)c->pf_host + off, host, n);
+    CU_TRY(cudaMemcpyAsync((char *)c->pf_dev + off, (char *)c->pf_host + off, n, cudaMemcpyHostToDevice,
+                           c->copy_stream),
+           "prefetch (cudaMemcpyAsync on the copy stream)");
+    CU_TRY(cudaEventRecord(c->pf_copied, c->copy_stream), "prefetch (cudaEventRecord)");
+    c->pf_pending[c->pf_npending].dst = dst;
+    c->pf_pending[c->pf_npending].off = off;
+    c->pf_pending[c->pf_npending].n = n;
+    c->pf_npending++;
+    c->pf_used = off + n;
+    return SN_OK;
+}
+
 static sn_status cu_upload(sn_backend *b, void *dst, const void *host, size_t n) {
     sn_cuda *c = (sn_cuda *)b->ctx;
     if (n == 0) return SN_OK;
     CU_TRY(cudaSetDevice(c->device), "upload (cudaSetDevice)");
+    sn_status pst = pf_flush(c);
+    if (pst != SN_OK) return pst;
     /* through the pinned staging buffers: the copy runs asynchronously on the compute
      * stream and the host buffer may be reused as soon as this returns */
     const char *h = (const char *)host;
@@ -301,6 +373,8 @@ static sn_status cu_download(sn_backend *b, void *host, const void *src, size_t 
     sn_cuda *c = (sn_cuda *)b->ctx;
     if (n == 0) return SN_OK;
     CU_TRY(cudaSetDevice(c->device), "download (cudaSetDevice)");
+    sn_status pst = pf_flush(c);
+    if (pst != SN_OK) return pst;
     char *h = (char *)host;
     const char *d = (const char *)src;
     while (n > 0) {
@@ -321,6 +395,8 @@ static sn_status cu_fill_zero(sn_backend *b, void *dst, size_t n) {
     sn_cuda *c = (sn_cuda *)b->ctx;
     if (n == 0) return SN_OK;
     CU_TRY(cudaSetDevice(c->device), "fill_zero (cudaSetDevice)");
+    sn_status pst = pf_flush(c);
+    if (pst != SN_OK) return pst;
     CU_TRY(cudaMemsetAsync(dst, 0, n, c->stream), "fill_zero (cudaMemsetAsync)");
     return SN_OK;
 }
@@ -420,6 +496,8 @@ typedef struct cu_segment {
 static sn_status cu_compute(sn_backend *b, sn_tensor **nodes, int n, void **state) {
     sn_cuda *c = (sn_cuda *)b->ctx;
     CU_TRY(cudaSetDevice(c->device), "compute (cudaSetDevice)");
+    sn_status pst = pf_flush(c);
+    if (pst != SN_OK) return pst;
     if (!state) return run_nodes(c, nodes, n, profiling());
     cu_segment *s = (cu_segment *)*state;
     if (!s) {
@@ -486,7 +564,7 @@ static void cu_segment_free(sn_backend *b, void *state) {
 
 static size_t cu_workspace(sn_backend *b) {
     sn_cuda *c = (sn_cuda *)b->ctx;
-    size_t n = c->retired_bytes + (c->blas_ws ? c->blas_ws_bytes : 0);
+    size_t n = c->retired_bytes + (c->blas_ws ? c->blas_ws_bytes : 0) + c->pf_cap;
     for (int i = 0; i < SN_WS_COUNT; i++) n += c->ws_cap[i];
     return n;
 }
@@ -494,13 +572,15 @@ static size_t cu_workspace(sn_backend *b) {
 static sn_status cu_sync(sn_backend *b) {
     sn_cuda *c = (sn_cuda *)b->ctx;
     CU_TRY(cudaSetDevice(c->device), "synchronize (cudaSetDevice)");
+    sn_status pst = pf_flush(c);
+    if (pst != SN_OK) return pst;
     CU_TRY(cudaStreamSynchronize(c->stream), "synchronize (the queued GPU work failed)");
     return SN_OK;
 }
 
 static const sn_backend_i cu_iface = {
     cu_name, cu_free, cu_info, cu_alloc, cu_release, cu_upload, cu_download, cu_fill_zero, cu_supports,
-    cu_compute, cu_segment_free, cu_sync, cu_workspace,
+    cu_compute, cu_segment_free, cu_sync, cu_workspace, cu_prefetch,
 };
 
 static sn_status cu_apply_math(sn_cuda *c) {
@@ -543,6 +623,10 @@ sn_status sn_cuda_backend_new(int device, sn_backend **out) {
     c->nsm = p.multiProcessorCount;
     snprintf(c->name, sizeof c->name, "cuda:%d", device);
     INIT_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "backend creation (cudaStreamCreate)");
+    INIT_TRY(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking),
+             "backend creation (cudaStreamCreate, copy stream)");
+    INIT_TRY(cudaEventCreateWithFlags(&c->pf_copied, cudaEventDisableTiming), "backend creation (cudaEventCreate)");
+    INIT_TRY(cudaEventCreateWithFlags(&c->pf_consumed, cudaEventDisableTiming), "backend creation (cudaEventCreate)");
     for (int i = 0; i < 2; i++) {
         INIT_TRY(cudaMallocHost(&c->stage[i], SN_CU_STAGE_BYTES), "backend creation (pinned staging buffer)");
         INIT_TRY(cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming), "backend creation (cudaEventCreate)");

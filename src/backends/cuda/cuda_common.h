@@ -15,6 +15,8 @@
 #define SN_CU_THREADS 256
 /* pinned staging buffers for upload/download (two, so one fills while the other copies) */
 #define SN_CU_STAGE_BYTES ((size_t)8 << 20)
+/* tensors one prefetched batch may hold (a training batch: input and target) */
+#define SN_CU_PREFETCH_MAX 8
 
 /* Workspace slots: each grows on the eager first run of a segment (never while a
  * graph is being captured) and old buffers are kept until the backend goes, because
@@ -39,6 +41,14 @@ typedef struct sn_cuda {
     void *stage[2];
     cudaEvent_t stage_ev[2];
     int stage_next;
+    /* prefetch: host -> pinned -> device staging on the copy stream while the compute
+     * stream runs; device staging -> destination on the compute stream before its next work */
+    cudaStream_t copy_stream;
+    void *pf_host, *pf_dev;
+    size_t pf_cap, pf_used;
+    cudaEvent_t pf_copied, pf_consumed;
+    struct { void *dst; size_t off, n; } pf_pending[SN_CU_PREFETCH_MAX];
+    int pf_npending;
     char name[128];
 } sn_cuda;
 
@@ -130,7 +140,11 @@ sn_status sn_cu_norm(sn_cuda *c, sn_tensor *node);      /* LAYERNORM SOFTMAX + B
 sn_status sn_cu_rnn(sn_cuda *c, sn_tensor *node);       /* LSTM GRU + BWD */
 sn_status sn_cu_attention(sn_cuda *c, sn_tensor *node); /* ATTENTION ATTENTION_BWD */
 sn_status sn_cu_loss(sn_cuda *c, sn_tensor *node);      /* MSE L1 + BWD, SUM MEAN SUMSQ */
-sn_status sn_cu_optim(sn_cuda *c, sn_tensor *node);     /* ADAM SGD */
+sn_status sn_cu_optim(sn_cuda *c, sn_tensor *node);     /* ADAM SGD (single and multi-tensor) */
+/* y = act(y + b[channel]) in place over [outer, C, inner] (conv.cu): the bias and
+ * activation epilogue of linear and the convolutions */
+sn_status sn_cu_bias_act(sn_cuda *c, float *y, const float *b, int64_t outer, int64_t C, int64_t inner, int act,
+                         float p0, float p1, const char *where);
 
 /* Row-wise softmax in place over [rows, n], optionally causal (row r of each T-block
  * masks columns > r % T): shared by SOFTMAX and ATTENTION (norm.cu). */

@@ -95,7 +95,12 @@ sn_status sn_cu_matmul(sn_cuda *c, sn_tensor *node) {
         int64_t rows = sn_cu_nel(x) / K;
         SN_TRY(sn_cu_gemm(c, false, true, rows, N, K, 1.0f, sn_cu_f(x), K, sn_cu_f(w), K, 0.0f, sn_cu_f(node), N,
                           "linear"));
-        if (node->nsrc > 2 && node->src[2]) SN_TRY(sn_cu_add_rowvec(c, sn_cu_f(node), sn_cu_f(node->src[2]), rows, N));
+        const float *bias = node->nsrc > 2 && node->src[2] ? sn_cu_f(node->src[2]) : NULL;
+        int act = node->ip[SN_IP_ACT];
+        if (act != SN_ACT_NONE) /* activation epilogue: bias and activation in one pass */
+            return sn_cu_bias_act(c, sn_cu_f(node), bias, rows, N, 1, act, node->fp[SN_FP_ACT],
+                                  node->fp[SN_FP_ACT + 1], "linear");
+        if (bias) SN_TRY(sn_cu_add_rowvec(c, sn_cu_f(node), bias, rows, N));
         return SN_OK;
     }
     case SN_OP_BIAS_GRAD: return bias_grad(c, node);

@@ -1,7 +1,7 @@
 /* RELU ELU SOFTPLUS SIGMOID TANH and their backward ops (PyTorch semantics). */
 #include "backends/cuda/cuda_common.h"
 
-enum { U_RELU, U_ELU, U_SOFTPLUS, U_SIGMOID, U_TANH };
+enum { U_RELU, U_ELU, U_SOFTPLUS, U_SIGMOID, U_TANH, U_SOFTPLUS_Y };
 
 template <int OP>
 __global__ void k_unary(const float *x, float *y, int64_t n, float p0, float p1) {
@@ -16,7 +16,7 @@ __global__ void k_unary(const float *x, float *y, int64_t n, float p0, float p1)
     }
 }
 
-/* s is y (relu, elu, sigmoid, tanh) or x (softplus) */
+/* s is y (relu, elu, sigmoid, tanh, softplus from y) or x (softplus) */
 template <int OP>
 __global__ void k_unary_bwd(const float *dy, const float *s, float *dx, int64_t n, float p0, float p1) {
     SN_GRID_LOOP(i, n) {
@@ -24,6 +24,7 @@ __global__ void k_unary_bwd(const float *dy, const float *s, float *dx, int64_t 
         if (OP == U_RELU) r = v > 0.0f ? g : 0.0f;
         else if (OP == U_ELU) r = v > 0.0f ? g : g * (v + p0);
         else if (OP == U_SOFTPLUS) r = v * p0 > p1 ? g : g / (1.0f + expf(-v * p0));
+        else if (OP == U_SOFTPLUS_Y) r = v * p0 > p1 ? g : g * -expm1f(-v * p0); /* sigmoid(bx) = 1 - e^-by */
         else if (OP == U_SIGMOID) r = g * v * (1.0f - v);
         else r = g * (1.0f - v * v);
         dx[i] = r;
@@ -46,7 +47,10 @@ sn_status sn_cu_unary(sn_cuda *c, sn_tensor *node) {
     case SN_OP_TANH: k_unary<U_TANH><<<g, SN_CU_THREADS, 0, st>>>(a, y, n, p0, p1); break;
     case SN_OP_RELU_BWD: k_unary_bwd<U_RELU><<<g, SN_CU_THREADS, 0, st>>>(a, s, y, n, p0, p1); break;
     case SN_OP_ELU_BWD: k_unary_bwd<U_ELU><<<g, SN_CU_THREADS, 0, st>>>(a, s, y, n, p0, p1); break;
-    case SN_OP_SOFTPLUS_BWD: k_unary_bwd<U_SOFTPLUS><<<g, SN_CU_THREADS, 0, st>>>(a, s, y, n, p0, p1); break;
+    case SN_OP_SOFTPLUS_BWD:
+        if (node->ip[0] == 1) k_unary_bwd<U_SOFTPLUS_Y><<<g, SN_CU_THREADS, 0, st>>>(a, s, y, n, p0, p1);
+        else k_unary_bwd<U_SOFTPLUS><<<g, SN_CU_THREADS, 0, st>>>(a, s, y, n, p0, p1);
+        break;
     case SN_OP_SIGMOID_BWD: k_unary_bwd<U_SIGMOID><<<g, SN_CU_THREADS, 0, st>>>(a, s, y, n, p0, p1); break;
     case SN_OP_TANH_BWD: k_unary_bwd<U_TANH><<<g, SN_CU_THREADS, 0, st>>>(a, s, y, n, p0, p1); break;
     default: return sn_error(SN_ERR_INTERNAL, "CUDA unary: unexpected op %s", sn_op_name(node->op));

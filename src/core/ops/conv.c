@@ -1,9 +1,17 @@
-/* conv2d and conv_transpose2d (NCHW, PyTorch weight layouts), their backward ops. */
+/* conv2d and conv_transpose2d (NCHW, PyTorch weight layouts), optionally with an
+ * activation epilogue, and their backward ops. */
 #include "sinter/tensor.h"
 #include "core/core.h"
 
 #include <stdio.h>
 #include <string.h>
+
+
+static void set_act(sn_tensor *t, sn_act act, float p0, float p1) {
+    t->ip[SN_IP_ACT] = act;
+    t->fp[SN_FP_ACT] = act != SN_ACT_NONE ? p0 : 0.0f;
+    t->fp[SN_FP_ACT + 1] = act != SN_ACT_NONE ? p1 : 0.0f;
+}
 
 static sn_tensor *conv_check_common(const char *name, sn_tensor *x, sn_tensor *w, sn_tensor *b, int64_t kout,
                                     int sh, int sw, int ph, int pw) {
@@ -21,8 +29,14 @@ static sn_tensor *conv_check_common(const char *name, sn_tensor *x, sn_tensor *w
 }
 
 sn_tensor *sn_conv2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph, int pw) {
+    return sn_conv2d_act(ctx, x, w, b, sh, sw, ph, pw, SN_ACT_NONE, 0.0f, 0.0f);
+}
+
+sn_tensor *sn_conv2d_act(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph, int pw,
+                         sn_act act, float p0, float p1) {
     SN_NONNULL(x, w);
     if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "conv2d: ctx is NULL"); return NULL; }
+    if (!sn_act_check("conv2d", act, p0, p1)) return NULL;
     if (!conv_check_common("conv2d", x, w, b, w->ndim == 4 ? w->shape[0] : 0, sh, sw, ph, pw)) return NULL;
     if (w->shape[1] != x->shape[1])
         return sn_shape_fail("conv2d", x, w, "the weight has %lld input channels but the input has %lld",
@@ -41,14 +55,21 @@ sn_tensor *sn_conv2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int 
         t->ip[1] = sw;
         t->ip[2] = ph;
         t->ip[3] = pw;
+        set_act(t, act, p0, p1);
     }
     return t;
 }
 
 sn_tensor *sn_conv_transpose2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph, int pw,
                                int oph, int opw) {
+    return sn_conv_transpose2d_act(ctx, x, w, b, sh, sw, ph, pw, oph, opw, SN_ACT_NONE, 0.0f, 0.0f);
+}
+
+sn_tensor *sn_conv_transpose2d_act(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph,
+                                   int pw, int oph, int opw, sn_act act, float p0, float p1) {
     SN_NONNULL(x, w);
     if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "conv_transpose2d: ctx is NULL"); return NULL; }
+    if (!sn_act_check("conv_transpose2d", act, p0, p1)) return NULL;
     if (!conv_check_common("conv_transpose2d", x, w, b, w->ndim == 4 ? w->shape[1] : 0, sh, sw, ph, pw)) return NULL;
     if (w->shape[0] != x->shape[1])
         return sn_shape_fail("conv_transpose2d", x, w,
@@ -71,6 +92,7 @@ sn_tensor *sn_conv_transpose2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tenso
     if (t) {
         int ip[6] = {sh, sw, ph, pw, oph, opw};
         for (int i = 0; i < 6; i++) t->ip[i] = ip[i];
+        set_act(t, act, p0, p1);
     }
     return t;
 }
@@ -93,6 +115,12 @@ sn_status sn_grad_conv(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **
     if (!sn_same_shape(dy, node))
         return sn_error(SN_ERR_SHAPE, "gradient of %s '%s': dy shape differs from the output", sn_op_name(node->op),
                         node->name);
+    /* activation epilogue: its derivative from the output, then the plain conv's
+     * (bwd_node copies ip[0..5] only: the *_BWD ops never see the act) */
+    if (node->ip[SN_IP_ACT] != SN_ACT_NONE) {
+        sn_status s = sn_act_grad(ctx, node, &dy);
+        if (s != SN_OK) return s;
+    }
     if (sn_needs_grad(x)) {
         dsrc[0] = bwd_node(ctx, t ? SN_OP_CONVT2D_BWD_DATA : SN_OP_CONV2D_BWD_DATA, dy, w, x, node);
         if (dsrc[0] && !t) {

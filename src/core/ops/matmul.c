@@ -1,6 +1,9 @@
-/* Matrix products: MATMUL, LINEAR, BIAS_GRAD; their shapes and gradients. */
+/* Matrix products: MATMUL, LINEAR (optionally with an activation epilogue), BIAS_GRAD;
+ * their shapes and gradients. */
 #include "sinter/tensor.h"
 #include "core/core.h"
+
+/* ops/unary.c (these belong in core/core.h, a shared file) */
 
 sn_tensor *sn_matmul(sn_ctx *ctx, sn_tensor *a, sn_tensor *b, bool trans_a, bool trans_b) {
     SN_NONNULL(a, b);
@@ -36,7 +39,12 @@ sn_tensor *sn_matmul(sn_ctx *ctx, sn_tensor *a, sn_tensor *b, bool trans_a, bool
 }
 
 sn_tensor *sn_linear(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b) {
+    return sn_linear_act(ctx, x, w, b, SN_ACT_NONE, 0.0f, 0.0f);
+}
+
+sn_tensor *sn_linear_act(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, sn_act act, float p0, float p1) {
     SN_NONNULL(x, w);
+    if (!sn_act_check("linear", act, p0, p1)) return NULL;
     if (w->ndim != 2) return sn_shape_fail("linear", x, w, "weight must be 2-D [out,in], it has %d dims", w->ndim);
     if (x->ndim < 1) return sn_shape_fail("linear", x, w, "input needs at least 1 dim");
     int64_t K = x->shape[x->ndim - 1], N = w->shape[0];
@@ -49,7 +57,13 @@ sn_tensor *sn_linear(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b) {
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
     shape[x->ndim - 1] = N;
     sn_tensor *src[3] = {x, w, b};
-    return sn_new_op(ctx, SN_OP_LINEAR, b ? 3 : 2, src, x->ndim, shape);
+    sn_tensor *t = sn_new_op(ctx, SN_OP_LINEAR, b ? 3 : 2, src, x->ndim, shape);
+    if (t) {
+        t->ip[SN_IP_ACT] = act;
+        t->fp[SN_FP_ACT] = act != SN_ACT_NONE ? p0 : 0.0f;
+        t->fp[SN_FP_ACT + 1] = act != SN_ACT_NONE ? p1 : 0.0f;
+    }
+    return t;
 }
 
 /* db[C] = sum of dy over every dim but `axis` (a bias gradient). Internal to autodiff. */
@@ -104,6 +118,11 @@ static sn_status grad_matmul(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_ten
 
 static sn_status grad_linear(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc) {
     sn_tensor *x = node->src[0], *w = node->src[1], *b = node->nsrc > 2 ? node->src[2] : NULL;
+    /* activation epilogue: its derivative from the output, then the plain linear's */
+    if (node->ip[SN_IP_ACT] != SN_ACT_NONE) {
+        sn_status s = sn_act_grad(ctx, node, &dy);
+        if (s != SN_OK) return s;
+    }
     if (sn_needs_grad(x) && !(dsrc[0] = sn_matmul(ctx, dy, w, false, false)))
         return sn_error_prefix(SN_ERR_INTERNAL, "linear gradient");
     if (sn_needs_grad(w)) {

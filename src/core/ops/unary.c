@@ -1,7 +1,14 @@
 /* Elementwise activations and their backward ops. RELU/ELU/SIGMOID/TANH backward
- * read the forward output y (so x need not be kept); SOFTPLUS backward reads x. */
+ * read the forward output y (so x need not be kept); SOFTPLUS backward reads x, or y
+ * with ip0 = 1 (the fused activation epilogues of linear and the convolutions, whose
+ * pre-activation never exists). Also the checks and gradient of those epilogues. */
 #include "sinter/tensor.h"
 #include "core/core.h"
+
+#include <math.h>
+
+#define SN_SOFTPLUS_FUSED_MIN_THRESHOLD 17.0f
+
 
 static sn_tensor *unary(sn_ctx *ctx, sn_op op, sn_tensor *a) {
     if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "%s: ctx is NULL", sn_op_name(op)); return NULL; }
@@ -76,4 +83,57 @@ sn_status sn_grad_unary(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor *
                         sn_op_name(node->op), node->name);
     }
     return dsrc[0] ? SN_OK : SN_ERR_NOMEM;
+}
+
+/* Is (act, p0, p1) a valid epilogue for `op`? Sets the error naming op if not. The
+ * parameter rules are sn_softplus's and sn_elu's (whose alpha must also be finite here). */
+bool sn_act_check(const char *op, sn_act act, float p0, float p1) {
+    if ((int)act < SN_ACT_NONE || (int)act >= SN_ACT_COUNT) {
+        sn_error(SN_ERR_INVALID_ARG, "%s: unknown activation %d (use SN_ACT_NONE .. SN_ACT_TANH)", op, (int)act);
+        return false;
+    }
+    if (act == SN_ACT_ELU && !(p0 >= 0.0f && isfinite(p0))) {
+        sn_error(SN_ERR_INVALID_ARG, "%s: ELU alpha must be finite and >= 0 (got %g)", op, (double)p0);
+        return false;
+    }
+    if (act == SN_ACT_SOFTPLUS && (!(p0 > 0.0f) || p1 != p1)) {
+        sn_error(SN_ERR_INVALID_ARG, "%s: softplus beta must be > 0 and threshold a number (got beta %g, threshold %g)",
+                 op, (double)p0, (double)p1);
+        return false;
+    }
+    return true;
+}
+
+/* *dy = act'(y) * *dy for a node with an activation epilogue, from its output y (the
+ * node itself): the gradient w.r.t. the pre-activation, which the op's own backward
+ * then takes as its dy. */
+sn_status sn_act_grad(sn_ctx *ctx, sn_tensor *node, sn_tensor **dy) {
+    static const sn_op bwd_op[SN_ACT_COUNT] = {
+        [SN_ACT_RELU] = SN_OP_RELU_BWD,       [SN_ACT_ELU] = SN_OP_ELU_BWD, [SN_ACT_SOFTPLUS] = SN_OP_SOFTPLUS_BWD,
+        [SN_ACT_SIGMOID] = SN_OP_SIGMOID_BWD, [SN_ACT_TANH] = SN_OP_TANH_BWD,
+    };
+    int act = node->ip[SN_IP_ACT];
+    if (act <= SN_ACT_NONE || act >= SN_ACT_COUNT)
+        return sn_error(SN_ERR_INTERNAL, "%s '%s': no activation gradient for act %d", sn_op_name(node->op),
+                        node->name, act);
+    if (!sn_same_shape(*dy, node))
+        return sn_error(SN_ERR_SHAPE, "gradient of %s '%s': dy shape differs from the output", sn_op_name(node->op),
+                        node->name);
+    /* Softplus jumps by log1p(e^-t)/beta at its threshold t, so an output just above t
+     * may come from either side and the derivative read from y may be off by up to
+     * e^-t: under 2^-24 (a float's spacing below 1) only for t >= 17. */
+    if (act == SN_ACT_SOFTPLUS && !(node->fp[SN_FP_ACT + 1] >= SN_SOFTPLUS_FUSED_MIN_THRESHOLD))
+        return sn_error(SN_ERR_UNSUPPORTED,
+                        "gradient of %s '%s': a fused softplus needs threshold >= %g for its gradient (got %g): it is "
+                        "computed from the output, which is ambiguous near a lower threshold; use sn_softplus instead",
+                        sn_op_name(node->op), node->name, (double)SN_SOFTPLUS_FUSED_MIN_THRESHOLD,
+                        (double)node->fp[SN_FP_ACT + 1]);
+    sn_tensor *s[2] = {*dy, node};
+    sn_tensor *t = sn_new_op(ctx, bwd_op[act], 2, s, node->ndim, node->shape);
+    if (!t) return SN_ERR_NOMEM;
+    t->fp[0] = node->fp[SN_FP_ACT];
+    t->fp[1] = node->fp[SN_FP_ACT + 1];
+    if (act == SN_ACT_SOFTPLUS) t->ip[0] = 1; /* src 1 is y */
+    *dy = t;
+    return SN_OK;
 }
