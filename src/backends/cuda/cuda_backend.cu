@@ -295,13 +295,12 @@ static sn_status pf_flush(sn_cuda *c) {
     return SN_OK;
 }
 
-/* staging for `need` bytes of one batch; grows only while nothing is pending */
-static sn_status pf_reserve(sn_cuda *c, size_t need) {
-    if (need <= c->pf_cap) return SN_OK;
-    if (c->pf_npending > 0)
-        return sn_error(SN_ERR_INVALID_ARG, "CUDA prefetch: one batch exceeds the staging size it started with; "
-                        "prefetch the largest tensor first");
-    size_t cap = need < ((size_t)1 << 20) ? (size_t)1 << 20 : need + need / 4;
+/* staging of at least `need` bytes; pending copies are flushed first (still in
+ * stream order, only without the overlap), so this grows on the first batch only */
+static sn_status pf_grow(sn_cuda *c, size_t need) {
+    sn_status st = pf_flush(c);
+    if (st != SN_OK) return st;
+    size_t cap = 2 * need + ((size_t)1 << 16); /* room for a batch of equal-sized tensors */
     CU_TRY(cudaEventSynchronize(c->pf_consumed), "prefetch (waiting for the previous batch)");
     CU_TRY(cudaStreamSynchronize(c->copy_stream), "prefetch (cudaStreamSynchronize)");
     if (c->pf_host) cudaFreeHost(c->pf_host);
@@ -322,14 +321,16 @@ static sn_status cu_prefetch(sn_backend *b, void *dst, const void *host, size_t 
         sn_status st = pf_flush(c);
         if (st != SN_OK) return st;
     }
-    size_t off = (c->pf_used + 255) & ~(size_t)255;
-    sn_status st = pf_reserve(c, off + n);
-    if (st != SN_OK) return st;
+    size_t off = c->pf_npending ? (c->pf_used + 255) & ~(size_t)255 : 0;
+    if (off + n > c->pf_cap) {
+        sn_status st = pf_grow(c, off + n);
+        if (st != SN_OK) return st;
+        off = 0;
+    }
     if (c->pf_npending == 0) {
         /* the staging buffers are free once the last batch's copies are done */
         CU_TRY(cudaEventSynchronize(c->pf_copied), "prefetch (waiting for the pinned buffer)");
         CU_TRY(cudaStreamWaitEvent(c->copy_stream, c->pf_consumed, 0), "prefetch (cudaStreamWaitEvent)");
-        off = 0;
     }
     memcpy((char *)c->pf_host + off, host, n);
     CU_TRY(cudaMemcpyAsync((char *)c->pf_dev + off, (char *)c->pf_host + off, n, cudaMemcpyHostToDevice,
