@@ -53,10 +53,16 @@ static sn_tensor *update(sn_step *s, sn_tensor *p, sn_tensor *g, sn_tensor *m0, 
                    s->opt.grad_clip, s->opt.kind == SN_OPTIM_ADAMW);
 }
 
-/* Without clipping no update needs every gradient: large params (the recurrent
- * weights) are updated as soon as their backward completes them, so their gradients
- * die at once; the small rest wait for a few multi-tensor launches at the end. */
-#define SN_EARLY_UPDATE_ELEMS ((int64_t)1 << 20)
+/* Without clipping no update needs every gradient: a param whose gradient holds a
+ * large buffer (the recurrent weights; BatchNorm's, packed with the input gradient)
+ * is updated as soon as its backward completes it, so the buffer dies at once; the
+ * small rest wait for a few multi-tensor launches at the end. */
+#define SN_EARLY_UPDATE_ELEMS ((int64_t)1 << 18)
+
+static bool update_early(const sn_tensor *grad) {
+    while (grad->view_src) grad = grad->view_src;
+    return sn_nelem(grad) >= SN_EARLY_UPDATE_ELEMS;
+}
 
 typedef struct {
     sn_step *s;
@@ -92,7 +98,7 @@ static sn_status collect_grad(sn_graph *g, sn_tensor *p, sn_tensor *grad, void *
     }
     int ne = 0;
     for (int i = 0; i < gg->n; i++) {
-        if (sn_nelem(gg->p[i]) >= SN_EARLY_UPDATE_ELEMS) {
+        if (update_early(gg->g[i])) {
             gg->p[ne] = gg->p[i];
             gg->g[ne++] = gg->g[i];
         } else {
