@@ -435,10 +435,11 @@ static sn_status cu_node(sn_cuda *c, sn_tensor *t) {
 }
 
 /* SN_PROFILE=1: run eagerly and time each op kind with events (a developer aid); a
- * segment's first run is not counted. */
+ * segment's first run is not counted. SN_PROFILE=2 also lists every node of the
+ * second counted run (name, op, shape, ms). */
 static double g_prof_ms[SN_OP_COUNT];
 static long g_prof_n[SN_OP_COUNT];
-static int g_prof = -1;
+static int g_prof = -1, g_prof_level, g_prof_runs;
 
 static void prof_print(void) {
     double tot = 0;
@@ -453,7 +454,8 @@ static void prof_print(void) {
 static bool profiling(void) {
     if (g_prof < 0) {
         const char *e = getenv("SN_PROFILE");
-        g_prof = e && *e == '1';
+        g_prof_level = e ? atoi(e) : 0;
+        g_prof = g_prof_level >= 1;
         if (g_prof) atexit(prof_print);
     }
     return g_prof == 1;
@@ -473,7 +475,13 @@ static sn_status run_nodes_profiled(sn_cuda *c, sn_tensor **nodes, int n) {
         cudaEventElapsedTime(&ms, a, b);
         g_prof_ms[nodes[i]->op] += ms;
         g_prof_n[nodes[i]->op]++;
+        if (g_prof_level >= 2 && g_prof_runs == 1) {
+            char sh[64];
+            fprintf(stderr, "  node %-40s %-26s %-24s %8.3f ms\n", nodes[i]->name, sn_op_name(nodes[i]->op),
+                    sn_shape_str(nodes[i], sh, sizeof sh), ms);
+        }
     }
+    g_prof_runs++;
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     return SN_OK;
