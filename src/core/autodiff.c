@@ -22,11 +22,32 @@ void sn_ctx_set_remat(sn_ctx *ctx, int level) {
     if (ctx) ctx->remat_level = level;
 }
 
+/* Multiply-adds per output element of a convolution: what recomputing costs per
+ * element it saves keeping. */
+static double conv_macs_per_output(const sn_tensor *x) {
+    const sn_tensor *w = x->src[1];
+    double k = (double)w->shape[2] * (double)w->shape[3];
+    if (x->op == SN_OP_CONV2D) return (double)w->shape[1] * k;
+    return (double)w->shape[0] * k / ((double)x->ip[0] * (double)x->ip[1]); /* convT: w [C,K,kh,kw] */
+}
+
+/* Level 1 recomputes the convolutions whose outputs are cheap to redo (at most
+ * SN_REMAT_MACS multiply-adds per element, env SN_REMAT_MACS overrides: the wide,
+ * shallow layers, most of the memory); level 2 every convolution. */
+#define SN_REMAT_MACS 512.0
+
+static double remat_macs(void) {
+    const char *e = getenv("SN_REMAT_MACS");
+    return e && *e ? atof(e) : SN_REMAT_MACS;
+}
+
 static bool rebuildable(const sn_ctx *ctx, const sn_tensor *x) {
     switch (x->op) {
     case SN_OP_PAD: case SN_OP_CONCAT: case SN_OP_PERMUTE: case SN_OP_SLICE: return !x->view_src;
     case SN_OP_VIEW: return x->ip[0] == 0 && x->ip[1] == 0 && x->nsrc == 1;
-    case SN_OP_CONV2D: case SN_OP_CONVT2D: return ctx->remat_level >= 1 && !x->view_src;
+    case SN_OP_CONV2D: case SN_OP_CONVT2D:
+        if (x->view_src || ctx->remat_level < 1) return false;
+        return ctx->remat_level >= 2 || conv_macs_per_output(x) <= remat_macs();
     default: return false;
     }
 }

@@ -45,7 +45,7 @@ struct sn_ctx {
     sn_tensor **t;
     int nalloc;
     sn_alloc_rec *allocs;   /* persistent memory, one record per sn_ctx_alloc_persistent call */
-    int remat_level;        /* what sn_remat rebuilds: 0 copies, 1 also convolutions */
+    int remat_level;        /* what sn_remat rebuilds: 0 copies, 1 also cheap convolutions, 2 all */
 };
 
 /* Recomputation instead of storage: a backward op that needs a forward tensor which
