@@ -53,12 +53,15 @@ typedef enum sn_op {
     SN_OP_LINEAR,     /* x[..,K] @ W[N,K]^T + b[N] (b optional); act epilogue: SN_IP_ACT */
     SN_OP_BIAS_GRAD,  /* db[C] = sum of dy over all dims but ip[0] */
     /* conv */
-    SN_OP_CONV2D,          /* x[N,C,H,W], w[K,C,kh,kw], b[K]?; ip: sh sw ph pw; act epilogue: SN_IP_ACT */
-    SN_OP_CONV2D_BWD_DATA, /* (dy, w) -> dx; ip as fwd + ip[4],ip[5] = H,W of x */
-    SN_OP_CONV2D_BWD_W,    /* (dy, x) -> dw; ip as fwd */
-    SN_OP_CONVT2D,         /* x[N,C,H,W], w[C,K,kh,kw], b[K]?; ip: sh sw ph pw oph opw; act epilogue: SN_IP_ACT */
-    SN_OP_CONVT2D_BWD_DATA,/* (dy, w) -> dx; ip as fwd */
-    SN_OP_CONVT2D_BWD_W,   /* (dy, x) -> dw; ip as fwd */
+    SN_OP_CONV2D,          /* x[N,C,H,W], w[K,C,kh,kw], b[K]?; ip: sh sw ph pw (padding before: top, left),
+                              ip[6],ip[7] padding after (bottom, right; = ph, pw when symmetric);
+                              act epilogue: SN_IP_ACT */
+    SN_OP_CONV2D_BWD_DATA, /* (dy, w) -> dx; ip as fwd (0..3, 6, 7) + ip[4],ip[5] = H,W of x */
+    SN_OP_CONV2D_BWD_W,    /* (dy, x) -> dw; ip as fwd (0..3, 6, 7) */
+    SN_OP_CONVT2D,         /* x[N,C,H,W], w[C,K,kh,kw], b[K]?; ip: sh sw ph pw oph opw, ip[6],ip[7] rows/cols
+                              cropped off the end of the output (after ph/pw/oph/opw); act epilogue: SN_IP_ACT */
+    SN_OP_CONVT2D_BWD_DATA,/* (dy, w) -> dx; ip as fwd (0..7); dy has the cropped shape */
+    SN_OP_CONVT2D_BWD_W,   /* (dy, x) -> dw; ip as fwd (0..7) */
     /* normalisation */
     SN_OP_BATCHNORM,  /* x[N,C,H,W], gamma, beta, running_mean, running_var; ip0 training;
                          fp0 eps, fp1 momentum. Training updates the running stats in place.
@@ -224,6 +227,16 @@ sn_tensor *sn_conv2d_act(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, 
                          sn_act act, float p0, float p1);
 sn_tensor *sn_conv_transpose2d_act(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph,
                                    int pw, int oph, int opw, sn_act act, float p0, float p1);
+/* conv2d with asymmetric zero padding: pad_top/pad_bottom rows before/after in height,
+ * pad_left/pad_right columns before/after in width (sn_pad then sn_conv2d, as one op);
+ * output height (H + pad_top + pad_bottom - kh)/sh + 1, width likewise. */
+sn_tensor *sn_conv2d_pad(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int pad_top,
+                         int pad_bottom, int pad_left, int pad_right, sn_act act, float p0, float p1);
+/* conv_transpose2d whose output loses its last crop_bottom rows and crop_right columns
+ * (sn_conv_transpose2d_act then sn_slice, as one op; the activation applies to what is kept). */
+sn_tensor *sn_conv_transpose2d_crop(sn_ctx *ctx, sn_tensor *x, sn_tensor *w, sn_tensor *b, int sh, int sw, int ph,
+                                    int pw, int oph, int opw, int crop_bottom, int crop_right, sn_act act, float p0,
+                                    float p1);
 sn_tensor *sn_batchnorm2d(sn_ctx *ctx, sn_tensor *x, sn_tensor *gamma, sn_tensor *beta, sn_tensor *rmean,
                           sn_tensor *rvar, bool training, float eps, float momentum);
 /* ELU(batchnorm2d(x)) as one op (alpha > 0) */

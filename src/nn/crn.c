@@ -298,9 +298,10 @@ sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training) {
     }
     int64_t B = x->shape[0], T = x->shape[2];
     sn_tensor *skip[5];
-    int pads[8] = {0, 0, 0, 0, 1, 0, 0, 0}; /* causal: one frame before in time */
     for (int i = 0; i < 5; i++) {
-        x = sn_conv2d(c, sn_pad(c, x, pads), P(m, "enc.%d.weight", i), P(m, "enc.%d.bias", i), 1, 2, 0, 0);
+        /* causal: one zero frame before in time (padding top 1, bottom 0) */
+        x = sn_conv2d_pad(c, x, P(m, "enc.%d.weight", i), P(m, "enc.%d.bias", i), 1, 2, 1, 0, 0, 0, SN_ACT_NONE,
+                          0.0f, 0.0f);
         x = bn_elu(m, x, "ebn", i, training);
         skip[i] = x;
     }
@@ -327,12 +328,10 @@ sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training) {
     for (int i = 0; i < 5; i++) {
         sn_tensor *cat[2] = {x, skip[4 - i]};
         x = sn_concat(c, 2, cat, 1);
-        /* the last layer's softplus is fused into it (elementwise, so before the slice is the same) */
-        x = sn_conv_transpose2d_act(c, x, P(m, "dec.%d.weight", i), P(m, "dec.%d.bias", i), 1, 2, 0, 0, 0, outpad[i],
-                                    i < 4 ? SN_ACT_NONE : SN_ACT_SOFTPLUS, 1.0f, 20.0f);
+        /* causal: the last frame is cropped off; the last layer's softplus is fused into it */
+        x = sn_conv_transpose2d_crop(c, x, P(m, "dec.%d.weight", i), P(m, "dec.%d.bias", i), 1, 2, 0, 0, 0,
+                                     outpad[i], 1, 0, i < 4 ? SN_ACT_NONE : SN_ACT_SOFTPLUS, 1.0f, 20.0f);
         if (!x) return NULL;
-        int64_t start[4] = {0, 0, 0, 0}, shape[4] = {x->shape[0], x->shape[1], x->shape[2] - 1, x->shape[3]};
-        x = sn_slice(c, x, start, shape); /* causal: drop the last frame */
         if (i < 4) x = bn_elu(m, x, "dbn", i, training);
     }
     return x;

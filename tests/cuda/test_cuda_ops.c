@@ -242,6 +242,43 @@ static void test_conv(void **st) {
     sn_ctx_free(c);
 }
 
+/* conv2d with padding after != before (sn_conv2d_pad) and conv_transpose2d with its end
+ * cropped (sn_conv_transpose2d_crop), forward and backward, CUDA vs CPU: the CRN's
+ * encoder/decoder forms, rows and columns, stride 2, 1x1 (kept off the GEMM-only path),
+ * with and without bias and activation. */
+static void test_conv_pad_crop(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -1, 1, "x", 3, 4, 9, 21);
+    sn_tensor *w = LEAF(c, -0.5, 0.5, "w", 6, 4, 2, 3), *b = LEAF(c, -0.5, 0.5, "b", 6);
+    /* the CRN encoder: one causal frame before in time */
+    grads(c, sn_conv2d_pad(c, x, w, b, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    grads(c, sn_conv2d_pad(c, x, w, NULL, 2, 2, 0, 2, 1, 3, SN_ACT_ELU, 1.0f, 0), sn_grad_conv);
+    grads(c, sn_conv2d_pad(c, x, w, b, 2, 3, 2, 1, 3, 0, SN_ACT_SIGMOID, 0, 0), sn_grad_conv);
+    sn_tensor *w1 = LEAF(c, -0.5, 0.5, "w1", 5, 4, 1, 1);
+    grads(c, sn_conv2d_pad(c, x, w1, NULL, 1, 1, 0, 1, 0, 2, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    sn_tensor *wt = LEAF(c, -0.5, 0.5, "wt", 4, 5, 2, 3), *bt = LEAF(c, -0.5, 0.5, "bt", 5);
+    sn_tensor *wt3 = LEAF(c, -0.5, 0.5, "wt3", 4, 5, 3, 3), *wt1 = LEAF(c, -0.5, 0.5, "wt1", 4, 5, 1, 1);
+    /* the CRN decoder: output padding (0,1), the last frame cropped; then its last layer */
+    grads(c, sn_conv_transpose2d_crop(c, x, wt, bt, 1, 2, 0, 0, 0, 1, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    grads(c, sn_conv_transpose2d_crop(c, x, wt, bt, 1, 2, 0, 0, 0, 1, 1, 0, SN_ACT_SOFTPLUS, 1.0f, 20.0f),
+          sn_grad_conv);
+    grads(c, sn_conv_transpose2d_crop(c, x, wt3, NULL, 2, 2, 1, 1, 1, 1, 2, 3, SN_ACT_TANH, 0, 0), sn_grad_conv);
+    grads(c, sn_conv_transpose2d_crop(c, x, wt1, bt, 1, 1, 0, 0, 0, 0, 1, 2, SN_ACT_ELU, 1.0f, 0), sn_grad_conv);
+    cross_check(c, 2e-5 /* f32 GEMMs over K <= 3*9*21 */, 0, "conv pad/crop");
+    sn_ctx_free(c);
+    /* CRN-like sizes: several chunks of images, the bias gradient split over blocks */
+    c = sn_ctx_new();
+    x = LEAF(c, -1, 1, "x", 4, 16, 96, 39);
+    w = LEAF(c, -0.5, 0.5, "w", 32, 16, 2, 3);
+    b = LEAF(c, -0.5, 0.5, "b", 32);
+    wt = LEAF(c, -0.5, 0.5, "wt", 16, 8, 2, 3);
+    bt = LEAF(c, -0.5, 0.5, "bt", 8);
+    grads(c, sn_conv2d_pad(c, x, w, b, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    grads(c, sn_conv_transpose2d_crop(c, x, wt, bt, 1, 2, 0, 0, 0, 1, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    cross_check(c, 1e-4 /* long sums in different orders */, 0, "conv pad/crop (large)");
+    sn_ctx_free(c);
+}
+
 /* Fused bias + activation epilogues (linear, conv2d, conv_transpose2d on the col2im and
  * the 1x1 paths) and their backward (the act derivative from y, then the op's own), in
  * f32 and with the TF32 / bf16 GEMMs */
@@ -619,7 +656,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),        cmocka_unit_test(test_unary),
         cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_fused_act),
+        cmocka_unit_test(test_fused_act),   cmocka_unit_test(test_conv_pad_crop),
         cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_norm),
         cmocka_unit_test(test_lstm),        cmocka_unit_test(test_gru),           cmocka_unit_test(test_attention),
         cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),

@@ -6,6 +6,12 @@
  * (0 outside); col2im is its adjoint (scatter-add into a zeroed image). conv2d reads
  * x with im2col; its data gradient and conv_transpose2d scatter with col2im.
  *
+ * The geometry comes from the shapes, with ph/pw (ip[2], ip[3]) the offset: conv2d's
+ * padding after (ip[6], ip[7], sn_conv2d_pad) is the column grid reaching past the
+ * image (read as zeros, not scattered to), conv_transpose2d's end crop (ip[6], ip[7])
+ * an image smaller than the full output (positions past it dropped by col2im, read as
+ * zeros by im2col in the backward). Neither needs code of its own here.
+ *
  * A forward node's activation epilogue (ip[SN_IP_ACT]) is applied where its bias is
  * added, to each output row while it is still in cache: no separate pass. */
 #include "backends/cpu/cpu.h"

@@ -7,6 +7,12 @@
  * that read it), so no atomics and the result is deterministic. Images are processed in
  * chunks so the cols workspace stays bounded.
  *
+ * Hc, Wc and Hi, Wi come from the tensors' shapes, ph/pw (ip[2], ip[3]) is the offset:
+ * conv2d's padding after (ip[6], ip[7]) is the grid reaching past the image (zeros),
+ * conv_transpose2d's end crop (ip[6], ip[7]) an image shorter than the full output
+ * (positions past it are never written, and read as zeros in the backward). is_1x1
+ * requires Hc == Hi, Wc == Wi, so neither takes the GEMM-only path.
+ *
  * A forward node's activation epilogue (ip[SN_IP_ACT]) runs where its bias is added:
  * in col2im (conv_transpose2d), or in one bias+activation kernel after the GEMMs
  * (conv2d, 1x1 conv_transpose2d, and linear through sn_cu_bias_act). */
