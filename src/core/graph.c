@@ -172,31 +172,33 @@ static sn_status check_resident(const sn_tensor *t, const char *fn) {
     return SN_OK;
 }
 
-sn_status sn_tensor_set(sn_tensor *t, const float *host, int64_t n) {
-    sn_status s = check_resident(t, "sn_tensor_set");
+/* a transfer of n elements between t and host: t resident, n its size, host given */
+static sn_status check_transfer(const sn_tensor *t, const void *host, int64_t n, const char *fn, bool to_host) {
+    sn_status s = check_resident(t, fn);
     if (s != SN_OK) return s;
     if (!host || n != sn_nelem(t))
-        return sn_error(SN_ERR_INVALID_ARG, "sn_tensor_set: '%s' has %lld elements, got %lld%s", t->name,
-                        (long long)sn_nelem(t), (long long)n, host ? "" : " (NULL data)");
+        return sn_error(SN_ERR_INVALID_ARG, "%s: '%s' has %lld elements, %s %lld%s", fn, t->name,
+                        (long long)sn_nelem(t), to_host ? "asked for" : "got", (long long)n,
+                        host ? "" : to_host ? " (NULL buffer)" : " (NULL data)");
+    return SN_OK;
+}
+
+sn_status sn_tensor_set(sn_tensor *t, const float *host, int64_t n) {
+    sn_status s = check_transfer(t, host, n, "sn_tensor_set", false);
+    if (s != SN_OK) return s;
     return t->backend->i->upload(t->backend, t->data, host, (size_t)n * sizeof(float));
 }
 
 sn_status sn_tensor_prefetch(sn_tensor *t, const float *host, int64_t n) {
-    sn_status s = check_resident(t, "sn_tensor_prefetch");
+    sn_status s = check_transfer(t, host, n, "sn_tensor_prefetch", false);
     if (s != SN_OK) return s;
-    if (!host || n != sn_nelem(t))
-        return sn_error(SN_ERR_INVALID_ARG, "sn_tensor_prefetch: '%s' has %lld elements, got %lld%s", t->name,
-                        (long long)sn_nelem(t), (long long)n, host ? "" : " (NULL data)");
     const sn_backend_i *i = t->backend->i;
     return (i->prefetch ? i->prefetch : i->upload)(t->backend, t->data, host, (size_t)n * sizeof(float));
 }
 
 sn_status sn_tensor_get(const sn_tensor *t, float *host, int64_t n) {
-    sn_status s = check_resident(t, "sn_tensor_get");
+    sn_status s = check_transfer(t, host, n, "sn_tensor_get", true);
     if (s != SN_OK) return s;
-    if (!host || n != sn_nelem(t))
-        return sn_error(SN_ERR_INVALID_ARG, "sn_tensor_get: '%s' has %lld elements, asked for %lld%s", t->name,
-                        (long long)sn_nelem(t), (long long)n, host ? "" : " (NULL buffer)");
     return t->backend->i->download(t->backend, host, t->data, (size_t)n * sizeof(float));
 }
 

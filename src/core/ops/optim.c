@@ -30,22 +30,18 @@ static bool check_common(const char *name, sn_tensor *param, sn_tensor *grad, sn
     return true;
 }
 
-sn_tensor *sn_adam(sn_ctx *ctx, sn_tensor *param, sn_tensor *grad, sn_tensor *m, sn_tensor *v, sn_tensor *hyper,
-                   sn_tensor *sumsq, float beta1, float beta2, float eps, float weight_decay, float max_norm,
-                   bool adamw) {
-    SN_NONNULL(param, grad, m, v, hyper);
-    if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "adam: ctx is NULL"); return NULL; }
-    if (!check_common("adam", param, grad, hyper, sumsq, max_norm)) return NULL;
-    if (!sn_same_shape(param, m) || !sn_same_shape(param, v))
-        return sn_shape_fail("adam", m, v, "the moment buffers m and v must have the parameter's shape");
+static bool adam_hparams_ok(const char *name, float beta1, float beta2, float eps, float weight_decay) {
     if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps >= 0.0f) ||
         !(weight_decay >= 0.0f)) {
-        sn_error(SN_ERR_INVALID_ARG, "adam: need 0 <= betas < 1, eps >= 0, weight_decay >= 0 (got %g %g %g %g)",
+        sn_error(SN_ERR_INVALID_ARG, "%s: need 0 <= betas < 1, eps >= 0, weight_decay >= 0 (got %g %g %g %g)", name,
                  (double)beta1, (double)beta2, (double)eps, (double)weight_decay);
-        return NULL;
+        return false;
     }
-    sn_tensor *s[6] = {param, grad, m, v, hyper, sumsq};
-    sn_tensor *t = sn_new_op(ctx, SN_OP_ADAM, sumsq ? 6 : 5, s, 1, one);
+    return true;
+}
+
+static sn_tensor *set_adam(sn_tensor *t, float beta1, float beta2, float eps, float weight_decay, float max_norm,
+                           bool adamw) {
     if (!t) return NULL;
     t->ip[0] = adamw ? 1 : 0;
     t->fp[0] = beta1;
@@ -56,24 +52,21 @@ sn_tensor *sn_adam(sn_ctx *ctx, sn_tensor *param, sn_tensor *grad, sn_tensor *m,
     return t;
 }
 
-sn_tensor *sn_sgd(sn_ctx *ctx, sn_tensor *param, sn_tensor *grad, sn_tensor *buf, sn_tensor *hyper, sn_tensor *sumsq,
-                  float momentum, float dampening, float weight_decay, float max_norm, bool nesterov) {
-    SN_NONNULL(param, grad, buf, hyper);
-    if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "sgd: ctx is NULL"); return NULL; }
-    if (!check_common("sgd", param, grad, hyper, sumsq, max_norm)) return NULL;
-    if (!sn_same_shape(param, buf))
-        return sn_shape_fail("sgd", param, buf, "the momentum buffer must have the parameter's shape");
+static bool sgd_hparams_ok(const char *name, float momentum, float dampening, float weight_decay, bool nesterov) {
     if (!(momentum >= 0.0f) || !(weight_decay >= 0.0f) || dampening != dampening) {
-        sn_error(SN_ERR_INVALID_ARG, "sgd: need momentum >= 0 and weight_decay >= 0 (got %g, %g)", (double)momentum,
-                 (double)weight_decay);
-        return NULL;
+        sn_error(SN_ERR_INVALID_ARG, "%s: need momentum >= 0 and weight_decay >= 0 (got %g, %g)", name,
+                 (double)momentum, (double)weight_decay);
+        return false;
     }
     if (nesterov && (momentum <= 0.0f || dampening != 0.0f)) {
-        sn_error(SN_ERR_INVALID_ARG, "sgd: nesterov momentum requires a momentum > 0 and zero dampening");
-        return NULL;
+        sn_error(SN_ERR_INVALID_ARG, "%s: nesterov momentum requires a momentum > 0 and zero dampening", name);
+        return false;
     }
-    sn_tensor *s[5] = {param, grad, buf, hyper, sumsq};
-    sn_tensor *t = sn_new_op(ctx, SN_OP_SGD, sumsq ? 5 : 4, s, 1, one);
+    return true;
+}
+
+static sn_tensor *set_sgd(sn_tensor *t, float momentum, float dampening, float weight_decay, float max_norm,
+                          bool nesterov) {
     if (!t) return NULL;
     t->ip[0] = nesterov ? 1 : 0;
     t->fp[0] = momentum;
@@ -81,6 +74,33 @@ sn_tensor *sn_sgd(sn_ctx *ctx, sn_tensor *param, sn_tensor *grad, sn_tensor *buf
     t->fp[2] = weight_decay;
     t->fp[3] = max_norm;
     return t;
+}
+
+sn_tensor *sn_adam(sn_ctx *ctx, sn_tensor *param, sn_tensor *grad, sn_tensor *m, sn_tensor *v, sn_tensor *hyper,
+                   sn_tensor *sumsq, float beta1, float beta2, float eps, float weight_decay, float max_norm,
+                   bool adamw) {
+    SN_NONNULL(param, grad, m, v, hyper);
+    if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "adam: ctx is NULL"); return NULL; }
+    if (!check_common("adam", param, grad, hyper, sumsq, max_norm)) return NULL;
+    if (!sn_same_shape(param, m) || !sn_same_shape(param, v))
+        return sn_shape_fail("adam", m, v, "the moment buffers m and v must have the parameter's shape");
+    if (!adam_hparams_ok("adam", beta1, beta2, eps, weight_decay)) return NULL;
+    sn_tensor *s[6] = {param, grad, m, v, hyper, sumsq};
+    return set_adam(sn_new_op(ctx, SN_OP_ADAM, sumsq ? 6 : 5, s, 1, one), beta1, beta2, eps, weight_decay, max_norm,
+                    adamw);
+}
+
+sn_tensor *sn_sgd(sn_ctx *ctx, sn_tensor *param, sn_tensor *grad, sn_tensor *buf, sn_tensor *hyper, sn_tensor *sumsq,
+                  float momentum, float dampening, float weight_decay, float max_norm, bool nesterov) {
+    SN_NONNULL(param, grad, buf, hyper);
+    if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "sgd: ctx is NULL"); return NULL; }
+    if (!check_common("sgd", param, grad, hyper, sumsq, max_norm)) return NULL;
+    if (!sn_same_shape(param, buf))
+        return sn_shape_fail("sgd", param, buf, "the momentum buffer must have the parameter's shape");
+    if (!sgd_hparams_ok("sgd", momentum, dampening, weight_decay, nesterov)) return NULL;
+    sn_tensor *s[5] = {param, grad, buf, hyper, sumsq};
+    return set_sgd(sn_new_op(ctx, SN_OP_SGD, sumsq ? 5 : 4, s, 1, one), momentum, dampening, weight_decay, max_norm,
+                   nesterov);
 }
 
 /* params[0..n) views of one flat buffer, each with its gradient; state tensors cover the buffer */
@@ -143,23 +163,12 @@ sn_tensor *sn_adam_multi(sn_ctx *ctx, int n, sn_tensor **params, sn_tensor **gra
                          float max_norm, bool adamw) {
     SN_NONNULL(m, v, hyper);
     if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "adam_multi: ctx is NULL"); return NULL; }
-    if (!check_multi("adam_multi", n, params, grads, hyper, sumsq, max_norm, m, v)) return NULL;
-    if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps >= 0.0f) ||
-        !(weight_decay >= 0.0f)) {
-        sn_error(SN_ERR_INVALID_ARG, "adam_multi: need 0 <= betas < 1, eps >= 0, weight_decay >= 0 (got %g %g %g %g)",
-                 (double)beta1, (double)beta2, (double)eps, (double)weight_decay);
+    if (!check_multi("adam_multi", n, params, grads, hyper, sumsq, max_norm, m, v) ||
+        !adam_hparams_ok("adam_multi", beta1, beta2, eps, weight_decay))
         return NULL;
-    }
     sn_tensor *head[3] = {hyper, m, v};
-    sn_tensor *t = multi_node(ctx, SN_OP_ADAM_MT, 3, head, sumsq, n, params, grads);
-    if (!t) return NULL;
-    t->ip[0] = adamw ? 1 : 0;
-    t->fp[0] = beta1;
-    t->fp[1] = beta2;
-    t->fp[2] = eps;
-    t->fp[3] = weight_decay;
-    t->fp[4] = max_norm;
-    return t;
+    return set_adam(multi_node(ctx, SN_OP_ADAM_MT, 3, head, sumsq, n, params, grads), beta1, beta2, eps,
+                    weight_decay, max_norm, adamw);
 }
 
 sn_tensor *sn_sgd_multi(sn_ctx *ctx, int n, sn_tensor **params, sn_tensor **grads, sn_tensor *buf, sn_tensor *hyper,
@@ -167,23 +176,10 @@ sn_tensor *sn_sgd_multi(sn_ctx *ctx, int n, sn_tensor **params, sn_tensor **grad
                         bool nesterov) {
     SN_NONNULL(buf, hyper);
     if (!ctx) { sn_error(SN_ERR_INVALID_ARG, "sgd_multi: ctx is NULL"); return NULL; }
-    if (!check_multi("sgd_multi", n, params, grads, hyper, sumsq, max_norm, buf, NULL)) return NULL;
-    if (!(momentum >= 0.0f) || !(weight_decay >= 0.0f) || dampening != dampening) {
-        sn_error(SN_ERR_INVALID_ARG, "sgd_multi: need momentum >= 0 and weight_decay >= 0 (got %g, %g)",
-                 (double)momentum, (double)weight_decay);
+    if (!check_multi("sgd_multi", n, params, grads, hyper, sumsq, max_norm, buf, NULL) ||
+        !sgd_hparams_ok("sgd_multi", momentum, dampening, weight_decay, nesterov))
         return NULL;
-    }
-    if (nesterov && (momentum <= 0.0f || dampening != 0.0f)) {
-        sn_error(SN_ERR_INVALID_ARG, "sgd_multi: nesterov momentum requires a momentum > 0 and zero dampening");
-        return NULL;
-    }
     sn_tensor *head[2] = {hyper, buf};
-    sn_tensor *t = multi_node(ctx, SN_OP_SGD_MT, 2, head, sumsq, n, params, grads);
-    if (!t) return NULL;
-    t->ip[0] = nesterov ? 1 : 0;
-    t->fp[0] = momentum;
-    t->fp[1] = dampening;
-    t->fp[2] = weight_decay;
-    t->fp[3] = max_norm;
-    return t;
+    return set_sgd(multi_node(ctx, SN_OP_SGD_MT, 2, head, sumsq, n, params, grads), momentum, dampening,
+                   weight_decay, max_norm, nesterov);
 }
