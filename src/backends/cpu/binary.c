@@ -91,6 +91,17 @@ static void scale_range(void *arg, int64_t b, int64_t e, int tid) {
     for (int64_t i = b; i < e; i++) j->y[i] = j->a[i] * f;
 }
 
+/* same shapes: one flat range (no per-row broadcast arithmetic, whatever the last dim) */
+static void binary_flat(void *arg, int64_t b, int64_t e, int tid) {
+    bjob *j = arg;
+    const float *x = j->a, *z = j->b;
+    float *y = j->y;
+    if (j->op == SN_OP_ADD)
+        for (int64_t i = b; i < e; i++) y[i] = x[i] + z[i];
+    else
+        for (int64_t i = b; i < e; i++) y[i] = x[i] * z[i];
+}
+
 static void fill_range(void *arg, int64_t b, int64_t e, int tid) {
     bjob *j = arg;
     for (int64_t i = b; i < e; i++) j->y[i] = j->f;
@@ -131,6 +142,10 @@ sn_status sn_cpu_binary(sn_cpu *c, sn_tensor *node) {
     case SN_OP_MUL: {
         j.b = node->src[1]->data;
         j.op = node->op;
+        if (sn_nelem(node->src[1]) == n && sn_nelem(node->src[0]) == n) {
+            sn_pool_for(c->pool, n, GRAIN, binary_flat, &j);
+            return SN_OK;
+        }
         bcast_init(&j.s, node, node->src[1]);
         int64_t inner = j.s.size[j.s.nd - 1];
         sn_pool_for(c->pool, n / inner, row_grain(inner), binary_rows, &j);

@@ -71,14 +71,18 @@ static void strides(const sn_tensor *t, int64_t *st) {
     }
 }
 
-static void concat_rows(void *arg, int64_t r0, int64_t r1, int tid) {
+/* output elements [b, e) of a concat: the pieces of each source's blocks that fall in
+ * it (a flat range, so a batch of 4 still spreads over every thread) */
+static void concat_range(void *arg, int64_t b, int64_t e, int tid) {
     sjob *j = arg;
-    for (int64_t r = r0; r < r1; r++) {
-        float *o = j->dst + r * j->row;
-        for (int i = 0; i < j->nsrc; i++) {
-            memcpy(o, j->srcs[i] + r * j->blk[i], (size_t)j->blk[i] * sizeof *o);
-            o += j->blk[i];
-        }
+    while (b < e) {
+        int64_t r = b / j->row, o = b - r * j->row, start = 0;
+        int i = 0;
+        while (o >= start + j->blk[i]) start += j->blk[i++];
+        int64_t k = o - start, len = j->blk[i] - k;
+        if (len > e - b) len = e - b;
+        memcpy(j->dst + b, j->srcs[i] + r * j->blk[i] + k, (size_t)len * sizeof(float));
+        b += len;
     }
 }
 
@@ -105,8 +109,7 @@ sn_status sn_cpu_shape(sn_cpu *c, sn_tensor *node) {
         return SN_OK;
     case SN_OP_CONCAT: {
         int axis = node->ip[0];
-        int64_t outer = 1, inner = 1;
-        for (int d = 0; d < axis; d++) outer *= node->shape[d];
+        int64_t inner = 1;
         for (int d = axis + 1; d < nd; d++) inner *= node->shape[d];
         j.nsrc = node->nsrc;
         for (int i = 0; i < node->nsrc; i++) {
@@ -114,8 +117,7 @@ sn_status sn_cpu_shape(sn_cpu *c, sn_tensor *node) {
             j.blk[i] = node->src[i]->shape[axis] * inner;
         }
         j.row = node->shape[axis] * inner;
-        int64_t g = GRAIN / j.row;
-        sn_pool_for(c->pool, outer, g < 1 ? 1 : g, concat_rows, &j);
+        sn_pool_for(c->pool, sn_nelem(node), 1 << 16, concat_range, &j);
         return SN_OK;
     }
     case SN_OP_PAD: {
