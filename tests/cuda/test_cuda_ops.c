@@ -279,6 +279,68 @@ static void test_conv_pad_crop(void **st) {
     sn_ctx_free(c);
 }
 
+/* Convolution weight gradients through both CUDA paths, forced by SN_CONV_WGRAD (read on
+ * every call): im2col + split-K GEMMs and the direct kernel, CUDA vs CPU. The CRN's
+ * encoder and decoder forms (first and last layers too), odd sizes, channel counts that
+ * leave partial tiles, 3x3 stride 2 with padding, 1x1, and sizes whose reduction the
+ * direct kernel splits over many blocks. */
+static void test_conv_wgrad(void **st) {
+    static const char *const paths[2] = {"gemm", "direct"};
+    char saved[64] = {0};
+    const char *e = getenv("SN_CONV_WGRAD");
+    if (e) snprintf(saved, sizeof saved, "%s", e);
+    for (int k = 0; k < 2; k++) {
+        setenv("SN_CONV_WGRAD", paths[k], 1);
+        char label[64];
+        sn_ctx *c = sn_ctx_new();
+        /* encoder: the first layer (1 channel, 161 bins) and a middle one, one causal frame before */
+        sn_tensor *x0 = LEAF(c, -1, 1, "x0", 3, 1, 17, 161), *w0 = LEAF(c, -0.5, 0.5, "w0", 16, 1, 2, 3);
+        grads(c, sn_conv2d_pad(c, x0, w0, NULL, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        sn_tensor *x1 = LEAF(c, -1, 1, "x1", 4, 16, 13, 39), *w1 = LEAF(c, -0.5, 0.5, "w1", 32, 16, 2, 3);
+        sn_tensor *b1 = LEAF(c, -0.5, 0.5, "b1", 32);
+        grads(c, sn_conv2d_pad(c, x1, w1, b1, 1, 2, 1, 0, 0, 0, SN_ACT_ELU, 1.0f, 0), sn_grad_conv);
+        /* channel counts off the 32/64 tiles, no padding */
+        sn_tensor *x2 = LEAF(c, -1, 1, "x2", 3, 24, 11, 19), *w2 = LEAF(c, -0.5, 0.5, "w2", 40, 24, 2, 3);
+        grads(c, sn_conv2d(c, x2, w2, NULL, 1, 2, 0, 0), sn_grad_conv);
+        /* 3x3 stride 2 padded, asymmetric padding, 1x1 */
+        sn_tensor *x3 = LEAF(c, -1, 1, "x3", 3, 7, 17, 23), *w3 = LEAF(c, -0.5, 0.5, "w3", 12, 7, 3, 3);
+        grads(c, sn_conv2d(c, x3, w3, NULL, 2, 2, 1, 1), sn_grad_conv);
+        grads(c, sn_conv2d_pad(c, x3, w3, NULL, 2, 2, 0, 2, 1, 3, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        sn_tensor *w31 = LEAF(c, -0.5, 0.5, "w31", 5, 7, 1, 1);
+        grads(c, sn_conv2d(c, x3, w31, NULL, 1, 1, 0, 0), sn_grad_conv);
+        /* decoder: a concat input (64 channels), the last frame cropped; output padding (0,1)
+         * to 80 bins; the last layer (one output channel, 161 bins) */
+        sn_tensor *x4 = LEAF(c, -1, 1, "x4", 4, 64, 9, 9), *wt4 = LEAF(c, -0.5, 0.5, "wt4", 64, 16, 2, 3);
+        sn_tensor *bt4 = LEAF(c, -0.5, 0.5, "bt4", 16);
+        grads(c, sn_conv_transpose2d_crop(c, x4, wt4, bt4, 1, 2, 0, 0, 0, 0, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        sn_tensor *x5 = LEAF(c, -1, 1, "x5", 3, 16, 7, 39), *wt5 = LEAF(c, -0.5, 0.5, "wt5", 16, 8, 2, 3);
+        grads(c, sn_conv_transpose2d_crop(c, x5, wt5, NULL, 1, 2, 0, 0, 0, 1, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        sn_tensor *x6 = LEAF(c, -1, 1, "x6", 3, 32, 15, 80), *wt6 = LEAF(c, -0.5, 0.5, "wt6", 32, 1, 2, 3);
+        grads(c, sn_conv_transpose2d_crop(c, x6, wt6, NULL, 1, 2, 0, 0, 0, 0, 1, 0, SN_ACT_SOFTPLUS, 1.0f, 20.0f),
+              sn_grad_conv);
+        /* 3x3 stride 2 transposed, padded, cropped on both axes; 1x1 */
+        sn_tensor *wt7 = LEAF(c, -0.5, 0.5, "wt7", 7, 5, 3, 3), *wt71 = LEAF(c, -0.5, 0.5, "wt71", 7, 3, 1, 1);
+        grads(c, sn_conv_transpose2d_crop(c, x3, wt7, NULL, 2, 2, 1, 1, 1, 1, 2, 3, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        grads(c, sn_conv_transpose2d(c, x3, wt71, NULL, 1, 1, 0, 0, 0, 0), sn_grad_conv);
+        snprintf(label, sizeof label, "conv wgrad (%s)", paths[k]);
+        cross_check(c, 1e-4 /* sums of up to ~5000 terms in different orders */, 0, label);
+        sn_ctx_free(c);
+        /* larger: the direct kernel splits each reduction over 10..120 blocks */
+        c = sn_ctx_new();
+        sn_tensor *x = LEAF(c, -1, 1, "x", 4, 16, 101, 80), *w = LEAF(c, -0.5, 0.5, "w", 32, 16, 2, 3);
+        grads(c, sn_conv2d_pad(c, x, w, NULL, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        sn_tensor *xm = LEAF(c, -1, 1, "xm", 4, 64, 41, 19), *wm = LEAF(c, -0.5, 0.5, "wm", 128, 64, 2, 3);
+        grads(c, sn_conv2d_pad(c, xm, wm, NULL, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        sn_tensor *xt = LEAF(c, -1, 1, "xt", 4, 128, 41, 9), *wt = LEAF(c, -0.5, 0.5, "wt", 128, 32, 2, 3);
+        grads(c, sn_conv_transpose2d_crop(c, xt, wt, NULL, 1, 2, 0, 0, 0, 0, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        snprintf(label, sizeof label, "conv wgrad large (%s)", paths[k]);
+        cross_check(c, 1e-4 /* sums of up to 4*101*39 terms in different orders */, 0, label);
+        sn_ctx_free(c);
+    }
+    if (saved[0]) setenv("SN_CONV_WGRAD", saved, 1);
+    else unsetenv("SN_CONV_WGRAD");
+}
+
 /* Fused bias + activation epilogues (linear, conv2d, conv_transpose2d on the col2im and
  * the 1x1 paths) and their backward (the act derivative from y, then the op's own), in
  * f32 and with the TF32 / bf16 GEMMs */
@@ -656,7 +718,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),        cmocka_unit_test(test_unary),
         cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_fused_act),   cmocka_unit_test(test_conv_pad_crop),
+        cmocka_unit_test(test_fused_act),   cmocka_unit_test(test_conv_pad_crop), cmocka_unit_test(test_conv_wgrad),
         cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_norm),
         cmocka_unit_test(test_lstm),        cmocka_unit_test(test_gru),           cmocka_unit_test(test_attention),
         cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),
