@@ -139,6 +139,25 @@ static bool is_1x1(const geom *g) {
            g->Wc == g->Wi;
 }
 
+/* the cols workspace for n floats (none for a 1x1 convolution, which reads images directly) */
+static sn_status cols_ws(sn_cuda *c, bool one, int64_t n, float **cols, const char *what) {
+    *cols = NULL;
+    if (one) return SN_OK;
+    *cols = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)n * sizeof(float));
+    return *cols ? SN_OK : sn_error_prefix(SN_ERR_NOMEM, "%s", what);
+}
+
+/* what a GEMM reads for m images: the images themselves (1x1) or their im2col in cols */
+static sn_status gemm_operand(sn_cuda *c, const float *img, float *cols, int64_t m, const geom *g, bool one,
+                              const float **B) {
+    *B = img;
+    if (one) return SN_OK;
+    SN_TRY(im2col(c, img, cols, m, g));
+    *B = cols;
+    return SN_OK;
+}
+
+
 static int64_t chunk_of(int64_t N, int64_t per) {
     int64_t nb = per > 0 ? SN_CU_COLS_LIMIT / per : N;
     if (nb < 1) nb = 1;
@@ -414,20 +433,14 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
         bool one = is_1x1(&g);
         int64_t nb = chunk_of(N, Q * P);
         float *cols = NULL;
-        if (!one) {
-            cols = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(nb * Q * P) * sizeof(float));
-            if (!cols) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
-        }
+        SN_TRY(cols_ws(c, one, nb * Q * P, &cols, what));
         const float *xd = sn_cu_f(x), *wd = sn_cu_f(w);
         float *yd = sn_cu_f(y);
         for (int64_t n0 = 0; n0 < N; n0 += nb) {
             int64_t m = N - n0 < nb ? N - n0 : nb;
             if (node->op == SN_OP_CONV2D) {
-                const float *B = xd + n0 * C * HW;
-                if (!one) {
-                    SN_TRY(im2col(c, B, cols, m, &g));
-                    B = cols;
-                }
+                const float *B;
+                SN_TRY(gemm_operand(c, xd + n0 * C * HW, cols, m, &g, one, &B));
                 SN_TRY(sn_cu_gemm_ex(c, false, false, K, P, Q, 1.0f, wd, Q, 0, B, P, Q * P, 0.0f, yd + n0 * K * P, P,
                                      K * P, m, NULL, NULL, what));
             } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
@@ -436,11 +449,8 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                                      Q * P, m, NULL, NULL, what));
                 if (!one) SN_TRY(col2im(c, cols, (float *)xd + n0 * C * HW, NULL, m, &g));
             } else {
-                const float *B = xd + n0 * C * HW;
-                if (!one) {
-                    SN_TRY(im2col(c, B, cols, m, &g));
-                    B = cols;
-                }
+                const float *B;
+                SN_TRY(gemm_operand(c, xd + n0 * C * HW, cols, m, &g, one, &B));
                 SN_TRY(wgrad(c, K, Q, P, yd + n0 * K * P, K * P, B, m, n0 > 0, (float *)wd, what));
             }
         }
@@ -470,10 +480,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
         bool one = is_1x1(&g);
         int64_t nb = chunk_of(N, Q * P);
         float *cols = NULL;
-        if (!one) {
-            cols = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(nb * Q * P) * sizeof(float));
-            if (!cols) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
-        }
+        SN_TRY(cols_ws(c, one, nb * Q * P, &cols, what));
         const float *xd = sn_cu_f(x), *wd = sn_cu_f(w);
         float *yd = sn_cu_f(y);
         const float *bias = node->op == SN_OP_CONVT2D && node->nsrc > 2 && node->src[2] ? sn_cu_f(node->src[2]) : NULL;
@@ -485,19 +492,13 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                                      Q * P, m, NULL, NULL, what));
                 if (!one) SN_TRY(col2im(c, cols, yd + n0 * K * YHW, bias, m, &g, act, p0, p1));
             } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
-                const float *B = yd + n0 * K * YHW;
-                if (!one) {
-                    SN_TRY(im2col(c, B, cols, m, &g));
-                    B = cols;
-                }
+                const float *B;
+                SN_TRY(gemm_operand(c, yd + n0 * K * YHW, cols, m, &g, one, &B));
                 SN_TRY(sn_cu_gemm_ex(c, false, false, C, P, Q, 1.0f, wd, Q, 0, B, P, Q * P, 0.0f,
                                      (float *)xd + n0 * C * P, P, C * P, m, NULL, NULL, what));
             } else {
-                const float *B = yd + n0 * K * YHW;
-                if (!one) {
-                    SN_TRY(im2col(c, B, cols, m, &g));
-                    B = cols;
-                }
+                const float *B;
+                SN_TRY(gemm_operand(c, yd + n0 * K * YHW, cols, m, &g, one, &B));
                 SN_TRY(wgrad(c, C, Q, P, xd + n0 * C * P, C * P, B, m, n0 > 0, (float *)wd, what));
             }
         }
