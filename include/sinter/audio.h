@@ -157,9 +157,6 @@ sn_status sn_stoi(const float *ref, const float *est, int64_t n, int sample_rate
  * silence or n == 0, NAN for a NULL x or sample_rate <= 0. */
 double sn_active_level(const float *x, int64_t n, int sample_rate);
 
-/* `sinter metrics REF.wav EST.wav [--json]`. argv[0] is the subcommand name.
- * Returns 0 ok, 2 usage error, 3 input/file error. */
-int sn_cmd_metrics(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -176,8 +176,6 @@ typedef struct sn_demo_options {
 sn_status sn_demo_corpus(const char *dir, double minutes, uint64_t seed,
                          const sn_demo_options *opt, int *used_espeak);
 
-/* `sinter data ...` subcommand: 0 ok, 2 usage, 3 error. */
-int sn_cmd_data(int argc, char **argv);
 
 #ifdef __cplusplus
 }

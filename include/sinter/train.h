@@ -132,10 +132,6 @@ typedef struct sn_train_result {
  * checkpoint), SN_ERR_CONFIG/IO/DEVICE/NOMEM on setup errors. */
 sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_result *result);
 
-/* `sinter train` / `sinter eval`: exit codes 0 ok, 1 NaN/Inf, 2 usage/config,
- * 3 input/file, 4 device, 130 interrupted. argv[0] is the subcommand name. */
-int sn_cmd_train(int argc, char **argv);
-int sn_cmd_eval(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,9 @@ static inline int sn_cli_exit_code(sn_status s) {
 int sn_cmd_devices(int argc, char **argv);
 int sn_cmd_enhance(int argc, char **argv);
 int sn_cmd_bench(int argc, char **argv);
-/* sn_cmd_train, sn_cmd_eval: sinter/train.h; sn_cmd_metrics: audio.h; sn_cmd_data: data.h */
+int sn_cmd_train(int argc, char **argv);
+int sn_cmd_eval(int argc, char **argv);
+int sn_cmd_metrics(int argc, char **argv);
+int sn_cmd_data(int argc, char **argv);
 
 #endif

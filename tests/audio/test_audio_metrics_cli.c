@@ -11,6 +11,7 @@
 #include <math.h>
 #include <sndfile.h>
 
+#include "cli/cli.h"
 #include "sinter/audio.h"
 #include "synth.h"
 

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "cli/cli.h"
 #include "sinter/data.h"
 
 static char g_root[256];

@@ -1,5 +1,6 @@
 /* `sinter metrics REF.wav EST.wav [--json]`: SNR, SI-SDR, STOI and ESTOI of an
  * estimate against a reference. Exit codes: 0 ok, 2 usage error, 3 input error. */
+#include "cli.h"
 #include "sinter/audio.h"
 
 #include <math.h>
