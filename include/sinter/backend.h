@@ -12,6 +12,7 @@ extern "C" {
 
 typedef struct sn_device_info {
     char kind[16];          /* "cpu", "cuda", "vulkan" */
+    char type[16];          /* "cpu", "discrete", "integrated", "virtual", "other" (lavapipe is "cpu") */
     int index;              /* cuda:N / vulkan:N */
     char name[128];
     size_t mem_total, mem_free;   /* bytes; 0 when unknown */
@@ -78,6 +79,13 @@ sn_status sn_cuda_device_info(int i, sn_device_info *out);
 sn_status sn_cuda_backend_new(int device, sn_backend **out);
 /* precision switches of a CUDA backend: TF32 for f32 GEMMs; bf16 GEMMs/convs with f32 accumulation */
 void sn_cuda_set_precision(sn_backend *b, bool tf32, bool bf16);
+#endif
+
+#ifdef SN_HAVE_VULKAN
+/* Vulkan devices (every driver the loader lists, MoltenVK included); 0 without a loader or driver. */
+int sn_vulkan_device_count(void);
+sn_status sn_vulkan_device_info(int i, sn_device_info *out);
+sn_status sn_vulkan_backend_new(int device, sn_backend **out);
 #endif
 
 #ifdef __cplusplus

@@ -70,6 +70,7 @@ static sn_status cpu_info(sn_backend *b, sn_device_info *o) {
     sn_cpu *c = b->ctx;
     memset(o, 0, sizeof *o);
     snprintf(o->kind, sizeof o->kind, "cpu");
+    snprintf(o->type, sizeof o->type, "cpu");
     cpu_model(o->name, sizeof o->name);
     o->mem_total = meminfo("MemTotal");
     o->mem_free = meminfo("MemAvailable");

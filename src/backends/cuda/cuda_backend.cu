@@ -191,6 +191,7 @@ sn_status sn_cuda_device_info(int i, sn_device_info *o) {
     CU_TRY(cudaGetDeviceProperties(&p, i), "cudaGetDeviceProperties");
     memset(o, 0, sizeof *o);
     snprintf(o->kind, sizeof o->kind, "cuda");
+    snprintf(o->type, sizeof o->type, "discrete");
     o->index = i;
     snprintf(o->name, sizeof o->name, "%.127s", p.name);
     o->mem_total = p.totalGlobalMem;
