@@ -1,0 +1,169 @@
+/* Vulkan kernels: MATMUL, LINEAR (bias + activation epilogue), BIAS_GRAD, and the GEMM
+ * and helper passes (vk_gemm.h) the other heavy families reuse. */
+#include "backends/vulkan/vk_gemm.h"
+
+#define TILE 64
+
+/* push constants of shaders/matmul_gemm.comp */
+typedef struct {
+    uint64_t A, B, C, bias;
+    int32_t M, N, K, lda, ldb, ldc;
+    int32_t sA0, sA1, sB0, sB1, sC0, sC1;
+    int32_t binner, flags;
+    float alpha, beta, p0, p1;
+} gemm_push;
+
+static bool fits32(int64_t v) { return v >= 0 && v <= INT32_MAX; }
+
+sn_status sn_vk_check_elems(int64_t n, const sn_tensor *node) {
+    if (n > (int64_t)UINT32_MAX)
+        return sn_error(SN_ERR_UNSUPPORTED,
+                        "Vulkan %s '%s': %lld elements in one operand; the shaders index with 32 bits (at most 2^32): "
+                        "use a smaller batch size or segment length",
+                        sn_op_name(node->op), node->name, (long long)n);
+    return SN_OK;
+}
+
+sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
+    if (g->M <= 0 || g->N <= 0 || g->batch <= 0) return SN_OK;
+    int64_t binner = g->binner > 0 ? g->binner : 1;
+    /* the largest element index each operand is read at must fit the shader's 32 bits */
+    int64_t zo = (g->batch - 1) / binner, zi = binner > 1 ? binner - 1 : 0;
+    int64_t ra = g->ta ? g->K : g->M, rb = g->tb ? g->N : g->K;
+    int64_t ea = zo * g->sA[0] + zi * g->sA[1] + ra * g->lda, eb = zo * g->sB[0] + zi * g->sB[1] + rb * g->ldb;
+    int64_t ec = zo * g->sC[0] + zi * g->sC[1] + g->M * g->ldc;
+    if (ea > (int64_t)UINT32_MAX || eb > (int64_t)UINT32_MAX || ec > (int64_t)UINT32_MAX || !fits32(g->K) ||
+        !fits32(g->lda) || !fits32(g->ldb) || !fits32(g->ldc) || g->batch > 65535)
+        return sn_error(SN_ERR_UNSUPPORTED,
+                        "Vulkan GEMM (%s): %lldx%lldx%lld x %lld is beyond the shader's 32-bit indexing; use a smaller "
+                        "batch size or segment length",
+                        what, (long long)g->M, (long long)g->N, (long long)g->K, (long long)g->batch);
+    for (int k = 0; k < 2; k++)
+        if (!fits32(g->sA[k]) || !fits32(g->sB[k]) || !fits32(g->sC[k]))
+            return sn_error(SN_ERR_UNSUPPORTED, "Vulkan GEMM (%s): batch stride beyond 32 bits", what);
+    /* more than 65535 tiles along M or N: several dispatches over sub-blocks */
+    const int64_t chunk = (int64_t)65535 * TILE;
+    for (int64_t m0 = 0; m0 < g->M; m0 += chunk)
+        for (int64_t n0 = 0; n0 < g->N; n0 += chunk) {
+            int64_t M = g->M - m0 < chunk ? g->M - m0 : chunk, N = g->N - n0 < chunk ? g->N - n0 : chunk;
+            gemm_push p = {0};
+            p.A = sn_vk_at(g->A, g->ta ? m0 : m0 * g->lda);
+            p.B = sn_vk_at(g->B, g->tb ? n0 * g->ldb : n0);
+            p.C = sn_vk_at(g->C, m0 * g->ldc + n0);
+            p.bias = g->bias_mode == SN_VK_BIAS_COL   ? sn_vk_at(g->bias, n0)
+                     : g->bias_mode == SN_VK_BIAS_ROW ? sn_vk_at(g->bias, m0)
+                                                      : 0;
+            p.M = (int32_t)M;
+            p.N = (int32_t)N;
+            p.K = (int32_t)g->K;
+            p.lda = (int32_t)g->lda;
+            p.ldb = (int32_t)g->ldb;
+            p.ldc = (int32_t)g->ldc;
+            p.sA0 = (int32_t)g->sA[0];
+            p.sA1 = (int32_t)g->sA[1];
+            p.sB0 = (int32_t)g->sB[0];
+            p.sB1 = (int32_t)g->sB[1];
+            p.sC0 = (int32_t)g->sC[0];
+            p.sC1 = (int32_t)g->sC[1];
+            p.binner = (int32_t)binner;
+            p.flags = (g->ta ? 1 : 0) | (g->tb ? 2 : 0) | ((g->bias_mode & 3) << 2) | ((g->act & 15) << 4);
+            p.alpha = g->alpha;
+            p.beta = g->beta;
+            p.p0 = g->p0;
+            p.p1 = g->p1;
+            sn_status s = sn_vk_dispatch(vk, SN_VK_SH_MATMUL_GEMM, &p, sizeof p, (uint32_t)((N + TILE - 1) / TILE),
+                                         (uint32_t)((M + TILE - 1) / TILE), (uint32_t)g->batch);
+            if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);
+        }
+    return SN_OK;
+}
+
+sn_status sn_vk_gemm1(sn_vk *vk, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, uint64_t A,
+                      int64_t lda, uint64_t B, int64_t ldb, float beta, uint64_t C, int64_t ldc, const char *what) {
+    sn_vk_gemm_args g = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta, .A = A, .B = B,
+                         .C = C, .lda = lda, .ldb = ldb, .ldc = ldc, .batch = 1, .binner = 1};
+    return sn_vk_gemm(vk, &g, what);
+}
+
+typedef struct {
+    uint64_t dst, src;
+    uint32_t n;
+    int32_t has_src;
+    float value;
+} fill_push;
+
+sn_status sn_vk_fill(sn_vk *vk, uint64_t dst, uint64_t src, int64_t n, float value) {
+    if (n <= 0) return SN_OK;
+    fill_push p = {dst, src, (uint32_t)n, src != 0, value};
+    return sn_vk_dispatch(vk, SN_VK_SH_MATMUL_FILL, &p, sizeof p, sn_vk_groups(n, 256), 1, 1);
+}
+
+typedef struct {
+    uint64_t x, out;
+    int32_t outer, C, inner;
+} chan_push;
+
+sn_status sn_vk_chan_sum(sn_vk *vk, uint64_t x, int64_t outer, int64_t C, int64_t inner, uint64_t out) {
+    if (C <= 0) return SN_OK;
+    if (outer * C * inner > (int64_t)UINT32_MAX)
+        return sn_error(SN_ERR_UNSUPPORTED, "Vulkan channel sum: %lld elements (at most 2^32)",
+                        (long long)(outer * C * inner));
+    chan_push p = {x, out, (int32_t)outer, (int32_t)C, (int32_t)inner};
+    return sn_vk_dispatch(vk, SN_VK_SH_MATMUL_CHAN_SUM, &p, sizeof p, sn_vk_groups(C, 1), 1, 1);
+}
+
+static sn_status vk_matmul(sn_vk *vk, sn_tensor *node) {
+    const sn_tensor *a = node->src[0], *b = node->src[1];
+    bool ta = node->ip[0] != 0, tb = node->ip[1] != 0;
+    int na = a->ndim, nb = b->ndim;
+    int64_t M = node->shape[na - 2], N = node->shape[na - 1];
+    int64_t K = ta ? a->shape[na - 2] : a->shape[na - 1];
+    int64_t batch = sn_nelem(node) / (M * N > 0 ? M * N : 1);
+    SN_VK_TRY(sn_vk_check_elems(sn_nelem(node), node));
+    sn_vk_gemm_args g = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = sn_vk_addr(a),
+                         .B = sn_vk_addr(b), .C = sn_vk_addr(node), .lda = a->shape[na - 1], .ldb = b->shape[nb - 1],
+                         .ldc = N, .batch = batch, .binner = 1};
+    g.sA[0] = M * K;
+    g.sB[0] = nb == 2 ? 0 : K * N;
+    g.sC[0] = M * N;
+    if (nb == 2 && !ta) { /* a's batch rows are contiguous: one product over batch*M rows */
+        g.M = batch * M;
+        g.batch = 1;
+    }
+    return sn_vk_gemm(vk, &g, node->name);
+}
+
+static sn_status vk_linear(sn_vk *vk, sn_tensor *node) {
+    const sn_tensor *x = node->src[0], *w = node->src[1], *b = node->nsrc > 2 ? node->src[2] : NULL;
+    int64_t K = w->shape[1], N = w->shape[0], M = K > 0 ? sn_nelem(x) / K : 0;
+    int act = node->ip[SN_IP_ACT];
+    if (act < SN_ACT_NONE || act >= SN_ACT_COUNT)
+        return sn_error(SN_ERR_INTERNAL, "Vulkan linear '%s': unknown activation %d", node->name, act);
+    SN_VK_TRY(sn_vk_check_elems(sn_nelem(node), node));
+    sn_vk_gemm_args g = {.tb = true, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = sn_vk_addr(x), .B = sn_vk_addr(w),
+                         .C = sn_vk_addr(node), .lda = K, .ldb = K, .ldc = N, .batch = 1, .binner = 1,
+                         .bias = b ? sn_vk_addr(b) : 0, .bias_mode = b ? SN_VK_BIAS_COL : SN_VK_BIAS_NONE,
+                         .act = act, .p0 = node->fp[SN_FP_ACT], .p1 = node->fp[SN_FP_ACT + 1]};
+    return sn_vk_gemm(vk, &g, node->name);
+}
+
+static sn_status vk_bias_grad(sn_vk *vk, sn_tensor *node) {
+    const sn_tensor *dy = node->src[0];
+    int ax = node->ip[0] < 0 ? node->ip[0] + dy->ndim : node->ip[0];
+    if (ax < 0 || ax >= dy->ndim)
+        return sn_error(SN_ERR_INTERNAL, "Vulkan bias_grad '%s': axis %d of a %d-D tensor", node->name, node->ip[0],
+                        dy->ndim);
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < ax; d++) outer *= dy->shape[d];
+    for (int d = ax + 1; d < dy->ndim; d++) inner *= dy->shape[d];
+    return sn_vk_chan_sum(vk, sn_vk_addr(dy), outer, dy->shape[ax], inner, sn_vk_addr(node));
+}
+
+sn_status sn_vk_matmul(sn_vk *vk, sn_tensor *node) {
+    switch (node->op) {
+    case SN_OP_MATMUL: return vk_matmul(vk, node);
+    case SN_OP_LINEAR: return vk_linear(vk, node);
+    case SN_OP_BIAS_GRAD: return vk_bias_grad(vk, node);
+    default: return sn_error(SN_ERR_INTERNAL, "Vulkan matmul: unexpected op %s", sn_op_name(node->op));
+    }
+}
