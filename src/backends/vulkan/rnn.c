@@ -1,0 +1,191 @@
+/* Vulkan kernels: LSTM and GRU over whole sequences (batch-first, PyTorch layouts and
+ * gate orders), forward and backward through time, and RNN_STATE, with the saved-state
+ * and scratch layouts of tensor.h (byte-identical to src/backends/cpu/rnn.c).
+ *
+ * Forward per layer: the input projection of all timesteps is one GEMM into the gates
+ * block; then one dispatch per timestep of a fused kernel (the recurrent product for
+ * its hidden unit's gate rows, biases, gate math). Backward per layer, from the top:
+ * one dispatch per timestep (the recurrent product dG_{t+1} W_hh for its column, then
+ * the cell backward), then the weight gradients over all timesteps as GEMMs and the
+ * input gradient dG W_ih for the layer below. Correct first: the per-step kernels
+ * recompute the recurrent product with one dot product per invocation. */
+#include "backends/vulkan/vk_gemm.h"
+
+typedef struct {
+    int64_t B, T, I, H, G;
+    int L;
+    bool lstm;
+} rnn_dims;
+
+static int64_t extra_offset(const rnn_dims *d, int layer, int part) {
+    return d->lstm ? sn_lstm_extra_offset(d->B, d->T, d->H, layer, part)
+                   : sn_gru_extra_offset(d->B, d->T, d->H, layer, part);
+}
+
+/* device address of h [B,T,H] of layer l of forward node f (sn_rnn_h) */
+static uint64_t rnn_h(const sn_tensor *f, const rnn_dims *d, int l) {
+    return l >= d->L - 1 ? sn_vk_addr(f) : sn_vk_at(sn_vk_extra(f), extra_offset(d, l, 2));
+}
+
+typedef struct {
+    uint64_t gates, cs, hs, hp, cp, w_hh, b_ih, b_hh;
+    int32_t B, T, H, t, ps, has_prev;
+} lstm_push;
+
+typedef struct {
+    uint64_t gates, hns, hs, hp, w_hh, b_ih, b_hh;
+    int32_t B, T, H, t, ps, has_prev;
+} gru_push;
+
+typedef struct {
+    uint64_t gates, cs, dho, dc, w_hh;
+    int32_t B, T, H, t;
+} lstm_bwd_push;
+
+typedef struct {
+    uint64_t gates, hns, hs, dho, dgh, dhz, w_hh;
+    int32_t B, T, H, t;
+} gru_bwd_push;
+
+static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
+    int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
+    bool stream = node->ip[2] == 1;
+    uint64_t ex = sn_vk_extra(node);
+    uint32_t groups = sn_vk_groups(B * H, 64);
+    for (int l = 0; l < d->L; l++) {
+        int64_t in = l == 0 ? d->I : H;
+        uint64_t xin = l == 0 ? sn_vk_addr(node->src[0]) : rnn_h(node, d, l - 1);
+        uint64_t w_ih = sn_vk_addr(node->src[1 + 4 * l]), w_hh = sn_vk_addr(node->src[2 + 4 * l]);
+        uint64_t b_ih = sn_vk_addr(node->src[3 + 4 * l]), b_hh = sn_vk_addr(node->src[4 + 4 * l]);
+        uint64_t gates = sn_vk_at(ex, extra_offset(d, l, 0)), mid = sn_vk_at(ex, extra_offset(d, l, 1));
+        uint64_t hs = rnn_h(node, d, l); /* the last layer writes the output directly */
+        /* initial state: [layers,B,H] srcs after the weights (streaming), else zeros */
+        uint64_t h0 = stream ? sn_vk_at(sn_vk_addr(node->src[1 + 4 * d->L]), l * B * H) : 0;
+        uint64_t c0 = stream && d->lstm ? sn_vk_at(sn_vk_addr(node->src[2 + 4 * d->L]), l * B * H) : 0;
+        SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, in, 1.0f, xin, in, w_ih, in, 0.0f, gates, G, node->name));
+        for (int64_t t = 0; t < T; t++) {
+            uint64_t hp = t > 0 ? sn_vk_at(hs, (t - 1) * H) : h0;
+            int32_t ps = (int32_t)(t > 0 ? T * H : H);
+            if (d->lstm) {
+                uint64_t cp = t > 0 ? sn_vk_at(mid, (t - 1) * H) : c0;
+                lstm_push p = {gates, mid, hs, hp, cp, w_hh, b_ih, b_hh,
+                               (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t, ps, hp != 0};
+                SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_LSTM_STEP, &p, sizeof p, groups, 1, 1));
+            } else {
+                gru_push p = {gates, mid, hs, hp, w_hh, b_ih, b_hh,
+                              (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t, ps, hp != 0};
+                SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_GRU_STEP, &p, sizeof p, groups, 1, 1));
+            }
+        }
+    }
+    return SN_OK;
+}
+
+static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
+    int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
+    const sn_tensor *dy = node->src[0], *x = node->src[1], *fwd = node->src[2];
+    bool need_dx = node->ip[2] != 0;
+    uint64_t ex = sn_vk_extra(fwd), out = sn_vk_addr(node), sc = sn_vk_extra(node);
+    /* packed output: dx | per layer dw_ih, dw_hh, db_ih, db_hh */
+    int64_t sizes[1 + 4 * 16];
+    if (d->L > 16) return sn_error(SN_ERR_UNSUPPORTED, "Vulkan %s '%s': more than 16 layers", sn_op_name(node->op),
+                                   node->name);
+    sizes[0] = BT * d->I;
+    for (int l = 0; l < d->L; l++) {
+        sizes[1 + 4 * l] = G * (l == 0 ? d->I : H);
+        sizes[2 + 4 * l] = G * H;
+        sizes[3 + 4 * l] = sizes[4 + 4 * l] = G;
+    }
+    /* scratch (sn_rnn_bwd_scratch_offset): 0 dGh (GRU), 1 dh between layers, 2 the GRU's
+     * direct z*dh between steps, 3 dc (LSTM) */
+    uint64_t dgh_scr = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 0));
+    uint64_t dhbuf = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 1));
+    uint64_t vec = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 2));
+    uint64_t dc = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 3));
+    uint32_t groups = sn_vk_groups(B * H, 64);
+    for (int l = d->L - 1; l >= 0; l--) {
+        int64_t in = l == 0 ? d->I : H;
+        uint64_t xin = l == 0 ? sn_vk_addr(x) : rnn_h(fwd, d, l - 1);
+        uint64_t w_ih = sn_vk_addr(node->src[3 + 4 * l]), w_hh = sn_vk_addr(node->src[4 + 4 * l]);
+        uint64_t gates = sn_vk_at(ex, extra_offset(d, l, 0)), mid = sn_vk_at(ex, extra_offset(d, l, 1));
+        uint64_t hs = rnn_h(fwd, d, l);
+        uint64_t dho = l == d->L - 1 ? sn_vk_addr(dy) : dhbuf;
+        uint64_t dG = gates, dGh = d->lstm ? gates : dgh_scr; /* dG (dGx) in place of the gates */
+        for (int64_t t = T - 1; t >= 0; t--) {
+            if (d->lstm) {
+                lstm_bwd_push p = {gates, mid, dho, dc, w_hh, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t};
+                SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_LSTM_STEP_BWD, &p, sizeof p, groups, 1, 1));
+            } else {
+                gru_bwd_push p = {gates, mid, hs, dho, dgh_scr, vec, w_hh, (int32_t)B, (int32_t)T, (int32_t)H,
+                                  (int32_t)t};
+                SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_GRU_STEP_BWD, &p, sizeof p, groups, 1, 1));
+            }
+        }
+        uint64_t dw_ih = sn_vk_at(out, sn_packed_offset(sizes, 1 + 4 * l));
+        uint64_t dw_hh = sn_vk_at(out, sn_packed_offset(sizes, 2 + 4 * l));
+        uint64_t db_ih = sn_vk_at(out, sn_packed_offset(sizes, 3 + 4 * l));
+        uint64_t db_hh = sn_vk_at(out, sn_packed_offset(sizes, 4 + 4 * l));
+        /* dw_hh = sum_b sum_{t>=1} dGh[b,t]^T h[b,t-1]: one GEMM pairs dGh row r with h row
+         * r-1 over the whole batch, a rank-(B-1) GEMM takes the cross-sequence pairs back out */
+        if (T < 2) SN_VK_TRY(sn_vk_fill(vk, dw_hh, 0, G * H, 0.0f));
+        else {
+            SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, H, BT - 1, 1.0f, sn_vk_at(dGh, G), G, hs, H, 0.0f, dw_hh, H,
+                                  node->name));
+            if (B > 1)
+                SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, H, B - 1, -1.0f, sn_vk_at(dGh, T * G), T * G,
+                                      sn_vk_at(hs, (T - 1) * H), T * H, 1.0f, dw_hh, H, node->name));
+        }
+        SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, in, BT, 1.0f, dG, G, xin, in, 0.0f, dw_ih, in, node->name));
+        SN_VK_TRY(sn_vk_chan_sum(vk, dG, BT, G, 1, db_ih));
+        if (d->lstm) SN_VK_TRY(sn_vk_fill(vk, db_hh, db_ih, G, 0.0f));
+        else SN_VK_TRY(sn_vk_chan_sum(vk, dGh, BT, G, 1, db_hh));
+        /* the input's gradient: dh of the layer below (its steps have all read dhbuf), or dx */
+        if (l > 0) SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, H, G, 1.0f, dG, G, w_ih, in, 0.0f, dhbuf, H, node->name));
+        else if (need_dx)
+            SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, d->I, G, 1.0f, dG, G, w_ih, d->I, 0.0f, out, d->I, node->name));
+    }
+    return SN_OK;
+}
+
+typedef struct {
+    uint64_t src, out;
+    int32_t B, T, H;
+} last_push;
+
+/* last-timestep h (ip0 0) or c (ip0 1, LSTM) of every layer, from the forward's saved state */
+static sn_status rnn_state(sn_vk *vk, sn_tensor *node) {
+    const sn_tensor *r = node->src[0];
+    bool lstm = r->op == SN_OP_LSTM;
+    if (node->ip[0] == 1 && !lstm)
+        return sn_error(SN_ERR_INVALID_ARG, "Vulkan rnn_state '%s': a GRU has no cell state (c)", node->name);
+    rnn_dims d = {r->shape[0], r->shape[1], 0, r->shape[2], lstm ? 4 : 3, r->ip[0], lstm};
+    for (int l = 0; l < d.L; l++) {
+        uint64_t src = node->ip[0] == 1 ? sn_vk_at(sn_vk_extra(r), sn_lstm_extra_offset(d.B, d.T, d.H, l, 1))
+                                        : rnn_h(r, &d, l);
+        last_push p = {src, sn_vk_at(sn_vk_addr(node), l * d.B * d.H), (int32_t)d.B, (int32_t)d.T, (int32_t)d.H};
+        SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_LAST, &p, sizeof p, sn_vk_groups(d.B * d.H, 64), 1, 1));
+    }
+    return SN_OK;
+}
+
+sn_status sn_vk_rnn(sn_vk *vk, sn_tensor *node) {
+    if (node->op == SN_OP_RNN_STATE) return rnn_state(vk, node);
+    bool fwd = node->op == SN_OP_LSTM || node->op == SN_OP_GRU;
+    if (!fwd && node->op != SN_OP_LSTM_BWD && node->op != SN_OP_GRU_BWD)
+        return sn_error(SN_ERR_INTERNAL, "Vulkan rnn: unexpected op %s", sn_op_name(node->op));
+    const sn_tensor *x = fwd ? node->src[0] : node->src[1], *f = fwd ? node : node->src[2];
+    rnn_dims d;
+    d.lstm = node->op == SN_OP_LSTM || node->op == SN_OP_LSTM_BWD;
+    d.B = x->shape[0];
+    d.T = x->shape[1];
+    d.I = x->shape[2];
+    d.H = f->shape[2];
+    d.G = d.lstm ? 4 : 3;
+    d.L = f->ip[0];
+    if (d.L < 1 || d.L > 16)
+        return sn_error(SN_ERR_INVALID_ARG, "Vulkan %s '%s': %d layers (1 to 16 supported)", sn_op_name(node->op),
+                        node->name, d.L);
+    int64_t big = d.B * d.T * d.G * d.H;
+    SN_VK_TRY(sn_vk_check_elems(sn_lstm_extra_elems(d.B, d.T, d.H, d.L) + big, node));
+    return fwd ? rnn_forward(vk, node, &d) : rnn_backward(vk, node, &d);
+}
