@@ -1,0 +1,525 @@
+/* The Vulkan backend's heavy op families (matmul, conv, batchnorm, norm, rnn, attention)
+ * against the CPU backend, forward and backward on the same fresh random inputs, with
+ * the CUDA suite's cases and tolerances: outputs, saved state (extra) byte layouts and
+ * tensors updated in place; then a whole CRN training step through the planner (GRU,
+ * LSTM and attention middles). Exits with 77 (skipped) when there is no Vulkan device.
+ * SN_VK_DEVICE=N picks the device (default: the first). */
+#include "sn_test.h"
+#include "sinter/nn.h"
+#include "core/core.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef SN_HAVE_VULKAN
+
+static sn_backend *g_cpu, *g_vk;
+static int g_dev;
+static uint64_t g_seed = 0x5eed1234ull;
+
+/* max |a - ref| over max |ref|: an error relative to the tensor's scale (NaN fails) */
+static double nerr(const float *a, const float *ref, int64_t n) {
+    double m = 0, e = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)ref[i]);
+        if (!(d <= e)) e = d;
+    }
+    return e / fmax(m, 1e-30);
+}
+
+static sn_tensor *leaf(sn_ctx *c, int nd, const int64_t *shape, float lo, float hi, const char *name) {
+    sn_tensor *t = sn_new_tensor(c, SN_F32, nd, shape, 0, name);
+    assert_non_null(t);
+    sn_test_leaf(t, &g_seed, lo, hi);
+    t->flags |= SN_FLAG_NEEDS_GRAD;
+    return t;
+}
+#define LEAF(c, lo, hi, name, ...) leaf(c, sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), (int64_t[]){__VA_ARGS__}, lo, hi, name)
+
+/* dy for node (random) and the gradient nodes of its family */
+static void grads(sn_ctx *c, sn_tensor *node, sn_grad_fn fn) {
+    assert_non_null(node);
+    sn_tensor *dy = sn_new_tensor(c, SN_F32, node->ndim, node->shape, 0, "dy");
+    sn_test_leaf(dy, &g_seed, -1.0f, 1.0f);
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    SN_ASSERT_OK(fn(c, node, dy, ds));
+}
+
+static bool is_packed(sn_op op) {
+    return op == SN_OP_BATCHNORM_BWD || op == SN_OP_LAYERNORM_BWD || op == SN_OP_LSTM_BWD || op == SN_OP_GRU_BWD ||
+           op == SN_OP_ATTENTION_BWD || op == SN_OP_ADAM || op == SN_OP_SGD || op == SN_OP_ADAM_MT ||
+           op == SN_OP_SGD_MT;
+}
+
+/* ---- per-tensor device memory for a ctx (no planner) ---- */
+typedef struct {
+    int n;
+    void **dev;      /* owned device buffers (NULL for views) */
+    void **host;     /* the leaves' host data */
+} devmap;
+
+static void dev_bind(sn_ctx *c, devmap *m) {
+    m->n = sn_ctx_count(c);
+    m->dev = calloc((size_t)m->n, sizeof *m->dev);
+    m->host = calloc((size_t)m->n, sizeof *m->host);
+    for (int i = 0; i < m->n; i++) {
+        sn_tensor *t = sn_ctx_tensor(c, i);
+        m->host[i] = t->data;
+        if (t->view_src) {
+            t->data = (char *)t->view_src->data + t->view_offs;
+            continue;
+        }
+        size_t bytes = sn_alloc_bytes(t);
+        SN_ASSERT_OK(g_vk->i->alloc(g_vk, bytes, &m->dev[i]));
+        /* zero: alignment gaps then match the CPU's calloc'd buffers */
+        SN_ASSERT_OK(g_vk->i->fill_zero(g_vk, m->dev[i], bytes));
+        if (t->op == SN_OP_NONE && m->host[i])
+            SN_ASSERT_OK(g_vk->i->upload(g_vk, m->dev[i], m->host[i], sn_nbytes(t)));
+        else if (t->op == SN_OP_NONE && (t->flags & SN_FLAG_CONST)) { /* e.g. autodiff's d_loss = 1 */
+            int64_t ne = sn_nelem(t);
+            float *v = malloc((size_t)ne * sizeof *v);
+            for (int64_t k = 0; k < ne; k++) v[k] = t->fp[0];
+            SN_ASSERT_OK(g_vk->i->upload(g_vk, m->dev[i], v, (size_t)ne * sizeof *v));
+            SN_ASSERT_OK(g_vk->i->synchronize(g_vk));
+            free(v);
+        }
+        t->data = m->dev[i];
+        t->backend = g_vk;
+    }
+}
+
+/* downloads every owned buffer (data + extra) into res[i], releases device memory,
+ * puts the host pointers back (NULL for op nodes) */
+static float **dev_unbind(sn_ctx *c, devmap *m) {
+    float **res = calloc((size_t)m->n, sizeof *res);
+    SN_ASSERT_OK(g_vk->i->synchronize(g_vk));
+    for (int i = 0; i < m->n; i++) {
+        sn_tensor *t = sn_ctx_tensor(c, i);
+        if (m->dev[i]) {
+            size_t bytes = sn_alloc_bytes(t);
+            res[i] = malloc(bytes);
+            SN_ASSERT_OK(g_vk->i->download(g_vk, res[i], m->dev[i], bytes));
+            g_vk->i->release(g_vk, m->dev[i]);
+        }
+        t->data = t->op == SN_OP_NONE ? m->host[i] : NULL;
+        t->backend = NULL;
+    }
+    free(m->dev);
+    free(m->host);
+    return res;
+}
+
+static const float *res_of(float **res, sn_tensor *t) {
+    sn_tensor *r = sn_root(t);
+    return (const float *)((const char *)res[r->id] + sn_root_offset(t));
+}
+
+/* the families this suite is for: each of their ops must run on Vulkan */
+static bool heavy(sn_op op) {
+    sn_op_family f = sn_op_family_of(op);
+    return f == SN_FAM_MATMUL || f == SN_FAM_CONV || f == SN_FAM_BATCHNORM || f == SN_FAM_NORM || f == SN_FAM_RNN ||
+           f == SN_FAM_ATTENTION;
+}
+
+/* bytes of t readable at t->data: data and saved state for a root, the data of a view */
+static size_t span(const sn_tensor *t) { return t->view_src ? sn_nbytes(t) : sn_alloc_bytes(t); }
+
+/* Runs node t (bound to device memory) on the CPU backend through host copies of its
+ * srcs and output, and writes back what it wrote. */
+static void on_cpu(sn_tensor *t) {
+    printf("  (%s: %s runs on the CPU: not a Vulkan op yet)\n", t->name, sn_op_name(t->op));
+    void *dev[SN_MAX_SRC + 1];
+    for (int k = 0; k <= t->nsrc; k++) {
+        sn_tensor *s = k < t->nsrc ? t->src[k] : t;
+        dev[k] = s->data;
+        void *h = calloc(1, span(s));
+        SN_ASSERT_OK(g_vk->i->download(g_vk, h, s->data, span(s)));
+        s->data = h;
+    }
+    SN_ASSERT_OK(g_cpu->i->compute(g_cpu, &t, 1, NULL));
+    for (int k = t->nsrc; k >= 0; k--) { /* the output last restored: a src may be the same tensor */
+        sn_tensor *s = k < t->nsrc ? t->src[k] : t;
+        if (s->data == dev[k]) continue;
+        if (k == t->nsrc || sn_op_writes_src(t, k)) SN_ASSERT_OK(g_vk->i->upload(g_vk, dev[k], s->data, span(s)));
+        free(s->data);
+        s->data = dev[k];
+    }
+}
+
+/* Runs every op node of c on Vulkan (one node per compute call), then on the CPU, and compares outputs (tol),
+ * saved state (tol_extra) and tensors updated in place. */
+static void cross_check(sn_ctx *c, double tol, double tol_extra, const char *label) {
+    devmap m;
+    dev_bind(c, &m);
+    int n = sn_ctx_count(c);
+    for (int i = 0; i < n; i++) {
+        sn_tensor *t = sn_ctx_tensor(c, i);
+        if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) continue;
+        if (!g_vk->i->supports_op(g_vk, t)) {
+            if (!heavy(t->op)) { /* another family's op the backend lacks: on the CPU, as the scheduler would */
+                on_cpu(t);
+                continue;
+            }
+            fail_msg("%s: Vulkan does not claim %s", label, sn_op_name(t->op));
+        }
+        sn_status s = g_vk->i->compute(g_vk, &t, 1, NULL);
+        if (s != SN_OK) fail_msg("%s: Vulkan %s: %s", label, t->name, sn_last_error());
+    }
+    float **res = dev_unbind(c, &m);
+    SN_ASSERT_OK(sn_test_eval(c, g_cpu));
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        sn_tensor *t = sn_ctx_tensor(c, i);
+        if (t->op == SN_OP_NONE) continue;
+        if (!is_packed(t->op)) {
+            double e = nerr(res_of(res, t), t->data, sn_nelem(t));
+            if (!(e <= tol)) fail_msg("%s: %s (%s) Vulkan vs CPU error %.3g > %.3g", label, t->name, sn_op_name(t->op), e, tol);
+            if (t->extra && !t->view_src) {
+                int64_t ne = (int64_t)(t->extra / sizeof(float));
+                double ee = nerr(res_of(res, t) + sn_align64(sn_nelem(t)), sn_extra_ptr(t), ne);
+                if (!(ee <= tol_extra))
+                    fail_msg("%s: %s saved state differs from the CPU layout/values: %.3g > %.3g", label, t->name, ee,
+                             tol_extra);
+            }
+            checked++;
+        }
+        for (int k = 0; k < t->nsrc; k++) {
+            sn_tensor *s = t->src[k];
+            if (!sn_op_writes_src(t, k) || s->op != SN_OP_NONE) continue;
+            double e = nerr(res_of(res, s), s->data, sn_nelem(s));
+            if (!(e <= tol)) fail_msg("%s: %s updated in place by %s: error %.3g > %.3g", label, s->name, t->name, e, tol);
+            checked++;
+        }
+    }
+    assert_true(checked > 0);
+    for (int i = 0; i < n; i++) free(res[i]);
+    free(res);
+    sn_test_free_data(c);
+}
+
+/* ---------------- op families ---------------- */
+
+static void test_matmul(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *a = LEAF(c, -1, 1, "a", 3, 17, 9), *b = LEAF(c, -1, 1, "b", 3, 9, 13);
+    sn_tensor *at = LEAF(c, -1, 1, "at", 3, 9, 17), *bt = LEAF(c, -1, 1, "bt", 3, 13, 9), *b2 = LEAF(c, -1, 1, "b2", 9, 13);
+    grads(c, sn_matmul(c, a, b, false, false), sn_grad_matmul);
+    grads(c, sn_matmul(c, at, bt, true, true), sn_grad_matmul);
+    grads(c, sn_matmul(c, a, b2, false, false), sn_grad_matmul);
+    grads(c, sn_matmul(c, at, b2, true, false), sn_grad_matmul);
+    sn_tensor *x = LEAF(c, -1, 1, "x", 2, 5, 33), *w = LEAF(c, -1, 1, "w", 19, 33), *bias = LEAF(c, -1, 1, "bias", 19);
+    grads(c, sn_linear(c, x, w, bias), sn_grad_matmul);
+    grads(c, sn_linear(c, x, w, NULL), sn_grad_matmul);
+    cross_check(c, 1e-5 /* f32 GEMM, K <= 33, different summation order */, 0, "matmul");
+    sn_ctx_free(c);
+}
+
+
+static void test_conv(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -1, 1, "x", 3, 4, 9, 21);
+    sn_tensor *w = LEAF(c, -0.5, 0.5, "w", 6, 4, 2, 3), *b = LEAF(c, -0.5, 0.5, "b", 6);
+    grads(c, sn_conv2d(c, x, w, b, 1, 2, 0, 0), sn_grad_conv);   /* the CRN encoder shape */
+    grads(c, sn_conv2d(c, x, w, NULL, 2, 3, 1, 2), sn_grad_conv);
+    sn_tensor *w1 = LEAF(c, -0.5, 0.5, "w1", 5, 4, 1, 1);
+    grads(c, sn_conv2d(c, x, w1, NULL, 1, 1, 0, 0), sn_grad_conv); /* 1x1: no im2col */
+    sn_tensor *wt = LEAF(c, -0.5, 0.5, "wt", 4, 5, 2, 3), *bt = LEAF(c, -0.5, 0.5, "bt", 5);
+    grads(c, sn_conv_transpose2d(c, x, wt, bt, 1, 2, 0, 0, 0, 1), sn_grad_conv); /* decoder, output padding */
+    grads(c, sn_conv_transpose2d(c, x, wt, NULL, 2, 2, 1, 1, 1, 0), sn_grad_conv);
+    cross_check(c, 2e-5 /* f32 GEMMs over K <= 3*9*21 */, 0, "conv");
+    sn_ctx_free(c);
+    /* outputs large enough that the bias gradient splits each channel over blocks */
+    c = sn_ctx_new();
+    x = LEAF(c, -1, 1, "x", 4, 4, 96, 128);
+    w = LEAF(c, -0.5, 0.5, "w", 6, 4, 2, 3);
+    b = LEAF(c, -0.5, 0.5, "b", 6);
+    grads(c, sn_conv2d(c, x, w, b, 1, 2, 0, 0), sn_grad_conv);
+    cross_check(c, 1e-4 /* sums over 4*95*63 elements in different orders */, 0, "conv (large)");
+    sn_ctx_free(c);
+}
+
+/* conv2d with padding after != before (sn_conv2d_pad) and conv_transpose2d with its end
+ * cropped (sn_conv_transpose2d_crop), forward and backward, Vulkan vs CPU: the CRN's
+ * encoder/decoder forms, rows and columns, stride 2, 1x1 (kept off the GEMM-only path),
+ * with and without bias and activation. */
+static void test_conv_pad_crop(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -1, 1, "x", 3, 4, 9, 21);
+    sn_tensor *w = LEAF(c, -0.5, 0.5, "w", 6, 4, 2, 3), *b = LEAF(c, -0.5, 0.5, "b", 6);
+    /* the CRN encoder: one causal frame before in time */
+    grads(c, sn_conv2d_pad(c, x, w, b, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    grads(c, sn_conv2d_pad(c, x, w, NULL, 2, 2, 0, 2, 1, 3, SN_ACT_ELU, 1.0f, 0), sn_grad_conv);
+    grads(c, sn_conv2d_pad(c, x, w, b, 2, 3, 2, 1, 3, 0, SN_ACT_SIGMOID, 0, 0), sn_grad_conv);
+    sn_tensor *w1 = LEAF(c, -0.5, 0.5, "w1", 5, 4, 1, 1);
+    grads(c, sn_conv2d_pad(c, x, w1, NULL, 1, 1, 0, 1, 0, 2, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    sn_tensor *wt = LEAF(c, -0.5, 0.5, "wt", 4, 5, 2, 3), *bt = LEAF(c, -0.5, 0.5, "bt", 5);
+    sn_tensor *wt3 = LEAF(c, -0.5, 0.5, "wt3", 4, 5, 3, 3), *wt1 = LEAF(c, -0.5, 0.5, "wt1", 4, 5, 1, 1);
+    /* the CRN decoder: output padding (0,1), the last frame cropped; then its last layer */
+    grads(c, sn_conv_transpose2d_crop(c, x, wt, bt, 1, 2, 0, 0, 0, 1, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    grads(c, sn_conv_transpose2d_crop(c, x, wt, bt, 1, 2, 0, 0, 0, 1, 1, 0, SN_ACT_SOFTPLUS, 1.0f, 20.0f),
+          sn_grad_conv);
+    grads(c, sn_conv_transpose2d_crop(c, x, wt3, NULL, 2, 2, 1, 1, 1, 1, 2, 3, SN_ACT_TANH, 0, 0), sn_grad_conv);
+    grads(c, sn_conv_transpose2d_crop(c, x, wt1, bt, 1, 1, 0, 0, 0, 0, 1, 2, SN_ACT_ELU, 1.0f, 0), sn_grad_conv);
+    cross_check(c, 2e-5 /* f32 GEMMs over K <= 3*9*21 */, 0, "conv pad/crop");
+    sn_ctx_free(c);
+    /* CRN-like sizes: several chunks of images, the bias gradient split over blocks */
+    c = sn_ctx_new();
+    x = LEAF(c, -1, 1, "x", 4, 16, 96, 39);
+    w = LEAF(c, -0.5, 0.5, "w", 32, 16, 2, 3);
+    b = LEAF(c, -0.5, 0.5, "b", 32);
+    wt = LEAF(c, -0.5, 0.5, "wt", 16, 8, 2, 3);
+    bt = LEAF(c, -0.5, 0.5, "bt", 8);
+    grads(c, sn_conv2d_pad(c, x, w, b, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    grads(c, sn_conv_transpose2d_crop(c, x, wt, bt, 1, 2, 0, 0, 0, 1, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    cross_check(c, 1e-4 /* long sums in different orders */, 0, "conv pad/crop (large)");
+    sn_ctx_free(c);
+}
+
+
+static void test_fused_act(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -1, 1, "x", 3, 7, 33), *w = LEAF(c, -1, 1, "w", 19, 33), *b = LEAF(c, -1, 1, "b", 19);
+    grads(c, sn_linear_act(c, x, w, b, SN_ACT_RELU, 0, 0), sn_grad_matmul); /* the attention FFN's */
+    grads(c, sn_linear_act(c, x, w, NULL, SN_ACT_TANH, 0, 0), sn_grad_matmul);
+    sn_tensor *cx = LEAF(c, -1, 1, "cx", 3, 4, 9, 21);
+    sn_tensor *cw = LEAF(c, -0.5, 0.5, "cw", 6, 4, 2, 3), *cb = LEAF(c, -0.5, 0.5, "cb", 6);
+    grads(c, sn_conv2d_act(c, cx, cw, cb, 1, 2, 0, 0, SN_ACT_ELU, 1.0f, 0), sn_grad_conv);
+    grads(c, sn_conv2d_act(c, cx, cw, NULL, 2, 3, 1, 2, SN_ACT_SIGMOID, 0, 0), sn_grad_conv);
+    sn_tensor *tw = LEAF(c, -0.5, 0.5, "tw", 4, 5, 2, 3), *tb = LEAF(c, -0.5, 0.5, "tb", 5);
+    sn_tensor *tw1 = LEAF(c, -0.5, 0.5, "tw1", 4, 5, 1, 1);
+    /* the CRN's last decoder layer; then 1x1 (no col2im: the epilogue kernel) */
+    grads(c, sn_conv_transpose2d_act(c, cx, tw, tb, 1, 2, 0, 0, 0, 1, SN_ACT_SOFTPLUS, 1.0f, 20.0f), sn_grad_conv);
+    grads(c, sn_conv_transpose2d_act(c, cx, tw1, tb, 1, 1, 0, 0, 0, 0, SN_ACT_SOFTPLUS, 8.0f, 17.0f), sn_grad_conv);
+    cross_check(c, 2e-5 /* f32 GEMMs over K <= 3*9*21, transcendental ulps */, 0, "fused bias+act");
+    sn_ctx_free(c);
+}
+
+
+static void test_batchnorm(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -2, 3, "x", 3, 5, 7, 9);
+    sn_tensor *g = LEAF(c, 0.5, 1.5, "gamma", 5), *b = LEAF(c, -0.5, 0.5, "beta", 5);
+    sn_tensor *rm = LEAF(c, -0.5, 0.5, "rmean", 5), *rv = LEAF(c, 0.5, 1.5, "rvar", 5);
+    sn_tensor *rm2 = LEAF(c, -0.5, 0.5, "rmean2", 5), *rv2 = LEAF(c, 0.5, 1.5, "rvar2", 5);
+    rm->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rv->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rm2->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rv2->flags &= ~SN_FLAG_NEEDS_GRAD;
+    grads(c, sn_batchnorm2d(c, x, g, b, rm, rv, true, 1e-5f, 0.1f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d(c, x, g, b, rm2, rv2, false, 1e-5f, 0.1f), sn_grad_batchnorm);
+    cross_check(c, 1e-5 /* per-channel sums over 189 elements, f32 vs double */, 1e-5, "batchnorm");
+    sn_ctx_free(c);
+}
+
+/* fused ELU(BN(x)): forward, saved mean/invstd, running stats, and the backward
+ * (whose dy is w.r.t. the ELU output) in training and eval, vs the CPU */
+static void test_batchnorm_elu(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -2, 3, "x", 3, 5, 7, 9);
+    sn_tensor *g = LEAF(c, 0.5, 1.5, "gamma", 5), *b = LEAF(c, -0.5, 0.5, "beta", 5);
+    sn_tensor *rm = LEAF(c, -0.5, 0.5, "rmean", 5), *rv = LEAF(c, 0.5, 1.5, "rvar", 5);
+    sn_tensor *rm2 = LEAF(c, -0.5, 0.5, "rmean2", 5), *rv2 = LEAF(c, 0.5, 1.5, "rvar2", 5);
+    rm->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rv->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rm2->flags &= ~SN_FLAG_NEEDS_GRAD;
+    rv2->flags &= ~SN_FLAG_NEEDS_GRAD;
+    grads(c, sn_batchnorm2d_elu(c, x, g, b, rm, rv, true, 1e-5f, 0.1f, 1.0f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d_elu(c, x, g, b, rm2, rv2, false, 1e-5f, 0.1f, 0.7f), sn_grad_batchnorm);
+    cross_check(c, 1e-5 /* per-channel sums over 189 elements, expm1 ulps */, 1e-5, "batchnorm_elu");
+    sn_ctx_free(c);
+}
+
+static void test_norm(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -2, 2, "x", 3, 7, 37);
+    sn_tensor *g = LEAF(c, 0.5, 1.5, "gamma", 37), *b = LEAF(c, -0.5, 0.5, "beta", 37);
+    grads(c, sn_layernorm(c, x, g, b, 1e-5f), sn_grad_norm);
+    grads(c, sn_softmax(c, x), sn_grad_norm);
+    cross_check(c, 2e-5 /* row reductions of 37, column sums of 21 */, 2e-5, "norm");
+    sn_ctx_free(c);
+}
+
+/* The CUDA suite's weight-gradient geometries (one path here): the CRN's encoder and
+ * decoder forms, odd sizes, partial tiles, 3x3 stride 2 with padding, 1x1, and larger
+ * reductions. */
+static void test_conv_geometries(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    /* encoder: the first layer (1 channel, 161 bins) and a middle one, one causal frame before */
+    sn_tensor *x0 = LEAF(c, -1, 1, "x0", 3, 1, 17, 161), *w0 = LEAF(c, -0.5, 0.5, "w0", 16, 1, 2, 3);
+    grads(c, sn_conv2d_pad(c, x0, w0, NULL, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    sn_tensor *x1 = LEAF(c, -1, 1, "x1", 4, 16, 13, 39), *w1 = LEAF(c, -0.5, 0.5, "w1", 32, 16, 2, 3);
+    sn_tensor *b1 = LEAF(c, -0.5, 0.5, "b1", 32);
+    grads(c, sn_conv2d_pad(c, x1, w1, b1, 1, 2, 1, 0, 0, 0, SN_ACT_ELU, 1.0f, 0), sn_grad_conv);
+    /* channel counts off the 32/64 tiles, no padding */
+    sn_tensor *x2 = LEAF(c, -1, 1, "x2", 3, 24, 11, 19), *w2 = LEAF(c, -0.5, 0.5, "w2", 40, 24, 2, 3);
+    grads(c, sn_conv2d(c, x2, w2, NULL, 1, 2, 0, 0), sn_grad_conv);
+    /* 3x3 stride 2 padded, asymmetric padding, 1x1 */
+    sn_tensor *x3 = LEAF(c, -1, 1, "x3", 3, 7, 17, 23), *w3 = LEAF(c, -0.5, 0.5, "w3", 12, 7, 3, 3);
+    grads(c, sn_conv2d(c, x3, w3, NULL, 2, 2, 1, 1), sn_grad_conv);
+    grads(c, sn_conv2d_pad(c, x3, w3, NULL, 2, 2, 0, 2, 1, 3, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    sn_tensor *w31 = LEAF(c, -0.5, 0.5, "w31", 5, 7, 1, 1);
+    grads(c, sn_conv2d(c, x3, w31, NULL, 1, 1, 0, 0), sn_grad_conv);
+    /* decoder: a concat input (64 channels), the last frame cropped; output padding (0,1)
+     * to 80 bins; the last layer (one output channel, 161 bins) */
+    sn_tensor *x4 = LEAF(c, -1, 1, "x4", 4, 64, 9, 9), *wt4 = LEAF(c, -0.5, 0.5, "wt4", 64, 16, 2, 3);
+    sn_tensor *bt4 = LEAF(c, -0.5, 0.5, "bt4", 16);
+    grads(c, sn_conv_transpose2d_crop(c, x4, wt4, bt4, 1, 2, 0, 0, 0, 0, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    sn_tensor *x5 = LEAF(c, -1, 1, "x5", 3, 16, 7, 39), *wt5 = LEAF(c, -0.5, 0.5, "wt5", 16, 8, 2, 3);
+    grads(c, sn_conv_transpose2d_crop(c, x5, wt5, NULL, 1, 2, 0, 0, 0, 1, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    sn_tensor *x6 = LEAF(c, -1, 1, "x6", 3, 32, 15, 80), *wt6 = LEAF(c, -0.5, 0.5, "wt6", 32, 1, 2, 3);
+    grads(c, sn_conv_transpose2d_crop(c, x6, wt6, NULL, 1, 2, 0, 0, 0, 0, 1, 0, SN_ACT_SOFTPLUS, 1.0f, 20.0f),
+          sn_grad_conv);
+    /* 3x3 stride 2 transposed, padded, cropped on both axes; 1x1 */
+    sn_tensor *wt7 = LEAF(c, -0.5, 0.5, "wt7", 7, 5, 3, 3), *wt71 = LEAF(c, -0.5, 0.5, "wt71", 7, 3, 1, 1);
+    grads(c, sn_conv_transpose2d_crop(c, x3, wt7, NULL, 2, 2, 1, 1, 1, 1, 2, 3, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    grads(c, sn_conv_transpose2d(c, x3, wt71, NULL, 1, 1, 0, 0, 0, 0), sn_grad_conv);
+    cross_check(c, 1e-4 /* sums of up to ~5000 terms in different orders */, 0, "conv geometries");
+    sn_ctx_free(c);
+    /* larger: the direct kernel splits each reduction over 10..120 blocks */
+    c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -1, 1, "x", 4, 16, 101, 80), *w = LEAF(c, -0.5, 0.5, "w", 32, 16, 2, 3);
+    grads(c, sn_conv2d_pad(c, x, w, NULL, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    sn_tensor *xm = LEAF(c, -1, 1, "xm", 4, 64, 41, 19), *wm = LEAF(c, -0.5, 0.5, "wm", 128, 64, 2, 3);
+    grads(c, sn_conv2d_pad(c, xm, wm, NULL, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    sn_tensor *xt = LEAF(c, -1, 1, "xt", 4, 128, 41, 9), *wt = LEAF(c, -0.5, 0.5, "wt", 128, 32, 2, 3);
+    grads(c, sn_conv_transpose2d_crop(c, xt, wt, NULL, 1, 2, 0, 0, 0, 0, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+    cross_check(c, 1e-4 /* sums of up to 4*101*39 terms in different orders */, 0, "conv geometries (large)");
+    sn_ctx_free(c);
+}
+
+static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H) {
+    sn_ctx *c = sn_ctx_new();
+    int64_t G = lstm ? 4 : 3;
+    double ws = 0.4 * sqrt(8.0 / (double)H); /* keep the gates out of saturation at any H */
+    sn_tensor *x = LEAF(c, -1, 1, "x", B, T, I);
+    sn_tensor *w[8];
+    for (int l = 0; l < 2; l++) {
+        w[4 * l] = LEAF(c, -ws, ws, "w_ih", G * H, l == 0 ? I : H);
+        w[4 * l + 1] = LEAF(c, -ws, ws, "w_hh", G * H, H);
+        w[4 * l + 2] = LEAF(c, -0.4, 0.4, "b_ih", G * H);
+        w[4 * l + 3] = LEAF(c, -0.4, 0.4, "b_hh", G * H);
+    }
+    sn_tensor *r = lstm ? sn_lstm(c, x, 2, (int)H, w) : sn_gru(c, x, 2, (int)H, w);
+    grads(c, r, sn_grad_rnn);
+    assert_non_null(sn_rnn_final_state(c, r, 0));
+    if (lstm) assert_non_null(sn_rnn_final_state(c, r, 1));
+    /* streaming variant with an initial state */
+    sn_tensor *h0 = LEAF(c, -1, 1, "h0", 2, B, H), *c0 = LEAF(c, -1, 1, "c0", 2, B, H);
+    sn_tensor *rs = lstm ? sn_lstm_state(c, x, 2, (int)H, w, h0, c0) : sn_gru_state(c, x, 2, (int)H, w, h0);
+    assert_non_null(rs);
+    assert_non_null(sn_rnn_final_state(c, rs, 0));
+    cross_check(c, 1e-4 /* a few recurrent steps x 2 layers of f32 GEMMs */, 1e-4,
+                lstm ? "lstm" : "gru");
+    sn_ctx_free(c);
+}
+static void rnn_case(bool lstm) { rnn_case_sized(lstm, 3, 7, 5, 8); }
+static void test_lstm(void **st) {
+    rnn_case(true);
+    /* more hidden units than a workgroup, a batch over 8, one timestep */
+    rnn_case_sized(true, 9, 5, 7, 140);
+    rnn_case_sized(true, 2, 1, 3, 20);
+}
+static void test_gru(void **st) { rnn_case(false); }
+
+static void test_attention(void **st) {
+    for (int causal = 0; causal < 2; causal++) {
+        sn_ctx *c = sn_ctx_new();
+        int64_t B = 2, T = 7, E = 12;
+        sn_tensor *x = LEAF(c, -1, 1, "x", B, T, E);
+        sn_tensor *iw = LEAF(c, -0.3, 0.3, "in_w", 3 * E, E), *ib = LEAF(c, -0.3, 0.3, "in_b", 3 * E);
+        sn_tensor *ow = LEAF(c, -0.3, 0.3, "out_w", E, E), *ob = LEAF(c, -0.3, 0.3, "out_b", E);
+        grads(c, sn_attention(c, x, iw, ib, ow, ob, 3, causal), sn_grad_attention);
+        cross_check(c, 2e-5 /* GEMMs + softmax over T = 7 */, 2e-5, causal ? "attention causal" : "attention");
+        sn_ctx_free(c);
+    }
+}
+
+/* ---------------- a whole CRN training step through the planner ---------------- */
+
+static void crn_steps(sn_backend *b, const sn_crn_config *cfg, int B, int T, int steps, float *losses, float **params,
+                      int64_t *nflat) {
+    sn_model *m = NULL;
+    SN_ASSERT_OK(sn_crn_new(cfg, b, &m));
+    SN_ASSERT_OK(sn_model_init(m, 42));
+    sn_optim_config opt;
+    sn_optim_config_default(&opt);
+    /* SGD: Adam's update is +-lr for near-zero gradients whatever their rounding, so
+     * parameters could differ by lr per step; the per-op test covers Adam */
+    opt.kind = SN_OPTIM_SGD;
+    opt.momentum = 0.9f;
+    sn_step *s = NULL;
+    SN_ASSERT_OK(sn_step_new(m, b, g_cpu, B, T, &opt, &s));
+    int64_t n = (int64_t)B * T * cfg->freq_bins;
+    uint64_t seed = 777;
+    float *x = sn_test_rand_new(n, &seed, 0, 1), *y = sn_test_rand_new(n, &seed, 0, 1);
+    for (int i = 0; i < steps; i++) SN_ASSERT_OK(sn_step_run(s, x, y, 1e-2f, &losses[i]));
+    *nflat = m->nflat;
+    *params = malloc((size_t)m->nflat * sizeof(float));
+    SN_ASSERT_OK(sn_tensor_get(m->flat, *params, m->nflat));
+    free(x);
+    free(y);
+    sn_step_free(s);
+    sn_model_free(m);
+}
+
+static void test_crn_step(void **st) {
+    for (int kind = 0; kind < 3; kind++) {
+        sn_crn_config cfg;
+        sn_crn_config_default(&cfg);
+        cfg.rnn = (sn_rnn_kind)kind;
+        if (kind != SN_RNN_ATTENTION) cfg.hidden = 48;
+        cfg.layers = 2;
+        int ch[5] = {4, 8, 8, 16, 16};
+        memcpy(cfg.channels, ch, sizeof ch);
+        enum { STEPS = 5 };
+        float lc[STEPS], lg[STEPS], *pc, *pg;
+        int64_t nc, ng;
+        crn_steps(g_cpu, &cfg, 2, 24, STEPS, lc, &pc, &nc);
+        crn_steps(g_vk, &cfg, 2, 24, STEPS, lg, &pg, &ng);
+        assert_int_equal(nc, ng);
+        for (int i = 0; i < STEPS; i++) {
+            double e = fabs((double)lg[i] - lc[i]) / fabs((double)lc[i]);
+            if (!(e <= 1e-3)) /* f32 on both; differences grow with the updates */
+                fail_msg("CRN %s step %d: loss Vulkan %.7g vs CPU %.7g (rel %.3g)", sn_rnn_kind_name(cfg.rnn), i, lg[i], lc[i], e);
+        }
+        double e = nerr(pg, pc, nc);
+        if (!(e <= 1e-3)) fail_msg("CRN %s: parameters after %d steps differ: %.3g", sn_rnn_kind_name(cfg.rnn), STEPS, e);
+        free(pc);
+        free(pg);
+    }
+}
+
+int main(void) {
+    if (sn_vulkan_device_count() == 0) {
+        printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
+        return 77;
+    }
+    const char *e = getenv("SN_VK_DEVICE");
+    g_dev = e ? atoi(e) : 0;
+    g_cpu = sn_cpu_backend_new(0);
+    if (sn_vulkan_backend_new(g_dev, &g_vk) != SN_OK) {
+        fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),     cmocka_unit_test(test_conv),      cmocka_unit_test(test_conv_pad_crop),
+        cmocka_unit_test(test_fused_act),  cmocka_unit_test(test_conv_geometries), cmocka_unit_test(test_batchnorm),
+        cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_norm),  cmocka_unit_test(test_lstm),
+        cmocka_unit_test(test_gru),        cmocka_unit_test(test_attention), cmocka_unit_test(test_crn_step),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    sn_backend_free(g_vk);
+    sn_backend_free(g_cpu);
+    return r;
+}
+
+#else
+#include <stdio.h>
+int main(void) {
+    printf("built without Vulkan: Vulkan tests skipped\n");
+    return 77;
+}
+#endif
