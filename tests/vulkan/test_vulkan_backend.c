@@ -57,7 +57,7 @@ typedef struct {
     void **host;
 } devmap;
 
-static void dev_bind(sn_ctx *c, devmap *m) {
+static void dev_bind_on(sn_backend *g_vk, sn_ctx *c, devmap *m) {
     m->n = sn_ctx_count(c);
     m->dev = calloc((size_t)m->n, sizeof *m->dev);
     m->host = calloc((size_t)m->n, sizeof *m->host);
@@ -85,7 +85,7 @@ static void dev_bind(sn_ctx *c, devmap *m) {
     }
 }
 
-static float **dev_unbind(sn_ctx *c, devmap *m) {
+static float **dev_unbind_on(sn_backend *g_vk, sn_ctx *c, devmap *m) {
     float **res = calloc((size_t)m->n, sizeof *res);
     SN_ASSERT_OK(g_vk->i->synchronize(g_vk));
     for (int i = 0; i < m->n; i++) {
@@ -103,6 +103,9 @@ static float **dev_unbind(sn_ctx *c, devmap *m) {
     free(m->host);
     return res;
 }
+
+#define dev_bind(c, m) dev_bind_on(g_vk, c, m)
+#define dev_unbind(c, m) dev_unbind_on(g_vk, c, m)
 
 static const float *res_of(float **res, sn_tensor *t) {
     sn_tensor *r = sn_root(t);
@@ -263,8 +266,178 @@ static void test_binary(void **st) {
     assert_non_null(sn_reduce_to(c, a, 2, (int64_t[]){5, 1}));
     assert_non_null(sn_reduce_to(c, a, 3, (int64_t[]){4, 1, 6}));
     assert_non_null(sn_reduce_to(c, a, 1, (int64_t[]){1}));
-    assert_non_null(sn_expand(c, s1, 3, (int64_t[]){3, 4, 5}, 0.25f));
+    grads(c, sn_expand(c, s1, 3, (int64_t[]){3, 4, 5}, 0.25f), sn_grad_binary);
     cross_check(c, 1e-6, "binary");
+    sn_ctx_free(c);
+}
+
+
+static void test_unary(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -3, 3, "x", 3, 7, 11), *xl = LEAF(c, -30, 30, "xl", 5, 50);
+    grads(c, sn_relu(c, x), sn_grad_unary);
+    grads(c, sn_elu(c, x, 1.0f), sn_grad_unary);
+    grads(c, sn_elu(c, x, 0.5f), sn_grad_unary);
+    grads(c, sn_softplus(c, x, 1.0f, 20.0f), sn_grad_unary);
+    grads(c, sn_softplus(c, x, 2.0f, 1.5f), sn_grad_unary);
+    grads(c, sn_sigmoid(c, x), sn_grad_unary);
+    grads(c, sn_tanh(c, x), sn_grad_unary);
+    /* large arguments: no overflow to NaN */
+    grads(c, sn_tanh(c, xl), sn_grad_unary);
+    grads(c, sn_sigmoid(c, xl), sn_grad_unary);
+    grads(c, sn_softplus(c, xl, 1.0f, 20.0f), sn_grad_unary);
+    cross_check(c, 2e-6 /* libm vs GLSL transcendental ulps */, "unary");
+    sn_ctx_free(c);
+}
+
+static void test_shape(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *a = LEAF(c, -1, 1, "a", 2, 3, 5, 7), *b = LEAF(c, -1, 1, "b", 2, 4, 5, 7), *d = LEAF(c, -1, 1, "d", 2, 1, 5, 7);
+    grads(c, sn_concat(c, 3, (sn_tensor *[]){a, b, d}, 1), sn_grad_shape);
+    grads(c, sn_concat(c, 2, (sn_tensor *[]){a, a}, 3), sn_grad_shape);
+    grads(c, sn_concat(c, 2, (sn_tensor *[]){a, a}, 0), sn_grad_shape);
+    grads(c, sn_pad(c, a, (int[]){0, 0, 1, 2, 1, 0, 0, 3}), sn_grad_shape);
+    grads(c, sn_slice(c, b, (int64_t[]){1, 1, 0, 2}, (int64_t[]){1, 2, 4, 5}), sn_grad_shape);
+    grads(c, sn_permute(c, a, (int[]){0, 2, 1, 3}), sn_grad_shape);
+    grads(c, sn_permute(c, b, (int[]){3, 0, 2, 1}), sn_grad_shape);
+    grads(c, sn_copy(c, d), sn_grad_shape);
+    cross_check(c, 0 /* pure data movement: exact */, "shape");
+    sn_ctx_free(c);
+}
+
+static void test_loss(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *a = LEAF(c, -1, 1, "a", 3, 1, 33, 161), *b = LEAF(c, -1, 1, "b", 3, 1, 33, 161);
+    sn_tensor *s2 = LEAF(c, -1, 1, "s2", 1000), *big = LEAF(c, 0, 1, "big", 5000000);
+    grads(c, sn_mse(c, a, b), sn_grad_loss);
+    grads(c, sn_l1(c, a, b), sn_grad_loss);
+    grads(c, sn_sum(c, a), sn_grad_loss);
+    grads(c, sn_mean(c, b), sn_grad_loss);
+    assert_non_null(sn_sumsq(c, 3, (sn_tensor *[]){a, s2, b}));
+    /* 5M terms (many partials): compensated sums stay at f32 rounding */
+    assert_non_null(sn_sum(c, big));
+    assert_non_null(sn_mean(c, big));
+    cross_check(c, 1e-5 /* sums of 16k terms: f32 tree vs CPU order */, "loss");
+    sn_ctx_free(c);
+}
+
+static sn_tensor *hyper_leaf(sn_ctx *c, float lr, float b1, float b2, int step) {
+    sn_tensor *h = LEAF(c, 0, 1, "hyper", SN_HYPER_N);
+    float *v = h->data;
+    v[SN_HYPER_LR] = lr;
+    v[SN_HYPER_BC1] = 1.0f - powf(b1, (float)step);
+    v[SN_HYPER_BC2] = 1.0f - powf(b2, (float)step);
+    v[SN_HYPER_STEP] = (float)step;
+    h->flags &= ~SN_FLAG_NEEDS_GRAD;
+    return h;
+}
+
+static void test_optim(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    int64_t n = 10007;
+    sn_tensor *hyper = hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 3), *hyper1 = hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 1);
+    sn_tensor *sq = LEAF(c, 40, 60, "sumsq", 1);
+    for (int k = 0; k < 5; k++) {
+        sn_tensor *p = LEAF(c, -1, 1, "p", n), *g = LEAF(c, -1, 1, "g", n);
+        sn_tensor *m = LEAF(c, -0.1, 0.1, "m", n), *v = LEAF(c, 0, 0.01, "v", n);
+        if (k == 0) assert_non_null(sn_adam(c, p, g, m, v, hyper, NULL, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, false));
+        if (k == 1) assert_non_null(sn_adam(c, p, g, m, v, hyper, sq, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, true));
+        if (k == 2) assert_non_null(sn_sgd(c, p, g, m, hyper, sq, 0.9f, 0.0f, 1e-4f, 1.0f, true));
+        if (k == 3) assert_non_null(sn_sgd(c, p, g, m, hyper1, NULL, 0.9f, 0.0f, 0.0f, 0.0f, false));
+        if (k == 4) assert_non_null(sn_adam(c, p, g, m, v, hyper, sq, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, false));
+    }
+    /* multi-tensor forms: params at odd offsets of a flat buffer, one dispatch each */
+    static const int64_t sizes[5] = {37, 1000, 1, 4099, 256}, offs[5] = {0, 64, 1100, 1200, 5400};
+    for (int k = 0; k < 4; k++) {
+        sn_tensor *flat = LEAF(c, -1, 1, "flat", 5700), *m = LEAF(c, -0.1, 0.1, "m", 5700);
+        sn_tensor *v = LEAF(c, 0, 0.01, "v", 5700), *ps[5], *gs[5];
+        for (int i = 0; i < 5; i++) {
+            ps[i] = sn_new_1d(c, sizes[i], 0, "p");
+            sn_alias(ps[i], flat, offs[i]);
+            gs[i] = LEAF(c, -1, 1, "g", sizes[i]);
+        }
+        if (k == 0) assert_non_null(sn_adam_multi(c, 5, ps, gs, m, v, hyper, NULL, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, false));
+        if (k == 1) assert_non_null(sn_adam_multi(c, 5, ps, gs, m, v, hyper, sq, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, true));
+        if (k == 2) assert_non_null(sn_sgd_multi(c, 5, ps, gs, m, hyper1, sq, 0.9f, 0.0f, 1e-4f, 1.0f, true));
+        if (k == 3) assert_non_null(sn_sgd_multi(c, 5, ps, gs, m, hyper, NULL, 0.9f, 0.1f, 0.0f, 0.0f, false));
+    }
+    cross_check(c, 1e-6 /* one elementwise update */, "optim");
+    sn_ctx_free(c);
+}
+
+/* ---------------- recording and replay ---------------- */
+
+/* A forward+backward graph of vk-core ops run as one segment: recorded once and replayed
+ * (with a new input in between) equals re-recording every call (SN_VK_RECORD=0) and the
+ * eager path, bit for bit. */
+static void test_replay(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = sn_new_4d(c, 2, 3, 5, 7, SN_FLAG_INPUT, "x"), *y = sn_new_4d(c, 2, 3, 5, 14, SN_FLAG_INPUT, "y");
+    sn_tensor *w = sn_new_4d(c, 1, 3, 1, 7, SN_FLAG_PARAM, "w"), *bb = sn_new_1d(c, 7, SN_FLAG_PARAM, "b");
+    for (sn_tensor **t = (sn_tensor *[]){x, y, w, bb, NULL}; *t; t++) sn_test_leaf(*t, &g_seed, -1.0f, 1.0f);
+    sn_tensor *h = sn_elu(c, sn_add(c, sn_mul(c, x, w), bb), 1.0f);
+    sn_tensor *h2 = sn_concat(c, 2, (sn_tensor *[]){sn_tanh(c, h), sn_sigmoid(c, h)}, 3);
+    sn_tensor *loss = sn_mse(c, h2, y);
+    assert_non_null(loss);
+    sn_graph *gr = sn_graph_new(c);
+    SN_ASSERT_OK(sn_graph_add(gr, loss));
+    SN_ASSERT_OK(sn_backward(gr, loss));
+    sn_tensor *outs[3] = {loss, w->grad, bb->grad};
+    for (int i = 0; i < 3; i++) assert_non_null(outs[i]);
+    sn_tensor **nodes = calloc((size_t)gr->n, sizeof *nodes);
+    int nn = 0;
+    for (int i = 0; i < gr->n; i++)
+        if (gr->nodes[i]->op != SN_OP_NONE) nodes[nn++] = gr->nodes[i];
+    float *x2 = sn_test_rand_new(sn_nelem(x), &g_seed, -1, 1);
+    float *got[2][6][3];
+    for (int mode = 0; mode < 2; mode++) {
+        sn_backend *b = g_vk;
+        if (mode == 1) { /* a backend that re-records every call */
+            setenv("SN_VK_RECORD", "0", 1);
+            SN_ASSERT_OK(sn_vulkan_backend_new(g_dev, &b));
+            unsetenv("SN_VK_RECORD");
+        }
+        devmap m;
+        dev_bind_on(b, c, &m);
+        void *state = NULL;
+        for (int run = 0; run < 6; run++) {
+            if (run == 3) SN_ASSERT_OK(b->i->upload(b, x->data, x2, sn_nbytes(x))); /* the replay must read it */
+            /* 0 records, 1.. replay; 5: eager (no state) */
+            sn_status s = b->i->compute(b, nodes, nn, run == 5 ? NULL : &state);
+            if (s != SN_OK) fail_msg("mode %d run %d: %s", mode, run, sn_last_error());
+            for (int i = 0; i < 3; i++) {
+                got[mode][run][i] = malloc(sn_nbytes(outs[i]));
+                SN_ASSERT_OK(b->i->download(b, got[mode][run][i], outs[i]->data, sn_nbytes(outs[i])));
+            }
+        }
+        b->i->segment_free(b, state);
+        float **res = dev_unbind_on(b, c, &m);
+        for (int i = 0; i < m.n; i++) free(res[i]);
+        free(res);
+        if (b != g_vk) sn_backend_free(b);
+    }
+    for (int i = 0; i < 3; i++) {
+        size_t nb = sn_nbytes(outs[i]);
+        for (int mode = 0; mode < 2; mode++) {
+            for (int run = 1; run < 3; run++)
+                if (memcmp(got[mode][0][i], got[mode][run][i], nb))
+                    fail_msg("replay: %s differs between run 0 and run %d (mode %d)", outs[i]->name, run, mode);
+            if (memcmp(got[mode][3][i], got[mode][4][i], nb) || memcmp(got[mode][3][i], got[mode][5][i], nb))
+                fail_msg("replay with a new input: %s differs from eager (mode %d)", outs[i]->name, mode);
+            if (!memcmp(got[mode][0][i], got[mode][3][i], nb))
+                fail_msg("replay ignored the new input (%s unchanged, mode %d)", outs[i]->name, mode);
+        }
+        for (int run = 0; run < 6; run++)
+            if (memcmp(got[0][run][i], got[1][run][i], nb))
+                fail_msg("replayed %s differs from re-recorded (run %d)", outs[i]->name, run);
+    }
+    for (int mode = 0; mode < 2; mode++)
+        for (int r = 0; r < 6; r++)
+            for (int i = 0; i < 3; i++) free(got[mode][r][i]);
+    free(x2);
+    free(nodes);
+    sn_graph_free(gr);
+    sn_test_free_data(c);
     sn_ctx_free(c);
 }
 
@@ -282,6 +455,8 @@ static int run_all(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_devices),   cmocka_unit_test(test_bad_device), cmocka_unit_test(test_oom),
         cmocka_unit_test(test_transfers), cmocka_unit_test(test_binary),     cmocka_unit_test(test_large_grid),
+        cmocka_unit_test(test_unary),     cmocka_unit_test(test_shape),      cmocka_unit_test(test_loss),
+        cmocka_unit_test(test_optim),     cmocka_unit_test(test_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
