@@ -5,6 +5,7 @@
  * device. SN_VK_DEVICE=N picks the device (default: the first). */
 #include "sn_test.h"
 #include "core/core.h"
+#include "backends/registry.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -154,12 +155,12 @@ static void cross_check(sn_ctx *c, double tol, const char *label) {
 /* ---------------- devices ---------------- */
 
 static void test_devices(void **st) {
-    int n = sn_vulkan_device_count();
+    int n = sn_vulkan_reg.count();
     assert_true(n > 0);
     bool lavapipe = false;
     for (int i = 0; i < n; i++) {
         sn_device_info di;
-        SN_ASSERT_OK(sn_vulkan_device_info(i, &di));
+        SN_ASSERT_OK(sn_vulkan_reg.info(i, &di));
         assert_string_equal(di.kind, "vulkan");
         assert_int_equal(di.index, i);
         assert_true(di.name[0] != 0);
@@ -200,10 +201,10 @@ static void test_bad_device(void **st) {
     assert_non_null(strstr(e, "vulkan:99"));
     assert_non_null(strstr(e, "vulkan:0")); /* lists what exists */
     assert_int_equal(sn_backend_open("vulkan:x", 0, &b), SN_ERR_CONFIG);
-    assert_int_equal(sn_vulkan_backend_new(-1, &b), SN_ERR_DEVICE);
+    assert_int_equal(sn_vulkan_reg.open(-1, 0, &b), SN_ERR_DEVICE);
     assert_non_null(strstr(sn_last_error(), "does not exist"));
     sn_device_info di;
-    assert_int_equal(sn_vulkan_device_info(1000, &di), SN_ERR_INVALID_ARG);
+    assert_int_equal(sn_vulkan_reg.info(1000, &di), SN_ERR_INVALID_ARG);
     /* "vulkan" alone is device 0 */
     SN_ASSERT_OK(sn_backend_open("vulkan", 0, &b));
     assert_string_equal(sn_backend_name(b), "vulkan:0");
@@ -394,7 +395,7 @@ static void test_replay(void **st) {
         sn_backend *b = g_vk;
         if (mode == 1) { /* a backend that re-records every call */
             setenv("SN_VK_RECORD", "0", 1);
-            SN_ASSERT_OK(sn_vulkan_backend_new(g_dev, &b));
+            SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
             unsetenv("SN_VK_RECORD");
         }
         devmap m;
@@ -462,14 +463,14 @@ static int run_all(void) {
 }
 
 int main(void) {
-    if (sn_vulkan_device_count() == 0) {
+    if (sn_vulkan_reg.count() == 0) {
         printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
         return 77;
     }
     const char *e = getenv("SN_VK_DEVICE");
     g_dev = e ? atoi(e) : 0;
     g_cpu = sn_cpu_backend_new(0);
-    if (sn_vulkan_backend_new(g_dev, &g_vk) != SN_OK) {
+    if (sn_vulkan_reg.open(g_dev, 0, &g_vk) != SN_OK) {
         fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
         return 1;
     }

@@ -11,6 +11,7 @@
 #include <vulkan/vulkan.h>
 
 #include "backends/vulkan/vk.h"
+#include "backends/registry.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -336,8 +337,8 @@ typedef struct vk_seg {
     size_t temp_used; /* in the last chunk */
     /* SN_PROFILE: timestamps around each node */
     VkQueryPool qpool;
-    int nq;
-    sn_op *qop;
+    int nq, timed_runs;
+    sn_tensor **qnode;
 } vk_seg;
 
 struct sn_vk {
@@ -920,17 +921,18 @@ static void seg_release(sn_vk *vk, vk_seg *s) {
     s->temp_used = 0;
     if (s->qpool) vkDestroyQueryPool(vk->dev, s->qpool, NULL);
     s->qpool = VK_NULL_HANDLE;
-    free(s->qop);
-    s->qop = NULL;
+    free(s->qnode);
+    s->qnode = NULL;
     s->nq = 0;
     s->recorded = false;
 }
 
-/* SN_PROFILE=1: timestamps around each node, summed per op kind, printed at exit (the
- * recording's first run included: nothing compiles at run time here). */
+/* Profiling (sn_backend_set_profile; SN_PROFILE=1 through the registry): timestamps around
+ * each node, summed per op kind, printed at exit; level 2 also lists every node of each
+ * segment's first timed run. Each timed run is waited for (a developer aid). */
 static double g_prof_ms[SN_OP_COUNT];
 static long g_prof_n[SN_OP_COUNT];
-static int g_prof = -1;
+static int g_prof_level;
 
 static void prof_print(void) {
     double tot = 0;
@@ -942,13 +944,15 @@ static void prof_print(void) {
                     100.0 * g_prof_ms[i] / (tot > 0 ? tot : 1));
 }
 
-static bool profiling(void) {
-    if (g_prof < 0) {
-        const char *e = getenv("SN_PROFILE");
-        g_prof = e && atoi(e) >= 1;
-        if (g_prof) atexit(prof_print);
-    }
-    return g_prof == 1;
+static bool profiling(void) { return g_prof_level >= 1; }
+
+static void v_set_profile(sn_backend *b, int level) {
+    static bool registered;
+    if (level > 0 && !registered) registered = atexit(prof_print) == 0;
+    g_prof_level = level;
+    sn_vk *vk = b->ctx;
+    if (level > 0 && !vk->phys->timestamps)
+        sn_log(SN_LOG_WARN, "%s has no compute timestamps: the Vulkan profile stays empty", vk->name);
 }
 
 static sn_status prof_collect(sn_vk *vk, vk_seg *s) {
@@ -960,9 +964,16 @@ static sn_status prof_collect(sn_vk *vk, vk_seg *s) {
     if (r == VK_SUCCESS) {
         double period = vk->phys->props.limits.timestampPeriod; /* ns per tick */
         for (int i = 0; i < s->nq; i++) {
-            g_prof_ms[s->qop[i]] += (double)(ts[2 * i + 1] - ts[2 * i]) * period * 1e-6;
-            g_prof_n[s->qop[i]]++;
+            double ms = (double)(ts[2 * i + 1] - ts[2 * i]) * period * 1e-6;
+            g_prof_ms[s->qnode[i]->op] += ms;
+            g_prof_n[s->qnode[i]->op]++;
+            if (g_prof_level >= 2 && s->timed_runs == 0) {
+                char sh[64];
+                fprintf(stderr, "  node %-40s %-26s %-24s %8.3f ms\n", s->qnode[i]->name, sn_op_name(s->qnode[i]->op),
+                        sn_shape_str(s->qnode[i], sh, sizeof sh), ms);
+            }
         }
+        s->timed_runs++;
     }
     free(ts);
     return SN_OK;
@@ -975,8 +986,8 @@ static sn_status record(sn_vk *vk, vk_seg *s, sn_tensor **nodes, int n) {
         qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
         qi.queryCount = (uint32_t)(2 * (n > 0 ? n : 1));
         VK_TRY(vk, vkCreateQueryPool(vk->dev, &qi, NULL, &s->qpool));
-        s->qop = calloc((size_t)(n > 0 ? n : 1), sizeof *s->qop);
-        if (!s->qop) return sn_error(SN_ERR_NOMEM, "Vulkan backend: out of host memory");
+        s->qnode = calloc((size_t)(n > 0 ? n : 1), sizeof *s->qnode);
+        if (!s->qnode) return sn_error(SN_ERR_NOMEM, "Vulkan backend: out of host memory");
     }
     VkCommandBufferBeginInfo bi = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     VK_TRY(vk, vkResetCommandBuffer(s->cb, 0));
@@ -1003,7 +1014,7 @@ static sn_status record(sn_vk *vk, vk_seg *s, sn_tensor **nodes, int n) {
             st = fn(vk, t);
             if (s->qpool) {
                 vkCmdWriteTimestamp(s->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s->qpool, (uint32_t)(2 * s->nq + 1));
-                s->qop[s->nq++] = t->op;
+                s->qnode[s->nq++] = t;
             }
             (void)before;
         }
@@ -1131,6 +1142,8 @@ static const sn_backend_i v_iface = {
     .synchronize = v_sync,
     .workspace_bytes = v_workspace,
     .prefetch = NULL,
+    .set_precision = NULL, /* f32 only for now */
+    .set_profile = v_set_profile,
 };
 
 static sn_status vk_open(sn_vk *vk) {
@@ -1266,3 +1279,11 @@ sn_status sn_vulkan_backend_new(int device, sn_backend **out) {
     *out = b;
     return SN_OK;
 }
+
+static sn_status v_reg_open(int index, int cpu_threads, sn_backend **out) {
+    (void)cpu_threads;
+    return sn_vulkan_backend_new(index, out);
+}
+
+const sn_backend_reg sn_vulkan_reg = {
+    .kind = "vulkan", .count = sn_vulkan_device_count, .info = sn_vulkan_device_info, .open = v_reg_open};
