@@ -35,7 +35,7 @@ static sn_status partials(sn_vk *vk, const sn_tensor *a, const sn_tensor *b, uin
     SN_VK_TRY(sn_vk_u32(sn_nelem(a), "reduction", &n));
     uint32_t g = groups_of(n);
     if (g == 0) return SN_OK;
-    part_pc pc = {sn_vk_addr(a), b ? sn_vk_addr(b) : sn_vk_addr(a), part + (uint64_t)at * 4, n, op, chunk_of(n)};
+    part_pc pc = {sn_vk_addr(a), b ? sn_vk_addr(b) : sn_vk_addr(a), part + (uint64_t)at * 8, n, op, chunk_of(n)};
     uint32_t gx, gy;
     sn_vk_grid(vk, g, &gx, &gy);
     return sn_vk_dispatch(vk, SN_VK_SH_LOSS_PARTIAL, &pc, sizeof pc, gx, gy, 1);
@@ -55,7 +55,7 @@ static sn_status reduce(sn_vk *vk, sn_tensor *node) {
         SN_VK_TRY(sn_vk_u32(sn_nelem(node->src[i]), sn_op_name(node->op), &n));
         np += groups_of(n);
     }
-    uint64_t part = sn_vk_temp(vk, (size_t)(np ? np : 1) * sizeof(float), NULL);
+    uint64_t part = sn_vk_temp(vk, (size_t)(np ? np : 1) * 2 * sizeof(float), NULL); /* (sum, error) pairs */
     if (!part) return sn_error_prefix(SN_ERR_NOMEM, "%s partial sums", sn_op_name(node->op));
     uint32_t at = 0;
     for (int i = 0; i < nsrc; i++) {

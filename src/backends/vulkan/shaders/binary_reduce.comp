@@ -1,7 +1,8 @@
 #version 450
-// y[o] = sum over the reduced dims of x, one thread per output, in a fixed order with
-// compensated (Kahan) summation: deterministic and close to the CPU's double sums.
+// y[o] = sum over the reduced dims of x, one thread per output, in a fixed order as a
+// (sum, error) pair: deterministic and close to the CPU's double sums.
 #include "common.glsl"
+#include "reduce.glsl"
 layout(local_size_x = 256) in;
 layout(push_constant) uniform P {
     F32 x; F32 y; uint nout; uint R; uint nk; uint nr;
@@ -11,12 +12,7 @@ void main() {
     uint o = sn_index();
     if (o >= p.nout) return;
     uint base = sn_offset(o, p.nk, p.kdim, p.kst);
-    precise float s = 0.0, c = 0.0;
-    for (uint r = 0; r < p.R; r++) {
-        precise float v = p.x.v[base + sn_offset(r, p.nr, p.rdim, p.rst)] - c;
-        precise float t = s + v;
-        c = (t - s) - v;
-        s = t;
-    }
-    p.y.v[o] = s;
+    float s = 0.0, c = 0.0;
+    for (uint r = 0; r < p.R; r++) sn_pair_add(s, c, p.x.v[base + sn_offset(r, p.nr, p.rdim, p.rst)]);
+    p.y.v[o] = s + c;
 }
