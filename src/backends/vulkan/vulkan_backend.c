@@ -83,12 +83,12 @@ static const char *vk_result_name(VkResult r) {
 static const char *vk_hint(VkResult r) {
     switch (r) {
     case VK_ERROR_OUT_OF_DEVICE_MEMORY:
-        return "the GPU is out of memory: lower train.batch_size or the segment length, or free the GPU";
+        return "the GPU is out of memory: a smaller batch or shorter input needs less, or free the GPU";
     case VK_ERROR_OUT_OF_HOST_MEMORY: return "the machine is out of memory";
     case VK_ERROR_DEVICE_LOST:
         return "the GPU driver reset the device (a shader faulted or ran too long); please report it with the config";
     case VK_ERROR_INCOMPATIBLE_DRIVER:
-    case VK_ERROR_INITIALIZATION_FAILED: return "check the driver with `vulkaninfo --summary`, or use device=cpu";
+    case VK_ERROR_INITIALIZATION_FAILED: return "check the driver with `vulkaninfo --summary`, or use the CPU";
     default: return "check the driver with `vulkaninfo --summary`; if it persists report it";
     }
 }
@@ -408,30 +408,46 @@ static void buf_destroy(sn_vk *vk, vk_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
+/* Out of device memory: what, how much, what the device has (engine terms: the
+ * application adds advice in its own words). */
+static sn_status oom(const sn_vk *vk, const char *what, size_t bytes, const char *why) {
+    size_t tot = 0, fr = 0;
+    heap_totals(vk->phys, &tot, &fr);
+    char have[96];
+    if (fr)
+        snprintf(have, sizeof have, "%.1f MB free of %.1f MB", fr / 1048576.0, tot / 1048576.0);
+    else
+        snprintf(have, sizeof have, "free memory unknown, %.1f MB in all", tot / 1048576.0);
+    return sn_error(SN_ERR_NOMEM, "Vulkan: cannot allocate %s of %zu bytes (%.1f MB) on %s: %s; %s, at most %.1f MB "
+                    "per allocation (a smaller batch or shorter input needs less)",
+                    what, bytes, bytes / 1048576.0, vk->name, why, have, vk->max_alloc / 1048576.0);
+}
+
 /* A buffer of `bytes` in memory type `type` (falls back to `alt` when that allocation
  * fails), mapped when host-visible, with its device address. */
 static sn_status buf_create(sn_vk *vk, size_t bytes, int type, int alt, VkBufferUsageFlags usage, vk_buf *out,
                             const char *what) {
     memset(out, 0, sizeof *out);
     if (bytes == 0) bytes = 256;
-    if (bytes > vk->max_alloc || bytes > heap_of(vk, type))
-        return sn_error(SN_ERR_NOMEM, "Vulkan: cannot allocate %s of %zu bytes (%.1f MB) on %s: the device allows "
-                        "%.1f MB per allocation and its memory heap has %.1f MB (lower train.batch_size or the "
-                        "segment length, or use a device with more memory)",
-                        what, bytes, bytes / 1048576.0, vk->name, vk->max_alloc / 1048576.0,
-                        heap_of(vk, type) / 1048576.0);
+    /* beyond maxMemoryAllocationSize an allocation may still succeed: only the heap is a hard limit */
+    VkDeviceSize heap = heap_of(vk, type);
+    if (alt >= 0 && heap_of(vk, alt) > heap) heap = heap_of(vk, alt);
+    if (bytes > heap) return oom(vk, what, bytes, "more than its memory heap holds");
     VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
     bi.size = bytes;
     bi.usage = usage;
     bi.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-    VK_TRY(vk, vkCreateBuffer(vk->dev, &bi, NULL, &out->buf));
+    VkResult r = vkCreateBuffer(vk->dev, &bi, NULL, &out->buf);
+    if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
+        return oom(vk, what, bytes, "vkCreateBuffer failed with VK_ERROR_OUT_OF_*_MEMORY");
+    if (r != VK_SUCCESS) return vk_fail(vk, r, "vkCreateBuffer");
     VkMemoryRequirements req;
     vkGetBufferMemoryRequirements(vk->dev, out->buf, &req);
     VkMemoryAllocateFlagsInfo fi = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO};
     fi.flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT;
     bool bda = usage & VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT;
     VkMemoryAllocateInfo ai = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, bda ? &fi : NULL, req.size, (uint32_t)type};
-    VkResult r = VK_ERROR_OUT_OF_DEVICE_MEMORY;
+    r = VK_ERROR_OUT_OF_DEVICE_MEMORY;
     if (req.memoryTypeBits & (1u << type)) r = vkAllocateMemory(vk->dev, &ai, NULL, &out->mem);
     if (r != VK_SUCCESS && alt >= 0 && alt != type && (req.memoryTypeBits & (1u << alt))) {
         ai.memoryTypeIndex = (uint32_t)alt;
@@ -442,13 +458,9 @@ static sn_status buf_create(sn_vk *vk, size_t bytes, int type, int alt, VkBuffer
         vkDestroyBuffer(vk->dev, out->buf, NULL);
         out->buf = VK_NULL_HANDLE;
         out->mem = VK_NULL_HANDLE;
-        size_t tot = 0, fr = 0;
-        heap_totals(vk->phys, &tot, &fr);
         if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
-            return sn_error(SN_ERR_NOMEM, "Vulkan: out of memory allocating %s of %zu bytes (%.1f MB) on %s "
-                            "(vkAllocateMemory: %s; %.1f MB free of %.1f MB): lower train.batch_size or the segment "
-                            "length, or free the GPU", what, bytes, bytes / 1048576.0, vk->name, vk_result_name(r),
-                            fr / 1048576.0, tot / 1048576.0);
+            return oom(vk, what, bytes, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? "vkAllocateMemory: VK_ERROR_OUT_OF_DEVICE_MEMORY"
+                                                                            : "vkAllocateMemory: VK_ERROR_OUT_OF_HOST_MEMORY");
         return vk_fail(vk, r, "vkAllocateMemory");
     }
     out->size = bytes;
@@ -1216,7 +1228,7 @@ static sn_status vk_open(sn_vk *vk) {
     if (vk->mt_stage < 0) vk->mt_stage = find_type(vk, ~0u, HV | HC, 0);
     if (vk->mt_device < 0 || vk->mt_stage < 0)
         return sn_error(SN_ERR_UNSUPPORTED, "Vulkan device %s has no usable memory type (device-local and "
-                        "host-visible needed): use another device or device=cpu", vk->name);
+                        "host-visible needed): use another device or the CPU", vk->name);
     VkPhysicalDeviceMaintenance3Properties m3 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &m3};
     vkGetPhysicalDeviceProperties2(d->pd, &p2);
@@ -1237,23 +1249,23 @@ sn_status sn_vulkan_backend_new(int device, sn_backend **out) {
     if (!out) return sn_error(SN_ERR_INVALID_ARG, "sn_vulkan_backend_new: out is NULL");
     *out = NULL;
     int n = sn_vulkan_device_count();
-    if (n == 0) return sn_error(SN_ERR_DEVICE, "no Vulkan device found: %s; or use device=cpu", g.why);
+    if (n == 0) return sn_error(SN_ERR_DEVICE, "no Vulkan device found: %s; or use the CPU", g.why);
     if (device < 0 || device >= n)
         return sn_error(SN_ERR_DEVICE, "Vulkan device %d does not exist: %d found (vulkan:0 .. vulkan:%d; see "
                         "`sinter devices`)", device, n, n - 1);
     const vk_phys *d = &g.dev[device];
     if (d->props.apiVersion < VK_API_VERSION_1_2)
         return sn_error(SN_ERR_UNSUPPORTED, "Vulkan device vulkan:%d (%s) supports Vulkan %u.%u only; sinter needs "
-                        "1.2 with bufferDeviceAddress: update its driver, or use another device or device=cpu", device,
+                        "1.2 with bufferDeviceAddress: update its driver, or use another device or the CPU", device,
                         d->props.deviceName, VK_API_VERSION_MAJOR(d->props.apiVersion),
                         VK_API_VERSION_MINOR(d->props.apiVersion));
     if (!d->bda)
         return sn_error(SN_ERR_UNSUPPORTED, "Vulkan device vulkan:%d (%s) lacks the bufferDeviceAddress feature "
-                        "sinter needs: update its driver, or use another device or device=cpu", device,
+                        "sinter needs: update its driver, or use another device or the CPU", device,
                         d->props.deviceName);
     if (d->queue_family < 0)
         return sn_error(SN_ERR_UNSUPPORTED, "Vulkan device vulkan:%d (%s) has no compute queue: use another device "
-                        "or device=cpu", device, d->props.deviceName);
+                        "or the CPU", device, d->props.deviceName);
     sn_vk *vk = calloc(1, sizeof *vk);
     sn_backend *b = calloc(1, sizeof *b);
     if (!vk || !b) {
