@@ -418,8 +418,10 @@ static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H
 static void rnn_case(bool lstm) { rnn_case_sized(lstm, 3, 7, 5, 8); }
 static void test_lstm(void **st) {
     rnn_case(true);
-    /* more hidden units than a workgroup, a batch over 8, one timestep */
-    rnn_case_sized(true, 9, 5, 7, 140);
+    /* the parity suite's sizes (hidden units over several workgroups, a batch over 8), and
+     * a single timestep (no recurrent product, dw_hh zero) */
+    rnn_case_sized(true, 9, 5, 7, 532);
+    rnn_case_sized(true, 2, 4, 3, 140);
     rnn_case_sized(true, 2, 1, 3, 20);
 }
 static void test_gru(void **st) { rnn_case(false); }
@@ -474,7 +476,7 @@ static void test_crn_step(void **st) {
         cfg.layers = 2;
         int ch[5] = {4, 8, 8, 16, 16};
         memcpy(cfg.channels, ch, sizeof ch);
-        enum { STEPS = 5 };
+        enum { STEPS = 20 };
         float lc[STEPS], lg[STEPS], *pc, *pg;
         int64_t nc, ng;
         crn_steps(g_cpu, &cfg, 2, 24, STEPS, lc, &pc, &nc);

@@ -37,6 +37,6 @@ void main() {
                 s += pc.col.v[r * L + uint(n) * HWc + uint(oh * pc.Wc + ow)];
             }
         }
-        pc.img.v[e] = sn_act(pc.act, s, pc.p0, pc.p1);
+        pc.img.v[e] = sn_act(uint(pc.act), s, pc.p0, pc.p1);
     }
 }

@@ -86,7 +86,7 @@ void main() {
             if (pc.beta != 0.0) v += pc.beta * pc.C.v[ci];
             if (bmode == 1) v += pc.bias.v[gn];
             else if (bmode == 2) v += pc.bias.v[gm];
-            pc.C.v[ci] = sn_act(act, v, pc.p0, pc.p1);
+            pc.C.v[ci] = sn_act(uint(act), v, pc.p0, pc.p1);
         }
     }
 }
