@@ -367,6 +367,72 @@ static void test_optim(void **st) {
     sn_ctx_free(c);
 }
 
+
+/* one ADD on backend b: y = a + a, checked */
+static void add_on(sn_backend *b) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *a = LEAF(c, -1, 1, "a", 1000);
+    sn_tensor *y = sn_add(c, a, a);
+    devmap m;
+    dev_bind_on(b, c, &m);
+    SN_ASSERT_OK(b->i->compute(b, &y, 1, NULL));
+    float **res = dev_unbind_on(b, c, &m);
+    const float *av = a->data;
+    for (int i = 0; i < 1000; i++) assert_true(res[y->id][i] == av[i] + av[i]);
+    for (int i = 0; i < m.n; i++) free(res[i]);
+    free(res);
+    sn_test_free_data(c);
+    sn_ctx_free(c);
+}
+
+/* The pipeline cache lands in $XDG_CACHE_HOME/sinter; a corrupt or unwritable cache is harmless. */
+static void test_pipeline_cache(void **st) {
+    char dir[] = "/tmp/sn_vkcache_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *old = getenv("XDG_CACHE_HOME");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("XDG_CACHE_HOME", dir, 1);
+    sn_backend *b = NULL;
+    SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
+    add_on(b);
+    sn_backend_free(b);
+    char cmd[256], path[200] = "";
+    snprintf(cmd, sizeof cmd, "ls %s/sinter/vk-pipelines-*.bin 2>/dev/null", dir);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    if (!fgets(path, sizeof path, f)) path[0] = 0;
+    pclose(f);
+    path[strcspn(path, "\n")] = 0;
+    if (!path[0]) fail_msg("no pipeline cache written under %s/sinter", dir);
+    f = fopen(path, "wb"); /* corrupt it */
+    assert_non_null(f);
+    fputs("not a pipeline cache", f);
+    fclose(f);
+    SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
+    add_on(b);
+    sn_backend_free(b);
+    /* an unwritable location */
+    setenv("XDG_CACHE_HOME", "/proc/no/such/dir", 1);
+    SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
+    add_on(b);
+    sn_backend_free(b);
+    if (saved) setenv("XDG_CACHE_HOME", saved, 1);
+    else unsetenv("XDG_CACHE_HOME");
+    free(saved);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Profiling on: per-node timestamps around the same recorded dispatches, same results. */
+static void test_profile(void **st) {
+    sn_backend *b = NULL;
+    SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
+    sn_backend_set_profile(b, 1);
+    add_on(b);
+    sn_backend_set_profile(b, 0);
+    sn_backend_free(b);
+}
+
 /* ---------------- recording and replay ---------------- */
 
 /* A forward+backward graph of vk-core ops run as one segment: recorded once and replayed
@@ -458,7 +524,8 @@ static int run_all(void) {
         cmocka_unit_test(test_devices),   cmocka_unit_test(test_bad_device), cmocka_unit_test(test_oom),
         cmocka_unit_test(test_transfers), cmocka_unit_test(test_binary),     cmocka_unit_test(test_large_grid),
         cmocka_unit_test(test_unary),     cmocka_unit_test(test_shape),      cmocka_unit_test(test_loss),
-        cmocka_unit_test(test_optim),     cmocka_unit_test(test_replay),
+        cmocka_unit_test(test_optim),     cmocka_unit_test(test_replay),     cmocka_unit_test(test_pipeline_cache),
+        cmocka_unit_test(test_profile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
