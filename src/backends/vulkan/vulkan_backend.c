@@ -1094,6 +1094,7 @@ static sn_status v_compute(sn_backend *b, sn_tensor **nodes, int n, void **state
         seg_release(vk, s);
         vkFreeCommandBuffers(vk->dev, vk->pool, 1, &s->cb);
         vkDestroyFence(vk->dev, s->fence, NULL);
+        free(s->temps);
     }
     return st;
 }
