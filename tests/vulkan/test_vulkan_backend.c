@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef SN_HAVE_VULKAN
 
@@ -250,6 +251,23 @@ static void test_transfers(void **st) {
     g_vk->i->release(g_vk, p);
     free(h);
     free(h2);
+}
+
+
+/* No driver (the loader finds no ICD): zero devices, a clear error, no crash. Runs this
+ * program again with VK_ICD_FILENAMES/VK_DRIVER_FILES pointing nowhere. */
+static void test_no_driver(void **st) {
+    char cmd[600], line[512] = "";
+    snprintf(cmd, sizeof cmd,
+             "VK_ICD_FILENAMES=/nonexistent/icd.json VK_DRIVER_FILES=/nonexistent/icd.json /proc/%d/exe --no-driver",
+             (int)getpid());
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    if (!fgets(line, sizeof line, f)) line[0] = 0;
+    int rc = pclose(f);
+    assert_int_equal(rc, 0);
+    if (strncmp(line, "0 devices: ", 11)) fail_msg("without a driver: %s", line);
+    assert_non_null(strstr(line, "no Vulkan device found"));
 }
 
 /* ---------------- op families ---------------- */
@@ -525,12 +543,20 @@ static int run_all(void) {
         cmocka_unit_test(test_transfers), cmocka_unit_test(test_binary),     cmocka_unit_test(test_large_grid),
         cmocka_unit_test(test_unary),     cmocka_unit_test(test_shape),      cmocka_unit_test(test_loss),
         cmocka_unit_test(test_optim),     cmocka_unit_test(test_replay),     cmocka_unit_test(test_pipeline_cache),
-        cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_profile),   cmocka_unit_test(test_no_driver),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--no-driver")) { /* test_no_driver's child */
+        sn_backend *b = NULL;
+        sn_status s = sn_backend_open("vulkan", 0, &b);
+        if (s != SN_ERR_DEVICE || b) return 1;
+        s = sn_vulkan_reg.open(0, 0, &b); /* the backend says why */
+        printf("%d devices: %s %s\n", sn_vulkan_reg.count(), sn_status_name(s), sn_last_error());
+        return s == SN_ERR_DEVICE && !b ? 0 : 1;
+    }
     if (sn_vulkan_reg.count() == 0) {
         printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
         return 77;

@@ -231,8 +231,8 @@ static void init_once(void) {
     VkResult r = vkCreateInstance(&ci, NULL, &g.instance);
     if (r != VK_SUCCESS) {
         g.instance = VK_NULL_HANDLE;
-        snprintf(g.why, sizeof g.why, "vkCreateInstance failed: %s (no Vulkan driver installed? %s)", vk_result_name(r),
-                 vk_hint(r));
+        snprintf(g.why, sizeof g.why, "vkCreateInstance failed: %s (is a Vulkan driver installed? `vulkaninfo "
+                 "--summary` lists what the loader sees)", vk_result_name(r));
         return;
     }
 #define SN_VK_LOAD_I(f) f = (PFN_##f)vkGetInstanceProcAddr(g.instance, #f);
