@@ -129,14 +129,7 @@ sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node) {
             if (skinny) sn_rnn_step_gemm_nt(c, B, H, G, dgh + t * G, T * G, wt, dhr, H, true);
             else sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgh + t * G, T * G, w_hh, H, 1.0f, dhr, H);
         }
-        float *dw_ih = out + sn_rnn_node_grad_offset(node, 3, 1 + 4 * l),
-              *dw_hh = out + sn_rnn_node_grad_offset(node, 3, 2 + 4 * l);
-        float *db_ih = out + sn_rnn_node_grad_offset(node, 3, 3 + 4 * l),
-              *db_hh = out + sn_rnn_node_grad_offset(node, 3, 4 + 4 * l);
-        sn_rnn_recurrent_wgrad(c, dw_hh, dgh, hs, B, T, G, H);
-        sn_sgemm(c->pool, true, false, G, in, BT, 1.0f, dgx, G, xin, in, 0.0f, dw_ih, in);
-        sn_rnn_colsum(c, db_ih, dgx, BT, G);
-        sn_rnn_colsum(c, db_hh, dgh, BT, G);
+        sn_rnn_weight_grads(c, node, 3, l, dgx, dgh, xin, hs);
         if (l > 0) sn_sgemm(c->pool, false, false, BT, H, G, 1.0f, dgx, G, w_ih, in, 0.0f, dhbuf, H);
         else if (need_dx) sn_sgemm(c->pool, false, false, BT, I, G, 1.0f, dgx, G, w_ih, I, 0.0f, out, I);
     }

@@ -34,18 +34,12 @@ static inline float sn_rnn_sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 /* Grain of the cell loops: enough work per thread to beat the wake-up cost. */
 #define SN_RNN_CELL_GRAIN 1024
 
-/* offset of segment seg of the packed gradient output of backward node bwd */
-static inline int64_t sn_rnn_node_grad_offset(const sn_tensor *bwd, int gates, int seg) {
-    const sn_tensor *x = bwd->src[1];
-    return sn_rnn_grad_offset(gates, x->shape[0], x->shape[1], x->shape[2], bwd->ip[1], bwd->ip[0], seg);
-}
-
 /* ---- GEMM building blocks (rnn_vec.c) */
-/* db[c] = sum_r g[r, c] */
-void sn_rnn_colsum(sn_cpu *c, float *db, const float *g, int64_t rows, int64_t cols);
-/* dw_hh[G,H] = sum_b sum_{t>=1} dG[b,t]^T h[b,t-1] */
-void sn_rnn_recurrent_wgrad(sn_cpu *c, float *dw, const float *dg, const float *h, int64_t B, int64_t T, int64_t G,
-                            int64_t H);
+/* the weight and bias gradients of layer l of backward node (gates per hidden unit)
+ * from its pre-activation gradients over all timesteps: dgx of the input projection,
+ * dgh of the recurrent product (the same for the LSTM, where b_hh gets b_ih's) */
+void sn_rnn_weight_grads(sn_cpu *c, sn_tensor *node, int gates, int l, const float *dgx, const float *dgh,
+                         const float *xin, const float *hs);
 /* gates[B*T, G] = in[B*T, K] w_ih^T + b_ih (+ b_hh when given) */
 void sn_rnn_input_proj(sn_cpu *c, float *gates, const float *in, const float *w_ih, const float *b_ih,
                        const float *b_hh, int64_t BT, int64_t K, int64_t G);

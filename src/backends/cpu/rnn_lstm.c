@@ -360,15 +360,8 @@ sn_status sn_rnn_lstm_backward(sn_cpu *c, sn_tensor *node) {
             if (skinny) sn_rnn_step_gemm_nt(c, B, H, G, dgs + t * G, T * G, wt, dhr, H, false);
             else sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgs + t * G, T * G, w_hh, H, 0.0f, dhr, H);
         }
-        float *dw_ih = out + sn_rnn_node_grad_offset(node, 4, 1 + 4 * l),
-              *dw_hh = out + sn_rnn_node_grad_offset(node, 4, 2 + 4 * l);
-        float *db_ih = out + sn_rnn_node_grad_offset(node, 4, 3 + 4 * l),
-              *db_hh = out + sn_rnn_node_grad_offset(node, 4, 4 + 4 * l);
         sn_rnn_prof_lap(SN_RNN_P_BWD_LOOP, &t0);
-        sn_rnn_recurrent_wgrad(c, dw_hh, dgs, hs, B, T, G, H);
-        sn_sgemm(c->pool, true, false, G, in, BT, 1.0f, dgs, G, xin, in, 0.0f, dw_ih, in);
-        sn_rnn_colsum(c, db_ih, dgs, BT, G);
-        memcpy(db_hh, db_ih, (size_t)G * sizeof *db_hh);
+        sn_rnn_weight_grads(c, node, 4, l, dgs, dgs, xin, hs);
         sn_rnn_prof_lap(SN_RNN_P_BWD_WGRAD, &t0);
         if (l > 0) sn_sgemm(c->pool, false, false, BT, H, G, 1.0f, dgs, G, w_ih, in, 0.0f, dhbuf, H);
         else if (need_dx) sn_sgemm(c->pool, false, false, BT, I, G, 1.0f, dgs, G, w_ih, I, 0.0f, out, I);

@@ -20,7 +20,7 @@ static void colsum_part(void *arg, int64_t c0, int64_t c1, int tid) {
     }
 }
 
-void sn_rnn_colsum(sn_cpu *c, float *db, const float *g, int64_t rows, int64_t cols) {
+static void colsum(sn_cpu *c, float *db, const float *g, int64_t rows, int64_t cols) {
     colsum_job j = {db, g, rows, cols};
     sn_pool_for(c->pool, cols, 256, colsum_part, &j);
 }
@@ -30,7 +30,7 @@ void sn_rnn_colsum(sn_cpu *c, float *db, const float *g, int64_t rows, int64_t c
  * row r-1; it also pairs the B-1 rows b*T (b >= 1) with the last h of sequence b-1,
  * which a rank-(B-1) GEMM over those strided rows takes back out. Two GEMMs instead
  * of B with K = T-1 (they thread poorly at large thread counts). */
-void sn_rnn_recurrent_wgrad(sn_cpu *c, float *dw, const float *dg, const float *h, int64_t B, int64_t T,
+static void recurrent_wgrad(sn_cpu *c, float *dw, const float *dg, const float *h, int64_t B, int64_t T,
                             int64_t G, int64_t H) {
     if (T < 2) {
         memset(dw, 0, (size_t)(G * H) * sizeof *dw);
@@ -39,6 +39,26 @@ void sn_rnn_recurrent_wgrad(sn_cpu *c, float *dw, const float *dg, const float *
     sn_sgemm(c->pool, true, false, G, H, B * T - 1, 1.0f, dg + G, G, h, H, 0.0f, dw, H);
     if (B > 1)
         sn_sgemm(c->pool, true, false, G, H, B - 1, -1.0f, dg + T * G, T * G, h + (T - 1) * H, T * H, 1.0f, dw, H);
+}
+
+static int64_t grad_offset(const sn_tensor *bwd, int gates, int seg) {
+    const sn_tensor *x = bwd->src[1];
+    return sn_rnn_grad_offset(gates, x->shape[0], x->shape[1], x->shape[2], bwd->ip[1], bwd->ip[0], seg);
+}
+
+void sn_rnn_weight_grads(sn_cpu *c, sn_tensor *node, int gates, int l, const float *dgx, const float *dgh,
+                         const float *xin, const float *hs) {
+    const sn_tensor *x = node->src[1];
+    int64_t H = node->ip[1], B = x->shape[0], T = x->shape[1], G = gates * H, BT = B * T;
+    int64_t in = l == 0 ? x->shape[2] : H;
+    float *out = node->data;
+    float *dw_ih = out + grad_offset(node, gates, 1 + 4 * l), *dw_hh = out + grad_offset(node, gates, 2 + 4 * l);
+    float *db_ih = out + grad_offset(node, gates, 3 + 4 * l), *db_hh = out + grad_offset(node, gates, 4 + 4 * l);
+    recurrent_wgrad(c, dw_hh, dgh, hs, B, T, G, H);
+    sn_sgemm(c->pool, true, false, G, in, BT, 1.0f, dgx, G, xin, in, 0.0f, dw_ih, in);
+    colsum(c, db_ih, dgx, BT, G);
+    if (dgh == dgx) memcpy(db_hh, db_ih, (size_t)G * sizeof *db_hh);
+    else colsum(c, db_hh, dgh, BT, G);
 }
 
 typedef struct {
