@@ -1,6 +1,7 @@
 /* CPU RNN kernels: the LSTM forward and backward passes (rnn.c says how a pass runs). */
 #include "backends/cpu/rnn_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "backends/cpu/vmath.h"
@@ -14,7 +15,6 @@ static bool use_region(void) {
     }
     return on;
 }
-
 
 typedef struct {
     float *g;           /* gates of step t: row b at g + b*gs */
