@@ -53,11 +53,10 @@ int main(int argc, char **argv) {
         }
     }
     if (steps < 1) steps = 1;
-    sn_backend *cpu = sn_cpu_backend_new(threads);
-    sn_backend *b = cpu;
-    if (strcmp(device, "cpu")) {
-        if (sn_backend_open(device, threads, &b) != SN_OK) die("opening the device");
-    }
+    sn_backend *cpu = NULL, *b = NULL;
+    if (sn_backend_open("cpu", threads, &cpu) != SN_OK) die("opening the CPU"); /* SN_PROFILE applies */
+    b = cpu;
+    if (strcmp(device, "cpu") && sn_backend_open(device, threads, &b) != SN_OK) die("opening the device");
     if ((tf32 || bf16) && sn_backend_set_precision(b, &(sn_precision){.tf32 = tf32, .bf16 = bf16}) != SN_OK)
         die("setting the precision");
     sn_device_info info0;
