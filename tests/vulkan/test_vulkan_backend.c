@@ -227,7 +227,7 @@ static void test_oom(void **st) {
     g_vk->i->release(g_vk, p);
 }
 
-static void test_transfers(void **st) {
+static void transfers_on(sn_backend *g_vk) {
     size_t nb = ((size_t)9 << 20) + 13; /* more than the 8 MB staging buffer, odd size */
     unsigned char *h = malloc(nb), *h2 = malloc(nb);
     for (size_t i = 0; i < nb; i++) h[i] = (unsigned char)(i * 131 + 7);
@@ -251,6 +251,18 @@ static void test_transfers(void **st) {
     g_vk->i->release(g_vk, p);
     free(h);
     free(h2);
+}
+
+/* unified memory where the device has it (lavapipe does), and the staged path of discrete
+ * GPUs (SN_VK_STAGED=1) */
+static void test_transfers(void **st) {
+    transfers_on(g_vk);
+    setenv("SN_VK_STAGED", "1", 1);
+    sn_backend *b = NULL;
+    SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
+    unsetenv("SN_VK_STAGED");
+    transfers_on(b);
+    sn_backend_free(b);
 }
 
 
@@ -475,13 +487,18 @@ static void test_replay(void **st) {
     for (int i = 0; i < gr->n; i++)
         if (gr->nodes[i]->op != SN_OP_NONE) nodes[nn++] = gr->nodes[i];
     float *x2 = sn_test_rand_new(sn_nelem(x), &g_seed, -1, 1);
-    float *got[2][6][3];
-    for (int mode = 0; mode < 2; mode++) {
+    float *got[3][6][3];
+    for (int mode = 0; mode < 3; mode++) {
         sn_backend *b = g_vk;
         if (mode == 1) { /* a backend that re-records every call */
             setenv("SN_VK_RECORD", "0", 1);
             SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
             unsetenv("SN_VK_RECORD");
+        }
+        if (mode == 2) { /* staged transfers, temps uploaded through the staging buffer */
+            setenv("SN_VK_STAGED", "1", 1);
+            SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
+            unsetenv("SN_VK_STAGED");
         }
         devmap m;
         dev_bind_on(b, c, &m);
@@ -504,7 +521,7 @@ static void test_replay(void **st) {
     }
     for (int i = 0; i < 3; i++) {
         size_t nb = sn_nbytes(outs[i]);
-        for (int mode = 0; mode < 2; mode++) {
+        for (int mode = 0; mode < 3; mode++) {
             for (int run = 1; run < 3; run++)
                 if (memcmp(got[mode][0][i], got[mode][run][i], nb))
                     fail_msg("replay: %s differs between run 0 and run %d (mode %d)", outs[i]->name, run, mode);
@@ -513,11 +530,14 @@ static void test_replay(void **st) {
             if (!memcmp(got[mode][0][i], got[mode][3][i], nb))
                 fail_msg("replay ignored the new input (%s unchanged, mode %d)", outs[i]->name, mode);
         }
-        for (int run = 0; run < 6; run++)
+        for (int run = 0; run < 6; run++) {
             if (memcmp(got[0][run][i], got[1][run][i], nb))
                 fail_msg("replayed %s differs from re-recorded (run %d)", outs[i]->name, run);
+            if (memcmp(got[0][run][i], got[2][run][i], nb))
+                fail_msg("%s through staged transfers differs (run %d)", outs[i]->name, run);
+        }
     }
-    for (int mode = 0; mode < 2; mode++)
+    for (int mode = 0; mode < 3; mode++)
         for (int r = 0; r < 6; r++)
             for (int i = 0; i < 3; i++) free(got[mode][r][i]);
     free(x2);
@@ -569,6 +589,22 @@ int main(int argc, char **argv) {
         return 1;
     }
     int r = run_all();
+    /* the op families again through staged transfers (the discrete-GPU path; argument
+     * blocks uploaded through the staging buffer) */
+    sn_backend *unified = g_vk;
+    setenv("SN_VK_STAGED", "1", 1);
+    if (sn_vulkan_reg.open(g_dev, 0, &g_vk) != SN_OK) {
+        fprintf(stderr, "Vulkan backend (staged): %s\n", sn_last_error());
+        return 1;
+    }
+    unsetenv("SN_VK_STAGED");
+    const struct CMUnitTest staged[] = {
+        cmocka_unit_test(test_binary), cmocka_unit_test(test_unary), cmocka_unit_test(test_shape),
+        cmocka_unit_test(test_loss),   cmocka_unit_test(test_optim),
+    };
+    r |= cmocka_run_group_tests_name("staged transfers", staged, NULL, NULL);
+    sn_backend_free(g_vk);
+    g_vk = unified;
     sn_backend_free(g_vk);
     sn_backend_free(g_cpu);
     return r;

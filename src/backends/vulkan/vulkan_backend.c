@@ -372,6 +372,7 @@ struct sn_vk {
     VkPipeline rec_bound;
     sn_vk_limits limits;
     bool record_once; /* SN_VK_RECORD != 0 */
+    bool staged;      /* SN_VK_STAGED=1: arenas never mapped, every transfer staged (tests the discrete-GPU path) */
 };
 
 static sn_status vk_fail(const sn_vk *vk, VkResult r, const char *call) {
@@ -465,7 +466,9 @@ static sn_status buf_create(sn_vk *vk, size_t bytes, int type, int alt, VkBuffer
     }
     out->size = bytes;
     r = vkBindBufferMemory(vk->dev, out->buf, out->mem, 0);
-    if (r == VK_SUCCESS && (vk->mp.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT))
+    bool arena = usage & VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT;
+    if (r == VK_SUCCESS && (vk->mp.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) &&
+        !(arena && vk->staged))
         r = vkMapMemory(vk->dev, out->mem, 0, VK_WHOLE_SIZE, 0, &out->map);
     if (r != VK_SUCCESS) {
         out->map = NULL;
@@ -1280,6 +1283,8 @@ sn_status sn_vulkan_backend_new(int device, sn_backend **out) {
     snprintf(vk->short_name, sizeof vk->short_name, "vulkan:%d", device);
     const char *rec = getenv("SN_VK_RECORD");
     vk->record_once = !(rec && !strcmp(rec, "0"));
+    const char *stg = getenv("SN_VK_STAGED");
+    vk->staged = stg && !strcmp(stg, "1");
     sn_status st = vk_open(vk);
     if (st != SN_OK) {
         vk_destroy(vk);
