@@ -2,9 +2,22 @@
  * and helper passes (vk_gemm.h) the other heavy families reuse. */
 #include "backends/vulkan/vk_gemm.h"
 
-#define TILE 64
+#include <stdlib.h>
+#include <string.h>
 
-/* push constants of shaders/matmul_gemm.comp */
+/* Two GEMM shaders: shared-memory tiles (GPUs), and a barrier-free one reading its
+ * operands straight from memory (CPU drivers, lavapipe and SwiftShader, which run a
+ * workgroup's barriers as switches between its invocations: 3-4x faster there).
+ * SN_VK_GEMM=tiled|direct forces one (read on every call, for tests). */
+static bool use_direct(sn_vk *vk) {
+    const char *e = getenv("SN_VK_GEMM");
+    if (e && !strcmp(e, "direct")) return true;
+    if (e && !strcmp(e, "tiled")) return false;
+    const char *n = sn_vk_device_name(vk);
+    return strstr(n, "llvmpipe") || strstr(n, "SwiftShader");
+}
+
+/* push constants of shaders/matmul_gemm.comp and matmul_gemm_direct.comp */
 typedef struct {
     uint64_t A, B, C, bias;
     int32_t M, N, K, lda, ldb, ldc;
@@ -42,7 +55,8 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
         if (!fits32(g->sA[k]) || !fits32(g->sB[k]) || !fits32(g->sC[k]))
             return sn_error(SN_ERR_UNSUPPORTED, "Vulkan GEMM (%s): batch stride beyond 32 bits", what);
     /* more than 65535 tiles along M or N: several dispatches over sub-blocks */
-    const int64_t chunk = (int64_t)65535 * TILE;
+    const bool direct = use_direct(vk);
+    const int64_t TILE = direct ? 32 : 64, chunk = (int64_t)65535 * TILE;
     for (int64_t m0 = 0; m0 < g->M; m0 += chunk)
         for (int64_t n0 = 0; n0 < g->N; n0 += chunk) {
             int64_t M = g->M - m0 < chunk ? g->M - m0 : chunk, N = g->N - n0 < chunk ? g->N - n0 : chunk;
@@ -71,7 +85,7 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
             p.beta = g->beta;
             p.p0 = g->p0;
             p.p1 = g->p1;
-            sn_status s = sn_vk_dispatch(vk, SN_VK_SH_MATMUL_GEMM, &p, sizeof p, (uint32_t)((N + TILE - 1) / TILE),
+            sn_status s = sn_vk_dispatch(vk, direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM, &p, sizeof p, (uint32_t)((N + TILE - 1) / TILE),
                                          (uint32_t)((M + TILE - 1) / TILE), (uint32_t)g->batch);
             if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);
         }
