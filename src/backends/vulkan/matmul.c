@@ -24,7 +24,59 @@ typedef struct {
     int32_t sA0, sA1, sB0, sB1, sC0, sC1;
     int32_t binner, flags;
     float alpha, beta, p0, p1;
+    int32_t Ktot;
 } gemm_push;
+
+/* push constants of shaders/matmul_splitk_sum.comp */
+typedef struct {
+    uint64_t part, C, bias;
+    int32_t M, N, S, ldc, bias_mode, act;
+    float alpha, beta, p0, p1;
+} splitk_push;
+
+/* Few output tiles over a long reduction (weight gradients: 16x6 outputs over 10^5
+ * products) would leave all but a few workgroups idle: S products over slices of K
+ * into parts [S, M, N], then their sum in a fixed order with the epilogue. *done
+ * stays false (nothing recorded) where splitting does not pay. */
+static sn_status gemm_splitk(sn_vk *vk, const sn_vk_gemm_args *g, bool direct, int64_t tile, bool *done,
+                             const char *what) {
+    *done = false;
+    int64_t tiles = ((g->M + tile - 1) / tile) * ((g->N + tile - 1) / tile);
+    if (g->batch != 1 || tiles >= 32 || g->K < 4096) return SN_OK;
+    int64_t S = (64 + tiles - 1) / tiles; /* about 64 workgroups */
+    if (S > g->K / 1024) S = g->K / 1024;   /* each at least 1024 deep */
+    if (S < 2) return SN_OK;
+    int64_t Kc = ((g->K + S - 1) / S + 15) & ~(int64_t)15;
+    S = (g->K + Kc - 1) / Kc;
+    uint64_t part = sn_vk_temp(vk, (size_t)(S * g->M * g->N) * sizeof(float), NULL);
+    if (!part) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan GEMM (%s): split-K parts", what);
+    gemm_push p = {0};
+    p.A = g->A;
+    p.B = g->B;
+    p.C = part;
+    p.M = (int32_t)g->M;
+    p.N = (int32_t)g->N;
+    p.K = (int32_t)Kc;
+    p.Ktot = (int32_t)g->K;
+    p.lda = (int32_t)g->lda;
+    p.ldb = (int32_t)g->ldb;
+    p.ldc = (int32_t)g->N;
+    p.sA0 = (int32_t)(g->ta ? Kc * g->lda : Kc);
+    p.sB0 = (int32_t)(g->tb ? Kc : Kc * g->ldb);
+    p.sC0 = (int32_t)(g->M * g->N);
+    p.binner = 1;
+    p.flags = (g->ta ? 1 : 0) | (g->tb ? 2 : 0) | 256;
+    p.alpha = 1.0f;
+    sn_status s = sn_vk_dispatch(vk, direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM, &p, sizeof p,
+                                 (uint32_t)((g->N + tile - 1) / tile), (uint32_t)((g->M + tile - 1) / tile), (uint32_t)S);
+    if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);
+    splitk_push q = {part, g->C, g->bias_mode ? g->bias : 0, (int32_t)g->M, (int32_t)g->N, (int32_t)S,
+                     (int32_t)g->ldc, g->bias_mode, g->act, g->alpha, g->beta, g->p0, g->p1};
+    s = sn_vk_dispatch(vk, SN_VK_SH_MATMUL_SPLITK_SUM, &q, sizeof q, sn_vk_groups(g->M * g->N, 256), 1, 1);
+    if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);
+    *done = true;
+    return SN_OK;
+}
 
 static bool fits32(int64_t v) { return v >= 0 && v <= INT32_MAX; }
 
@@ -54,9 +106,14 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
     for (int k = 0; k < 2; k++)
         if (!fits32(g->sA[k]) || !fits32(g->sB[k]) || !fits32(g->sC[k]))
             return sn_error(SN_ERR_UNSUPPORTED, "Vulkan GEMM (%s): batch stride beyond 32 bits", what);
-    /* more than 65535 tiles along M or N: several dispatches over sub-blocks */
     const bool direct = use_direct(vk);
     const int64_t TILE = direct ? 32 : 64, chunk = (int64_t)65535 * TILE;
+    if (g->M <= chunk && g->N <= chunk) {
+        bool done;
+        SN_VK_TRY(gemm_splitk(vk, g, direct, TILE, &done, what));
+        if (done) return SN_OK;
+    }
+    /* more than 65535 tiles along M or N: several dispatches over sub-blocks */
     for (int64_t m0 = 0; m0 < g->M; m0 += chunk)
         for (int64_t n0 = 0; n0 < g->N; n0 += chunk) {
             int64_t M = g->M - m0 < chunk ? g->M - m0 : chunk, N = g->N - n0 < chunk ? g->N - n0 : chunk;
@@ -85,6 +142,7 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
             p.beta = g->beta;
             p.p0 = g->p0;
             p.p1 = g->p1;
+            p.Ktot = (int32_t)g->K;
             sn_status s = sn_vk_dispatch(vk, direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM, &p, sizeof p, (uint32_t)((N + TILE - 1) / TILE),
                                          (uint32_t)((M + TILE - 1) / TILE), (uint32_t)g->batch);
             if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);

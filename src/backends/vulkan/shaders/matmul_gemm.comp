@@ -17,8 +17,10 @@ layout(push_constant) uniform PC {
     int M, N, K, lda, ldb, ldc;
     int sA0, sA1, sB0, sB1, sC0, sC1;
     int binner;
-    int flags;   // bit 0 trans A, bit 1 trans B, bits 2-3 bias (1 per column, 2 per row), bits 4-7 act
+    int flags;   // bit 0 trans A, bit 1 trans B, bits 2-3 bias (1 per column, 2 per row), bits 4-7 act,
+                 // bit 8 split K: product zo takes K indices [zo*K, min((zo+1)*K, Ktot)) (A, B offset by the host)
     float alpha, beta, p0, p1;
+    int Ktot;
 } pc;
 
 #define BM 64
@@ -37,12 +39,13 @@ void main() {
     const uint ob = zo * uint(pc.sB0) + zi * uint(pc.sB1);
     const uint oc = zo * uint(pc.sC0) + zi * uint(pc.sC1);
     const bool ta = (pc.flags & 1) != 0, tb = (pc.flags & 2) != 0;
+    const int K = (pc.flags & 256) != 0 ? min(pc.K, pc.Ktot - int(zo) * pc.K) : pc.K;
 
     float acc[4][4];
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = 0.0;
 
-    for (int k0 = 0; k0 < pc.K; k0 += BK) {
+    for (int k0 = 0; k0 < K; k0 += BK) {
         for (uint r = 0u; r < 4u; r++) {
             uint e = lid + 256u * r;
             int m, k;
@@ -50,7 +53,7 @@ void main() {
             else    { k = int(e % 16u); m = int(e / 16u); } // A(m,k) at A[m*lda + k]: k fastest
             int gm = m0 + m, gk = k0 + k;
             float v = 0.0;
-            if (gm < pc.M && gk < pc.K)
+            if (gm < pc.M && gk < K)
                 v = ta ? pc.A.v[oa + uint(gk) * uint(pc.lda) + uint(gm)] : pc.A.v[oa + uint(gm) * uint(pc.lda) + uint(gk)];
             As[k][m] = v;
             int n;
@@ -59,7 +62,7 @@ void main() {
             int gn = n0 + n;
             gk = k0 + k;
             v = 0.0;
-            if (gn < pc.N && gk < pc.K)
+            if (gn < pc.N && gk < K)
                 v = tb ? pc.B.v[ob + uint(gn) * uint(pc.ldb) + uint(gk)] : pc.B.v[ob + uint(gk) * uint(pc.ldb) + uint(gn)];
             Bs[k][n] = v;
         }

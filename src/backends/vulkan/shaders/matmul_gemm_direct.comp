@@ -15,8 +15,10 @@ layout(push_constant) uniform PC {
     int M, N, K, lda, ldb, ldc;
     int sA0, sA1, sB0, sB1, sC0, sC1;
     int binner;
-    int flags;   // bit 0 trans A, bit 1 trans B, bits 2-3 bias (1 per column, 2 per row), bits 4-7 act
+    int flags;   // bit 0 trans A, bit 1 trans B, bits 2-3 bias (1 per column, 2 per row), bits 4-7 act,
+                 // bit 8 split K: product zo takes K indices [zo*K, min((zo+1)*K, Ktot)) (A, B offset by the host)
     float alpha, beta, p0, p1;
+    int Ktot;
 } pc;
 
 void main() {
@@ -28,6 +30,7 @@ void main() {
     const uint ob = zo * uint(pc.sB0) + zi * uint(pc.sB1);
     const uint oc = zo * uint(pc.sC0) + zi * uint(pc.sC1);
     const bool ta = (pc.flags & 1) != 0, tb = (pc.flags & 2) != 0;
+    const int K = (pc.flags & 256) != 0 ? min(pc.K, pc.Ktot - int(zo) * pc.K) : pc.K;
     int rows[4], cols[4];
     for (int i = 0; i < 4; i++) {
         rows[i] = min(m0 + int(ty) + 8 * i, pc.M - 1);
@@ -39,7 +42,7 @@ void main() {
     float acc[4][4];
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = 0.0;
-    for (int k = 0; k < pc.K; k++) {
+    for (int k = 0; k < K; k++) {
         float a[4], b[4];
         for (int i = 0; i < 4; i++) a[i] = pc.A.v[oa + uint(rows[i]) * am + uint(k) * ak];
         for (int j = 0; j < 4; j++) b[j] = pc.B.v[ob + uint(k) * bk + uint(cols[j]) * bn];
