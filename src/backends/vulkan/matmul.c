@@ -171,6 +171,17 @@ sn_status sn_vk_fill(sn_vk *vk, uint64_t dst, uint64_t src, int64_t n, float val
 }
 
 typedef struct {
+    uint64_t src, dst;
+    int32_t R, C;
+} transpose_push;
+
+sn_status sn_vk_transpose(sn_vk *vk, uint64_t src, int64_t R, int64_t C, uint64_t dst) {
+    if (R <= 0 || C <= 0) return SN_OK;
+    transpose_push p = {src, dst, (int32_t)R, (int32_t)C};
+    return sn_vk_dispatch(vk, SN_VK_SH_MATMUL_TRANSPOSE, &p, sizeof p, sn_vk_groups(R * C, 256), 1, 1);
+}
+
+typedef struct {
     uint64_t x, out;
     int32_t outer, C, inner;
 } chan_push;

@@ -37,6 +37,8 @@ sn_status sn_vk_gemm1(sn_vk *vk, bool ta, bool tb, int64_t M, int64_t N, int64_t
 
 /* dst[i] = src[i] (src != 0) or value, i < n */
 sn_status sn_vk_fill(sn_vk *vk, uint64_t dst, uint64_t src, int64_t n, float value);
+/* dst[C, R] = src[R, C]^T */
+sn_status sn_vk_transpose(sn_vk *vk, uint64_t src, int64_t R, int64_t C, uint64_t dst);
 /* out[c] = sum of x[outer, C, inner] over outer and inner (inner 1: column sums) */
 sn_status sn_vk_chan_sum(sn_vk *vk, uint64_t x, int64_t outer, int64_t C, int64_t inner, uint64_t out);
 

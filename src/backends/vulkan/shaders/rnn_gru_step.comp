@@ -2,13 +2,14 @@
 // One GRU timestep t of one layer (PyTorch equations, gates r,z,n), one invocation per
 // (b, j): hn = W_hn h_{t-1} + b_hn and the other two recurrent rows, the gate math.
 // gates[b,t] holds x W_ih^T on entry and the activated (r,z,n) on exit; hn and h of
-// step t are written at (b*T + t)*H + j (saved state, tensor.h).
+// step t are written at (b*T + t)*H + j (saved state, tensor.h). w_t is W_hh^T [H, 3H]
+// (transposed once per layer by the host): neighbouring units read neighbouring words.
 #include "ops_common.glsl"
 
 layout(local_size_x = 64) in;
 
 layout(push_constant) uniform PC {
-    F32 gates, hns, hs, hp, w_hh, b_ih, b_hh;
+    F32 gates, hns, hs, hp, w_t, b_ih, b_hh;
     int B, T, H, t, ps, has_prev;
 } pc;
 
@@ -22,9 +23,10 @@ void main() {
             uint hrow = b * uint(pc.ps);
             for (uint m = 0u; m < H; m++) {
                 float h = pc.hp.v[hrow + m];
-                s0 = fma(h, pc.w_hh.v[j * H + m], s0);
-                s1 = fma(h, pc.w_hh.v[(H + j) * H + m], s1);
-                s2 = fma(h, pc.w_hh.v[(2u * H + j) * H + m], s2);
+                uint w = m * 3u * H + j;
+                s0 = fma(h, pc.w_t.v[w], s0);
+                s1 = fma(h, pc.w_t.v[w + H], s1);
+                s2 = fma(h, pc.w_t.v[w + 2u * H], s2);
             }
             hprev = pc.hp.v[hrow + j];
         }

@@ -4,13 +4,14 @@
 // gates[b,t] holds x W_ih^T on entry and the activated (i,f,g,o) on exit (saved state,
 // tensor.h); c and h of step t are written at (b*T + t)*H + j. The previous state is
 // row b of hp/cp at stride ps (inside the sequence, or the initial state), none at
-// has_prev = 0.
+// has_prev = 0. w_t is W_hh^T [H, 4H] (the host transposes it once per layer), so the
+// invocations of neighbouring units read neighbouring words.
 #include "ops_common.glsl"
 
 layout(local_size_x = 64) in;
 
 layout(push_constant) uniform PC {
-    F32 gates, cs, hs, hp, cp, w_hh, b_ih, b_hh;
+    F32 gates, cs, hs, hp, cp, w_t, b_ih, b_hh;
     int B, T, H, t, ps, has_prev;
 } pc;
 
@@ -27,10 +28,11 @@ void main() {
             float s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
             for (uint m = 0u; m < H; m++) {
                 float h = pc.hp.v[hrow + m];
-                s0 = fma(h, pc.w_hh.v[j * H + m], s0);
-                s1 = fma(h, pc.w_hh.v[(H + j) * H + m], s1);
-                s2 = fma(h, pc.w_hh.v[(2u * H + j) * H + m], s2);
-                s3 = fma(h, pc.w_hh.v[(3u * H + j) * H + m], s3);
+                uint w = m * 4u * H + j;
+                s0 = fma(h, pc.w_t.v[w], s0);
+                s1 = fma(h, pc.w_t.v[w + H], s1);
+                s2 = fma(h, pc.w_t.v[w + 2u * H], s2);
+                s3 = fma(h, pc.w_t.v[w + 3u * H], s3);
             }
             pre[0] += s0;
             pre[1] += s1;
