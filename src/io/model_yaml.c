@@ -213,7 +213,7 @@ static sn_status ints(const ctx *C, int i, const char *arg, const yaml_node_t *v
 static sn_status set_arg(const ctx *C, int i, const argdef *a, const yaml_node_t *v) {
     sn_layer_desc *l = &C->d->layer[i];
     char *base = (char *)l + a->off;
-    int64_t x[SN_LAYER_MAX_LIST];
+    int64_t x[SN_LAYER_MAX_LIST] = {0};
     int n = 0;
     sn_status st;
     switch (a->kind) {
@@ -328,6 +328,8 @@ static sn_status parse_from(const ctx *C, int i, const yaml_node_t *v) {
             ref = SN_FROM_INPUT;
         } else if (to_i64(s, &x)) {
             ref = x < 0 ? (int)(i + (x < -1000000 ? -1000000 : x)) : (x > 1000000 ? 1000000 : (int)x);
+            if ((ref < -1 || ref >= i) && i == 0)
+                return perr(C, v, i, "from: %s refers to layer %d; the first layer can only read 'input'", s, ref);
             if (ref < -1 || ref >= i)
                 return perr(C, v, i, "from: %s refers to layer %d; only earlier layers (0..%d) or 'input' can be inputs",
                             s, ref, i - 1);

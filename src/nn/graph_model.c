@@ -23,7 +23,7 @@ struct sn_graph_model {
     int rank[SN_DESC_MAX_LAYERS];        /* output dims, known from the arguments alone */
     int64_t nparam[SN_DESC_MAX_LAYERS], nbuf[SN_DESC_MAX_LAYERS];
     bool init_uniform[SN_MAX_MODEL_TENSORS];
-    float init_v[SN_MAX_MODEL_TENSORS];
+    double init_v[SN_MAX_MODEL_TENSORS];
 };
 
 void sn_gmodel_free(struct sn_graph_model *g) { free(g); }
@@ -503,7 +503,7 @@ sn_status sn_graph_model_new(const sn_model_desc *d, sn_backend *b, sn_model **o
         for (int i = 0; i < L->n; i++) {
             const pspec *p = &L->p[i];
             g->init_uniform[i] = p->uniform;
-            g->init_v[i] = (float)p->v;
+            g->init_v[i] = p->v;
             int64_t k = 1;
             for (int dd = 0; dd < p->s.ndim; dd++) k *= p->s.shape[dd];
             if (p->s.trainable) g->nparam[p->layer] += k;
