@@ -21,7 +21,7 @@ static void usage(FILE *f) {
             "train.batch_size and data.segment_seconds, its parameters, the totals, and the\n"
             "memory one training step needs on the chosen device (device=...), as the\n"
             "planner lays it out: parameters + optimizer state, and the working arena.\n"
-            "A file holding only model keys (layers: ...) is read as model.file.\n"
+            "A model file (layers: ... at the top, as conf/models/*.yaml) reads as its model.* keys.\n"
             "\n"
             "  key.sub=value   override a config key (train.batch_size=8 device=cpu ...)\n"
             "  --threads N     CPU threads (default: all cores)\n"
@@ -29,20 +29,6 @@ static void usage(FILE *f) {
             "\n"
             "Exit codes: 0 ok, 2 usage/config error (a bad model description), 3 input/file\n"
             "error, 4 device error (no such device, the model does not fit).\n");
-}
-
-/* A model file has `layers:` at the top level (or is a bare list), a config has sections. */
-static int is_model_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char line[512];
-    int model = 0, sections = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "layers:", 7) || !strncmp(line, "- ", 2)) model = 1;
-        if (!strncmp(line, "model:", 6) || !strncmp(line, "train:", 6) || !strncmp(line, "data:", 5)) sections = 1;
-    }
-    fclose(f);
-    return model && !sections;
 }
 
 static void thousands(long long v, char *b, size_t n) {
@@ -112,13 +98,7 @@ int sn_cmd_model(int argc, char **argv) {
     if (!cfg) { free(over); fprintf(stderr, "sinter model: out of memory\n"); return SN_EXIT_DEVICE; }
     sn_config_defaults(cfg);
     sn_status s;
-    if (is_model_file(conf)) {
-        char kv[SN_CONFIG_STR + 16];
-        snprintf(kv, sizeof kv, "model.file=%s", conf);
-        s = sn_config_override(cfg, kv);
-    } else {
-        s = sn_config_load(conf, cfg);
-    }
+    s = sn_config_load(conf, cfg); /* a model file (layers: at the top) loads as its model.* keys */
     for (int i = 0; i < nover && s == SN_OK; i++) s = sn_config_override(cfg, over[i]);
     free(over);
     if (s == SN_OK) s = sn_config_validate(cfg);
@@ -195,7 +175,7 @@ int sn_cmd_model(int argc, char **argv) {
     printf("\nPlanned memory of one training step on %s (%s, batch %d, %d frames):\n", sn_backend_name(b),
            di.name[0] ? di.name : "?", B, T);
     mib((double)persist, t1, sizeof t1);
-    printf("  parameters, gradients kept and %s state: %s\n", cfg->train.optimizer, t1);
+    printf("  persistent (parameters, %s state, inputs%s): %s\n", cfg->train.optimizer, cfg->train.grad_clip > 0 ? ", gradients for clipping" : "", t1);
     mib((double)arena, t2, sizeof t2);
     printf("  working arena (peak of the step's transient tensors): %s\n", t2);
     mib((double)(arena + persist), t3, sizeof t3);

@@ -538,6 +538,15 @@ static sn_status apply_mapping(const char *label, const char *prefix, sn_config 
     return SN_OK;
 }
 
+/* A mapping with `layers:` at the top is a model file (name, layers, output, ...). */
+static int model_file_root(yaml_document_t *doc, yaml_node_t *root) {
+    for (yaml_node_pair_t *q = root->data.mapping.pairs.start; q < root->data.mapping.pairs.top; q++) {
+        yaml_node_t *k = yaml_document_get_node(doc, q->key);
+        if (k && k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, "layers")) return 1;
+    }
+    return 0;
+}
+
 static sn_status load_parser(yaml_parser_t *p, const char *label, sn_config *out) {
     yaml_document_t doc;
     if (!yaml_parser_load(p, &doc)) return yaml_fail(p, label);
@@ -546,7 +555,13 @@ static sn_status load_parser(yaml_parser_t *p, const char *label, sn_config *out
     sn_status st = SN_OK;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root && !is_null_scalar(root)) {
-        if (root->type != YAML_MAPPING_NODE)
+        if (root->type == YAML_SEQUENCE_NODE || (root->type == YAML_MAPPING_NODE && model_file_root(&doc, root))) {
+            /* a model file (as in conf/models) given where a config goes: its keys are model keys */
+            st = root->type == YAML_SEQUENCE_NODE ? sn_desc_from_yaml_node(&doc, root, label, &c.model.graph)
+                                                  : apply_mapping(label, "model", &c, &doc, root);
+            if (st == SN_OK && root->type == YAML_SEQUENCE_NODE) strcpy(c.model.name, "graph");
+            if (st == SN_OK) snprintf(c.model.file, sizeof c.model.file, "%s", label);
+        } else if (root->type != YAML_MAPPING_NODE)
             st = sn_error(SN_ERR_CONFIG, "%s:%zu: the config must be a mapping of keys (name: ..., train: ...), got %s",
                           label, root->start_mark.line + 1, node_kind(root));
         else

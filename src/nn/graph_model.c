@@ -1062,7 +1062,7 @@ sn_status sn_graph_model_summary(sn_model *m, int batch, int frames, sn_layer_in
         }
     }
     free(B);
-    return y ? SN_OK : SN_ERR_SHAPE;
+    return y ? SN_OK : SN_ERR_CONFIG;
 }
 
 /* ---- can it stream? ---- */

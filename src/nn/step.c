@@ -144,7 +144,8 @@ static sn_status step_build(sn_model *m, sn_backend *b, sn_backend *fallback, in
     s->out = sn_model_forward(m, s->x, true);
     s->loss = m->loss == SN_LOSS_L1 ? sn_l1(c, s->out, s->y) : sn_mse(c, s->out, s->y);
     s->g = sn_graph_new(c);
-    if (!s->loss || !s->g) { st = s->loss ? SN_ERR_NOMEM : SN_ERR_SHAPE; goto fail; }
+    /* a described model that does not fit together is a configuration error */
+    if (!s->loss || !s->g) { st = s->loss ? SN_ERR_NOMEM : m->graph ? SN_ERR_CONFIG : SN_ERR_SHAPE; goto fail; }
     s->loss->flags |= SN_FLAG_OUTPUT;
     s->out->flags |= SN_FLAG_OUTPUT;
     /* GPU memory is the scarce kind: recompute convolutions for the backward pass
@@ -289,7 +290,7 @@ sn_status sn_infer_new(sn_model *m, sn_backend *b, sn_backend *fallback, int bat
     f->x = input(m, batch, frames, "infer_in");
     f->out = sn_model_forward(m, f->x, false);
     f->g = sn_graph_new(m->ctx);
-    if (!f->out || !f->g) { st = f->out ? SN_ERR_NOMEM : SN_ERR_SHAPE; goto fail; }
+    if (!f->out || !f->g) { st = f->out ? SN_ERR_NOMEM : m->graph ? SN_ERR_CONFIG : SN_ERR_SHAPE; goto fail; }
     f->out->flags |= SN_FLAG_OUTPUT;
     st = sn_graph_add(f->g, f->out);
     if (st == SN_OK) st = sn_ctx_alloc_persistent(m->ctx, m->backend);
