@@ -555,11 +555,9 @@ static sn_status load_parser(yaml_parser_t *p, const char *label, sn_config *out
     sn_status st = SN_OK;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root && !is_null_scalar(root)) {
-        if (root->type == YAML_SEQUENCE_NODE || (root->type == YAML_MAPPING_NODE && model_file_root(&doc, root))) {
+        if (root->type == YAML_MAPPING_NODE && model_file_root(&doc, root)) {
             /* a model file (as in conf/models) given where a config goes: its keys are model keys */
-            st = root->type == YAML_SEQUENCE_NODE ? sn_desc_from_yaml_node(&doc, root, label, &c.model.graph)
-                                                  : apply_mapping(label, "model", &c, &doc, root);
-            if (st == SN_OK && root->type == YAML_SEQUENCE_NODE) strcpy(c.model.name, "graph");
+            st = apply_mapping(label, "model", &c, &doc, root);
             if (st == SN_OK) snprintf(c.model.file, sizeof c.model.file, "%s", label);
         } else if (root->type != YAML_MAPPING_NODE)
             st = sn_error(SN_ERR_CONFIG, "%s:%zu: the config must be a mapping of keys (name: ..., train: ...), got %s",
