@@ -1119,8 +1119,10 @@ bool sn_model_streamable(const sn_model *m, char *why, int n) {
         case SN_LAYER_ZEROPAD2D:
             if (t == rk - 1 && (l->list[0] || l->list[1])) NO("it pads the time dim");
             if (t == rk - 2 && (l->list[2] || l->list[3])) {
-                if (rd < 0 || d->layer[rd].type != SN_LAYER_CONV2D)
-                    NO("padding in time is causal only right before a conv2d");
+                const sn_layer_desc *q = rd >= 0 ? &d->layer[rd] : NULL;
+                if (!q || q->type != SN_LAYER_CONV2D || l->list[3] != 0 || l->list[2] != q->kernel[0] - 1)
+                    NO("padding in time is causal only as %s frames at the start (top) right before a conv2d with "
+                       "a kernel of one frame more", "kernel-1");
             }
             break;
         case SN_LAYER_CONV_TRANSPOSE2D:

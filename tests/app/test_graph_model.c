@@ -285,6 +285,35 @@ static void test_stream(void **st) {
     sn_backend_free(be);
 }
 
+/* models that cannot stream say which layer prevents it */
+static void test_stream_reasons(void **st) {
+    (void)st;
+    static const struct { const char *yaml, *why; } cases[] = {
+        {"- {type: conv2d, name: c, in_channels: 1, out_channels: 1, kernel_size: 3, padding: 1}\n",
+         "layer 0 'c' (conv2d): a kernel of 3 frames is causal only after a zeropad2d of 2 frames"},
+        {"- {type: flatten, start_dim: 1}\n- {type: unflatten, dim: 1, unflattened_size: [1, -1, 161]}\n",
+         "layer 0 '0' (flatten): it merges the time dim"},
+        {"- {type: slice, dim: 2, start: 1}\n", "layer 0 '0' (slice): it cuts the time dim"},
+        {"- {type: zeropad2d, padding: [0, 0, 2, 0]}\n"
+         "- {type: conv2d, name: c, in_channels: 1, out_channels: 1, kernel_size: [2, 1]}\n",
+         "layer 0 '0' (zeropad2d): padding in time is causal only"},
+        {"- {type: permute, dims: [0, 1, 3, 2]}\n- {type: linear, name: fc, in_features: 99, out_features: 99}\n",
+         "layer 1 'fc' (linear): time is its feature (last) dim"},
+    };
+    sn_backend *be = sn_cpu_backend_new(1);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sn_model *m = graph_from_text(cases[i].yaml, be);
+        char why[400];
+        assert_false(sn_model_streamable(m, why, sizeof why));
+        if (!strstr(why, cases[i].why)) fail_msg("case %zu: '%s' lacks '%s'", i, why, cases[i].why);
+        sn_stream *s = NULL;
+        assert_int_equal(sn_stream_new(m, be, be, 1, 4, &s), SN_ERR_UNSUPPORTED);
+        assert_non_null(strstr(sn_last_error(), cases[i].why));
+        sn_model_free(m);
+    }
+    sn_backend_free(be);
+}
+
 /* ---- the YAML description ---- */
 
 static void test_roundtrip(void **st) {
@@ -472,6 +501,7 @@ int main(void) {
         cmocka_unit_test(test_crn_gru),
         cmocka_unit_test(test_crn_attention),
         cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_stream_reasons),
         cmocka_unit_test(test_crn_yaml_equals_builtin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
