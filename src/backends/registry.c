@@ -101,8 +101,11 @@ sn_status sn_backend_open(const char *spec, int cpu_threads, sn_backend **out) {
     if (!out) return sn_error(SN_ERR_INVALID_ARG, "sn_backend_open: out is NULL");
     *out = NULL;
     if (!spec || !*spec) spec = "auto";
+    /* the device list only for error messages: listing enumerates every backend's devices,
+     * and a Vulkan driver such as lavapipe maps ~60 MB when its instance is created, which
+     * opening the CPU must not pay */
     char avail[512];
-    list_devices(avail, sizeof avail);
+#define AVAIL (list_devices(avail, sizeof avail), avail)
     if (!strcmp(spec, "auto")) {
         sn_device_info d;
         if (sn_device_get(sn_device_auto(), &d) != SN_OK) return SN_ERR_DEVICE;
@@ -116,7 +119,7 @@ sn_status sn_backend_open(const char *spec, int cpu_threads, sn_backend **out) {
         long v = strtol(colon + 1, &end, 10);
         if (*end || end == colon + 1 || v < 0 || v > 1000000)
             return sn_error(SN_ERR_CONFIG, "device '%s': the index after ':' must be a number (available: %s)", spec,
-                            avail);
+                            AVAIL);
         idx = (int)v;
     }
     const sn_backend_reg *r = reg_of(spec, kind_len);
@@ -127,12 +130,13 @@ sn_status sn_backend_open(const char *spec, int cpu_threads, sn_backend **out) {
                 return sn_error(SN_ERR_DEVICE,
                                 "device '%s': this sinter was built without %s (available: %s); rebuild where "
                                 "its SDK is installed (README.md, 'Building')",
-                                spec, known[k], avail);
-        return sn_error(SN_ERR_CONFIG, "unknown device '%s' (available: %s; or 'auto')", spec, avail);
+                                spec, known[k], AVAIL);
+        return sn_error(SN_ERR_CONFIG, "unknown device '%s' (available: %s; or 'auto')", spec, AVAIL);
     }
     int n = r->count();
     if (idx >= n)
         return sn_error(SN_ERR_DEVICE, "device '%s' not found: %d %s device(s) visible (available: %s)", spec, n,
-                        r->kind, avail);
+                        r->kind, AVAIL);
     return open_index(r, idx, cpu_threads, out);
+#undef AVAIL
 }

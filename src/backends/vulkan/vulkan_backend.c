@@ -861,6 +861,9 @@ sn_status sn_vk_dispatch(sn_vk *vk, int sh, const void *push, uint32_t push_byte
         return sn_error(SN_ERR_INTERNAL, "sn_vk_dispatch outside a segment recording (a bug in sinter)");
     if (sh < 0 || sh >= SN_VK_SH_COUNT)
         return sn_error(SN_ERR_INTERNAL, "sn_vk_dispatch: shader %d does not exist (a bug in sinter)", sh);
+    if (push_bytes % 4)
+        return sn_error(SN_ERR_INTERNAL, "sn_vk_dispatch: %u push-constant bytes for shader %s (a multiple of 4 is "
+                        "needed; a bug in sinter)", push_bytes, sn_vk_shaders[sh].name);
     if (push_bytes > vk->limits.push_bytes)
         return sn_error(SN_ERR_INTERNAL, "sn_vk_dispatch: %u push-constant bytes for shader %s (at most %u: use an "
                         "argument block from sn_vk_temp)", push_bytes, sn_vk_shaders[sh].name, vk->limits.push_bytes);
