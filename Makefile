@@ -31,7 +31,7 @@ bench: build
 	@bash bench/run_cpu_bench.sh $(BUILD)
 
 asan: deps
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSINTER_SANITIZE=ON -DSINTER_CUDA=OFF $(CMAKE_FLAGS)
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSINTER_SANITIZE=ON -DSINTER_CUDA=OFF -DSINTER_VULKAN=OFF $(CMAKE_FLAGS)
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
 	@$(PY_NOTE)
