@@ -71,6 +71,7 @@ typedef struct sn_config {
         int hidden;                /* default 1024 */
         int layers;                /* default 2 */
         int channels[SN_CONFIG_CHANNELS]; /* default [16, 32, 64, 128, 256] */
+        int sync_bn;               /* data parallel: BatchNorm statistics over the global batch; default false */
     } model;
 } sn_config;
 

@@ -85,6 +85,7 @@ static const key_def k_keys[] = {
     {"model.hidden", K_INT, OFF(model.hidden), 1, 1 << 16, 0, 0, NULL},
     {"model.layers", K_INT, OFF(model.layers), 1, 64, 0, 0, NULL},
     {"model.channels", K_INTx5, OFF(model.channels), 1, 1 << 14, 0, 0, NULL},
+    {"model.sync_bn", K_BOOL, OFF(model.sync_bn), 0, 0, 0, 0, NULL},
 };
 #define NKEYS ((int)(sizeof k_keys / sizeof k_keys[0]))
 static const char *const k_sections[] = {"data", "train", "model"};
