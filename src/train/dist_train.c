@@ -1,6 +1,7 @@
 /* The trainer's data-parallel parts (dist_train.h). */
 #include "dist_train.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,4 +136,16 @@ sn_status sn_dist_note_config(const sn_dist_run *d, const char *path, int batch)
             "# dist.collectives: %s%s\n",
             d->world, batch * d->world, batch, sn_comm_name(d->comm), d->dcomm ? " + nccl" : "");
     return fclose(f) == 0 ? SN_OK : sn_error(SN_ERR_IO, "cannot write '%s'", path);
+}
+
+void sn_dist_test_fault(const sn_dist_run *d, int64_t step) {
+    const char *e = getenv("SINTER_DIST_FAULT");
+    if (!e || !*e || d->world == 1) return;
+    char kind[8] = "";
+    int r = -1;
+    long long s = -1;
+    if (sscanf(e, "%7[a-z]:%d:%lld", kind, &r, &s) != 3 || r != d->rank || s != step) return;
+    if (!strcmp(kind, "kill")) raise(SIGKILL);
+    if (!strcmp(kind, "hang"))
+        for (;;) pause();
 }

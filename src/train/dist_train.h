@@ -34,6 +34,9 @@ sn_status sn_dist_step_agree(sn_dist_run *d, float *loss, int *stop);
 /* Appends the data-parallel facts (world size, global batch, collectives) to the run's
  * config.yaml as comments (config loading ignores them). */
 sn_status sn_dist_note_config(const sn_dist_run *d, const char *path, int batch);
+/* Fault injection for the tests: SINTER_DIST_FAULT=kill:R:S (rank R dies by SIGKILL) or
+ * hang:R:S (rank R stops making progress) before its step S (1-based). */
+void sn_dist_test_fault(const sn_dist_run *d, int64_t step);
 /* "2 processes (mpi + nccl), per-device batch 4, global batch 8" */
 void sn_dist_describe(const sn_dist_run *d, int batch, char *buf, size_t n);
 

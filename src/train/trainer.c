@@ -593,6 +593,7 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
         if (!T->prefetched && (s = queue_batch(T, T->st.step)) != SN_OK) return s;
         T->prefetched = false;
         double t0 = now_s();
+        sn_dist_test_fault(&T->dist, T->st.step + 1);
         if (T->dist.world > 1) sn_dist_watch_begin("a training step (its gradient all-reduce with the other processes)");
         s = sn_step_launch(T->step, (float)lr);
         if (s != SN_OK) return sn_error_prefix(s, "training step %" PRId64, T->st.step + 1);
