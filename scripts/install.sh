@@ -6,8 +6,9 @@ set -euo pipefail
 
 deb_pkgs=(build-essential cmake pkg-config libopenblas-dev libcmocka-dev libsndfile1-dev libsamplerate0-dev
           libyaml-dev libfftw3-dev espeak-ng clang libclang-rt-dev
+          libopenmpi-dev openmpi-bin
           python3 python3-numpy)
-brew_pkgs=(cmake pkg-config cmocka libsndfile libsamplerate libyaml fftw espeak-ng)
+brew_pkgs=(cmake pkg-config cmocka libsndfile libsamplerate libyaml fftw espeak-ng open-mpi)
 
 need_sudo() { if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then echo sudo; fi; }
 
