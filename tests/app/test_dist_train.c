@@ -144,7 +144,7 @@ static double ckpt_diff(const char *ra, const char *rb) {
 
 #define STEPS 6
 
-static char g_single[1200];
+static char g_single[900];
 
 static int setup(void **state) {
     (void)state;
@@ -194,7 +194,7 @@ static bool have_mpirun(void) {
 /* 2 processes x batch 2 with sync_bn == 1 process x batch 4 */
 static void test_sync_bn_equals_single(void **state) {
     (void)state;
-    char log[400], out[400], ov[600], run[1200];
+    char log[400], out[400], ov[600], run[900];
     app_path(log, sizeof log, "sync.log");
     app_path(out, sizeof out, "runs_sync");
     snprintf(ov, sizeof ov, "out_dir=%s", out);
@@ -253,7 +253,7 @@ static void test_sync_bn_equals_single(void **state) {
 /* without sync_bn: per-rank statistics, a working run that differs from one process */
 static void test_per_rank_bn_differs(void **state) {
     (void)state;
-    char log[400], out[400], ov[600], run[1200];
+    char log[400], out[400], ov[600], run[900];
     app_path(log, sizeof log, "nosync.log");
     app_path(out, sizeof out, "runs_nosync");
     snprintf(ov, sizeof ov, "out_dir=%s", out);
