@@ -516,7 +516,7 @@ static sn_status setup(trainer *T, int resume) {
         s = sn_ckpt_load_optim(T->last, T->step);
         if (s != SN_OK) return s;
     }
-    if (T->valid) {
+    if (T->valid && writer(T)) { /* validation runs on rank 0 alone */
         int vt = (int)sn_stft_frames(sn_dataset_samples(T->valid));
         s = sn_infer_new(T->m, T->b, T->fb, c->train.batch_size, vt, &T->infer);
         if (s == SN_ERR_NOMEM) sn_error_suffix(s, "lower train.batch_size, or validate on shorter files");
