@@ -35,6 +35,10 @@ extern "C" {
 
 /* model.* of a config as a CRN config (errors on an unknown model.name/rnn). */
 sn_status sn_crn_config_from(const sn_config *cfg, sn_crn_config *out);
+/* The model of a config on backend b (zeros): the CRN, or the described model of
+ * model.name: graph (model.layers, model.output, model.output_activation); with
+ * model.loss set. Every command that builds a model from a config goes through it. */
+sn_status sn_model_from_config(const sn_config *cfg, sn_backend *b, sn_model **out);
 /* train.* of a config as optimizer settings. */
 sn_status sn_optim_config_from(const sn_config *cfg, sn_optim_config *out);
 
@@ -88,7 +92,7 @@ sn_status sn_ckpt_load_optim(const char *path, sn_step *s);
 
 typedef struct sn_eval_result {
     int64_t items;
-    double loss;             /* MSE on magnitudes */
+    double loss;             /* the model's loss (MSE or L1) on magnitudes */
     double snr_in, snr;      /* dB, noisy vs clean / enhanced vs clean */
     double sisdr_in, sisdr;  /* dB */
     double sisdri;           /* sisdr - sisdr_in */

@@ -697,7 +697,9 @@ int sn_cmd_enhance(int argc, char **argv) {
     }
     /* chunk length: no longer than the longest file needs */
     int Tc = 0;
-    if (chunk_s > 0 && e.m->cfg.rnn != SN_RNN_ATTENTION) {
+    char why[400];
+    bool streams = sn_model_streamable(e.m, why, sizeof why);
+    if (chunk_s > 0 && streams) {
         int64_t maxT = 1;
         for (int j = 0; j < jobs.n; j++) {
             int rate = 0;
@@ -710,7 +712,7 @@ int sn_cmd_enhance(int argc, char **argv) {
         Tc = (int)fmax(1.0, round(chunk_s * MODEL_RATE / SN_HOP));
         if (Tc > maxT) Tc = (int)maxT;
     } else if (chunk_s > 0 && !quiet) {
-        printf("note: the attention model has no exact chunked form (no KV cache): processing whole files\n");
+        printf("note: %s: processing whole files\n", why);
     }
     st = enhancer_init(&e, Tc);
     if (st != SN_OK) {
@@ -718,8 +720,8 @@ int sn_cmd_enhance(int argc, char **argv) {
         goto done;
     }
     if (!quiet)
-        printf("model %s (%s, hidden %d, %lld parameters) on %s; %s\n", used.name, sn_rnn_kind_name(e.m->cfg.rnn),
-               e.m->cfg.hidden, (long long)e.m->nparams, sn_backend_name(e.b),
+        printf("model %s (%s, %lld parameters) on %s; %s\n", used.name, sn_model_describe(e.m, why, sizeof why),
+               (long long)e.m->nparams, sn_backend_name(e.b),
                Tc ? "chunked" : "whole files");
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;
