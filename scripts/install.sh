@@ -7,12 +7,13 @@ set -euo pipefail
 
 deb_pkgs=(build-essential cmake pkg-config libopenblas-dev libcmocka-dev libsndfile1-dev libsamplerate0-dev
           libyaml-dev libfftw3-dev espeak-ng clang libclang-rt-dev
+          libopenmpi-dev openmpi-bin
           python3 python3-venv
           libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools)
 # Vulkan: the loader and headers, the shader compiler (glslc), and Mesa's drivers (lavapipe,
 # a CPU Vulkan driver, runs the Vulkan tests on any machine); vulkan-tools is for vulkaninfo only.
 # On macOS MoltenVK is the Vulkan driver (on Metal).
-brew_pkgs=(cmake pkg-config cmocka libsndfile libsamplerate libyaml fftw espeak-ng python@3.13
+brew_pkgs=(cmake pkg-config cmocka libsndfile libsamplerate libyaml fftw espeak-ng python@3.13 open-mpi
            vulkan-loader vulkan-headers molten-vk shaderc)
 
 need_sudo() { if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then echo sudo; fi; }

@@ -24,6 +24,19 @@ typedef struct sn_device_info {
     int utilization;        /* percent, -1 when unknown */
 } sn_device_info;
 
+/* A data-parallel group's collective, attached to a backend by src/dist (sn_comm_attach).
+ * allreduce sums n elements (f32, or f64 when f64) of src over the group's processes
+ * into dst (src == dst allowed); the buffers are this backend's memory (device memory of
+ * a GPU backend when `device`, else host memory). stream: the backend's queue the call
+ * is ordered on (a cudaStream_t) or NULL on the host, where it returns when done. Every
+ * process of the group makes the same calls in the same order (the same step graph). */
+typedef struct sn_collective {
+    sn_status (*allreduce)(void *user, const void *src, void *dst, size_t n, bool f64, void *stream);
+    void *user;
+    int world;          /* processes in the group */
+    bool device;        /* buffers in GPU memory (NCCL), else host memory (MPI) */
+} sn_collective;
+
 /* Reduced-precision switches (train.tf32, train.mixed_precision). */
 typedef struct sn_precision {
     bool tf32;              /* TF32 tensor cores for f32 GEMMs */
@@ -73,6 +86,9 @@ struct sn_backend {
     const sn_backend_i *i;
     void *ctx;
     bool is_host;           /* data addresses are host memory (CPU and test backends) */
+    /* Data parallel: the collective the ALLREDUCE op and synchronised BatchNorm call
+     * (NULL: none; those ops then run where one is attached, or fail to plan). */
+    const sn_collective *coll;
 };
 
 /* Backend-neutral helpers over the table (src/backends/backend.c). */

@@ -72,6 +72,7 @@ typedef struct sn_config {
         int hidden;                /* default 1024 */
         int layers;                /* default 2 (crn); a YAML list here is the graph's layer list */
         int channels[SN_CONFIG_CHANNELS]; /* default [16, 32, 64, 128, 256] */
+        int sync_bn;               /* data parallel: BatchNorm statistics over the global batch; default false */
         char file[SN_CONFIG_STR];  /* model.* keys (or just the layer list) read from this YAML file;
                                       the resolved config holds what it gave, inline */
         char output[16];           /* graph: mapping | mask (estimate = act(net(x)) * x) */

@@ -113,6 +113,11 @@ typedef struct sn_loader_config {
     int num_workers;   /* 0 = build batches in the caller's thread */
     int prefetch;      /* buffers in the queue; 0 = 2*num_workers + 1 */
     int drop_last;     /* 1: steps = len / B; 0: ceil, last batch padded by wrapping */
+    /* Data parallel: this process's shard of each epoch. Step k of shard r of S holds
+     * the items of global batch k at [r*B, (r+1)*B): the S shards of a step together
+     * are exactly the batch of S*B one process would train on, disjoint, the same for
+     * any thread count. shard_count 0 or 1: no sharding. */
+    int shard_rank, shard_count;
     sn_alloc_fn alloc; /* NULL = malloc */
     sn_free_fn free;
     void *alloc_user;

@@ -101,6 +101,10 @@ typedef struct sn_optim_config {
      * without clipping each parameter is updated as soon as its gradient is complete
      * and gradients live only briefly (less memory). */
     bool keep_grads;
+    /* Data parallel (a backend with an sn_collective of world > 1 attached, src/dist):
+     * BatchNorm with the statistics of the global batch (ops' ip[2], SyncBatchNorm)
+     * instead of each process's own (the default, as PyTorch DDP). */
+    bool sync_bn;
 } sn_optim_config;
 void sn_optim_config_default(sn_optim_config *o);
 
@@ -113,13 +117,27 @@ typedef struct sn_step {
     sn_tensor *opt_state[2];     /* Adam m, v (flat) / SGD momentum buffer */
     sn_optim_config opt;
     int64_t t;                   /* optimizer steps taken */
+    /* data parallel: processes whose gradients are averaged (1: none), and the
+     * all-reduce buckets (ALLREDUCE nodes) the backward pass issues */
+    int world, nbuckets;
     bool have_batch, launched;   /* a prefetched batch waits; a launched step is unfinished */
 } sn_step;
 
 /* The training step for batches [B,1,T,F]: graph built and planned once on b
- * (ops b lacks run on `fallback`, normally the CPU backend). */
+ * (ops b lacks run on `fallback`, normally the CPU backend).
+ * Data parallel: when b (or the fallback) has a collective of world > 1 attached, the
+ * gradients are averaged over the group in buckets, each all-reduced as soon as the
+ * backward pass has completed its gradients (on a GPU it overlaps the rest of the
+ * backward pass), and every process then runs the same update: the processes' models
+ * stay identical if they start identical. */
 sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
                       const sn_optim_config *opt, sn_step **out);
+/* The same for another model on m's tensors: forward(m, x, user) builds the training
+ * forward pass of x [batch,1,frames,m->cfg.freq_bins] and returns the output (the
+ * shape of x; the loss is its MSE against the target). Tests use it for small models. */
+typedef sn_tensor *(*sn_forward_fn)(sn_model *m, sn_tensor *x, void *user);
+sn_status sn_step_new_with(sn_model *m, sn_forward_fn forward, void *user, sn_backend *b, sn_backend *fallback,
+                           int batch, int frames, const sn_optim_config *opt, sn_step **out);
 void sn_step_free(sn_step *s);
 /* Uploads the batch, replays the step with learning rate lr, returns the loss
  * (computed before the update). The same as prefetch + launch + finish. */

@@ -69,6 +69,11 @@ typedef enum sn_op {
                          extra: mean[C], invstd[C] of the statistics used. */
     SN_OP_BATCHNORM_BWD, /* (dy, x, y_fwd, gamma) -> packed [dx | dgamma | dbeta]; ip1/fp2 as fwd:
                             with ip1 = 1 dy is w.r.t. the ELU output and y_fwd's data is read */
+    /* BATCHNORM/BATCHNORM_BWD with ip[2] = 1 (training only; sn_batchnorm_sync): synchronised
+       BatchNorm: the statistics (forward) and the sums of dy, dy*xhat (backward) are summed
+       over the data-parallel group through the backend's collective, so every process
+       normalises with the statistics of the global batch; dgamma/dbeta stay local (they are
+       averaged with the other gradients). */
     SN_OP_LAYERNORM,  /* x[..,E], gamma[E], beta[E]; fp0 eps. extra: mean[M], rstd[M] */
     SN_OP_LAYERNORM_BWD, /* (dy, x, y_fwd, gamma) -> packed [dx | dgamma | dbeta] */
     SN_OP_SOFTMAX,    /* over the last dim */
@@ -100,6 +105,9 @@ typedef enum sn_op {
     SN_OP_ADAM_MT,    /* (hyper, m, v, sumsq?, p0, g0, p1, g1, ..); ip0 adamw, ip1 has sumsq, ip[2+i] param i's
                        * offset in the flat buffer (elements); fp as ADAM */
     SN_OP_SGD_MT,     /* (hyper, buf, sumsq?, p0, g0, ..); ip0 nesterov, ip1 has sumsq, ip[2+i] as ADAM_MT; fp as SGD */
+    /* data parallel (the backend's sn_collective) */
+    SN_OP_ALLREDUCE,  /* (g0, g1, ..) -> 1-D packed [g0 | g1 | ..] (segment i at sn_allreduce_offset(node, i)),
+                         each the sum over the group's processes times fp0 (1/world: the mean) */
     SN_OP_COUNT
 } sn_op;
 
@@ -118,7 +126,7 @@ typedef enum sn_act { SN_ACT_NONE = 0, SN_ACT_RELU, SN_ACT_ELU, SN_ACT_SOFTPLUS,
  * autodiff dispatch on it. SN_FAM_NONE: leaves and views (nothing to run). */
 typedef enum sn_op_family {
     SN_FAM_NONE = 0, SN_FAM_SHAPE, SN_FAM_BINARY, SN_FAM_UNARY, SN_FAM_MATMUL, SN_FAM_CONV, SN_FAM_BATCHNORM,
-    SN_FAM_NORM, SN_FAM_RNN, SN_FAM_ATTENTION, SN_FAM_LOSS, SN_FAM_OPTIM, SN_FAM_COUNT
+    SN_FAM_NORM, SN_FAM_RNN, SN_FAM_ATTENTION, SN_FAM_LOSS, SN_FAM_OPTIM, SN_FAM_COLLECTIVE, SN_FAM_COUNT
 } sn_op_family;
 sn_op_family sn_op_family_of(sn_op op);
 
@@ -280,6 +288,15 @@ sn_tensor *sn_adam_multi(sn_ctx *ctx, int n, sn_tensor **params, sn_tensor **gra
 sn_tensor *sn_sgd_multi(sn_ctx *ctx, int n, sn_tensor **params, sn_tensor **grads, sn_tensor *buf, sn_tensor *hyper,
                         sn_tensor *sumsq, float momentum, float dampening, float weight_decay, float max_norm,
                         bool nesterov);
+/* Data parallel. sn_allreduce: the mean (scale = 1/world) or sum (scale = 1) of n <=
+ * SN_MAX_SRC tensors over the processes of the group whose sn_collective the executing
+ * backend holds, packed in one 1-D output (one collective call per op: a gradient bucket);
+ * sn_allreduce_offset gives src i's element offset in it (64-aligned, so views of it
+ * keep the alignment of tensors). */
+sn_tensor *sn_allreduce(sn_ctx *ctx, int n, sn_tensor **srcs, float scale);
+int64_t sn_allreduce_offset(const sn_tensor *node, int i);
+/* Marks a training BATCHNORM or BATCHNORM_BWD node synchronised (ip[2] = 1, see the op). */
+sn_status sn_batchnorm_sync(sn_tensor *node);
 /* Does node write src i in place (optimizer state, BN running stats)? */
 bool sn_op_writes_src(const sn_tensor *node, int i);
 

@@ -10,7 +10,8 @@
  *     (SGD), F32, the parameter's shape;
  *   - metadata: "sinter.format_version" ("1"), "sinter.config" (resolved YAML),
  *     "sinter.step", "sinter.epoch", "sinter.epoch_step", "sinter.optim_step",
- *     "sinter.best_valid_loss", "sinter.seed", "sinter.version".
+ *     "sinter.best_valid_loss", "sinter.seed", "sinter.version", "sinter.world_size"
+ *     (data-parallel processes; a resume needs the same number).
  * A file without "sinter.config" is read as a plain PyTorch state_dict; the
  * model then comes from the config the caller gives. */
 #ifndef SINTER_TRAIN_H
@@ -56,6 +57,7 @@ typedef struct sn_ckpt_state {
     int64_t epoch_step;      /* batches of that epoch already trained on */
     double best_valid_loss;  /* lowest validation loss so far (INFINITY if none) */
     uint64_t seed;           /* the run's seed (loader + init) */
+    int world_size;          /* data-parallel processes that trained it (1: one; 0 read as 1) */
 } sn_ckpt_state;
 
 /* Writes model weights, the optimizer state of `opt` (may be NULL: weights
@@ -127,6 +129,7 @@ typedef struct sn_train_result {
     sn_eval_result valid;     /* the last validation */
     int has_valid;
     int interrupted;          /* stopped through opts->stop (checkpoint written) */
+    int rank, world;          /* data parallel: this process's rank and the process count (0 of 1 alone) */
     double seconds;
 } sn_train_result;
 

@@ -35,9 +35,15 @@ static void usage(FILE *f) {
             "  --resume RUN_DIR  continue a run from RUN_DIR/last.safetensors; the config is\n"
             "                    RUN_DIR/config.yaml (CONF may be left out) plus overrides\n"
             "  --max-steps N     stop after N optimizer steps in all (overrides train.max_steps)\n"
-            "  --threads N       CPU threads (default: all cores)\n"
+            "  --threads N       CPU threads (default: all cores, shared by the processes of a\n"
+            "                    host under mpirun)\n"
             "  --quiet           print nothing but errors (train.log is still written)\n"
             "  -h, --help        this text\n"
+            "\n"
+            "Several processes (data parallel, one per GPU or CPU share):\n"
+            "  mpirun -np N sinter train CONF.yaml ...   train.batch_size is per process; each\n"
+            "                    process trains on cuda:<local rank> (device=cuda or auto with GPUs)\n"
+            "                    or the CPU; rank 0 writes the run directory (README: Several GPUs)\n"
             "\n"
             "Exit codes: 0 done, 1 loss became NaN/Inf, 2 usage/config error, 3 input/file\n"
             "error, 4 device error (no such device, out of memory), 130 interrupted (after\n"
@@ -133,11 +139,12 @@ int sn_cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (s != SN_OK) {
-        fprintf(stderr, "sinter train: %s\n", sn_last_error());
+        if (r.world > 1) fprintf(stderr, "sinter train: rank %d of %d: %s\n", r.rank, r.world, sn_last_error());
+        else fprintf(stderr, "sinter train: %s\n", sn_last_error());
         return sn_cli_exit_code(s);
     }
     if (r.interrupted) return SN_EXIT_INTERRUPTED;
-    if (!o.quiet) {
+    if (!o.quiet && r.rank == 0) { /* data parallel: rank 0 speaks for all */
         printf("run directory: %s\n", r.run_dir);
         if (r.has_valid)
             printf("validation: loss %.5f, SI-SDR %.2f dB (improvement %+.2f dB), STOI %.3f\n", r.valid.loss,

@@ -153,6 +153,7 @@ const char *sn_op_name(sn_op op) {
         [SN_OP_MSE] = "mse_loss", [SN_OP_MSE_BWD] = "mse_loss_bwd", [SN_OP_L1] = "l1_loss",
         [SN_OP_L1_BWD] = "l1_loss_bwd", [SN_OP_SUM] = "sum", [SN_OP_MEAN] = "mean", [SN_OP_SUMSQ] = "sumsq",
         [SN_OP_ADAM] = "adam", [SN_OP_SGD] = "sgd", [SN_OP_ADAM_MT] = "adam_multi", [SN_OP_SGD_MT] = "sgd_multi",
+        [SN_OP_ALLREDUCE] = "allreduce",
     };
     if ((int)op < 0 || op >= SN_OP_COUNT || !names[op]) return "unknown_op";
     return names[op];
@@ -185,6 +186,8 @@ sn_op_family sn_op_family_of(sn_op op) {
         return SN_FAM_LOSS;
     case SN_OP_ADAM: case SN_OP_SGD: case SN_OP_ADAM_MT: case SN_OP_SGD_MT:
         return SN_FAM_OPTIM;
+    case SN_OP_ALLREDUCE:
+        return SN_FAM_COLLECTIVE;
     default:
         return SN_FAM_NONE;
     }

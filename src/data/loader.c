@@ -27,6 +27,7 @@ struct sn_loader {
     sn_loader_config cfg;
     sn_stft *stft;
     int B, T;
+    int shard, shards; /* data parallel: this process's shard of each global batch */
     int64_t N, steps;
     slot *slots;
     int nslots;
@@ -62,7 +63,7 @@ static sn_status build(sn_loader *l, uint64_t epoch, int64_t step, sn_batch *b) 
     b->step = step;
     b->n_valid = 0;
     for (int j = 0; j < l->B; j++) {
-        int64_t idx = step * l->B + j;
+        int64_t idx = (step * l->shards + l->shard) * l->B + j;
         if (idx < len) b->n_valid++;
         else idx %= len; /* pad the last batch with items from the start */
         sn_status st = sn_dataset_get(l->ds, epoch, idx, b->noisy + j * N, b->clean + j * N);
@@ -150,6 +151,9 @@ sn_status sn_loader_new(sn_dataset *ds, const sn_loader_config *cfg, sn_loader *
     if (cfg->num_workers < 0 || cfg->num_workers > 256)
         return sn_error(SN_ERR_CONFIG, "train.num_workers %d must be in 0..256 (0 = load in the training thread)", cfg->num_workers);
     if (cfg->prefetch < 0) return sn_error(SN_ERR_CONFIG, "loader prefetch %d must be >= 0", cfg->prefetch);
+    int shards = cfg->shard_count > 1 ? cfg->shard_count : 1;
+    if (cfg->shard_rank < 0 || cfg->shard_rank >= shards)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_loader_new: shard %d outside 0..%d", cfg->shard_rank, shards - 1);
     if (!!cfg->alloc != !!cfg->free)
         return sn_error(SN_ERR_INVALID_ARG, "sn_loader_new: set both the alloc and the free callback, or neither");
     int64_t len = sn_dataset_len(ds);
@@ -166,11 +170,18 @@ sn_status sn_loader_new(sn_dataset *ds, const sn_loader_config *cfg, sn_loader *
         l->cfg.free = default_free;
     }
     l->B = cfg->batch_size;
+    l->shard = cfg->shard_rank;
+    l->shards = shards;
     l->N = sn_dataset_samples(ds);
     l->T = (int)sn_stft_frames(l->N);
-    l->steps = cfg->drop_last ? len / l->B : (len + l->B - 1) / l->B;
+    int64_t gb = (int64_t)l->B * shards; /* the global batch */
+    l->steps = cfg->drop_last ? len / gb : (len + gb - 1) / gb;
     if (l->steps == 0) {
         sn_loader_free(l);
+        if (shards > 1)
+            return sn_error(SN_ERR_CONFIG, "the dataset has %lld items, fewer than the global batch %lld (train.batch_size "
+                            "%d x %d processes): not one full batch; lower the batch size or add files",
+                            (long long)len, (long long)gb, cfg->batch_size, shards);
         return sn_error(SN_ERR_CONFIG, "the dataset has %lld items, fewer than train.batch_size %d: not one full batch; lower the batch size or add files",
                         (long long)len, cfg->batch_size);
     }

@@ -93,6 +93,7 @@ static const key_def k_keys[] = {
     {"model.output", K_ENUM, OFF(model.output), 0, 0, 0, 0, "mapping mask"},
     {"model.output_activation", K_ENUM, OFF(model.output_activation), 0, 0, 0, 0, "none relu sigmoid softplus tanh elu"},
     {"model.loss", K_ENUM, OFF(model.loss), 0, 0, 0, 0, "mse l1"},
+    {"model.sync_bn", K_BOOL, OFF(model.sync_bn), 0, 0, 0, 0, NULL},
 };
 #define NKEYS ((int)(sizeof k_keys / sizeof k_keys[0]))
 static const char *const k_sections[] = {"data", "train", "model"};

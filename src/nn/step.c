@@ -69,23 +69,72 @@ typedef struct {
     int n, nlate;
     sn_tensor **p, **g;   /* the group being completed */
     sn_tensor **lp, **lg; /* deferred to the end */
+    /* data parallel: the bucket being filled, and the all-reduced buckets */
+    int nb;
+    int64_t belems, bucket_elems;
+    sn_tensor **bp, **bg;
+    sn_tensor **red;
+    int nred;
 } grad_groups;
 
-/* multi-tensor updates of params p[0..n), SN_OPTIM_MT_MAX per op */
+/* multi-tensor updates of params p[0..n), SN_OPTIM_MT_MAX per op; sumsq (the squared
+ * global norm) when clipping */
 static sn_status update_multi(sn_step *s, sn_graph *g, int n, sn_tensor **p, sn_tensor **gr) {
     sn_ctx *c = s->m->ctx;
+    float clip = s->sumsq ? s->opt.grad_clip : 0.0f;
     for (int i = 0; i < n; i += SN_OPTIM_MT_MAX) {
         int k = n - i < SN_OPTIM_MT_MAX ? n - i : SN_OPTIM_MT_MAX;
         sn_tensor *u = s->opt.kind == SN_OPTIM_SGD
-                           ? sn_sgd_multi(c, k, p + i, gr + i, s->opt_state[0], s->hyper, NULL, s->opt.momentum, 0.0f,
-                                          s->opt.weight_decay, 0.0f, false)
-                           : sn_adam_multi(c, k, p + i, gr + i, s->opt_state[0], s->opt_state[1], s->hyper, NULL,
-                                           s->opt.beta1, s->opt.beta2, s->opt.eps, s->opt.weight_decay, 0.0f,
+                           ? sn_sgd_multi(c, k, p + i, gr + i, s->opt_state[0], s->hyper, s->sumsq, s->opt.momentum,
+                                          0.0f, s->opt.weight_decay, clip, false)
+                           : sn_adam_multi(c, k, p + i, gr + i, s->opt_state[0], s->opt_state[1], s->hyper, s->sumsq,
+                                           s->opt.beta1, s->opt.beta2, s->opt.eps, s->opt.weight_decay, clip,
                                            s->opt.kind == SN_OPTIM_ADAMW);
         sn_status st = u ? sn_graph_add(g, u) : SN_ERR_INVALID_ARG;
         if (st != SN_OK) return st;
     }
     return SN_OK;
+}
+
+/* Data parallel: the bucket's gradients averaged over the group by one ALLREDUCE node,
+ * placed right after the backward node that completed the last of them, so it starts
+ * while the rest of the backward pass runs; the updates read views of its output
+ * and come at the end (an update placed early would make the device wait for the
+ * collective there). */
+static sn_status flush_bucket(sn_graph *g, grad_groups *gg) {
+    if (gg->nb == 0) return SN_OK;
+    sn_step *s = gg->s;
+    sn_ctx *c = s->m->ctx;
+    sn_tensor *r = sn_allreduce(c, gg->nb, gg->bg, 1.0f / (float)s->world);
+    if (!r) return SN_ERR_INVALID_ARG;
+    sn_set_name(r, "grad_bucket.%d", s->nbuckets++);
+    sn_status st = sn_graph_add(g, r);
+    if (st != SN_OK) return st;
+    gg->red[gg->nred++] = r;
+    for (int i = 0; i < gg->nb; i++) {
+        sn_tensor *v = sn_view(c, r, gg->bg[i]->ndim, gg->bg[i]->shape, sn_allreduce_offset(r, i));
+        if (!v) return SN_ERR_NOMEM;
+        gg->lp[gg->nlate] = gg->bp[i];
+        gg->lg[gg->nlate++] = v;
+    }
+    gg->nb = 0;
+    gg->belems = 0;
+    return SN_OK;
+}
+
+/* data parallel: a group's gradients join the bucket; a full bucket goes */
+static sn_status bucket_group(sn_graph *g, grad_groups *gg) {
+    for (int i = 0; i < gg->n; i++) {
+        if (gg->nb == SN_MAX_SRC) {
+            sn_status st = flush_bucket(g, gg);
+            if (st != SN_OK) return st;
+        }
+        gg->bp[gg->nb] = gg->p[i];
+        gg->bg[gg->nb++] = gg->g[i];
+        gg->belems += sn_nelem(gg->g[i]);
+    }
+    gg->n = 0;
+    return gg->belems >= gg->bucket_elems ? flush_bucket(g, gg) : SN_OK;
 }
 
 /* sn_backward_hook: collect each node's completed params; at the group's end update the large ones */
@@ -96,6 +145,7 @@ static sn_status collect_grad(sn_graph *g, sn_tensor *p, sn_tensor *grad, void *
         gg->g[gg->n++] = grad;
         return SN_OK;
     }
+    if (gg->s->world > 1) return bucket_group(g, gg);
     int ne = 0;
     for (int i = 0; i < gg->n; i++) {
         if (update_early(gg->g[i])) {
@@ -110,23 +160,70 @@ static sn_status collect_grad(sn_graph *g, sn_tensor *p, sn_tensor *grad, void *
     return update_multi(gg->s, g, ne, gg->p, gg->g);
 }
 
+/* the squared global norm over the all-reduced buckets (sumsq takes SN_MAX_SRC inputs
+ * at most: partial sums added) */
+static sn_tensor *buckets_sumsq(sn_ctx *c, int n, sn_tensor **red) {
+    sn_tensor *acc = NULL;
+    for (int i = 0; i < n; i += SN_MAX_SRC) {
+        sn_tensor *q = sn_sumsq(c, n - i < SN_MAX_SRC ? n - i : SN_MAX_SRC, red + i);
+        acc = acc ? sn_add(c, acc, q) : q;
+    }
+    return acc;
+}
+
+/* SINTER_DP_BUCKET_MB: gradient bucket size in MiB (PyTorch DDP's bucket_cap_mb, 25) */
+static int64_t bucket_elems(void) {
+    const char *e = getenv("SINTER_DP_BUCKET_MB");
+    double mb = e && *e ? atof(e) : 25.0;
+    if (!(mb > 0)) mb = 25.0;
+    return (int64_t)(mb * 1048576.0 / sizeof(float));
+}
+
 static sn_status backward_with_updates(sn_step *s) {
     int n = s->m->n;
-    grad_groups gg = {.s = s};
-    sn_tensor **buf = calloc((size_t)4 * (n + 1), sizeof *buf);
+    grad_groups gg = {.s = s, .bucket_elems = bucket_elems()};
+    sn_tensor **buf = calloc((size_t)7 * (n + 1), sizeof *buf);
     if (!buf) return sn_error(SN_ERR_NOMEM, "sn_step_new: out of host memory");
     gg.p = buf;
     gg.g = buf + (n + 1);
     gg.lp = buf + 2 * (n + 1);
     gg.lg = buf + 3 * (n + 1);
+    gg.bp = buf + 4 * (n + 1);
+    gg.bg = buf + 5 * (n + 1);
+    gg.red = buf + 6 * (n + 1);
     sn_status st = sn_backward_hook(s->g, s->loss, collect_grad, &gg);
+    if (st == SN_OK) st = flush_bucket(s->g, &gg);
+    if (st == SN_OK && s->world > 1 && s->opt.grad_clip > 0) {
+        s->sumsq = buckets_sumsq(s->m->ctx, gg.nred, gg.red);
+        if (!s->sumsq) st = SN_ERR_INVALID_ARG;
+    }
     if (st == SN_OK) st = update_multi(s, s->g, gg.nlate, gg.lp, gg.lg);
     free(buf);
     return st;
 }
 
-static sn_status step_build(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
-                            const sn_optim_config *opt, bool dry, sn_step **out) {
+/* data parallel: the group size of the collective the step's backends hold */
+static int dp_world(sn_backend *b, sn_backend *fb) {
+    const sn_collective *c = b->coll ? b->coll : fb ? fb->coll : NULL;
+    return c && c->world > 1 ? c->world : 1;
+}
+
+/* SyncBatchNorm: every training BatchNorm of the step, forward and backward */
+static sn_status sync_batchnorms(sn_graph *g) {
+    for (int i = 0; i < g->n; i++) {
+        sn_tensor *t = g->nodes[i];
+        bool train = t->op == SN_OP_BATCHNORM ? t->ip[0] : t->op == SN_OP_BATCHNORM_BWD ? t->src[2]->ip[0] : false;
+        if (train) {
+            sn_status st = sn_batchnorm_sync(t);
+            if (st != SN_OK) return st;
+        }
+    }
+    return SN_OK;
+}
+
+/* forward NULL: the model's own forward (sn_model_forward) and loss */
+static sn_status step_build(sn_model *m, sn_forward_fn forward, void *user, sn_backend *b, sn_backend *fallback,
+                            int batch, int frames, const sn_optim_config *opt, bool dry, sn_step **out) {
     if (!m || !b || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_step_new: model, backend and out are required");
     *out = NULL;
     sn_status st = check_dims(batch, frames);
@@ -138,10 +235,16 @@ static sn_status step_build(sn_model *m, sn_backend *b, sn_backend *fallback, in
     s->frames = frames;
     if (opt) s->opt = *opt;
     else sn_optim_config_default(&s->opt);
+    s->world = dp_world(b, fallback);
+    if (s->world > 1 && s->opt.keep_grads) {
+        st = sn_error(SN_ERR_UNSUPPORTED, "sn_step_new: keep_grads is not available in a data-parallel step (the "
+                      "gradients live in all-reduce buckets)");
+        goto fail;
+    }
     sn_ctx *c = m->ctx;
     s->x = input(m, batch, frames, "noisy_mag");
     s->y = input(m, batch, frames, "clean_mag");
-    s->out = sn_model_forward(m, s->x, true);
+    s->out = forward ? forward(m, s->x, user) : sn_model_forward(m, s->x, true);
     s->loss = m->loss == SN_LOSS_L1 ? sn_l1(c, s->out, s->y) : sn_mse(c, s->out, s->y);
     s->g = sn_graph_new(c);
     /* a described model that does not fit together is a configuration error */
@@ -156,7 +259,7 @@ static sn_status step_build(sn_model *m, sn_backend *b, sn_backend *fallback, in
     bool sgd = s->opt.kind == SN_OPTIM_SGD;
     s->opt_state[0] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, sgd ? "optim.momentum_buffer" : "optim.exp_avg");
     if (!sgd) s->opt_state[1] = sn_new_1d(c, m->nflat, SN_FLAG_PERSIST, "optim.exp_avg_sq");
-    if (s->opt.grad_clip > 0 || s->opt.keep_grads) {
+    if ((s->opt.grad_clip > 0 && s->world == 1) || s->opt.keep_grads) {
         /* one flat gradient buffer: the global norm needs every gradient before any update */
         st = flat_grads(m);
         if (st == SN_OK) st = sn_backward(s->g, s->loss);
@@ -167,6 +270,7 @@ static sn_status step_build(sn_model *m, sn_backend *b, sn_backend *fallback, in
     } else {
         st = backward_with_updates(s);
     }
+    if (st == SN_OK && s->world > 1 && s->opt.sync_bn) st = sync_batchnorms(s->g);
     if (st != SN_OK) goto fail;
     st = sn_ctx_alloc_persistent(c, m->backend);
     if (st != SN_OK) goto fail;
@@ -182,13 +286,19 @@ fail:
 
 sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
                       const sn_optim_config *opt, sn_step **out) {
-    return step_build(m, b, fallback, batch, frames, opt, false, out);
+    return step_build(m, NULL, NULL, b, fallback, batch, frames, opt, false, out);
+}
+
+sn_status sn_step_new_with(sn_model *m, sn_forward_fn forward, void *user, sn_backend *b, sn_backend *fallback,
+                           int batch, int frames, const sn_optim_config *opt, sn_step **out) {
+    if (!forward) return sn_error(SN_ERR_INVALID_ARG, "sn_step_new_with: forward is required");
+    return step_build(m, forward, user, b, fallback, batch, frames, opt, false, out);
 }
 
 sn_status sn_step_plan_memory(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
                               const sn_optim_config *opt, size_t *arena, size_t *persistent) {
     sn_step *s = NULL;
-    sn_status st = step_build(m, b, fallback, batch, frames, opt, true, &s);
+    sn_status st = step_build(m, NULL, NULL, b, fallback, batch, frames, opt, true, &s);
     if (st != SN_OK) return st;
     if (arena) *arena = sn_plan_peak(s->plan);
     if (persistent) *persistent = sn_ctx_persistent_bytes(m->ctx);

@@ -99,6 +99,8 @@ sn_status sn_ckpt_save(const sn_model *m, const sn_step *opt, const sn_ckpt_stat
     if (s == SN_OK) s = sn_st_set_meta(w, "sinter.seed", num);
     snprintf(num, sizeof num, "%.17g", st->best_valid_loss);
     if (s == SN_OK) s = sn_st_set_meta(w, "sinter.best_valid_loss", num);
+    snprintf(num, sizeof num, "%d", st->world_size > 1 ? st->world_size : 1);
+    if (s == SN_OK) s = sn_st_set_meta(w, "sinter.world_size", num);
     snprintf(num, sizeof num, "%" PRId64, opt ? opt->t : 0);
     if (s == SN_OK && opt) s = sn_st_set_meta(w, "sinter.optim_step", num);
     if (s == SN_OK && opt) s = sn_st_set_meta(w, "sinter.optimizer", opt->opt.kind == SN_OPTIM_SGD ? "sgd"
@@ -231,6 +233,7 @@ static void read_state(const sn_safetensors *f, sn_ckpt_state *st) {
     st->seed = v ? strtoull(v, NULL, 10) : 0;
     v = sn_st_meta(f, "sinter.best_valid_loss");
     st->best_valid_loss = v ? strtod(v, NULL) : INFINITY;
+    st->world_size = (int)meta_i64(f, "sinter.world_size", 1); /* older checkpoints: one process */
 }
 
 static sn_status open_ckpt(const char *path, sn_safetensors **f) {

@@ -79,6 +79,7 @@ sn_status sn_optim_config_from(const sn_config *cfg, sn_optim_config *o) {
     o->weight_decay = (float)cfg->train.weight_decay;
     o->momentum = (float)cfg->train.momentum;
     o->grad_clip = (float)cfg->train.grad_clip;
+    o->sync_bn = cfg->model.sync_bn != 0;
     return SN_OK;
 }
 

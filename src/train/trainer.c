@@ -16,6 +16,7 @@
 #include "sinter/plot.h"
 #include "sinter/safetensors.h"
 #include "train_internal.h"
+#include "dist_train.h"
 
 typedef struct curve { int64_t *x; double *y; int n, cap; } curve;
 
@@ -46,7 +47,14 @@ typedef struct trainer {
     double last_progress;
     char last_good[SN_RUN_DIR_MAX + 64];
     int dump_n;
+    /* data parallel: the group; rank 0 alone writes the run directory and prints */
+    sn_dist_run dist;
+    sn_config dcfg;          /* cfg with this process's device */
+    sn_train_opts ropts;     /* opts, quiet on ranks other than 0 */
 } trainer;
+
+/* rank 0 writes the run directory, logs and checkpoints; the others only train */
+static int writer(const trainer *T) { return T->dist.rank == 0; }
 
 static double now_s(void) {
     struct timespec ts;
@@ -121,7 +129,7 @@ static void progress(trainer *T, double loss, double lr, int force_line) {
     char mem[32], eta[32];
     fmt_bytes((double)device_bytes(T), mem, sizeof mem);
     fmt_time(remain, eta, sizeof eta);
-    int B = T->cfg->train.batch_size;
+    int B = T->cfg->train.batch_size * (T->dist.world > 0 ? T->dist.world : 1); /* the global batch */
     double sps = T->ema_ms > 0 ? B * 1000.0 / T->ema_ms : 0;
     int64_t ep_total = T->spe > 0 ? (T->total + T->spe - 1) / T->spe : 0;
     char line[512];
@@ -290,6 +298,7 @@ static sn_status open_outputs(trainer *T, int resume) {
         s = sn_config_to_yaml(T->cfg, &yaml);
         snprintf(path, sizeof path, "%s/config.yaml", T->dir);
         if (s == SN_OK) s = write_text(path, yaml);
+        if (s == SN_OK && T->dist.world > 1) s = sn_dist_note_config(&T->dist, path, T->cfg->train.batch_size);
         free(yaml);
         if (s != SN_OK) return s;
     }
@@ -437,12 +446,20 @@ static void dump_valid(trainer *T) {
 
 static sn_status setup(trainer *T, int resume) {
     const sn_config *c = T->cfg;
-    sn_status s = sn_open_device(c, T->o->cpu_threads, &T->b, &T->fb);
+    T->dcfg = *c;
+    snprintf(T->dcfg.device, sizeof T->dcfg.device, "%s", T->dist.device);
+    sn_status s = sn_open_device(&T->dcfg, T->dist.cpu_threads, &T->b, &T->fb);
     if (s != SN_OK) return s;
     sn_device_info info;
     sn_backend_info(T->b, &info);
-    tlog(T, "device: %s (%s)%s", c->device, info.name[0] ? info.name : sn_backend_name(T->b),
+    tlog(T, "device: %s (%s)%s", T->dcfg.device, info.name[0] ? info.name : sn_backend_name(T->b),
          T->b->is_host ? "" : ", CPU fallback for unsupported ops");
+    if ((s = sn_dist_attach(&T->dist, T->b, T->fb)) != SN_OK) return s;
+    if (T->dist.world > 1) {
+        char dd[256];
+        sn_dist_describe(&T->dist, c->train.batch_size, dd, sizeof dd);
+        tlog(T, "data parallel: %s", dd);
+    }
 
     sn_data_config dc;
     sn_data_config_from(c, &dc);
@@ -453,6 +470,8 @@ static sn_status setup(trainer *T, int resume) {
     lc.batch_size = c->train.batch_size;
     lc.num_workers = c->train.num_workers;
     lc.drop_last = 1;
+    lc.shard_rank = T->dist.rank; /* each process its own part of every global batch */
+    lc.shard_count = T->dist.world;
     if (sn_dataset_len(T->train) < c->train.batch_size)
         return sn_error(SN_ERR_CONFIG, "the training set has %" PRId64 " items, fewer than train.batch_size = %d: add "
                         "data or lower train.batch_size", sn_dataset_len(T->train), c->train.batch_size);
@@ -471,12 +490,19 @@ static sn_status setup(trainer *T, int resume) {
         s = sn_ckpt_load_weights(T->last, T->m);
         if (s == SN_OK) s = sn_ckpt_read_state(T->last, &T->st);
         if (s != SN_OK) return sn_error_prefix(s, "resuming '%s'", T->dir);
+        if (T->st.world_size != T->dist.world)
+            return sn_error(SN_ERR_CONFIG, "--resume '%s': the run was trained by %d process%s and this is %d: the data "
+                            "order and the global batch would change; resume with %s", T->dir, T->st.world_size,
+                            T->st.world_size == 1 ? "" : "es", T->dist.world,
+                            T->st.world_size == 1 ? "one process (no mpirun)" : "mpirun -np <that number>");
     } else {
         s = sn_model_init(T->m, (uint64_t)c->seed);
         T->st.seed = (uint64_t)c->seed;
         T->st.best_valid_loss = INFINITY;
         if (s != SN_OK) return s;
     }
+    T->st.world_size = T->dist.world;
+    if ((s = sn_dist_bcast_model(&T->dist, T->m)) != SN_OK) return s; /* every process starts from rank 0's model */
     int64_t N = sn_dataset_samples(T->train);
     int frames = (int)sn_stft_frames(N);
     s = sn_step_new(T->m, T->b, T->fb, c->train.batch_size, frames, &oc, &T->step);
@@ -488,7 +514,7 @@ static sn_status setup(trainer *T, int resume) {
         s = sn_ckpt_load_optim(T->last, T->step);
         if (s != SN_OK) return s;
     }
-    if (T->valid) {
+    if (T->valid && writer(T)) { /* validation runs on rank 0 alone */
         int vt = (int)sn_stft_frames(sn_dataset_samples(T->valid));
         s = sn_infer_new(T->m, T->b, T->fb, c->train.batch_size, vt, &T->infer);
         if (s == SN_ERR_NOMEM) sn_error_suffix(s, "lower train.batch_size, or validate on shorter files");
@@ -538,7 +564,7 @@ static sn_status queue_batch(trainer *T, int64_t step) {
     if (!bt)
         return sn_error(SN_ERR_INTERNAL, "loader ended epoch %" PRId64 " early at batch %" PRId64, T->st.epoch,
                         T->st.epoch_step + (step - T->st.step));
-    dump_batch(T, bt, (float)sn_lr_at(T->cfg, step, T->total), step);
+    if (writer(T)) dump_batch(T, bt, (float)sn_lr_at(T->cfg, step, T->total), step);
     s = sn_step_prefetch(T->step, bt->noisy_mag, bt->clean_mag);
     sn_loader_release(T->loader, bt);
     return s != SN_OK ? sn_error_prefix(s, "uploading the batch of step %" PRId64, step + 1) : s;
@@ -549,7 +575,7 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
     int need_start = 1;
     sn_status s = SN_OK;
     int64_t log_every = c->train.log_every > 0 ? c->train.log_every : 50;
-    if (T->st.step == 0 && T->o->dump_batches) dump_valid(T);
+    if (T->st.step == 0 && T->o->dump_batches && writer(T)) dump_valid(T);
     if (T->st.step >= T->total) tlog(T, "nothing to do: step %" PRId64 " >= %" PRId64 " steps", T->st.step, T->total);
     while (T->st.step < T->total) {
         if (need_start) {
@@ -566,6 +592,8 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
         if (!T->prefetched && (s = queue_batch(T, T->st.step)) != SN_OK) return s;
         T->prefetched = false;
         double t0 = now_s();
+        sn_dist_test_fault(&T->dist, T->st.step + 1);
+        if (T->dist.world > 1) sn_dist_watch_begin("a training step (its gradient all-reduce with the other processes)");
         s = sn_step_launch(T->step, (float)lr);
         if (s != SN_OK) return sn_error_prefix(s, "training step %" PRId64, T->st.step + 1);
         /* the next batch of this epoch uploads while the device runs this step */
@@ -575,9 +603,14 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
             T->prefetched = sq == SN_OK;
         }
         s = sn_step_finish(T->step, &loss);
+        if (T->dist.world > 1) sn_dist_watch_end();
         double ms = (now_s() - t0) * 1000.0;
         if (s != SN_OK) return sn_error_prefix(s, "training step %" PRId64, T->st.step + 1);
         if (sq != SN_OK) return sq;
+        /* data parallel: the global batch's loss, and a stop any process was asked for */
+        int stop = T->o->stop && *T->o->stop;
+        if ((s = sn_dist_step_agree(&T->dist, &loss, &stop)) != SN_OK)
+            return sn_error_prefix(s, "training step %" PRId64, T->st.step + 1);
         T->st.step++;
         T->st.epoch_step++;
         if (T->o->nan_at_step > 0 && T->st.step == T->o->nan_at_step) loss = NAN;
@@ -603,10 +636,18 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
             res->epochs_done++;
         }
         int last_step = T->st.step == T->total;
-        int stop = T->o->stop && *T->o->stop;
+        if (!writer(T)) { /* ranks other than 0 write nothing */
+            T->win_loss = T->win_ms = 0;
+            T->win_n = 0;
+            if (stop) {
+                res->interrupted = 1;
+                return SN_OK;
+            }
+            continue;
+        }
         if (T->st.step % log_every == 0 || last_step || stop) {
             double ml = T->win_loss / T->win_n, mms = T->win_ms / T->win_n;
-            int B = c->train.batch_size;
+            int B = c->train.batch_size * T->dist.world; /* the global batch */
             fprintf(T->csv, "%" PRId64 ",%" PRId64 ",%.9g,%.6g,%.3f,%.2f,,,,,\n", T->st.step, T->st.epoch, ml, lr, mms,
                     B * 1000.0 / mms);
             fflush(T->csv);
@@ -637,7 +678,7 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
             return SN_OK;
         }
     }
-    if (T->tl.n) plot(T);
+    if (T->tl.n && writer(T)) plot(T);
     return SN_OK;
 }
 
@@ -656,6 +697,16 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
     if (!T) return sn_error(SN_ERR_NOMEM, "sn_train: out of memory");
     T->cfg = cfg;
     T->o = opts;
+    s = sn_dist_run_begin(&T->dist, cfg, opts->cpu_threads);
+    if (s != SN_OK) {
+        free(T);
+        return s;
+    }
+    if (!writer(T)) { /* only rank 0 prints */
+        T->ropts = *opts;
+        T->ropts.quiet = 1;
+        T->o = opts = &T->ropts;
+    }
     T->tty = !opts->quiet && isatty(STDOUT_FILENO);
     T->last_valid_step = -1;
     int resume = opts->resume_dir != NULL;
@@ -672,7 +723,8 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
             s = sn_error(SN_ERR_IO, "--resume '%s': it has no last.safetensors (the run stopped before its first "
                          "checkpoint); start a new run instead", T->dir);
     } else {
-        s = make_run_dir(T);
+        if (writer(T)) s = make_run_dir(T);
+        s = sn_dist_agree_dir(&T->dist, s, T->dir, sizeof T->dir); /* rank 0's name (and outcome) for all */
     }
     if (s == SN_OK) {
         snprintf(res->run_dir, sizeof res->run_dir, "%s", T->dir);
@@ -682,7 +734,7 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
             if (s != SN_OK) s = sn_error_prefix(s, "resuming '%s'", T->dir);
         }
     }
-    if (s == SN_OK) s = open_outputs(T, resume);
+    if (s == SN_OK && writer(T)) s = open_outputs(T, resume);
     if (s == SN_OK) sn_set_log(log_hook, T, SN_LOG_WARN);
     if (s == SN_OK) {
         tlog(T, "%s run %s", resume ? "resuming" : "starting", T->dir);
@@ -704,6 +756,8 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
                  T->dir);
     }
     res->best_valid_loss = T->st.best_valid_loss;
+    res->rank = T->dist.rank;
+    res->world = T->dist.world;
     if (s != SN_OK && T->log) { /* the caller prints it; the log keeps it too */
         fprintf(T->log, "error: %s\n", sn_last_error());
         fflush(T->log);
@@ -711,6 +765,7 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
     clear_progress(T);
     sn_set_log(NULL, NULL, SN_LOG_WARN);
     teardown(T);
+    sn_dist_run_end(&T->dist);
     free(T);
     return s;
 }

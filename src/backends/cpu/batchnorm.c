@@ -5,6 +5,7 @@
 #include "backends/cpu/cpu.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "backends/cpu/vmath.h"
 
@@ -17,6 +18,13 @@ typedef struct {
     const float *yf; /* fused backward: the forward's ELU output */
     float eps, mom, alpha;
     bool training, elu;
+    /* synchronised BatchNorm: phase 1 writes this process's per-channel sums to acc
+     * (forward: sum x, then with mean given sum (x - mean)^2; backward: sum dz, sum
+     * dz*(x - mean)); the group's sums g1/g2 over gcnt values then finish the op */
+    int phase;
+    double *acc;
+    const double *g1, *g2, *gmean;
+    double gcnt;
 } bnjob;
 
 #ifdef SN_VM_X86
@@ -157,7 +165,13 @@ static void bn_fwd(void *arg, int64_t c0, int64_t c1, int tid) {
     int64_t N = j->N, C = j->C, HW = j->HW, cnt = N * HW;
     for (int64_t c = c0; c < c1; c++) {
         float m, is;
-        if (j->training) {
+        if (j->training && j->g1) {
+            double mu = j->g1[c] / j->gcnt, var = j->g2[c] / j->gcnt;
+            m = (float)mu;
+            is = (float)(1.0 / sqrt(var + (double)j->eps));
+            j->rm[c] = (float)((1.0 - j->mom) * j->rm[c] + j->mom * mu);
+            j->rv[c] = (float)((1.0 - j->mom) * j->rv[c] + j->mom * (j->g2[c] / (j->gcnt - 1.0)));
+        } else if (j->training) {
             double s = 0, q = 0, s0 = 0;
             for (int64_t n = 0; n < N; n++) sums(j->x + (n * C + c) * HW, NULL, 0.0, HW, &s, &s0);
             double mu = s / (double)cnt;
@@ -186,28 +200,54 @@ static void bn_fwd(void *arg, int64_t c0, int64_t c1, int tid) {
     }
 }
 
+/* synchronised forward, phase 1: acc[c] = sum x (gmean NULL) or sum (x - gmean)^2 */
+static void bn_sync_sums(void *arg, int64_t c0, int64_t c1, int tid) {
+    bnjob *j = arg;
+    int64_t N = j->N, C = j->C, HW = j->HW;
+    for (int64_t c = c0; c < c1; c++) {
+        double m = j->gmean ? j->gmean[c] : 0.0, s = 0, q = 0;
+        for (int64_t n = 0; n < N; n++) sums(j->x + (n * C + c) * HW, NULL, m, HW, &s, &q);
+        j->acc[c] = j->gmean ? q : s;
+    }
+}
+
 static void bn_bwd(void *arg, int64_t c0, int64_t c1, int tid) {
     bnjob *j = arg;
-    int64_t N = j->N, C = j->C, HW = j->HW, cnt = N * HW;
+    int64_t N = j->N, C = j->C, HW = j->HW;
+    double cnt = j->phase == 2 ? j->gcnt : (double)(N * HW);
     for (int64_t c = c0; c < c1; c++) {
         float m = j->mean[c], is = j->invstd[c];
         double sdy = 0, sdyx = 0;
-        for (int64_t n = 0; n < N; n++) {
-            const float *x = j->x + (n * C + c) * HW, *dy = j->dy + (n * C + c) * HW;
-            if (j->elu) { /* dz goes to dx and is the dy of the BN backward from here on */
-                float *dz = j->dx + (n * C + c) * HW;
-                elu_grad(dz, dy, j->yf + (n * C + c) * HW, HW, j->alpha);
-                dy = dz;
+        if (j->phase == 2) { /* the group's sums; dz is in dx already */
+            sdy = j->g1[c];
+            sdyx = j->g2[c];
+        } else {
+            for (int64_t n = 0; n < N; n++) {
+                const float *x = j->x + (n * C + c) * HW, *dy = j->dy + (n * C + c) * HW;
+                if (j->elu) { /* dz goes to dx and is the dy of the BN backward from here on */
+                    float *dz = j->dx + (n * C + c) * HW;
+                    elu_grad(dz, dy, j->yf + (n * C + c) * HW, HW, j->alpha);
+                    dy = dz;
+                }
+                sums(x, dy, (double)m, HW, &sdy, &sdyx);
             }
-            sums(x, dy, (double)m, HW, &sdy, &sdyx);
         }
         double dgamma = sdyx * is;
-        j->db[c] = (float)sdy;
-        j->dg[c] = (float)dgamma;
+        if (j->phase == 1) { /* local dgamma/dbeta; dx waits for the group's sums */
+            j->acc[c] = sdy;
+            j->acc[C + c] = sdyx;
+            j->db[c] = (float)sdy;
+            j->dg[c] = (float)dgamma;
+            continue;
+        }
+        if (j->phase == 0) {
+            j->db[c] = (float)sdy;
+            j->dg[c] = (float)dgamma;
+        }
         float g = j->gamma[c];
         if (j->training) {
             /* dx = gamma*invstd * (dy - mean(dy) - xhat*mean(dy*xhat)) */
-            float k = g * is, mdy = (float)(sdy / (double)cnt), mdx = (float)(dgamma / (double)cnt) * is;
+            float k = g * is, mdy = (float)(sdy / cnt), mdx = (float)(dgamma / cnt) * is;
             for (int64_t n = 0; n < N; n++) {
                 const float *x = j->x + (n * C + c) * HW, *dy = (j->elu ? j->dx : j->dy) + (n * C + c) * HW;
                 float *dx = j->dx + (n * C + c) * HW;
@@ -222,6 +262,55 @@ static void bn_bwd(void *arg, int64_t c0, int64_t c1, int tid) {
             }
         }
     }
+}
+
+static sn_status group_sum(sn_cpu *c, double *buf, int64_t n) {
+    if (!c->coll) return sn_error(SN_ERR_UNSUPPORTED, "synchronised batchnorm2d: no host collective attached");
+    return c->coll->allreduce(c->coll->user, buf, buf, (size_t)n, true, NULL);
+}
+
+/* Two collectives, as the two-pass statistics: the global mean first, then the sum of
+ * squared deviations from it (a one-pass sum of squares would cancel) */
+static sn_status bn_fwd_sync(sn_cpu *c, bnjob *j, int64_t grain) {
+    double *buf = malloc((size_t)(3 * j->C) * sizeof *buf);
+    if (!buf) return sn_error(SN_ERR_NOMEM, "synchronised batchnorm2d: out of host memory");
+    j->gcnt = (double)(j->N * j->HW) * (double)c->coll->world;
+    double *s = buf, *q = buf + j->C, *mean = buf + 2 * j->C;
+    j->acc = s;
+    sn_pool_for(c->pool, j->C, grain, bn_sync_sums, j);
+    sn_status st = group_sum(c, s, j->C);
+    if (st == SN_OK) {
+        for (int64_t k = 0; k < j->C; k++) mean[k] = s[k] / j->gcnt;
+        j->gmean = mean;
+        j->acc = q;
+        sn_pool_for(c->pool, j->C, grain, bn_sync_sums, j);
+        st = group_sum(c, q, j->C);
+    }
+    if (st == SN_OK) {
+        j->g1 = s;
+        j->g2 = q;
+        sn_pool_for(c->pool, j->C, grain, bn_fwd, j);
+    }
+    free(buf);
+    return st;
+}
+
+static sn_status bn_bwd_sync(sn_cpu *c, bnjob *j, int64_t grain) {
+    double *buf = malloc((size_t)(2 * j->C) * sizeof *buf);
+    if (!buf) return sn_error(SN_ERR_NOMEM, "synchronised batchnorm2d_bwd: out of host memory");
+    j->acc = buf;
+    j->phase = 1;
+    sn_pool_for(c->pool, j->C, grain, bn_bwd, j);
+    sn_status st = group_sum(c, buf, 2 * j->C);
+    if (st == SN_OK) {
+        j->phase = 2;
+        j->g1 = buf;
+        j->g2 = buf + j->C;
+        j->gcnt = (double)(j->N * j->HW) * (double)c->coll->world;
+        sn_pool_for(c->pool, j->C, grain, bn_bwd, j);
+    }
+    free(buf);
+    return st;
 }
 
 sn_status sn_cpu_batchnorm(sn_cpu *c, sn_tensor *node) {
@@ -244,7 +333,9 @@ sn_status sn_cpu_batchnorm(sn_cpu *c, sn_tensor *node) {
         j.mom = node->fp[1];
         j.elu = node->ip[1] != 0;
         j.alpha = node->fp[2];
-        sn_pool_for(c->pool, j.C, 1 + 32768 / (j.N * j.HW), bn_fwd, &j);
+        int64_t grain = 1 + 32768 / (j.N * j.HW);
+        if (node->ip[2] && j.training) return bn_fwd_sync(c, &j, grain);
+        sn_pool_for(c->pool, j.C, grain, bn_fwd, &j);
         return SN_OK;
     }
     if (node->op == SN_OP_BATCHNORM_BWD) {
@@ -266,7 +357,9 @@ sn_status sn_cpu_batchnorm(sn_cpu *c, sn_tensor *node) {
         j.dx = out + sn_packed_offset(sizes, 0);
         j.dg = out + sn_packed_offset(sizes, 1);
         j.db = out + sn_packed_offset(sizes, 2);
-        sn_pool_for(c->pool, j.C, 1 + 32768 / (j.N * j.HW), bn_bwd, &j);
+        int64_t grain = 1 + 32768 / (j.N * j.HW);
+        if (node->ip[2] && j.training) return bn_bwd_sync(c, &j, grain);
+        sn_pool_for(c->pool, j.C, grain, bn_bwd, &j);
         return SN_OK;
     }
     return sn_error(SN_ERR_INTERNAL, "sn_cpu_batchnorm: op %s is not a batchnorm op", sn_op_name(node->op));

@@ -45,6 +45,7 @@ typedef struct sn_cpu {
     int nthreads;
     float *scratch;       /* grows on demand; one op at a time uses it */
     size_t scratch_cap;   /* floats */
+    const sn_collective *coll; /* the backend's (set at each compute): ALLREDUCE, synchronised BatchNorm */
 } sn_cpu;
 
 /* Scratch of at least n floats, valid until the next call (NULL on OOM, error set). */
@@ -63,6 +64,7 @@ sn_status sn_cpu_rnn(sn_cpu *c, sn_tensor *node);       /* LSTM GRU + BWD */
 sn_status sn_cpu_attention(sn_cpu *c, sn_tensor *node); /* ATTENTION ATTENTION_BWD */
 sn_status sn_cpu_loss(sn_cpu *c, sn_tensor *node);      /* MSE L1 + BWD, SUM MEAN SUMSQ */
 sn_status sn_cpu_optim(sn_cpu *c, sn_tensor *node);
+sn_status sn_cpu_collective(sn_cpu *c, sn_tensor *node); /* ALLREDUCE */
 /* y[i] = act(x[i] + (bvec ? bvec[i] : bs)) over n elements (unary.c): the bias and
  * activation epilogue of linear and the convolutions, in place when y == x */
 void sn_cpu_bias_act(float *y, const float *x, int64_t n, const float *bvec, float bs, int act, float p0, float p1);     /* ADAM SGD */

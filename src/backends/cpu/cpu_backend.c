@@ -121,14 +121,20 @@ static sn_status cpu_fill_zero(sn_backend *b, void *dst, size_t n) {
     return SN_OK;
 }
 
-static bool cpu_supports(sn_backend *b, const sn_tensor *t) { return t->dtype == SN_F32 && t->op < SN_OP_COUNT; }
+/* collectives on host memory need a host (MPI) collective attached */
+static bool host_coll(sn_backend *b) { return b->coll && !b->coll->device; }
+
+static bool cpu_supports(sn_backend *b, const sn_tensor *t) {
+    if (t->op == SN_OP_ALLREDUCE || (sn_op_family_of(t->op) == SN_FAM_BATCHNORM && t->ip[2])) return host_coll(b);
+    return t->dtype == SN_F32 && t->op < SN_OP_COUNT;
+}
 
 typedef sn_status (*cpu_kernel_fn)(sn_cpu *c, sn_tensor *node);
 static const cpu_kernel_fn cpu_kernels[SN_FAM_COUNT] = {
     [SN_FAM_SHAPE] = sn_cpu_shape,   [SN_FAM_BINARY] = sn_cpu_binary,       [SN_FAM_UNARY] = sn_cpu_unary,
     [SN_FAM_MATMUL] = sn_cpu_matmul, [SN_FAM_CONV] = sn_cpu_conv,           [SN_FAM_BATCHNORM] = sn_cpu_batchnorm,
     [SN_FAM_NORM] = sn_cpu_norm,     [SN_FAM_RNN] = sn_cpu_rnn,             [SN_FAM_ATTENTION] = sn_cpu_attention,
-    [SN_FAM_LOSS] = sn_cpu_loss,     [SN_FAM_OPTIM] = sn_cpu_optim,
+    [SN_FAM_LOSS] = sn_cpu_loss,     [SN_FAM_OPTIM] = sn_cpu_optim,         [SN_FAM_COLLECTIVE] = sn_cpu_collective,
 };
 
 static sn_status cpu_node(sn_cpu *c, sn_tensor *t) {
@@ -167,6 +173,7 @@ static void cpu_set_profile(sn_backend *b, int level) {
 
 static sn_status cpu_compute(sn_backend *b, sn_tensor **nodes, int n, void **state) {
     sn_cpu *c = b->ctx;
+    c->coll = host_coll(b) ? b->coll : NULL;
     for (int i = 0; i < n; i++) {
         double t0 = g_prof ? now_ms() : 0;
         sn_status s = cpu_node(c, nodes[i]);

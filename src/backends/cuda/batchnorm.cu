@@ -25,17 +25,18 @@ __device__ __forceinline__ float bn_dz(const float *dy, const float *y, float al
     return g;
 }
 
-/* part[ch*S + s] = sum over the block's range of x (MODE 0) or of (x-mean)^2 (MODE 1) */
+/* part[ch*S + s] = sum over the block's range of x (MODE 0) or of (x-mean)^2 (MODE 1),
+ * mean = (sum of the Sp partials in psum) / cnt (synchronised: the group's sum, Sp 1) */
 template <int MODE>
 __global__ void k_bn_part(const float *x, int64_t C, int64_t HW, int64_t M, int S, int64_t chunk, const float *psum,
-                          float *part) {
+                          int Sp, float cnt, float *part) {
     int64_t ch = blockIdx.x;
     int s = blockIdx.y;
     float mean = 0.0f;
     if (MODE == 1) {
         float t = 0.0f;
-        for (int k = 0; k < S; k++) t += psum[ch * S + k];
-        mean = t / (float)M;
+        for (int k = 0; k < Sp; k++) t += psum[ch * Sp + k];
+        mean = t / cnt;
     }
     int64_t m0 = s * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
     float acc = 0.0f;
@@ -46,6 +47,15 @@ __global__ void k_bn_part(const float *x, int64_t C, int64_t HW, int64_t M, int 
     }
     acc = sn_block_sum(acc);
     if (threadIdx.x == 0) part[ch * S + s] = acc;
+}
+
+/* tot[ch] = sum of the S partials of channel ch (synchronised BatchNorm: what the group sums) */
+__global__ void k_bn_sum_parts(const float *part, int S, int64_t C, float *tot) {
+    SN_GRID_LOOP(ch, C) {
+        float t = 0.0f;
+        for (int k = 0; k < S; k++) t += part[ch * S + k];
+        tot[ch] = t;
+    }
 }
 
 __global__ void k_bn_stats(const float *psum, const float *psq, int S, int64_t C, int64_t M, float eps, float mom,
@@ -151,15 +161,38 @@ sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
         float *rvar = node->nsrc > 4 && node->src[4] ? sn_cu_f(node->src[4]) : NULL;
         float *mean = sn_cu_extra(node), *invstd = mean + sn_align64(C);
         float eps = node->fp[0], mom = node->fp[1];
-        if (node->ip[0]) {
+        if (node->ip[0] && node->ip[2]) {
+            /* synchronised: the group's sum, then its sum of squared deviations from the global mean */
+            int64_t chunk, Mg = M * (c->coll ? c->coll->world : 1);
+            int S = bn_split(c, C, M, &chunk);
+            float *part = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(2 * C * S + 2 * C) * sizeof(float));
+            if (!part) return sn_error_prefix(SN_ERR_NOMEM, "batchnorm2d");
+            float *tot = part + 2 * C * S;
+            dim3 g((unsigned)C, (unsigned)S);
+            k_bn_part<0><<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(x), C, HW, M, S, chunk, NULL, 0, 1.0f, part);
+            CU_LAUNCHED("batchnorm2d (sum)");
+            k_bn_sum_parts<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(part, S, C, tot);
+            CU_LAUNCHED("batchnorm2d (channel sums)");
+            SN_TRY(sn_cu_coll_sum(c, tot, (size_t)C));
+            k_bn_part<1><<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(x), C, HW, M, S, chunk, tot, 1, (float)Mg,
+                                                           part + C * S);
+            CU_LAUNCHED("batchnorm2d (variance)");
+            k_bn_sum_parts<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(part + C * S, S, C, tot + C);
+            CU_LAUNCHED("batchnorm2d (channel sums)");
+            SN_TRY(sn_cu_coll_sum(c, tot + C, (size_t)C));
+            k_bn_stats<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(tot, tot + C, 1, C, Mg, eps, mom, rmean,
+                                                                             rvar, mean, invstd);
+            CU_LAUNCHED("batchnorm2d (statistics)");
+        } else if (node->ip[0]) {
             int64_t chunk;
             int S = bn_split(c, C, M, &chunk);
             float *part = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(2 * C * S) * sizeof(float));
             if (!part) return sn_error_prefix(SN_ERR_NOMEM, "batchnorm2d");
             dim3 g((unsigned)C, (unsigned)S);
-            k_bn_part<0><<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(x), C, HW, M, S, chunk, NULL, part);
+            k_bn_part<0><<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(x), C, HW, M, S, chunk, NULL, 0, 1.0f, part);
             CU_LAUNCHED("batchnorm2d (sum)");
-            k_bn_part<1><<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(x), C, HW, M, S, chunk, part, part + C * S);
+            k_bn_part<1><<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(x), C, HW, M, S, chunk, part, S, (float)M,
+                                                           part + C * S);
             CU_LAUNCHED("batchnorm2d (variance)");
             k_bn_stats<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(part, part + C * S, S, C, M, eps, mom,
                                                                              rmean, rvar, mean, invstd);
@@ -187,7 +220,8 @@ sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
         float *dx = sn_cu_f(node), *dgamma = dx + sn_packed_offset(sizes, 1), *dbeta = dx + sn_packed_offset(sizes, 2);
         int64_t chunk;
         int S = bn_split(c, C, M, &chunk);
-        float *part = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(2 * C * S) * sizeof(float));
+        bool sync = node->ip[2] && training;
+        float *part = (float *)sn_cu_ws(c, SN_WS_OP, (size_t)(2 * C * S + (sync ? 2 * C : 0)) * sizeof(float));
         if (!part) return sn_error_prefix(SN_ERR_NOMEM, "batchnorm2d_bwd");
         dim3 g((unsigned)C, (unsigned)S);
         k_bn_bwd_part<<<g, BN_THREADS, 0, c->stream>>>(sn_cu_f(dy), yf, alpha, sn_cu_f(x), mean, invstd, C, HW, M, S,
@@ -195,8 +229,21 @@ sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
         CU_LAUNCHED("batchnorm2d_bwd (partials)");
         k_bn_bwd_final<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(part, part + C * S, S, C, dgamma, dbeta);
         CU_LAUNCHED("batchnorm2d_bwd (dgamma, dbeta)");
+        const float *sdyx = dgamma, *sdy = dbeta;
+        int64_t Mg = M;
+        if (sync) { /* dx from the group's sums; dgamma/dbeta stay this process's (averaged as gradients) */
+            float *tot = part + 2 * C * S;
+            CU_TRY(cudaMemcpyAsync(tot, dbeta, (size_t)C * sizeof(float), cudaMemcpyDeviceToDevice, c->stream),
+                   "batchnorm2d_bwd (sums)");
+            CU_TRY(cudaMemcpyAsync(tot + C, dgamma, (size_t)C * sizeof(float), cudaMemcpyDeviceToDevice, c->stream),
+                   "batchnorm2d_bwd (sums)");
+            SN_TRY(sn_cu_coll_sum(c, tot, (size_t)(2 * C)));
+            sdy = tot;
+            sdyx = tot + C;
+            Mg = M * (c->coll ? c->coll->world : 1);
+        }
         k_bn_bwd_dx<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(dy), yf, alpha, sn_cu_f(x), mean,
-                                                                          invstd, gamma, dgamma, dbeta, C, HW, M,
+                                                                          invstd, gamma, sdyx, sdy, C, HW, Mg,
                                                                           training, n, dx);
         CU_LAUNCHED("batchnorm2d_bwd (dx)");
         return SN_OK;

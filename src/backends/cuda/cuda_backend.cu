@@ -242,6 +242,7 @@ static void cu_destroy(sn_cuda *c) {
     if (c->pf_copied) cudaEventDestroy(c->pf_copied);
     if (c->pf_consumed) cudaEventDestroy(c->pf_consumed);
     if (c->copy_stream) cudaStreamDestroy(c->copy_stream);
+    sn_cu_coll_destroy(c);
     if (c->stream) cudaStreamDestroy(c->stream);
     (void)cudaGetLastError();
     free(c);
@@ -403,7 +404,11 @@ static sn_status cu_fill_zero(sn_backend *b, void *dst, size_t n) {
     return SN_OK;
 }
 
+static bool dev_coll(sn_backend *b) { return b->coll && b->coll->device; }
+
 static bool cu_supports(sn_backend *b, const sn_tensor *t) {
+    /* collectives on device memory need a device (NCCL) collective attached */
+    if (t->op == SN_OP_ALLREDUCE || (sn_op_family_of(t->op) == SN_FAM_BATCHNORM && t->ip[2])) return dev_coll(b);
     if (t->dtype != SN_F32) return false;
     for (int i = 0; i < t->nsrc; i++)
         if (t->src[i] && t->src[i]->dtype != SN_F32) return false;
@@ -424,12 +429,14 @@ static cu_kernel_fn cu_kernel(sn_op_family f) {
     case SN_FAM_ATTENTION: return sn_cu_attention;
     case SN_FAM_LOSS: return sn_cu_loss;
     case SN_FAM_OPTIM: return sn_cu_optim;
+    case SN_FAM_COLLECTIVE: return sn_cu_collective;
     default: return NULL;
     }
 }
 
 static sn_status cu_node(sn_cuda *c, sn_tensor *t) {
     if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) return SN_OK;
+    if (c->coll_npending) SN_TRY(sn_cu_coll_wait_srcs(c, t));
     cu_kernel_fn fn = cu_kernel(sn_op_family_of(t->op));
     if (fn) return fn(c, t);
     return sn_error(SN_ERR_UNSUPPORTED, "CUDA backend: op %d (%s) has no kernel", (int)t->op, sn_op_name(t->op));
@@ -475,6 +482,7 @@ static sn_status run_nodes_profiled(sn_cuda *c, sn_tensor **nodes, int n) {
         cudaEventElapsedTime(&ms, a, b);
         g_prof_ms[nodes[i]->op] += ms;
         g_prof_n[nodes[i]->op]++;
+        if (c->coll_npending) SN_TRY(sn_cu_coll_join(c)); /* time the collective with its op */
         if (g_prof_level >= 2 && g_prof_runs == 1) {
             char sh[64];
             fprintf(stderr, "  node %-40s %-26s %-24s %8.3f ms\n", nodes[i]->name, sn_op_name(nodes[i]->op),
@@ -493,7 +501,7 @@ static sn_status run_nodes(sn_cuda *c, sn_tensor **nodes, int n, bool prof) {
         sn_status s = cu_node(c, nodes[i]);
         if (s != SN_OK) return sn_error_prefix(s, "CUDA op '%s' (%s)", nodes[i]->name, sn_op_name(nodes[i]->op));
     }
-    return SN_OK;
+    return sn_cu_coll_join(c);
 }
 
 typedef struct cu_segment {
@@ -504,6 +512,7 @@ typedef struct cu_segment {
 
 static sn_status cu_compute(sn_backend *b, sn_tensor **nodes, int n, void **state) {
     sn_cuda *c = (sn_cuda *)b->ctx;
+    c->coll = dev_coll(b) ? b->coll : NULL;
     CU_TRY(cudaSetDevice(c->device), "compute (cudaSetDevice)");
     sn_status pst = pf_flush(c);
     if (pst != SN_OK) return pst;

@@ -17,6 +17,8 @@
 #define SN_CU_STAGE_BYTES ((size_t)8 << 20)
 /* tensors one prefetched batch may hold (a training batch: input and target) */
 #define SN_CU_PREFETCH_MAX 8
+/* gradient buckets in flight on the collective stream at once */
+#define SN_CU_COLL_EVENTS 64
 
 /* Workspace slots: each grows on the eager first run of a segment (never while a
  * graph is being captured) and old buffers are kept until the backend goes, because
@@ -50,6 +52,15 @@ typedef struct sn_cuda {
     struct { void *dst; size_t off, n; } pf_pending[SN_CU_PREFETCH_MAX];
     int pf_npending;
     char name[128];
+    /* data parallel: the device collective (NCCL) and its stream; gradient buckets
+     * reduce there while the compute stream goes on, and a node that reads a bucket
+     * waits for its event first (collective.cu) */
+    const sn_collective *coll;
+    cudaStream_t comm_stream;
+    cudaEvent_t coll_ready;
+    cudaEvent_t coll_ev[SN_CU_COLL_EVENTS];
+    struct { const sn_tensor *t; int ev; } coll_pending[SN_CU_COLL_EVENTS];
+    int coll_npending, coll_next_ev;
 } sn_cuda;
 
 /* Sets the last error to "CUDA error in <where>: <reason> (what to do)" and returns SN_ERR_DEVICE. */
@@ -141,6 +152,17 @@ sn_status sn_cu_rnn(sn_cuda *c, sn_tensor *node);       /* LSTM GRU + BWD */
 sn_status sn_cu_attention(sn_cuda *c, sn_tensor *node); /* ATTENTION ATTENTION_BWD */
 sn_status sn_cu_loss(sn_cuda *c, sn_tensor *node);      /* MSE L1 + BWD, SUM MEAN SUMSQ */
 sn_status sn_cu_optim(sn_cuda *c, sn_tensor *node);     /* ADAM SGD (single and multi-tensor) */
+sn_status sn_cu_collective(sn_cuda *c, sn_tensor *node); /* ALLREDUCE (queued on the collective stream) */
+/* Makes the compute stream wait for the buckets `node` reads (before running it), or
+ * for every bucket in flight (at the end of a compute call: a captured graph must
+ * join the collective stream back, and later work may read any bucket). */
+sn_status sn_cu_coll_wait_srcs(sn_cuda *c, const sn_tensor *node);
+sn_status sn_cu_coll_join(sn_cuda *c);
+/* Sums n f32 at buf in place over the group, ordered on the collective stream (so
+ * that every collective of the communicator is issued in one order) and waited for
+ * by the compute stream: synchronised BatchNorm's statistics. */
+sn_status sn_cu_coll_sum(sn_cuda *c, float *buf, size_t n);
+void sn_cu_coll_destroy(sn_cuda *c);
 /* y = act(y + b[channel]) in place over [outer, C, inner] (conv.cu): the bias and
  * activation epilogue of linear and the convolutions */
 sn_status sn_cu_bias_act(sn_cuda *c, float *y, const float *b, int64_t outer, int64_t C, int64_t inner, int act,
