@@ -61,7 +61,8 @@ static void print_table(const sn_device_info *d, int n, int pick) {
         print_mem(d[i].mem_free);
         printf(" free\n");
         printf("    compute units %d%s\n", d[i].compute_units, !strcmp(d[i].kind, "cpu") ? " cores" : "");
-        if (d[i].type[0] && strcmp(d[i].type, "cpu")) printf("    type          %s\n", d[i].type);
+        if (strcmp(d[i].kind, "cpu") && d[i].type[0])
+            printf("    type          %s%s\n", d[i].type, !strcmp(d[i].type, "cpu") ? " (runs on the CPU)" : "");
         if (d[i].cc_major) printf("    compute cap.  %d.%d\n", d[i].cc_major, d[i].cc_minor);
         printf("    bf16 / f16    %s / %s\n", d[i].bf16 ? "yes" : "no", d[i].f16 ? "yes" : "no");
         if (d[i].features[0]) printf("    features      %s\n", d[i].features);
