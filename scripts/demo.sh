@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: demo corpus -> train conf/demo.yaml -> enhance one validation file.
-# Usage: scripts/demo.sh BUILD_DIR
+# Usage: scripts/demo.sh BUILD_DIR      (DEVICE=vulkan:0 make demo: another device; default auto)
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,11 +15,12 @@ else
   "$SINTER" data demo --out data/demo --minutes 6
 fi
 
-echo "== training conf/demo.yaml on device auto"
+DEVICE=${DEVICE:-auto}
+echo "== training conf/demo.yaml on device $DEVICE"
 LOG=$(mktemp)
 start=$(date +%s)
 set +e
-"$SINTER" train conf/demo.yaml device=auto | tee "$LOG"
+"$SINTER" train conf/demo.yaml device="$DEVICE" ${DEMO_ARGS:-} | tee "$LOG"
 rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" -eq 0 ] || { echo "demo: training failed (exit $rc)" >&2; rm -f "$LOG"; exit "$rc"; }
@@ -35,7 +36,7 @@ if "$SINTER" enhance --help > /dev/null 2>&1; then
   if [ -f "$NOISY" ]; then
     ENH="$RUN/enhanced_noisy_0.wav"
     echo "== enhancing $NOISY"
-    "$SINTER" enhance --ckpt "$RUN/best.safetensors" "$NOISY" -o "$ENH" || { echo "demo: enhance failed" >&2; ENH=""; }
+    "$SINTER" enhance --device "$DEVICE" --ckpt "$RUN/best.safetensors" "$NOISY" -o "$ENH" || { echo "demo: enhance failed" >&2; ENH=""; }
     [ -n "$ENH" ] && "$SINTER" metrics "$RUN/samples/clean_0.wav" "$ENH" || true
   fi
 else
