@@ -425,8 +425,46 @@ static void test_errors(void **st) {
     free(o);
 }
 
+/* The library entry point the CLI calls: same output as the binary, and bad calls refused. */
+static void test_library(void **st) {
+    (void)st;
+    sn_enhance_opts o;
+    sn_enhance_opts_default(&o);
+    o.device = "cpu";
+    o.cpu_threads = 1;
+    o.chunk_seconds = 0.5;
+    sn_enhancer *e = NULL;
+    SN_ASSERT_OK(sn_enhancer_open(ckpt, NULL, &o, &e));
+    assert_int_equal(sn_enhancer_chunk_frames(e), 50);
+    assert_int_equal(sn_enhancer_model(e)->cfg.hidden, 32);
+    assert_string_equal(sn_enhancer_config(e)->model.rnn, "lstm");
+    double dur = 0;
+    SN_ASSERT_OK(sn_enhance_file(e, P("float16k.wav"), P("lib/out.wav"), &dur));
+    assert_float_equal(dur, 3.3, 1e-9);
+    const char *a[] = {"enhance", "--ckpt", ckpt, "--device", "cpu", "--threads", "1", "--chunk-seconds", "0.5", P("float16k.wav"), "-o",
+                       P("lib/cli.wav"), NULL};
+    assert_int_equal(run_sinter(a), 0);
+    sn_audio x, y;
+    SN_ASSERT_OK(sn_audio_read(P("lib/out.wav"), 0, 1, &x));
+    SN_ASSERT_OK(sn_audio_read(P("lib/cli.wav"), 0, 1, &y));
+    assert_int_equal(x.frames, 52800);
+    assert_int_equal(y.frames, x.frames);
+    assert_memory_equal(x.data, y.data, (size_t)x.frames * sizeof(float));
+    sn_audio_free(&x);
+    sn_audio_free(&y);
+    assert_int_equal(sn_enhance_file(e, P("missing.wav"), P("lib/m.wav"), NULL), SN_ERR_IO);
+    assert_int_equal(sn_enhance_file(NULL, P("float16k.wav"), P("lib/m.wav"), NULL), SN_ERR_INVALID_ARG);
+    sn_enhancer_free(e);
+    /* a plain state_dict needs a config; a device that does not exist is a device error */
+    assert_int_equal(sn_enhancer_open(plain, NULL, &o, &e), SN_ERR_CONFIG);
+    assert_null(e);
+    o.device = "cuda:7";
+    assert_int_equal(sn_enhancer_open(ckpt, NULL, &o, &e), SN_ERR_DEVICE);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_library),
         cmocka_unit_test(test_chunked_equals_whole),
         cmocka_unit_test(test_resampled_equals_whole),
         cmocka_unit_test(test_long_file_memory),
