@@ -123,13 +123,25 @@ typedef struct sn_train_result {
     sn_eval_result valid;     /* the last validation */
     int has_valid;
     int interrupted;          /* stopped through opts->stop (checkpoint written) */
+    int diverged;             /* stopped because the loss became NaN/Inf (SN_ERR_NUMERIC) */
     double seconds;
 } sn_train_result;
 
 /* Trains cfg (validated) into a new run directory, or continues resume_dir.
  * Returns SN_OK (also when interrupted: result->interrupted), SN_ERR_NUMERIC
- * when the loss became NaN/Inf (the message names the step and the last good
- * checkpoint), SN_ERR_CONFIG/IO/DEVICE/NOMEM on setup errors. */
+ * when the loss became NaN/Inf (result->diverged; the message names the step
+ * and the last good checkpoint), SN_ERR_CONFIG/IO/FORMAT/DEVICE/NOMEM on setup
+ * errors.
+ *  - A run directory is locked (<run>/.lock, flock) while a process trains in
+ *    it: a second train or --resume of it gets SN_ERR_IO naming the PID.
+ *  - A new run's directory is made after the device, data, model and memory
+ *    were checked, and removed again when start-up fails after that.
+ *  - Every write of the run (train.log, metrics.csv, events, samples, loss.svg,
+ *    checkpoints) is checked: the first failure stops training after one last
+ *    attempt at the checkpoint alone, with SN_ERR_IO naming the file and the
+ *    free space.
+ *  - --resume removes the temporary files of writes a killed process left, and
+ *    marks the resume step in the TensorBoard file (SessionLog START). */
 sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_result *result);
 
 /* ---- enhancement (inference on audio files) ---------------------------------------- */

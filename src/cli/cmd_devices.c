@@ -20,7 +20,7 @@ static void usage(FILE *f) {
             "options:\n"
             "  --json      one JSON object: {\"version\", \"cuda_built\", \"auto\", \"devices\": [...]}\n"
             "  -h, --help  this text\n"
-            "exit codes: 0 ok, 2 usage error, 4 device error\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 static void device_spec(const sn_device_info *d, char *buf, size_t n) {

@@ -53,8 +53,7 @@ static void usage(FILE *f) {
             "\n"
             "Prints the real-time factor: processing time / audio duration (< 1 is faster\n"
             "than real time).\n"
-            "exit codes: 0 ok, 2 usage/config error, 3 input/file error (missing or wrong\n"
-            "checkpoint, unreadable input, unwritable output), 4 device error, 130 interrupted\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 static volatile sig_atomic_t g_stop;
@@ -73,6 +72,7 @@ static double now_s(void) {
 
 typedef struct job {
     char *in, *out;
+    int arg; /* the input argument it came from */
 } job;
 
 typedef struct joblist {
@@ -142,7 +142,12 @@ static sn_status scan_dir(const char *dir, const char *out, joblist *L, int dept
         char *p = join(dir, names[i]), *o = join(out, names[i]);
         struct stat sb;
         if (!p || !o) st = sn_error(SN_ERR_NOMEM, "out of host memory");
-        else if (stat(p, &sb) != 0) st = SN_OK; /* vanished or a dangling link: skip */
+        else if (stat(p, &sb) != 0) {
+            /* vanished, or a link to nothing: skipped, but not in silence */
+            struct stat lb;
+            if (lstat(p, &lb) == 0 && S_ISLNK(lb.st_mode))
+                sn_log(SN_LOG_WARN, "enhance: skipping '%s': a broken link (its target does not exist)", p);
+        }
         else if (S_ISDIR(sb.st_mode)) st = scan_dir(p, o, L, depth + 1);
         else if (S_ISREG(sb.st_mode) && is_audio_name(names[i]) && !push_job(L, p, o))
             st = sn_error(SN_ERR_NOMEM, "out of host memory");
@@ -178,6 +183,7 @@ static sn_status make_jobs(char **inputs, int nin, const char *out, joblist *L, 
     for (int i = 0; i < nin; i++) {
         stat(inputs[i], &sb);
         sn_status st;
+        int first = L->n;
         if (S_ISDIR(sb.st_mode)) {
             int before = L->n;
             st = scan_dir(inputs[i], out, L, 0);
@@ -188,10 +194,80 @@ static sn_status make_jobs(char **inputs, int nin, const char *out, joblist *L, 
             st = o && push_job(L, inputs[i], o) ? SN_OK : sn_error(SN_ERR_NOMEM, "out of host memory");
             free(o);
         }
+        for (int j = first; j < L->n; j++) L->v[j].arg = i;
         if (st != SN_OK) return st;
     }
     if (L->n == 0) return sn_error(SN_ERR_IO, "no audio files (.wav .flac .ogg) found in the inputs");
     return SN_OK;
+}
+
+static const joblist *g_sort_jobs;
+static int cmp_job_out(const void *a, const void *b) {
+    return strcmp(g_sort_jobs->v[*(const int *)a].out, g_sort_jobs->v[*(const int *)b].out);
+}
+
+/* Two jobs that write the same output (*a < *b), or 0 when every output is its own. */
+static int find_clash(const joblist *L, int *a, int *b) {
+    int *idx = malloc((size_t)(L->n ? L->n : 1) * sizeof *idx);
+    if (!idx) return 0;
+    for (int j = 0; j < L->n; j++) idx[j] = j;
+    g_sort_jobs = L;
+    qsort(idx, (size_t)L->n, sizeof *idx, cmp_job_out);
+    int found = 0;
+    for (int j = 1; j < L->n && !found; j++)
+        if (!strcmp(L->v[idx[j - 1]].out, L->v[idx[j]].out)) {
+            found = 1;
+            *a = idx[j - 1] < idx[j] ? idx[j - 1] : idx[j];
+            *b = idx[j - 1] < idx[j] ? idx[j] : idx[j - 1];
+        }
+    free(idx);
+    return found;
+}
+
+/* Inputs whose outputs clash (p1/s.wav and p2/s.wav into one folder) keep
+ * their own folders below OUT: each output goes to OUT/<its input's folder
+ * relative to the folder all inputs share>/<name>, as a folder input's tree
+ * is mirrored. *common gets that shared folder (the caller frees it). */
+static sn_status mirror_inputs(char **inputs, int nin, const char *out, joblist *L, char **common) {
+    char **anchor = calloc((size_t)nin, sizeof *anchor);
+    sn_status st = anchor ? SN_OK : sn_error(SN_ERR_NOMEM, "out of host memory");
+    size_t cl = 0;
+    for (int i = 0; i < nin && st == SN_OK; i++) {
+        struct stat sb;
+        anchor[i] = realpath(inputs[i], NULL);
+        if (!anchor[i]) {
+            st = sn_error(SN_ERR_IO, "input '%s': %s", inputs[i], strerror(errno));
+            break;
+        }
+        if (stat(anchor[i], &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+            char *slash = strrchr(anchor[i], '/');
+            slash[slash == anchor[i]] = 0; /* "/s.wav" -> "/" */
+        }
+        /* the longest prefix of whole path components shared with the anchors so far */
+        size_t n = strlen(anchor[i]);
+        if (i == 0) cl = n;
+        size_t k = 0;
+        while (k < cl && k < n && anchor[0][k] == anchor[i][k]) k++;
+        if (!((k == cl || anchor[0][k] == '/') && (k == n || anchor[i][k] == '/')))
+            while (k > 0 && anchor[0][k] != '/') k--;
+        cl = k;
+    }
+    size_t base = strlen(out) + (out[0] && out[strlen(out) - 1] != '/');
+    for (int j = 0; j < L->n && st == SN_OK; j++) {
+        const char *a = anchor[L->v[j].arg] + cl;
+        while (*a == '/') a++;
+        char *dir = *a ? join(out, a) : strdup(out), *o = dir ? join(dir, L->v[j].out + base) : NULL;
+        free(dir);
+        if (!o) st = sn_error(SN_ERR_NOMEM, "out of host memory");
+        else free(L->v[j].out), L->v[j].out = o;
+    }
+    if (st == SN_OK) {
+        *common = malloc(cl + 2);
+        if (*common) snprintf(*common, cl + 2, "%.*s", (int)(cl ? cl : 1), cl ? anchor[0] : "/");
+    }
+    for (int i = 0; anchor && i < nin; i++) free(anchor[i]);
+    free(anchor);
+    return st;
 }
 
 /* mkdir -p */
@@ -324,11 +400,34 @@ int sn_cmd_enhance(int argc, char **argv) {
     joblist jobs = {0};
     int out_is_dir = 0;
     st = make_jobs(inputs, nin, out, &jobs, &out_is_dir);
-    free(inputs);
     if (st != SN_OK) {
+        free(inputs);
         free_jobs(&jobs);
         return fail(st, NULL);
     }
+    /* never two inputs into one output: mirror their folders, or refuse before writing anything */
+    int ca, cb;
+    if (out_is_dir && find_clash(&jobs, &ca, &cb)) {
+        char *common = NULL;
+        st = mirror_inputs(inputs, nin, out, &jobs, &common);
+        if (st != SN_OK) {
+            free(inputs);
+            free_jobs(&jobs);
+            return fail(st, NULL);
+        }
+        if (!quiet)
+            printf("note: inputs share file names: each output keeps its input's folder below '%s' (relative "
+                   "to %s)\n", out, common ? common : "/");
+        free(common);
+    }
+    if (find_clash(&jobs, &ca, &cb)) {
+        fprintf(stderr, "sinter enhance: inputs '%s' and '%s' would both be written to '%s' (the same file given "
+                "twice?); give each input once\n", jobs.v[ca].in, jobs.v[cb].in, jobs.v[ca].out);
+        free(inputs);
+        free_jobs(&jobs);
+        return SN_EXIT_USAGE;
+    }
+    free(inputs);
     for (int j = 0; j < jobs.n; j++) {
         struct stat si, so;
         if (stat(jobs.v[j].out, &so) == 0 && stat(jobs.v[j].in, &si) == 0 && si.st_ino == so.st_ino &&

@@ -256,13 +256,13 @@ static sn_status write_value(sn_events *ev, int64_t step, const pbuf *value) {
 
 sn_status sn_events_session_start(sn_events *ev, int64_t step) {
     if (!ev) return sn_error(SN_ERR_INVALID_ARG, "TensorBoard events: writer is NULL");
-    /* Event.session_log (6) = SessionLog{status (1) = START (1)}; TensorBoard
+    /* Event.session_log (7) = SessionLog{status (1) = START (1)}; TensorBoard
      * drops the events of earlier files at this step and after */
     pbuf sl = {0}, e = {0};
     put_tag(&sl, 1, 0);
     put_varint(&sl, 1);
     event_header(&e, step);
-    put_bytes(&e, 6, sl.data, sl.len);
+    put_bytes(&e, 7, sl.data, sl.len);
     if (sl.oom) e.oom = 1;
     sn_status st = write_record(ev, &e);
     sn_json_buf_free(&sl);

@@ -333,6 +333,8 @@ sn_status sn_enhance_file(sn_enhancer *e, const char *in, const char *out, doubl
     st = sn_audio_info(in, NULL, NULL, NULL, &format);
     if (st == SN_OK) st = sn_resampler_new(rate, MODEL_RATE, &p.down);
     if (st == SN_OK) st = sn_resampler_new(MODEL_RATE, rate, &p.up);
+    /* a rate the resampler refuses is the file's fault, not the caller's */
+    if (st == SN_ERR_INVALID_ARG) st = sn_error_prefix(SN_ERR_UNSUPPORTED, "'%s' (%d Hz)", in, rate);
     if (st == SN_OK && e->stream) st = sn_stream_reset(e->stream);
     if (st == SN_OK) {
         p.blk = malloc(READ_BLOCK * sizeof(float));
