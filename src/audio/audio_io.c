@@ -83,6 +83,15 @@ static SNDFILE *open_read(const char *path, SF_INFO *info, sn_status *st) {
                        info->channels, info->samplerate);
         return NULL;
     }
+    /* no speech lives at a few Hz, and the resampler refuses ratios past 256 */
+    if (info->samplerate < SN_AUDIO_MIN_RATE || info->samplerate > SN_AUDIO_MAX_RATE) {
+        sf_close(sf);
+        *st = sn_error(SN_ERR_UNSUPPORTED,
+                       "'%s' has a sample rate of %d Hz; sinter reads audio at %d to %d Hz: "
+                       "check the file's header or resample it",
+                       path, info->samplerate, SN_AUDIO_MIN_RATE, SN_AUDIO_MAX_RATE);
+        return NULL;
+    }
     return sf;
 }
 

@@ -28,7 +28,6 @@ static void usage(FILE *f) {
             "  --batch N       items per inference batch (default: train.batch_size)\n"
             "  --threads N     CPU threads (default: all cores)\n"
             "  -h, --help      this text\n"
-            "\n"
             "\n" SN_EXIT_CODES_HELP);
 }
 
