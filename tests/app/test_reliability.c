@@ -36,6 +36,12 @@ static const char *dir_of(const char *name) {
     return app_path(buf[k], sizeof buf[k], name);
 }
 
+static pid_t g_bg; /* a background sinter, killed if a test fails while it runs */
+static void kill_bg(void) {
+    if (g_bg > 0) kill(g_bg, SIGKILL), waitpid(g_bg, NULL, 0);
+    g_bg = 0;
+}
+
 /* Starts `sinter args...` in the background; returns its PID. */
 static pid_t spawn(const char *const *args, rlim_t fsize_limit) {
     char bin[600];
@@ -61,12 +67,14 @@ static pid_t spawn(const char *const *args, rlim_t fsize_limit) {
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    g_bg = pid;
     return pid;
 }
 
 static int wait_rc(pid_t pid) {
     int st = 0;
     waitpid(pid, &st, 0);
+    if (pid == g_bg) g_bg = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -414,11 +422,18 @@ static void test_resume_cleans_and_marks(void **state) {
     else assert_int_equal(rc, 0);
 }
 
+static int teardown_bg(void **state) {
+    (void)state;
+    kill_bg();
+    return 0;
+}
+
 int main(void) {
     app_corpus();
+    atexit(kill_bg);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enhance_same_names),
-        cmocka_unit_test(test_run_lock),
+        cmocka_unit_test_teardown(test_run_lock, teardown_bg),
         cmocka_unit_test(test_full_disk_events),
         cmocka_unit_test(test_full_disk_checkpoint),
         cmocka_unit_test(test_full_disk_log),
