@@ -53,19 +53,14 @@ int main(int argc, char **argv) {
         }
     }
     if (steps < 1) steps = 1;
-    sn_backend *cpu = sn_cpu_backend_new(threads);
-    sn_backend *b = cpu;
-    if (strcmp(device, "cpu")) {
-        if (sn_backend_open(device, threads, &b) != SN_OK) die("opening the device");
-    }
-#ifdef SN_HAVE_CUDA
-    if (strncmp(device, "cuda", 4) == 0) sn_cuda_set_precision(b, tf32, bf16);
-#else
-    (void)tf32;
-    (void)bf16;
-#endif
-    sn_device_info info0 = {0};
-    b->i->info(b, &info0); /* free memory before sinter allocates anything */
+    sn_backend *cpu = NULL, *b = NULL;
+    if (sn_backend_open("cpu", threads, &cpu) != SN_OK) die("opening the CPU"); /* SN_PROFILE applies */
+    b = cpu;
+    if (strcmp(device, "cpu") && sn_backend_open(device, threads, &b) != SN_OK) die("opening the device");
+    if ((tf32 || bf16) && sn_backend_set_precision(b, &(sn_precision){.tf32 = tf32, .bf16 = bf16}) != SN_OK)
+        die("setting the precision");
+    sn_device_info info0;
+    sn_backend_info(b, &info0); /* free memory before sinter allocates anything */
     sn_crn_config cfg;
     sn_crn_config_default(&cfg);
     cfg.hidden = hidden;
@@ -115,7 +110,7 @@ int main(int argc, char **argv) {
     size_t peak = infer ? sn_plan_peak(inf->plan) : sn_step_peak(st);
     size_t ws = sn_backend_workspace(b);
     sn_device_info info1 = {0};
-    b->i->info(b, &info1);
+    sn_backend_info(b, &info1);
     double dev_used = strcmp(device, "cpu") && info0.mem_free > info1.mem_free
                           ? (double)(info0.mem_free - info1.mem_free) / 1048576.0 : -1.0;
     printf("{\"impl\":\"sinter\",\"device\":\"%s\",\"mode\":\"%s\",\"rnn\":\"%s\",\"batch\":%d,\"frames\":%d,"

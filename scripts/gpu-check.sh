@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Builds sinter's core + CUDA backend on a GPU machine, runs the tests (core and
-# cuda) and the GPU benchmarks, and prints a short summary last.
+# Builds sinter's core with the CUDA and Vulkan backends on a GPU machine, runs the
+# tests (core, and the backend parity suites for every backend with a device) and the
+# GPU benchmarks, and prints a short summary last.
 #
 #   scripts/gpu-check.sh                    # everything
 #   SKIP_BENCH=1 scripts/gpu-check.sh       # build + tests only
 #   BUILD=build-gpu ARCH=90 JOBS=16 scripts/gpu-check.sh
 #
-# The GPU machine has nvcc and cmake but no OpenBLAS or cmocka: carry them as
-# Debian packages unpacked with `dpkg -x <deb> .deps/root` (libopenblas0-pthread,
-# libopenblas-pthread-dev, libcmocka0, libcmocka-dev); this script points CMake and
-# the loader at .deps/root when it exists. Logs go to $OUT (or /tmp/sinter-gpu-check).
+# The GPU machine has nvcc and cmake but no OpenBLAS, cmocka, Vulkan loader/headers or
+# glslc: carry them as Debian packages unpacked with `dpkg -x <deb> .deps/root`
+# (libopenblas0-pthread, libopenblas-pthread-dev, libcmocka0, libcmocka-dev, libvulkan1,
+# libvulkan-dev, glslc, libshaderc1); this script points CMake and the loader at
+# .deps/root when it exists, and the Vulkan loader at the NVIDIA driver's ICD.
+# Logs go to $OUT (or /tmp/sinter-gpu-check).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,14 +30,21 @@ if [ -d "$deps" ]; then
   lib=$deps/usr/lib/x86_64-linux-gnu
   export LD_LIBRARY_PATH="$lib:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   cmake_deps=(-DSINTER_OPENBLAS_DIR="$deps" -DSINTER_CMOCKA_DIR="$deps")
+  if [ -x "$deps/usr/bin/glslc" ] && [ -f "$deps/usr/include/vulkan/vulkan.h" ]; then
+    cmake_deps+=(-DVulkan_INCLUDE_DIR="$deps/usr/include" -DVulkan_LIBRARY="$lib/libvulkan.so.1"
+                 -DSN_GLSLC="$deps/usr/bin/glslc")
+  fi
   # the -dev packages' libX.so links point at absolute paths that dpkg -x did not
   # create: make relative ones so the linker finds them
-  for so in "$lib"/libopenblas.so "$lib"/openblas-pthread/libopenblas.so "$lib"/libcmocka.so; do
+  for so in "$lib"/libopenblas.so "$lib"/openblas-pthread/libopenblas.so "$lib"/libcmocka.so "$lib"/libvulkan.so; do
     if [ -L "$so" ] && [ ! -e "$so" ]; then ln -sf "$(basename "$(readlink "$so")")" "$so"; fi
   done
 else
   note "no .deps/root: using system OpenBLAS/cmocka if installed"
 fi
+
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then export VK_DRIVER_FILES=$icd; fi
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,utilization.gpu --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
@@ -49,7 +59,7 @@ if ! cmake -S . -B "$build" -DSINTER_APP=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_
   printf '%s\n' "${summary[@]}"
   exit 1
 fi
-grep -E "sinter (BLAS|CUDA)|cmocka" "$out/configure.log"
+grep -E "sinter (BLAS|CUDA|Vulkan)|cmocka" "$out/configure.log"
 
 echo "== build"
 t0=$(date +%s)
@@ -64,19 +74,22 @@ note "build: ok in $(( $(date +%s) - t0 )) s, $nwarn warning lines"
 
 echo "== tests"
 rc_tests=0
-( cd "$build" && ctest --output-on-failure -j "$jobs" --timeout 900 ) >"$out/ctest.log" 2>&1 || rc_tests=$?
+( cd "$build" && ctest --output-on-failure -j "$jobs" --timeout 900 -E "^backend/" ) >"$out/ctest.log" 2>&1 || rc_tests=$?
 grep -E "tests passed|Test +#|\*\*\*|Failed|Skipped|FAILED|Not Run" "$out/ctest.log" | tail -60
 note "tests: $(grep -E 'tests passed' "$out/ctest.log" || echo 'no ctest summary')"
 failed=$(grep -E '^\s+[0-9]+ - ' "$out/ctest.log" | sed 's/^ *//' | tr '\n' ';')
 [ -n "$failed" ] && note "tests failed or skipped: $failed"
-# the CUDA test in full (per-op errors) whatever ctest printed
-if [ -x "$build/test_cuda_ops" ]; then
-  "$build/test_cuda_ops" >"$out/test_cuda_ops.log" 2>&1
-  rc=$?
-  grep -E "FAILED|PASSED|\[  ERROR|Failure|error" "$out/test_cuda_ops.log" | head -40
-  note "test_cuda_ops: exit $rc ($(grep -cE '^\[       OK' "$out/test_cuda_ops.log") ok, $(grep -cE '^\[  FAILED' "$out/test_cuda_ops.log") failed lines)"
-fi
-
+# the parity suites (ctest leaves them to this loop), with the per-op errors in full
+for kind in cuda vulkan; do
+  for t in test_backend_ops test_backend_train; do
+    [ -x "$build/$t" ] || continue
+    "$build/$t" $kind >"$out/$t-$kind.log" 2>&1
+    rc=$?
+    grep -E "FAILED|PASSED|\[  ERROR|Failure|error|skipped" "$out/$t-$kind.log" | head -20
+    [ $rc -eq 0 ] || [ $rc -eq 77 ] || rc_tests=1
+    note "$t $kind: exit $rc ($(grep -cE '^\[       OK' "$out/$t-$kind.log") ok, $(grep -cE '^\[  FAILED' "$out/$t-$kind.log") failed lines)"
+  done
+done
 if [ -z "${SKIP_BENCH:-}" ] && [ -x "$build/bench_step" ]; then
   echo "== benchmarks (CRN training step, batch 4, 400 frames)"
   : >"$out/bench.jsonl"
@@ -97,6 +110,8 @@ if [ -z "${SKIP_BENCH:-}" ] && [ -x "$build/bench_step" ]; then
   run_bench "sinter cuda b16" "$build/bench_step" --device cuda --steps 20 --warmup 3 --batch 16
   run_bench "sinter cuda gru" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn gru
   run_bench "sinter cuda attention" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn attention
+  run_bench "sinter vulkan f32" "$build/bench_step" --device vulkan --steps 10 --warmup 2
+  run_bench "sinter vulkan infer" "$build/bench_step" --device vulkan --steps 10 --warmup 2 --infer
   if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
     run_bench "pytorch cuda eager" python3 bench/torch_step.py --device cuda --steps 20
     run_bench "pytorch cuda bf16" python3 bench/torch_step.py --device cuda --steps 20 --mode bf16

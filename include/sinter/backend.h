@@ -11,8 +11,10 @@ extern "C" {
 #endif
 
 typedef struct sn_device_info {
-    char kind[16];          /* "cpu", "cuda", "vulkan" */
+    char kind[16];          /* "cpu", "cuda", "vulkan": the registry entry's kind */
     int index;              /* cuda:N / vulkan:N */
+    char type[16];          /* "cpu", "discrete", "integrated", "virtual", "other" (a CPU-type Vulkan
+                             * device such as lavapipe says "cpu") */
     char name[128];
     size_t mem_total, mem_free;   /* bytes; 0 when unknown */
     int compute_units;      /* cores, SMs, compute units */
@@ -22,6 +24,18 @@ typedef struct sn_device_info {
     int utilization;        /* percent, -1 when unknown */
 } sn_device_info;
 
+/* Reduced-precision switches (train.tf32, train.mixed_precision). */
+typedef struct sn_precision {
+    bool tf32;              /* TF32 tensor cores for f32 GEMMs */
+    bool bf16;              /* bf16 operands, f32 accumulation */
+    bool f16;               /* f16 operands, f32 accumulation */
+} sn_precision;
+
+/* Memory addresses: `alloc` returns an opaque base, and the core only ever forms
+ * base + offset from it (t->data) and hands it back to the same backend. Host backends
+ * (is_host) return host pointers; CUDA returns device pointers; Vulkan returns buffer
+ * device addresses (bufferDeviceAddress) and maps an address back to its buffer for
+ * transfers. The core never dereferences t->data of a non-host backend. */
 typedef struct sn_backend_i {
     const char *(*name)(sn_backend *b);
     void (*free)(sn_backend *b);
@@ -47,10 +61,13 @@ typedef struct sn_backend_i {
      * stream); it lands in dst before any later compute, upload, download or
      * synchronize on b. host may be reused when it returns. NULL: upload is used. */
     sn_status (*prefetch)(sn_backend *b, void *dst, const void *host, size_t n);
+    /* Optional: reduced-precision arithmetic (NULL: f32 only). SN_ERR_UNSUPPORTED when the
+     * device lacks what is asked. */
+    sn_status (*set_precision)(sn_backend *b, const sn_precision *p);
+    /* Optional: per-op timing; 0 off, 1 time per op kind, 2 also every node once. The backend
+     * prints its table to stderr when the program exits. */
+    void (*set_profile)(sn_backend *b, int level);
 } sn_backend_i;
-
-/* Workspace bytes of b (0 when the backend does not say). */
-size_t sn_backend_workspace(sn_backend *b);
 
 struct sn_backend {
     const sn_backend_i *i;
@@ -58,27 +75,45 @@ struct sn_backend {
     bool is_host;           /* data addresses are host memory (CPU and test backends) */
 };
 
+/* Backend-neutral helpers over the table (src/backends/backend.c). */
+void sn_backend_free(sn_backend *b);
+const char *sn_backend_name(sn_backend *b);
+sn_status sn_backend_info(sn_backend *b, sn_device_info *out);
+size_t sn_backend_workspace(sn_backend *b);   /* 0 when the backend does not say */
+sn_status sn_backend_set_precision(sn_backend *b, const sn_precision *p);
+void sn_backend_set_profile(sn_backend *b, int level);
+
 /* The CPU backend; num_threads 0 = the number of cores. */
 sn_backend *sn_cpu_backend_new(int num_threads);
 int sn_cpu_backend_threads(sn_backend *b);
-void sn_backend_free(sn_backend *b);
-const char *sn_backend_name(sn_backend *b);
 
-/* Devices sinter can use: the CPU first, then CUDA and Vulkan devices when built in
- * and present. A missing driver means the device is simply not listed. */
+/* ---- the backend registry (src/backends/registry.c) ----
+ * One entry per backend that is built in: its kind name, how many devices it sees, a
+ * device's info, and how to open one. A missing driver means count() is 0. */
+typedef struct sn_backend_reg {
+    const char *kind;                                   /* "cpu", "cuda", "vulkan" */
+    int (*count)(void);
+    sn_status (*info)(int index, sn_device_info *out);
+    sn_status (*open)(int index, int cpu_threads, sn_backend **out);
+} sn_backend_reg;
+
+int sn_backend_reg_count(void);
+const sn_backend_reg *sn_backend_reg_get(int i);
+
+/* Devices sinter can use: the CPU first, then each registered backend's devices. */
 int sn_device_count(void);
 sn_status sn_device_get(int i, sn_device_info *out);
-/* "auto" (CUDA, then a Vulkan GPU, then the CPU), "cpu", "cuda", "cuda:N", "vulkan", "vulkan:N".
- * An unknown or missing device is an error that lists what exists. */
+/* "cpu", "cuda:0", "vulkan:1": the spec that opens device d. */
+void sn_device_spec(const sn_device_info *d, char *buf, size_t n);
+/* device=auto's rule, in one place: a CUDA GPU, else another real (non-CPU-type) GPU, else the
+ * CPU; a CPU-type or virtual GPU device (lavapipe) only when named. Higher rank wins, the first
+ * device of the highest rank is picked; rank 0 = never picked by auto. */
+int sn_device_auto_rank(const sn_device_info *d);
+/* The device "auto" opens (its index in sn_device_get's order). */
+int sn_device_auto(void);
+/* "auto", "cpu", "<kind>", "<kind>:N" for every registered kind. An unknown or missing device
+ * is an error that lists what exists. SN_PROFILE (environment) sets the profile level. */
 sn_status sn_backend_open(const char *spec, int cpu_threads, sn_backend **out);
-
-#ifdef SN_HAVE_CUDA
-int sn_cuda_device_count(void);
-sn_status sn_cuda_device_info(int i, sn_device_info *out);
-sn_status sn_cuda_backend_new(int device, sn_backend **out);
-/* precision switches of a CUDA backend: TF32 for f32 GEMMs; bf16 GEMMs/convs with f32 accumulation */
-void sn_cuda_set_precision(sn_backend *b, bool tf32, bool bf16);
-#endif
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,13 @@ sn_status sn_error_prefix(sn_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Appends advice to the current message: "<old>; <text>" (the application phrases advice
+ * in its own terms, e.g. config keys, around the engine's numbers). */
+sn_status sn_error_suffix(sn_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 void sn_clear_error(void);
 
 /* Library-wide log hook: level 0=error 1=warn 2=info 3=debug. Default prints

@@ -307,6 +307,26 @@ float *sn_rnn_h(const sn_tensor *rnn, int layer);
  * (layers > 1 only), 2 dh carried between steps [B,H], 3 dc [B,H] (LSTM only). */
 int64_t sn_rnn_bwd_scratch_elems(bool lstm, int64_t B, int64_t T, int64_t H, int layers);
 int64_t sn_rnn_bwd_scratch_offset(bool lstm, int64_t B, int64_t T, int64_t H, int layers, int part);
+/* The geometry of any of the six conv ops, decoded once for every backend. The image side
+ * is conv2d's input and conv_transpose2d's output; the column grid (one column per kernel
+ * placement) is conv2d's output and conv_transpose2d's input. x, w, y are the forward's
+ * input, weight and output roles: for *_BWD_DATA x is the node (dx) and y its dy, for
+ * *_BWD_W w is the node (dw). */
+typedef struct sn_conv_geom {
+    const struct sn_tensor *x, *w, *y, *bias;   /* bias: the forward ops' optional bias */
+    bool transposed;
+    int64_t N;
+    int64_t C, Hs, Ws;      /* image side: channels, rows, columns */
+    int64_t R, Hc, Wc;      /* column grid: channels, rows, columns */
+    int64_t kh, kw, sh, sw, ph, pw;
+    int act;                /* the forward ops' epilogue (sn_act); SN_ACT_NONE for the backward ops */
+    float p0, p1;
+} sn_conv_geom;
+sn_status sn_conv_geom_of(const struct sn_tensor *node, sn_conv_geom *g);
+/* LSTM_BWD/GRU_BWD packed output: dx [B,T,I], then per layer dw_ih, dw_hh, db_ih, db_hh
+ * (each aligned, as sn_packed_offset). Offset of segment seg; seg = 1 + 4*layers is the
+ * total. gates: 4 (LSTM) or 3 (GRU). */
+int64_t sn_rnn_grad_offset(int gates, int64_t B, int64_t T, int64_t I, int64_t H, int layers, int seg);
 /* Attention extra: q,k,v [B,heads,T,d] (q unscaled), probs [B,heads,T,T], ctx [B,T,E] (before out proj). */
 int64_t sn_attention_extra_elems(int64_t B, int64_t T, int64_t E, int heads);
 int64_t sn_attention_extra_offset(int64_t B, int64_t T, int64_t E, int heads, int part /*0 q 1 k 2 v 3 probs 4 ctx*/);

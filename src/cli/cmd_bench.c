@@ -353,9 +353,9 @@ static int device_list(const char *only, char specs[][40], int max) {
         sn_device_info d;
         if (sn_device_get(i, &d) != SN_OK) continue;
         char s[40];
-        snprintf(s, sizeof s, "%s:%d", d.kind, d.index);
+        sn_device_spec(&d, s, sizeof s);
         if (only && strcmp(only, "auto") && strcmp(only, s) && strcmp(only, d.kind)) continue;
-        if (only && !strcmp(only, "auto") && n > 1) continue; /* auto: the first GPU */
+        if (only && !strcmp(only, "auto") && i != sn_device_auto()) continue;
         if (only && !strcmp(only, d.kind) && n > 1) continue;  /* "cuda" = cuda:0 */
         snprintf(specs[n++], 40, "%s", s);
     }
@@ -459,13 +459,7 @@ int sn_cmd_bench(int argc, char **argv) {
     }
     if (json) print_json(res, nr, quick);
     else if (nd == 1)
-        printf("only the CPU was found%s\n",
-#ifdef SN_HAVE_CUDA
-               " (no CUDA device visible: see sinter devices)"
-#else
-               " (this sinter is built without CUDA: see README.md, 'Building for CUDA')"
-#endif
-        );
+        printf("only the CPU was benchmarked: no other device found or asked for (see sinter devices)\n");
     free(res);
     sn_backend_free(cpu);
     return any_fail ? SN_EXIT_DEVICE : SN_EXIT_OK;

@@ -15,27 +15,31 @@ static void usage(FILE *f) {
             "Lists sinter's version and every device it can use: the CPU, then each CUDA\n"
             "and Vulkan GPU (when built in and a driver is present), with memory total/free,\n"
             "compute units, features, bf16/f16 support and utilisation when known, and\n"
-            "which device 'device=auto' picks (CUDA, then a Vulkan GPU, then the CPU).\n"
+            "which device 'device=auto' picks (a CUDA GPU, else another real GPU, else the CPU;\n"
+            "a CPU-type Vulkan device such as lavapipe only when named).\n"
             "\n"
             "options:\n"
-            "  --json      one JSON object: {\"version\", \"cuda_built\", \"auto\", \"devices\": [...]}\n"
+            "  --json      one JSON object: {\"version\", \"backends\", \"auto\", \"devices\": [...]}\n"
             "  -h, --help  this text\n"
             "\n" SN_EXIT_CODES_HELP);
 }
 
-static void device_spec(const sn_device_info *d, char *buf, size_t n) {
-    if (!strcmp(d->kind, "cpu")) snprintf(buf, n, "cpu");
-    else snprintf(buf, n, "%s:%d", d->kind, d->index);
+/* device=auto's pick: the highest sn_device_auto_rank, the first of equals */
+static int auto_index(const sn_device_info *d, int n) {
+    int best = 0, rank = -1;
+    for (int i = 0; i < n; i++) {
+        int r = sn_device_auto_rank(&d[i]);
+        if (r > rank) rank = r, best = i;
+    }
+    return best;
 }
 
-/* device=auto: the first CUDA device, else the first Vulkan GPU, else the CPU
- * (the order sn_backend_open("auto") uses). */
-static int auto_index(const sn_device_info *d, int n) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(d[i].kind, "cuda")) return i;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(d[i].kind, "vulkan")) return i;
-    return 0;
+/* "cpu, cuda, vulkan": the backends this sinter was built with */
+static void built_in(char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int r = 0; r < sn_backend_reg_count() && k < n; r++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%s", r ? ", " : "", sn_backend_reg_get(r)->kind);
 }
 
 static void print_mem(size_t b) {
@@ -44,16 +48,12 @@ static void print_mem(size_t b) {
 }
 
 static void print_table(const sn_device_info *d, int n, int pick) {
-    printf("sinter %s (CUDA %s)\n\n", SN_VERSION,
-#ifdef SN_HAVE_CUDA
-           "built in"
-#else
-           "not built in; see README.md 'Building for CUDA'"
-#endif
-    );
+    char kinds[128];
+    built_in(kinds, sizeof kinds);
+    printf("sinter %s (backends built in: %s)\n\n", SN_VERSION, kinds);
     for (int i = 0; i < n; i++) {
         char spec[32];
-        device_spec(&d[i], spec, sizeof spec);
+        sn_device_spec(&d[i], spec, sizeof spec);
         printf("%s%-9s %s\n", i == pick ? "* " : "  ", spec, d[i].name);
         printf("    memory        ");
         print_mem(d[i].mem_total);
@@ -61,16 +61,20 @@ static void print_table(const sn_device_info *d, int n, int pick) {
         print_mem(d[i].mem_free);
         printf(" free\n");
         printf("    compute units %d%s\n", d[i].compute_units, !strcmp(d[i].kind, "cpu") ? " cores" : "");
-        if (!strcmp(d[i].kind, "cuda")) printf("    compute cap.  %d.%d\n", d[i].cc_major, d[i].cc_minor);
+        if (d[i].type[0] && strcmp(d[i].type, "cpu")) printf("    type          %s\n", d[i].type);
+        if (d[i].cc_major) printf("    compute cap.  %d.%d\n", d[i].cc_major, d[i].cc_minor);
         printf("    bf16 / f16    %s / %s\n", d[i].bf16 ? "yes" : "no", d[i].f16 ? "yes" : "no");
         if (d[i].features[0]) printf("    features      %s\n", d[i].features);
         if (d[i].utilization >= 0) printf("    utilisation   %d%%\n", d[i].utilization);
     }
     char spec[32];
-    device_spec(&d[pick], spec, sizeof spec);
+    sn_device_spec(&d[pick], spec, sizeof spec);
     printf("\ndevice=auto uses %s (*)\n", spec);
-    if (pick == 0 && n == 1)
-        printf("no GPU found: training runs on the CPU. For an NVIDIA GPU build with CUDA (README.md).\n");
+    if (n == 1)
+        printf("no GPU found: training runs on the CPU. For a GPU, see README.md, 'Building'.\n");
+    else if (!strcmp(d[pick].kind, "cpu"))
+        printf("the devices above are CPU-type or virtual GPUs: device=auto keeps to the CPU backend; name one "
+               "(device=...) to use it.\n");
 }
 
 static void print_json(const sn_device_info *d, int n, int pick) {
@@ -78,17 +82,19 @@ static void print_json(const sn_device_info *d, int n, int pick) {
     char spec[32];
     sn_json_buf_printf(&b, "{\n  \"version\": ");
     sn_json_buf_string(&b, SN_VERSION, strlen(SN_VERSION));
-#ifdef SN_HAVE_CUDA
-    sn_json_buf_puts(&b, ",\n  \"cuda_built\": true");
-#else
-    sn_json_buf_puts(&b, ",\n  \"cuda_built\": false");
-#endif
-    device_spec(&d[pick], spec, sizeof spec);
+    sn_json_buf_puts(&b, ",\n  \"backends\": [");
+    for (int r = 0; r < sn_backend_reg_count(); r++) {
+        const char *k = sn_backend_reg_get(r)->kind;
+        if (r) sn_json_buf_puts(&b, ", ");
+        sn_json_buf_string(&b, k, strlen(k));
+    }
+    sn_json_buf_puts(&b, "]");
+    sn_device_spec(&d[pick], spec, sizeof spec);
     sn_json_buf_puts(&b, ",\n  \"auto\": ");
     sn_json_buf_string(&b, spec, strlen(spec));
     sn_json_buf_puts(&b, ",\n  \"devices\": [");
     for (int i = 0; i < n; i++) {
-        device_spec(&d[i], spec, sizeof spec);
+        sn_device_spec(&d[i], spec, sizeof spec);
         sn_json_buf_puts(&b, i ? ",\n    {" : "\n    {");
         sn_json_buf_puts(&b, "\"device\": ");
         sn_json_buf_string(&b, spec, strlen(spec));
@@ -99,7 +105,9 @@ static void print_json(const sn_device_info *d, int n, int pick) {
         sn_json_buf_printf(&b, ", \"mem_total\": %llu, \"mem_free\": %llu, \"compute_units\": %d",
                            (unsigned long long)d[i].mem_total, (unsigned long long)d[i].mem_free,
                            d[i].compute_units);
-        if (!strcmp(d[i].kind, "cuda"))
+        sn_json_buf_puts(&b, ", \"type\": ");
+        sn_json_buf_string(&b, d[i].type, strlen(d[i].type));
+        if (d[i].cc_major)
             sn_json_buf_printf(&b, ", \"compute_capability\": \"%d.%d\"", d[i].cc_major, d[i].cc_minor);
         sn_json_buf_printf(&b, ", \"bf16\": %s, \"f16\": %s, \"features\": ", d[i].bf16 ? "true" : "false",
                            d[i].f16 ? "true" : "false");

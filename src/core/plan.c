@@ -370,12 +370,12 @@ static sn_status check_fits(sn_plan *p, const sn_plan_opts *o) {
     sn_backend *b = p->b[0];
     if (!avail) {
         sn_device_info info;
-        if (b->i->info(b, &info) == SN_OK) avail = info.mem_free;
+        if (sn_backend_info(b, &info) == SN_OK) avail = info.mem_free;
     }
     if (avail && p->peak[0] > avail)
         return sn_error(SN_ERR_NOMEM,
-                        "the step needs %.1f MB of working memory on %s but only %.1f MB is free; "
-                        "lower train.batch_size or data.segment_seconds, or turn on train.mixed_precision",
+                        "the graph needs %.1f MB of working memory on %s but only %.1f MB is free (a smaller "
+                        "batch or shorter input needs less)",
                         p->peak[0] / 1048576.0, sn_backend_name(b), avail / 1048576.0);
     return SN_OK;
 }
@@ -398,8 +398,8 @@ sn_status sn_plan_new(sn_graph *g, const sn_plan_opts *o, sn_plan **out) {
         if (!p->peak[a]) continue;
         s = p->b[a]->i->alloc(p->b[a], p->peak[a], &p->arena[a]);
         if (s != SN_OK)
-            sn_error_prefix(s, "allocating the %.1f MB working arena on %s (lower train.batch_size or "
-                               "data.segment_seconds)", p->peak[a] / 1048576.0, sn_backend_name(p->b[a]));
+            sn_error_prefix(s, "allocating the %.1f MB working arena on %s", p->peak[a] / 1048576.0,
+                            sn_backend_name(p->b[a]));
     }
     if (s == SN_OK) {
         for (int i = 0; i < p->nlv; i++) {

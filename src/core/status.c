@@ -51,6 +51,17 @@ sn_status sn_error_prefix(sn_status s, const char *fmt, ...) {
     return s;
 }
 
+sn_status sn_error_suffix(sn_status s, const char *fmt, ...) {
+    size_t n = strlen(g_msg);
+    if (n + 2 >= sizeof g_msg) return s;
+    memcpy(g_msg + n, "; ", 3);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_msg + n + 2, sizeof g_msg - n - 2, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 static sn_log_fn g_log_fn;
 static void *g_log_user;
 static int g_log_level = SN_LOG_WARN;

@@ -208,6 +208,16 @@ int64_t sn_packed_offset(const int64_t *sizes, int i) {
     return o;
 }
 
+int64_t sn_rnn_grad_offset(int gates, int64_t B, int64_t T, int64_t I, int64_t H, int layers, int seg) {
+    int64_t G = gates * H, o = 0;
+    for (int k = 0; k < seg; k++) {
+        int l = (k - 1) / 4, part = (k - 1) % 4;
+        int64_t n = k == 0 ? B * T * I : part == 0 ? G * (l == 0 ? I : H) : part == 1 ? G * H : G;
+        o += sn_align64(n);
+    }
+    return o;
+}
+
 /* The last layer keeps no h block: its h is the node's output (sn_rnn_h). */
 static int64_t rnn_extra_offset(int64_t G, int64_t B, int64_t T, int64_t H, int layer, int part) {
     int64_t per = sn_align64(B * T * G * H) + 2 * sn_align64(B * T * H);

@@ -30,8 +30,7 @@ sn_status sn_open_device(const sn_config *cfg, int cpu_threads, sn_backend **b, 
     sn_status s = sn_backend_open(cfg->device[0] ? cfg->device : "auto", cpu_threads, b);
     if (s != SN_OK) return s;
     sn_device_info info;
-    memset(&info, 0, sizeof info);
-    if ((*b)->i->info) (*b)->i->info(*b, &info);
+    sn_backend_info(*b, &info);
     if (cfg->train.mixed_precision && !info.bf16 && !info.f16) {
         s = sn_error(SN_ERR_DEVICE, "train.mixed_precision is true, but device '%s' (%s %s) has no fast bf16/f16 "
                      "arithmetic%s: set train.mixed_precision=false, or pick a GPU that has it (sinter devices)",
@@ -41,14 +40,18 @@ sn_status sn_open_device(const sn_config *cfg, int cpu_threads, sn_backend **b, 
         *b = NULL;
         return s;
     }
-    if (cfg->train.mixed_precision && !(*b)->is_host) {
-#ifdef SN_HAVE_CUDA
-        if (!strcmp(info.kind, "cuda")) sn_cuda_set_precision(*b, cfg->train.tf32, true);
-#endif
+    bool mp = cfg->train.mixed_precision;
+    sn_precision prec = {.tf32 = cfg->train.tf32, .bf16 = mp && info.bf16, .f16 = mp && !info.bf16 && info.f16};
+    s = sn_backend_set_precision(*b, &prec);
+    if (s != SN_OK && !mp) { /* TF32 is a hint: devices without it compute in f32 */
+        sn_log(SN_LOG_WARN, "train.tf32 ignored: %s", sn_last_error());
+        s = SN_OK;
     }
-#ifdef SN_HAVE_CUDA
-    else if (cfg->train.tf32 && !strcmp(info.kind, "cuda")) sn_cuda_set_precision(*b, true, false);
-#endif
+    if (s != SN_OK) {
+        sn_backend_free(*b);
+        *b = NULL;
+        return sn_error_prefix(s, "train.mixed_precision on device '%s'", cfg->device);
+    }
     if (!(*b)->is_host) {
         *fallback = sn_cpu_backend_new(cpu_threads);
         if (!*fallback) {

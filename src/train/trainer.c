@@ -647,8 +647,7 @@ static sn_status setup(trainer *T, int resume) {
     sn_status s = sn_open_device(c, T->o->cpu_threads, &T->b, &T->fb);
     if (s != SN_OK) return s;
     sn_device_info info;
-    memset(&info, 0, sizeof info);
-    if (T->b->i->info) T->b->i->info(T->b, &info);
+    sn_backend_info(T->b, &info);
     tlog(T, "device: %s (%s)%s", c->device, info.name[0] ? info.name : sn_backend_name(T->b),
          T->b->is_host ? "" : ", CPU fallback for unsupported ops");
 
@@ -694,6 +693,8 @@ static sn_status setup(trainer *T, int resume) {
     int64_t N = sn_dataset_samples(T->train);
     int frames = (int)sn_stft_frames(N);
     s = sn_step_new(T->m, T->b, T->fb, c->train.batch_size, frames, &oc, &T->step);
+    if (s == SN_ERR_NOMEM)
+        sn_error_suffix(s, "lower train.batch_size or data.segment_seconds, or turn on train.mixed_precision");
     if (s != SN_OK) return sn_error_prefix(s, "building the training step (batch %d, %d frames)", c->train.batch_size,
                                            frames);
     if (resume) {
@@ -703,6 +704,7 @@ static sn_status setup(trainer *T, int resume) {
     if (T->valid) {
         int vt = (int)sn_stft_frames(sn_dataset_samples(T->valid));
         s = sn_infer_new(T->m, T->b, T->fb, c->train.batch_size, vt, &T->infer);
+        if (s == SN_ERR_NOMEM) sn_error_suffix(s, "lower train.batch_size, or validate on shorter files");
         if (s != SN_OK) return sn_error_prefix(s, "building the validation graph");
     }
     char mem[32];

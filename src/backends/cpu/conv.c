@@ -401,90 +401,56 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
     return SN_OK;
 }
 
-static sn_status conv_fused(sn_cpu *c, sn_tensor *node) {
-    const int32_t *ip = node->ip;
+static sn_status conv_fused(sn_cpu *c, sn_tensor *node, const sn_conv_geom *g) {
     fused_job a = {0};
-    a.sh = ip[0]; a.sw = ip[1]; a.ph = ip[2]; a.pw = ip[3];
-    if (node->op == SN_OP_CONV2D || node->op == SN_OP_CONVT2D) { /* the *_BWD ops have none */
-        a.act = ip[SN_IP_ACT];
-        a.p0 = node->fp[SN_FP_ACT];
-        a.p1 = node->fp[SN_FP_ACT + 1];
-    }
-    if (node->op == SN_OP_CONV2D || node->op == SN_OP_CONV2D_BWD_DATA || node->op == SN_OP_CONV2D_BWD_W) {
-        const sn_tensor *x, *y, *w;
-        if (node->op == SN_OP_CONV2D) { x = node->src[0]; w = node->src[1]; y = node; }
-        else if (node->op == SN_OP_CONV2D_BWD_DATA) { y = node->src[0]; w = node->src[1]; x = node; }
-        else { y = node->src[0]; x = node->src[1]; w = node; }
-        a.N = x->shape[0]; a.C = x->shape[1]; a.Hs = x->shape[2]; a.Ws = x->shape[3];
-        a.kh = w->shape[2]; a.kw = w->shape[3]; a.Hc = y->shape[2]; a.Wc = y->shape[3];
-        a.R = w->shape[0];
-        if (node->op == SN_OP_CONV2D) {
-            a.mode = FM_GEMM; a.img = x->data; a.wt = w->data; a.out = y->data;
-            a.bias = node->nsrc > 2 ? node->src[2]->data : NULL;
-            return fused_run(c, &a, NULL);
-        } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
-            a.mode = FM_GATHER; a.wt = w->data; a.other = y->data; a.out = x->data;
-            return fused_run(c, &a, NULL);
-        } else {
-            a.mode = FM_WGRAD; a.img = x->data; a.other = y->data;
-            return fused_run(c, &a, w->data);
-        }
-    }
-    /* conv_transpose2d: x[N,C,H,W] on the column grid, y[N,K,Ho,Wo] the image side,
-     * w[C,K,kh,kw] = [R, CKK] with R = C and the image channels K */
-    const sn_tensor *x, *y, *w;
-    if (node->op == SN_OP_CONVT2D) { x = node->src[0]; w = node->src[1]; y = node; }
-    else if (node->op == SN_OP_CONVT2D_BWD_DATA) { y = node->src[0]; w = node->src[1]; x = node; }
-    else { y = node->src[0]; x = node->src[1]; w = node; }
-    a.N = x->shape[0]; a.R = x->shape[1]; a.Hc = x->shape[2]; a.Wc = x->shape[3];
-    a.C = w->shape[1]; a.kh = w->shape[2]; a.kw = w->shape[3]; a.Hs = y->shape[2]; a.Ws = y->shape[3];
-    if (node->op == SN_OP_CONVT2D) {
-        a.mode = FM_GATHER; a.wt = w->data; a.other = x->data; a.out = y->data;
-        a.bias = node->nsrc > 2 ? node->src[2]->data : NULL;
+    a.sh = g->sh; a.sw = g->sw; a.ph = g->ph; a.pw = g->pw;
+    a.act = g->act; a.p0 = g->p0; a.p1 = g->p1;
+    a.N = g->N; a.C = g->C; a.Hs = g->Hs; a.Ws = g->Ws;
+    a.R = g->R; a.Hc = g->Hc; a.Wc = g->Wc; a.kh = g->kh; a.kw = g->kw;
+    a.bias = g->bias ? g->bias->data : NULL;
+    /* conv2d's image is x and its grid y; conv_transpose2d's the other way round */
+    float *img = g->transposed ? g->y->data : g->x->data, *grid = g->transposed ? g->x->data : g->y->data;
+    switch (node->op) {
+    case SN_OP_CONV2D: case SN_OP_CONVT2D_BWD_DATA: /* grid = w . im2col(image) */
+        a.mode = FM_GEMM; a.img = img; a.wt = g->w->data; a.out = grid;
         return fused_run(c, &a, NULL);
-    } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
-        a.mode = FM_GEMM; a.img = y->data; a.wt = w->data; a.out = x->data;
+    case SN_OP_CONV2D_BWD_DATA: case SN_OP_CONVT2D: /* image = col2im(w^T . grid) */
+        a.mode = FM_GATHER; a.wt = g->w->data; a.other = grid; a.out = img;
         return fused_run(c, &a, NULL);
+    default: /* dw = grid . im2col(image)^T */
+        a.mode = FM_WGRAD; a.img = img; a.other = grid;
+        return fused_run(c, &a, g->w->data);
     }
-    a.mode = FM_WGRAD; a.img = y->data; a.other = x->data;
-    return fused_run(c, &a, w->data);
 }
 
 sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
-    bool fwd = node->op == SN_OP_CONV2D || node->op == SN_OP_CONVT2D;
-    int act = fwd ? node->ip[SN_IP_ACT] : SN_ACT_NONE;
-    float p0 = node->fp[SN_FP_ACT], p1 = node->fp[SN_FP_ACT + 1];
+    sn_conv_geom g;
+    sn_status gs = sn_conv_geom_of(node, &g);
+    if (gs != SN_OK) return gs;
+    int act = g.act;
+    float p0 = g.p0, p1 = g.p1;
     if (act < SN_ACT_NONE || act >= SN_ACT_COUNT)
         return sn_error(SN_ERR_INTERNAL, "CPU %s '%s': unknown activation %d", sn_op_name(node->op), node->name, act);
     if (fused_on() && sn_pool_size(c->pool) <= 256) {
         double t0 = cprof_now();
-        sn_status st = conv_fused(c, node);
+        sn_status st = conv_fused(c, node, &g);
         CPROF(CP_GEMM, t0);
         return st;
     }
-    const int32_t *ip = node->ip;
-    int64_t sh = ip[0], sw = ip[1], ph = ip[2], pw = ip[3];
-    switch (node->op) {
-    case SN_OP_CONV2D:
-    case SN_OP_CONV2D_BWD_DATA:
-    case SN_OP_CONV2D_BWD_W: {
+    int64_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, kh = g.kh, kw = g.kw;
+    float *xd = g.x->data, *yd = g.y->data, *wd = g.w->data;
+    colargs ca = {0};
+    ca.N = g.N; ca.C = g.C; ca.Hs = g.Hs; ca.Ws = g.Ws; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
+    ca.pw = pw; ca.Hc = g.Hc; ca.Wc = g.Wc;
+    if (!g.transposed) {
         /* image side x[N,C,H,W], output side y[N,K,Ho,Wo], weight [K,C,kh,kw] */
-        const sn_tensor *x, *y, *w;
-        if (node->op == SN_OP_CONV2D) { x = node->src[0]; w = node->src[1]; y = node; }
-        else if (node->op == SN_OP_CONV2D_BWD_DATA) { y = node->src[0]; w = node->src[1]; x = node; }
-        else { y = node->src[0]; x = node->src[1]; w = node; }
-        int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
-        int64_t K = w->shape[0], kh = w->shape[2], kw = w->shape[3], Ho = y->shape[2], Wo = y->shape[3];
-        int64_t CKK = C * kh * kw, HWo = Ho * Wo, NL = N * HWo;
+        int64_t N = g.N, C = g.C, K = g.R, HWo = g.Hc * g.Wc;
+        int64_t CKK = C * kh * kw, NL = N * HWo;
         /* col [CKK, N*HWo] | yf [K, N*HWo] (y batch-folded) */
         int64_t o_yf = sn_align64(CKK * NL);
         float *col = sn_cpu_scratch(c, (size_t)(o_yf + K * NL));
         if (!col) return SN_ERR_NOMEM;
         float *yf = col + o_yf;
-        colargs ca = {0};
-        ca.N = N; ca.C = C; ca.Hs = H; ca.Ws = W; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
-        ca.pw = pw; ca.Hc = Ho; ca.Wc = Wo;
-        float *xd = x->data, *yd = y->data, *wd = w->data;
         double t0 = cprof_now();
         if (node->op == SN_OP_CONV2D) {
             ca.src = xd; ca.dst = col;
@@ -492,7 +458,7 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
             CPROF(CP_IM2COL, t0);
             sn_sgemm(c->pool, false, false, K, NL, CKK, 1.0f, wd, CKK, col, NL, 0.0f, yf, NL);
             CPROF(CP_GEMM, t0);
-            fold_act(c, yd, yf, node->nsrc > 2 ? node->src[2]->data : NULL, N, K, HWo, false, act, p0, p1);
+            fold_act(c, yd, yf, g.bias ? g.bias->data : NULL, N, K, HWo, false, act, p0, p1);
             CPROF(CP_FOLD, t0);
         } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
             fold(c, yf, yd, NULL, N, K, HWo, true);
@@ -513,57 +479,41 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
         }
         return SN_OK;
     }
-    case SN_OP_CONVT2D:
-    case SN_OP_CONVT2D_BWD_DATA:
-    case SN_OP_CONVT2D_BWD_W: {
-        /* input side x[N,C,H,W], output side y[N,K,Ho,Wo], weight [C,K,kh,kw]: the
-         * output is the col2im of w^T x with x's positions as the column grid */
-        const sn_tensor *x, *y, *w;
-        if (node->op == SN_OP_CONVT2D) { x = node->src[0]; w = node->src[1]; y = node; }
-        else if (node->op == SN_OP_CONVT2D_BWD_DATA) { y = node->src[0]; w = node->src[1]; x = node; }
-        else { y = node->src[0]; x = node->src[1]; w = node; }
-        int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
-        int64_t K = w->shape[1], kh = w->shape[2], kw = w->shape[3], Ho = y->shape[2], Wo = y->shape[3];
-        int64_t KKK = K * kh * kw, HW = H * W, NL = N * HW;
-        /* col [KKK, N*HW] | xf [C, N*HW] (x batch-folded) */
-        int64_t o_xf = sn_align64(KKK * NL);
-        float *col = sn_cpu_scratch(c, (size_t)(o_xf + C * NL));
-        if (!col) return SN_ERR_NOMEM;
-        float *xf = col + o_xf;
-        colargs ca = {0};
-        ca.N = N; ca.C = K; ca.Hs = Ho; ca.Ws = Wo; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
-        ca.pw = pw; ca.Hc = H; ca.Wc = W;
-        float *xd = x->data, *yd = y->data, *wd = w->data;
-        double t0 = cprof_now();
-        if (node->op == SN_OP_CONVT2D) {
-            fold(c, xf, xd, NULL, N, C, HW, true);
-            CPROF(CP_FOLD, t0);
-            sn_sgemm(c->pool, true, false, KKK, NL, C, 1.0f, wd, KKK, xf, NL, 0.0f, col, NL);
-            CPROF(CP_GEMM, t0);
-            ca.src = col; ca.dst = yd; ca.bias = node->nsrc > 2 ? node->src[2]->data : NULL;
-            ca.act = act; ca.p0 = p0; ca.p1 = p1;
-            col2im(c, &ca);
-            CPROF(CP_COL2IM, t0);
-        } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
-            ca.src = yd; ca.dst = col;
-            im2col(c, &ca);
-            CPROF(CP_IM2COL, t0);
-            sn_sgemm(c->pool, false, false, C, NL, KKK, 1.0f, wd, KKK, col, NL, 0.0f, xf, NL);
-            CPROF(CP_GEMM, t0);
-            fold(c, xd, xf, NULL, N, C, HW, false);
-            CPROF(CP_FOLD, t0);
-        } else {
-            ca.src = yd; ca.dst = col;
-            im2col(c, &ca);
-            CPROF(CP_IM2COL, t0);
-            fold(c, xf, xd, NULL, N, C, HW, true);
-            CPROF(CP_FOLD, t0);
-            sn_sgemm(c->pool, false, true, C, KKK, NL, 1.0f, xf, NL, col, NL, 0.0f, wd, KKK);
-            CPROF(CP_GEMM, t0);
-        }
-        return SN_OK;
+    /* input side x[N,C,H,W], output side y[N,K,Ho,Wo], weight [C,K,kh,kw]: the output
+     * is the col2im of w^T x with x's positions as the column grid */
+    int64_t N = g.N, C = g.R, K = g.C, HW = g.Hc * g.Wc;
+    int64_t KKK = K * kh * kw, NL = N * HW;
+    /* col [KKK, N*HW] | xf [C, N*HW] (x batch-folded) */
+    int64_t o_xf = sn_align64(KKK * NL);
+    float *col = sn_cpu_scratch(c, (size_t)(o_xf + C * NL));
+    if (!col) return SN_ERR_NOMEM;
+    float *xf = col + o_xf;
+    double t0 = cprof_now();
+    if (node->op == SN_OP_CONVT2D) {
+        fold(c, xf, xd, NULL, N, C, HW, true);
+        CPROF(CP_FOLD, t0);
+        sn_sgemm(c->pool, true, false, KKK, NL, C, 1.0f, wd, KKK, xf, NL, 0.0f, col, NL);
+        CPROF(CP_GEMM, t0);
+        ca.src = col; ca.dst = yd; ca.bias = g.bias ? g.bias->data : NULL;
+        ca.act = act; ca.p0 = p0; ca.p1 = p1;
+        col2im(c, &ca);
+        CPROF(CP_COL2IM, t0);
+    } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
+        ca.src = yd; ca.dst = col;
+        im2col(c, &ca);
+        CPROF(CP_IM2COL, t0);
+        sn_sgemm(c->pool, false, false, C, NL, KKK, 1.0f, wd, KKK, col, NL, 0.0f, xf, NL);
+        CPROF(CP_GEMM, t0);
+        fold(c, xd, xf, NULL, N, C, HW, false);
+        CPROF(CP_FOLD, t0);
+    } else {
+        ca.src = yd; ca.dst = col;
+        im2col(c, &ca);
+        CPROF(CP_IM2COL, t0);
+        fold(c, xf, xd, NULL, N, C, HW, true);
+        CPROF(CP_FOLD, t0);
+        sn_sgemm(c->pool, false, true, C, KKK, NL, 1.0f, xf, NL, col, NL, 0.0f, wd, KKK);
+        CPROF(CP_GEMM, t0);
     }
-    default: break;
-    }
-    return sn_error(SN_ERR_INTERNAL, "sn_cpu_conv: op %s is not a conv op", sn_op_name(node->op));
+    return SN_OK;
 }

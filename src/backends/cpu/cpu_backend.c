@@ -3,6 +3,7 @@
 #endif
 /* The CPU backend: host memory, the thread pool, and the op dispatch table. */
 #include "backends/cpu/cpu.h"
+#include "backends/registry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,14 +67,19 @@ static void cpu_model(char *out, size_t n) {
     fclose(f);
 }
 
-static sn_status cpu_info(sn_backend *b, sn_device_info *o) {
-    sn_cpu *c = b->ctx;
+static int cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static sn_status cpu_device_info(int nthreads, sn_device_info *o) {
     memset(o, 0, sizeof *o);
     snprintf(o->kind, sizeof o->kind, "cpu");
+    snprintf(o->type, sizeof o->type, "cpu");
     cpu_model(o->name, sizeof o->name);
     o->mem_total = meminfo("MemTotal");
     o->mem_free = meminfo("MemAvailable");
-    o->compute_units = c->nthreads;
+    o->compute_units = nthreads;
     o->utilization = -1;
     char *f = o->features;
     size_t n = sizeof o->features, k = 0;
@@ -84,9 +90,11 @@ static sn_status cpu_info(sn_backend *b, sn_device_info *o) {
     if (__builtin_cpu_supports("avx512f")) k += (size_t)snprintf(f + k, n - k, "AVX512F ");
 #endif
     k += (size_t)snprintf(f + k, n - k, "BLAS=%s ", sn_blas_name());
-    snprintf(f + k, n - k, "threads=%d", c->nthreads);
+    snprintf(f + k, n - k, "threads=%d", nthreads);
     return SN_OK;
 }
+
+static sn_status cpu_info(sn_backend *b, sn_device_info *o) { return cpu_device_info(((sn_cpu *)b->ctx)->nthreads, o); }
 
 static sn_status cpu_alloc(sn_backend *b, size_t bytes, void **base) {
     *base = NULL;
@@ -133,7 +141,7 @@ static sn_status cpu_node(sn_cpu *c, sn_tensor *t) {
 /* SN_PROFILE=1: time per op kind, printed at exit (a developer aid, off by default). */
 static double g_prof_ms[SN_OP_COUNT];
 static long g_prof_n[SN_OP_COUNT];
-static int g_prof = -1;
+static int g_prof = 0;
 
 static void prof_print(void) {
     double tot = 0;
@@ -151,13 +159,14 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+static void cpu_set_profile(sn_backend *b, int level) {
+    static bool registered;
+    if (level > 0 && !registered) registered = atexit(prof_print) == 0;
+    g_prof = level > 0;
+}
+
 static sn_status cpu_compute(sn_backend *b, sn_tensor **nodes, int n, void **state) {
     sn_cpu *c = b->ctx;
-    if (g_prof < 0) {
-        const char *e = getenv("SN_PROFILE");
-        g_prof = e && *e == '1';
-        if (g_prof) atexit(prof_print);
-    }
     for (int i = 0; i < n; i++) {
         double t0 = g_prof ? now_ms() : 0;
         sn_status s = cpu_node(c, nodes[i]);
@@ -188,13 +197,11 @@ static const sn_backend_i cpu_iface = {
     .segment_free = cpu_segment_free,
     .synchronize = cpu_sync,
     .workspace_bytes = cpu_workspace,
+    .set_profile = cpu_set_profile,
 };
 
 sn_backend *sn_cpu_backend_new(int num_threads) {
-    if (num_threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        num_threads = n > 0 ? (int)n : 1;
-    }
+    if (num_threads <= 0) num_threads = cores();
     sn_backend *b = calloc(1, sizeof *b);
     sn_cpu *c = calloc(1, sizeof *c);
     if (!b || !c) {
@@ -214,12 +221,17 @@ sn_backend *sn_cpu_backend_new(int num_threads) {
 
 int sn_cpu_backend_threads(sn_backend *b) { return b && b->i == &cpu_iface ? ((sn_cpu *)b->ctx)->nthreads : 0; }
 
-void sn_backend_free(sn_backend *b) {
-    if (b) b->i->free(b);
+static int cpu_count(void) { return 1; }
+
+static sn_status cpu_reg_info(int index, sn_device_info *out) {
+    if (index != 0) return sn_error(SN_ERR_INVALID_ARG, "cpu:%d does not exist (there is one CPU device)", index);
+    return cpu_device_info(cores(), out);
 }
 
-size_t sn_backend_workspace(sn_backend *b) {
-    return b && b->i->workspace_bytes ? b->i->workspace_bytes(b) : 0;
+static sn_status cpu_reg_open(int index, int cpu_threads, sn_backend **out) {
+    if (index != 0) return sn_error(SN_ERR_DEVICE, "cpu:%d does not exist (there is one CPU device)", index);
+    *out = sn_cpu_backend_new(cpu_threads);
+    return *out ? SN_OK : SN_ERR_NOMEM;
 }
 
-const char *sn_backend_name(sn_backend *b) { return b ? b->i->name(b) : "none"; }
+const sn_backend_reg sn_cpu_reg = {.kind = "cpu", .count = cpu_count, .info = cpu_reg_info, .open = cpu_reg_open};

@@ -818,15 +818,7 @@ static void lstm_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
 
 static int64_t rnn_grad_offset(const sn_tensor *bwd, int gates, int seg) {
     const sn_tensor *x = bwd->src[1];
-    int layers = bwd->ip[0];
-    int64_t H = bwd->ip[1], G = gates * H, sizes[SN_MAX_SRC];
-    sizes[0] = sn_nelem(x);
-    for (int l = 0; l < layers; l++) {
-        sizes[1 + 4 * l] = G * (l == 0 ? x->shape[2] : H);
-        sizes[2 + 4 * l] = G * H;
-        sizes[3 + 4 * l] = sizes[4 + 4 * l] = G;
-    }
-    return sn_packed_offset(sizes, seg);
+    return sn_rnn_grad_offset(gates, x->shape[0], x->shape[1], x->shape[2], bwd->ip[1], bwd->ip[0], seg);
 }
 
 static sn_status lstm_backward(sn_cpu *c, sn_tensor *node) {

@@ -401,32 +401,25 @@ static sn_status wgrad_direct(sn_cuda *c, int64_t M, int64_t Q, int64_t N, int64
 }
 
 sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
-    const sn_tensor *s0 = node->src[0], *s1 = node->src[1];
-    const int *ip = node->ip;
+    sn_conv_geom cg;
+    SN_TRY(sn_conv_geom_of(node, &cg));
+    const sn_tensor *x = cg.x, *w = cg.w, *y = cg.y;
     geom g;
     memset(&g, 0, sizeof g);
-    g.sh = ip[0];
-    g.sw = ip[1];
-    g.ph = ip[2];
-    g.pw = ip[3];
+    g.sh = (int)cg.sh, g.sw = (int)cg.sw, g.ph = (int)cg.ph, g.pw = (int)cg.pw;
+    g.kh = (int)cg.kh, g.kw = (int)cg.kw;
+    g.Ci = cg.C, g.Hi = cg.Hs, g.Wi = cg.Ws; /* the image side */
+    g.Hc = cg.Hc, g.Wc = cg.Wc;              /* the column grid */
     const char *what = sn_op_name(node->op);
-    /* the forward ops' activation epilogue (the *_BWD ops have none) */
-    bool fwd = node->op == SN_OP_CONV2D || node->op == SN_OP_CONVT2D;
-    int act = fwd ? ip[SN_IP_ACT] : SN_ACT_NONE;
-    float p0 = node->fp[SN_FP_ACT], p1 = node->fp[SN_FP_ACT + 1];
+    int act = cg.act;
+    float p0 = cg.p0, p1 = cg.p1;
+    const int64_t N = cg.N;
     switch (node->op) {
     case SN_OP_CONV2D:
     case SN_OP_CONV2D_BWD_DATA:
     case SN_OP_CONV2D_BWD_W: {
         /* x [N,C,H,W], w [K,C,kh,kw], y [N,K,Ho,Wo] */
-        const sn_tensor *x, *w, *y;
-        if (node->op == SN_OP_CONV2D) { x = s0; w = s1; y = node; }
-        else if (node->op == SN_OP_CONV2D_BWD_DATA) { y = s0; w = s1; x = node; }
-        else { y = s0; x = s1; w = node; }
-        int64_t N = x->shape[0], C = x->shape[1], K = w->shape[0];
-        g.Ci = C; g.Hi = x->shape[2]; g.Wi = x->shape[3];
-        g.kh = (int)w->shape[2]; g.kw = (int)w->shape[3];
-        g.Hc = y->shape[2]; g.Wc = y->shape[3];
+        int64_t C = cg.C, K = cg.R;
         int64_t Q = C * g.kh * g.kw, P = g.Hc * g.Wc, HW = g.Hi * g.Wi;
         if (node->op == SN_OP_CONV2D_BWD_W && wgrad_use_direct(K, Q, N, P, K * P, &g))
             return wgrad_direct(c, K, Q, N, P, sn_cu_f(y), K * P, sn_cu_f(x), &g, sn_cu_f(w), what);
@@ -455,7 +448,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
             }
         }
         if (node->op == SN_OP_CONV2D) {
-            const float *bias = node->nsrc > 2 && node->src[2] ? sn_cu_f(node->src[2]) : NULL;
+            const float *bias = cg.bias ? sn_cu_f(cg.bias) : NULL;
             if (act != SN_ACT_NONE) SN_TRY(sn_cu_bias_act(c, yd, bias, N, K, P, act, p0, p1, what));
             else if (bias) SN_TRY(sn_cu_add_chanvec(c, yd, bias, N, K, P));
         }
@@ -466,14 +459,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
     case SN_OP_CONVT2D_BWD_W: {
         /* x [N,C,H,W], w [C,K,kh,kw], y [N,K,Ho,Wo]; the "image" of col2im/im2col is y,
          * the cols grid is x's H x W */
-        const sn_tensor *x, *w, *y;
-        if (node->op == SN_OP_CONVT2D) { x = s0; w = s1; y = node; }
-        else if (node->op == SN_OP_CONVT2D_BWD_DATA) { y = s0; w = s1; x = node; }
-        else { y = s0; x = s1; w = node; }
-        int64_t N = x->shape[0], C = x->shape[1], K = w->shape[1];
-        g.Ci = K; g.Hi = y->shape[2]; g.Wi = y->shape[3];
-        g.kh = (int)w->shape[2]; g.kw = (int)w->shape[3];
-        g.Hc = x->shape[2]; g.Wc = x->shape[3];
+        int64_t C = cg.R, K = cg.C;
         int64_t Q = K * g.kh * g.kw, P = g.Hc * g.Wc, YHW = g.Hi * g.Wi;
         if (node->op == SN_OP_CONVT2D_BWD_W && wgrad_use_direct(C, Q, N, P, C * P, &g))
             return wgrad_direct(c, C, Q, N, P, sn_cu_f(x), C * P, sn_cu_f(y), &g, sn_cu_f(w), what);
@@ -483,7 +469,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
         SN_TRY(cols_ws(c, one, nb * Q * P, &cols, what));
         const float *xd = sn_cu_f(x), *wd = sn_cu_f(w);
         float *yd = sn_cu_f(y);
-        const float *bias = node->op == SN_OP_CONVT2D && node->nsrc > 2 && node->src[2] ? sn_cu_f(node->src[2]) : NULL;
+        const float *bias = cg.bias ? sn_cu_f(cg.bias) : NULL;
         for (int64_t n0 = 0; n0 < N; n0 += nb) {
             int64_t m = N - n0 < nb ? N - n0 : nb;
             if (node->op == SN_OP_CONVT2D) {

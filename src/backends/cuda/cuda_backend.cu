@@ -5,6 +5,7 @@
  * that graph from then on. Nothing inside compute allocates or synchronises once a
  * segment has run eagerly: workspaces grow on the eager run only. */
 #include "backends/cuda/cuda_common.h"
+#include "backends/registry.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 static const char *cu_hint(cudaError_t e) {
     switch (e) {
     case cudaErrorMemoryAllocation:
-        return "the GPU is out of memory: lower train.batch_size or the segment length, or free the GPU";
+        return "the GPU is out of memory: a smaller batch or shorter input needs less, or free the GPU";
     case cudaErrorInsufficientDriver:
     case cudaErrorNoDevice:
         return "no usable NVIDIA driver/GPU: check nvidia-smi, or use device=cpu";
@@ -52,8 +53,8 @@ void *sn_cu_ws(sn_cuda *c, int slot, size_t bytes) {
     cudaError_t e = cudaMalloc(&p, cap);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        sn_error(SN_ERR_NOMEM, "CUDA error in workspace allocation: %s (%.1f MB needed; lower the batch size or "
-                 "segment length)", cudaGetErrorString(e), bytes / 1048576.0);
+        sn_error(SN_ERR_NOMEM, "CUDA error in workspace allocation: %s (%.1f MB needed; a smaller batch or shorter "
+                 "input needs less)", cudaGetErrorString(e), bytes / 1048576.0);
         return NULL;
     }
     if (c->ws[slot] && c->ngraphs == 0) {
@@ -145,7 +146,7 @@ sn_status sn_cu_gemm_ex(sn_cuda *c, bool ta, bool tb, int64_t M, int64_t N, int6
 }
 
 /* ---- devices ---- */
-int sn_cuda_device_count(void) {
+static int cu_device_count(void) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
@@ -182,15 +183,16 @@ static int nvml_utilization(int device) {
     return r;
 }
 
-sn_status sn_cuda_device_info(int i, sn_device_info *o) {
-    if (!o) return sn_error(SN_ERR_INVALID_ARG, "sn_cuda_device_info: out is NULL");
-    int n = sn_cuda_device_count();
+static sn_status cu_device_info(int i, sn_device_info *o) {
+    if (!o) return sn_error(SN_ERR_INVALID_ARG, "cu_device_info: out is NULL");
+    int n = cu_device_count();
     if (i < 0 || i >= n)
         return sn_error(SN_ERR_INVALID_ARG, "CUDA device %d does not exist (%d found; see `sinter devices`)", i, n);
     cudaDeviceProp p;
     CU_TRY(cudaGetDeviceProperties(&p, i), "cudaGetDeviceProperties");
     memset(o, 0, sizeof *o);
     snprintf(o->kind, sizeof o->kind, "cuda");
+    snprintf(o->type, sizeof o->type, "discrete");
     o->index = i;
     snprintf(o->name, sizeof o->name, "%.127s", p.name);
     o->mem_total = p.totalGlobalMem;
@@ -250,7 +252,7 @@ static void cu_free(sn_backend *b) {
     free(b);
 }
 
-static sn_status cu_info(sn_backend *b, sn_device_info *out) { return sn_cuda_device_info(((sn_cuda *)b->ctx)->device, out); }
+static sn_status cu_info(sn_backend *b, sn_device_info *out) { return cu_device_info(((sn_cuda *)b->ctx)->device, out); }
 
 static sn_status cu_alloc(sn_backend *b, size_t bytes, void **base) {
     sn_cuda *c = (sn_cuda *)b->ctx;
@@ -264,8 +266,7 @@ static sn_status cu_alloc(sn_backend *b, size_t bytes, void **base) {
         cudaMemGetInfo(&fr, &tot);
         (void)cudaGetLastError();
         *base = NULL;
-        return sn_error(SN_ERR_NOMEM, "CUDA error in alloc: %s: %.1f MB requested, %.1f MB free of %.1f MB on %s "
-                        "(lower train.batch_size or the segment length, or enable mixed precision)",
+        return sn_error(SN_ERR_NOMEM, "CUDA error in alloc: %s: %.1f MB requested, %.1f MB free of %.1f MB on %s",
                         cudaGetErrorString(e), bytes / 1048576.0, fr / 1048576.0, tot / 1048576.0, c->name);
     }
     return SN_OK;
@@ -439,7 +440,7 @@ static sn_status cu_node(sn_cuda *c, sn_tensor *t) {
  * second counted run (name, op, shape, ms). */
 static double g_prof_ms[SN_OP_COUNT];
 static long g_prof_n[SN_OP_COUNT];
-static int g_prof = -1, g_prof_level, g_prof_runs;
+static int g_prof, g_prof_level, g_prof_runs;
 
 static void prof_print(void) {
     double tot = 0;
@@ -451,14 +452,13 @@ static void prof_print(void) {
                     100.0 * g_prof_ms[i] / (tot > 0 ? tot : 1));
 }
 
-static bool profiling(void) {
-    if (g_prof < 0) {
-        const char *e = getenv("SN_PROFILE");
-        g_prof_level = e ? atoi(e) : 0;
-        g_prof = g_prof_level >= 1;
-        if (g_prof) atexit(prof_print);
-    }
-    return g_prof == 1;
+static bool profiling(void) { return g_prof == 1; }
+
+static void cu_set_profile(sn_backend *b, int level) {
+    static bool registered;
+    if (level > 0 && !registered) registered = atexit(prof_print) == 0;
+    g_prof_level = level;
+    g_prof = level >= 1;
 }
 
 static sn_status run_nodes_profiled(sn_cuda *c, sn_tensor **nodes, int n) {
@@ -587,9 +587,25 @@ static sn_status cu_sync(sn_backend *b) {
     return SN_OK;
 }
 
+static sn_status cu_set_precision(sn_backend *b, const sn_precision *p);
+
 static const sn_backend_i cu_iface = {
-    cu_name, cu_free, cu_info, cu_alloc, cu_release, cu_upload, cu_download, cu_fill_zero, cu_supports,
-    cu_compute, cu_segment_free, cu_sync, cu_workspace, cu_prefetch,
+    .name = cu_name,
+    .free = cu_free,
+    .info = cu_info,
+    .alloc = cu_alloc,
+    .release = cu_release,
+    .upload = cu_upload,
+    .download = cu_download,
+    .fill_zero = cu_fill_zero,
+    .supports_op = cu_supports,
+    .compute = cu_compute,
+    .segment_free = cu_segment_free,
+    .synchronize = cu_sync,
+    .workspace_bytes = cu_workspace,
+    .prefetch = cu_prefetch,
+    .set_precision = cu_set_precision,
+    .set_profile = cu_set_profile,
 };
 
 static sn_status cu_apply_math(sn_cuda *c) {
@@ -598,10 +614,10 @@ static sn_status cu_apply_math(sn_cuda *c) {
     return SN_OK;
 }
 
-sn_status sn_cuda_backend_new(int device, sn_backend **out) {
-    if (!out) return sn_error(SN_ERR_INVALID_ARG, "sn_cuda_backend_new: out is NULL");
+static sn_status cu_backend_new(int device, sn_backend **out) {
+    if (!out) return sn_error(SN_ERR_INVALID_ARG, "cu_backend_new: out is NULL");
     *out = NULL;
-    int n = sn_cuda_device_count();
+    int n = cu_device_count();
     if (n == 0)
         return sn_error(SN_ERR_UNSUPPORTED, "no CUDA device found (no NVIDIA driver or GPU): use device=cpu or "
                         "device=vulkan");
@@ -677,11 +693,21 @@ fail:
     return st;
 }
 
-void sn_cuda_set_precision(sn_backend *b, bool tf32, bool bf16) {
-    if (!b || b->i != &cu_iface) return;
+/* bf16 operands (f32 accumulation) stand for mixed precision: f16 asks for the same path */
+static sn_status cu_set_precision(sn_backend *b, const sn_precision *p) {
     sn_cuda *c = (sn_cuda *)b->ctx;
-    c->tf32 = tf32;
-    c->bf16 = bf16;
-    cudaSetDevice(c->device);
-    if (cu_apply_math(c) != SN_OK) sn_log(SN_LOG_WARN, "%s", sn_last_error());
+    cudaDeviceProp prop;
+    CU_TRY(cudaGetDeviceProperties(&prop, c->device), "set_precision (cudaGetDeviceProperties)");
+    if ((p->bf16 || p->f16 || p->tf32) && prop.major < 8)
+        return sn_error(SN_ERR_UNSUPPORTED, "cuda:%d (%s, compute capability %d.%d) has no bf16/TF32 tensor cores",
+                        c->device, prop.name, prop.major, prop.minor);
+    c->tf32 = p->tf32;
+    c->bf16 = p->bf16 || p->f16;
+    CU_TRY(cudaSetDevice(c->device), "set_precision (cudaSetDevice)");
+    return cu_apply_math(c);
 }
+
+static sn_status cu_reg_open(int index, int cpu_threads, sn_backend **out) { return cu_backend_new(index, out); }
+
+const sn_backend_reg sn_cuda_reg = {
+    .kind = "cuda", .count = cu_device_count, .info = cu_device_info, .open = cu_reg_open};

@@ -717,17 +717,8 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G, BT = B * T, GH = G * H;
     const sn_tensor *dy = node->src[0], *x = node->src[1], *fwd = node->src[2];
     float *ex = sn_cu_extra(fwd);
-    /* packed output: dx | per layer dw_ih, dw_hh, db_ih, db_hh */
-    int64_t sizes[1 + 4 * 16];
-    if (d->L > 16) return sn_error(SN_ERR_UNSUPPORTED, "%s: more than 16 layers", what);
-    sizes[0] = BT * d->I;
-    for (int l = 0; l < d->L; l++) {
-        int64_t in_dim = l == 0 ? d->I : H;
-        sizes[1 + 4 * l] = GH * in_dim;
-        sizes[2 + 4 * l] = GH * H;
-        sizes[3 + 4 * l] = GH;
-        sizes[4 + 4 * l] = GH;
-    }
+    /* packed output: dx | per layer dw_ih, dw_hh, db_ih, db_hh (sn_rnn_grad_offset) */
+#define GRAD_SEG(k) sn_rnn_grad_offset(d->lstm ? 4 : 3, B, T, d->I, H, d->L, (k))
     float *out = sn_cu_f(node);
     /* dG (LSTM) or dGx (GRU) overwrites each layer's gates in the forward's saved state
      * (read before written, by the same thread); dGh (GRU), the dh between layers and
@@ -754,8 +745,8 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         float *dG = (float *)gates, *dGh = d->lstm ? dG : dGh0;
         const float *mid = ex + (d->lstm ? sn_lstm_extra_offset(B, T, H, l, 1) : sn_gru_extra_offset(B, T, H, l, 1));
         const float *hbuf = sn_rnn_h(fwd, l);
-        float *dw_ih = out + sn_packed_offset(sizes, 1 + 4 * l), *dw_hh = out + sn_packed_offset(sizes, 2 + 4 * l);
-        float *db_ih = out + sn_packed_offset(sizes, 3 + 4 * l), *db_hh = out + sn_packed_offset(sizes, 4 + 4 * l);
+        float *dw_ih = out + GRAD_SEG(1 + 4 * l), *dw_hh = out + GRAD_SEG(2 + 4 * l);
+        float *db_ih = out + GRAD_SEG(3 + 4 * l), *db_hh = out + GRAD_SEG(4 + 4 * l);
         bool done = false;
         if (d->lstm) SN_TRY(lstm_bwd_persist(c, B, T, H, dh_out, gates, mid, dG, w_hh, &done));
         if (w16 && !done) SN_TRY(sn_cu_to_bf16(c, w16, w_hh, GH * H));
@@ -797,6 +788,7 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         dh_out = din;
     }
     return SN_OK;
+#undef GRAD_SEG
 }
 
 /* out[b,:] = src[b, T-1, :] of one layer's [B,T,H] state */

@@ -185,3 +185,28 @@ sn_status sn_grad_conv(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **
         if (sn_needs_grad(node->src[i]) && !dsrc[i]) return SN_ERR_NOMEM;
     return SN_OK;
 }
+
+sn_status sn_conv_geom_of(const sn_tensor *node, sn_conv_geom *g) {
+    memset(g, 0, sizeof *g);
+    const sn_tensor *s0 = node->src[0], *s1 = node->src[1];
+    switch (node->op) {
+    case SN_OP_CONV2D: case SN_OP_CONVT2D: g->x = s0; g->w = s1; g->y = node; break;
+    case SN_OP_CONV2D_BWD_DATA: case SN_OP_CONVT2D_BWD_DATA: g->y = s0; g->w = s1; g->x = node; break;
+    case SN_OP_CONV2D_BWD_W: case SN_OP_CONVT2D_BWD_W: g->y = s0; g->x = s1; g->w = node; break;
+    default: return sn_error(SN_ERR_INTERNAL, "sn_conv_geom_of: %s is not a conv op", sn_op_name(node->op));
+    }
+    g->transposed = node->op == SN_OP_CONVT2D || node->op == SN_OP_CONVT2D_BWD_DATA || node->op == SN_OP_CONVT2D_BWD_W;
+    const sn_tensor *img = g->transposed ? g->y : g->x, *grid = g->transposed ? g->x : g->y;
+    g->N = g->x->shape[0];
+    g->C = img->shape[1], g->Hs = img->shape[2], g->Ws = img->shape[3];
+    g->R = grid->shape[1], g->Hc = grid->shape[2], g->Wc = grid->shape[3];
+    g->kh = g->w->shape[2], g->kw = g->w->shape[3];
+    g->sh = node->ip[0], g->sw = node->ip[1], g->ph = node->ip[2], g->pw = node->ip[3];
+    g->act = SN_ACT_NONE;
+    if (node->op == SN_OP_CONV2D || node->op == SN_OP_CONVT2D) {
+        g->bias = node->nsrc > 2 ? node->src[2] : NULL;
+        g->act = node->ip[SN_IP_ACT];
+        g->p0 = node->fp[SN_FP_ACT], g->p1 = node->fp[SN_FP_ACT + 1];
+    }
+    return SN_OK;
+}

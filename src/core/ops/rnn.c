@@ -116,21 +116,11 @@ sn_tensor *sn_gru(sn_ctx *ctx, sn_tensor *x, int layers, int hidden, sn_tensor *
     return rnn_new(ctx, SN_OP_GRU, "gru", 3, x, layers, hidden, w);
 }
 
-/* Packed-gradient segment sizes of an LSTM/GRU node: dx, then per layer
- * dw_ih, dw_hh, db_ih, db_hh. Returns the count. */
-static int rnn_grad_sizes(const sn_tensor *node, int64_t *sizes) {
-    int layers = node->ip[0];
-    int64_t H = node->ip[1], G = (node->op == SN_OP_LSTM ? 4 : 3) * H;
+/* segment seg of the node's packed gradient (sn_rnn_grad_offset) */
+static int64_t grad_offset(const sn_tensor *node, int seg) {
     const sn_tensor *x = node->src[0];
-    sizes[0] = sn_nelem(x);
-    for (int l = 0; l < layers; l++) {
-        int64_t in = l == 0 ? x->shape[2] : H;
-        sizes[1 + 4 * l] = G * in;
-        sizes[2 + 4 * l] = G * H;
-        sizes[3 + 4 * l] = G;
-        sizes[4 + 4 * l] = G;
-    }
-    return 1 + 4 * layers;
+    return sn_rnn_grad_offset(node->op == SN_OP_LSTM ? 4 : 3, x->shape[0], x->shape[1], x->shape[2], node->ip[1],
+                              node->ip[0], seg);
 }
 
 sn_status sn_grad_rnn(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **dsrc) {
@@ -142,14 +132,12 @@ sn_status sn_grad_rnn(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **d
     if (node->ip[2])
         return sn_error(SN_ERR_UNSUPPORTED, "%s with an initial state (streaming) has no gradient; train with "
                         "whole sequences", sn_op_name(node->op));
-    int64_t sizes[SN_MAX_SRC];
-    int n = rnn_grad_sizes(node, sizes);
     sn_tensor *src[SN_MAX_SRC];
     src[0] = dy;
     src[1] = node->src[0];
     src[2] = node;
     for (int i = 1; i < node->nsrc; i++) src[2 + i] = node->src[i];
-    int64_t total = sn_packed_offset(sizes, n);
+    int64_t total = grad_offset(node, 1 + 4 * node->ip[0]);
     sn_tensor *bwd = sn_new_op(ctx, node->op == SN_OP_LSTM ? SN_OP_LSTM_BWD : SN_OP_GRU_BWD, 2 + node->nsrc, src, 1,
                                &total);
     if (!bwd) return sn_error_prefix(SN_ERR_NOMEM, "%s gradient", sn_op_name(node->op));
@@ -162,7 +150,7 @@ sn_status sn_grad_rnn(sn_ctx *ctx, sn_tensor *node, sn_tensor *dy, sn_tensor **d
     for (int i = 0; i < node->nsrc; i++) {
         if (!sn_needs_grad(node->src[i])) continue;
         const sn_tensor *s = node->src[i];
-        dsrc[i] = sn_view(ctx, bwd, s->ndim, s->shape, sn_packed_offset(sizes, i));
+        dsrc[i] = sn_view(ctx, bwd, s->ndim, s->shape, grad_offset(node, i));
         if (!dsrc[i]) return sn_error_prefix(SN_ERR_NOMEM, "%s gradient", sn_op_name(node->op));
     }
     return SN_OK;

@@ -1,7 +1,8 @@
-/* The CUDA backend against the CPU backend: every op forward and backward on the
+/* A backend against the CPU backend: every op forward and backward on the
  * same fresh random inputs, saved state (extra) byte layouts, in-place updates,
  * precision switches, graph capture/replay, and a whole CRN training step through
- * the planner. Exits with 77 (skipped) when there is no CUDA device. */
+ * the planner. `test_backend_ops KIND` (cuda, vulkan; ctest runs it once per backend
+ * built in). Exits with 77 (skipped) when that backend has no device here. */
 #include "sn_test.h"
 #include "sinter/nn.h"
 #include "core/core.h"
@@ -11,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef SN_HAVE_CUDA
-
-static sn_backend *g_cpu, *g_cuda;
+static const sn_backend_reg *g_reg;
+static sn_backend *g_cpu, *g_dev;
+static char g_kind[16];
 static uint64_t g_seed = 0x5eed1234ull;
 
 /* max |a - ref| over max |ref|: an error relative to the tensor's scale (NaN fails) */
@@ -70,21 +71,21 @@ static void dev_bind(sn_ctx *c, devmap *m) {
             continue;
         }
         size_t bytes = sn_alloc_bytes(t);
-        SN_ASSERT_OK(g_cuda->i->alloc(g_cuda, bytes, &m->dev[i]));
+        SN_ASSERT_OK(g_dev->i->alloc(g_dev, bytes, &m->dev[i]));
         /* zero: alignment gaps then match the CPU's calloc'd buffers */
-        SN_ASSERT_OK(g_cuda->i->fill_zero(g_cuda, m->dev[i], bytes));
+        SN_ASSERT_OK(g_dev->i->fill_zero(g_dev, m->dev[i], bytes));
         if (t->op == SN_OP_NONE && m->host[i])
-            SN_ASSERT_OK(g_cuda->i->upload(g_cuda, m->dev[i], m->host[i], sn_nbytes(t)));
+            SN_ASSERT_OK(g_dev->i->upload(g_dev, m->dev[i], m->host[i], sn_nbytes(t)));
         else if (t->op == SN_OP_NONE && (t->flags & SN_FLAG_CONST)) { /* e.g. autodiff's d_loss = 1 */
             int64_t ne = sn_nelem(t);
             float *v = malloc((size_t)ne * sizeof *v);
             for (int64_t k = 0; k < ne; k++) v[k] = t->fp[0];
-            SN_ASSERT_OK(g_cuda->i->upload(g_cuda, m->dev[i], v, (size_t)ne * sizeof *v));
-            SN_ASSERT_OK(g_cuda->i->synchronize(g_cuda));
+            SN_ASSERT_OK(g_dev->i->upload(g_dev, m->dev[i], v, (size_t)ne * sizeof *v));
+            SN_ASSERT_OK(g_dev->i->synchronize(g_dev));
             free(v);
         }
         t->data = m->dev[i];
-        t->backend = g_cuda;
+        t->backend = g_dev;
     }
 }
 
@@ -92,14 +93,14 @@ static void dev_bind(sn_ctx *c, devmap *m) {
  * puts the host pointers back (NULL for op nodes) */
 static float **dev_unbind(sn_ctx *c, devmap *m) {
     float **res = calloc((size_t)m->n, sizeof *res);
-    SN_ASSERT_OK(g_cuda->i->synchronize(g_cuda));
+    SN_ASSERT_OK(g_dev->i->synchronize(g_dev));
     for (int i = 0; i < m->n; i++) {
         sn_tensor *t = sn_ctx_tensor(c, i);
         if (m->dev[i]) {
             size_t bytes = sn_alloc_bytes(t);
             res[i] = malloc(bytes);
-            SN_ASSERT_OK(g_cuda->i->download(g_cuda, res[i], m->dev[i], bytes));
-            g_cuda->i->release(g_cuda, m->dev[i]);
+            SN_ASSERT_OK(g_dev->i->download(g_dev, res[i], m->dev[i], bytes));
+            g_dev->i->release(g_dev, m->dev[i]);
         }
         t->data = t->op == SN_OP_NONE ? m->host[i] : NULL;
         t->backend = NULL;
@@ -114,7 +115,7 @@ static const float *res_of(float **res, sn_tensor *t) {
     return (const float *)((const char *)res[r->id] + sn_root_offset(t));
 }
 
-/* Runs every op node of c on CUDA, then on the CPU, and compares outputs (tol),
+/* Runs every op node of c on the backend under test, then on the CPU, and compares outputs (tol),
  * saved state (tol_extra) and tensors updated in place. */
 static void cross_check(sn_ctx *c, double tol, double tol_extra, const char *label) {
     devmap m;
@@ -123,8 +124,8 @@ static void cross_check(sn_ctx *c, double tol, double tol_extra, const char *lab
     for (int i = 0; i < n; i++) {
         sn_tensor *t = sn_ctx_tensor(c, i);
         if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) continue;
-        sn_status s = g_cuda->i->compute(g_cuda, &t, 1, NULL);
-        if (s != SN_OK) fail_msg("%s: CUDA %s: %s", label, t->name, sn_last_error());
+        sn_status s = g_dev->i->compute(g_dev, &t, 1, NULL);
+        if (s != SN_OK) fail_msg("%s: %s %s: %s", label, g_kind, t->name, sn_last_error());
     }
     float **res = dev_unbind(c, &m);
     SN_ASSERT_OK(sn_test_eval(c, g_cpu));
@@ -134,7 +135,7 @@ static void cross_check(sn_ctx *c, double tol, double tol_extra, const char *lab
         if (t->op == SN_OP_NONE) continue;
         if (!is_packed(t->op)) {
             double e = nerr(res_of(res, t), t->data, sn_nelem(t));
-            if (!(e <= tol)) fail_msg("%s: %s (%s) CUDA vs CPU error %.3g > %.3g", label, t->name, sn_op_name(t->op), e, tol);
+            if (!(e <= tol)) fail_msg("%s: %s (%s) %s vs CPU error %.3g > %.3g", label, t->name, sn_op_name(t->op), g_kind, e, tol);
             if (t->extra && !t->view_src) {
                 int64_t ne = (int64_t)(t->extra / sizeof(float));
                 double ee = nerr(res_of(res, t) + sn_align64(sn_nelem(t)), sn_extra_ptr(t), ne);
@@ -186,7 +187,7 @@ static void test_unary(void **st) {
     grads(c, sn_softplus(c, x, 2.0f, 1.5f), sn_grad_unary);
     grads(c, sn_sigmoid(c, x), sn_grad_unary);
     grads(c, sn_tanh(c, x), sn_grad_unary);
-    cross_check(c, 2e-6 /* libm vs CUDA transcendental ulps */, 0, "unary");
+    cross_check(c, 2e-6 /* libm vs device transcendental ulps */, 0, "unary");
     sn_ctx_free(c);
 }
 
@@ -243,7 +244,7 @@ static void test_conv(void **st) {
 }
 
 /* conv2d with padding after != before (sn_conv2d_pad) and conv_transpose2d with its end
- * cropped (sn_conv_transpose2d_crop), forward and backward, CUDA vs CPU: the CRN's
+ * cropped (sn_conv_transpose2d_crop), forward and backward, device vs CPU: the CRN's
  * encoder/decoder forms, rows and columns, stride 2, 1x1 (kept off the GEMM-only path),
  * with and without bias and activation. */
 static void test_conv_pad_crop(void **st) {
@@ -279,8 +280,8 @@ static void test_conv_pad_crop(void **st) {
     sn_ctx_free(c);
 }
 
-/* Convolution weight gradients through both CUDA paths, forced by SN_CONV_WGRAD (read on
- * every call): im2col + split-K GEMMs and the direct kernel, CUDA vs CPU. The CRN's
+/* Convolution weight gradients through both of a backend's paths where it has two (CUDA:
+ * SN_CONV_WGRAD, read on every call: im2col + split-K GEMMs and the direct kernel), device vs CPU. The CRN's
  * encoder and decoder forms (first and last layers too), odd sizes, channel counts that
  * leave partial tiles, 3x3 stride 2 with padding, 1x1, and sizes whose reduction the
  * direct kernel splits over many blocks. */
@@ -362,7 +363,10 @@ static void test_fused_act(void **st) {
     sn_ctx_free(c);
     const struct { bool tf32, bf16; double tol; } mode[2] = {{true, false, 3e-3}, {false, true, 2e-2}};
     for (int k = 0; k < 2; k++) { /* smooth activations only: a ReLU kink flips under rounding */
-        sn_cuda_set_precision(g_cuda, mode[k].tf32, mode[k].bf16);
+        if (sn_backend_set_precision(g_dev, &(sn_precision){.tf32 = mode[k].tf32, .bf16 = mode[k].bf16}) != SN_OK) {
+            printf("%s: fused bias+act in %s skipped: %s\n", g_kind, mode[k].bf16 ? "bf16" : "tf32", sn_last_error());
+            continue;
+        }
         c = sn_ctx_new();
         x = LEAF(c, -1, 1, "x", 4, 9, 64);
         w = LEAF(c, -1, 1, "w", 48, 64);
@@ -375,7 +379,7 @@ static void test_fused_act(void **st) {
         cross_check(c, mode[k].tol, 0, mode[k].bf16 ? "fused bias+act bf16" : "fused bias+act tf32");
         sn_ctx_free(c);
     }
-    sn_cuda_set_precision(g_cuda, false, false);
+    SN_ASSERT_OK(sn_backend_set_precision(g_dev, &(sn_precision){0}));
 }
 
 static void test_batchnorm(void **st) {
@@ -534,7 +538,11 @@ static void test_precision(void **st) {
     const struct { bool tf32, bf16; double tol; } mode[2] = {{true, false, 3e-3 /* tf32 10-bit mantissa */},
                                                               {false, true, 2e-2 /* bf16 operands, f32 accumulate */}};
     for (int k = 0; k < 2; k++) {
-        sn_cuda_set_precision(g_cuda, mode[k].tf32, mode[k].bf16);
+        sn_precision pr = {.tf32 = mode[k].tf32, .bf16 = mode[k].bf16};
+        if (sn_backend_set_precision(g_dev, &pr) == SN_ERR_UNSUPPORTED) {
+            printf("%s: %s skipped: %s\n", g_kind, mode[k].bf16 ? "bf16" : "tf32", sn_last_error());
+            continue;
+        }
         sn_ctx *c = sn_ctx_new();
         sn_tensor *x = LEAF(c, -1, 1, "x", 4, 9, 64), *w = LEAF(c, -1, 1, "w", 48, 64), *b = LEAF(c, -1, 1, "b", 48);
         grads(c, sn_linear(c, x, w, b), sn_grad_matmul);
@@ -549,7 +557,7 @@ static void test_precision(void **st) {
         cross_check(c, mode[k].tol, mode[k].tol, mode[k].bf16 ? "bf16" : "tf32");
         sn_ctx_free(c);
     }
-    sn_cuda_set_precision(g_cuda, false, false);
+    SN_ASSERT_OK(sn_backend_set_precision(g_dev, &(sn_precision){0}));
 }
 
 /* ---------------- graph capture and replay ---------------- */
@@ -581,15 +589,15 @@ static void test_graph_replay(void **st) {
     for (int run = 0; run < 6; run++) {
         if (run == 4) { /* new input: the replay must read it */
             float *x2 = sn_test_rand_new(sn_nelem(x), &g_seed, -1, 1);
-            SN_ASSERT_OK(g_cuda->i->upload(g_cuda, x->data, x2, sn_nbytes(x)));
+            SN_ASSERT_OK(g_dev->i->upload(g_dev, x->data, x2, sn_nbytes(x)));
             free(x2);
         }
         /* 0 eager, 1 capture, 2.. replay; 5: eager again (no state) on the new input */
-        sn_status s = g_cuda->i->compute(g_cuda, nodes, nn, run == 5 ? NULL : &state);
+        sn_status s = g_dev->i->compute(g_dev, nodes, nn, run == 5 ? NULL : &state);
         if (s != SN_OK) fail_msg("graph run %d: %s", run, sn_last_error());
         for (int i = 0; i < 4; i++) {
             got[run][i] = malloc(sn_nbytes(outs[i]));
-            SN_ASSERT_OK(g_cuda->i->download(g_cuda, got[run][i], outs[i]->data, sn_nbytes(outs[i])));
+            SN_ASSERT_OK(g_dev->i->download(g_dev, got[run][i], outs[i]->data, sn_nbytes(outs[i])));
         }
     }
     for (int i = 0; i < 4; i++) {
@@ -600,7 +608,7 @@ static void test_graph_replay(void **st) {
         if (memcmp(got[4][i], got[5][i], nb)) fail_msg("graph replay with a new input: %s differs from eager", outs[i]->name);
         if (!memcmp(got[0][i], got[4][i], nb)) fail_msg("graph replay ignored the new input (%s unchanged)", outs[i]->name);
     }
-    g_cuda->i->segment_free(g_cuda, state);
+    g_dev->i->segment_free(g_dev, state);
     float **res = dev_unbind(c, &m);
     for (int i = 0; i < m.n; i++) free(res[i]);
     free(res);
@@ -653,12 +661,12 @@ static void test_crn_step(void **st) {
         float lc[STEPS], lg[STEPS], *pc, *pg;
         int64_t nc, ng;
         crn_steps(g_cpu, &cfg, 2, 24, STEPS, lc, &pc, &nc);
-        crn_steps(g_cuda, &cfg, 2, 24, STEPS, lg, &pg, &ng);
+        crn_steps(g_dev, &cfg, 2, 24, STEPS, lg, &pg, &ng);
         assert_int_equal(nc, ng);
         for (int i = 0; i < STEPS; i++) {
             double e = fabs((double)lg[i] - lc[i]) / fabs((double)lc[i]);
             if (!(e <= 1e-3)) /* f32 on both; differences grow with the updates */
-                fail_msg("CRN %s step %d: loss CUDA %.7g vs CPU %.7g (rel %.3g)", sn_rnn_kind_name(cfg.rnn), i, lg[i], lc[i], e);
+                fail_msg("CRN %s step %d: loss %s %.7g vs CPU %.7g (rel %.3g)", sn_rnn_kind_name(cfg.rnn), i, g_kind, lg[i], lc[i], e);
         }
         double e = nerr(pg, pc, nc);
         if (!(e <= 1e-3)) fail_msg("CRN %s: parameters after %d steps differ: %.3g", sn_rnn_kind_name(cfg.rnn), STEPS, e);
@@ -670,49 +678,68 @@ static void test_crn_step(void **st) {
 /* ---------------- devices and errors ---------------- */
 
 static void test_device_info(void **st) {
-    int n = sn_cuda_device_count();
+    int n = g_reg->count();
     assert_true(n >= 1);
     sn_device_info d;
-    SN_ASSERT_OK(sn_cuda_device_info(0, &d));
-    assert_string_equal(d.kind, "cuda");
-    assert_true(d.name[0] != 0);
+    SN_ASSERT_OK(g_reg->info(0, &d));
+    assert_string_equal(d.kind, g_kind);
+    assert_true(d.name[0] != 0 && d.type[0] != 0);
     assert_true(d.mem_total > 0 && d.mem_free <= d.mem_total);
-    assert_true(d.compute_units > 0 && d.cc_major >= 7);
-    assert_true(d.bf16 == (d.cc_major >= 8));
     assert_true(d.utilization >= -1 && d.utilization <= 100);
-    SN_ASSERT_OK(g_cuda->i->info(g_cuda, &d));
-    assert_int_equal(sn_cuda_device_info(n, &d), SN_ERR_INVALID_ARG);
+    if (!strcmp(g_kind, "cuda")) {
+        assert_true(d.compute_units > 0 && d.cc_major >= 7);
+        assert_true(d.bf16 == (d.cc_major >= 8));
+    }
+    SN_ASSERT_OK(sn_backend_info(g_dev, &d));
+    assert_int_not_equal(g_reg->info(n, &d), SN_OK);
     assert_non_null(strstr(sn_last_error(), "does not exist"));
     sn_backend *b = NULL;
-    assert_int_not_equal(sn_cuda_backend_new(n + 3, &b), SN_OK);
+    char spec[32];
+    snprintf(spec, sizeof spec, "%s:%d", g_kind, n + 3);
+    assert_int_equal(sn_backend_open(spec, 0, &b), SN_ERR_DEVICE);
     assert_null(b);
-    /* an allocation far beyond the card: a clear out-of-memory error, no crash */
+    assert_non_null(strstr(sn_last_error(), "not found"));
+    /* an allocation far beyond the device: a clear out-of-memory error, no crash */
     void *p = NULL;
-    assert_int_equal(g_cuda->i->alloc(g_cuda, (size_t)1 << 50, &p), SN_ERR_NOMEM);
+    assert_int_equal(g_dev->i->alloc(g_dev, (size_t)1 << 50, &p), SN_ERR_NOMEM);
     assert_non_null(strstr(sn_last_error(), "MB"));
     /* upload/download round trip of an odd size through the staging buffers */
     size_t nb = ((size_t)9 << 20) + 12;
     unsigned char *h = malloc(nb), *h2 = malloc(nb);
     for (size_t i = 0; i < nb; i++) h[i] = (unsigned char)(i * 131 + 7);
-    SN_ASSERT_OK(g_cuda->i->alloc(g_cuda, nb, &p));
-    SN_ASSERT_OK(g_cuda->i->upload(g_cuda, p, h, nb));
+    SN_ASSERT_OK(g_dev->i->alloc(g_dev, nb, &p));
+    SN_ASSERT_OK(g_dev->i->upload(g_dev, p, h, nb));
     memset(h, 0, nb); /* the host buffer may be reused at once */
-    SN_ASSERT_OK(g_cuda->i->download(g_cuda, h2, p, nb));
+    SN_ASSERT_OK(g_dev->i->download(g_dev, h2, p, nb));
     for (size_t i = 0; i < nb; i++)
         if (h2[i] != (unsigned char)(i * 131 + 7)) fail_msg("upload/download: byte %zu differs", i);
-    g_cuda->i->release(g_cuda, p);
+    g_dev->i->release(g_dev, p);
     free(h);
     free(h2);
 }
 
-int main(void) {
-    if (sn_cuda_device_count() == 0) {
-        printf("no CUDA device (or no driver): CUDA tests skipped\n");
+int main(int argc, char **argv) {
+    const char *kind = argc > 1 ? argv[1] : getenv("SN_TEST_DEVICE");
+    if (!kind || !*kind) {
+        fprintf(stderr, "usage: test_backend_ops KIND (cuda, vulkan, ...; or SN_TEST_DEVICE=KIND)\n");
+        return 2;
+    }
+    snprintf(g_kind, sizeof g_kind, "%s", kind);
+    for (int r = 0; r < sn_backend_reg_count(); r++)
+        if (!strcmp(sn_backend_reg_get(r)->kind, kind)) g_reg = sn_backend_reg_get(r);
+    if (!g_reg) {
+        printf("backend '%s' is not built into this sinter: its parity tests skipped\n", kind);
+        return 77;
+    }
+    if (g_reg->count() == 0) {
+        printf("no %s device here (no driver or no GPU): %s parity tests skipped\n", kind, kind);
         return 77;
     }
     g_cpu = sn_cpu_backend_new(0);
-    if (sn_cuda_backend_new(0, &g_cuda) != SN_OK) {
-        fprintf(stderr, "CUDA backend: %s\n", sn_last_error());
+    char spec[32];
+    snprintf(spec, sizeof spec, "%s:0", kind);
+    if (sn_backend_open(spec, 0, &g_dev) != SN_OK) {
+        fprintf(stderr, "%s backend: %s\n", kind, sn_last_error());
         return 1;
     }
     const struct CMUnitTest tests[] = {
@@ -724,16 +751,8 @@ int main(void) {
         cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),
         cmocka_unit_test(test_graph_replay), cmocka_unit_test(test_crn_step),
     };
-    int r = cmocka_run_group_tests(tests, NULL, NULL);
-    sn_backend_free(g_cuda);
+    int r = cmocka_run_group_tests_name(g_kind, tests, NULL, NULL);
+    sn_backend_free(g_dev);
     sn_backend_free(g_cpu);
     return r;
 }
-
-#else
-#include <stdio.h>
-int main(void) {
-    printf("built without CUDA: CUDA tests skipped\n");
-    return 77;
-}
-#endif
