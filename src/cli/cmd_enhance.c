@@ -137,7 +137,7 @@ static sn_status scan_dir(const char *dir, const char *out, joblist *L, int dept
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    if (st == SN_OK) qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (st == SN_OK && n > 0) qsort(names, (size_t)n, sizeof *names, cmp_str); /* an empty folder: names is NULL */
     for (int i = 0; i < n && st == SN_OK; i++) {
         char *p = join(dir, names[i]), *o = join(out, names[i]);
         struct stat sb;
