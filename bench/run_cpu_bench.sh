@@ -4,8 +4,11 @@
 set -euo pipefail
 build=${1:-build}; shift || true
 threads=("$@"); [ ${#threads[@]} -gt 0 ] || threads=(2 $(nproc))
-py=${PYTHON:-python3}
-$py -c "import torch" 2>/dev/null || py=/usr/bin/python3
+# PyTorch from $PYTHON, else .venv (SINTER_PY_TORCH=1 scripts/install.sh puts it there), else python3
+py=${PYTHON:-}
+if [ -z "$py" ]; then
+  for py in .venv/bin/python python3 /usr/bin/python3; do "$py" -c "import torch" 2>/dev/null && break; done
+fi
 steps=${STEPS:-5}
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; $(date -u +%F)"
 for t in $(printf "%s\n" "${threads[@]}" | sort -un); do

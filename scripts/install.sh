@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what sinter needs to build and test; skips what is present. Idempotent.
 #   scripts/install.sh          build + test dependencies
-#   SINTER_NO_PY=1 ...          skip the Python test-side references (tensorboard, pystoi)
+#   SINTER_PY_TORCH=1 ...       also put PyTorch into .venv (large; for the torch interop test, bench/)
+#   SINTER_SKIP_PY_REFS=1 ...   no .venv: the tests that check against Python packages report "skipped"
 set -euo pipefail
 
 deb_pkgs=(build-essential cmake pkg-config libopenblas-dev libcmocka-dev libsndfile1-dev libsamplerate0-dev
           libyaml-dev libfftw3-dev espeak-ng clang libclang-rt-dev
-          python3 python3-numpy)
-brew_pkgs=(cmake pkg-config cmocka libsndfile libsamplerate libyaml fftw espeak-ng)
+          python3 python3-venv)
+brew_pkgs=(cmake pkg-config cmocka libsndfile libsamplerate libyaml fftw espeak-ng python@3.13)
 
 need_sudo() { if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then echo sudo; fi; }
 
@@ -31,16 +32,49 @@ else
   echo "install.sh: no apt-get or Homebrew; install by hand: ${deb_pkgs[*]}" >&2
 fi
 
-# Test-side references only (sinter itself never needs Python).
-if [ -z "${SINTER_NO_PY:-}" ] && command -v python3 >/dev/null; then
-  py_missing=()
-  python3 -c "import tensorboard" 2>/dev/null || py_missing+=(tensorboard)
-  python3 -c "import pystoi" 2>/dev/null || py_missing+=(pystoi)
-  python3 -c "import numpy" 2>/dev/null || py_missing+=(numpy)
-  if [ ${#py_missing[@]} -gt 0 ]; then
-    python3 -m pip install -q "${py_missing[@]}" 2>/dev/null \
-      || python3 -m pip install -q --break-system-packages "${py_missing[@]}" \
-      || echo "install.sh: could not pip install ${py_missing[*]}; the tests that read them back will be skipped" >&2
+# Test-side references only (sinter itself never needs Python): a project-local virtual
+# environment, .venv/, with the pinned packages of tests/requirements.txt. The tests run its
+# interpreter (CMake's SINTER_PYTHON); nothing goes into the system Python.
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=$root/.venv
+if [ -n "${SINTER_SKIP_PY_REFS:-}" ] && [ "${SINTER_SKIP_PY_REFS}" != 0 ]; then
+  echo "install.sh: SINTER_SKIP_PY_REFS is set: no .venv; the Python reference checks will be SKIPPED" >&2
+else
+  reqs=("$root/tests/requirements.txt")
+  [ -z "${SINTER_PY_TORCH:-}" ] || reqs+=("$root/tests/requirements-torch.txt")
+  pins_ok() {  # .venv runs and holds every name==version of the requirement files
+    "$venv/bin/python" - "${reqs[@]}" 2>/dev/null <<'PY'
+import re, sys
+from importlib.metadata import version
+for path in sys.argv[1:]:
+    for line in open(path):
+        m = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line)
+        if m and version(m[1]) != m[2]:
+            sys.exit(1)
+PY
+  }
+  if ! pins_ok; then
+    if [ "$(uname)" = Darwin ]; then base=$(brew --prefix python@3.13)/bin/python3.13
+    elif [ -x /usr/bin/python3 ]; then base=/usr/bin/python3  # the one python3-venv is for
+    else base=python3; fi
+    fail() {
+      echo "install.sh: $1" >&2
+      echo "install.sh: make test needs .venv for its Python reference checks; to build and test without" \
+           "them, set SINTER_SKIP_PY_REFS=1 (those checks are then reported as skipped)" >&2
+      exit 1
+    }
+    if ! "$venv/bin/python" -c '' 2>/dev/null; then
+      # missing, or made by a Python that is gone (e.g. upgraded): start again
+      [ ! -e "$venv" ] || [ -f "$venv/pyvenv.cfg" ] || fail "$venv exists and is not a virtual environment"
+      rm -rf "$venv"
+      echo "install.sh: creating $venv with $base"
+      "$base" -m venv "$venv" || fail "could not create $venv with $base -m venv"
+    fi
+    echo "install.sh: installing $(grep -ho '^[A-Za-z0-9_.-]*==[^ ]*' "${reqs[@]}" | head -5 | tr '\n' ' ')... into .venv"
+    r_args=(); for r in "${reqs[@]}"; do r_args+=(-r "$r"); done
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: "${r_args[@]}" \
+      || fail "pip could not install ${reqs[*]} into $venv (is PyPI reachable?)"
+    pins_ok || fail "pip ran, but .venv does not hold the versions of ${reqs[*]}"
   fi
 fi
 echo "install.sh: dependencies present"

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "sinter/model_desc.h"
 #include "sinter/status.h"
 
 #ifdef __cplusplus
@@ -70,11 +71,17 @@ typedef struct sn_config {
         int audio_samples;         /* validation files sent to TensorBoard, default 4 */
     } train;
     struct {
-        char name[32];             /* "crn" */
+        char name[32];             /* crn | graph (a described model: the layer list in graph) */
         char rnn[16];              /* lstm | gru | attention */
         int hidden;                /* default 1024 */
-        int layers;                /* default 2 */
+        int layers;                /* default 2 (crn); a YAML list here is the graph's layer list */
         int channels[SN_CONFIG_CHANNELS]; /* default [16, 32, 64, 128, 256] */
+        char file[SN_CONFIG_STR];  /* model.* keys (or just the layer list) read from this YAML file;
+                                      the resolved config holds what it gave, inline */
+        char output[16];           /* graph: mapping | mask (estimate = act(net(x)) * x) */
+        char output_activation[16];/* graph: none | relu | sigmoid | softplus | tanh | elu */
+        char loss[8];              /* mse | l1 */
+        sn_model_desc graph;       /* model.layers as a list (graph.n = 0: none given) */
     } model;
 } sn_config;
 
@@ -91,6 +98,12 @@ sn_status sn_config_override(sn_config *c, const char *kv);
 sn_status sn_config_validate(const sn_config *c);
 /* The resolved config as YAML (malloc'd; free()). Loads back to the same config. */
 sn_status sn_config_to_yaml(const sn_config *c, char **out);
+
+/* A layer list from YAML text (a list of layers, or a mapping with `layers:`), as
+ * model.layers takes it; label names the source in errors. */
+sn_status sn_model_desc_parse(const char *text, const char *label, sn_model_desc *out);
+/* The layer list as YAML ("layers:\n  - {type: ...}\n"; malloc'd, free()). */
+sn_status sn_model_desc_to_yaml(const sn_model_desc *d, char **out);
 
 /* Valid keys, for help text and completion: count, and the i-th dotted name. */
 int sn_config_key_count(void);

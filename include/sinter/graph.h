@@ -59,6 +59,8 @@ typedef struct sn_plan_opts {
     sn_backend *fallback;      /* the CPU backend, for ops `backend` lacks (may equal backend) */
     size_t mem_free;           /* device bytes free for the arena; 0 = ask the backend */
     bool no_inplace;           /* disable in-place reuse (for tests) */
+    bool dry_run;              /* place and plan only: no arena, no fit check (sn_plan_peak answers;
+                                  the plan cannot run) */
 } sn_plan_opts;
 
 typedef struct sn_plan sn_plan;

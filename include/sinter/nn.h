@@ -5,6 +5,7 @@
 #define SINTER_NN_H
 
 #include "sinter/graph.h"
+#include "sinter/model_desc.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,7 +24,12 @@ typedef struct sn_crn_config {
 void sn_crn_config_default(sn_crn_config *c);
 const char *sn_rnn_kind_name(sn_rnn_kind k);
 
-#define SN_MAX_MODEL_TENSORS 160
+#define SN_MAX_MODEL_TENSORS 512
+
+/* The training loss between the estimated and the clean magnitude. */
+typedef enum sn_loss_kind { SN_LOSS_MSE = 0, SN_LOSS_L1 } sn_loss_kind;
+
+struct sn_graph_model;
 
 typedef struct sn_model {
     sn_ctx *ctx;
@@ -36,6 +42,8 @@ typedef struct sn_model {
     sn_tensor *flat_grad;         /* their gradients, when a step keeps them (clipping, keep_grads) */
     int64_t nflat;                /* elements of flat (with alignment padding) */
     int64_t nparams;              /* trainable parameter count */
+    sn_loss_kind loss;            /* what the training step minimises (MSE by default) */
+    struct sn_graph_model *graph; /* a model built from a description (sn_graph_model_new); NULL: the CRN */
 } sn_model;
 
 /* Creates the model with its tensors allocated on backend b (zeros; call
@@ -45,8 +53,42 @@ void sn_model_free(sn_model *m);
 /* PyTorch's default initialisation of each layer, from a seed. */
 sn_status sn_model_init(sn_model *m, uint64_t seed);
 sn_tensor *sn_model_find(const sn_model *m, const char *name);
-/* Builds the forward graph on x [B,1,T,F]; returns the estimated magnitude [B,1,T,F]. */
+/* Builds the forward graph on x [B,1,T,F]; returns the estimated magnitude [B,1,T,F].
+ * sn_model_forward does it for any model; sn_crn_forward is the same call. */
+sn_tensor *sn_model_forward(sn_model *m, sn_tensor *x, bool training);
 sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training);
+/* One line naming the model: "crn (lstm, hidden 1024, 2 layers, channels [...])" or
+ * "graph (31 layers)". */
+const char *sn_model_describe(const sn_model *m, char *buf, int n);
+const char *sn_loss_name(sn_loss_kind k);
+
+/* ---- models described as data (model_desc.h) ---- */
+
+/* Checks the description and builds its model on b (zeros; sn_model_init or load
+ * weights). Errors name the layer (index and name), the argument and the shapes
+ * that do not fit, e.g. "layer 7 'dec.2' (concat): shapes [4,64,99,19] and
+ * [4,64,99,20] differ in dim 3". The model keeps its own copy of d. */
+sn_status sn_graph_model_new(const sn_model_desc *d, sn_backend *b, sn_model **out);
+/* The description a graph model was built from (NULL for the CRN). */
+const sn_model_desc *sn_model_get_desc(const sn_model *m);
+
+typedef struct sn_layer_info {
+    char label[SN_LAYER_NAME];    /* name or index */
+    const char *type;             /* "conv2d", ... */
+    int ndim;
+    int64_t shape[SN_MAX_DIMS];   /* output shape */
+    int64_t params;               /* trainable parameters */
+    int64_t buffers;              /* non-trainable state elements (BatchNorm running stats) */
+    char from[64];                /* inputs, when not just the previous layer */
+} sn_layer_info;
+
+/* Output shape and parameter count of every layer of a graph model for input
+ * [batch,1,frames,F] (training mode). info has room for the model's layer count;
+ * builds an extra forward graph in the model's context. */
+sn_status sn_graph_model_summary(sn_model *m, int batch, int frames, sn_layer_info *info);
+/* Can the model run chunk by chunk with carried state (sn_stream_new)? When not,
+ * why holds the reason (the layer that prevents it). */
+bool sn_model_streamable(const sn_model *m, char *why, int n);
 /* Frequency sizes of encoder outputs: 161 -> 80 -> 39 -> 19 -> 9 -> 4. */
 int sn_crn_freq_out(int freq_bins, int level);
 
@@ -91,6 +133,12 @@ sn_status sn_step_prefetch(sn_step *s, const float *x, const float *y);
 sn_status sn_step_launch(sn_step *s, float lr);
 sn_status sn_step_finish(sn_step *s, float *loss);
 size_t sn_step_peak(const sn_step *s);
+/* The memory a training step would need on b, without running or allocating it: the
+ * planned working arena (transient tensors at their peak) and the persistent bytes
+ * (parameters, gradients kept, optimizer state). Builds the step graph in the model's
+ * context and plans it with nothing allocated but the persistent tensors. */
+sn_status sn_step_plan_memory(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
+                              const sn_optim_config *opt, size_t *arena, size_t *persistent);
 
 typedef struct sn_infer {
     sn_model *m;

@@ -11,7 +11,14 @@
  *     frame minus the bias, which is what the next chunk's first frame misses.
  * BatchNorm (running statistics) and the activations are per frame: no state.
  * The attention variant has no exact chunked form (no KV cache): sn_stream_new
- * refuses it; process whole sequences with sn_infer. */
+ * refuses it; process whole sequences with sn_infer.
+ *
+ * A described model (model_desc.h) streams when its layers allow it
+ * (sn_model_streamable says which layer does not): a conv2d with k frames in time
+ * after a zeropad2d of k-1 frames at the start carries its last k-1 input frames;
+ * a conv_transpose2d with k frames whose output loses its last k-1 frames carries
+ * them (less the bias); each LSTM/GRU layer carries h (and c); layers that work
+ * frame by frame carry nothing. */
 #ifndef SINTER_STREAM_H
 #define SINTER_STREAM_H
 
@@ -21,7 +28,7 @@
 extern "C" {
 #endif
 
-#define SN_STREAM_MAX_STATE 24
+#define SN_STREAM_MAX_STATE 64
 
 typedef struct sn_stream {
     sn_model *m;

@@ -34,6 +34,10 @@ extern "C" {
 
 /* model.* of a config as a CRN config (errors on an unknown model.name/rnn). */
 sn_status sn_crn_config_from(const sn_config *cfg, sn_crn_config *out);
+/* The model of a config on backend b (zeros): the CRN, or the described model of
+ * model.name: graph (model.layers, model.output, model.output_activation); with
+ * model.loss set. Every command that builds a model from a config goes through it. */
+sn_status sn_model_from_config(const sn_config *cfg, sn_backend *b, sn_model **out);
 /* train.* of a config as optimizer settings. */
 sn_status sn_optim_config_from(const sn_config *cfg, sn_optim_config *out);
 
@@ -86,7 +90,7 @@ sn_status sn_ckpt_load_optim(const char *path, sn_step *s);
 
 typedef struct sn_eval_result {
     int64_t items;
-    double loss;             /* MSE on magnitudes */
+    double loss;             /* the model's loss (MSE or L1) on magnitudes */
     double snr_in, snr;      /* dB, noisy vs clean / enhanced vs clean */
     double sisdr_in, sisdr;  /* dB */
     double sisdri;           /* sisdr - sisdr_in */
@@ -152,8 +156,8 @@ typedef struct sn_enhance_opts {
     const char *device;       /* "auto" (default), "cpu", "cuda:N", ... */
     int cpu_threads;          /* 0 = all cores */
     double chunk_seconds;     /* model chunk length (state carried, output equal to whole-file
-                                 processing); 0 = whole files. Default 10. The attention model
-                                 always runs whole files (no exact chunked form). */
+                                 processing); 0 = whole files. Default 10. A model with no exact
+                                 chunked form (sn_model_streamable) always runs whole files. */
     double longest_seconds;   /* > 0: the longest file to come; chunks are no longer than it needs */
     volatile sig_atomic_t *stop; /* non-zero: sn_enhance_file stops, removes its partial output and
                                     returns SN_OK */
@@ -174,6 +178,9 @@ const sn_model *sn_enhancer_model(const sn_enhancer *e);
 const sn_config *sn_enhancer_config(const sn_enhancer *e);
 sn_backend *sn_enhancer_backend(const sn_enhancer *e);
 int sn_enhancer_chunk_frames(const sn_enhancer *e); /* 0: whole files */
+/* Why the model runs on whole files (a layer with no exact chunked form, or
+ * chunk_seconds 0); "" when it runs in chunks. */
+const char *sn_enhancer_whole_reason(const sn_enhancer *e);
 void sn_enhancer_free(sn_enhancer *e);
 
 

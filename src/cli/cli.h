@@ -51,5 +51,6 @@ int sn_cmd_train(int argc, char **argv);
 int sn_cmd_eval(int argc, char **argv);
 int sn_cmd_metrics(int argc, char **argv);
 int sn_cmd_data(int argc, char **argv);
+int sn_cmd_model(int argc, char **argv);
 
 #endif

@@ -258,19 +258,21 @@ static sn_status step_run(void *p) {
 
 static void bench_step(const rcfg *rc, sn_backend *b, sn_backend *cpu, result *r) {
     int B = rc->quick ? 1 : 4, T = rc->quick ? 25 : 400;
-    sn_crn_config cc;
     sn_optim_config oc;
     sn_model *m = NULL;
     sn_step *s = NULL;
     float *x = NULL, *y = NULL;
     sn_clear_error();
-    sn_status st = sn_crn_config_from(rc->cfg, &cc);
-    if (st == SN_OK) st = sn_optim_config_from(rc->cfg, &oc);
-    snprintf(r->bench, sizeof r->bench, "train step crn/%s h%d B%d T%d", sn_rnn_kind_name(cc.rnn), cc.hidden, B, T);
-    if (st == SN_OK) st = sn_crn_new(&cc, b, &m);
+    sn_status st = sn_optim_config_from(rc->cfg, &oc);
+    if (!strcmp(rc->cfg->model.name, "graph"))
+        snprintf(r->bench, sizeof r->bench, "train step graph/%d layers B%d T%d", rc->cfg->model.graph.n, B, T);
+    else
+        snprintf(r->bench, sizeof r->bench, "train step crn/%.15s h%d B%d T%d", rc->cfg->model.rnn, rc->cfg->model.hidden,
+                 B, T);
+    if (st == SN_OK) st = sn_model_from_config(rc->cfg, b, &m);
     if (st == SN_OK) st = sn_model_init(m, 0);
     if (st == SN_OK) st = sn_step_new(m, b, cpu, B, T, &oc, &s);
-    int64_t n = (int64_t)B * T * cc.freq_bins;
+    int64_t n = (int64_t)B * T * 161;
     if (st == SN_OK) {
         x = malloc((size_t)n * sizeof *x);
         y = malloc((size_t)n * sizeof *y);

@@ -472,11 +472,11 @@ int sn_cmd_enhance(int argc, char **argv) {
     }
     const sn_model *m = sn_enhancer_model(e);
     int Tc = sn_enhancer_chunk_frames(e);
-    if (!quiet && chunk_s > 0 && !Tc)
-        printf("note: the attention model has no exact chunked form (no KV cache): processing whole files\n");
+    char desc[400];
+    if (!quiet && chunk_s > 0 && !Tc) printf("note: %s: processing whole files\n", sn_enhancer_whole_reason(e));
     if (!quiet)
-        printf("model %s (%s, hidden %d, %lld parameters) on %s; %s\n", sn_enhancer_config(e)->name,
-               sn_rnn_kind_name(m->cfg.rnn), m->cfg.hidden, (long long)m->nparams,
+        printf("model %s (%s, %lld parameters) on %s; %s\n", sn_enhancer_config(e)->name,
+               sn_model_describe(m, desc, sizeof desc), (long long)m->nparams,
                sn_backend_name(sn_enhancer_backend(e)), Tc ? "chunked" : "whole files");
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;

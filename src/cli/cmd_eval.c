@@ -33,7 +33,7 @@ static void usage(FILE *f) {
 
 static void table(const char *ckpt, const sn_eval_result *r) {
     printf("checkpoint: %s\n", ckpt);
-    printf("items: %lld   loss (magnitude MSE): %.6f\n\n", (long long)r->items, r->loss);
+    printf("items: %lld   loss (the model's, on magnitudes): %.6f\n\n", (long long)r->items, r->loss);
     printf("%-10s %10s %10s %12s\n", "metric", "noisy", "enhanced", "improvement");
     printf("%-10s %10.2f %10.2f %+12.2f\n", "SNR dB", r->snr_in, r->snr, r->snr - r->snr_in);
     printf("%-10s %10.2f %10.2f %+12.2f\n", "SI-SDR dB", r->sisdr_in, r->sisdr, r->sisdri);

@@ -20,6 +20,7 @@ static const subcommand cmds[] = {
     {"devices", sn_cmd_devices, "list the CPU and every GPU found, and which one device=auto picks"},
     {"train", sn_cmd_train, "train a model from a YAML config (key.sub=value overrides)"},
     {"enhance", sn_cmd_enhance, "enhance noisy audio files with a trained checkpoint"},
+    {"model", sn_cmd_model, "summarise a config's model: layers, output shapes, parameters, step memory"},
     {"eval", sn_cmd_eval, "score a checkpoint on the validation set (SNR, SI-SDR, STOI, ESTOI)"},
     {"bench", sn_cmd_bench, "CPU vs every GPU: matmul, conv, LSTM, full training step"},
     {"data", sn_cmd_data, "make the demo corpus (sinter data demo --out DIR)"},

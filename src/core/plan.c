@@ -39,6 +39,7 @@ struct sn_plan {
     sn_backend *b[2];
     void *arena[2];
     size_t peak[2];
+    bool dry;               /* planned with dry_run: nothing allocated, cannot run */
     sn_tensor **exec;       /* compute nodes in order */
     int nexec;
     step *steps;
@@ -392,6 +393,11 @@ sn_status sn_plan_new(sn_graph *g, const sn_plan_opts *o, sn_plan **out) {
     p->b[1] = o->fallback ? o->fallback : o->backend;
     sn_status s = schedule(p, o);
     if (s == SN_OK) s = plan_memory(p, o->no_inplace);
+    if (s == SN_OK && o->dry_run) {
+        p->dry = true;
+        *out = p;
+        return SN_OK;
+    }
     if (s == SN_OK) s = check_fits(p, o);
     for (int a = 0; a < 2 && s == SN_OK; a++) {
         if (a == 1 && p->b[1] == p->b[0]) break;
@@ -470,6 +476,7 @@ sn_status sn_plan_wait(sn_plan *p) {
 
 sn_status sn_plan_launch(sn_plan *p) {
     if (!p) return sn_error(SN_ERR_INVALID_ARG, "sn_plan_launch: plan is NULL");
+    if (p->dry) return sn_error(SN_ERR_INVALID_ARG, "sn_plan_launch: the plan was made with dry_run (memory only)");
     for (int i = 0; i < p->nsteps; i++) {
         step *st = &p->steps[i];
         sn_status s;

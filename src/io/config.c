@@ -17,6 +17,7 @@
 #include <yaml.h>
 
 #include "sinter/json.h"
+#include "io/model_yaml.h"
 
 typedef enum {
     K_STR,    /* char[size] */
@@ -29,6 +30,8 @@ typedef enum {
     K_RANGE,  /* double[2], lo <= hi */
     K_F64x2,  /* double[2] */
     K_INTx5,  /* int[5] */
+    K_LAYERS, /* model.layers: an int (the CRN's recurrent layers) or a list of layers (model.graph) */
+    K_MODELFILE, /* model.file: char[size]; loading it applies the model.* keys it holds */
 } ktype;
 
 typedef struct key_def {
@@ -81,11 +84,15 @@ static const key_def k_keys[] = {
     {"train.valid_every", K_I64, OFF(train.valid_every), 0, BIG, 0, 0, NULL},
     {"train.ckpt_every", K_I64, OFF(train.ckpt_every), 0, BIG, 0, 0, NULL},
     {"train.audio_samples", K_INT, OFF(train.audio_samples), 0, 1000, 0, 0, NULL},
-    {"model.name", K_ENUM, OFF(model.name), 0, 0, 0, 0, "crn"},
+    {"model.name", K_ENUM, OFF(model.name), 0, 0, 0, 0, "crn graph"},
     {"model.rnn", K_ENUM, OFF(model.rnn), 0, 0, 0, 0, "lstm gru attention"},
     {"model.hidden", K_INT, OFF(model.hidden), 1, 1 << 16, 0, 0, NULL},
-    {"model.layers", K_INT, OFF(model.layers), 1, 64, 0, 0, NULL},
+    {"model.layers", K_LAYERS, OFF(model.layers), 1, 64, 0, 0, NULL},
     {"model.channels", K_INTx5, OFF(model.channels), 1, 1 << 14, 0, 0, NULL},
+    {"model.file", K_MODELFILE, OFF(model.file), 0, 0, 0, 0, NULL},
+    {"model.output", K_ENUM, OFF(model.output), 0, 0, 0, 0, "mapping mask"},
+    {"model.output_activation", K_ENUM, OFF(model.output_activation), 0, 0, 0, 0, "none relu sigmoid softplus tanh elu"},
+    {"model.loss", K_ENUM, OFF(model.loss), 0, 0, 0, 0, "mse l1"},
 };
 #define NKEYS ((int)(sizeof k_keys / sizeof k_keys[0]))
 static const char *const k_sections[] = {"data", "train", "model"};
@@ -129,30 +136,15 @@ void sn_config_defaults(sn_config *c) {
     c->model.layers = 2;
     static const int ch[SN_CONFIG_CHANNELS] = {16, 32, 64, 128, 256};
     memcpy(c->model.channels, ch, sizeof ch);
+    strcpy(c->model.output, "mapping");
+    strcpy(c->model.output_activation, "none");
+    strcpy(c->model.loss, "mse");
+    sn_model_desc_init(&c->model.graph);
 }
 
 /* ---- suggestions ---- */
 
-static size_t levenshtein(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 200 || lb > 200) return (size_t)-1;
-    size_t row[201];
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t v = diag + cost;
-            if (row[j] + 1 < v) v = row[j] + 1;
-            if (row[j - 1] + 1 < v) v = row[j - 1] + 1;
-            row[j] = v;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
+static size_t levenshtein(const char *a, const char *b) { return sn_levenshtein(a, b); }
 
 static const char *leaf_of(const char *k) {
     const char *d = strrchr(k, '.');
@@ -303,6 +295,7 @@ static const char *kind_name(ktype t) {
     switch (t) {
     case K_INT:
     case K_I64: return "an integer";
+    case K_LAYERS: return "an integer (the CRN's recurrent layers) or a list of layers";
     case K_F64: return "a number";
     case K_BOOL: return "a boolean (true or false)";
     case K_RANGE: return "a list of two numbers [lo, hi]";
@@ -320,7 +313,8 @@ static sn_status set_scalar(const char *where, const key_def *k, sn_config *c, c
     switch (k->type) {
     case K_STR:
     case K_ENUM:
-    case K_DEVICE: {
+    case K_DEVICE:
+    case K_MODELFILE: {
         size_t n = strlen(s);
         if (n >= k->size)
             return sn_error(SN_ERR_CONFIG, "%s: %s is %zu characters long; at most %zu are allowed", where, k->name, n,
@@ -338,7 +332,8 @@ static sn_status set_scalar(const char *where, const key_def *k, sn_config *c, c
     }
     case K_INT:
     case K_I64:
-    case K_INTx5: {
+    case K_INTx5:
+    case K_LAYERS: {
         int64_t v;
         if (!parse_i64(s, &v))
             return sn_error(SN_ERR_CONFIG, "%s: %s%s: expected an integer, got '%s'", where, k->name, elem, s);
@@ -394,7 +389,84 @@ static int is_null_scalar(yaml_node_t *n) {
     return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
-static sn_status set_node(const char *where, const key_def *k, sn_config *c, yaml_document_t *doc, yaml_node_t *n) {
+static sn_status apply_mapping(const char *label, const char *prefix, sn_config *c, yaml_document_t *doc,
+                               yaml_node_t *map);
+
+/* model.file: a YAML file holding model.* keys (name, layers, output, ...) or just
+ * the layer list. A relative path is looked up beside the config that names it
+ * first, then from the working directory. */
+static sn_status load_model_file(const char *where, const char *parent, sn_config *c, const char *path) {
+    char full[SN_CONFIG_STR * 2];
+    snprintf(full, sizeof full, "%s", path);
+    const char *slash = parent ? strrchr(parent, '/') : NULL;
+    if (path[0] != '/' && slash) {
+        snprintf(full, sizeof full, "%.*s/%s", (int)(slash - parent), parent, path);
+        FILE *t = fopen(full, "rb");
+        if (t) fclose(t);
+        else snprintf(full, sizeof full, "%s", path);
+    }
+    if (strlen(full) >= SN_CONFIG_STR)
+        return sn_error(SN_ERR_CONFIG, "%s: model.file path is too long", where);
+    struct stat sb;
+    if (stat(full, &sb) != 0)
+        return sn_error(SN_ERR_IO, "%s: cannot open model.file '%s': %s", where, full, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return sn_error(SN_ERR_IO, "%s: model.file '%s' is not a regular file", where, full);
+    FILE *f = fopen(full, "rb");
+    if (!f) return sn_error(SN_ERR_IO, "%s: cannot open model.file '%s': %s", where, full, strerror(errno));
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) {
+        fclose(f);
+        return sn_error(SN_ERR_NOMEM, "%s: cannot initialise the YAML parser", full);
+    }
+    yaml_parser_set_input_file(&p, f);
+    yaml_document_t doc;
+    sn_status st = SN_OK;
+    if (!yaml_parser_load(&p, &doc)) {
+        st = sn_error(SN_ERR_CONFIG, "%s:%zu:%zu: YAML syntax error: %s; fix the YAML syntax", full,
+                      p.problem_mark.line + 1, p.problem_mark.column + 1, p.problem ? p.problem : "malformed YAML");
+        yaml_parser_delete(&p);
+        fclose(f);
+        return st;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root || is_null_scalar(root)) {
+        st = sn_error(SN_ERR_CONFIG, "%s: model.file '%s' is empty", where, full);
+    } else if (root->type == YAML_SEQUENCE_NODE) {
+        st = sn_desc_from_yaml_node(&doc, root, full, &c->model.graph);
+        if (st == SN_OK) strcpy(c->model.name, "graph");
+    } else if (root->type == YAML_MAPPING_NODE) {
+        for (yaml_node_pair_t *q = root->data.mapping.pairs.start; q < root->data.mapping.pairs.top && !st; q++) {
+            yaml_node_t *kn = yaml_document_get_node(&doc, q->key);
+            if (kn && kn->type == YAML_SCALAR_NODE && !strcmp((const char *)kn->data.scalar.value, "file"))
+                st = sn_error(SN_ERR_CONFIG, "%s:%zu: a model file cannot name another model.file", full,
+                              kn->start_mark.line + 1);
+        }
+        if (st == SN_OK) st = apply_mapping(full, "model", c, &doc, root);
+    } else {
+        st = sn_error(SN_ERR_CONFIG, "%s:%zu: a model file holds model.* keys (name, layers, ...) or a list of layers, "
+                      "got a scalar", full, root->start_mark.line + 1);
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&p);
+    fclose(f);
+    if (st == SN_OK) snprintf(c->model.file, sizeof c->model.file, "%s", full);
+    return st;
+}
+
+/* label: the file the node comes from (NULL for an override): model.file is looked up beside it */
+static sn_status set_node(const char *where, const char *label, const key_def *k, sn_config *c,
+                          yaml_document_t *doc, yaml_node_t *n) {
+    if (k->type == K_LAYERS && n->type == YAML_SEQUENCE_NODE) {
+        sn_status st = sn_desc_from_yaml_node(doc, n, label ? label : where, &c->model.graph);
+        if (st == SN_OK) strcpy(c->model.name, "graph");
+        return st;
+    }
+    if (k->type == K_MODELFILE && n->type == YAML_SCALAR_NODE && !is_null_scalar(n)) {
+        const char *s;
+        if (!scalar_text(n, &s)) return sn_error(SN_ERR_CONFIG, "%s: %s: value contains a NUL character", where, k->name);
+        if (!*s) { c->model.file[0] = 0; return SN_OK; }
+        return load_model_file(where, label, c, s);
+    }
     int want = list_len(k->type);
     if (want) {
         if (n->type != YAML_SEQUENCE_NODE)
@@ -428,7 +500,7 @@ static sn_status set_node(const char *where, const key_def *k, sn_config *c, yam
     if (!scalar_text(n, &s)) return sn_error(SN_ERR_CONFIG, "%s: %s: value contains a NUL character", where, k->name);
     /* An empty value clears a path ("noise_dir:"), but is no number. */
     if (is_null_scalar(n)) {
-        if (k->type == K_STR) {
+        if (k->type == K_STR || k->type == K_MODELFILE) {
             ((char *)c + k->off)[0] = 0;
             return SN_OK;
         }
@@ -481,10 +553,19 @@ static sn_status apply_mapping(const char *label, const char *prefix, sn_config 
         }
         const key_def *k = find_key(full);
         if (!k) return unknown_key(where, full);
-        sn_status st = set_node(where, k, c, doc, vn);
+        sn_status st = set_node(where, label, k, c, doc, vn);
         if (st) return st;
     }
     return SN_OK;
+}
+
+/* A mapping with `layers:` at the top is a model file (name, layers, output, ...). */
+static int model_file_root(yaml_document_t *doc, yaml_node_t *root) {
+    for (yaml_node_pair_t *q = root->data.mapping.pairs.start; q < root->data.mapping.pairs.top; q++) {
+        yaml_node_t *k = yaml_document_get_node(doc, q->key);
+        if (k && k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, "layers")) return 1;
+    }
+    return 0;
 }
 
 static sn_status load_parser(yaml_parser_t *p, const char *label, sn_config *out) {
@@ -495,7 +576,11 @@ static sn_status load_parser(yaml_parser_t *p, const char *label, sn_config *out
     sn_status st = SN_OK;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root && !is_null_scalar(root)) {
-        if (root->type != YAML_MAPPING_NODE)
+        if (root->type == YAML_MAPPING_NODE && model_file_root(&doc, root)) {
+            /* a model file (as in conf/models) given where a config goes: its keys are model keys */
+            st = apply_mapping(label, "model", &c, &doc, root);
+            if (st == SN_OK) snprintf(c.model.file, sizeof c.model.file, "%s", label);
+        } else if (root->type != YAML_MAPPING_NODE)
             st = sn_error(SN_ERR_CONFIG, "%s:%zu: the config must be a mapping of keys (name: ..., train: ...), got %s",
                           label, root->start_mark.line + 1, node_kind(root));
         else
@@ -645,7 +730,7 @@ sn_status sn_config_override(sn_config *c, const char *kv) {
         if (!root)
             st = sn_error(SN_ERR_CONFIG, "%s: %s: expected %s, got an empty value", where, k->name, kind_name(k->type));
         else
-            st = set_node(where, k, &tmp, &doc, root);
+            st = set_node(where, NULL, k, &tmp, &doc, root);
         yaml_document_delete(&doc);
         yaml_parser_delete(&p);
     }
@@ -664,6 +749,16 @@ sn_status sn_config_validate(const sn_config *c) {
     if (c->train.warmup_steps && c->train.max_steps && c->train.warmup_steps > c->train.max_steps)
         return sn_error(SN_ERR_CONFIG, "train.warmup_steps (%lld) exceeds train.max_steps (%lld)",
                         (long long)c->train.warmup_steps, (long long)c->train.max_steps);
+    bool graph = !strcmp(c->model.name, "graph");
+    if (graph && c->model.graph.n == 0)
+        return sn_error(SN_ERR_CONFIG, "model.name is graph but no layers are given: list them under model.layers, or "
+                        "name a file with model.file (see conf/models/)");
+    if (!graph && c->model.graph.n > 0)
+        return sn_error(SN_ERR_CONFIG, "model.layers lists %d layers, but model.name is '%s': set model.name: graph to "
+                        "train them", c->model.graph.n, c->model.name);
+    if (!graph && (strcmp(c->model.output, "mapping") || strcmp(c->model.output_activation, "none")))
+        return sn_error(SN_ERR_CONFIG, "model.output and model.output_activation apply to model.name: graph; the %s "
+                        "model has its own output", c->model.name);
     return SN_OK;
 }
 
@@ -688,6 +783,11 @@ static void put_value(sn_json_buf *b, const key_def *k, const sn_config *c) {
         /* A JSON string is a valid YAML double-quoted scalar. */
         sn_json_buf_string(b, base, strlen(base));
         break;
+    case K_MODELFILE:
+        /* what the file gave is in the dump itself */
+        sn_json_buf_puts(b, "\"\"");
+        break;
+    case K_LAYERS: sn_json_buf_printf(b, "%d", *(const int *)(const void *)base); break;
     case K_INT: sn_json_buf_printf(b, "%d", *(const int *)(const void *)base); break;
     case K_I64: sn_json_buf_printf(b, "%lld", (long long)*(const int64_t *)(const void *)base); break;
     case K_BOOL: sn_json_buf_puts(b, *(const int *)(const void *)base ? "true" : "false"); break;
@@ -730,6 +830,11 @@ sn_status sn_config_to_yaml(const sn_config *c, char **out) {
             sn_json_buf_printf(&b, "  %s: ", dot + 1);
         } else {
             sn_json_buf_printf(&b, "%s: ", k->name);
+        }
+        if (k->type == K_LAYERS && c->model.graph.n > 0) {
+            sn_json_buf_puts(&b, "\n");
+            sn_desc_to_yaml(&c->model.graph, &b, "    ");
+            continue;
         }
         put_value(&b, k, c);
         sn_json_buf_puts(&b, "\n");

@@ -2,6 +2,7 @@
  * define it, with PyTorch state_dict names, order and layouts. */
 #include "sinter/nn.h"
 #include "core/core.h"
+#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -30,12 +31,7 @@ int sn_crn_freq_out(int f, int level) {
 
 /* ---- the parameter list ---- */
 
-typedef struct spec {
-    char name[SN_NAME_LEN];
-    int ndim;
-    int64_t shape[4];
-    bool trainable;
-} spec;
+typedef sn_param_spec spec;
 
 typedef struct specs { int n; spec s[SN_MAX_MODEL_TENSORS]; } specs;
 
@@ -125,29 +121,24 @@ static sn_status check_config(const sn_crn_config *c) {
     return SN_OK;
 }
 
-sn_status sn_crn_new(const sn_crn_config *cfg, sn_backend *b, sn_model **out) {
-    if (!cfg || !b || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_crn_new: config, backend and out are required");
-    *out = NULL;
-    sn_status s = check_config(cfg);
-    if (s != SN_OK) return s;
-    specs *L = calloc(1, sizeof *L);
-    sn_model *m = calloc(1, sizeof *m);
-    if (!L || !m) { free(L); free(m); return sn_error(SN_ERR_NOMEM, "sn_crn_new: out of host memory"); }
-    list_specs(cfg, L);
-    m->cfg = *cfg;
+sn_status sn_model_make_tensors(sn_model *m, const sn_param_spec *L, int n, sn_backend *b) {
+    if (n > SN_MAX_MODEL_TENSORS)
+        return sn_error(SN_ERR_CONFIG, "the model has %d state_dict entries; sinter supports up to %d", n,
+                        SN_MAX_MODEL_TENSORS);
     m->backend = b;
     m->ctx = sn_ctx_new();
+    if (!m->ctx) return sn_error(SN_ERR_NOMEM, "out of host memory");
     int64_t total = 0;
-    for (int i = 0; i < L->n; i++) {
-        int64_t n = 1;
-        for (int d = 0; d < L->s[i].ndim; d++) n *= L->s[i].shape[d];
-        if (L->s[i].trainable) { total += sn_align64(n); m->nparams += n; }
+    for (int i = 0; i < n; i++) {
+        int64_t k = 1;
+        for (int d = 0; d < L[i].ndim; d++) k *= L[i].shape[d];
+        if (L[i].trainable) { total += sn_align64(k); m->nparams += k; }
     }
     m->nflat = total;
-    m->flat = sn_new_1d(m->ctx, total, SN_FLAG_PERSIST, "params");
+    m->flat = sn_new_1d(m->ctx, total > 0 ? total : 64, SN_FLAG_PERSIST, "params");
     int64_t off = 0;
-    for (int i = 0; i < L->n && m->flat; i++) {
-        spec *p = &L->s[i];
+    for (int i = 0; i < n && m->flat; i++) {
+        const spec *p = &L[i];
         sn_tensor *t = sn_new_tensor(m->ctx, SN_F32, p->ndim, p->shape,
                                      p->trainable ? SN_FLAG_PARAM : SN_FLAG_PERSIST, p->name);
         if (!t) break;
@@ -159,21 +150,37 @@ sn_status sn_crn_new(const sn_crn_config *cfg, sn_backend *b, sn_model **out) {
         m->trainable[m->n] = p->trainable;
         m->n++;
     }
-    free(L);
-    if (m->n == 0 || !m->flat) s = SN_ERR_NOMEM;
+    sn_status s = SN_OK;
+    if (m->n != n || !m->flat) s = sn_error(SN_ERR_NOMEM, "out of host memory creating the model's tensors");
     if (s == SN_OK) s = sn_ctx_alloc_persistent(m->ctx, b);
     /* running_var starts at 1 */
     for (int i = 0; i < m->n && s == SN_OK; i++) {
         sn_tensor *t = m->t[i];
         size_t L2 = strlen(t->name);
         if (L2 > 12 && !strcmp(t->name + L2 - 12, ".running_var")) {
-            int64_t n = sn_nelem(t);
-            float *one = malloc((size_t)n * sizeof *one);
-            for (int64_t k = 0; k < n; k++) one[k] = 1.0f;
-            s = sn_tensor_set(t, one, n);
+            int64_t k = sn_nelem(t);
+            float *one = malloc((size_t)k * sizeof *one);
+            if (!one) return sn_error(SN_ERR_NOMEM, "out of host memory");
+            for (int64_t j = 0; j < k; j++) one[j] = 1.0f;
+            s = sn_tensor_set(t, one, k);
             free(one);
         }
     }
+    return s;
+}
+
+sn_status sn_crn_new(const sn_crn_config *cfg, sn_backend *b, sn_model **out) {
+    if (!cfg || !b || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_crn_new: config, backend and out are required");
+    *out = NULL;
+    sn_status s = check_config(cfg);
+    if (s != SN_OK) return s;
+    specs *L = calloc(1, sizeof *L);
+    sn_model *m = calloc(1, sizeof *m);
+    if (!L || !m) { free(L); free(m); return sn_error(SN_ERR_NOMEM, "sn_crn_new: out of host memory"); }
+    list_specs(cfg, L);
+    m->cfg = *cfg;
+    s = sn_model_make_tensors(m, L->s, L->n, b);
+    free(L);
     if (s != SN_OK) { sn_model_free(m); return s; }
     *out = m;
     return SN_OK;
@@ -181,6 +188,7 @@ sn_status sn_crn_new(const sn_crn_config *cfg, sn_backend *b, sn_model **out) {
 
 void sn_model_free(sn_model *m) {
     if (!m) return;
+    sn_gmodel_free(m->graph);
     sn_ctx_free(m->ctx);
     free(m);
 }
@@ -217,7 +225,13 @@ sn_status sn_model_init(sn_model *m, uint64_t seed) {
         const char *nm = t->name;
         double bound = 0, fill = 0;
         bool uniform = true;
-        if (!strncmp(nm, "ebn.", 4) || !strncmp(nm, "dbn.", 4) || strstr(nm, ".norm")) {
+        if (m->graph) {
+            /* a described model: its layers' PyTorch rules, worked out when it was built */
+            double v = 0;
+            sn_gmodel_init_rule(m, i, &uniform, &v);
+            if (uniform) bound = v;
+            else fill = v;
+        } else if (!strncmp(nm, "ebn.", 4) || !strncmp(nm, "dbn.", 4) || strstr(nm, ".norm")) {
             uniform = false;
             fill = (ends_with(nm, ".weight") || ends_with(nm, ".running_var")) ? 1.0 : 0.0;
         } else if (!strncmp(nm, "rnn.weight", 10) || !strncmp(nm, "rnn.bias", 8)) {
@@ -287,8 +301,23 @@ static sn_tensor *transformer_block(sn_model *m, sn_tensor *x, int l) {
     return sn_add(c, x, h);
 }
 
+const char *sn_loss_name(sn_loss_kind k) { return k == SN_LOSS_L1 ? "l1" : "mse"; }
+
+const char *sn_model_describe(const sn_model *m, char *buf, int n) {
+    if (!m) snprintf(buf, (size_t)n, "(no model)");
+    else if (m->graph) snprintf(buf, (size_t)n, "graph (%d layers, loss %s)", sn_model_get_desc(m)->n, sn_loss_name(m->loss));
+    else
+        snprintf(buf, (size_t)n, "crn (%s, hidden %d, %d layers, channels [%d,%d,%d,%d,%d], loss %s)",
+                 sn_rnn_kind_name(m->cfg.rnn), m->cfg.hidden, m->cfg.layers, m->cfg.channels[0], m->cfg.channels[1],
+                 m->cfg.channels[2], m->cfg.channels[3], m->cfg.channels[4], sn_loss_name(m->loss));
+    return buf;
+}
+
+sn_tensor *sn_model_forward(sn_model *m, sn_tensor *x, bool training) { return sn_crn_forward(m, x, training); }
+
 sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training) {
     if (!m || !x) { sn_error(SN_ERR_INVALID_ARG, "sn_crn_forward: model or input is NULL"); return NULL; }
+    if (m->graph) return sn_gmodel_forward(m, x, training);
     sn_ctx *c = m->ctx;
     if (x->ndim != 4 || x->shape[1] != 1 || x->shape[3] != m->cfg.freq_bins || x->shape[2] < 1) {
         char sh[64];

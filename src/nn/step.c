@@ -125,8 +125,8 @@ static sn_status backward_with_updates(sn_step *s) {
     return st;
 }
 
-sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
-                      const sn_optim_config *opt, sn_step **out) {
+static sn_status step_build(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
+                            const sn_optim_config *opt, bool dry, sn_step **out) {
     if (!m || !b || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_step_new: model, backend and out are required");
     *out = NULL;
     sn_status st = check_dims(batch, frames);
@@ -141,10 +141,11 @@ sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batc
     sn_ctx *c = m->ctx;
     s->x = input(m, batch, frames, "noisy_mag");
     s->y = input(m, batch, frames, "clean_mag");
-    s->out = sn_crn_forward(m, s->x, true);
-    s->loss = sn_mse(c, s->out, s->y);
+    s->out = sn_model_forward(m, s->x, true);
+    s->loss = m->loss == SN_LOSS_L1 ? sn_l1(c, s->out, s->y) : sn_mse(c, s->out, s->y);
     s->g = sn_graph_new(c);
-    if (!s->loss || !s->g) { st = s->loss ? SN_ERR_NOMEM : SN_ERR_SHAPE; goto fail; }
+    /* a described model that does not fit together is a configuration error */
+    if (!s->loss || !s->g) { st = s->loss ? SN_ERR_NOMEM : m->graph ? SN_ERR_CONFIG : SN_ERR_SHAPE; goto fail; }
     s->loss->flags |= SN_FLAG_OUTPUT;
     s->out->flags |= SN_FLAG_OUTPUT;
     /* GPU memory is the scarce kind: recompute convolutions for the backward pass
@@ -169,7 +170,7 @@ sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batc
     if (st != SN_OK) goto fail;
     st = sn_ctx_alloc_persistent(c, m->backend);
     if (st != SN_OK) goto fail;
-    sn_plan_opts po = {.backend = b, .fallback = fallback ? fallback : b};
+    sn_plan_opts po = {.backend = b, .fallback = fallback ? fallback : b, .dry_run = dry};
     st = sn_plan_new(s->g, &po, &s->plan);
     if (st != SN_OK) goto fail;
     *out = s;
@@ -177,6 +178,22 @@ sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batc
 fail:
     sn_step_free(s);
     return st;
+}
+
+sn_status sn_step_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
+                      const sn_optim_config *opt, sn_step **out) {
+    return step_build(m, b, fallback, batch, frames, opt, false, out);
+}
+
+sn_status sn_step_plan_memory(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames,
+                              const sn_optim_config *opt, size_t *arena, size_t *persistent) {
+    sn_step *s = NULL;
+    sn_status st = step_build(m, b, fallback, batch, frames, opt, true, &s);
+    if (st != SN_OK) return st;
+    if (arena) *arena = sn_plan_peak(s->plan);
+    if (persistent) *persistent = sn_ctx_persistent_bytes(m->ctx);
+    sn_step_free(s);
+    return SN_OK;
 }
 
 void sn_step_free(sn_step *s) {
@@ -271,9 +288,9 @@ sn_status sn_infer_new(sn_model *m, sn_backend *b, sn_backend *fallback, int bat
     f->batch = batch;
     f->frames = frames;
     f->x = input(m, batch, frames, "infer_in");
-    f->out = sn_crn_forward(m, f->x, false);
+    f->out = sn_model_forward(m, f->x, false);
     f->g = sn_graph_new(m->ctx);
-    if (!f->out || !f->g) { st = f->out ? SN_ERR_NOMEM : SN_ERR_SHAPE; goto fail; }
+    if (!f->out || !f->g) { st = f->out ? SN_ERR_NOMEM : m->graph ? SN_ERR_CONFIG : SN_ERR_SHAPE; goto fail; }
     f->out->flags |= SN_FLAG_OUTPUT;
     st = sn_graph_add(f->g, f->out);
     if (st == SN_OK) st = sn_ctx_alloc_persistent(m->ctx, m->backend);

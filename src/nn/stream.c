@@ -3,6 +3,7 @@
  * persistent input and a graph output (stream.h says what is carried). After a
  * chunk the host copies each output state into its input. */
 #include "sinter/stream.h"
+#include "nn/nn_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,9 +155,10 @@ static sn_tensor *forward(builder *B, sn_tensor *x) {
 sn_status sn_stream_new(sn_model *m, sn_backend *b, sn_backend *fallback, int batch, int frames, sn_stream **out) {
     if (!m || !b || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_stream_new: model, backend and out are required");
     *out = NULL;
-    if (m->cfg.rnn == SN_RNN_ATTENTION)
-        return sn_error(SN_ERR_UNSUPPORTED, "streaming: the attention model has no exact chunked form (no KV cache); "
-                        "process whole sequences (sn_infer, or enhance --chunk-seconds 0)");
+    char why[400];
+    if (!sn_model_streamable(m, why, sizeof why))
+        return sn_error(SN_ERR_UNSUPPORTED, "streaming: %s; process whole sequences (sn_infer, or enhance "
+                        "--chunk-seconds 0)", why);
     if (batch < 1 || frames < 1 || batch > 4096 || frames > 1000000)
         return sn_error(SN_ERR_INVALID_ARG, "sn_stream_new: batch %d and frames %d must be >= 1", batch, frames);
     sn_stream *s = calloc(1, sizeof *s);
@@ -167,7 +169,7 @@ sn_status sn_stream_new(sn_model *m, sn_backend *b, sn_backend *fallback, int ba
     builder B = {s, m->ctx, SN_OK};
     sn_status st = SN_OK;
     s->x = sn_new_4d(m->ctx, batch, 1, frames, m->cfg.freq_bins, SN_FLAG_PERSIST | SN_FLAG_INPUT, "stream_in");
-    if (s->x) s->out = forward(&B, s->x);
+    if (s->x) s->out = m->graph ? sn_gmodel_stream_forward(m, s, s->x) : forward(&B, s->x);
     s->g = sn_graph_new(m->ctx);
     if (!s->out || !s->g) {
         st = s->g ? SN_ERR_SHAPE : SN_ERR_NOMEM;

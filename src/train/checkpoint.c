@@ -187,14 +187,12 @@ static sn_status check_names(const sn_safetensors *f, const sn_model *m) {
         if (!sn_model_find(m, e->name)) { report_add(&r, "unexpected '%s'", e->name); extra++; }
     }
     if (!r.n) return SN_OK;
-    const sn_crn_config *c = &m->cfg;
+    char desc[256];
     return sn_error(SN_ERR_FORMAT,
-                    "checkpoint '%s' does not fit the model (crn, rnn %s, hidden %d, layers %d, channels "
-                    "[%d,%d,%d,%d,%d]): %d missing, %d unexpected, %d with another shape/dtype: %s%s. Is it a "
-                    "checkpoint of another model? Give the matching model.* settings (a plain state_dict "
-                    "has no config inside)",
-                    sn_st_label(f), sn_rnn_kind_name(c->rnn), c->hidden, c->layers, c->channels[0], c->channels[1],
-                    c->channels[2], c->channels[3], c->channels[4], missing, extra, shape, r.text,
+                    "checkpoint '%s' does not fit the model (%s): %d missing, %d unexpected, %d with another "
+                    "shape/dtype: %s%s. Is it a checkpoint of another model? Give the matching model.* settings (a "
+                    "plain state_dict has no config inside)",
+                    sn_st_label(f), sn_model_describe(m, desc, sizeof desc), missing, extra, shape, r.text,
                     r.n > r.shown ? "; ..." : "");
 }
 
@@ -320,10 +318,8 @@ sn_status sn_ckpt_load(const char *path, const sn_config *cfg_in, sn_backend *b,
         s = sn_error(SN_ERR_CONFIG, "checkpoint '%s' has no sinter config inside (a plain PyTorch state_dict?): "
                      "give a config with the model.* settings", path);
     }
-    sn_crn_config cc;
-    if (s == SN_OK) s = sn_crn_config_from(&cfg, &cc);
     sn_model *m = NULL;
-    if (s == SN_OK) s = sn_crn_new(&cc, b, &m);
+    if (s == SN_OK) s = sn_model_from_config(&cfg, b, &m);
     if (s == SN_OK) s = copy_weights(f, m);
     sn_ckpt_state state;
     if (s == SN_OK) s = read_state(f, &state);

@@ -66,6 +66,7 @@ struct sn_enhancer {
     sn_model *m;
     sn_backend *b, *cpu;
     sn_config cfg;          /* the model's config (the checkpoint's, or the caller's) */
+    char why_whole[400];    /* why the model runs on whole files ("" when chunked) */
     volatile sig_atomic_t *stop;
     sn_stft *stft;
     sn_stream *stream;      /* NULL: whole files */
@@ -406,7 +407,9 @@ sn_status sn_enhancer_open(const char *ckpt, const sn_config *cfg, const sn_enha
     if (st == SN_OK) st = sn_ckpt_load(ckpt, cfg, e->b, &e->cfg, &e->m, NULL);
     /* chunk length: no longer than the longest file needs */
     int Tc = 0;
-    if (st == SN_OK && opts->chunk_seconds > 0 && e->m->cfg.rnn != SN_RNN_ATTENTION) {
+    if (st == SN_OK && opts->chunk_seconds <= 0) snprintf(e->why_whole, sizeof e->why_whole, "chunking is off");
+    if (st == SN_OK && opts->chunk_seconds > 0 && sn_model_streamable(e->m, e->why_whole, sizeof e->why_whole)) {
+        e->why_whole[0] = 0;
         Tc = (int)fmax(1.0, round(opts->chunk_seconds * MODEL_RATE / SN_HOP));
         if (opts->longest_seconds > 0) {
             int64_t maxT = sn_stft_frames((int64_t)(opts->longest_seconds * MODEL_RATE) + 8);
@@ -427,6 +430,7 @@ const sn_model *sn_enhancer_model(const sn_enhancer *e) { return e ? e->m : NULL
 const sn_config *sn_enhancer_config(const sn_enhancer *e) { return e ? &e->cfg : NULL; }
 sn_backend *sn_enhancer_backend(const sn_enhancer *e) { return e ? e->b : NULL; }
 int sn_enhancer_chunk_frames(const sn_enhancer *e) { return e ? e->Tc : 0; }
+const char *sn_enhancer_whole_reason(const sn_enhancer *e) { return e ? e->why_whole : ""; }
 
 void sn_enhancer_free(sn_enhancer *e) {
     if (!e) return;

@@ -113,6 +113,7 @@ sn_status sn_evaluate_with(sn_infer *f, sn_dataset *ds, int metrics, sn_eval_res
     if (s == SN_OK) s = alloc_batch(&b, B, T, N);
     int want_cb = cb != NULL;
     double loss_sum = 0;
+    bool l1 = f->m->loss == SN_LOSS_L1;
     int64_t nbatches = sn_loader_steps(l);
     for (int64_t k = 0; s == SN_OK && k < nbatches; k++) {
         s = sn_loader_build(l, 0, k, &b);
@@ -124,7 +125,7 @@ sn_status sn_evaluate_with(sn_infer *f, sn_dataset *ds, int metrics, sn_eval_res
             double se = 0;
             for (size_t q = 0; q < (size_t)T * SN_NBINS; q++) {
                 double d = (double)e[q] - c[q];
-                se += d * d;
+                se += l1 ? fabs(d) : d * d; /* the loss the model trains on */
             }
             loss_sum += se / ((double)T * SN_NBINS);
             /* Metrics over the samples that two frames cover: in the first and

@@ -674,11 +674,9 @@ static sn_status setup(trainer *T, int resume) {
     int64_t max_steps = T->o->max_steps > 0 ? T->o->max_steps : c->train.max_steps;
     T->total = max_steps > 0 ? max_steps : (int64_t)c->train.epochs * T->spe;
 
-    sn_crn_config cc;
     sn_optim_config oc;
-    s = sn_crn_config_from(c, &cc);
-    if (s == SN_OK) s = sn_optim_config_from(c, &oc);
-    if (s == SN_OK) s = sn_crn_new(&cc, T->b, &T->m);
+    s = sn_optim_config_from(c, &oc);
+    if (s == SN_OK) s = sn_model_from_config(c, T->b, &T->m);
     if (s != SN_OK) return s;
     if (resume) {
         s = sn_ckpt_load_weights(T->last, T->m);
@@ -709,9 +707,8 @@ static sn_status setup(trainer *T, int resume) {
     }
     char mem[32];
     fmt_bytes((double)device_bytes(T), mem, sizeof mem);
-    tlog(T, "model: crn rnn=%s hidden=%d layers=%d channels=[%d,%d,%d,%d,%d], %" PRId64 " parameters", c->model.rnn,
-         cc.hidden, cc.layers, cc.channels[0], cc.channels[1], cc.channels[2], cc.channels[3], cc.channels[4],
-         T->m->nparams);
+    char desc[256];
+    tlog(T, "model: %s, %" PRId64 " parameters", sn_model_describe(T->m, desc, sizeof desc), T->m->nparams);
     tlog(T, "data: %" PRId64 " training items, %" PRId64 " validation items, %.2f s segments (%d frames), %" PRId64
          " steps/epoch of batch %d", sn_dataset_len(T->train), T->valid ? sn_dataset_len(T->valid) : 0,
          c->data.segment_seconds, frames, T->spe, c->train.batch_size);

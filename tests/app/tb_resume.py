@@ -1,16 +1,12 @@
 """Reads a resumed sinter run with tensorboard's EventAccumulator: the steps
 redone after the resume appear once, with the resumed run's values (those of
 metrics.csv), because sinter wrote a SessionLog START at the resume step.
-Usage: tb_resume.py RUN_DIR   exit 0 ok, 1 mismatch, 77 tensorboard missing."""
+Usage: tb_resume.py RUN_DIR   exit 0 ok, 1 mismatch (the interpreter is .venv's: sn_pyref.h)."""
 import csv
 import os
 import sys
 
-try:
-    from tensorboard.backend.event_processing import event_accumulator as ea
-except Exception as e:  # tensorboard not installed here
-    print("tensorboard not importable:", e)
-    sys.exit(77)
+from tensorboard.backend.event_processing import event_accumulator as ea
 
 
 def main(run_dir):

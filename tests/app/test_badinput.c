@@ -202,8 +202,9 @@ static const bcase cases[] = {
     {{"train", "--resume", "@file"}, 3, "it is a file"},
     {{"train", "@conf", "data.clean_dir=@dir/nothing", "--quiet"}, 3, "nothing"},
     {{"train", "@conf", "device=cuda:5", "--quiet"}, 4, "cuda"},
-    {{"train", "@conf", "--nan-at-step", "2", "--max-steps", "4", "--threads", "1", "--quiet"}, 1, "became NaN"},
-    {{"train", "@conf", "--max-steps", "1", "--threads", "1", "--quiet"}, 0, NULL},
+    {{"train", "@conf", "name=nan", "--nan-at-step", "2", "--max-steps", "4", "--threads", "1", "--quiet"}, 1,
+     "became NaN"},
+    {{"train", "@conf", "name=ok", "--max-steps", "1", "--threads", "1", "--quiet"}, 0, NULL},
     /* checkpoints, through enhance */
     {{"enhance"}, 2, "--ckpt CKPT is required"},
     {{"enhance", "--ckpt", "@ckpt", "@good"}, 2, "-o OUT is required"},

@@ -3,7 +3,7 @@
 float64 numpy for deterministic speech-like signals. The signals are not
 stored: synth() here and synth.h beside this file make the same ones.
 
-Run:  pip install pystoi numpy scipy; python3 tests/audio/gen_metrics_ref.py
+Run:  .venv/bin/python tests/audio/gen_metrics_ref.py   (.venv: scripts/install.sh)
 Line: name fs n variant kind seed snr_db  sum_clean sum_est sumsq_est  stoi estoi snr si_sdr
 """
 import os

@@ -2,7 +2,7 @@
 """Writes data/stft_ref.bin: STFT/iSTFT reference values from the float64 numpy
 reference (DESIGN.md's reference/stft_ref.py, imported from --ref-dir, not copied).
 
-Run:  python3 tests/audio/gen_stft_ref.py [--ref-dir /work/shared/reference]
+Run:  .venv/bin/python tests/audio/gen_stft_ref.py [--ref-dir /work/shared/reference]
 File: records of  b"<name> <count>\\n" + count little-endian float32.
 """
 import argparse, os, sys

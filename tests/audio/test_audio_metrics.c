@@ -1,5 +1,7 @@
 /* SNR / SI-SDR against float64 numpy and STOI / ESTOI against pystoi
- * (data/metrics_ref.txt, made by gen_metrics_ref.py), plus the active level. */
+ * (data/metrics_ref.txt, made by gen_metrics_ref.py, and pystoi itself run from
+ * .venv on other signals), plus the active level. */
+#define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +14,10 @@
 #include <string.h>
 
 #include "sinter/audio.h"
+#include "sn_pyref.h"
+#include "sn_test.h"
 #include "synth.h"
+#include "tmpdir.h"
 
 #ifndef SN_SOURCE_DIR
 #define SN_SOURCE_DIR "."
@@ -67,6 +72,58 @@ static void test_against_references(void **state) {
     printf("%d cases; worst |STOI - pystoi| %.2e, worst |ESTOI - pystoi| %.2e\n", cases, worst_stoi,
            worst_estoi);
     assert_true(cases >= 10);
+}
+
+/* pystoi run now on signals the stored file does not hold (other seeds, rates,
+ * lengths): catches a reference file that has gone stale against pystoi. */
+static void test_against_pystoi(void **state) {
+    static const struct {
+        int fs;
+        double sec;
+        int var, kind;
+        unsigned seed;
+        double snr_db;
+    } cases[] = {
+        {16000, 2.0, 2, 0, 31, 3.0},   /* white */
+        {8000, 2.5, 1, 1, 32, -3.0},   /* low-passed, below 10 kHz: upsampled */
+        {48000, 1.5, 0, 2, 33, 8.0},   /* modulated, 48 kHz: resampled down */
+        {12000, 1.7, 1, 0, 34, 12.0},  /* odd rate and length */
+    };
+    enum { NC = sizeof cases / sizeof cases[0] };
+    const char *py = sn_pyref("pystoi, numpy");
+    if (!py) skip();
+    char cmd[4096], path[512];
+    int len = snprintf(cmd, sizeof cmd, "%s '%s/tests/audio/pystoi_ref.py'", py, SN_SOURCE_DIR);
+    double st[NC][2];
+    for (int c = 0; c < NC; c++) {
+        long long n = (long long)(cases[c].sec * cases[c].fs + 0.5);
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+        syn_pair(cases[c].fs, n, cases[c].var, cases[c].kind, cases[c].seed, cases[c].snr_db, x, y);
+        SN_ASSERT_OK(sn_stoi(x, y, n, cases[c].fs, 0, &st[c][0]));
+        SN_ASSERT_OK(sn_stoi(x, y, n, cases[c].fs, 1, &st[c][1]));
+        char name[32];
+        snprintf(name, sizeof name, "clean%d.f32", c);
+        write_bytes(tmppath(path, sizeof path, name), x, n * sizeof *x);
+        len += snprintf(cmd + len, sizeof cmd - len, " %d '%s'", cases[c].fs, path);
+        snprintf(name, sizeof name, "est%d.f32", c);
+        write_bytes(tmppath(path, sizeof path, name), y, n * sizeof *y);
+        len += snprintf(cmd + len, sizeof cmd - len, " '%s'", path);
+        free(x);
+        free(y);
+    }
+    assert_true(len < (int)sizeof cmd);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    for (int c = 0; c < NC; c++) {
+        double rs, re;
+        assert_int_equal(fscanf(p, "%lf %lf", &rs, &re), 2);
+        printf("live pystoi fs %5d: STOI %.6f (pystoi %.6f, %+.1e)  ESTOI %.6f (%.6f, %+.1e)\n", cases[c].fs,
+               st[c][0], rs, st[c][0] - rs, st[c][1], re, st[c][1] - re);
+        assert_true(fabs(st[c][0] - rs) < STOI_TOL);
+        assert_true(fabs(st[c][1] - re) < STOI_TOL);
+    }
+    assert_int_equal(pclose(p), 0);
 }
 
 static void test_snr_sisdr_properties(void **state) {
@@ -133,9 +190,10 @@ static void test_active_level(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_references),
+        cmocka_unit_test(test_against_pystoi),
         cmocka_unit_test(test_snr_sisdr_properties),
         cmocka_unit_test(test_stoi_errors),
         cmocka_unit_test(test_active_level),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return sn_pyref_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

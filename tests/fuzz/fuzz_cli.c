@@ -55,6 +55,7 @@ const sn_model *sn_enhancer_model(const sn_enhancer *e) { (void)e; abort(); }
 const sn_config *sn_enhancer_config(const sn_enhancer *e) { (void)e; abort(); }
 sn_backend *sn_enhancer_backend(const sn_enhancer *e) { (void)e; abort(); }
 int sn_enhancer_chunk_frames(const sn_enhancer *e) { (void)e; abort(); }
+const char *sn_enhancer_whole_reason(const sn_enhancer *e) { (void)e; abort(); }
 void sn_enhancer_free(sn_enhancer *e) { (void)e; }
 sn_status sn_audio_info(const char *p, int *r, int64_t *f, int *c, int *fmt) {
     (void)p, (void)r, (void)f, (void)c, (void)fmt;
@@ -79,7 +80,7 @@ sn_status sn_backend_open(const char *spec, int threads, sn_backend **b) {
 }
 void sn_backend_free(sn_backend *b) { (void)b; }
 const char *sn_backend_name(sn_backend *b) { (void)b; return "fuzz"; }
-const char *sn_rnn_kind_name(sn_rnn_kind k) { (void)k; return "fuzz"; }
+const char *sn_model_describe(const sn_model *m, char *buf, int n) { (void)m, (void)buf, (void)n; abort(); }
 sn_status sn_ckpt_load(const char *p, const sn_config *c, sn_backend *b, sn_config *co, sn_model **m, sn_ckpt_state *s) {
     (void)p, (void)c, (void)b, (void)co, (void)s;
     *m = NULL;

@@ -10,7 +10,8 @@ mkdir -p "$out/corpus_yaml"
 cp "$root"/tests/fuzz/corpus_yaml/* "$out/corpus_yaml/" 2>/dev/null || true
 clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$root/include" -I"$root/src" \
-  "$root/src/core/status.c" "$root/src/io/json.c" "$root/src/io/config.c" \
+  "$root/src/core/status.c" "$root/src/io/json.c" "$root/src/io/config.c" "$root/src/io/model_yaml.c" \
+  "$root/src/nn/model_desc.c" \
   "$root/tests/fuzz/fuzz_yaml.c" -lyaml -lm -o "$out/fuzz_yaml"
 cd "$out"
 exec ./fuzz_yaml -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \

@@ -2,8 +2,9 @@
 """Golden files for sinter: PyTorch outputs and gradients of every layer of the
 prototype CRN, and of the whole CRN over 5 Adam steps.
 
-Run with Debian's interpreter (it has torch and numpy):
-    /usr/bin/python3 tests/golden/gen_golden.py [--out tests/golden]
+Run with an interpreter that has torch and numpy, e.g. the project's .venv after
+`SINTER_PY_TORCH=1 scripts/install.sh`:
+    .venv/bin/python tests/golden/gen_golden.py [--out tests/golden]
 
 Inputs and weights are drawn in float32 (torch.manual_seed), then every
 computation runs in float64 so the goldens are the exact results for those

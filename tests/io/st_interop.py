@@ -1,10 +1,10 @@
 """safetensors interop helper for tests/io/test_safetensors.c.
 
   st_interop.py write OUT       writes a file the way Python's safetensors does,
-                                using only struct + json (no package needed)
-  st_interop.py check IN        reads a sinter-written file; with the
-                                `safetensors` package if importable, else by hand
-Exit 0 on success, 1 on mismatch, 77 when nothing can be checked.
+                                by hand with struct + json (so it can hold BF16)
+  st_interop.py write-pkg OUT   writes the same tensors, but BF16, with the package
+  st_interop.py check IN        reads a sinter-written file with the package
+Run with .venv/bin/python (scripts/install.sh). Exit 0 on success, 1 on mismatch.
 """
 import json
 import struct
@@ -35,36 +35,30 @@ def write(path):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
+def write_pkg(path):
+    # The same tensors (but BF16, which numpy lacks) written by the safetensors package itself.
+    import numpy as np
+    from safetensors.numpy import save_file
+    save_file({
+        "enc.0.weight": np.array([[1, -2, 3.5], [4, 5, 6]], dtype=np.float32),
+        "ebn.0.num_batches_tracked": np.array(123456789012, dtype=np.int64),
+        "half": np.array([1, -2, 2.0 ** -24], dtype=np.float16),
+        "d": np.array([[0.1]], dtype=np.float64),
+        "empty": np.zeros((0, 4), dtype=np.float32),
+    }, path, metadata={"format": "pt", "step": "42"})
+
+
 def check(path):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
     want = {"w": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "step": [7]}
-    try:
-        from safetensors.numpy import load_file
-        import safetensors  # noqa: F401
-    except Exception:
-        load_file = None
-    if load_file is not None:
-        from safetensors import safe_open
-        t = load_file(path)
-        ok = list(t["w"].shape) == [2, 3] and t["w"].dtype.name == "float32"
-        ok = ok and [float(x) for x in t["w"].reshape(-1)] == want["w"]
-        ok = ok and t["step"].dtype.name == "int64" and int(t["step"]) == 7
-        with safe_open(path, "np") as f:
-            ok = ok and f.metadata() == {"config": "a: 1\nb: \"x\"\n", "unicode": "\u00e9\u6f22"}
-        print("checked with the safetensors package:", "ok" if ok else "MISMATCH")
-        return 0 if ok else 1
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    if (8 + n) % 8:
-        print("data region not 8-byte aligned")
-        return 1
-    h = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    b, e = h["w"]["data_offsets"]
-    ok = list(struct.unpack("<6f", data[b:e])) == want["w"]
-    b, e = h["step"]["data_offsets"]
-    ok = ok and struct.unpack("<q", data[b:e])[0] == 7
-    print("checked by hand (no safetensors package):", "ok" if ok else "MISMATCH")
+    t = load_file(path)
+    ok = list(t["w"].shape) == [2, 3] and t["w"].dtype.name == "float32"
+    ok = ok and [float(x) for x in t["w"].reshape(-1)] == want["w"]
+    ok = ok and t["step"].dtype.name == "int64" and t["step"].shape == () and int(t["step"]) == 7
+    with safe_open(path, "np") as f:
+        ok = ok and f.metadata() == {"config": "a: 1\nb: \"x\"\n", "unicode": "\u00e9\u6f22"}
+    print("checked with the safetensors package:", "ok" if ok else "MISMATCH")
     return 0 if ok else 1
 
 
@@ -72,4 +66,5 @@ if __name__ == "__main__":
     if len(sys.argv) != 3:
         print(__doc__)
         sys.exit(2)
-    sys.exit(write(sys.argv[2]) or 0 if sys.argv[1] == "write" else check(sys.argv[2]))
+    cmds = {"write": write, "write-pkg": write_pkg, "check": check}
+    sys.exit(cmds[sys.argv[1]](sys.argv[2]) or 0)

@@ -1,5 +1,5 @@
-/* TensorBoard event writer: CRC32C, TFRecord framing, and (when tensorboard
- * is importable) a read-back with tensorboard's EventAccumulator. */
+/* TensorBoard event writer: CRC32C, TFRecord framing, and a read-back with
+ * tensorboard's EventAccumulator (from .venv: sn_pyref.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sinter/events.h"
+#include "sn_pyref.h"
 
 #ifndef SN_SOURCE_DIR
 #define SN_SOURCE_DIR "."
@@ -128,16 +129,13 @@ static void test_write_and_frame(void **state) {
     unlink(p2);
     sn_events_close(ev);
 
-    /* tensorboard's own reader, when installed */
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "for py in python3 /usr/bin/python3; do if $py -c 'import tensorboard' >/dev/null 2>&1; then "
-             "exec $py '%s/tests/io/tb_read.py' '%s'; fi; done; exit 77",
-             SN_SOURCE_DIR, g_dir);
-    int rc = system(cmd);
-    rc = WEXITSTATUS(rc);
-    if (rc == 77) print_message("tensorboard not importable: read-back check skipped\n");
-    else assert_int_equal(rc, 0);
+    /* tensorboard's own reader */
+    const char *py = sn_pyref("tensorboard");
+    if (!py) return;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s '%s/tests/io/tb_read.py' '%s'", py, SN_SOURCE_DIR, g_dir);
+    fflush(stdout);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_open_errors(void **state) {
@@ -156,5 +154,5 @@ int main(void) {
         cmocka_unit_test(test_write_and_frame),
         cmocka_unit_test(test_open_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sn_pyref_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

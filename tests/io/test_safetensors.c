@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sinter/safetensors.h"
+#include "sn_pyref.h"
 
 #ifndef SN_SOURCE_DIR
 #define SN_SOURCE_DIR "."
@@ -342,37 +343,46 @@ static void test_save_failures(void **state) {
     closedir(dir);
 }
 
-static int have_python(void) { return system("python3 -c 'import json, struct' >/dev/null 2>&1") == 0; }
-
-static void test_python_interop(void **state) {
-    if (!have_python()) {
-        print_message("python3 not found: interop part skipped\n");
-        return;
-    }
-    char path[300], cmd[1024];
-    snprintf(path, sizeof path, "%s/py.safetensors", g_dir);
-    snprintf(cmd, sizeof cmd, "python3 '%s/tests/io/st_interop.py' write '%s'", SN_SOURCE_DIR, path);
+/* A Python-written file: by hand (pkg 0, has BF16) or by the safetensors package (pkg 1). */
+static void check_python_file(const char *py, int pkg) {
+    char path[300], cmd[1400];
+    snprintf(path, sizeof path, "%s/py%d.safetensors", g_dir, pkg);
+    snprintf(cmd, sizeof cmd, "%s '%s/tests/io/st_interop.py' %s '%s'", py, SN_SOURCE_DIR,
+             pkg ? "write-pkg" : "write", path);
+    fflush(stdout);
     assert_int_equal(system(cmd), 0);
     sn_safetensors *f;
     sn_status st = sn_st_open(path, &f);
     if (st) print_error("%s\n", sn_last_error());
     assert_int_equal(st, SN_OK);
-    assert_int_equal(sn_st_count(f), 6);
+    assert_int_equal(sn_st_count(f), pkg ? 5 : 6);
     float x[6];
     assert_int_equal(sn_st_read_f32(f, "enc.0.weight", x, 6), SN_OK);
     assert_true(x[0] == 1 && x[1] == -2 && x[2] == 3.5f && x[5] == 6);
     double d[3];
     assert_int_equal(sn_st_read_f64(f, "ebn.0.num_batches_tracked", d, 1), SN_OK);
     assert_true(d[0] == 123456789012.0);
+    assert_int_equal(sn_st_find(f, "ebn.0.num_batches_tracked")->ndim, 0);
     assert_int_equal(sn_st_read_f64(f, "half", d, 3), SN_OK);
     assert_true(d[0] == 1.0 && d[1] == -2.0 && d[2] == 1.0 / 16777216.0);
-    assert_int_equal(sn_st_read_f32(f, "bf", x, 2), SN_OK);
-    assert_true(x[0] == 1.0f && x[1] == 3.140625f);
+    if (!pkg) {
+        assert_int_equal(sn_st_read_f32(f, "bf", x, 2), SN_OK);
+        assert_true(x[0] == 1.0f && x[1] == 3.140625f);
+    }
     assert_int_equal(sn_st_read_f64(f, "d", d, 1), SN_OK);
     assert_true(d[0] == 0.1);
     assert_int_equal(sn_st_find(f, "empty")->nbytes, 0);
     assert_string_equal(sn_st_meta(f, "format"), "pt");
+    assert_string_equal(sn_st_meta(f, "step"), "42");
     sn_st_close(f);
+}
+
+static void test_python_interop(void **state) {
+    const char *py = sn_pyref("safetensors, numpy");
+    if (!py) skip();
+    check_python_file(py, 0);
+    check_python_file(py, 1);
+    char path[300], cmd[1400];
 
     /* and the other way: Python reads what we write */
     sn_st_writer *w = sn_st_writer_new();
@@ -386,7 +396,8 @@ static void test_python_interop(void **state) {
     snprintf(path, sizeof path, "%s/ours.safetensors", g_dir);
     assert_int_equal(sn_st_save(w, path), SN_OK);
     sn_st_writer_free(w);
-    snprintf(cmd, sizeof cmd, "python3 '%s/tests/io/st_interop.py' check '%s'", SN_SOURCE_DIR, path);
+    snprintf(cmd, sizeof cmd, "%s '%s/tests/io/st_interop.py' check '%s'", py, SN_SOURCE_DIR, path);
+    fflush(stdout);
     assert_int_equal(system(cmd), 0);
 }
 
@@ -398,5 +409,5 @@ int main(void) {
         cmocka_unit_test(test_open_errors),    cmocka_unit_test(test_save_failures),
         cmocka_unit_test(test_python_interop),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return sn_pyref_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -3,7 +3,7 @@
 [4,8,8,8,16], hidden 32, with trained-looking BatchNorm statistics) and
 crn_tiny_io.safetensors (an input and the model's eval-mode output), so that
 test_checkpoint.c checks PyTorch -> sinter without Python.
-Run: python3 tests/app/golden/gen_interop_golden.py"""
+Run: .venv/bin/python tests/app/golden/gen_interop_golden.py   (torch: SINTER_PY_TORCH=1 scripts/install.sh)"""
 import os, sys
 import torch
 here = os.path.dirname(os.path.abspath(__file__))

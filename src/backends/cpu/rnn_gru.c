@@ -1,0 +1,137 @@
+/* CPU RNN kernels: the GRU forward and backward passes (rnn.c says how a pass runs). */
+#include "backends/cpu/rnn_internal.h"
+
+#include <string.h>
+
+
+typedef struct {
+    float *g;           /* gates of step t: input projections in, activated r,z,n out */
+    const float *gh;    /* [B,3H] h_{t-1} w_hh^T + b_hh */
+    float *hn, *h;      /* hn, h of step t, row b at + b*hs */
+    const float *hp;    /* h_{t-1} (NULL at t = 0) */
+    int64_t H, gs, hs;
+    int64_t ps;         /* row stride of hp */
+} gru_fwd_job;
+
+static void gru_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
+    const gru_fwd_job *q = arg;
+    int64_t H = q->H;
+    SN_RNN_FOR_BJ(i0, i1, H, {
+        float *g = q->g + b * q->gs;
+        const float *gh = q->gh + b * 3 * H;
+        float r = sn_rnn_sigm(g[j] + gh[j]), z = sn_rnn_sigm(g[H + j] + gh[H + j]);
+        float hn = gh[2 * H + j];
+        float n = tanhf(g[2 * H + j] + r * hn);
+        float hp = q->hp ? q->hp[b * q->ps + j] : 0.0f;
+        g[j] = r;
+        g[H + j] = z;
+        g[2 * H + j] = n;
+        q->hn[b * q->hs + j] = hn;
+        q->h[b * q->hs + j] = (1.0f - z) * n + z * hp;
+    })
+}
+
+sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node) {
+    const sn_tensor *x = node->src[0];
+    int layers = node->ip[0];
+    int64_t H = node->ip[1], B = x->shape[0], T = x->shape[1], I = x->shape[2], G = 3 * H;
+    float *ex = sn_extra_ptr(node);
+    float *gh = sn_cpu_scratch(c, (size_t)(B * G));
+    if (!gh) return SN_ERR_NOMEM;
+    for (int l = 0; l < layers; l++) {
+        const float *w_ih = node->src[1 + 4 * l]->data, *w_hh = node->src[2 + 4 * l]->data;
+        const float *b_ih = node->src[3 + 4 * l]->data, *b_hh = node->src[4 + 4 * l]->data;
+        int64_t in = l == 0 ? I : H;
+        const float *xin = l == 0 ? (const float *)x->data : sn_rnn_h(node, l - 1);
+        float *gates = ex + sn_gru_extra_offset(B, T, H, l, 0);
+        float *hns = ex + sn_gru_extra_offset(B, T, H, l, 1);
+        float *hs = sn_rnn_h(node, l); /* the last layer writes the output directly */
+        sn_rnn_input_proj(c, gates, xin, w_ih, b_ih, NULL, B * T, in, G);
+        const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t b = 0; b < B; b++) memcpy(gh + b * G, b_hh, (size_t)G * sizeof *gh);
+            const float *hp = t > 0 ? hs + (t - 1) * H : h0;
+            int64_t ps = t > 0 ? T * H : H;
+            if (hp) sn_rnn_step_gemm_nt(c, B, G, H, hp, ps, w_hh, gh, G, true);
+            gru_fwd_job q = {gates + t * G, gh, hns + t * H, hs + t * H, hp, H, T * G, T * H, ps};
+            sn_pool_for(c->pool, B * H, SN_RNN_CELL_GRAIN, gru_cell_fwd, &q);
+        }
+    }
+    return SN_OK;
+}
+
+typedef struct {
+    float *dgx, *dgh;   /* dL/d(input projection), dL/d(h w_hh^T + b_hh) of step t, row b at + b*gs */
+    const float *g, *hn, *hp; /* saved r,z,n; hn; h_{t-1} (NULL at t = 0) */
+    const float *dho;   /* dL/dh from above at step t */
+    float *dhr;         /* [B,H]: dL/dh_t from step t+1 in (valid when has_dhr), the direct part z*dh out */
+    int has_dhr;
+    int64_t H, gs, hs;
+} gru_bwd_job;
+
+static void gru_cell_bwd(void *arg, int64_t i0, int64_t i1, int tid) {
+    const gru_bwd_job *q = arg;
+    int64_t H = q->H;
+    SN_RNN_FOR_BJ(i0, i1, H, {
+        const float *g = q->g + b * q->gs;
+        float *dgx = q->dgx + b * q->gs, *dgh = q->dgh + b * q->gs;
+        float r = g[j], z = g[H + j], n = g[2 * H + j];
+        float hn = q->hn[b * q->hs + j];
+        float hp = q->hp ? q->hp[b * q->hs + j] : 0.0f;
+        float dh = q->dho[b * q->hs + j] + (q->has_dhr ? q->dhr[b * H + j] : 0.0f);
+        float dnp = dh * (1.0f - z) * (1.0f - n * n);
+        float dzp = dh * (hp - n) * z * (1.0f - z);
+        float drp = dnp * hn * r * (1.0f - r);
+        dgx[j] = drp;
+        dgx[H + j] = dzp;
+        dgx[2 * H + j] = dnp;
+        dgh[j] = drp;
+        dgh[H + j] = dzp;
+        dgh[2 * H + j] = dnp * r;
+        q->dhr[b * H + j] = dh * z;
+    })
+}
+
+sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node) {
+    const sn_tensor *dy = node->src[0], *x = node->src[1], *fwd = node->src[2];
+    int layers = node->ip[0];
+    bool need_dx = node->ip[2];
+    int64_t H = node->ip[1], B = x->shape[0], T = x->shape[1], I = x->shape[2], G = 3 * H, BT = B * T;
+    const float *ex = sn_extra_ptr(fwd);
+    float *out = node->data;
+    /* planner-allocated scratch; dGx overwrites the forward's gates (sn_rnn_bwd_scratch_offset) */
+    float *sc = sn_extra_ptr(node);
+    float *dgh = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 0);
+    float *dhbuf = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 1);
+    float *dhr = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 2);
+    bool skinny = sn_rnn_use_skinny(B);
+    float *wt = NULL;
+    if (skinny) {
+        wt = sn_cpu_scratch(c, (size_t)(G * H));
+        if (!wt) return SN_ERR_NOMEM;
+    }
+    for (int l = layers - 1; l >= 0; l--) {
+        const float *w_ih = node->src[3 + 4 * l]->data, *w_hh = node->src[4 + 4 * l]->data;
+        int64_t in = l == 0 ? I : H;
+        const float *xin = l == 0 ? (const float *)x->data : sn_rnn_h(fwd, l - 1);
+        const float *gates = ex + sn_gru_extra_offset(B, T, H, l, 0);
+        float *dgx = (float *)gates; /* dGx in place of the gates */
+        const float *hns = ex + sn_gru_extra_offset(B, T, H, l, 1);
+        const float *hs = sn_rnn_h(fwd, l);
+        const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
+        if (skinny) sn_rnn_transpose(c, wt, w_hh, G, H);
+        for (int64_t t = T - 1; t >= 0; t--) {
+            gru_bwd_job q = {dgx + t * G, dgh + t * G, gates + t * G, hns + t * H, t > 0 ? hs + (t - 1) * H : NULL,
+                             dho + t * H, dhr, t < T - 1, H, T * G, T * H};
+            sn_pool_for(c->pool, B * H, SN_RNN_CELL_GRAIN, gru_cell_bwd, &q);
+            if (t == 0) break;
+            /* dh_{t-1} = z*dh + dGh_t w_hh */
+            if (skinny) sn_rnn_step_gemm_nt(c, B, H, G, dgh + t * G, T * G, wt, dhr, H, true);
+            else sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgh + t * G, T * G, w_hh, H, 1.0f, dhr, H);
+        }
+        sn_rnn_weight_grads(c, node, 3, l, dgx, dgh, xin, hs);
+        if (l > 0) sn_sgemm(c->pool, false, false, BT, H, G, 1.0f, dgx, G, w_ih, in, 0.0f, dhbuf, H);
+        else if (need_dx) sn_sgemm(c->pool, false, false, BT, I, G, 1.0f, dgx, G, w_ih, I, 0.0f, out, I);
+    }
+    return SN_OK;
+}

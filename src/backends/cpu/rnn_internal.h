@@ -1,0 +1,86 @@
+/* Shared by the CPU RNN kernel files: rnn.c (entry, RNN_STATE, profiler), rnn_vec.c
+ * (GEMM building blocks, skinny recurrent kernels), rnn_pack.c (packed w_hh),
+ * rnn_lstm.c and rnn_gru.c (the passes). Not part of the backend interface. */
+#ifndef SN_BACKENDS_CPU_RNN_INTERNAL_H
+#define SN_BACKENDS_CPU_RNN_INTERNAL_H
+
+#include "backends/cpu/cpu.h"
+
+#include <math.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SN_SKINNY_X86 1
+#endif
+
+/* ---- per-phase profiler (rnn.c; SN_RNN_PROF=1) */
+enum { SN_RNN_P_INPROJ, SN_RNN_P_FWD_LOOP, SN_RNN_P_BWD_LOOP, SN_RNN_P_BWD_WGRAD, SN_RNN_P_BWD_DX, SN_RNN_P_N };
+/* ms on a monotonic clock while profiling is on, else 0 */
+double sn_rnn_prof_now(void);
+/* adds the time since *t0 to phase slot and restarts *t0 (nothing when off) */
+void sn_rnn_prof_lap(int slot, double *t0);
+
+/* ---- cell loops */
+static inline float sn_rnn_sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* Rows [b0*H + j) of a cell loop split into per-batch contiguous j ranges. */
+#define SN_RNN_FOR_BJ(i0, i1, H, ...)                                      \
+    for (int64_t b = (i0) / (H); b * (H) < (i1); b++) {                    \
+        int64_t j0 = (i0) - b * (H) > 0 ? (i0) - b * (H) : 0;              \
+        int64_t j1 = (i1) - b * (H) < (H) ? (i1) - b * (H) : (H);          \
+        for (int64_t j = j0; j < j1; j++) __VA_ARGS__                      \
+    }
+
+/* Grain of the cell loops: enough work per thread to beat the wake-up cost. */
+#define SN_RNN_CELL_GRAIN 1024
+
+/* ---- GEMM building blocks (rnn_vec.c) */
+/* the weight and bias gradients of layer l of backward node (gates per hidden unit)
+ * from its pre-activation gradients over all timesteps: dgx of the input projection,
+ * dgh of the recurrent product (the same for the LSTM, where b_hh gets b_ih's) */
+void sn_rnn_weight_grads(sn_cpu *c, sn_tensor *node, int gates, int l, const float *dgx, const float *dgh,
+                         const float *xin, const float *hs);
+/* gates[B*T, G] = in[B*T, K] w_ih^T + b_ih (+ b_hh when given) */
+void sn_rnn_input_proj(sn_cpu *c, float *gates, const float *in, const float *w_ih, const float *b_ih,
+                       const float *b_hh, int64_t BT, int64_t K, int64_t G);
+/* dst[C,R] = src[R,C]^T */
+void sn_rnn_transpose(sn_cpu *c, float *dst, const float *src, int64_t R, int64_t C);
+
+/* The skinny kernels serve per-step products of at most this many batch rows. */
+#define SN_RNN_SKINNY_MAX_B 8
+/* 2: AVX-512, 1: AVX2+FMA, 0: use sn_sgemm */
+int sn_rnn_skinny_level(void);
+bool sn_rnn_use_skinny(int64_t B);
+/* C[b, n] (+)= sum_k A[b,k] W[n,k] for all B rows (in groups of 4), n in [n0, n1) */
+void sn_rnn_skinny_nt(const float *A, int64_t lda, int64_t B, const float *W, int64_t K, float *C, int64_t ldc,
+                      int64_t n0, int64_t n1, bool acc);
+/* C[B,N] (+)= A[B,K] W[N,K]^T, skinny kernel over the pool or sn_sgemm */
+void sn_rnn_step_gemm_nt(sn_cpu *c, int64_t B, int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
+                         float *C, int64_t ldc, bool acc);
+
+/* ---- packed w_hh (rnn_pack.c): panels of 16 output columns, k-major */
+/* floats of the packed [N, K] operand */
+int64_t sn_rnn_packed_floats(int64_t N, int64_t K);
+/* n floats for the packed weight, on huge pages when free (*huge set: give back
+ * with sn_rnn_wpack_put), else the backend's scratch; NULL on OOM */
+float *sn_rnn_wpack_get(sn_cpu *c, size_t n, bool *huge);
+void sn_rnn_wpack_put(bool huge);
+/* P = panels of the [N, K] operand with element (n, k) at W[n*sn + k*sk] */
+void sn_rnn_pack_panels(sn_cpu *c, float *P, const float *W, int64_t N, int64_t K, int64_t sn, int64_t sk);
+/* the packed path: AVX-512 and not turned off (SN_SKINNY_PACKED=0) */
+bool sn_rnn_use_packed(int64_t B);
+#ifdef SN_SKINNY_X86
+/* C[b, n] (+)= sum_k A[b,k] Op[n,k] for b < B, n in [n0, n1) (n0 a multiple of 16),
+ * Op packed in P */
+__attribute__((target("avx512f"))) void sn_rnn_skinny_packed(const float *A, int64_t lda, int64_t B, const float *P,
+                                                             int64_t K, float *C, int64_t ldc, int64_t n0, int64_t n1,
+                                                             bool acc);
+#endif
+
+/* ---- the passes (rnn_lstm.c, rnn_gru.c) */
+sn_status sn_rnn_lstm_forward(sn_cpu *c, sn_tensor *node);
+sn_status sn_rnn_lstm_backward(sn_cpu *c, sn_tensor *node);
+sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node);
+sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node);
+
+#endif

@@ -1,0 +1,183 @@
+/* CPU RNN kernels: w_hh packed into panels for the AVX-512 packed skinny GEMM, and
+ * the buffer on huge pages that holds it. */
+#include "backends/cpu/rnn_internal.h"
+
+#include <stdlib.h>
+#ifdef __linux__
+#include <stdatomic.h>
+#include <sys/mman.h>
+#endif
+
+/* The packed w_hh (16 MB at the prototype size) streams through every timestep: on
+ * 4 KB pages that is 4096 TLB entries per step, more than the STLB holds. One
+ * process-wide buffer on 2 MB pages (mmap + MADV_HUGEPAGE, kept for the next call;
+ * not malloc'ed, so it is no leak) serves the op that grabs it; a concurrent op
+ * falls back to the backend's scratch. SN_RNN_HUGE=0 turns it off. */
+#ifdef __linux__
+static atomic_int g_huge_busy;
+static char *g_huge;
+static size_t g_huge_bytes;
+#endif
+
+float *sn_rnn_wpack_get(sn_cpu *c, size_t n, bool *huge) {
+    *huge = false;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_RNN_HUGE");
+        on = !(e && *e == '0');
+    }
+    size_t bytes = (n * sizeof(float) + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
+    if (on && !atomic_exchange(&g_huge_busy, 1)) {
+        if (g_huge_bytes < bytes) {
+            if (g_huge) munmap(g_huge, g_huge_bytes + ((size_t)2 << 20));
+            g_huge = NULL;
+            g_huge_bytes = 0;
+            void *m = mmap(NULL, bytes + ((size_t)2 << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m != MAP_FAILED) {
+                g_huge = m;
+                g_huge_bytes = bytes;
+            }
+        }
+        if (g_huge) {
+            char *a = (char *)(((uintptr_t)g_huge + ((size_t)2 << 20) - 1) & ~(uintptr_t)(((size_t)2 << 20) - 1));
+            madvise(a, bytes, MADV_HUGEPAGE);
+            *huge = true;
+            return (float *)a;
+        }
+        atomic_store(&g_huge_busy, 0);
+    }
+#endif
+    return sn_cpu_scratch(c, n);
+}
+
+void sn_rnn_wpack_put(bool huge) {
+#ifdef __linux__
+    if (huge) atomic_store(&g_huge_busy, 0);
+#endif
+}
+
+/* ------------------------------------------------ packed skinny GEMM (AVX-512)
+ * The dot-product kernels of rnn_vec.c end every 4 weight rows with horizontal
+ * sums, and a thread's rows of w_hh^T sit 16 KB apart (few L2 sets). Packed into
+ * panels of 16 output columns, k-major (P[panel][k][16], one cache line per k),
+ * each thread streams its own contiguous panels: per k, 4 panel loads, 4 broadcasts
+ * of A[b,k] and 16 FMAs straight into the outputs, no reductions. */
+#define PANEL 16
+
+static int64_t panels_of(int64_t N) { return (N + PANEL - 1) / PANEL; }
+
+int64_t sn_rnn_packed_floats(int64_t N, int64_t K) { return panels_of(N) * PANEL * K; }
+
+typedef struct {
+    float *P;
+    const float *W;
+    int64_t N, K, sn, sk; /* element (n, k) at W[n*sn + k*sk] */
+} pack_job;
+
+static void pack_part(void *arg, int64_t p0, int64_t p1, int tid) {
+    const pack_job *j = arg;
+    for (int64_t p = p0; p < p1; p++) {
+        float *d = j->P + p * j->K * PANEL;
+        int64_t nn = j->N - p * PANEL < PANEL ? j->N - p * PANEL : PANEL;
+        if (j->sk == 1) { /* rows of W are the panel's columns: 16 streams over k */
+            for (int64_t k0 = 0; k0 < j->K; k0 += 64)
+                for (int64_t i = 0; i < PANEL; i++) {
+                    const float *src = j->W + (p * PANEL + i) * j->sn;
+                    int64_t k1 = k0 + 64 < j->K ? k0 + 64 : j->K;
+                    for (int64_t k = k0; k < k1; k++) d[k * PANEL + i] = i < nn ? src[k] : 0.0f;
+                }
+        } else
+            for (int64_t k = 0; k < j->K; k++)
+                for (int64_t i = 0; i < PANEL; i++)
+                    d[k * PANEL + i] = i < nn ? j->W[(p * PANEL + i) * j->sn + k * j->sk] : 0.0f;
+    }
+}
+
+/* P = panels of the [N, K] operand with element (n, k) at W[n*sn + k*sk] */
+void sn_rnn_pack_panels(sn_cpu *c, float *P, const float *W, int64_t N, int64_t K, int64_t sn, int64_t sk) {
+    pack_job j = {P, W, N, K, sn, sk};
+    sn_pool_for(c->pool, panels_of(N), 4, pack_part, &j);
+}
+
+/* software prefetch distance of the packed kernel, in k steps (SN_RNN_PF; default 0,
+ * off): meant for panels streaming from L3, but on the 16-core Xeon 16 steps ahead
+ * was within noise at 16 threads and ~8% slower at 2, so it stays an experiment */
+static int64_t g_ppf = -1;
+static void ppf_init(void) {
+    if (g_ppf < 0) {
+        const char *e = getenv("SN_RNN_PF");
+        g_ppf = e && *e ? atoll(e) : 0;
+    }
+}
+#ifdef SN_SKINNY_X86
+/* C[b, n] (+)= sum_k A[b,k] Op[n,k] for b < B, n in [n0, n1) (n0 a multiple of 16),
+ * Op packed in P */
+__attribute__((target("avx512f"))) void sn_rnn_skinny_packed(const float *A, int64_t lda, int64_t B,
+                                                            const float *P, int64_t K, float *C, int64_t ldc,
+                                                            int64_t n0, int64_t n1, bool acc) {
+    for (int64_t b0 = 0; b0 < B; b0 += 4) {
+        int nb = B - b0 < 4 ? (int)(B - b0) : 4;
+        const float *a[4];
+        for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
+        int64_t n = n0;
+        for (; n + 4 * PANEL <= n1; n += 4 * PANEL) {
+            const float *p0 = P + (n / PANEL) * K * PANEL, *p1 = p0 + K * PANEL, *p2 = p1 + K * PANEL,
+                        *p3 = p2 + K * PANEL;
+            __m512 s[4][4];
+            for (int b = 0; b < 4; b++)
+                for (int r = 0; r < 4; r++) s[b][r] = _mm512_setzero_ps();
+            for (int64_t k = 0; k < K; k++) {
+                if (g_ppf > 0) {
+                    _mm_prefetch((const char *)(p0 + (k + g_ppf) * PANEL), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p1 + (k + g_ppf) * PANEL), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p2 + (k + g_ppf) * PANEL), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p3 + (k + g_ppf) * PANEL), _MM_HINT_T0);
+                }
+                __m512 w0 = _mm512_load_ps(p0 + k * PANEL), w1 = _mm512_load_ps(p1 + k * PANEL);
+                __m512 w2 = _mm512_load_ps(p2 + k * PANEL), w3 = _mm512_load_ps(p3 + k * PANEL);
+                for (int b = 0; b < 4; b++) {
+                    __m512 x = _mm512_set1_ps(a[b][k]);
+                    s[b][0] = _mm512_fmadd_ps(w0, x, s[b][0]);
+                    s[b][1] = _mm512_fmadd_ps(w1, x, s[b][1]);
+                    s[b][2] = _mm512_fmadd_ps(w2, x, s[b][2]);
+                    s[b][3] = _mm512_fmadd_ps(w3, x, s[b][3]);
+                }
+            }
+            for (int b = 0; b < nb; b++)
+                for (int r = 0; r < 4; r++) {
+                    float *cp = C + (b0 + b) * ldc + n + r * PANEL;
+                    __m512 v = acc ? _mm512_add_ps(s[b][r], _mm512_loadu_ps(cp)) : s[b][r];
+                    _mm512_storeu_ps(cp, v);
+                }
+        }
+        for (; n < n1; n += PANEL) { /* leftover panels, the last one maybe partial */
+            const float *pp = P + (n / PANEL) * K * PANEL;
+            __mmask16 m = n1 - n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
+            __m512 s[4];
+            for (int b = 0; b < 4; b++) s[b] = _mm512_setzero_ps();
+            for (int64_t k = 0; k < K; k++) {
+                __m512 w = _mm512_load_ps(pp + k * PANEL);
+                for (int b = 0; b < 4; b++) s[b] = _mm512_fmadd_ps(w, _mm512_set1_ps(a[b][k]), s[b]);
+            }
+            for (int b = 0; b < nb; b++) {
+                float *cp = C + (b0 + b) * ldc + n;
+                __m512 v = acc ? _mm512_add_ps(s[b], _mm512_maskz_loadu_ps(m, cp)) : s[b];
+                _mm512_mask_storeu_ps(cp, m, v);
+            }
+        }
+    }
+}
+#endif
+
+/* the packed path: AVX-512 and not turned off (SN_SKINNY_PACKED=0) */
+bool sn_rnn_use_packed(int64_t B) {
+    static int on = -1;
+    ppf_init();
+    if (on < 0) {
+        const char *e = getenv("SN_SKINNY_PACKED");
+        on = sn_rnn_skinny_level() == 2 && !(e && *e == '0');
+    }
+    return on && B <= SN_RNN_SKINNY_MAX_B;
+}
+
