@@ -237,6 +237,11 @@ static const bcase cases[] = {
     {{"metrics", "@rate1", "@rate1"}, 3, "1 Hz"},
     {{"metrics", "@silent", "@good"}, 0, "is silent"},
     {{"metrics", "@good", "@good"}, 0, "SI-SDR"},
+    /* model */
+    {{"model"}, 2, "usage"},
+    {{"model", "@dir/missing.yaml"}, 3, "cannot open config"},
+    {{"model", "@conf", "model.hidden=0"}, 2, "model.hidden"},
+    {{"model", "@conf", "--threads", "1"}, 0, "parameters"},
     /* eval */
     {{"eval"}, 2, "--ckpt"},
     {{"eval", "--ckpt", "@dir/none.safetensors"}, 3, "none.safetensors"},
@@ -289,7 +294,7 @@ static void test_codes_per_command(void **state) {
     static const struct { const char *cmd; int codes[6]; } want[] = {
         {"train", {0, 1, 2, 3, 4, -1}}, {"enhance", {0, 2, 3, 4, -1}}, {"metrics", {0, 2, 3, -1}},
         {"eval", {2, 3, 4, -1}},        {"data", {2, 3, -1}},          {"devices", {0, 2, -1}},
-        {"bench", {2, 4, -1}},
+        {"bench", {2, 4, -1}},         {"model", {0, 2, 3, -1}},
     };
     for (size_t w = 0; w < sizeof want / sizeof want[0]; w++)
         for (int k = 0; want[w].codes[k] >= 0; k++) {

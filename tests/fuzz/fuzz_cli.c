@@ -101,8 +101,9 @@ sn_status sn_demo_corpus(const char *d, double m, uint64_t s, const sn_demo_opti
     (void)d, (void)m, (void)s, (void)o, (void)u;
     return refuse("the demo corpus");
 }
-/* listing devices and benchmarking have their own small parsers, not fuzzed here */
+/* listing devices, benchmarking and describing models have their own small parsers, not fuzzed here */
 int sn_cmd_devices(int argc, char **argv) { (void)argc, (void)argv; return 0; }
+int sn_cmd_model(int argc, char **argv) { (void)argc, (void)argv; return 0; }
 int sn_cmd_bench(int argc, char **argv) { (void)argc, (void)argv; return 0; }
 
 /* ---- the target ---- */
