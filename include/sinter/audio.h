@@ -14,6 +14,10 @@ extern "C" {
 
 /* ---- file I/O ---------------------------------------------------------- */
 
+/* Sample rates a file may have (others are SN_ERR_UNSUPPORTED on reading). */
+#define SN_AUDIO_MIN_RATE 1000
+#define SN_AUDIO_MAX_RATE 768000
+
 /* Interleaved float32 samples. format = libsndfile SF_FORMAT_* (major|subtype)
  * of the source, so a caller can write the result back in the same format. */
 typedef struct sn_audio {

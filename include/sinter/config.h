@@ -23,6 +23,10 @@ extern "C" {
 #define SN_CONFIG_STR 1024   /* paths and other strings, including the NUL */
 #define SN_CONFIG_NAME 128
 #define SN_CONFIG_CHANNELS 5 /* encoder stages of the CRN */
+/* Bounds on what the loader reads: a config is a few KB and 3 levels deep, and
+ * libyaml's time grows with the square of the nesting. */
+#define SN_CONFIG_MAX_BYTES (1 << 20)
+#define SN_CONFIG_MAX_DEPTH 64
 
 typedef struct sn_config {
     char name[SN_CONFIG_NAME];     /* run name, default "crn" */

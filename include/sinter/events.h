@@ -19,6 +19,10 @@ typedef struct sn_events sn_events;
 /* Creates dir (and parents) if needed and a new event file in it, starting
  * with the file_version record "brain.Event:2". */
 sn_status sn_events_open(const char *dir, sn_events **out);
+/* SessionLog START at step: a run resumed from its checkpoint at step S
+ * writes it at S+1, and TensorBoard then discards the events at steps >= S+1
+ * written before (steps the killed run did past its checkpoint, redone now). */
+sn_status sn_events_session_start(sn_events *ev, int64_t step);
 /* Summary.Value{tag, simple_value} at step. */
 sn_status sn_events_scalar(sn_events *ev, const char *tag, int64_t step, double value);
 /* Summary.Value{tag, audio}: x (mono, [-1, 1], clipped) as a 16-bit PCM WAV. */

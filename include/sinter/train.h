@@ -130,14 +130,61 @@ typedef struct sn_train_result {
     int has_valid;
     int interrupted;          /* stopped through opts->stop (checkpoint written) */
     int rank, world;          /* data parallel: this process's rank and the process count (0 of 1 alone) */
+    int diverged;             /* stopped because the loss became NaN/Inf (SN_ERR_NUMERIC) */
     double seconds;
 } sn_train_result;
 
 /* Trains cfg (validated) into a new run directory, or continues resume_dir.
  * Returns SN_OK (also when interrupted: result->interrupted), SN_ERR_NUMERIC
- * when the loss became NaN/Inf (the message names the step and the last good
- * checkpoint), SN_ERR_CONFIG/IO/DEVICE/NOMEM on setup errors. */
+ * when the loss became NaN/Inf (result->diverged; the message names the step
+ * and the last good checkpoint), SN_ERR_CONFIG/IO/FORMAT/DEVICE/NOMEM on setup
+ * errors.
+ *  - A run directory is locked (<run>/.lock, flock) while a process trains in
+ *    it: a second train or --resume of it gets SN_ERR_IO naming the PID.
+ *  - A new run's directory is made after the device, data, model and memory
+ *    were checked, and removed again when start-up fails after that.
+ *  - Every write of the run (train.log, metrics.csv, events, samples, loss.svg,
+ *    checkpoints) is checked: the first failure stops training after one last
+ *    attempt at the checkpoint alone, with SN_ERR_IO naming the file and the
+ *    free space.
+ *  - --resume removes the temporary files of writes a killed process left, and
+ *    marks the resume step in the TensorBoard file (SessionLog START). */
 sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_result *result);
+
+/* ---- enhancement (inference on audio files) ---------------------------------------- */
+
+typedef struct sn_enhancer sn_enhancer;
+
+typedef struct sn_enhance_opts {
+    const char *device;       /* "auto" (default), "cpu", "cuda:N", ... */
+    int cpu_threads;          /* 0 = all cores */
+    double chunk_seconds;     /* model chunk length (state carried, output equal to whole-file
+                                 processing); 0 = whole files. Default 10. A model with no exact
+                                 chunked form (sn_model_streamable) always runs whole files. */
+    double longest_seconds;   /* > 0: the longest file to come; chunks are no longer than it needs */
+    volatile sig_atomic_t *stop; /* non-zero: sn_enhance_file stops, removes its partial output and
+                                    returns SN_OK */
+} sn_enhance_opts;
+void sn_enhance_opts_default(sn_enhance_opts *o);
+
+/* Opens the device and the checkpoint's model (sn_ckpt_load: `cfg` gives the
+ * model of a plain state_dict; NULL then refuses one). A device spec that
+ * names no usable device gives SN_ERR_DEVICE. */
+sn_status sn_enhancer_open(const char *ckpt, const sn_config *cfg, const sn_enhance_opts *opts, sn_enhancer **out);
+/* Enhances one file: read (any rate and channel count, mixed to mono),
+ * resample to 16 kHz, the model in chunks, resample back, write `out` at the
+ * input's rate and in its format (atomically: a failed or interrupted file
+ * leaves no output and no temporary file). The output's folder is created.
+ * audio_seconds (may be NULL) gets the input's duration. */
+sn_status sn_enhance_file(sn_enhancer *e, const char *in, const char *out, double *audio_seconds);
+const sn_model *sn_enhancer_model(const sn_enhancer *e);
+const sn_config *sn_enhancer_config(const sn_enhancer *e);
+sn_backend *sn_enhancer_backend(const sn_enhancer *e);
+int sn_enhancer_chunk_frames(const sn_enhancer *e); /* 0: whole files */
+/* Why the model runs on whole files (a layer with no exact chunked form, or
+ * chunk_seconds 0); "" when it runs in chunks. */
+const char *sn_enhancer_whole_reason(const sn_enhancer *e);
+void sn_enhancer_free(sn_enhancer *e);
 
 
 #ifdef __cplusplus

@@ -28,7 +28,7 @@ static int64_t block_frames(int channels) {
 }
 
 /* Maps a failed sf_open to a status and a message that names the file. */
-static sn_status open_error(const char *name, int err) {
+static sn_status open_error(const char *name, int err, int sys_errno) {
     const char *why = sf_error_number(err);
     switch (err) {
     case SF_ERR_UNRECOGNISED_FORMAT:
@@ -41,9 +41,9 @@ static sn_status open_error(const char *name, int err) {
                         "'%s' uses an audio encoding libsndfile cannot decode (%s); convert it to "
                         "WAV PCM or FLAC",
                         name, why);
-    case SF_ERR_SYSTEM:
+    case SF_ERR_SYSTEM: /* libsndfile says only "System error." */
         return sn_error(SN_ERR_IO, "cannot open '%s': %s (check the path and permissions)", name,
-                        why);
+                        sys_errno ? strerror(sys_errno) : why);
     default:
         return sn_error(SN_ERR_FORMAT,
                         "'%s' is corrupt or truncated (%s); re-export or remove the file", name,
@@ -62,6 +62,8 @@ static sn_status check_path(const char *path) {
     if (S_ISREG(st.st_mode) && st.st_size == 0)
         return sn_error(SN_ERR_FORMAT, "'%s' is empty (0 bytes); re-export or remove the file",
                         path);
+    if (access(path, R_OK) != 0)
+        return sn_error(SN_ERR_IO, "cannot read '%s': %s (check its permissions)", path, strerror(errno));
     return SN_OK;
 }
 
@@ -69,15 +71,25 @@ static SNDFILE *open_read(const char *path, SF_INFO *info, sn_status *st) {
     *st = check_path(path);
     if (*st) return NULL;
     memset(info, 0, sizeof *info);
+    errno = 0;
     SNDFILE *sf = sf_open(path, SFM_READ, info);
     if (!sf) {
-        *st = open_error(path, sf_error(NULL));
+        *st = open_error(path, sf_error(NULL), errno);
         return NULL;
     }
     if (info->channels <= 0 || info->samplerate <= 0) {
         sf_close(sf);
         *st = sn_error(SN_ERR_FORMAT, "'%s' has a bad header (%d channels, %d Hz)", path,
                        info->channels, info->samplerate);
+        return NULL;
+    }
+    /* no speech lives at a few Hz, and the resampler refuses ratios past 256 */
+    if (info->samplerate < SN_AUDIO_MIN_RATE || info->samplerate > SN_AUDIO_MAX_RATE) {
+        sf_close(sf);
+        *st = sn_error(SN_ERR_UNSUPPORTED,
+                       "'%s' has a sample rate of %d Hz; sinter reads audio at %d to %d Hz: "
+                       "check the file's header or resample it",
+                       path, info->samplerate, SN_AUDIO_MIN_RATE, SN_AUDIO_MAX_RATE);
         return NULL;
     }
     return sf;
@@ -243,7 +255,7 @@ sn_status sn_audio_read_memory(const void *buf, size_t size, const char *name, i
     SF_INFO info;
     memset(&info, 0, sizeof info);
     SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &info, &m);
-    if (!sf) return open_error(name, sf_error(NULL));
+    if (!sf) return open_error(name, sf_error(NULL), 0);
     sn_status st;
     if (info.channels <= 0 || info.samplerate <= 0)
         st = sn_error(SN_ERR_FORMAT, "'%s' has a bad header (%d channels, %d Hz)", name,
@@ -341,11 +353,15 @@ sn_status sn_audio_writer_open(const char *path, int channels, int sample_rate, 
         return sn_error(SN_ERR_NOMEM, "out of memory writing '%s'", path);
     }
     snprintf(tmp, plen, "%s.tmp%ld.%lu", path, (long)getpid(), k);
+    errno = 0;
     SNDFILE *sf = sf_open(tmp, SFM_WRITE, &info);
     if (!sf) {
+        int e = errno;
+        /* sf_open may have created the file before its header write failed (disk full) */
+        unlink(tmp);
         st = sn_error(SN_ERR_IO, "cannot write '%s': %s (check that the directory exists and is "
-                                 "writable)",
-                      path, sf_strerror(NULL));
+                                 "writable, and the free space)",
+                      path, e ? strerror(e) : sf_strerror(NULL));
         free(wr);
         free(tmp);
         return st;

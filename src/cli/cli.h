@@ -9,21 +9,33 @@
 #define SN_VERSION "0.0.0"
 #endif
 
-/* Exit codes of every subcommand (README.md, "Exit codes"). */
+/* Exit codes of every subcommand: the one table (README.md "Exit codes",
+ * `sinter --help` and each subcommand's --help print SN_EXIT_CODES_HELP). */
 enum {
     SN_EXIT_OK = 0,
-    SN_EXIT_NUMERIC = 1,     /* training stopped by NaN/Inf */
+    SN_EXIT_NUMERIC = 1,     /* train only: the loss became NaN/Inf */
     SN_EXIT_USAGE = 2,       /* bad arguments, config error */
-    SN_EXIT_INPUT = 3,       /* missing/unreadable/corrupt input, unwritable output */
+    SN_EXIT_INPUT = 3,       /* missing/unreadable/corrupt input (NaN/Inf in it too), unwritable output, full
+                                disk, run directory in use */
     SN_EXIT_DEVICE = 4,      /* no such device, out of (device) memory */
     SN_EXIT_INTERRUPTED = 130,
 };
 
-/* Maps a library status to the exit code above. */
+#define SN_EXIT_CODES_HELP                                                                                   \
+    "exit codes (the same for every command):\n"                                                              \
+    "  0    ok\n"                                                                                              \
+    "  1    training stopped: the loss became NaN/Inf (train)\n"                                               \
+    "  2    usage or config error: bad option, unknown key, bad value\n"                                       \
+    "  3    input/file error: a missing, unreadable or corrupt file (NaN/Inf samples or weights\n"             \
+    "       included), a wrong checkpoint, an unwritable output or full disk, a run in use\n"                  \
+    "  4    device error: no such device, out of memory\n"                                                     \
+    "  130  interrupted (Ctrl-C / SIGINT; train writes a checkpoint first)\n"
+
+/* Maps a library status to the exit code above. NaN/Inf is bad input (3)
+ * everywhere; only train's diverging loss is 1 (sn_train_result.diverged). */
 static inline int sn_cli_exit_code(sn_status s) {
     switch (s) {
     case SN_OK: return SN_EXIT_OK;
-    case SN_ERR_NUMERIC: return SN_EXIT_NUMERIC;
     case SN_ERR_INVALID_ARG:
     case SN_ERR_CONFIG: return SN_EXIT_USAGE;
     case SN_ERR_NOMEM:

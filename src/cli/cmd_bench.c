@@ -38,7 +38,7 @@ static void usage(FILE *f) {
             "  --config CONF   the model of the train-step row\n"
             "  --threads N     CPU threads (default: all cores)\n"
             "  -h, --help      this text\n"
-            "exit codes: 0 ok, 2 usage/config error, 3 file error, 4 device error\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 static double now_s(void) {

@@ -28,7 +28,8 @@ static void usage(FILE *f) {
             "  --minutes N    minutes of training speech (default 5)\n"
             "  --seed S       random seed (default 0)\n"
             "  --synth        use the built-in speech synthesiser even if espeak-ng exists\n"
-            "  --jobs J       parallel espeak-ng processes (default 3)\n");
+            "  --jobs J       parallel espeak-ng processes (default 3)\n"
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 static int parse_num(const char *opt, const char *s, double *out) {
@@ -81,7 +82,7 @@ int sn_cmd_data(int argc, char **argv) {
     sn_status st = sn_demo_corpus(out, minutes, (uint64_t)seed, &o, NULL);
     if (st != SN_OK) {
         fprintf(stderr, "sinter data demo: error: %s\n", sn_last_error());
-        return 3;
+        return st == SN_ERR_NOMEM ? SN_EXIT_DEVICE : SN_EXIT_INPUT;
     }
     printf("wrote %s in %.1f s\n", out, now_s() - t0);
     return 0;

@@ -21,7 +21,7 @@ static void usage(FILE *f) {
             "options:\n"
             "  --json      one JSON object: {\"version\", \"backends\", \"auto\", \"devices\": [...]}\n"
             "  -h, --help  this text\n"
-            "exit codes: 0 ok, 2 usage error, 4 device error\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 /* device=auto's pick: the highest sn_device_auto_rank, the first of equals */

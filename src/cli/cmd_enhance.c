@@ -1,23 +1,16 @@
 /* `sinter enhance --ckpt CKPT [--config CONF] [key=value ...] IN... -o OUT`:
- * enhances audio files with a trained CRN. Audio is mixed down to mono and
- * resampled to the model's 16 kHz; the model runs on chunks of frames with its
- * state carried (stream.h), the STFT reads hop-aligned pieces of the signal and
- * the inverse STFT carries the overlap-add tail (numerator and window-square
- * denominator) to the next chunk, so the result equals whole-file processing.
- * The output is resampled back and written at the input's rate and format.
- * The audio itself streams too: read, resampled (both ways) and written in
- * blocks, so memory stays constant however long the file (see enhance_file). */
+ * the arguments, which output each input goes to, and the printing. The
+ * enhancement itself (read, resample, chunked streaming inference, write) is
+ * sn_enhance_file in src/train/enhance.c. */
 #include "cli.h"
 #include "sinter/audio.h"
 #include "sinter/config.h"
-#include "sinter/stream.h"
 #include "sinter/train.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
-#include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MODEL_RATE 16000
 #define MAX_OVERRIDES 64
 
 static void usage(FILE *f) {
@@ -61,8 +53,7 @@ static void usage(FILE *f) {
             "\n"
             "Prints the real-time factor: processing time / audio duration (< 1 is faster\n"
             "than real time).\n"
-            "exit codes: 0 ok, 2 usage/config error, 3 input/file error (missing or wrong\n"
-            "checkpoint, unreadable input, unwritable output), 4 device error, 130 interrupted\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 static volatile sig_atomic_t g_stop;
@@ -81,6 +72,7 @@ static double now_s(void) {
 
 typedef struct job {
     char *in, *out;
+    int arg; /* the input argument it came from */
 } job;
 
 typedef struct joblist {
@@ -145,12 +137,17 @@ static sn_status scan_dir(const char *dir, const char *out, joblist *L, int dept
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    if (st == SN_OK) qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (st == SN_OK && n > 0) qsort(names, (size_t)n, sizeof *names, cmp_str); /* an empty folder: names is NULL */
     for (int i = 0; i < n && st == SN_OK; i++) {
         char *p = join(dir, names[i]), *o = join(out, names[i]);
         struct stat sb;
         if (!p || !o) st = sn_error(SN_ERR_NOMEM, "out of host memory");
-        else if (stat(p, &sb) != 0) st = SN_OK; /* vanished or a dangling link: skip */
+        else if (stat(p, &sb) != 0) {
+            /* vanished, or a link to nothing: skipped, but not in silence */
+            struct stat lb;
+            if (lstat(p, &lb) == 0 && S_ISLNK(lb.st_mode))
+                sn_log(SN_LOG_WARN, "enhance: skipping '%s': a broken link (its target does not exist)", p);
+        }
         else if (S_ISDIR(sb.st_mode)) st = scan_dir(p, o, L, depth + 1);
         else if (S_ISREG(sb.st_mode) && is_audio_name(names[i]) && !push_job(L, p, o))
             st = sn_error(SN_ERR_NOMEM, "out of host memory");
@@ -186,6 +183,7 @@ static sn_status make_jobs(char **inputs, int nin, const char *out, joblist *L, 
     for (int i = 0; i < nin; i++) {
         stat(inputs[i], &sb);
         sn_status st;
+        int first = L->n;
         if (S_ISDIR(sb.st_mode)) {
             int before = L->n;
             st = scan_dir(inputs[i], out, L, 0);
@@ -196,349 +194,97 @@ static sn_status make_jobs(char **inputs, int nin, const char *out, joblist *L, 
             st = o && push_job(L, inputs[i], o) ? SN_OK : sn_error(SN_ERR_NOMEM, "out of host memory");
             free(o);
         }
+        for (int j = first; j < L->n; j++) L->v[j].arg = i;
         if (st != SN_OK) return st;
     }
     if (L->n == 0) return sn_error(SN_ERR_IO, "no audio files (.wav .flac .ogg) found in the inputs");
     return SN_OK;
 }
 
-/* mkdir -p of the folder part of path. */
-static sn_status make_parent(const char *path) {
+static const joblist *g_sort_jobs;
+static int cmp_job_out(const void *a, const void *b) {
+    return strcmp(g_sort_jobs->v[*(const int *)a].out, g_sort_jobs->v[*(const int *)b].out);
+}
+
+/* Two jobs that write the same output (*a < *b), or 0 when every output is its own. */
+static int find_clash(const joblist *L, int *a, int *b) {
+    int *idx = malloc((size_t)(L->n ? L->n : 1) * sizeof *idx);
+    if (!idx) return 0;
+    for (int j = 0; j < L->n; j++) idx[j] = j;
+    g_sort_jobs = L;
+    qsort(idx, (size_t)L->n, sizeof *idx, cmp_job_out);
+    int found = 0;
+    for (int j = 1; j < L->n && !found; j++)
+        if (!strcmp(L->v[idx[j - 1]].out, L->v[idx[j]].out)) {
+            found = 1;
+            *a = idx[j - 1] < idx[j] ? idx[j - 1] : idx[j];
+            *b = idx[j - 1] < idx[j] ? idx[j] : idx[j - 1];
+        }
+    free(idx);
+    return found;
+}
+
+/* Inputs whose outputs clash (p1/s.wav and p2/s.wav into one folder) keep
+ * their own folders below OUT: each output goes to OUT/<its input's folder
+ * relative to the folder all inputs share>/<name>, as a folder input's tree
+ * is mirrored. *common gets that shared folder (the caller frees it). */
+static sn_status mirror_inputs(char **inputs, int nin, const char *out, joblist *L, char **common) {
+    char **anchor = calloc((size_t)nin, sizeof *anchor);
+    sn_status st = anchor ? SN_OK : sn_error(SN_ERR_NOMEM, "out of host memory");
+    size_t cl = 0;
+    for (int i = 0; i < nin && st == SN_OK; i++) {
+        struct stat sb;
+        anchor[i] = realpath(inputs[i], NULL);
+        if (!anchor[i]) {
+            st = sn_error(SN_ERR_IO, "input '%s': %s", inputs[i], strerror(errno));
+            break;
+        }
+        if (stat(anchor[i], &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+            char *slash = strrchr(anchor[i], '/');
+            slash[slash == anchor[i]] = 0; /* "/s.wav" -> "/" */
+        }
+        /* the longest prefix of whole path components shared with the anchors so far */
+        size_t n = strlen(anchor[i]);
+        if (i == 0) cl = n;
+        size_t k = 0;
+        while (k < cl && k < n && anchor[0][k] == anchor[i][k]) k++;
+        if (!((k == cl || anchor[0][k] == '/') && (k == n || anchor[i][k] == '/')))
+            while (k > 0 && anchor[0][k] != '/') k--;
+        cl = k;
+    }
+    size_t base = strlen(out) + (out[0] && out[strlen(out) - 1] != '/');
+    for (int j = 0; j < L->n && st == SN_OK; j++) {
+        const char *a = anchor[L->v[j].arg] + cl;
+        while (*a == '/') a++;
+        char *dir = *a ? join(out, a) : strdup(out), *o = dir ? join(dir, L->v[j].out + base) : NULL;
+        free(dir);
+        if (!o) st = sn_error(SN_ERR_NOMEM, "out of host memory");
+        else free(L->v[j].out), L->v[j].out = o;
+    }
+    if (st == SN_OK) {
+        *common = malloc(cl + 2);
+        if (*common) snprintf(*common, cl + 2, "%.*s", (int)(cl ? cl : 1), cl ? anchor[0] : "/");
+    }
+    for (int i = 0; anchor && i < nin; i++) free(anchor[i]);
+    free(anchor);
+    return st;
+}
+
+/* mkdir -p */
+static sn_status make_dirs(const char *path) {
     char *p = strdup(path);
     if (!p) return sn_error(SN_ERR_NOMEM, "out of host memory");
-    char *slash = strrchr(p, '/');
     sn_status st = SN_OK;
-    if (slash && slash != p) {
-        *slash = 0;
-        for (char *s = p + 1; st == SN_OK; s++) {
-            if (*s != '/' && *s) continue;
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0777) != 0 && errno != EEXIST)
-                st = sn_error(SN_ERR_IO, "cannot create output folder '%s': %s", p, strerror(errno));
-            *s = c;
-            if (!c) break;
-        }
+    for (char *s = p + 1; st == SN_OK; s++) {
+        if (*s != '/' && *s) continue;
+        char c = *s;
+        *s = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            st = sn_error(SN_ERR_IO, "cannot create output folder '%s': %s", p, strerror(errno));
+        *s = c;
+        if (!c) break;
     }
     free(p);
-    return st;
-}
-
-/* The output format: the input's when the extensions agree, else the output
- * extension's container with the input's subtype if that combination exists. */
-static int out_format(const char *out_path, int in_format) {
-    const char *dot = strrchr(out_path, '.');
-    int major = SF_FORMAT_WAV;
-    if (dot && !strcasecmp(dot, ".flac")) major = SF_FORMAT_FLAC;
-    else if (dot && !strcasecmp(dot, ".ogg")) major = SF_FORMAT_OGG;
-    if ((in_format & SF_FORMAT_TYPEMASK) == major) return in_format;
-    SF_INFO info = {.samplerate = MODEL_RATE, .channels = 1, .format = major | (in_format & SF_FORMAT_SUBMASK)};
-    if (sf_format_check(&info)) return info.format;
-    return major; /* the default subtype of that container */
-}
-
-/* ---- enhancement at 16 kHz --------------------------------------------------- */
-
-typedef struct enhancer {
-    sn_model *m;
-    sn_backend *b, *cpu;
-    sn_stft *stft;
-    sn_stream *stream;      /* NULL: whole files */
-    int Tc;                 /* frames per chunk */
-    float *mag, *phase, *est; /* [(Tc+2)*161]: a zero frame on each side of the chunk */
-    float *yl;              /* local iSTFT of the padded chunk */
-    float *den, *den_ext;   /* window-square sums of the chunk's frames / with the zero frames */
-    float w2[SN_NFFT];      /* periodic Hann, squared */
-} enhancer;
-
-static void enhancer_free(enhancer *e) {
-    sn_stream_free(e->stream);
-    sn_stft_free(e->stft);
-    free(e->mag), free(e->phase), free(e->est), free(e->yl), free(e->den), free(e->den_ext);
-}
-
-static sn_status enhancer_init(enhancer *e, int Tc) {
-    sn_status st = sn_stft_new(&e->stft);
-    for (int k = 0; k < SN_NFFT; k++) {
-        double w = 0.5 - 0.5 * cos(2.0 * M_PI * k / SN_NFFT);
-        e->w2[k] = (float)(w * w);
-    }
-    if (st != SN_OK || Tc <= 0) return st;
-    e->Tc = Tc;
-    st = sn_stream_new(e->m, e->b, e->cpu, 1, Tc, &e->stream);
-    if (st != SN_OK) return st;
-    size_t nf = (size_t)(Tc + 2) * SN_NBINS, ns = (size_t)SN_HOP * (Tc + 1) + SN_NFFT;
-    e->mag = calloc(nf, sizeof(float));
-    e->phase = calloc(nf, sizeof(float));
-    e->est = calloc(nf, sizeof(float));
-    e->yl = calloc(ns, sizeof(float));
-    e->den = calloc(ns, sizeof(float));
-    e->den_ext = calloc(ns, sizeof(float));
-    if (!e->mag || !e->phase || !e->est || !e->yl || !e->den || !e->den_ext)
-        return sn_error(SN_ERR_NOMEM, "enhance: out of host memory");
-    return SN_OK;
-}
-
-/* Whole file at once: STFT, one inference graph of T frames, iSTFT. */
-static sn_status enhance_whole(enhancer *e, const float *x, int64_t N, float *y) {
-    int64_t T = sn_stft_frames(N);
-    memset(y, 0, (size_t)N * sizeof(float));
-    if (T == 0) return SN_OK;
-    if (T > 1000000) return sn_error(SN_ERR_INVALID_ARG, "enhance: %lld frames is too long for one pass; use "
-                                     "--chunk-seconds", (long long)T);
-    float *mag = malloc((size_t)T * SN_NBINS * sizeof(float)), *ph = malloc((size_t)T * SN_NBINS * sizeof(float));
-    float *est = malloc((size_t)T * SN_NBINS * sizeof(float));
-    sn_infer *inf = NULL;
-    sn_status st = mag && ph && est ? SN_OK : sn_error(SN_ERR_NOMEM, "enhance: out of host memory");
-    if (st == SN_OK) st = sn_stft_mag_phase(e->stft, x, N, mag, ph);
-    if (st == SN_OK) st = sn_infer_new(e->m, e->b, e->cpu, 1, (int)T, &inf);
-    if (st == SN_OK) st = sn_infer_run(inf, mag, est);
-    if (st == SN_OK) st = sn_istft_mag_phase(e->stft, est, ph, T, y, N);
-    if (st == SN_OK) sn_istft_fade_edges(e->stft, y, N, T); /* the chunked path's rule (wola) */
-    sn_infer_free(inf);
-    free(mag), free(ph), free(est);
-    return st;
-}
-
-/* The overlap-add division of an enhanced output sample. Inside the signal two
- * windows cover every sample and their squares sum to at least 0.5; in the first and
- * last hop one window does, and DESIGN.md's 1e-8 guard divides the model's estimate by
- * w^2 down to ~1e-7 there, amplifying its errors up to 1e7-fold (clicks that dominate
- * any metric of the file). Flooring the divisor at 0.5 leaves the interior exact and
- * turns the ends into a 5 ms fade instead. */
-static float wola(double num, double den) {
-    if (!(den > 1e-8)) return 0.0f;
-    return (float)(num / (den < SN_ISTFT_EDGE_FLOOR ? SN_ISTFT_EDGE_FLOOR : den));
-}
-
-/* One chunk of n frames starting at frame t0, from x = samples
- * [160·t0, 160·(t0+n-1)+320). Its local iSTFT, with a zero frame added on each
- * side so every sample has a window-square sum far above 1e-8, gives back the
- * exact overlap-add numerator (y·den_ext); the last 160 samples wait in carry
- * for the next chunk's first frame. Writes the n·160 final samples
- * [160·t0, 160·(t0+n)) to y. */
-static sn_status enhance_chunk(enhancer *e, const float *x, int n, float *carry_num, float *carry_den,
-                               float *y) {
-    const int F = SN_NBINS, H = SN_HOP;
-    int64_t L = (int64_t)H * (n - 1) + SN_NFFT;
-    memset(e->mag, 0, (size_t)F * sizeof(float));
-    memset(e->est, 0, (size_t)F * sizeof(float));
-    memset(e->est + (size_t)(n + 1) * F, 0, (size_t)F * sizeof(float));
-    memset(e->phase + (size_t)(n + 1) * F, 0, (size_t)F * sizeof(float));
-    sn_status st = sn_stft_mag_phase(e->stft, x, L, e->mag + F, e->phase + F);
-    if (st == SN_OK) st = sn_stream_run(e->stream, e->mag + F, n, e->est + F);
-    int64_t Lx = (int64_t)H * (n + 1) + SN_NFFT; /* n + 2 frames from sample -160 */
-    if (st == SN_OK) st = sn_istft_mag_phase(e->stft, e->est, e->phase, n + 2, e->yl, Lx);
-    if (st != SN_OK) return st;
-    /* window-square sums over the chunk's frames (den) and with the zero frames (den_ext) */
-    memset(e->den, 0, (size_t)Lx * sizeof(float));
-    for (int j = 1; j <= n; j++)
-        for (int k = 0; k < SN_NFFT; k++) e->den[(int64_t)j * H + k] += e->w2[k];
-    for (int64_t k = 0; k < Lx; k++) e->den_ext[k] = e->den[k];
-    for (int k = 0; k < SN_NFFT; k++) {
-        e->den_ext[k] += e->w2[k];
-        e->den_ext[(int64_t)(n + 1) * H + k] += e->w2[k];
-    }
-    /* local index i = s + 160 for output sample s of the chunk */
-    for (int64_t s = 0; s < (int64_t)n * H; s++) {
-        int64_t i = s + H;
-        double num = (double)e->yl[i] * e->den_ext[i], den = e->den[i];
-        if (s < H) num += carry_num[s], den += carry_den[s];
-        y[s] = wola(num, den);
-    }
-    for (int s = 0; s < H; s++) {
-        int64_t i = (int64_t)n * H + H + s;
-        carry_num[s] = e->yl[i] * e->den_ext[i];
-        carry_den[s] = e->den[i];
-    }
-    return SN_OK;
-}
-
-/* ---- one file, streamed ------------------------------------------------------
- *
- * reader (input rate, mono) -> resampler to 16 kHz -> x16 buffer -> chunks of
- * Tc frames through the model -> resampler back -> writer (input rate and
- * format). Every buffer is bounded by the read block and the chunk length, so
- * memory does not grow with the file, and the samples are those of the
- * whole-file pipeline: the resamplers carry their filter state (sn_resampler
- * equals sn_resample), the chunks the model, STFT and overlap-add state.
- * Without a stream (attention, --chunk-seconds 0) the 16 kHz signal is
- * gathered whole for one pass; reading and writing still go in blocks. */
-
-#define READ_BLOCK 16384
-
-typedef struct flow {
-    enhancer *e;
-    const char *in;
-    sn_resampler *down, *up;
-    sn_audio_writer *w;
-    float *blk;                  /* one read block */
-    float *x16;                  /* 16 kHz input from sample 160·t0 (whole: from 0) */
-    int64_t nx, capx;
-    int64_t t0;                  /* next frame to enhance */
-    int64_t n16;                 /* 16 kHz samples received */
-    float *y16;                  /* one chunk of output */
-    float carry_num[SN_HOP], carry_den[SN_HOP];
-    int64_t frames_in;           /* input frames read so far */
-    int64_t frames_out;          /* output frames written */
-    float *pend;                 /* output past frames_in, held until the length is known */
-    int64_t npend, cappend;
-} flow;
-
-static void flow_free(flow *p) {
-    sn_resampler_free(p->down);
-    sn_resampler_free(p->up);
-    sn_audio_writer_abort(p->w); /* still open only on failure or interrupt */
-    free(p->blk), free(p->x16), free(p->y16), free(p->pend);
-}
-
-static int reserve(float **v, int64_t *cap, int64_t need) {
-    if (need <= *cap) return 1;
-    int64_t c = *cap * 2 > need ? *cap * 2 : need;
-    float *nv = realloc(*v, (size_t)c * sizeof(float));
-    if (!nv) return 0;
-    *v = nv, *cap = c;
-    return 1;
-}
-
-/* The output has exactly as many frames as the input: samples at or past the
- * frames read so far wait until the input's end says whether they are kept. */
-static sn_status sink_write(flow *p, const float *y, int64_t n) {
-    if (n > 0 && (p->npend || p->frames_out + n > p->frames_in)) {
-        if (!reserve(&p->pend, &p->cappend, p->npend + n))
-            return sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", p->in);
-        memcpy(p->pend + p->npend, y, (size_t)n * sizeof(float));
-        p->npend += n;
-        y = p->pend, n = p->npend;
-    }
-    int64_t k = p->frames_in - p->frames_out;
-    if (k > n) k = n;
-    if (k <= 0) return SN_OK;
-    sn_status st = sn_audio_writer_write(p->w, y, k);
-    if (st != SN_OK) return st;
-    p->frames_out += k;
-    if (y == p->pend) {
-        memmove(p->pend, p->pend + k, (size_t)(p->npend - k) * sizeof(float));
-        p->npend -= k;
-    }
-    return SN_OK;
-}
-
-/* 16 kHz output -> the input's rate -> the file. */
-static sn_status emit(flow *p, const float *y, int64_t n, int last) {
-    const float *r;
-    int64_t nr;
-    sn_status st = sn_resampler_process(p->up, y, n, last, &r, &nr);
-    return st == SN_OK ? sink_write(p, r, nr) : st;
-}
-
-/* Runs the chunk of n frames at frame t0 (x16 holds samples from 160·t0). */
-static sn_status run_chunk(flow *p, int n) {
-    sn_status st = enhance_chunk(p->e, p->x16, n, p->carry_num, p->carry_den, p->y16);
-    if (st == SN_OK) st = emit(p, p->y16, (int64_t)n * SN_HOP, 0);
-    if (st != SN_OK) return st;
-    int64_t drop = (int64_t)n * SN_HOP;
-    if (drop > p->nx) drop = p->nx;
-    memmove(p->x16, p->x16 + drop, (size_t)(p->nx - drop) * sizeof(float));
-    p->nx -= drop;
-    p->t0 += n;
-    return SN_OK;
-}
-
-/* 16 kHz input arrives; full chunks run as soon as their samples are in. */
-static sn_status push16(flow *p, const float *x, int64_t n) {
-    if (!reserve(&p->x16, &p->capx, p->nx + n))
-        return sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", p->in);
-    memcpy(p->x16 + p->nx, x, (size_t)n * sizeof(float));
-    p->nx += n;
-    p->n16 += n;
-    if (!p->e->stream) return SN_OK;
-    const int Tc = p->e->Tc;
-    sn_status st = SN_OK;
-    /* a full chunk needs 160·(Tc-1)+320 samples; one that ends the file may be shorter */
-    while (st == SN_OK && !g_stop && p->nx >= (int64_t)SN_HOP * (Tc - 1) + SN_NFFT) st = run_chunk(p, Tc);
-    return st;
-}
-
-/* The input has ended: the last chunks, the overlap-add tail, the zeros past
- * the last frame, the resampler's tail. */
-static sn_status finish16(flow *p) {
-    enhancer *e = p->e;
-    int64_t N = p->n16, T = sn_stft_frames(N);
-    sn_status st = SN_OK;
-    if (N < SN_NFFT)
-        sn_log(SN_LOG_WARN, "enhance: '%s' is shorter than one 20 ms frame: the output is silence", p->in);
-    if (!e->stream) {
-        float *y = malloc((size_t)(N ? N : 1) * sizeof(float));
-        if (!y) return sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", p->in);
-        st = enhance_whole(e, p->x16, N, y);
-        if (st == SN_OK && !g_stop) st = emit(p, y, N, 1);
-        free(y);
-        return st;
-    }
-    while (st == SN_OK && !g_stop && p->t0 < T) st = run_chunk(p, (int)(T - p->t0 < e->Tc ? T - p->t0 : e->Tc));
-    if (st != SN_OK || g_stop) return st;
-    /* the last frame's second half (no further frame overlaps it), then zeros */
-    float tail[SN_HOP] = {0}, zeros[SN_HOP] = {0};
-    int64_t done = T * SN_HOP;
-    for (int s = 0; s < SN_HOP && T > 0 && done < N; s++, done++)
-        tail[s] = wola(p->carry_num[s], p->carry_den[s]);
-    st = emit(p, tail, T > 0 ? done - T * SN_HOP : 0, 0);
-    while (st == SN_OK && done < N) {
-        int64_t k = N - done < SN_HOP ? N - done : SN_HOP;
-        st = emit(p, zeros, k, 0);
-        done += k;
-    }
-    return st == SN_OK ? emit(p, NULL, 0, 1) : st;
-}
-
-/* One file: read (mono), resample to 16 kHz, enhance, resample back, write. */
-static sn_status enhance_file(enhancer *e, const char *in, const char *out, double *audio_s) {
-    flow p = {.e = e, .in = in};
-    sn_audio_reader *rd = NULL;
-    int rate = 0, format = 0;
-    sn_status st = sn_audio_reader_open(in, &rd, &rate, NULL);
-    if (st != SN_OK) return st;
-    st = sn_audio_info(in, NULL, NULL, NULL, &format);
-    if (st == SN_OK) st = sn_resampler_new(rate, MODEL_RATE, &p.down);
-    if (st == SN_OK) st = sn_resampler_new(MODEL_RATE, rate, &p.up);
-    if (st == SN_OK && e->stream) st = sn_stream_reset(e->stream);
-    if (st == SN_OK) {
-        p.blk = malloc(READ_BLOCK * sizeof(float));
-        p.y16 = e->stream ? malloc((size_t)e->Tc * SN_HOP * sizeof(float)) : NULL;
-        if (!p.blk || (e->stream && !p.y16)) st = sn_error(SN_ERR_NOMEM, "enhance '%s': out of host memory", in);
-    }
-    if (st == SN_OK) st = make_parent(out);
-    if (st == SN_OK) st = sn_audio_writer_open(out, 1, rate, out_format(out, format), &p.w);
-    for (int last = 0; st == SN_OK && !last && !g_stop;) {
-        int64_t got = 0;
-        const float *x;
-        int64_t nx;
-        st = sn_audio_reader_read(rd, p.blk, READ_BLOCK, &got);
-        last = got == 0;
-        p.frames_in += got;
-        if (last && st == SN_OK && p.frames_in == 0)
-            st = sn_error(SN_ERR_FORMAT, "'%s' holds no audio samples (0 frames); re-export or remove the file",
-                          in);
-        if (st == SN_OK) st = sn_resampler_process(p.down, p.blk, got, last, &x, &nx);
-        if (st == SN_OK) st = push16(&p, x, nx);
-    }
-    if (st == SN_OK && !g_stop) st = finish16(&p);
-    if (st == SN_OK && !g_stop) {
-        /* resampling rounds the length: make it the input's exactly */
-        static const float zeros[1024];
-        while (st == SN_OK && p.frames_out < p.frames_in) {
-            int64_t k = p.frames_in - p.frames_out < 1024 ? p.frames_in - p.frames_out : 1024;
-            st = sink_write(&p, zeros, k);
-        }
-        sn_audio_writer *w = p.w;
-        p.w = NULL;
-        if (st == SN_OK) st = sn_audio_writer_close(w);
-        else sn_audio_writer_abort(w);
-    }
-    *audio_s = rate > 0 ? (double)p.frames_in / rate : 0;
-    sn_audio_reader_close(rd);
-    flow_free(&p);
     return st;
 }
 
@@ -654,11 +400,34 @@ int sn_cmd_enhance(int argc, char **argv) {
     joblist jobs = {0};
     int out_is_dir = 0;
     st = make_jobs(inputs, nin, out, &jobs, &out_is_dir);
-    free(inputs);
     if (st != SN_OK) {
+        free(inputs);
         free_jobs(&jobs);
         return fail(st, NULL);
     }
+    /* never two inputs into one output: mirror their folders, or refuse before writing anything */
+    int ca, cb;
+    if (out_is_dir && find_clash(&jobs, &ca, &cb)) {
+        char *common = NULL;
+        st = mirror_inputs(inputs, nin, out, &jobs, &common);
+        if (st != SN_OK) {
+            free(inputs);
+            free_jobs(&jobs);
+            return fail(st, NULL);
+        }
+        if (!quiet)
+            printf("note: inputs share file names: each output keeps its input's folder below '%s' (relative "
+                   "to %s)\n", out, common ? common : "/");
+        free(common);
+    }
+    if (find_clash(&jobs, &ca, &cb)) {
+        fprintf(stderr, "sinter enhance: inputs '%s' and '%s' would both be written to '%s' (the same file given "
+                "twice?); give each input once\n", jobs.v[ca].in, jobs.v[cb].in, jobs.v[ca].out);
+        free(inputs);
+        free_jobs(&jobs);
+        return SN_EXIT_USAGE;
+    }
+    free(inputs);
     for (int j = 0; j < jobs.n; j++) {
         struct stat si, so;
         if (stat(jobs.v[j].out, &so) == 0 && stat(jobs.v[j].in, &si) == 0 && si.st_ino == so.st_ino &&
@@ -669,9 +438,7 @@ int sn_cmd_enhance(int argc, char **argv) {
         }
     }
     if (out_is_dir) {
-        char *probe = join(out, "x");
-        st = probe ? make_parent(probe) : SN_ERR_NOMEM;
-        free(probe);
+        st = make_dirs(out);
         if (st == SN_OK && access(out, W_OK) != 0)
             st = sn_error(SN_ERR_IO, "output folder '%s' is not writable: %s", out, strerror(errno));
         if (st != SN_OK) {
@@ -680,49 +447,37 @@ int sn_cmd_enhance(int argc, char **argv) {
         }
     }
 
-    enhancer e = {0};
+    /* chunks no longer than the longest file needs */
+    sn_enhance_opts eo;
+    sn_enhance_opts_default(&eo);
+    eo.device = device;
+    eo.cpu_threads = (int)threads;
+    eo.chunk_seconds = chunk_s;
+    eo.stop = &g_stop;
+    for (int j = 0; j < jobs.n; j++) {
+        int rate = 0;
+        int64_t frames = 0;
+        if (sn_audio_info(jobs.v[j].in, &rate, &frames, NULL, NULL) == SN_OK && rate > 0 &&
+            (double)frames / rate > eo.longest_seconds)
+            eo.longest_seconds = (double)frames / rate;
+    }
+    if (eo.longest_seconds <= 0) eo.longest_seconds = 1e-3;
+    sn_enhancer *e = NULL;
     int rc = SN_EXIT_OK;
-    st = sn_backend_open(device, (int)threads, &e.b);
+    /* no --config and no overrides: a plain state_dict is an error that says what to give */
+    st = sn_enhancer_open(ckpt, conf || nov ? &cfg : NULL, &eo, &e);
     if (st != SN_OK) {
         free_jobs(&jobs);
-        return fail(st == SN_ERR_CONFIG ? SN_ERR_DEVICE : st, NULL);
+        return fail(st, NULL);
     }
-    e.cpu = e.b->is_host ? e.b : sn_cpu_backend_new((int)threads);
-    sn_config used;
-    /* no --config and no overrides: a plain state_dict is an error that says what to give */
-    st = sn_ckpt_load(ckpt, conf || nov ? &cfg : NULL, e.b, &used, &e.m, NULL);
-    if (st != SN_OK) {
-        rc = fail(st, NULL);
-        goto done;
-    }
-    /* chunk length: no longer than the longest file needs */
-    int Tc = 0;
-    char why[400];
-    bool streams = sn_model_streamable(e.m, why, sizeof why);
-    if (chunk_s > 0 && streams) {
-        int64_t maxT = 1;
-        for (int j = 0; j < jobs.n; j++) {
-            int rate = 0;
-            int64_t frames = 0;
-            if (sn_audio_info(jobs.v[j].in, &rate, &frames, NULL, NULL) == SN_OK && rate > 0) {
-                int64_t t = sn_stft_frames((int64_t)((double)frames * MODEL_RATE / rate) + 8);
-                if (t > maxT) maxT = t;
-            }
-        }
-        Tc = (int)fmax(1.0, round(chunk_s * MODEL_RATE / SN_HOP));
-        if (Tc > maxT) Tc = (int)maxT;
-    } else if (chunk_s > 0 && !quiet) {
-        printf("note: %s: processing whole files\n", why);
-    }
-    st = enhancer_init(&e, Tc);
-    if (st != SN_OK) {
-        rc = fail(st, NULL);
-        goto done;
-    }
+    const sn_model *m = sn_enhancer_model(e);
+    int Tc = sn_enhancer_chunk_frames(e);
+    char desc[400];
+    if (!quiet && chunk_s > 0 && !Tc) printf("note: %s: processing whole files\n", sn_enhancer_whole_reason(e));
     if (!quiet)
-        printf("model %s (%s, %lld parameters) on %s; %s\n", used.name, sn_model_describe(e.m, why, sizeof why),
-               (long long)e.m->nparams, sn_backend_name(e.b),
-               Tc ? "chunked" : "whole files");
+        printf("model %s (%s, %lld parameters) on %s; %s\n", sn_enhancer_config(e)->name,
+               sn_model_describe(m, desc, sizeof desc), (long long)m->nparams,
+               sn_backend_name(sn_enhancer_backend(e)), Tc ? "chunked" : "whole files");
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old);
@@ -730,7 +485,7 @@ int sn_cmd_enhance(int argc, char **argv) {
     int done_files = 0, failed = 0;
     for (int j = 0; j < jobs.n && !g_stop; j++) {
         double t0 = now_s(), dur = 0;
-        st = enhance_file(&e, jobs.v[j].in, jobs.v[j].out, &dur);
+        st = sn_enhance_file(e, jobs.v[j].in, jobs.v[j].out, &dur);
         double dt = now_s() - t0;
         if (g_stop) break;
         if (st != SN_OK) {
@@ -754,16 +509,12 @@ int sn_cmd_enhance(int argc, char **argv) {
         fprintf(stderr, "sinter enhance: interrupted after %d of %d files\n", done_files, jobs.n);
         rc = SN_EXIT_INTERRUPTED;
     } else {
-        printf("enhanced %d file%s (%.2f s of audio) in %.3f s on %s: real-time factor %.4f%s\n", done_files,
-               done_files == 1 ? "" : "s", audio_total, elapsed, sn_backend_name(e.b),
-               audio_total > 0 ? elapsed / audio_total : 0.0, failed ? "" : "");
+        printf("enhanced %d file%s (%.2f s of audio) in %.3f s on %s: real-time factor %.4f\n", done_files,
+               done_files == 1 ? "" : "s", audio_total, elapsed, sn_backend_name(sn_enhancer_backend(e)),
+               audio_total > 0 ? elapsed / audio_total : 0.0);
         if (failed) fprintf(stderr, "sinter enhance: %d file%s failed\n", failed, failed == 1 ? "" : "s");
     }
-done:
-    enhancer_free(&e);
-    sn_model_free(e.m);
-    if (e.cpu != e.b) sn_backend_free(e.cpu);
-    sn_backend_free(e.b);
+    sn_enhancer_free(e);
     free_jobs(&jobs);
     return rc;
 }

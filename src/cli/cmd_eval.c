@@ -28,8 +28,7 @@ static void usage(FILE *f) {
             "  --batch N       items per inference batch (default: train.batch_size)\n"
             "  --threads N     CPU threads (default: all cores)\n"
             "  -h, --help      this text\n"
-            "\n"
-            "Exit codes: 0 ok, 2 usage/config error, 3 input/file error, 4 device error.\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 static void table(const char *ckpt, const sn_eval_result *r) {
@@ -124,6 +123,8 @@ int sn_cmd_eval(int argc, char **argv) {
     sn_dataset *tr = NULL, *va = NULL;
     sn_config ck;
     s = sn_backend_open(cfg.device[0] ? cfg.device : "auto", threads, &b);
+    /* a device spec that names no device here is a device error (as in enhance and train) */
+    if (s == SN_ERR_CONFIG) s = sn_error_prefix(SN_ERR_DEVICE, "opening the device");
     if (s == SN_OK) s = sn_ckpt_load(ckpt, &cfg, b, &ck, &m, NULL);
     if (s == SN_OK && !conf) cfg = ck; /* data settings from the checkpoint's run */
     if (s == SN_OK) {

@@ -23,7 +23,7 @@ static void usage(FILE *f) {
             "options:\n"
             "  --json     print one JSON object instead of a table\n"
             "  -h, --help this text\n"
-            "exit codes: 0 ok, 2 usage error, 3 input/file error\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 static void json_str(const char *s) {
@@ -71,14 +71,16 @@ int sn_cmd_metrics(int argc, char **argv) {
         return 2;
     }
     sn_audio ref, est;
-    if (sn_audio_read(files[0], 0, 1, &ref)) {
+    sn_status st = sn_audio_read(files[0], 0, 1, &ref);
+    if (st) {
         fprintf(stderr, "sinter metrics: %s\n", sn_last_error());
-        return 3;
+        return st == SN_ERR_NOMEM ? SN_EXIT_DEVICE : SN_EXIT_INPUT;
     }
-    if (sn_audio_read(files[1], ref.sample_rate, 1, &est)) {
+    st = sn_audio_read(files[1], ref.sample_rate, 1, &est);
+    if (st) {
         fprintf(stderr, "sinter metrics: %s\n", sn_last_error());
         sn_audio_free(&ref);
-        return 3;
+        return st == SN_ERR_NOMEM ? SN_EXIT_DEVICE : SN_EXIT_INPUT;
     }
     int64_t n = ref.frames < est.frames ? ref.frames : est.frames;
     if (ref.frames != est.frames)
@@ -87,6 +89,12 @@ int sn_cmd_metrics(int argc, char **argv) {
                 "scoring the first %lld\n",
                 files[0], (long long)ref.frames, files[1], (long long)est.frames, ref.sample_rate,
                 (long long)n);
+    /* a silent reference makes SNR and SI-SDR meaningless numbers (about -185 dB): say so */
+    double energy = 0;
+    for (int64_t i = 0; i < n; i++) energy += (double)ref.data[i] * ref.data[i];
+    if (n > 0 && sqrt(energy / (double)n) < 1e-6)
+        fprintf(stderr, "sinter metrics: warning: the reference '%s' is silent (RMS below 1e-6): SNR and SI-SDR "
+                "against silence are meaningless; check the order (REF first) and the file\n", files[0]);
     double snr = sn_snr(ref.data, est.data, n), sisdr = sn_si_sdr(ref.data, est.data, n);
     double stoi = NAN, estoi = NAN;
     int rc = 0;

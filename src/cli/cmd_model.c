@@ -27,8 +27,7 @@ static void usage(FILE *f) {
             "  --threads N     CPU threads (default: all cores)\n"
             "  -h, --help      this text\n"
             "\n"
-            "Exit codes: 0 ok, 2 usage/config error (a bad model description), 3 input/file\n"
-            "error, 4 device error (no such device, the model does not fit).\n");
+            SN_EXIT_CODES_HELP);
 }
 
 static void thousands(long long v, char *b, size_t n) {

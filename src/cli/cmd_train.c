@@ -45,9 +45,7 @@ static void usage(FILE *f) {
             "                    process trains on cuda:<local rank> (device=cuda or auto with GPUs)\n"
             "                    or the CPU; rank 0 writes the run directory (README: Several GPUs)\n"
             "\n"
-            "Exit codes: 0 done, 1 loss became NaN/Inf, 2 usage/config error, 3 input/file\n"
-            "error, 4 device error (no such device, out of memory), 130 interrupted (after\n"
-            "a clean checkpoint).\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 static int parse_i64(const char *opt, const char *s, long long *out) {
@@ -105,7 +103,21 @@ int sn_cmd_train(int argc, char **argv) {
     }
     char rconf[1200];
     if (!conf && resume) {
+        /* say what is wrong with the run directory, not with the config.yaml it lacks */
+        struct stat sb;
         snprintf(rconf, sizeof rconf, "%s/config.yaml", resume);
+        if (stat(resume, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            fprintf(stderr, "sinter train: --resume '%s': no such run directory%s\n", resume,
+                    stat(resume, &sb) == 0 ? " (it is a file; give the folder a run wrote, e.g. runs/<run>)" : "");
+            free(over);
+            return SN_EXIT_INPUT;
+        }
+        if (stat(rconf, &sb) != 0) {
+            fprintf(stderr, "sinter train: --resume '%s' is not a sinter run directory: it has no config.yaml "
+                    "(give the folder a run wrote, e.g. runs/<run>, or give CONF.yaml too)\n", resume);
+            free(over);
+            return SN_EXIT_INPUT;
+        }
         conf = rconf;
     }
     if (!conf) {
@@ -141,7 +153,7 @@ int sn_cmd_train(int argc, char **argv) {
     if (s != SN_OK) {
         if (r.world > 1) fprintf(stderr, "sinter train: rank %d of %d: %s\n", r.rank, r.world, sn_last_error());
         else fprintf(stderr, "sinter train: %s\n", sn_last_error());
-        return sn_cli_exit_code(s);
+        return r.diverged ? SN_EXIT_NUMERIC : sn_cli_exit_code(s);
     }
     if (r.interrupted) return SN_EXIT_INTERRUPTED;
     if (!o.quiet && r.rank == 0) { /* data parallel: rank 0 speaks for all */

@@ -48,10 +48,7 @@ static void usage(FILE *f) {
             "  sinter enhance --ckpt runs/<run>/best.safetensors noisy.wav -o clean.wav\n"
             "  sinter metrics clean.wav enhanced.wav\n"
             "  sinter bench --quick\n"
-            "\n"
-            "exit codes: 0 ok, 1 training stopped by NaN/Inf, 2 usage/config error,\n"
-            "            3 input/file error, 4 device error (no such device, out of memory),\n"
-            "            130 interrupted\n");
+            "\n" SN_EXIT_CODES_HELP);
 }
 
 /* Levenshtein distance of two short strings (subcommand names). */

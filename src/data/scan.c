@@ -58,6 +58,10 @@ static sn_status walk(const char *dir, int depth, sn_pathlist *out, int64_t *oth
                 if (is_audio_name(e->d_name)) st = push(out, p);
                 else (*others)++;
             }
+        } else {
+            struct stat lb;
+            if (lstat(p, &lb) == 0 && S_ISLNK(lb.st_mode))
+                sn_log(SN_LOG_WARN, "skipping '%s': a broken link (its target does not exist)", p);
         }
         free(p);
     }

@@ -249,6 +249,21 @@ static int valid_device(const char *s) {
     return 1;
 }
 
+/* A run name becomes one folder below out_dir: one path component of safe characters. */
+static int safe_run_name(const char *s) {
+    if (!strcmp(s, ".") || !strcmp(s, "..")) return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '.' || *s == '_' || *s == '-')) return 0;
+    return 1;
+}
+
+static sn_status bad_run_name(const char *where, const char *s) {
+    return sn_error(SN_ERR_CONFIG,
+                    "%s: name = '%s' is not a valid run name; it becomes a folder below out_dir, so use only "
+                    "letters, digits, '.', '_' and '-' (no '/', not '.' or '..')",
+                    where, s);
+}
+
 static int choice_ok(const char *choices, const char *s) {
     size_t n = strlen(s);
     for (const char *p = choices; *p;) {
@@ -265,11 +280,16 @@ static int choice_ok(const char *choices, const char *s) {
 static sn_status check_range(const char *where, const key_def *k, double v, const char *elem) {
     int bad = (k->lo_open ? v <= k->lo : v < k->lo) || (k->hi_open ? v >= k->hi : v > k->hi);
     if (!bad) return SN_OK;
-    char range[128];
-    if (k->hi >= BIG) snprintf(range, sizeof range, "%s %g", k->lo_open ? ">" : ">=", k->lo);
-    else
-        snprintf(range, sizeof range, "in %s%g, %g%s", k->lo_open ? "(" : "[", k->lo, k->hi, k->hi_open ? ")" : "]");
-    return sn_error(SN_ERR_CONFIG, "%s: %s%s = %g is out of range; it must be %s", where, k->name, elem, v, range);
+    /* integers print as integers: 1048576, not 1.04858e+06 */
+    int integral = k->type == K_INT || k->type == K_I64 || k->type == K_INTx5;
+    const char *f = integral ? "%.0f" : "%g";
+    char lo[40], hi[40], val[40], range[128];
+    snprintf(lo, sizeof lo, f, k->lo);
+    snprintf(hi, sizeof hi, f, k->hi);
+    snprintf(val, sizeof val, f, v);
+    if (k->hi >= BIG) snprintf(range, sizeof range, "%s %s", k->lo_open ? ">" : ">=", lo);
+    else snprintf(range, sizeof range, "in %s%s, %s%s", k->lo_open ? "(" : "[", lo, hi, k->hi_open ? ")" : "]");
+    return sn_error(SN_ERR_CONFIG, "%s: %s%s = %s is out of range; it must be %s", where, k->name, elem, val, range);
 }
 
 static const char *kind_name(ktype t) {
@@ -302,6 +322,7 @@ static sn_status set_scalar(const char *where, const key_def *k, sn_config *c, c
                             k->size - 1);
         if (k->type == K_ENUM && !choice_ok(k->choices, s))
             return sn_error(SN_ERR_CONFIG, "%s: %s = '%s' is not valid; choose one of: %s", where, k->name, s, k->choices);
+        if (k->off == offsetof(sn_config, name) && !safe_run_name(s)) return bad_run_name(where, s);
         if (k->type == K_DEVICE && !valid_device(s))
             return sn_error(SN_ERR_CONFIG,
                             "%s: device = '%s' is not valid; use auto, cpu, cuda, cuda:N, vulkan or vulkan:N "
@@ -582,31 +603,81 @@ static sn_status load_parser(yaml_parser_t *p, const char *label, sn_config *out
     return st;
 }
 
+/* libyaml's scanner costs O(depth) per token (it rechecks every open flow
+ * level), so 100,000 nested '[' take seconds to minutes: the nesting is
+ * counted on the event stream first, which stops at the first level too deep. */
+static sn_status check_depth(const unsigned char *text, size_t n, const char *label) {
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) return sn_error(SN_ERR_NOMEM, "%s: cannot initialise the YAML parser", label);
+    yaml_parser_set_input_string(&p, text, n);
+    sn_status st = SN_OK;
+    int depth = 0;
+    for (int done = 0; !done && st == SN_OK;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) break; /* the loader reports syntax errors in its own words */
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > SN_CONFIG_MAX_DEPTH)
+                st = sn_error(SN_ERR_CONFIG, "%s:%zu:%zu: lists and mappings are nested deeper than %d levels; a "
+                              "config needs 3 at most (is it the right file?)",
+                              label, ev.start_mark.line + 1, ev.start_mark.column + 1, SN_CONFIG_MAX_DEPTH);
+        } else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return st;
+}
+
+static sn_status load_text(const char *text, size_t n, const char *label, sn_config *c) {
+    if (n > SN_CONFIG_MAX_BYTES)
+        return sn_error(SN_ERR_CONFIG, "%s: the config is %zu bytes; at most %d are read (a config is a few KB: is "
+                        "it the right file?)", label, n, SN_CONFIG_MAX_BYTES);
+    sn_status st = check_depth((const unsigned char *)text, n, label);
+    if (st != SN_OK) return st;
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) return sn_error(SN_ERR_NOMEM, "%s: cannot initialise the YAML parser", label);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, n);
+    st = load_parser(&p, label, c);
+    yaml_parser_delete(&p);
+    return st;
+}
+
 sn_status sn_config_from_yaml_string(const char *text, const char *label, sn_config *c) {
     if (!text || !c) return sn_error(SN_ERR_INVALID_ARG, "sn_config_from_yaml_string: NULL argument");
     if (!label) label = "<config>";
-    yaml_parser_t p;
-    if (!yaml_parser_initialize(&p)) return sn_error(SN_ERR_NOMEM, "%s: cannot initialise the YAML parser", label);
-    yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
-    sn_status st = load_parser(&p, label, c);
-    yaml_parser_delete(&p);
-    return st;
+    return load_text(text, strlen(text), label, c);
 }
 
 sn_status sn_config_load(const char *path, sn_config *c) {
     if (!path || !c) return sn_error(SN_ERR_INVALID_ARG, "sn_config_load: NULL argument");
     FILE *f = fopen(path, "rb");
     if (!f) return sn_error(SN_ERR_IO, "cannot open config '%s': %s", path, strerror(errno));
-    yaml_parser_t p;
-    if (!yaml_parser_initialize(&p)) {
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
         fclose(f);
-        return sn_error(SN_ERR_NOMEM, "%s: cannot initialise the YAML parser", path);
+        return sn_error(SN_ERR_IO, "config '%s' is a folder, not a file; give the YAML file (e.g. "
+                        "conf/prototype.yaml)", path);
     }
-    yaml_parser_set_input_file(&p, f);
-    sn_status st = load_parser(&p, path, c);
-    yaml_parser_delete(&p);
-    if (ferror(f) && st == SN_OK) st = sn_error(SN_ERR_IO, "error reading config '%s'", path);
+    /* read at most one byte past the cap (the size of a pipe or device is not known before) */
+    size_t cap = SN_CONFIG_MAX_BYTES + 1, n = 0;
+    char *text = malloc(cap + 1);
+    if (!text) {
+        fclose(f);
+        return sn_error(SN_ERR_NOMEM, "%s: out of memory reading the config", path);
+    }
+    for (size_t got; n < cap && (got = fread(text + n, 1, cap - n, f)) > 0;) n += got;
+    int err = ferror(f) ? errno : 0;
     fclose(f);
+    text[n] = 0;
+    sn_status st;
+    if (err) st = sn_error(SN_ERR_IO, "cannot read config '%s': %s", path, strerror(err));
+    else if (n > SN_CONFIG_MAX_BYTES)
+        st = sn_error(SN_ERR_CONFIG, "config '%s' is larger than %d bytes; a config is a few KB: is it the right "
+                      "file?", path, SN_CONFIG_MAX_BYTES);
+    else st = load_text(text, n, path, c);
+    free(text);
     return st;
 }
 
@@ -644,6 +715,8 @@ sn_status sn_config_override(sn_config *c, const char *kv) {
         /* Paths are taken literally: "a: b" or "#x" would confuse YAML. */
         st = set_scalar(where, k, &tmp, val, -1);
     } else {
+        st = check_depth((const unsigned char *)val, strlen(val), where);
+        if (st != SN_OK) return st;
         yaml_parser_t p;
         if (!yaml_parser_initialize(&p)) return sn_error(SN_ERR_NOMEM, "%s: cannot initialise the YAML parser", where);
         yaml_parser_set_input_string(&p, (const unsigned char *)val, strlen(val));
@@ -668,6 +741,7 @@ sn_status sn_config_override(sn_config *c, const char *kv) {
 
 sn_status sn_config_validate(const sn_config *c) {
     if (!c) return sn_error(SN_ERR_INVALID_ARG, "sn_config_validate: NULL config");
+    if (memchr(c->name, 0, sizeof c->name) == NULL || !safe_run_name(c->name)) return bad_run_name("config", c->name);
     if (c->train.epochs == 0 && c->train.max_steps == 0)
         return sn_error(SN_ERR_CONFIG, "train.epochs and train.max_steps are both 0: set one of them (e.g. "
                         "train.epochs=50)");

@@ -128,7 +128,9 @@ static sn_status write_record(sn_events *ev, const pbuf *data) {
     sn_status st = SN_OK;
     pthread_mutex_lock(&ev->mu);
     /* One write per record (O_APPEND): a killed process leaves whole records
-     * or, at worst, a torn last one that readers skip. */
+     * or, at worst, a torn last one that readers skip. A failed write (disk
+     * full) is cut back, so the file ends on a whole record. */
+    off_t start = lseek(ev->fd, 0, SEEK_END);
     size_t off = 0;
     while (off < r.len) {
         ssize_t w = write(ev->fd, r.data + off, r.len - off);
@@ -136,6 +138,7 @@ static sn_status write_record(sn_events *ev, const pbuf *data) {
         if (w <= 0) {
             st = sn_error(SN_ERR_IO, "cannot write TensorBoard event file '%s': %s; check free disk space", ev->path,
                           w < 0 ? strerror(errno) : "no progress");
+            if (start >= 0 && ftruncate(ev->fd, start) != 0) { /* nothing more to do: readers skip a torn tail */ }
             break;
         }
         off += (size_t)w;
@@ -247,6 +250,22 @@ static sn_status write_value(sn_events *ev, int64_t step, const pbuf *value) {
     if (summary.oom) e.oom = 1;
     sn_status st = write_record(ev, &e);
     sn_json_buf_free(&summary);
+    sn_json_buf_free(&e);
+    return st;
+}
+
+sn_status sn_events_session_start(sn_events *ev, int64_t step) {
+    if (!ev) return sn_error(SN_ERR_INVALID_ARG, "TensorBoard events: writer is NULL");
+    /* Event.session_log (7) = SessionLog{status (1) = START (1)}; TensorBoard
+     * drops the events of earlier files at this step and after */
+    pbuf sl = {0}, e = {0};
+    put_tag(&sl, 1, 0);
+    put_varint(&sl, 1);
+    event_header(&e, step);
+    put_bytes(&e, 7, sl.data, sl.len);
+    if (sl.oom) e.oom = 1;
+    sn_status st = write_record(ev, &e);
+    sn_json_buf_free(&sl);
     sn_json_buf_free(&e);
     return st;
 }

@@ -3,6 +3,7 @@
  * Layout in include/sinter/train.h. */
 #include "sinter/train.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -216,24 +217,73 @@ static sn_status copy_weights(const sn_safetensors *f, sn_model *m) {
     return s;
 }
 
-static int64_t meta_i64(const sn_safetensors *f, const char *key, int64_t dflt) {
-    const char *v = sn_st_meta(f, key);
-    if (!v) return dflt;
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    return end == v ? dflt : (int64_t)x;
+/* Largest step count accepted from a file: far beyond any run, and exact in a double. */
+#define META_MAX ((int64_t)1 << 53)
+
+static sn_status bad_meta(const sn_safetensors *f, const char *key, const char *v, const char *want) {
+    return sn_error(SN_ERR_FORMAT, "checkpoint '%s': metadata %s = '%.40s' is not valid (%s); the file is damaged "
+                    "or was edited: use another checkpoint (e.g. best.safetensors) or start a new run",
+                    sn_st_label(f), key, v, want);
 }
 
-static void read_state(const sn_safetensors *f, sn_ckpt_state *st) {
+/* A metadata integer: decimal digits only, within [lo, hi]; dflt when absent
+ * and not required. */
+static sn_status meta_int(const sn_safetensors *f, const char *key, int required, int64_t lo, int64_t hi,
+                          int64_t dflt, int64_t *out) {
+    const char *v = sn_st_meta(f, key);
+    char want[96];
+    snprintf(want, sizeof want, "an integer in %" PRId64 "..%" PRId64 " is expected", lo, hi);
+    *out = dflt;
+    if (!v) return required ? bad_meta(f, key, "(missing)", want) : SN_OK;
+    const char *p = v;
+    if (*p == '-') p++;
+    if (!*p || strlen(p) > 19 || strspn(p, "0123456789") != strlen(p)) return bad_meta(f, key, v, want);
+    errno = 0;
+    long long x = strtoll(v, NULL, 10);
+    if (errno || x < lo || x > hi) return bad_meta(f, key, v, want);
+    *out = (int64_t)x;
+    return SN_OK;
+}
+
+/* Every run-state field, checked: a sinter checkpoint (it has sinter.format_version)
+ * must carry them all; a plain state_dict gives zeros. */
+static sn_status read_state(const sn_safetensors *f, sn_ckpt_state *st) {
     memset(st, 0, sizeof *st);
-    st->step = meta_i64(f, "sinter.step", 0);
-    st->epoch = meta_i64(f, "sinter.epoch", 0);
-    st->epoch_step = meta_i64(f, "sinter.epoch_step", 0);
+    st->best_valid_loss = INFINITY;
+    int req = sn_st_meta(f, "sinter.format_version") != NULL;
+    int64_t ver = 0, seed_dummy = 0;
+    sn_status s = meta_int(f, "sinter.format_version", 0, 1, SN_CKPT_FORMAT_VERSION, 1, &ver);
+    if (s == SN_OK) s = meta_int(f, "sinter.step", req, 0, META_MAX, 0, &st->step);
+    if (s == SN_OK) s = meta_int(f, "sinter.epoch", req, 0, META_MAX, 0, &st->epoch);
+    if (s == SN_OK) s = meta_int(f, "sinter.epoch_step", req, 0, META_MAX, 0, &st->epoch_step);
+    if (s == SN_OK) s = meta_int(f, "sinter.optim_step", 0, 0, META_MAX, 0, &seed_dummy);
+    if (s != SN_OK) return s;
     const char *v = sn_st_meta(f, "sinter.seed");
-    st->seed = v ? strtoull(v, NULL, 10) : 0;
+    if (v) {
+        errno = 0;
+        char *end;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (!*v || *end || errno || strspn(v, "0123456789") != strlen(v))
+            return bad_meta(f, "sinter.seed", v, "an unsigned integer is expected");
+        st->seed = x;
+    } else if (req) {
+        return bad_meta(f, "sinter.seed", "(missing)", "an unsigned integer is expected");
+    }
     v = sn_st_meta(f, "sinter.best_valid_loss");
-    st->best_valid_loss = v ? strtod(v, NULL) : INFINITY;
-    st->world_size = (int)meta_i64(f, "sinter.world_size", 1); /* older checkpoints: one process */
+    if (v) {
+        char *end;
+        double x = strtod(v, &end);
+        if (!*v || *end || isnan(x) || x < 0)
+            return bad_meta(f, "sinter.best_valid_loss", v, "a non-negative number or inf is expected");
+        st->best_valid_loss = x;
+    }
+    v = sn_st_meta(f, "sinter.optimizer");
+    if (v && strcmp(v, "adam") && strcmp(v, "adamw") && strcmp(v, "sgd"))
+        return bad_meta(f, "sinter.optimizer", v, "adam, adamw or sgd is expected");
+    int64_t ws = 1; /* older checkpoints: one process */
+    s = meta_int(f, "sinter.world_size", 0, 1, 1 << 20, 1, &ws);
+    st->world_size = (int)ws;
+    return s;
 }
 
 static sn_status open_ckpt(const char *path, sn_safetensors **f) {
@@ -241,7 +291,7 @@ static sn_status open_ckpt(const char *path, sn_safetensors **f) {
     sn_status s = sn_st_open(path, f);
     if (s != SN_OK) return sn_error_prefix(s, "cannot load checkpoint '%s'", path);
     const char *ver = sn_st_meta(*f, "sinter.format_version");
-    if (ver && atoi(ver) > SN_CKPT_FORMAT_VERSION) {
+    if (ver && strspn(ver, "0123456789") == strlen(ver) && strlen(ver) < 10 && atoi(ver) > SN_CKPT_FORMAT_VERSION) {
         sn_st_close(*f);
         *f = NULL;
         return sn_error(SN_ERR_UNSUPPORTED, "checkpoint '%s' has format version %s; this sinter reads up to %d: "
@@ -263,6 +313,10 @@ sn_status sn_ckpt_load(const char *path, const sn_config *cfg_in, sn_backend *b,
         char label[1100];
         snprintf(label, sizeof label, "%s (sinter.config)", path);
         s = sn_config_from_yaml_string(yaml, label, &cfg);
+        /* the file is damaged, not the user's config */
+        if (s != SN_OK)
+            s = sn_error_prefix(SN_ERR_FORMAT, "checkpoint '%s' is damaged: its config (sinter.config) does not load",
+                                path);
     } else if (cfg_in) {
         cfg = *cfg_in;
     } else {
@@ -272,9 +326,11 @@ sn_status sn_ckpt_load(const char *path, const sn_config *cfg_in, sn_backend *b,
     sn_model *m = NULL;
     if (s == SN_OK) s = sn_model_from_config(&cfg, b, &m);
     if (s == SN_OK) s = copy_weights(f, m);
+    sn_ckpt_state state;
+    if (s == SN_OK) s = read_state(f, &state);
     if (s == SN_OK) {
         if (cfg_out) *cfg_out = cfg;
-        if (st_out) read_state(f, st_out);
+        if (st_out) *st_out = state;
         *model_out = m;
     } else {
         sn_model_free(m);
@@ -313,16 +369,32 @@ sn_status sn_ckpt_load_optim(const char *path, sn_step *st) {
             if (off[i] < 0) continue;
             char name[SN_NAME_LEN + 32];
             snprintf(name, sizeof name, "optim.%s.%s", optim_names(st, k), m->t[i]->name);
-            if (!sn_st_find(f, name))
+            const sn_st_tensor *e = sn_st_find(f, name);
+            if (!e) {
                 s = sn_error(SN_ERR_FORMAT, "checkpoint '%s' has no optimizer state '%s' (saved without "
                              "optimizer state?); it can be used for inference or fine-tuning, not --resume",
                              path, name);
-            else
+                break;
+            }
+            const sn_tensor *t = m->t[i];
+            int same = e->ndim == t->ndim && is_float_dtype(e->dtype);
+            for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
+            if (!same) {
+                char a[96], b[96];
+                shape_str(e->ndim, e->shape, a, sizeof a);
+                shape_str(t->ndim, t->shape, b, sizeof b);
+                s = sn_error(SN_ERR_FORMAT, "checkpoint '%s': optimizer state '%s' is %s %s, its parameter is F32 "
+                             "%s; the file is damaged or from another model", path, name, e->dtype, a, b);
+            } else
                 s = sn_st_read_f32(f, name, buf + off[i], (size_t)sn_nelem(m->t[i]));
         }
         if (s == SN_OK) s = sn_tensor_set(st->opt_state[k], buf, m->nflat);
     }
-    if (s == SN_OK) st->t = meta_i64(f, "sinter.optim_step", meta_i64(f, "sinter.step", 0));
+    sn_ckpt_state rs;
+    int64_t t = 0;
+    if (s == SN_OK) s = read_state(f, &rs);
+    if (s == SN_OK) s = meta_int(f, "sinter.optim_step", 0, 0, META_MAX, rs.step, &t);
+    if (s == SN_OK) st->t = t;
     free(buf);
     sn_st_close(f);
     return s;
@@ -332,7 +404,7 @@ sn_status sn_ckpt_read_state(const char *path, sn_ckpt_state *st) {
     if (!st) return sn_error(SN_ERR_INVALID_ARG, "sn_ckpt_read_state: state is NULL");
     sn_safetensors *f = NULL;
     sn_status s = open_ckpt(path, &f);
-    if (s == SN_OK) read_state(f, st);
+    if (s == SN_OK) s = read_state(f, st);
     sn_st_close(f);
     return s;
 }

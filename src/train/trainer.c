@@ -1,14 +1,19 @@
 /* The trainer: device, data, model, step graph; the epoch/step loop with LR
  * schedule, logging (progress line, train.log, metrics.csv, TensorBoard,
  * SVG curve), validation, best/last checkpoints, resume, clean stop, NaN stop. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,7 +30,14 @@ typedef struct trainer {
     const sn_train_opts *o;
     char dir[SN_RUN_DIR_MAX];
     char last[SN_RUN_DIR_MAX + 32], best[SN_RUN_DIR_MAX + 32];
-    FILE *log, *csv;
+    int log_fd, csv_fd;      /* train.log, metrics.csv (appended whole lines; -1: not open) */
+    FILE *early;             /* log lines before train.log exists (a new run's dir comes after setup) */
+    char *early_buf;
+    size_t early_len;
+    int lock_fd;             /* holds the run directory's lock (-1: none) */
+    int created;             /* this call made the run directory: removed if start-up fails */
+    int wfail, ckpt_failed;  /* the first failed write of the run stops it (werr says which) */
+    char werr[1536];
     int tty, progress_shown;
     sn_events *ev;
     sn_backend *b, *fb;
@@ -71,6 +83,69 @@ static void clear_progress(trainer *T) {
     }
 }
 
+/* ---- checked writes: the first failure stops the run (exit code 3) ---- */
+
+/* Free space on the file system of path, as text ("1.2 GiB free"). */
+static void free_space(const char *path, char *buf, size_t n) {
+    char dir[SN_RUN_DIR_MAX + 64];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    struct statvfs v;
+    if (statvfs(slash ? (dir[0] ? dir : "/") : ".", &v) != 0) {
+        snprintf(buf, n, "free space unknown");
+        return;
+    }
+    double b = (double)v.f_bavail * (double)v.f_frsize;
+    if (b >= 1 << 30) snprintf(buf, n, "%.1f GiB free on its file system", b / (1 << 30));
+    else snprintf(buf, n, "%.1f MiB free on its file system", b / (1 << 20));
+}
+
+/* Records the run's first failed write, msg naming the file (the loop stops at the end of the step). */
+static void write_failed(trainer *T, const char *path, const char *msg) {
+    if (T->wfail) return;
+    T->wfail = 1;
+    char fs[96];
+    free_space(path, fs, sizeof fs);
+    snprintf(T->werr, sizeof T->werr, "%s (%s)", msg, fs);
+}
+
+static void events_checked(trainer *T, sn_status st) {
+    if (st != SN_OK) write_failed(T, sn_events_path(T->ev), sn_last_error());
+}
+
+/* Appends text to a run file whole or not at all: a failed write (disk full)
+ * is cut back to where it began, so no torn line remains. */
+static void put_text(trainer *T, int fd, const char *name, const char *text, size_t n) {
+    if (T->wfail) return; /* stopping: keep the files as they are */
+    off_t at = lseek(fd, 0, SEEK_END);
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(fd, text + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            const char *why = w < 0 ? strerror(errno) : "no progress";
+            if (at >= 0 && ftruncate(fd, at) != 0) { /* the stop message names the file anyway */ }
+            char path[SN_RUN_DIR_MAX + 64], msg[SN_RUN_DIR_MAX + 160];
+            snprintf(path, sizeof path, "%s/%s", T->dir, name);
+            snprintf(msg, sizeof msg, "cannot write '%s': %s", path, why);
+            write_failed(T, path, msg);
+            return;
+        }
+        done += (size_t)w;
+    }
+}
+
+static void put_line(trainer *T, int fd, const char *name, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void put_line(trainer *T, int fd, const char *name, const char *fmt, ...) {
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0 || fd < 0) return;
+    put_text(T, fd, name, buf, n < (int)sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
 static void tlog(trainer *T, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void tlog(trainer *T, const char *fmt, ...) {
     char buf[4096];
@@ -84,15 +159,16 @@ static void tlog(trainer *T, const char *fmt, ...) {
         fputc('\n', stdout);
         fflush(stdout);
     }
-    if (T->log) {
-        time_t t = time(NULL);
-        struct tm tm;
-        char ts[32];
-        localtime_r(&t, &tm);
-        strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
-        fprintf(T->log, "[%s] %s\n", ts, buf);
-        fflush(T->log);
-    }
+    time_t t = time(NULL);
+    struct tm tm;
+    char ts[32], line[4200];
+    localtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+    int n = snprintf(line, sizeof line, "[%s] %s\n", ts, buf);
+    if (n < 0) return;
+    if (n >= (int)sizeof line) n = (int)sizeof line - 1, line[n - 1] = '\n';
+    if (T->log_fd >= 0) put_text(T, T->log_fd, "train.log", line, (size_t)n);
+    else if (T->early) fwrite(line, 1, (size_t)n, T->early);
 }
 
 static void log_hook(int level, const char *msg, void *user) {
@@ -141,10 +217,7 @@ static void progress(trainer *T, double loss, double lr, int force_line) {
     if (force_line) {
         if (T->tty) {
             /* on a terminal the progress line is enough; the log file gets the line */
-            if (T->log) {
-                fprintf(T->log, "%s\n", line);
-                fflush(T->log);
-            }
+            if (T->log_fd >= 0) put_line(T, T->log_fd, "train.log", "%s\n", line);
         } else {
             tlog(T, "%s", line);
         }
@@ -177,9 +250,67 @@ static sn_status mkdir_p(const char *path) {
     return SN_OK;
 }
 
-static sn_status make_run_dir(trainer *T) {
+/* The process training in dir (its PID), or 0 when none holds the lock. */
+static long lock_holder(const char *dir) {
+    char p[SN_RUN_DIR_MAX + 16];
+    snprintf(p, sizeof p, "%s/.lock", dir);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    long pid = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        char buf[32] = {0};
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+        if (pid <= 0) pid = -1; /* locked, PID not yet written */
+    }
+    close(fd);
+    return pid;
+}
+
+static sn_status in_use(const char *dir, long pid) {
+    char who[48] = "another process";
+    if (pid > 0) snprintf(who, sizeof who, "process %ld", pid);
+    return sn_error(SN_ERR_IO, "run directory '%s' is in use: %s is training in it. Wait for it to finish (or stop "
+                    "it), or start a new run with another name=...", dir, who);
+}
+
+/* An advisory lock on <run>/.lock (with this PID inside) for as long as this
+ * process trains there. flock dies with the process: kill -9 leaves none. */
+static sn_status lock_run(trainer *T) {
+    char p[SN_RUN_DIR_MAX + 16];
+    snprintf(p, sizeof p, "%s/.lock", T->dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return sn_error(SN_ERR_IO, "cannot create '%s': %s; check the run directory's permissions", p,
+                                strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK) return in_use(T->dir, lock_holder(T->dir));
+        return sn_error(SN_ERR_IO, "cannot lock '%s': %s", p, strerror(e));
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || write(fd, pid, (size_t)n) != n) {
+        /* the lock holds without the PID; a second process then says "another process" */
+    }
+    T->lock_fd = fd;
+    return SN_OK;
+}
+
+static sn_status exists_error(const char *dir) {
+    long pid = lock_holder(dir);
+    if (pid) return in_use(dir, pid);
+    return sn_error(SN_ERR_CONFIG, "run directory '%s' already exists; sinter does not overwrite a run: continue it "
+                    "with --resume %s, or start a new one (another name=..., or wait a second)", dir, dir);
+}
+
+/* The new run's directory name (out_dir/name-YYYYmmdd-HHMMSS or --run-dir); it
+ * is made only after everything that can be checked was (create_run_dir). */
+static sn_status plan_run_dir(trainer *T) {
     const sn_config *c = T->cfg;
     if (T->o->run_dir) {
+        if (strlen(T->o->run_dir) >= sizeof T->dir - 64)
+            return sn_error(SN_ERR_CONFIG, "run directory '%.80s...' is too long", T->o->run_dir);
         snprintf(T->dir, sizeof T->dir, "%s", T->o->run_dir);
     } else {
         char ts[32];
@@ -190,6 +321,12 @@ static sn_status make_run_dir(trainer *T) {
         snprintf(T->dir, sizeof T->dir, "%.800s/%.100s-%s", c->out_dir[0] ? c->out_dir : "runs", c->name[0] ? c->name : "crn",
                  ts);
     }
+    struct stat sb;
+    if (stat(T->dir, &sb) == 0) return exists_error(T->dir);
+    return SN_OK;
+}
+
+static sn_status create_run_dir(trainer *T) {
     char parent[SN_RUN_DIR_MAX];
     snprintf(parent, sizeof parent, "%s", T->dir);
     char *slash = strrchr(parent, '/');
@@ -199,14 +336,51 @@ static sn_status make_run_dir(trainer *T) {
         if (s != SN_OK) return s;
     }
     if (mkdir(T->dir, 0755) != 0) {
-        if (errno == EEXIST)
-            return sn_error(SN_ERR_CONFIG, "run directory '%s' already exists; sinter does not overwrite a run: "
-                            "continue it with --resume %s, or start a new one (another name=..., or wait a second)",
-                            T->dir, T->dir);
+        if (errno == EEXIST) return exists_error(T->dir);
         return sn_error(SN_ERR_IO, "cannot create run directory '%s': %s; check out_dir and its permissions", T->dir,
                         strerror(errno));
     }
-    return SN_OK;
+    T->created = 1;
+    return lock_run(T);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    if (remove(path) != 0) { /* best effort: go on with the rest */ }
+    return 0;
+}
+
+/* Start-up failed after this call made the run directory: it holds only what
+ * this call wrote, and a retry should not find it ("already exists"). */
+static void remove_run_dir(trainer *T) {
+    if (!T->created) return;
+    if (T->lock_fd >= 0) close(T->lock_fd), T->lock_fd = -1;
+    nftw(T->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    T->created = 0;
+}
+
+/* A temporary file an atomic write leaves when killed: "x.safetensors.tmp.PID",
+ * "loss.svg.tmp.PID", "samples/x.wav.tmpPID.N". */
+static int is_stale_tmp(const char *name) {
+    const char *t = strstr(name, ".tmp");
+    return t && t != name && (t[4] == '.' || (t[4] >= '0' && t[4] <= '9'));
+}
+
+/* On resume (the lock held, so no live process writes them): removes the
+ * temporary files of writes that a killed process never finished. */
+static int remove_stale_tmp(const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char p[SN_RUN_DIR_MAX + 300];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (depth == 0 && !strcmp(e->d_name, "samples")) n += remove_stale_tmp(p, 1);
+        else if (is_stale_tmp(e->d_name) && unlink(p) == 0) n++;
+    }
+    closedir(d);
+    return n;
 }
 
 static sn_status write_text(const char *path, const char *text) {
@@ -280,16 +454,25 @@ static sn_status reopen_csv(trainer *T, const char *path) {
     sn_status s = write_text(path, keep ? keep : k_csv_header);
     free(keep);
     if (s != SN_OK) return s;
-    T->csv = fopen(path, "a");
-    if (!T->csv) return sn_error(SN_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
+    T->csv_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (T->csv_fd < 0) return sn_error(SN_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
     return SN_OK;
 }
 
 static sn_status open_outputs(trainer *T, int resume) {
     char path[SN_RUN_DIR_MAX + 64];
     snprintf(path, sizeof path, "%s/train.log", T->dir);
-    T->log = fopen(path, "a");
-    if (!T->log) return sn_error(SN_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    T->log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (T->log_fd < 0) return sn_error(SN_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    /* what was logged before the file existed (device, data, model) */
+    if (T->early) {
+        fclose(T->early);
+        T->early = NULL;
+        if (T->early_len) put_text(T, T->log_fd, "train.log", T->early_buf, T->early_len);
+        free(T->early_buf);
+        T->early_buf = NULL;
+        if (T->wfail) return sn_error(SN_ERR_IO, "%s", T->werr);
+    }
     snprintf(T->last, sizeof T->last, "%s/last.safetensors", T->dir);
     snprintf(T->best, sizeof T->best, "%s/best.safetensors", T->dir);
     sn_status s = SN_OK;
@@ -304,8 +487,10 @@ static sn_status open_outputs(trainer *T, int resume) {
     }
     snprintf(path, sizeof path, "%s/metrics.csv", T->dir);
     s = reopen_csv(T, path);
-    if (s != SN_OK) return s;
-    return sn_events_open(T->dir, &T->ev);
+    if (s == SN_OK) s = sn_events_open(T->dir, &T->ev);
+    /* TensorBoard drops what the earlier process logged past the checkpoint (redone now) */
+    if (s == SN_OK && resume) s = sn_events_session_start(T->ev, T->st.step + 1);
+    return s;
 }
 
 static void plot(trainer *T) {
@@ -313,8 +498,8 @@ static void plot(trainer *T) {
     snprintf(path, sizeof path, "%s/loss.svg", T->dir);
     char title[256];
     snprintf(title, sizeof title, "%s: loss", T->cfg->name);
-    if (sn_plot_loss_svg(path, title, T->tl.x, T->tl.y, T->tl.n, T->vl.x, T->vl.y, T->vl.n, 1) != SN_OK)
-        tlog(T, "warning: could not write the loss curve: %s", sn_last_error());
+    if (!T->wfail && sn_plot_loss_svg(path, title, T->tl.x, T->tl.y, T->tl.n, T->vl.x, T->vl.y, T->vl.n, 1) != SN_OK)
+        write_failed(T, path, sn_last_error());
 }
 
 /* ---- checkpoints ---- */
@@ -333,12 +518,30 @@ static sn_status save(trainer *T, const char *path, const char *what) {
     set_counters(T);
     sn_status s = sn_ckpt_save(T->m, T->step, &T->st, T->cfg, path);
     if (s != SN_OK) {
-        tlog(T, "error: could not write the %s checkpoint at step %" PRId64 ": %s", what, T->st.step, sn_last_error());
-        tlog(T, "the previous %s checkpoint '%s' is intact", what, path);
+        /* the message says the previous file at path is unchanged */
+        write_failed(T, path, sn_last_error());
+        T->ckpt_failed = 1;
         return s;
     }
     if (!strcmp(what, "last")) snprintf(T->last_good, sizeof T->last_good, "%s (step %" PRId64 ")", path, T->st.step);
     return SN_OK;
+}
+
+/* The first failed write ends the run: a last attempt at the checkpoint alone
+ * (unless that is what failed), then the error naming the file. */
+static sn_status write_stop(trainer *T) {
+    char ck[SN_RUN_DIR_MAX * 2 + 200];
+    if (T->ckpt_failed) {
+        snprintf(ck, sizeof ck, "the checkpoints written before are intact");
+    } else {
+        set_counters(T);
+        if (sn_ckpt_save(T->m, T->step, &T->st, T->cfg, T->last) == SN_OK)
+            snprintf(ck, sizeof ck, "checkpoint of step %" PRId64 " written to '%s'", T->st.step, T->last);
+        else
+            snprintf(ck, sizeof ck, "the checkpoint could not be written either; '%s' from before is intact", T->last);
+    }
+    return sn_error(SN_ERR_IO, "%s. Training stopped at step %" PRId64 "; %s. Free some space, then continue with: "
+                    "sinter train --resume %s", T->werr, T->st.step, ck, T->dir);
 }
 
 /* ---- validation ---- */
@@ -351,20 +554,20 @@ static int send_audio(int64_t i, const float *noisy, const float *enh, const flo
     char tag[64];
     int64_t step = a->T->st.step;
     snprintf(tag, sizeof tag, "valid/%" PRId64 "/enhanced", i);
-    sn_events_audio(a->T->ev, tag, step, enh, n, sr);
+    events_checked(a->T, sn_events_audio(a->T->ev, tag, step, enh, n, sr));
     snprintf(tag, sizeof tag, "valid/%" PRId64 "/noisy", i);
-    sn_events_audio(a->T->ev, tag, step, noisy, n, sr);
+    events_checked(a->T, sn_events_audio(a->T->ev, tag, step, noisy, n, sr));
     snprintf(tag, sizeof tag, "valid/%" PRId64 "/clean", i);
-    sn_events_audio(a->T->ev, tag, step, clean, n, sr);
+    events_checked(a->T, sn_events_audio(a->T->ev, tag, step, clean, n, sr));
     /* the same files as WAV in samples/ (the enhanced one is the latest validation's) */
     char p[SN_RUN_DIR_MAX + 64];
     const char *kind[3] = {"noisy", "clean", "enhanced"};
     const float *x[3] = {noisy, clean, enh};
     for (int k = 0; k < 3; k++) {
         snprintf(p, sizeof p, "%s/samples/%s_%" PRId64 ".wav", a->T->dir, kind[k], i);
-        if (sn_audio_write(p, x[k], n, 1, sr, 0) != SN_OK) sn_clear_error(); /* samples are a convenience */
+        if (!a->T->wfail && sn_audio_write(p, x[k], n, 1, sr, 0) != SN_OK) write_failed(a->T, p, sn_last_error());
     }
-    return i + 1 >= a->max;
+    return i + 1 >= a->max || a->T->wfail;
 }
 
 static sn_status validate(trainer *T, sn_train_result *res) {
@@ -374,21 +577,25 @@ static sn_status validate(trainer *T, sn_train_result *res) {
     sn_eval_result r;
     char sd[SN_RUN_DIR_MAX + 16];
     snprintf(sd, sizeof sd, "%s/samples", T->dir);
-    if (a.max > 0) mkdir(sd, 0755);
+    if (a.max > 0 && mkdir(sd, 0755) != 0 && errno != EEXIST) {
+        char msg[SN_RUN_DIR_MAX + 160];
+        snprintf(msg, sizeof msg, "cannot create '%s': %s", sd, strerror(errno));
+        write_failed(T, sd, msg);
+        a.max = 0;
+    }
     sn_status s = sn_evaluate_with(T->infer, T->valid, 1, &r, a.max > 0 ? send_audio : NULL, &a);
     if (s != SN_OK) return sn_error_prefix(s, "validation at step %" PRId64, T->st.step);
     T->last_valid_step = T->st.step;
     res->valid = r;
     res->has_valid = 1;
     int64_t step = T->st.step;
-    sn_events_scalar(T->ev, "valid/loss", step, r.loss);
-    sn_events_scalar(T->ev, "valid/si_sdr", step, r.sisdr);
-    sn_events_scalar(T->ev, "valid/si_sdr_improvement", step, r.sisdri);
-    sn_events_scalar(T->ev, "valid/stoi", step, r.stoi);
-    sn_events_scalar(T->ev, "valid/estoi", step, r.estoi);
-    fprintf(T->csv, "%" PRId64 ",%" PRId64 ",,,,,%.9g,%.4f,%.4f,%.4f,%.4f\n", step, T->st.epoch, r.loss, r.sisdr, r.sisdri,
-            r.stoi, r.estoi);
-    fflush(T->csv);
+    events_checked(T, sn_events_scalar(T->ev, "valid/loss", step, r.loss));
+    events_checked(T, sn_events_scalar(T->ev, "valid/si_sdr", step, r.sisdr));
+    events_checked(T, sn_events_scalar(T->ev, "valid/si_sdr_improvement", step, r.sisdri));
+    events_checked(T, sn_events_scalar(T->ev, "valid/stoi", step, r.stoi));
+    events_checked(T, sn_events_scalar(T->ev, "valid/estoi", step, r.estoi));
+    put_line(T, T->csv_fd, "metrics.csv", "%" PRId64 ",%" PRId64 ",,,,,%.9g,%.4f,%.4f,%.4f,%.4f\n", step, T->st.epoch,
+             r.loss, r.sisdr, r.sisdri, r.stoi, r.estoi);
     curve_add(&T->vl, step, r.loss);
     plot(T);
     int better = r.loss < T->st.best_valid_loss;
@@ -399,7 +606,7 @@ static sn_status validate(trainer *T, sn_train_result *res) {
     if (better) {
         T->st.best_valid_loss = r.loss;
         res->best_valid_loss = r.loss;
-        save(T, T->best, "best"); /* a failed best save is logged, training goes on */
+        save(T, T->best, "best"); /* a failure stops the run at the end of this step */
     }
     return SN_OK;
 }
@@ -479,6 +686,10 @@ static sn_status setup(trainer *T, int resume) {
     if (s != SN_OK) return s;
     T->spe = sn_loader_steps(T->loader);
     if (c->train.steps_per_epoch > 0 && c->train.steps_per_epoch < T->spe) T->spe = c->train.steps_per_epoch;
+    if (resume && T->st.epoch_step >= T->spe)
+        return sn_error(SN_ERR_FORMAT, "resuming '%s': its checkpoint has sinter.epoch_step = %" PRId64 " but an epoch "
+                        "has %" PRId64 " steps now: the data, train.batch_size or train.steps_per_epoch changed since "
+                        "(or the file was edited); resume with the run's settings", T->dir, T->st.epoch_step, T->spe);
     int64_t max_steps = T->o->max_steps > 0 ? T->o->max_steps : c->train.max_steps;
     T->total = max_steps > 0 ? max_steps : (int64_t)c->train.epochs * T->spe;
 
@@ -544,8 +755,11 @@ static void teardown(trainer *T) {
     if (T->fb) sn_backend_free(T->fb);
     if (T->b) sn_backend_free(T->b);
     if (T->ev) sn_events_close(T->ev);
-    if (T->csv) fclose(T->csv);
-    if (T->log) fclose(T->log);
+    if (T->csv_fd >= 0) close(T->csv_fd);
+    if (T->log_fd >= 0) close(T->log_fd);
+    if (T->early) fclose(T->early);
+    free(T->early_buf);
+    if (T->lock_fd >= 0) close(T->lock_fd); /* releases the run directory */
     free(T->tl.x);
     free(T->tl.y);
     free(T->vl.x);
@@ -617,6 +831,7 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
         if (!isfinite(loss)) {
             tlog(T, "loss is %s at step %" PRId64 " (epoch %" PRId64 ", lr %.3g)", isnan(loss) ? "NaN" : "Inf", T->st.step,
                  T->st.epoch, lr);
+            res->diverged = 1;
             return sn_error(SN_ERR_NUMERIC, "training stopped: the loss became %s at step %" PRId64 " (lr %.3g). Last "
                             "good checkpoint: %s. Lower train.lr, set train.grad_clip (e.g. 5), or check the data; "
                             "resume from the checkpoint with --resume %s",
@@ -648,13 +863,12 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
         if (T->st.step % log_every == 0 || last_step || stop) {
             double ml = T->win_loss / T->win_n, mms = T->win_ms / T->win_n;
             int B = c->train.batch_size * T->dist.world; /* the global batch */
-            fprintf(T->csv, "%" PRId64 ",%" PRId64 ",%.9g,%.6g,%.3f,%.2f,,,,,\n", T->st.step, T->st.epoch, ml, lr, mms,
-                    B * 1000.0 / mms);
-            fflush(T->csv);
-            sn_events_scalar(T->ev, "train/loss", T->st.step, ml);
-            sn_events_scalar(T->ev, "train/lr", T->st.step, lr);
-            sn_events_scalar(T->ev, "train/ms_per_step", T->st.step, mms);
-            sn_events_scalar(T->ev, "train/data_wait_share", T->st.step, data_wait_share(T));
+            put_line(T, T->csv_fd, "metrics.csv", "%" PRId64 ",%" PRId64 ",%.9g,%.6g,%.3f,%.2f,,,,,\n", T->st.step,
+                     T->st.epoch, ml, lr, mms, B * 1000.0 / mms);
+            events_checked(T, sn_events_scalar(T->ev, "train/loss", T->st.step, ml));
+            events_checked(T, sn_events_scalar(T->ev, "train/lr", T->st.step, lr));
+            events_checked(T, sn_events_scalar(T->ev, "train/ms_per_step", T->st.step, mms));
+            events_checked(T, sn_events_scalar(T->ev, "train/data_wait_share", T->st.step, data_wait_share(T)));
             curve_add(&T->tl, T->st.step, ml);
             res->last_loss = ml;
             progress(T, ml, lr, 1);
@@ -667,10 +881,8 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
         if (last_step && T->last_valid_step != T->st.step) do_valid = 1;
         if (do_valid && (s = validate(T, res)) != SN_OK) return s;
         int do_ckpt = c->train.ckpt_every > 0 ? T->st.step % c->train.ckpt_every == 0 : epoch_end;
-        if (do_ckpt || last_step || stop) {
-            sn_status cs = save(T, T->last, "last");
-            if (cs != SN_OK && (last_step || stop)) return cs;
-        }
+        if (do_ckpt || last_step || stop) save(T, T->last, "last");
+        if (T->wfail) return write_stop(T);
         if (stop) {
             tlog(T, "stopped at step %" PRId64 " (epoch %" PRId64 "); checkpoint %s; continue with: sinter train --resume %s",
                  T->st.step, T->st.epoch, T->last, T->dir);
@@ -679,7 +891,7 @@ static sn_status run_loop(trainer *T, sn_train_result *res) {
         }
     }
     if (T->tl.n && writer(T)) plot(T);
-    return SN_OK;
+    return T->wfail ? write_stop(T) : SN_OK;
 }
 
 sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_result *result) {
@@ -709,6 +921,8 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
     }
     T->tty = !opts->quiet && isatty(STDOUT_FILENO);
     T->last_valid_step = -1;
+    T->log_fd = T->csv_fd = T->lock_fd = -1;
+    T->early = open_memstream(&T->early_buf, &T->early_len);
     int resume = opts->resume_dir != NULL;
     if (resume) {
         snprintf(T->dir, sizeof T->dir, "%s", opts->resume_dir);
@@ -719,26 +933,36 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
         snprintf(p, sizeof p, "%s/last.safetensors", T->dir);
         if (stat(T->dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
             s = sn_error(SN_ERR_IO, "--resume '%s': no such run directory", T->dir);
-        else if (stat(p, &sb) != 0)
+        /* before anything of the run is read or written: one process per run */
+        if (s == SN_OK && writer(T)) s = lock_run(T); /* rank 0 alone writes the run */
+        if (s == SN_OK && stat(p, &sb) != 0)
             s = sn_error(SN_ERR_IO, "--resume '%s': it has no last.safetensors (the run stopped before its first "
                          "checkpoint); start a new run instead", T->dir);
     } else {
-        if (writer(T)) s = make_run_dir(T);
+        if (writer(T)) s = plan_run_dir(T);
         s = sn_dist_agree_dir(&T->dist, s, T->dir, sizeof T->dir); /* rank 0's name (and outcome) for all */
     }
     if (s == SN_OK) {
         snprintf(res->run_dir, sizeof res->run_dir, "%s", T->dir);
         snprintf(T->last, sizeof T->last, "%s/last.safetensors", T->dir);
+        snprintf(T->best, sizeof T->best, "%s/best.safetensors", T->dir);
         if (resume) {
             s = sn_ckpt_read_state(T->last, &T->st);
             if (s != SN_OK) s = sn_error_prefix(s, "resuming '%s'", T->dir);
         }
     }
-    if (s == SN_OK && writer(T)) s = open_outputs(T, resume);
     if (s == SN_OK) sn_set_log(log_hook, T, SN_LOG_WARN);
     if (s == SN_OK) {
         tlog(T, "%s run %s", resume ? "resuming" : "starting", T->dir);
+        if (resume && writer(T)) {
+            int n = remove_stale_tmp(T->dir, 0);
+            if (n) tlog(T, "removed %d temporary file%s left by an interrupted write", n, n == 1 ? "" : "s");
+        }
+        /* device, data, model and memory are checked before a new run's directory exists */
         s = setup(T, resume);
+        if (s == SN_OK && !resume && writer(T)) s = create_run_dir(T);
+        if (s == SN_OK && writer(T)) s = open_outputs(T, resume);
+        if (s != SN_OK && writer(T)) remove_run_dir(T);
         if (s == SN_OK && resume)
             tlog(T, "resumed at step %" PRId64 " (epoch %" PRId64 ", batch %" PRId64 " of it)", T->st.step, T->st.epoch,
                  T->st.epoch_step);
@@ -758,9 +982,11 @@ sn_status sn_train(const sn_config *cfg, const sn_train_opts *opts, sn_train_res
     res->best_valid_loss = T->st.best_valid_loss;
     res->rank = T->dist.rank;
     res->world = T->dist.world;
-    if (s != SN_OK && T->log) { /* the caller prints it; the log keeps it too */
-        fprintf(T->log, "error: %s\n", sn_last_error());
-        fflush(T->log);
+    if (s != SN_OK && T->log_fd >= 0) { /* the caller prints it; the log keeps it too (whole, or not at all) */
+        int wf = T->wfail;
+        T->wfail = 0;
+        put_line(T, T->log_fd, "train.log", "error: %s\n", sn_last_error());
+        T->wfail = wf;
     }
     clear_progress(T);
     sn_set_log(NULL, NULL, SN_LOG_WARN);

@@ -208,6 +208,12 @@ static void test_bad_rates(void **state) {
     assert_non_null(strstr(sn_last_error(), g_good));
     assert_non_null(strstr(sn_last_error(), "ratio"));
     assert_null(a.data);
+    /* a file at a rate no speech has */
+    char p[512];
+    tmppath(p, sizeof p, "rate500.wav");
+    assert_int_equal(sn_audio_write(p, x, 1000, 1, 500, 0), SN_OK);
+    assert_int_equal(sn_audio_read(p, 0, 1, &a), SN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(sn_last_error(), "500 Hz"));
 }
 
 static void test_unwritable(void **state) {
@@ -221,6 +227,7 @@ static void test_unwritable(void **state) {
     snprintf(p, sizeof p, "%s/out.wav", g_good);
     assert_int_equal(sn_audio_write(p, x, 10, 1, 16000, 0), SN_ERR_IO);
     assert_non_null(strstr(sn_last_error(), p));
+    assert_non_null(strstr(sn_last_error(), "Not a directory")); /* the reason, not libsndfile's "System error." */
     if (geteuid() != 0) {
         char d[400];
         tmppath(d, sizeof d, "readonly");
@@ -228,7 +235,16 @@ static void test_unwritable(void **state) {
         snprintf(p, sizeof p, "%s/out.wav", d);
         assert_int_equal(sn_audio_write(p, x, 10, 1, 16000, 0), SN_ERR_IO);
         assert_non_null(strstr(sn_last_error(), p));
+        assert_non_null(strstr(sn_last_error(), "Permission denied"));
         chmod(d, 0700);
+        /* an unreadable input says so too */
+        tmppath(p, sizeof p, "unreadable.wav");
+        assert_int_equal(sn_audio_write(p, x, 10, 1, 16000, 0), SN_OK);
+        chmod(p, 0200);
+        sn_audio a;
+        assert_int_equal(sn_audio_read(p, 0, 1, &a), SN_ERR_IO);
+        assert_non_null(strstr(sn_last_error(), "Permission denied"));
+        chmod(p, 0600);
     }
     /* bad arguments */
     assert_int_equal(sn_audio_write(p, x, 10, 0, 16000, 0), SN_ERR_INVALID_ARG);
