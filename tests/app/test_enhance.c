@@ -373,6 +373,41 @@ static void test_plain_state_dict(void **st) {
     expect_err(run_sinter(a4), 2, "model.hidden");
 }
 
+/* The same plain state_dict on every other backend with a device (Vulkan on lavapipe in
+ * CI): the output equals the CPU's to a relative error below 1e-4. */
+static void test_plain_state_dict_devices(void **st) {
+    const char *cpu_args[] = {"enhance", "--ckpt", plain, "model.hidden=32", "model.channels=[4,8,8,8,16]",
+                              "--device", "cpu", P("float16k.wav"), "-o", P("plain_cpu.wav"), NULL};
+    expect_err(run_sinter(cpu_args), 0, NULL);
+    sn_audio ref = {0};
+    SN_ASSERT_OK(sn_audio_read(P("plain_cpu.wav"), 0, 0, &ref));
+    int ran = 0;
+    for (int r = 0; r < sn_backend_reg_count(); r++) {
+        const sn_backend_reg *reg = sn_backend_reg_get(r);
+        if (!strcmp(reg->kind, "cpu") || reg->count() == 0) continue;
+        char spec[32];
+        snprintf(spec, sizeof spec, "%s:0", reg->kind);
+        const char *a[] = {"enhance", "--ckpt", plain, "model.hidden=32", "model.channels=[4,8,8,8,16]",
+                           "--device", spec, P("float16k.wav"), "-o", P("plain_dev.wav"), NULL};
+        expect_err(run_sinter(a), 0, NULL);
+        sn_audio got = {0};
+        SN_ASSERT_OK(sn_audio_read(P("plain_dev.wav"), 0, 0, &got));
+        assert_int_equal(got.frames, ref.frames);
+        double m = 0, e = 0;
+        for (int64_t i = 0; i < ref.frames; i++) m = fmax(m, fabs((double)ref.data[i]));
+        for (int64_t i = 0; i < ref.frames; i++) {
+            double d = fabs((double)got.data[i] - (double)ref.data[i]);
+            if (!(d <= e)) e = d;
+        }
+        printf("enhance on %s vs cpu: relative error %.3g\n", spec, e / m);
+        assert_true(m > 0 && e / m < 1e-4);
+        sn_audio_free(&got);
+        ran++;
+    }
+    sn_audio_free(&ref);
+    if (!ran) skip();
+}
+
 static void test_attention_whole(void **st) {
     sn_backend *cpu = sn_cpu_backend_new(1);
     sn_config cfg;
@@ -473,6 +508,7 @@ int main(void) {
         cmocka_unit_test(test_rate_and_channels),
         cmocka_unit_test(test_folders),
         cmocka_unit_test(test_plain_state_dict),
+        cmocka_unit_test(test_plain_state_dict_devices),
         cmocka_unit_test(test_attention_whole),
         cmocka_unit_test(test_errors),
     };
