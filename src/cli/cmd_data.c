@@ -44,6 +44,19 @@ static int parse_num(const char *opt, const char *s, double *out) {
     return 1;
 }
 
+/* a seed: decimal digits only, within uint64 */
+static int parse_seed(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || errno || strspn(s, "0123456789") != strlen(s)) {
+        fprintf(stderr, "sinter data demo: --seed must be a whole number 0..%llu, got '%s'\n", (unsigned long long)UINT64_MAX, s);
+        return 0;
+    }
+    *out = (uint64_t)v;
+    return 1;
+}
+
 int sn_cmd_data(int argc, char **argv) {
     /* argv[0] = "data" */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -55,7 +68,8 @@ int sn_cmd_data(int argc, char **argv) {
         return 2;
     }
     const char *out = NULL;
-    double minutes = 5, seed = 0, jobs = 0;
+    double minutes = 5, jobs = 0;
+    uint64_t seed = 0;
     sn_demo_options o = {0};
     o.verbose = 1;
     for (int i = 2; i < argc; i++) {
@@ -68,7 +82,7 @@ int sn_cmd_data(int argc, char **argv) {
             const char *v = argv[++i];
             if (!strcmp(a, "--out")) out = v;
             else if (!strcmp(a, "--minutes")) { if (!parse_num(a, v, &minutes)) return 2; }
-            else if (!strcmp(a, "--seed")) { if (!parse_num(a, v, &seed) || seed < 0 || seed != (double)(uint64_t)seed) { fprintf(stderr, "sinter data demo: --seed must be a whole number >= 0\n"); return 2; } }
+            else if (!strcmp(a, "--seed")) { if (!parse_seed(v, &seed)) return 2; }
             else if (!parse_num(a, v, &jobs) || jobs < 1 || jobs > 16) { fprintf(stderr, "sinter data demo: --jobs must be 1..16\n"); return 2; }
         } else {
             fprintf(stderr, "sinter data demo: unknown option '%s' (see --help)\n", a);
@@ -79,7 +93,7 @@ int sn_cmd_data(int argc, char **argv) {
     if (!(minutes > 0 && minutes <= 10000)) { fprintf(stderr, "sinter data demo: --minutes must be in (0, 10000]\n"); return 2; }
     o.jobs = (int)jobs;
     double t0 = now_s();
-    sn_status st = sn_demo_corpus(out, minutes, (uint64_t)seed, &o, NULL);
+    sn_status st = sn_demo_corpus(out, minutes, seed, &o, NULL);
     if (st != SN_OK) {
         fprintf(stderr, "sinter data demo: error: %s\n", sn_last_error());
         return st == SN_ERR_NOMEM ? SN_EXIT_DEVICE : SN_EXIT_INPUT;

@@ -175,6 +175,8 @@ static const bcase cases[] = {
     {{"data", "bogus"}, 2, "unknown command 'bogus'"},
     {{"data", "demo"}, 2, "--out DIR is required"},
     {{"data", "demo", "--out", "@out", "--minutes", "-1"}, 2, "--minutes"},
+    {{"data", "demo", "--out", "@out", "--seed", "3.2e35"}, 2, "--seed must be a whole number"}, /* fuzzer find: UB cast */
+    {{"data", "demo", "--out", "@out", "--seed", "99999999999999999999999"}, 2, "--seed must be a whole number"},
     {{"data", "demo", "--out", "@file/sub", "--minutes", "0.01", "--synth"}, 3, "bi_file"},
     /* configs */
     {{"train", "@dir/missing.yaml"}, 3, "cannot open config"},
