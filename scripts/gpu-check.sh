@@ -5,6 +5,9 @@
 #
 #   scripts/gpu-check.sh                    # everything
 #   SKIP_BENCH=1 scripts/gpu-check.sh       # build + tests only
+#   SKIP_TESTS=1 scripts/gpu-check.sh       # build + benchmarks only
+#   SANITIZE=1 SAN_FILTER='test_conv*' ...  # also compute-sanitizer memcheck and racecheck over
+#                                           # the CUDA parity suite (SAN_FILTER: cmocka test names)
 #   BUILD=build-gpu ARCH=90 JOBS=16 scripts/gpu-check.sh
 #
 # The GPU machine has nvcc and cmake but no OpenBLAS, cmocka, Vulkan loader/headers or
@@ -72,8 +75,9 @@ fi
 nwarn=$(grep -c "warning" "$out/build.log" || true)
 note "build: ok in $(( $(date +%s) - t0 )) s, $nwarn warning lines"
 
-echo "== tests"
 rc_tests=0
+if [ -z "${SKIP_TESTS:-}" ]; then
+echo "== tests"
 ( cd "$build" && ctest --output-on-failure -j "$jobs" --timeout 900 -E "^backend/" ) >"$out/ctest.log" 2>&1 || rc_tests=$?
 grep -E "tests passed|Test +#|\*\*\*|Failed|Skipped|FAILED|Not Run" "$out/ctest.log" | tail -60
 note "tests: $(grep -E 'tests passed' "$out/ctest.log" || echo 'no ctest summary')"
@@ -90,6 +94,18 @@ for kind in cuda vulkan; do
     note "$t $kind: exit $rc ($(grep -cE '^\[       OK' "$out/$t-$kind.log") ok, $(grep -cE '^\[  FAILED' "$out/$t-$kind.log") failed lines)"
   done
 done
+fi
+
+if [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null && [ -x "$build/test_backend_ops" ]; then
+  echo "== compute-sanitizer"
+  for tool in memcheck racecheck; do
+    SN_TEST_FILTER="${SAN_FILTER:-*}" timeout "${SAN_TIMEOUT:-280}" compute-sanitizer --tool $tool --error-exitcode 9 \
+      "$build/test_backend_ops" cuda >"$out/sanitizer-$tool.log" 2>&1
+    rc=$?
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$out/sanitizer-$tool.log" | tail -4
+    note "compute-sanitizer $tool (${SAN_FILTER:-all}): exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tool.log" | tail -1)"
+  done
+fi
 if [ -z "${SKIP_BENCH:-}" ] && [ -x "$build/bench_step" ]; then
   echo "== benchmarks (CRN training step, batch 4, 400 frames)"
   : >"$out/bench.jsonl"

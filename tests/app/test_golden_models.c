@@ -89,12 +89,16 @@ static sn_model *model_of(const sn_safetensors *f, sn_backend *be) {
     return m;
 }
 
+static const char *g_spec = "cpu"; /* `test_golden_models KIND`: another backend, the CPU as fallback */
+static sn_backend *g_fb;
+
 static void run(const char *file, bool stream) {
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/golden/%s", SN_SOURCE_DIR, file);
     sn_safetensors *f = NULL;
     SN_ASSERT_OK(sn_st_open(path, &f));
-    sn_backend *be = sn_cpu_backend_new(1);
+    sn_backend *be = NULL;
+    SN_ASSERT_OK(sn_backend_open(g_spec, 1, &be));
     sn_model *m = model_of(f, be);
     assert_int_equal(m->nparams, meta_int(f, "params"));
     int B = meta_int(f, "batch"), T = meta_int(f, "frames");
@@ -123,8 +127,8 @@ static void run(const char *file, bool stream) {
         sn_stream *s = NULL;
         char why[200];
         assert_true(sn_model_streamable(m, why, sizeof why));
-        SN_ASSERT_OK(sn_infer_new(m, be, be, 1, T, &inf));
-        SN_ASSERT_OK(sn_stream_new(m, be, be, 1, 4, &s));
+        SN_ASSERT_OK(sn_infer_new(m, be, g_fb, 1, T, &inf));
+        SN_ASSERT_OK(sn_stream_new(m, be, g_fb, 1, 4, &s));
         float *whole = malloc(sizeof(float) * T * 161), *part = malloc(sizeof(float) * T * 161);
         SN_ASSERT_OK(sn_infer_run(inf, x, whole));
         for (int t = 0; t < T; t += 4)
@@ -140,7 +144,7 @@ static void run(const char *file, bool stream) {
     sn_optim_config_default(&opt);
     opt.keep_grads = true;
     sn_step *s = NULL;
-    SN_ASSERT_OK(sn_step_new(m, be, be, B, T, &opt, &s));
+    SN_ASSERT_OK(sn_step_new(m, be, g_fb, B, T, &opt, &s));
     float loss[5];
     SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[0]));
     float *ref = read_all(f, "output", &n), *got = get(s->out);
@@ -231,11 +235,21 @@ static void test_conf_examples(void **st) {
     sn_backend_free(be);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) g_spec = argv[1];
+    sn_backend *probe = NULL;
+    if (sn_backend_open(g_spec, 1, &probe) != SN_OK) {
+        printf("device '%s' not available here (%s): skipped\n", g_spec, sn_last_error());
+        return 77;
+    }
+    sn_backend_free(probe);
+    g_fb = sn_cpu_backend_new(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fc_mask),
         cmocka_unit_test(test_unet_gru),
         cmocka_unit_test(test_conf_examples),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int r = cmocka_run_group_tests_name(g_spec, tests, NULL, NULL);
+    sn_backend_free(g_fb);
+    return r;
 }

@@ -598,6 +598,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),
         cmocka_unit_test(test_graph_replay), cmocka_unit_test(test_crn_step),
     };
+    const char *filter = getenv("SN_TEST_FILTER"); /* e.g. "test_conv*" (scripts/gpu-check.sh) */
+    if (filter && *filter) cmocka_set_test_filter(filter);
     int r = cmocka_run_group_tests_name(g_kind, tests, NULL, NULL);
     sn_backend_free(g_dev);
     sn_backend_free(g_cpu);
