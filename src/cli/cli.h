@@ -3,6 +3,7 @@
 #ifndef SINTER_CLI_H
 #define SINTER_CLI_H
 
+#include "sinter/config.h"
 #include "sinter/status.h"
 
 #ifndef SN_VERSION
@@ -43,6 +44,18 @@ static inline int sn_cli_exit_code(sn_status s) {
     default: return SN_EXIT_INPUT;
     }
 }
+
+/* A command-line word of a command taking [CONF] [key=value ...] that is not one of its
+ * options: an override goes to over[(*nover)++] (room for argc), the first other word to
+ * *conf. Prints why and returns SN_EXIT_USAGE for an unknown option or a second CONF
+ * (hint, when not NULL, follows that message), else SN_EXIT_OK. */
+int sn_cli_positional(const char *cmd, const char *a, const char **conf, const char **over, int *nover,
+                      const char *hint);
+/* The command's config: CONF (the defaults when NULL) with the key=value overrides, then
+ * the cross-key checks when validate. Prints "sinter CMD: why" and returns the exit code
+ * when that fails (a missing or unreadable file: 3; a bad key or value: 2), else 0. */
+int sn_cli_config(const char *cmd, const char *conf, const char *const *over, int nover, int validate,
+                  sn_config *cfg);
 
 int sn_cmd_devices(int argc, char **argv);
 int sn_cmd_enhance(int argc, char **argv);

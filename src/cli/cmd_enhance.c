@@ -6,6 +6,7 @@
 #include "sinter/audio.h"
 #include "sinter/config.h"
 #include "sinter/train.h"
+#include "io/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -270,24 +271,6 @@ static sn_status mirror_inputs(char **inputs, int nin, const char *out, joblist 
     return st;
 }
 
-/* mkdir -p */
-static sn_status make_dirs(const char *path) {
-    char *p = strdup(path);
-    if (!p) return sn_error(SN_ERR_NOMEM, "out of host memory");
-    sn_status st = SN_OK;
-    for (char *s = p + 1; st == SN_OK; s++) {
-        if (*s != '/' && *s) continue;
-        char c = *s;
-        *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            st = sn_error(SN_ERR_IO, "cannot create output folder '%s': %s", p, strerror(errno));
-        *s = c;
-        if (!c) break;
-    }
-    free(p);
-    return st;
-}
-
 /* ---- the command ------------------------------------------------------------- */
 
 static int parse_double(const char *opt, const char *s, double *out) {
@@ -380,14 +363,10 @@ int sn_cmd_enhance(int argc, char **argv) {
 
     /* config: defaults, the file, the overrides (used when the checkpoint has none) */
     sn_config cfg;
-    sn_config_defaults(&cfg);
-    sn_status st = SN_OK;
-    if (conf) st = sn_config_load(conf, &cfg);
-    for (int k = 0; k < nov && st == SN_OK; k++) st = sn_config_override(&cfg, ov[k]);
-    if (st != SN_OK) {
+    int rc = sn_cli_config("enhance", conf, ov, nov, 0, &cfg);
+    if (rc != SN_EXIT_OK) {
         free(inputs);
-        /* a missing config file is a file error; a bad key or value a usage error */
-        return fail(st == SN_ERR_IO ? SN_ERR_IO : SN_ERR_CONFIG, NULL);
+        return rc;
     }
     struct stat sb;
     int ck = stat(ckpt, &sb);
@@ -399,7 +378,7 @@ int sn_cmd_enhance(int argc, char **argv) {
     }
     joblist jobs = {0};
     int out_is_dir = 0;
-    st = make_jobs(inputs, nin, out, &jobs, &out_is_dir);
+    sn_status st = make_jobs(inputs, nin, out, &jobs, &out_is_dir);
     if (st != SN_OK) {
         free(inputs);
         free_jobs(&jobs);
@@ -438,7 +417,7 @@ int sn_cmd_enhance(int argc, char **argv) {
         }
     }
     if (out_is_dir) {
-        st = make_dirs(out);
+        st = sn_mkdirs(out);
         if (st == SN_OK && access(out, W_OK) != 0)
             st = sn_error(SN_ERR_IO, "output folder '%s' is not writable: %s", out, strerror(errno));
         if (st != SN_OK) {
@@ -463,7 +442,7 @@ int sn_cmd_enhance(int argc, char **argv) {
     }
     if (eo.longest_seconds <= 0) eo.longest_seconds = 1e-3;
     sn_enhancer *e = NULL;
-    int rc = SN_EXIT_OK;
+    rc = SN_EXIT_OK;
     /* no --config and no overrides: a plain state_dict is an error that says what to give */
     st = sn_enhancer_open(ckpt, conf || nov ? &cfg : NULL, &eo, &e);
     if (st != SN_OK) {

@@ -89,14 +89,7 @@ int sn_cmd_eval(int argc, char **argv) {
                 if (a[2] == 'b') batch = (int)n;
                 else threads = (int)n;
             }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "sinter eval: unknown option '%s' (see sinter eval --help)\n", a);
-            free(over);
-            return SN_EXIT_USAGE;
-        } else if (strchr(a, '=')) over[nover++] = a;
-        else if (!conf) conf = a;
-        else {
-            fprintf(stderr, "sinter eval: unexpected argument '%s'\n", a);
+        } else if (sn_cli_positional("eval", a, &conf, over, &nover, NULL) != SN_EXIT_OK) {
             free(over);
             return SN_EXIT_USAGE;
         }
@@ -109,15 +102,10 @@ int sn_cmd_eval(int argc, char **argv) {
     }
     /* config for the data (and the model of a plain state_dict) */
     sn_config cfg;
-    sn_config_defaults(&cfg);
-    sn_status s = SN_OK;
-    if (conf) s = sn_config_load(conf, &cfg);
-    for (int i = 0; i < nover && s == SN_OK; i++) s = sn_config_override(&cfg, over[i]);
+    int rc = sn_cli_config("eval", conf, over, nover, 0, &cfg);
     free(over);
-    if (s != SN_OK) {
-        fprintf(stderr, "sinter eval: %s\n", sn_last_error());
-        return s == SN_ERR_IO ? SN_EXIT_INPUT : SN_EXIT_USAGE;
-    }
+    if (rc != SN_EXIT_OK) return rc;
+    sn_status s;
     sn_backend *b = NULL;
     sn_model *m = NULL;
     sn_dataset *tr = NULL, *va = NULL;

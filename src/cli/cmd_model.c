@@ -73,16 +73,7 @@ int sn_cmd_model(int argc, char **argv) {
             }
             threads = (int)v;
             i++;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "sinter model: unknown option '%s' (see sinter model --help)\n", a);
-            free(over);
-            return SN_EXIT_USAGE;
-        } else if (strchr(a, '=')) {
-            over[nover++] = a;
-        } else if (!conf) {
-            conf = a;
-        } else {
-            fprintf(stderr, "sinter model: unexpected argument '%s'\n", a);
+        } else if (sn_cli_positional("model", a, &conf, over, &nover, NULL) != SN_EXIT_OK) {
             free(over);
             return SN_EXIT_USAGE;
         }
@@ -95,16 +86,12 @@ int sn_cmd_model(int argc, char **argv) {
     }
     sn_config *cfg = malloc(sizeof *cfg);
     if (!cfg) { free(over); fprintf(stderr, "sinter model: out of memory\n"); return SN_EXIT_DEVICE; }
-    sn_config_defaults(cfg);
-    sn_status s;
-    s = sn_config_load(conf, cfg); /* a model file (layers: at the top) loads as its model.* keys */
-    for (int i = 0; i < nover && s == SN_OK; i++) s = sn_config_override(cfg, over[i]);
+    /* a model file (layers: at the top) loads as its model.* keys */
+    int rc = sn_cli_config("model", conf, over, nover, 1, cfg);
     free(over);
-    if (s == SN_OK) s = sn_config_validate(cfg);
-    if (s != SN_OK) {
-        fprintf(stderr, "sinter model: %s\n", sn_last_error());
+    if (rc != SN_EXIT_OK) {
         free(cfg);
-        return s == SN_ERR_IO ? SN_EXIT_INPUT : SN_EXIT_USAGE;
+        return rc;
     }
     int B = cfg->train.batch_size;
     int64_t samples = (int64_t)(cfg->data.segment_seconds * cfg->data.sample_rate + 0.5);
@@ -118,8 +105,8 @@ int sn_cmd_model(int argc, char **argv) {
     sn_backend *b = NULL, *cpu = NULL;
     sn_model *m = NULL;
     sn_layer_info *info = NULL;
-    int rc = SN_EXIT_OK;
-    s = sn_backend_open(cfg->device[0] ? cfg->device : "auto", threads, &b);
+    rc = SN_EXIT_OK;
+    sn_status s = sn_backend_open(cfg->device[0] ? cfg->device : "auto", threads, &b);
     if (s == SN_OK) cpu = b->is_host ? b : sn_cpu_backend_new(threads);
     if (s == SN_OK) s = sn_model_from_config(cfg, b, &m);
     if (s != SN_OK) goto fail;

@@ -87,16 +87,8 @@ int sn_cmd_train(int argc, char **argv) {
                 else if (!strcmp(a, "--threads")) o.cpu_threads = (int)v;
                 else o.nan_at_step = (int)v;
             }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "sinter train: unknown option '%s' (see sinter train --help)\n", a);
-            free(over);
-            return SN_EXIT_USAGE;
-        } else if (strchr(a, '=')) {
-            over[nover++] = a;
-        } else if (!conf) {
-            conf = a;
-        } else {
-            fprintf(stderr, "sinter train: unexpected argument '%s' (one CONF file; overrides look like key.sub=value)\n", a);
+        } else if (sn_cli_positional("train", a, &conf, over, &nover,
+                                     " (one CONF file; overrides look like key.sub=value)") != SN_EXIT_OK) {
             free(over);
             return SN_EXIT_USAGE;
         }
@@ -126,14 +118,9 @@ int sn_cmd_train(int argc, char **argv) {
         return SN_EXIT_USAGE;
     }
     sn_config cfg;
-    sn_status s = sn_config_load(conf, &cfg);
-    for (int i = 0; i < nover && s == SN_OK; i++) s = sn_config_override(&cfg, over[i]);
-    if (s == SN_OK) s = sn_config_validate(&cfg);
+    int rc = sn_cli_config("train", conf, over, nover, 1, &cfg);
     free(over);
-    if (s != SN_OK) {
-        fprintf(stderr, "sinter train: %s\n", sn_last_error());
-        return s == SN_ERR_IO ? SN_EXIT_INPUT : SN_EXIT_USAGE;
-    }
+    if (rc != SN_EXIT_OK) return rc;
     if (o.dump_batches) {
         mkdir(o.dump_batches, 0755);
     }
@@ -147,7 +134,7 @@ int sn_cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     sn_train_result r;
-    s = sn_train(&cfg, &o, &r);
+    sn_status s = sn_train(&cfg, &o, &r);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (s != SN_OK) {

@@ -11,6 +11,7 @@
 #include "sinter/config.h"
 #include "sinter/stream.h"
 #include "sinter/train.h"
+#include "io/fs.h"
 
 #include <errno.h>
 #include <math.h>
@@ -33,15 +34,7 @@ static sn_status make_parent(const char *path) {
     sn_status st = SN_OK;
     if (slash && slash != p) {
         *slash = 0;
-        for (char *s = p + 1; st == SN_OK; s++) {
-            if (*s != '/' && *s) continue;
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0777) != 0 && errno != EEXIST)
-                st = sn_error(SN_ERR_IO, "cannot create output folder '%s': %s", p, strerror(errno));
-            *s = c;
-            if (!c) break;
-        }
+        st = sn_mkdirs(p);
     }
     free(p);
     return st;

@@ -3,7 +3,7 @@
  * precision switches, graph capture/replay, and a whole CRN training step through
  * the planner. `test_backend_ops KIND` (cuda, vulkan; ctest runs it once per backend
  * built in). Exits with 77 (skipped) when that backend has no device here. */
-#include "sn_test.h"
+#include "sn_parity.h"
 #include "sinter/nn.h"
 #include "core/core.h"
 
@@ -15,149 +15,6 @@
 static const sn_backend_reg *g_reg;
 static sn_backend *g_cpu, *g_dev;
 static char g_kind[16];
-static uint64_t g_seed = 0x5eed1234ull;
-
-/* max |a - ref| over max |ref|: an error relative to the tensor's scale (NaN fails) */
-static double nerr(const float *a, const float *ref, int64_t n) {
-    double m = 0, e = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (!(d <= e)) e = d;
-    }
-    return e / fmax(m, 1e-30);
-}
-
-static sn_tensor *leaf(sn_ctx *c, int nd, const int64_t *shape, float lo, float hi, const char *name) {
-    sn_tensor *t = sn_new_tensor(c, SN_F32, nd, shape, 0, name);
-    assert_non_null(t);
-    sn_test_leaf(t, &g_seed, lo, hi);
-    t->flags |= SN_FLAG_NEEDS_GRAD;
-    return t;
-}
-#define LEAF(c, lo, hi, name, ...) leaf(c, sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), (int64_t[]){__VA_ARGS__}, lo, hi, name)
-
-/* dy for node (random) and the gradient nodes of its family */
-static void grads(sn_ctx *c, sn_tensor *node, sn_grad_fn fn) {
-    assert_non_null(node);
-    sn_tensor *dy = sn_new_tensor(c, SN_F32, node->ndim, node->shape, 0, "dy");
-    sn_test_leaf(dy, &g_seed, -1.0f, 1.0f);
-    sn_tensor *ds[SN_MAX_SRC] = {0};
-    SN_ASSERT_OK(fn(c, node, dy, ds));
-}
-
-static bool is_packed(sn_op op) {
-    return op == SN_OP_BATCHNORM_BWD || op == SN_OP_LAYERNORM_BWD || op == SN_OP_LSTM_BWD || op == SN_OP_GRU_BWD ||
-           op == SN_OP_ATTENTION_BWD || op == SN_OP_ADAM || op == SN_OP_SGD || op == SN_OP_ADAM_MT ||
-           op == SN_OP_SGD_MT;
-}
-
-/* ---- per-tensor device memory for a ctx (no planner) ---- */
-typedef struct {
-    int n;
-    void **dev;      /* owned device buffers (NULL for views) */
-    void **host;     /* the leaves' host data */
-} devmap;
-
-static void dev_bind(sn_ctx *c, devmap *m) {
-    m->n = sn_ctx_count(c);
-    m->dev = calloc((size_t)m->n, sizeof *m->dev);
-    m->host = calloc((size_t)m->n, sizeof *m->host);
-    for (int i = 0; i < m->n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        m->host[i] = t->data;
-        if (t->view_src) {
-            t->data = (char *)t->view_src->data + t->view_offs;
-            continue;
-        }
-        size_t bytes = sn_alloc_bytes(t);
-        SN_ASSERT_OK(g_dev->i->alloc(g_dev, bytes, &m->dev[i]));
-        /* zero: alignment gaps then match the CPU's calloc'd buffers */
-        SN_ASSERT_OK(g_dev->i->fill_zero(g_dev, m->dev[i], bytes));
-        if (t->op == SN_OP_NONE && m->host[i])
-            SN_ASSERT_OK(g_dev->i->upload(g_dev, m->dev[i], m->host[i], sn_nbytes(t)));
-        else if (t->op == SN_OP_NONE && (t->flags & SN_FLAG_CONST)) { /* e.g. autodiff's d_loss = 1 */
-            int64_t ne = sn_nelem(t);
-            float *v = malloc((size_t)ne * sizeof *v);
-            for (int64_t k = 0; k < ne; k++) v[k] = t->fp[0];
-            SN_ASSERT_OK(g_dev->i->upload(g_dev, m->dev[i], v, (size_t)ne * sizeof *v));
-            SN_ASSERT_OK(g_dev->i->synchronize(g_dev));
-            free(v);
-        }
-        t->data = m->dev[i];
-        t->backend = g_dev;
-    }
-}
-
-/* downloads every owned buffer (data + extra) into res[i], releases device memory,
- * puts the host pointers back (NULL for op nodes) */
-static float **dev_unbind(sn_ctx *c, devmap *m) {
-    float **res = calloc((size_t)m->n, sizeof *res);
-    SN_ASSERT_OK(g_dev->i->synchronize(g_dev));
-    for (int i = 0; i < m->n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (m->dev[i]) {
-            size_t bytes = sn_alloc_bytes(t);
-            res[i] = malloc(bytes);
-            SN_ASSERT_OK(g_dev->i->download(g_dev, res[i], m->dev[i], bytes));
-            g_dev->i->release(g_dev, m->dev[i]);
-        }
-        t->data = t->op == SN_OP_NONE ? m->host[i] : NULL;
-        t->backend = NULL;
-    }
-    free(m->dev);
-    free(m->host);
-    return res;
-}
-
-static const float *res_of(float **res, sn_tensor *t) {
-    sn_tensor *r = sn_root(t);
-    return (const float *)((const char *)res[r->id] + sn_root_offset(t));
-}
-
-/* Runs every op node of c on the backend under test, then on the CPU, and compares outputs (tol),
- * saved state (tol_extra) and tensors updated in place. */
-static void cross_check(sn_ctx *c, double tol, double tol_extra, const char *label) {
-    devmap m;
-    dev_bind(c, &m);
-    int n = sn_ctx_count(c);
-    for (int i = 0; i < n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) continue;
-        sn_status s = g_dev->i->compute(g_dev, &t, 1, NULL);
-        if (s != SN_OK) fail_msg("%s: %s %s: %s", label, g_kind, t->name, sn_last_error());
-    }
-    float **res = dev_unbind(c, &m);
-    SN_ASSERT_OK(sn_test_eval(c, g_cpu));
-    int checked = 0;
-    for (int i = 0; i < n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (t->op == SN_OP_NONE) continue;
-        if (!is_packed(t->op)) {
-            double e = nerr(res_of(res, t), t->data, sn_nelem(t));
-            if (!(e <= tol)) fail_msg("%s: %s (%s) %s vs CPU error %.3g > %.3g", label, t->name, sn_op_name(t->op), g_kind, e, tol);
-            if (t->extra && !t->view_src) {
-                int64_t ne = (int64_t)(t->extra / sizeof(float));
-                double ee = nerr(res_of(res, t) + sn_align64(sn_nelem(t)), sn_extra_ptr(t), ne);
-                if (!(ee <= tol_extra))
-                    fail_msg("%s: %s saved state differs from the CPU layout/values: %.3g > %.3g", label, t->name, ee,
-                             tol_extra);
-            }
-            checked++;
-        }
-        for (int k = 0; k < t->nsrc; k++) {
-            sn_tensor *s = t->src[k];
-            if (!sn_op_writes_src(t, k) || s->op != SN_OP_NONE) continue;
-            double e = nerr(res_of(res, s), s->data, sn_nelem(s));
-            if (!(e <= tol)) fail_msg("%s: %s updated in place by %s: error %.3g > %.3g", label, s->name, t->name, e, tol);
-            checked++;
-        }
-    }
-    assert_true(checked > 0);
-    for (int i = 0; i < n; i++) free(res[i]);
-    free(res);
-    sn_test_free_data(c);
-}
 
 /* ---------------- op families ---------------- */
 
@@ -491,21 +348,10 @@ static void test_loss(void **st) {
     sn_ctx_free(c);
 }
 
-static sn_tensor *hyper_leaf(sn_ctx *c, float lr, float b1, float b2, int step) {
-    sn_tensor *h = LEAF(c, 0, 1, "hyper", SN_HYPER_N);
-    float *v = h->data;
-    v[SN_HYPER_LR] = lr;
-    v[SN_HYPER_BC1] = 1.0f - powf(b1, (float)step);
-    v[SN_HYPER_BC2] = 1.0f - powf(b2, (float)step);
-    v[SN_HYPER_STEP] = (float)step;
-    h->flags &= ~SN_FLAG_NEEDS_GRAD;
-    return h;
-}
-
 static void test_optim(void **st) {
     sn_ctx *c = sn_ctx_new();
     int64_t n = 10007;
-    sn_tensor *hyper = hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 3), *hyper1 = hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 1);
+    sn_tensor *hyper = sn_par_hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 3), *hyper1 = sn_par_hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 1);
     sn_tensor *sq = LEAF(c, 40, 60, "sumsq", 1);
     for (int k = 0; k < 4; k++) {
         sn_tensor *p = LEAF(c, -1, 1, "p", n), *g = LEAF(c, -1, 1, "g", n);
@@ -569,7 +415,7 @@ static void test_graph_replay(void **st) {
     sn_tensor *b = sn_new_1d(c, 5, SN_FLAG_PARAM, "b"), *g = sn_new_1d(c, 5, SN_FLAG_PARAM, "g");
     sn_tensor *be = sn_new_1d(c, 5, SN_FLAG_PARAM, "be");
     sn_tensor *rm = sn_new_1d(c, 5, SN_FLAG_PERSIST, "rm"), *rv = sn_new_1d(c, 5, SN_FLAG_PERSIST, "rv");
-    for (sn_tensor **t = (sn_tensor *[]){x, y, w, b, g, be, rm, rv, NULL}; *t; t++) sn_test_leaf(*t, &g_seed, 0.1f, 1.0f);
+    for (sn_tensor **t = (sn_tensor *[]){x, y, w, b, g, be, rm, rv, NULL}; *t; t++) sn_test_leaf(*t, &sn_par.seed, 0.1f, 1.0f);
     sn_tensor *h = sn_elu(c, sn_batchnorm2d(c, sn_conv2d(c, x, w, b, 1, 2, 0, 0), g, be, rm, rv, true, 1e-5f, 0.1f), 1.0f);
     sn_tensor *loss = sn_mse(c, h, y);
     assert_non_null(loss);
@@ -582,13 +428,13 @@ static void test_graph_replay(void **st) {
     int nn = 0;
     for (int i = 0; i < gr->n; i++)
         if (gr->nodes[i]->op != SN_OP_NONE) nodes[nn++] = gr->nodes[i];
-    devmap m;
-    dev_bind(c, &m);
+    sn_par_devmap m;
+    sn_par_bind(g_dev, c, &m);
     void *state = NULL;
     float *got[6][4];
     for (int run = 0; run < 6; run++) {
         if (run == 4) { /* new input: the replay must read it */
-            float *x2 = sn_test_rand_new(sn_nelem(x), &g_seed, -1, 1);
+            float *x2 = sn_test_rand_new(sn_nelem(x), &sn_par.seed, -1, 1);
             SN_ASSERT_OK(g_dev->i->upload(g_dev, x->data, x2, sn_nbytes(x)));
             free(x2);
         }
@@ -609,7 +455,7 @@ static void test_graph_replay(void **st) {
         if (!memcmp(got[0][i], got[4][i], nb)) fail_msg("graph replay ignored the new input (%s unchanged)", outs[i]->name);
     }
     g_dev->i->segment_free(g_dev, state);
-    float **res = dev_unbind(c, &m);
+    float **res = sn_par_unbind(g_dev, c, &m);
     for (int i = 0; i < m.n; i++) free(res[i]);
     free(res);
     for (int r = 0; r < 6; r++)
@@ -742,6 +588,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s backend: %s\n", kind, sn_last_error());
         return 1;
     }
+    sn_par = (sn_parity){.dev = g_dev, .cpu = g_cpu, .name = g_kind, .seed = 0x5eed1234ull};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),        cmocka_unit_test(test_unary),
         cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),

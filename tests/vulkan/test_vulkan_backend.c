@@ -3,7 +3,7 @@
  * (replayed equals re-recorded), and the op families of vk-core (binary, unary, shape,
  * loss, optim) against the CPU backend. Exits with 77 (skipped) when there is no Vulkan
  * device. SN_VK_DEVICE=N picks the device (default: the first). */
-#include "sn_test.h"
+#include "sn_parity.h"
 #include "core/core.h"
 #include "backends/registry.h"
 
@@ -17,141 +17,6 @@
 
 static sn_backend *g_cpu, *g_vk;
 static int g_dev;
-static uint64_t g_seed = 0x5eed4321ull;
-
-/* max |a - ref| over max |ref| (NaN fails) */
-static double nerr(const float *a, const float *ref, int64_t n) {
-    double m = 0, e = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (!(d <= e)) e = d;
-    }
-    return e / fmax(m, 1e-30);
-}
-
-static sn_tensor *leaf(sn_ctx *c, int nd, const int64_t *shape, float lo, float hi, const char *name) {
-    sn_tensor *t = sn_new_tensor(c, SN_F32, nd, shape, 0, name);
-    assert_non_null(t);
-    sn_test_leaf(t, &g_seed, lo, hi);
-    t->flags |= SN_FLAG_NEEDS_GRAD;
-    return t;
-}
-#define LEAF(c, lo, hi, name, ...) \
-    leaf(c, sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), (int64_t[]){__VA_ARGS__}, lo, hi, name)
-
-static void grads(sn_ctx *c, sn_tensor *node, sn_grad_fn fn) {
-    assert_non_null(node);
-    sn_tensor *dy = sn_new_tensor(c, SN_F32, node->ndim, node->shape, 0, "dy");
-    sn_test_leaf(dy, &g_seed, -1.0f, 1.0f);
-    sn_tensor *ds[SN_MAX_SRC] = {0};
-    SN_ASSERT_OK(fn(c, node, dy, ds));
-}
-
-static bool is_packed(sn_op op) {
-    return op == SN_OP_ADAM || op == SN_OP_SGD || op == SN_OP_ADAM_MT || op == SN_OP_SGD_MT;
-}
-
-/* ---- per-tensor device memory for a ctx (no planner) ---- */
-typedef struct {
-    int n;
-    void **dev;
-    void **host;
-} devmap;
-
-static void dev_bind_on(sn_backend *g_vk, sn_ctx *c, devmap *m) {
-    m->n = sn_ctx_count(c);
-    m->dev = calloc((size_t)m->n, sizeof *m->dev);
-    m->host = calloc((size_t)m->n, sizeof *m->host);
-    for (int i = 0; i < m->n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        m->host[i] = t->data;
-        if (t->view_src) {
-            t->data = (char *)t->view_src->data + t->view_offs;
-            continue;
-        }
-        size_t bytes = sn_alloc_bytes(t);
-        SN_ASSERT_OK(g_vk->i->alloc(g_vk, bytes, &m->dev[i]));
-        SN_ASSERT_OK(g_vk->i->fill_zero(g_vk, m->dev[i], bytes));
-        if (t->op == SN_OP_NONE && m->host[i])
-            SN_ASSERT_OK(g_vk->i->upload(g_vk, m->dev[i], m->host[i], sn_nbytes(t)));
-        else if (t->op == SN_OP_NONE && (t->flags & SN_FLAG_CONST)) {
-            int64_t ne = sn_nelem(t);
-            float *v = malloc((size_t)ne * sizeof *v);
-            for (int64_t k = 0; k < ne; k++) v[k] = t->fp[0];
-            SN_ASSERT_OK(g_vk->i->upload(g_vk, m->dev[i], v, (size_t)ne * sizeof *v));
-            free(v);
-        }
-        t->data = m->dev[i];
-        t->backend = g_vk;
-    }
-}
-
-static float **dev_unbind_on(sn_backend *g_vk, sn_ctx *c, devmap *m) {
-    float **res = calloc((size_t)m->n, sizeof *res);
-    SN_ASSERT_OK(g_vk->i->synchronize(g_vk));
-    for (int i = 0; i < m->n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (m->dev[i]) {
-            size_t bytes = sn_alloc_bytes(t);
-            res[i] = malloc(bytes);
-            SN_ASSERT_OK(g_vk->i->download(g_vk, res[i], m->dev[i], bytes));
-            g_vk->i->release(g_vk, m->dev[i]);
-        }
-        t->data = t->op == SN_OP_NONE ? m->host[i] : NULL;
-        t->backend = NULL;
-    }
-    free(m->dev);
-    free(m->host);
-    return res;
-}
-
-#define dev_bind(c, m) dev_bind_on(g_vk, c, m)
-#define dev_unbind(c, m) dev_unbind_on(g_vk, c, m)
-
-static const float *res_of(float **res, sn_tensor *t) {
-    sn_tensor *r = sn_root(t);
-    return (const float *)((const char *)res[r->id] + sn_root_offset(t));
-}
-
-/* Runs every op node of c on Vulkan (one node per compute call, no state), then on the
- * CPU, and compares outputs and tensors updated in place. */
-static void cross_check(sn_ctx *c, double tol, const char *label) {
-    devmap m;
-    dev_bind(c, &m);
-    int n = sn_ctx_count(c);
-    for (int i = 0; i < n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) continue;
-        if (!g_vk->i->supports_op(g_vk, t)) fail_msg("%s: Vulkan does not claim %s", label, sn_op_name(t->op));
-        sn_status s = g_vk->i->compute(g_vk, &t, 1, NULL);
-        if (s != SN_OK) fail_msg("%s: Vulkan %s: %s", label, t->name, sn_last_error());
-    }
-    float **res = dev_unbind(c, &m);
-    SN_ASSERT_OK(sn_test_eval(c, g_cpu));
-    int checked = 0;
-    for (int i = 0; i < n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (t->op == SN_OP_NONE) continue;
-        if (!is_packed(t->op)) {
-            double e = nerr(res_of(res, t), t->data, sn_nelem(t));
-            if (!(e <= tol))
-                fail_msg("%s: %s (%s) Vulkan vs CPU error %.3g > %.3g", label, t->name, sn_op_name(t->op), e, tol);
-            checked++;
-        }
-        for (int k = 0; k < t->nsrc; k++) {
-            sn_tensor *s = t->src[k];
-            if (!sn_op_writes_src(t, k) || s->op != SN_OP_NONE) continue;
-            double e = nerr(res_of(res, s), s->data, sn_nelem(s));
-            if (!(e <= tol)) fail_msg("%s: %s updated in place by %s: error %.3g > %.3g", label, s->name, t->name, e, tol);
-            checked++;
-        }
-    }
-    assert_true(checked > 0);
-    for (int i = 0; i < n; i++) free(res[i]);
-    free(res);
-    sn_test_free_data(c);
-}
 
 /* ---------------- devices ---------------- */
 
@@ -283,6 +148,7 @@ static void test_no_driver(void **st) {
 }
 
 /* ---------------- op families ---------------- */
+/* (none keeps saved state: cross_check's tol_extra is 0) */
 
 static void test_binary(void **st) {
     sn_ctx *c = sn_ctx_new();
@@ -299,7 +165,7 @@ static void test_binary(void **st) {
     assert_non_null(sn_reduce_to(c, a, 3, (int64_t[]){4, 1, 6}));
     assert_non_null(sn_reduce_to(c, a, 1, (int64_t[]){1}));
     grads(c, sn_expand(c, s1, 3, (int64_t[]){3, 4, 5}, 0.25f), sn_grad_binary);
-    cross_check(c, 1e-6, "binary");
+    cross_check(c, 1e-6, 0, "binary");
     sn_ctx_free(c);
 }
 
@@ -318,7 +184,7 @@ static void test_unary(void **st) {
     grads(c, sn_tanh(c, xl), sn_grad_unary);
     grads(c, sn_sigmoid(c, xl), sn_grad_unary);
     grads(c, sn_softplus(c, xl, 1.0f, 20.0f), sn_grad_unary);
-    cross_check(c, 2e-6 /* libm vs GLSL transcendental ulps */, "unary");
+    cross_check(c, 2e-6 /* libm vs GLSL transcendental ulps */, 0, "unary");
     sn_ctx_free(c);
 }
 
@@ -333,7 +199,7 @@ static void test_shape(void **st) {
     grads(c, sn_permute(c, a, (int[]){0, 2, 1, 3}), sn_grad_shape);
     grads(c, sn_permute(c, b, (int[]){3, 0, 2, 1}), sn_grad_shape);
     grads(c, sn_copy(c, d), sn_grad_shape);
-    cross_check(c, 0 /* pure data movement: exact */, "shape");
+    cross_check(c, 0 /* pure data movement: exact */, 0, "shape");
     sn_ctx_free(c);
 }
 
@@ -349,25 +215,14 @@ static void test_loss(void **st) {
     /* 5M terms (many partials): compensated sums stay at f32 rounding */
     assert_non_null(sn_sum(c, big));
     assert_non_null(sn_mean(c, big));
-    cross_check(c, 1e-5 /* sums of 16k terms: f32 tree vs CPU order */, "loss");
+    cross_check(c, 1e-5 /* sums of 16k terms: f32 tree vs CPU order */, 0, "loss");
     sn_ctx_free(c);
-}
-
-static sn_tensor *hyper_leaf(sn_ctx *c, float lr, float b1, float b2, int step) {
-    sn_tensor *h = LEAF(c, 0, 1, "hyper", SN_HYPER_N);
-    float *v = h->data;
-    v[SN_HYPER_LR] = lr;
-    v[SN_HYPER_BC1] = 1.0f - powf(b1, (float)step);
-    v[SN_HYPER_BC2] = 1.0f - powf(b2, (float)step);
-    v[SN_HYPER_STEP] = (float)step;
-    h->flags &= ~SN_FLAG_NEEDS_GRAD;
-    return h;
 }
 
 static void test_optim(void **st) {
     sn_ctx *c = sn_ctx_new();
     int64_t n = 10007;
-    sn_tensor *hyper = hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 3), *hyper1 = hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 1);
+    sn_tensor *hyper = sn_par_hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 3), *hyper1 = sn_par_hyper_leaf(c, 1e-2f, 0.9f, 0.999f, 1);
     sn_tensor *sq = LEAF(c, 40, 60, "sumsq", 1);
     for (int k = 0; k < 5; k++) {
         sn_tensor *p = LEAF(c, -1, 1, "p", n), *g = LEAF(c, -1, 1, "g", n);
@@ -393,7 +248,7 @@ static void test_optim(void **st) {
         if (k == 2) assert_non_null(sn_sgd_multi(c, 5, ps, gs, m, hyper1, sq, 0.9f, 0.0f, 1e-4f, 1.0f, true));
         if (k == 3) assert_non_null(sn_sgd_multi(c, 5, ps, gs, m, hyper, NULL, 0.9f, 0.1f, 0.0f, 0.0f, false));
     }
-    cross_check(c, 1e-6 /* one elementwise update */, "optim");
+    cross_check(c, 1e-6 /* one elementwise update */, 0, "optim");
     sn_ctx_free(c);
 }
 
@@ -403,10 +258,10 @@ static void add_on(sn_backend *b) {
     sn_ctx *c = sn_ctx_new();
     sn_tensor *a = LEAF(c, -1, 1, "a", 1000);
     sn_tensor *y = sn_add(c, a, a);
-    devmap m;
-    dev_bind_on(b, c, &m);
+    sn_par_devmap m;
+    sn_par_bind(b, c, &m);
     SN_ASSERT_OK(b->i->compute(b, &y, 1, NULL));
-    float **res = dev_unbind_on(b, c, &m);
+    float **res = sn_par_unbind(b, c, &m);
     const float *av = a->data;
     for (int i = 0; i < 1000; i++) assert_true(res[y->id][i] == av[i] + av[i]);
     for (int i = 0; i < m.n; i++) free(res[i]);
@@ -472,7 +327,7 @@ static void test_replay(void **st) {
     sn_ctx *c = sn_ctx_new();
     sn_tensor *x = sn_new_4d(c, 2, 3, 5, 7, SN_FLAG_INPUT, "x"), *y = sn_new_4d(c, 2, 3, 5, 14, SN_FLAG_INPUT, "y");
     sn_tensor *w = sn_new_4d(c, 1, 3, 1, 7, SN_FLAG_PARAM, "w"), *bb = sn_new_1d(c, 7, SN_FLAG_PARAM, "b");
-    for (sn_tensor **t = (sn_tensor *[]){x, y, w, bb, NULL}; *t; t++) sn_test_leaf(*t, &g_seed, -1.0f, 1.0f);
+    for (sn_tensor **t = (sn_tensor *[]){x, y, w, bb, NULL}; *t; t++) sn_test_leaf(*t, &sn_par.seed, -1.0f, 1.0f);
     sn_tensor *h = sn_elu(c, sn_add(c, sn_mul(c, x, w), bb), 1.0f);
     sn_tensor *h2 = sn_concat(c, 2, (sn_tensor *[]){sn_tanh(c, h), sn_sigmoid(c, h)}, 3);
     sn_tensor *loss = sn_mse(c, h2, y);
@@ -486,7 +341,7 @@ static void test_replay(void **st) {
     int nn = 0;
     for (int i = 0; i < gr->n; i++)
         if (gr->nodes[i]->op != SN_OP_NONE) nodes[nn++] = gr->nodes[i];
-    float *x2 = sn_test_rand_new(sn_nelem(x), &g_seed, -1, 1);
+    float *x2 = sn_test_rand_new(sn_nelem(x), &sn_par.seed, -1, 1);
     float *got[3][6][3];
     for (int mode = 0; mode < 3; mode++) {
         sn_backend *b = g_vk;
@@ -500,8 +355,8 @@ static void test_replay(void **st) {
             SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
             unsetenv("SN_VK_STAGED");
         }
-        devmap m;
-        dev_bind_on(b, c, &m);
+        sn_par_devmap m;
+        sn_par_bind(b, c, &m);
         void *state = NULL;
         for (int run = 0; run < 6; run++) {
             if (run == 3) SN_ASSERT_OK(b->i->upload(b, x->data, x2, sn_nbytes(x))); /* the replay must read it */
@@ -514,7 +369,7 @@ static void test_replay(void **st) {
             }
         }
         b->i->segment_free(b, state);
-        float **res = dev_unbind_on(b, c, &m);
+        float **res = sn_par_unbind(b, c, &m);
         for (int i = 0; i < m.n; i++) free(res[i]);
         free(res);
         if (b != g_vk) sn_backend_free(b);
@@ -553,7 +408,7 @@ static void test_large_grid(void **st) {
     int64_t n = (int64_t)65535 * 256 + 1000;
     sn_tensor *a = LEAF(c, -1, 1, "a", n), *b = LEAF(c, -1, 1, "b", n);
     assert_non_null(sn_add(c, a, b));
-    cross_check(c, 0, "large add");
+    cross_check(c, 0, 0, "large add");
     sn_ctx_free(c);
 }
 
@@ -588,6 +443,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
         return 1;
     }
+    sn_par = (sn_parity){.dev = g_vk, .cpu = g_cpu, .name = "Vulkan", .seed = 0x5eed4321ull, .claims = true};
     int r = run_all();
     /* the op families again through staged transfers (the discrete-GPU path; argument
      * blocks uploaded through the staging buffer) */
@@ -598,6 +454,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     unsetenv("SN_VK_STAGED");
+    sn_par.dev = g_vk;
     const struct CMUnitTest staged[] = {
         cmocka_unit_test(test_binary), cmocka_unit_test(test_unary), cmocka_unit_test(test_shape),
         cmocka_unit_test(test_loss),   cmocka_unit_test(test_optim),

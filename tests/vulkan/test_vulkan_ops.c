@@ -6,7 +6,7 @@
  * Each op against the CPU backend with the parity suite's tolerances, saved state
  * included. Exits with 77 (skipped) when there is no Vulkan device; SN_VK_DEVICE=N picks
  * the device (default: the first). */
-#include "sn_test.h"
+#include "sn_parity.h"
 #include "core/core.h"
 
 #include <math.h>
@@ -18,150 +18,6 @@
 
 static sn_backend *g_cpu, *g_vk;
 static int g_dev;
-static uint64_t g_seed = 0x5eed1234ull;
-
-/* max |a - ref| over max |ref|: an error relative to the tensor's scale (NaN fails) */
-static double nerr(const float *a, const float *ref, int64_t n) {
-    double m = 0, e = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (!(d <= e)) e = d;
-    }
-    return e / fmax(m, 1e-30);
-}
-
-static sn_tensor *leaf(sn_ctx *c, int nd, const int64_t *shape, float lo, float hi, const char *name) {
-    sn_tensor *t = sn_new_tensor(c, SN_F32, nd, shape, 0, name);
-    assert_non_null(t);
-    sn_test_leaf(t, &g_seed, lo, hi);
-    t->flags |= SN_FLAG_NEEDS_GRAD;
-    return t;
-}
-#define LEAF(c, lo, hi, name, ...) leaf(c, sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), (int64_t[]){__VA_ARGS__}, lo, hi, name)
-
-/* dy for node (random) and the gradient nodes of its family */
-static void grads(sn_ctx *c, sn_tensor *node, sn_grad_fn fn) {
-    assert_non_null(node);
-    sn_tensor *dy = sn_new_tensor(c, SN_F32, node->ndim, node->shape, 0, "dy");
-    sn_test_leaf(dy, &g_seed, -1.0f, 1.0f);
-    sn_tensor *ds[SN_MAX_SRC] = {0};
-    SN_ASSERT_OK(fn(c, node, dy, ds));
-}
-
-static bool is_packed(sn_op op) {
-    return op == SN_OP_BATCHNORM_BWD || op == SN_OP_LAYERNORM_BWD || op == SN_OP_LSTM_BWD || op == SN_OP_GRU_BWD ||
-           op == SN_OP_ATTENTION_BWD || op == SN_OP_ADAM || op == SN_OP_SGD || op == SN_OP_ADAM_MT ||
-           op == SN_OP_SGD_MT;
-}
-
-/* ---- per-tensor device memory for a ctx (no planner) ---- */
-typedef struct {
-    int n;
-    void **dev;      /* owned device buffers (NULL for views) */
-    void **host;     /* the leaves' host data */
-} devmap;
-
-static void dev_bind(sn_ctx *c, devmap *m) {
-    m->n = sn_ctx_count(c);
-    m->dev = calloc((size_t)m->n, sizeof *m->dev);
-    m->host = calloc((size_t)m->n, sizeof *m->host);
-    for (int i = 0; i < m->n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        m->host[i] = t->data;
-        if (t->view_src) {
-            t->data = (char *)t->view_src->data + t->view_offs;
-            continue;
-        }
-        size_t bytes = sn_alloc_bytes(t);
-        SN_ASSERT_OK(g_vk->i->alloc(g_vk, bytes, &m->dev[i]));
-        /* zero: alignment gaps then match the CPU's calloc'd buffers */
-        SN_ASSERT_OK(g_vk->i->fill_zero(g_vk, m->dev[i], bytes));
-        if (t->op == SN_OP_NONE && m->host[i])
-            SN_ASSERT_OK(g_vk->i->upload(g_vk, m->dev[i], m->host[i], sn_nbytes(t)));
-        else if (t->op == SN_OP_NONE && (t->flags & SN_FLAG_CONST)) { /* e.g. autodiff's d_loss = 1 */
-            int64_t ne = sn_nelem(t);
-            float *v = malloc((size_t)ne * sizeof *v);
-            for (int64_t k = 0; k < ne; k++) v[k] = t->fp[0];
-            SN_ASSERT_OK(g_vk->i->upload(g_vk, m->dev[i], v, (size_t)ne * sizeof *v));
-            SN_ASSERT_OK(g_vk->i->synchronize(g_vk));
-            free(v);
-        }
-        t->data = m->dev[i];
-        t->backend = g_vk;
-    }
-}
-
-/* downloads every owned buffer (data + extra) into res[i], releases device memory,
- * puts the host pointers back (NULL for op nodes) */
-static float **dev_unbind(sn_ctx *c, devmap *m) {
-    float **res = calloc((size_t)m->n, sizeof *res);
-    SN_ASSERT_OK(g_vk->i->synchronize(g_vk));
-    for (int i = 0; i < m->n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (m->dev[i]) {
-            size_t bytes = sn_alloc_bytes(t);
-            res[i] = malloc(bytes);
-            SN_ASSERT_OK(g_vk->i->download(g_vk, res[i], m->dev[i], bytes));
-            g_vk->i->release(g_vk, m->dev[i]);
-        }
-        t->data = t->op == SN_OP_NONE ? m->host[i] : NULL;
-        t->backend = NULL;
-    }
-    free(m->dev);
-    free(m->host);
-    return res;
-}
-
-static const float *res_of(float **res, sn_tensor *t) {
-    sn_tensor *r = sn_root(t);
-    return (const float *)((const char *)res[r->id] + sn_root_offset(t));
-}
-
-/* Runs every op node of c on Vulkan (one node per compute call), then on the CPU, and compares outputs (tol),
- * saved state (tol_extra) and tensors updated in place. */
-static void cross_check(sn_ctx *c, double tol, double tol_extra, const char *label) {
-    devmap m;
-    dev_bind(c, &m);
-    int n = sn_ctx_count(c);
-    for (int i = 0; i < n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) continue;
-        if (!g_vk->i->supports_op(g_vk, t)) fail_msg("%s: Vulkan does not claim %s", label, sn_op_name(t->op));
-        sn_status s = g_vk->i->compute(g_vk, &t, 1, NULL);
-        if (s != SN_OK) fail_msg("%s: Vulkan %s: %s", label, t->name, sn_last_error());
-    }
-    float **res = dev_unbind(c, &m);
-    SN_ASSERT_OK(sn_test_eval(c, g_cpu));
-    int checked = 0;
-    for (int i = 0; i < n; i++) {
-        sn_tensor *t = sn_ctx_tensor(c, i);
-        if (t->op == SN_OP_NONE) continue;
-        if (!is_packed(t->op)) {
-            double e = nerr(res_of(res, t), t->data, sn_nelem(t));
-            if (!(e <= tol)) fail_msg("%s: %s (%s) Vulkan vs CPU error %.3g > %.3g", label, t->name, sn_op_name(t->op), e, tol);
-            if (t->extra && !t->view_src) {
-                int64_t ne = (int64_t)(t->extra / sizeof(float));
-                double ee = nerr(res_of(res, t) + sn_align64(sn_nelem(t)), sn_extra_ptr(t), ne);
-                if (!(ee <= tol_extra))
-                    fail_msg("%s: %s saved state differs from the CPU layout/values: %.3g > %.3g", label, t->name, ee,
-                             tol_extra);
-            }
-            checked++;
-        }
-        for (int k = 0; k < t->nsrc; k++) {
-            sn_tensor *s = t->src[k];
-            if (!sn_op_writes_src(t, k) || s->op != SN_OP_NONE) continue;
-            double e = nerr(res_of(res, s), s->data, sn_nelem(s));
-            if (!(e <= tol)) fail_msg("%s: %s updated in place by %s: error %.3g > %.3g", label, s->name, t->name, e, tol);
-            checked++;
-        }
-    }
-    assert_true(checked > 0);
-    for (int i = 0; i < n; i++) free(res[i]);
-    free(res);
-    sn_test_free_data(c);
-}
 
 /* ---------------- cases (the parity suite's, for the GEMM-based families) ---------------- */
 
@@ -364,6 +220,7 @@ int main(void) {
         fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
         return 1;
     }
+    sn_par = (sn_parity){.dev = g_vk, .cpu = g_cpu, .name = "Vulkan", .seed = 0x5eed1234ull, .claims = true};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),    cmocka_unit_test(test_conv),            cmocka_unit_test(test_conv_pad_crop),
         cmocka_unit_test(test_fused_act), cmocka_unit_test(test_conv_geometries), cmocka_unit_test(test_rnn),
