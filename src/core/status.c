@@ -46,8 +46,10 @@ sn_status sn_error_prefix(sn_status s, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(g_msg, sizeof g_msg, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof g_msg)
-        snprintf(g_msg + n, sizeof g_msg - (size_t)n, ": %s", old);
+    if (n >= 0 && (size_t)n + 2 < sizeof g_msg) { /* the old message, cut to what is left */
+        memcpy(g_msg + n, ": ", 2);
+        snprintf(g_msg + n + 2, sizeof g_msg - (size_t)n - 2, "%s", old);
+    }
     return s;
 }
 

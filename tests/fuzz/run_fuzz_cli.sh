@@ -13,7 +13,7 @@ cli="$root/src/cli"
 ${CC:-clang} -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$root/include" -I"$root/src" -Dmain=sn_cli_main \
   "$root/tests/fuzz/fuzz_cli.c" "$cli/main.c" "$cli/cmd_train.c" "$cli/cmd_enhance.c" "$cli/cmd_eval.c" \
-  "$cli/cmd_metrics.c" "$cli/cmd_data.c" "$root/src/io/config.c" "$root/src/io/model_yaml.c" "$root/src/nn/model_desc.c" "$root/src/io/json.c" \
+  "$cli/cmd_metrics.c" "$cli/cmd_data.c" "$cli/cli_common.c" "$root/src/io/fs.c" "$root/src/io/config.c" "$root/src/io/model_yaml.c" "$root/src/nn/model_desc.c" "$root/src/io/json.c" \
   "$root/src/core/status.c" \
   -lyaml -lm -lpthread -o "$out/fuzz_cli"
 # the commands print usage and errors on every run: closed (libFuzzer and the sanitizers keep their own)
