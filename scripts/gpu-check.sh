@@ -6,6 +6,8 @@
 #   scripts/gpu-check.sh                    # everything
 #   SKIP_BENCH=1 scripts/gpu-check.sh       # build + tests only
 #   SKIP_TESTS=1 scripts/gpu-check.sh       # build + benchmarks only
+#   QUICK=1 scripts/gpu-check.sh            # no core ctest (CI runs it), the backend suites and the
+#                                           # golden tests per backend, the main benchmarks only
 #   SANITIZE=1 SAN_FILTER='test_conv*' ...  # also compute-sanitizer memcheck and racecheck over
 #                                           # the CUDA parity suite (SAN_FILTER: cmocka test names)
 #   BUILD=build-gpu ARCH=90 JOBS=16 scripts/gpu-check.sh
@@ -78,16 +80,18 @@ note "build: ok in $(( $(date +%s) - t0 )) s, $nwarn warning lines"
 rc_tests=0
 if [ -z "${SKIP_TESTS:-}" ]; then
 echo "== tests"
+if [ -z "${QUICK:-}" ]; then
 ( cd "$build" && ctest --output-on-failure -j "$jobs" --timeout 900 -E "^backend/" ) >"$out/ctest.log" 2>&1 || rc_tests=$?
 grep -E "tests passed|Test +#|\*\*\*|Failed|Skipped|FAILED|Not Run" "$out/ctest.log" | tail -60
 note "tests: $(grep -E 'tests passed' "$out/ctest.log" || echo 'no ctest summary')"
 failed=$(grep -E '^\s+[0-9]+ - ' "$out/ctest.log" | sed 's/^ *//' | tr '\n' ';')
 [ -n "$failed" ] && note "tests failed or skipped: $failed"
+fi
 # the parity suites (ctest leaves them to this loop), with the per-op errors in full
 for kind in cuda vulkan; do
-  for t in test_backend_ops test_backend_train; do
+  for t in test_backend_ops test_backend_train test_golden_crn; do
     [ -x "$build/$t" ] || continue
-    "$build/$t" $kind >"$out/$t-$kind.log" 2>&1
+    timeout "${TEST_TIMEOUT:-600}" "$build/$t" $kind >"$out/$t-$kind.log" 2>&1
     rc=$?
     grep -E "FAILED|PASSED|\[  ERROR|Failure|error|skipped" "$out/$t-$kind.log" | head -20
     [ $rc -eq 0 ] || [ $rc -eq 77 ] || rc_tests=1
@@ -96,16 +100,6 @@ for kind in cuda vulkan; do
 done
 fi
 
-if [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null && [ -x "$build/test_backend_ops" ]; then
-  echo "== compute-sanitizer"
-  for tool in memcheck racecheck; do
-    SN_TEST_FILTER="${SAN_FILTER:-*}" timeout "${SAN_TIMEOUT:-280}" compute-sanitizer --tool $tool --error-exitcode 9 \
-      "$build/test_backend_ops" cuda >"$out/sanitizer-$tool.log" 2>&1
-    rc=$?
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$out/sanitizer-$tool.log" | tail -4
-    note "compute-sanitizer $tool (${SAN_FILTER:-all}): exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tool.log" | tail -1)"
-  done
-fi
 if [ -z "${SKIP_BENCH:-}" ] && [ -x "$build/bench_step" ]; then
   echo "== benchmarks (CRN training step, batch 4, 400 frames)"
   : >"$out/bench.jsonl"
@@ -120,22 +114,32 @@ if [ -z "${SKIP_BENCH:-}" ] && [ -x "$build/bench_step" ]; then
     fi
   }
   run_bench "sinter cuda f32" "$build/bench_step" --device cuda --steps 20 --warmup 3
-  run_bench "sinter cuda tf32" "$build/bench_step" --device cuda --steps 20 --warmup 3 --tf32
-  run_bench "sinter cuda bf16" "$build/bench_step" --device cuda --steps 20 --warmup 3 --bf16
+  [ -z "${QUICK:-}" ] && run_bench "sinter cuda tf32" "$build/bench_step" --device cuda --steps 20 --warmup 3 --tf32
+  [ -z "${QUICK:-}" ] && run_bench "sinter cuda bf16" "$build/bench_step" --device cuda --steps 20 --warmup 3 --bf16
   run_bench "sinter cuda infer" "$build/bench_step" --device cuda --steps 20 --warmup 3 --infer
-  run_bench "sinter cuda b16" "$build/bench_step" --device cuda --steps 20 --warmup 3 --batch 16
-  run_bench "sinter cuda gru" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn gru
-  run_bench "sinter cuda attention" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn attention
+  [ -z "${QUICK:-}" ] && run_bench "sinter cuda b16" "$build/bench_step" --device cuda --steps 20 --warmup 3 --batch 16
+  [ -z "${QUICK:-}" ] && run_bench "sinter cuda gru" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn gru
+  [ -z "${QUICK:-}" ] && run_bench "sinter cuda attention" "$build/bench_step" --device cuda --steps 20 --warmup 3 --rnn attention
   run_bench "sinter vulkan f32" "$build/bench_step" --device vulkan --steps 10 --warmup 2
   run_bench "sinter vulkan infer" "$build/bench_step" --device vulkan --steps 10 --warmup 2 --infer
   if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
     run_bench "pytorch cuda eager" python3 bench/torch_step.py --device cuda --steps 20
-    run_bench "pytorch cuda bf16" python3 bench/torch_step.py --device cuda --steps 20 --mode bf16
-    run_bench "pytorch cuda b16" python3 bench/torch_step.py --device cuda --steps 20 --batch 16
+    [ -z "${QUICK:-}" ] && run_bench "pytorch cuda bf16" python3 bench/torch_step.py --device cuda --steps 20 --mode bf16
+    [ -z "${QUICK:-}" ] && run_bench "pytorch cuda b16" python3 bench/torch_step.py --device cuda --steps 20 --batch 16
     run_bench "pytorch cuda infer" python3 bench/torch_step.py --device cuda --steps 20 --infer
   fi
 fi
 
+if [ -n "${SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null && [ -x "$build/test_backend_ops" ]; then
+  echo "== compute-sanitizer"
+  for tool in memcheck racecheck; do
+    SN_TEST_FILTER="${SAN_FILTER:-*}" timeout "${SAN_TIMEOUT:-280}" compute-sanitizer --tool $tool --error-exitcode 9 \
+      "$build/test_backend_ops" cuda >"$out/sanitizer-$tool.log" 2>&1
+    rc=$?
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$out/sanitizer-$tool.log" | tail -4
+    note "compute-sanitizer $tool (${SAN_FILTER:-all}): exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tool.log" | tail -1)"
+  done
+fi
 echo
 echo "================ summary ================"
 printf '%s\n' "${summary[@]}"
