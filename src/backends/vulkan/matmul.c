@@ -13,8 +13,7 @@ static bool use_direct(sn_vk *vk) {
     const char *e = getenv("SN_VK_GEMM");
     if (e && !strcmp(e, "direct")) return true;
     if (e && !strcmp(e, "tiled")) return false;
-    const char *n = sn_vk_device_name(vk);
-    return strstr(n, "llvmpipe") || strstr(n, "SwiftShader");
+    return sn_vk_limits_of(vk)->cpu_driver;
 }
 
 /* push constants of shaders/matmul_gemm.comp and matmul_gemm_direct.comp */

@@ -24,6 +24,7 @@ typedef struct sn_vk_limits {
     uint32_t max_wg_size[3];       /* maxComputeWorkGroupSize */
     uint32_t max_wg_count[3];      /* maxComputeWorkGroupCount */
     uint32_t push_bytes;           /* push-constant space the pipelines declare (128) */
+    bool cpu_driver;               /* a CPU-type device (lavapipe, SwiftShader): barriers are costly */
 } sn_vk_limits;
 
 /* Records one dispatch of shader `sh` (SN_VK_SH_*) with `push` (<= 128 bytes) as push

@@ -1204,6 +1204,7 @@ static sn_status vk_open(sn_vk *vk) {
     VkFenceCreateInfo fci = {VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     VK_TRY(vk, vkCreateFence(vk->dev, &fci, NULL, &vk->xfer_fence));
     vk->limits.push_bytes = 128;
+    vk->limits.cpu_driver = d->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     VkPushConstantRange pr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, vk->limits.push_bytes};
     VkPipelineLayoutCreateInfo li = {VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, NULL, 0, 0, NULL, 1, &pr};
     VK_TRY(vk, vkCreatePipelineLayout(vk->dev, &li, NULL, &vk->layout));
