@@ -328,6 +328,18 @@ typedef struct vk_buf {
     void *map; /* host address when the memory is host-visible */
 } vk_buf;
 
+/* Node scratch: sn_vk_temp without host data is taken from one buffer shared by every node
+ * of every segment, from its start at each node. That is safe because a full barrier
+ * separates nodes (and begins each segment), and a node writes its scratch before it reads
+ * it. The buffer grows when a node needs more; a segment that saw it grow is recorded
+ * again, so older, smaller buffers are freed once no recording uses them. */
+#define SN_VK_MAX_SCR 8
+typedef struct {
+    uint64_t addr;
+    size_t size;
+    int refs;
+} vk_scr;
+
 typedef struct vk_seg {
     VkCommandBuffer cb;
     VkFence fence;
@@ -335,6 +347,8 @@ typedef struct vk_seg {
     vk_buf *temps; /* chunks for sn_vk_temp */
     int ntemps, cap_temps;
     size_t temp_used; /* in the last chunk */
+    uint64_t scr_refs[SN_VK_MAX_SCR]; /* the node scratch buffers this recording uses */
+    int nscr_refs;
     /* SN_PROFILE: timestamps around each node */
     VkQueryPool qpool;
     int nq, timed_runs;
@@ -366,6 +380,9 @@ struct sn_vk {
     int nbufs, cap_bufs;
     vk_buf stage;
     size_t temp_bytes;
+    vk_scr scr[SN_VK_MAX_SCR]; /* the last is the current one */
+    int nscr;
+    size_t scr_used; /* in the current one, by the node being recorded */
     /* recording */
     vk_seg *rec;
     int rec_ndisp;
@@ -894,6 +911,47 @@ sn_status sn_vk_dispatch_n(sn_vk *vk, int sh, const void *push, uint32_t push_by
     return sn_vk_dispatch(vk, sh, push, push_bytes, gx, gy, 1);
 }
 
+static void scr_unref(sn_vk *vk, uint64_t addr) {
+    for (int i = 0; i < vk->nscr; i++) {
+        if (vk->scr[i].addr != addr) continue;
+        if (--vk->scr[i].refs > 0 || i == vk->nscr - 1) return;
+        vk->temp_bytes -= vk->scr[i].size;
+        table_remove(vk, addr);
+        memmove(&vk->scr[i], &vk->scr[i + 1], (size_t)(vk->nscr - i - 1) * sizeof *vk->scr);
+        vk->nscr--;
+        return;
+    }
+}
+
+/* `need` bytes of node scratch for segment s; 0 with no error set: use a segment temp */
+static uint64_t scr_take(sn_vk *vk, vk_seg *s, size_t need, bool *failed) {
+    vk_scr *cur = vk->nscr ? &vk->scr[vk->nscr - 1] : NULL;
+    if (!cur || vk->scr_used + need > cur->size) {
+        if (vk->nscr == SN_VK_MAX_SCR) return 0;
+        size_t sz = need > ((size_t)1 << 20) ? need : ((size_t)1 << 20);
+        if (cur && sz < 2 * cur->size) sz = 2 * cur->size; /* few growth steps */
+        vk_buf b;
+        if (dev_alloc(vk, sz, &b, "kernel scratch") != SN_OK) {
+            *failed = true;
+            return 0;
+        }
+        vk->temp_bytes += b.size;
+        vk->scr[vk->nscr++] = (vk_scr){b.addr, b.size, 0};
+        vk->scr_used = 0;
+        cur = &vk->scr[vk->nscr - 1];
+    }
+    bool held = false;
+    for (int i = 0; i < s->nscr_refs; i++) held |= s->scr_refs[i] == cur->addr;
+    if (!held) {
+        if (s->nscr_refs == SN_VK_MAX_SCR) return 0;
+        s->scr_refs[s->nscr_refs++] = cur->addr;
+        cur->refs++;
+    }
+    uint64_t a = cur->addr + vk->scr_used;
+    vk->scr_used += need;
+    return a;
+}
+
 uint64_t sn_vk_temp(sn_vk *vk, size_t bytes, const void *host_init) {
     vk_seg *s = vk->rec;
     if (!s) {
@@ -902,6 +960,11 @@ uint64_t sn_vk_temp(sn_vk *vk, size_t bytes, const void *host_init) {
     }
     size_t need = (bytes + 255) & ~(size_t)255;
     if (need == 0) need = 256;
+    if (!host_init) {
+        bool failed = false;
+        uint64_t a = scr_take(vk, s, need, &failed);
+        if (a || failed) return a;
+    }
     vk_buf *last = s->ntemps ? &s->temps[s->ntemps - 1] : NULL;
     if (!last || s->temp_used + need > last->size) {
         if (s->ntemps == s->cap_temps) {
@@ -937,6 +1000,8 @@ static void seg_release(sn_vk *vk, vk_seg *s) {
     }
     s->ntemps = 0;
     s->temp_used = 0;
+    for (int i = 0; i < s->nscr_refs; i++) scr_unref(vk, s->scr_refs[i]);
+    s->nscr_refs = 0;
     if (s->qpool) vkDestroyQueryPool(vk->dev, s->qpool, NULL);
     s->qpool = VK_NULL_HANDLE;
     free(s->qnode);
@@ -1020,6 +1085,7 @@ static sn_status record(sn_vk *vk, vk_seg *s, sn_tensor **nodes, int n) {
     for (int i = 0; i < n && st == SN_OK; i++) {
         sn_tensor *t = nodes[i];
         if (t->op == SN_OP_NONE || t->op == SN_OP_VIEW) continue;
+        vk->scr_used = 0; /* each node has the node scratch from its start */
         vk_family_fn fn = family_fn(sn_op_family_of(t->op));
         if (!fn) {
             st = sn_error(SN_ERR_UNSUPPORTED, "Vulkan backend: op %s has no kernel on %s", sn_op_name(t->op), vk->name);
@@ -1078,6 +1144,10 @@ static sn_status v_compute(sn_backend *b, sn_tensor **nodes, int n, void **state
     if (!s->recorded || !vk->record_once || s == &local) {
         seg_release(vk, s);
         st = record(vk, s, nodes, n);
+        if (st == SN_OK && s->nscr_refs > 1) { /* the scratch grew: again, in the largest alone */
+            seg_release(vk, s);
+            st = record(vk, s, nodes, n);
+        }
     }
     if (st == SN_OK) {
         VkSubmitInfo si = {VK_STRUCTURE_TYPE_SUBMIT_INFO};
