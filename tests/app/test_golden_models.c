@@ -10,6 +10,7 @@
  * steps the tolerance is max(1e-4, 4x) PyTorch's own float32 error, stored by the
  * generator (a conv bias before a training-mode BatchNorm gets noise gradients). */
 #include "sn_test.h"
+#include "sn_golden.h"
 #include "sinter/config.h"
 #include "sinter/safetensors.h"
 #include "sinter/stream.h"
@@ -22,38 +23,6 @@
 
 #define TOL_FWD 1e-4
 #define TOL_GRAD 1e-3
-
-static double golden_err(const float *a, const float *ref, int64_t n, double floor) {
-    double m = floor, d = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)ref[i]) / m;
-        if (!(e <= d)) d = e;
-    }
-    return d;
-}
-
-static float *read_all(const sn_safetensors *f, const char *name, int64_t *n) {
-    const sn_st_tensor *t = sn_st_find(f, name);
-    if (!t) fail_msg("golden file %s has no tensor '%s'", sn_st_label(f), name);
-    *n = (int64_t)sn_st_numel(t);
-    float *v = malloc((size_t)(*n ? *n : 1) * sizeof *v);
-    SN_ASSERT_OK(sn_st_read_f32(f, name, v, (size_t)*n));
-    return v;
-}
-
-static float *get(const sn_tensor *t) {
-    int64_t n = sn_nelem(t);
-    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    SN_ASSERT_OK(sn_tensor_get(t, v, n));
-    return v;
-}
-
-static int meta_int(const sn_safetensors *f, const char *k) {
-    const char *v = sn_st_meta(f, k);
-    if (!v) fail_msg("golden file: metadata '%s' missing", k);
-    return atoi(v);
-}
 
 static double tol_after5(const sn_safetensors *f, const char *what) {
     char key[64];
@@ -100,8 +69,8 @@ static void run(const char *file, bool stream) {
     sn_backend *be = NULL;
     SN_ASSERT_OK(sn_backend_open(g_spec, 1, &be));
     sn_model *m = model_of(f, be);
-    assert_int_equal(m->nparams, meta_int(f, "params"));
-    int B = meta_int(f, "batch"), T = meta_int(f, "frames");
+    assert_int_equal(m->nparams, sn_golden_meta_int(f, "params"));
+    int B = sn_golden_meta_int(f, "batch"), T = sn_golden_meta_int(f, "frames");
     /* the state_dict by name, both ways */
     int nstate = 0;
     for (int i = 0; i < sn_st_count(f); i++) {
@@ -113,14 +82,14 @@ static void run(const char *file, bool stream) {
         assert_int_equal(e->ndim, t->ndim);
         for (int d = 0; d < t->ndim; d++) assert_int_equal(e->shape[d], t->shape[d]);
         int64_t n;
-        float *v = read_all(f, e->name, &n);
+        float *v = sn_golden_read(f, e->name, &n);
         SN_ASSERT_OK(sn_tensor_set(t, v, n));
         free(v);
     }
     assert_int_equal(nstate, m->n);
 
     int64_t n, nx;
-    float *x = read_all(f, "x", &nx), *y = read_all(f, "target", &n);
+    float *x = sn_golden_read(f, "x", &nx), *y = sn_golden_read(f, "target", &n);
     if (stream) {
         /* chunks of 4 frames (the last one short) against the whole sequence, eval mode */
         sn_infer *inf = NULL;
@@ -133,7 +102,7 @@ static void run(const char *file, bool stream) {
         SN_ASSERT_OK(sn_infer_run(inf, x, whole));
         for (int t = 0; t < T; t += 4)
             SN_ASSERT_OK(sn_stream_run(s, x + (int64_t)t * 161, T - t < 4 ? T - t : 4, part + (int64_t)t * 161));
-        double e = golden_err(part, whole, (int64_t)T * 161, 1e-30);
+        double e = sn_golden_err(part, whole, (int64_t)T * 161, 1e-30);
         print_message("%s: streamed (chunks of 4) vs whole err %.3g\n", file, e);
         assert_true(e < 1e-5);
         free(whole), free(part);
@@ -147,11 +116,11 @@ static void run(const char *file, bool stream) {
     SN_ASSERT_OK(sn_step_new(m, be, g_fb, B, T, &opt, &s));
     float loss[5];
     SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[0]));
-    float *ref = read_all(f, "output", &n), *got = get(s->out);
-    double e_out = golden_err(got, ref, n, 1e-30);
+    float *ref = sn_golden_read(f, "output", &n), *got = sn_golden_host(s->out);
+    double e_out = sn_golden_err(got, ref, n, 1e-30);
     free(ref), free(got);
-    ref = read_all(f, "loss", &n);
-    double e_loss = golden_err(&loss[0], ref, 1, 1e-30);
+    ref = sn_golden_read(f, "loss", &n);
+    double e_loss = sn_golden_err(&loss[0], ref, 1, 1e-30);
     free(ref);
     double e_grad = 0;
     const char *worst = "";
@@ -160,20 +129,20 @@ static void run(const char *file, bool stream) {
         sn_tensor *t = m->t[i];
         char gname[SN_NAME_LEN + 8];
         snprintf(gname, sizeof gname, "grad.%s", t->name);
-        float *r = read_all(f, gname, &n), *g = get(t->grad);
+        float *r = sn_golden_read(f, gname, &n), *g = sn_golden_host(t->grad);
         double floor = 1e-30;
         /* a conv bias before a training-mode BatchNorm has an exact gradient of 0 */
         if (!strcmp(t->name, "enc1.bias")) floor = 1e-3;
-        double e = golden_err(g, r, n, floor);
+        double e = sn_golden_err(g, r, n, floor);
         if (!(e <= e_grad)) e_grad = e, worst = t->name;
         free(r), free(g);
     }
     print_message("%s: output err %.3g, loss %.7g err %.3g, gradients max err %.3g (%s)\n", file, e_out, loss[0], e_loss,
                   e_grad, worst);
     for (int k = 1; k < 5; k++) SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[k]));
-    ref = read_all(f, "adam_losses", &n);
+    ref = sn_golden_read(f, "adam_losses", &n);
     double e_losses = 0;
-    for (int k = 0; k < 5; k++) e_losses = fmax(e_losses, golden_err(&loss[k], &ref[k], 1, 1e-30));
+    for (int k = 0; k < 5; k++) e_losses = fmax(e_losses, sn_golden_err(&loss[k], &ref[k], 1, 1e-30));
     free(ref);
     double e_after = 0;
     const char *worst5 = "";
@@ -182,10 +151,10 @@ static void run(const char *file, bool stream) {
         sn_tensor *t = m->t[i];
         char an[SN_NAME_LEN + 8];
         snprintf(an, sizeof an, "after5.%s", t->name);
-        float *r = read_all(f, an, &n), *g = get(t);
+        float *r = sn_golden_read(f, an, &n), *g = sn_golden_host(t);
         if (strstr(t->name, "num_batches_tracked")) nbt_bad += g[0] != r[0];
         else {
-            double e = golden_err(g, r, n, 1e-30);
+            double e = sn_golden_err(g, r, n, 1e-30);
             if (!(e <= e_after)) e_after = e, worst5 = t->name;
         }
         free(r), free(g);

@@ -18,6 +18,7 @@
  * `test_golden_crn [KIND]` runs it on another backend (cuda, vulkan; the CPU is the
  * fallback); ctest runs it once per backend built in. Exit 77 without that device. */
 #include "sn_test.h"
+#include "sn_golden.h"
 #include "sinter/nn.h"
 #include "sinter/safetensors.h"
 
@@ -32,43 +33,10 @@ static const char *g_spec = "cpu";
 #define TOL_FWD 1e-4   /* outputs, the loss, the 5 losses, running stats */
 #define TOL_GRAD 1e-3  /* gradients */
 
-static double golden_err(const float *a, const float *ref, int64_t n, double floor) {
-    double m = 0, d = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
-    m = fmax(m, floor);
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)ref[i]) / m;
-        if (!(e <= d)) d = e; /* NaN is the maximum */
-    }
-    return d;
-}
-
 static double max_abs(const float *a, int64_t n) {
     double m = 0;
     for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
     return m;
-}
-
-static float *read_all(const sn_safetensors *f, const char *name, int64_t *n) {
-    const sn_st_tensor *t = sn_st_find(f, name);
-    if (!t) fail_msg("golden file %s has no tensor '%s'", sn_st_label(f), name);
-    *n = (int64_t)sn_st_numel(t);
-    float *v = malloc((size_t)(*n ? *n : 1) * sizeof *v);
-    SN_ASSERT_OK(sn_st_read_f32(f, name, v, (size_t)*n));
-    return v;
-}
-
-static float *read_model(const sn_tensor *t) {
-    int64_t n = sn_nelem(t);
-    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    SN_ASSERT_OK(sn_tensor_get(t, v, n));
-    return v;
-}
-
-static int meta_int(const sn_safetensors *f, const char *key) {
-    const char *v = sn_st_meta(f, key);
-    if (!v) fail_msg("golden file %s: metadata '%s' missing", sn_st_label(f), key);
-    return atoi(v);
 }
 
 static double meta_double(const sn_safetensors *f, const char *key) {
@@ -103,7 +71,7 @@ static void load_state(const sn_safetensors *f, sn_model *m) {
         assert_int_equal(st->ndim, t->ndim);
         for (int d = 0; d < t->ndim; d++) assert_int_equal(st->shape[d], t->shape[d]);
         int64_t n;
-        float *v = read_all(f, st->name, &n);
+        float *v = sn_golden_read(f, st->name, &n);
         SN_ASSERT_OK(sn_tensor_set(t, v, n));
         free(v);
     }
@@ -134,7 +102,7 @@ static void check_default_step(const sn_safetensors *f, const sn_crn_config *cfg
     for (int k = 0; k < 5; k++) SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[k]));
     for (int k = 0; k < 5; k++)
         if (loss[k] != loss5[k]) fail_msg("default step loss %d: %.9g, keep_grads step %.9g", k, loss[k], loss5[k]);
-    float *flat = read_model(m->flat);
+    float *flat = sn_golden_host(m->flat);
     int64_t n = sn_nelem(m->flat);
     for (int64_t i = 0; i < n; i++)
         if (flat[i] != flat5[i]) fail_msg("default step: flat param %lld is %.9g, keep_grads step %.9g", (long long)i,
@@ -155,19 +123,19 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
     sn_crn_config cfg;
     sn_crn_config_default(&cfg);
     cfg.rnn = kind;
-    cfg.hidden = meta_int(f, "hidden");
-    cfg.layers = meta_int(f, "layers");
-    cfg.freq_bins = meta_int(f, "freq_bins");
+    cfg.hidden = sn_golden_meta_int(f, "hidden");
+    cfg.layers = sn_golden_meta_int(f, "layers");
+    cfg.freq_bins = sn_golden_meta_int(f, "freq_bins");
     assert_int_equal(sscanf(sn_st_meta(f, "channels"), "%d,%d,%d,%d,%d", &cfg.channels[0], &cfg.channels[1],
                             &cfg.channels[2], &cfg.channels[3], &cfg.channels[4]),
                      5);
-    int B = meta_int(f, "batch"), T = meta_int(f, "frames");
+    int B = sn_golden_meta_int(f, "batch"), T = sn_golden_meta_int(f, "frames");
 
     sn_backend *be = NULL;
     SN_ASSERT_OK(sn_backend_open(g_spec, 0, &be));
     sn_model *m = NULL;
     SN_ASSERT_OK(sn_crn_new(&cfg, be, &m));
-    assert_int_equal((int64_t)meta_int(f, "params"), m->nparams);
+    assert_int_equal((int64_t)sn_golden_meta_int(f, "params"), m->nparams);
 
     load_state(f, m);
 
@@ -177,29 +145,29 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
     sn_step *s = NULL;
     SN_ASSERT_OK(sn_step_new(m, be, g_fb, B, T, &opt, &s));
     int64_t nx, ny, n;
-    float *x = read_all(f, "x", &nx), *y = read_all(f, "target", &ny);
+    float *x = sn_golden_read(f, "x", &nx), *y = sn_golden_read(f, "target", &ny);
     assert_int_equal(nx, (int64_t)B * T * cfg.freq_bins);
 
     /* the inference plan on the loaded weights, before any step */
     sn_infer *inf = NULL;
     SN_ASSERT_OK(sn_infer_new(m, be, g_fb, B, T, &inf));
-    float *ref = read_all(f, "eval_output0", &n);
+    float *ref = sn_golden_read(f, "eval_output0", &n);
     assert_int_equal(n, sn_nelem(inf->out));
     float *got = malloc((size_t)n * sizeof *got);
     SN_ASSERT_OK(sn_infer_run(inf, x, got));
-    double e_eval0 = golden_err(got, ref, n, 1e-30);
+    double e_eval0 = sn_golden_err(got, ref, n, 1e-30);
     print_message("%s: eval output (initial weights) err %.3g\n", file, e_eval0);
     free(ref), free(got);
 
     /* step 1: output, loss, gradients */
     float loss[5];
     SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[0]));
-    ref = read_all(f, "output", &n), got = read_model(s->out);
+    ref = sn_golden_read(f, "output", &n), got = sn_golden_host(s->out);
     assert_int_equal(n, sn_nelem(s->out));
-    double e_out = golden_err(got, ref, n, 1e-30);
+    double e_out = sn_golden_err(got, ref, n, 1e-30);
     free(ref), free(got);
-    float *ref_loss = read_all(f, "loss", &n);
-    double e_loss = golden_err(&loss[0], ref_loss, 1, 1e-30);
+    float *ref_loss = sn_golden_read(f, "loss", &n);
+    double e_loss = sn_golden_err(&loss[0], ref_loss, 1, 1e-30);
     free(ref_loss);
     print_message("%s: output err %.3g, loss %.7g err %.3g\n", file, e_out, loss[0], e_loss);
 
@@ -212,9 +180,9 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
         char gname[SN_NAME_LEN + 8], wname[SN_NAME_LEN + 8];
         snprintf(gname, sizeof gname, "grad.%s", t->name);
         assert_non_null(t->grad);
-        float *r = read_all(f, gname, &n);
+        float *r = sn_golden_read(f, gname, &n);
         assert_int_equal(n, sn_nelem(t));
-        float *g = read_model(t->grad);
+        float *g = sn_golden_host(t->grad);
         double floor = 1e-30;
         /* A conv bias followed by a training-mode BatchNorm has an analytic gradient of
          * zero (the reference holds rounding noise ~1e-17): measure it against the
@@ -224,13 +192,13 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
             snprintf(wname, sizeof wname, "grad.%.*s.weight", (int)(L - 5), t->name);
             if (sn_st_find(f, wname)) {
                 int64_t nw;
-                float *rw = read_all(f, wname, &nw);
+                float *rw = sn_golden_read(f, wname, &nw);
                 double sw = max_abs(rw, nw);
                 if (max_abs(r, n) < 1e-6 * sw) floor = sw;
                 free(rw);
             }
         }
-        double e = golden_err(g, r, n, floor);
+        double e = sn_golden_err(g, r, n, floor);
         if (!(e <= TOL_GRAD)) print_message("  %s: grad err %.3g (max |ref| %.3g)\n", t->name, e, max_abs(r, n));
         if (!(e <= e_grad)) e_grad = e, worst = t->name;
         ngrad++;
@@ -240,10 +208,10 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
 
     /* steps 2..5 */
     for (int k = 1; k < 5; k++) SN_ASSERT_OK(sn_step_run(s, x, y, opt.lr, &loss[k]));
-    float *ref_losses = read_all(f, "adam_losses", &n);
+    float *ref_losses = sn_golden_read(f, "adam_losses", &n);
     assert_int_equal(n, 5);
     double e_losses = 0;
-    for (int k = 0; k < 5; k++) e_losses = fmax(e_losses, golden_err(&loss[k], &ref_losses[k], 1, 1e-30));
+    for (int k = 0; k < 5; k++) e_losses = fmax(e_losses, sn_golden_err(&loss[k], &ref_losses[k], 1, 1e-30));
     print_message("%s: losses %.7g %.7g %.7g %.7g %.7g (ref %.7g .. %.7g) max err %.3g\n", file, loss[0], loss[1],
                   loss[2], loss[3], loss[4], ref_losses[0], ref_losses[4], e_losses);
     free(ref_losses);
@@ -255,9 +223,9 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
         if (m->trainable[i]) continue;
         char aname[SN_NAME_LEN + 8];
         snprintf(aname, sizeof aname, "after5.%s", t->name);
-        float *r = read_all(f, aname, &n), *g = read_model(t);
+        float *r = sn_golden_read(f, aname, &n), *g = sn_golden_host(t);
         assert_int_equal(n, sn_nelem(t));
-        double e = golden_err(g, r, n, 1e-30);
+        double e = sn_golden_err(g, r, n, 1e-30);
         if (strstr(t->name, "num_batches_tracked")) {
             if (g[0] != r[0]) {
                 if (!nbt_bad) print_message("  %s = %g, PyTorch %g\n", t->name, g[0], r[0]);
@@ -275,14 +243,14 @@ static void run_crn(const char *file, sn_rnn_kind kind) {
                   "%d num_batches_tracked differ\n", file, e_mean, tol_mean, e_var, tol_var, nbt_bad);
 
     /* the inference plan after the 5 steps */
-    ref = read_all(f, "eval_output", &n);
+    ref = sn_golden_read(f, "eval_output", &n);
     got = malloc((size_t)n * sizeof *got);
     SN_ASSERT_OK(sn_infer_run(inf, x, got));
-    double e_eval = golden_err(got, ref, n, 1e-30), tol_eval = tol_after5(f, "eval_output");
+    double e_eval = sn_golden_err(got, ref, n, 1e-30), tol_eval = tol_after5(f, "eval_output");
     print_message("%s: eval output after 5 steps err %.3g (tol %.3g)\n", file, e_eval, tol_eval);
     free(ref), free(got);
 
-    float *flat5 = read_model(m->flat);
+    float *flat5 = sn_golden_host(m->flat);
     check_default_step(f, &cfg, be, B, T, x, y, loss, flat5);
     free(flat5);
 
