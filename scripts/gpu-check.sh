@@ -11,6 +11,8 @@
 #   SANITIZE=1 SAN_FILTER='test_conv*' ...  # also compute-sanitizer memcheck and racecheck over
 #                                           # the CUDA parity suite (SAN_FILTER: cmocka test names)
 #   BUILD=build-gpu ARCH=90 JOBS=16 scripts/gpu-check.sh
+#   PREBUILT=1 scripts/gpu-check.sh         # no build: run what scripts/gpu-pack.sh packed into
+#                                           # .gpubin here (the whole ctest, the CLI on the GPUs)
 #
 # The GPU machine has nvcc and cmake but no OpenBLAS, cmocka, Vulkan loader/headers or
 # glslc: carry them as Debian packages unpacked with `dpkg -x <deb> .deps/root`
@@ -31,7 +33,23 @@ note() { summary+=("$*"); echo "== $*"; }
 
 deps=$root/.deps/root
 cmake_deps=()
-if [ -d "$deps" ]; then
+if [ -n "${PREBUILT:-}" ]; then
+  pack=$root/.gpubin
+  [ -f "$pack/bin.tar.xz" ] || { echo "PREBUILT: no $pack/bin.tar.xz (run scripts/gpu-pack.sh and carry .gpubin)"; exit 1; }
+  srcdir=$(cat "$pack/srcdir")
+  # tests open files by the source path they were built at: make it lead here
+  if [ "$srcdir" != "$root" ]; then
+    if [ -e "$srcdir" ] && [ "$(cd "$srcdir" && pwd -P)" != "$(pwd -P)" ]; then
+      echo "PREBUILT: $srcdir exists and is not this tree"; exit 1
+    fi
+    mkdir -p "$(dirname "$srcdir")" && ln -sfn "$root" "$srcdir"
+  fi
+  build=$(cat "$pack/build")
+  mkdir -p "$build" /tmp/sinter-lib
+  tar -C "$build" -xJf "$pack/bin.tar.xz" && tar -C /tmp/sinter-lib -xJf "$pack/lib.tar.xz" || exit 1
+  export LD_LIBRARY_PATH="/tmp/sinter-lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export SINTER_OPENBLAS=/tmp/sinter-lib/libopenblas.so.0 SINTER_SKIP_PY_REFS=1
+elif [ -d "$deps" ]; then
   lib=$deps/usr/lib/x86_64-linux-gnu
   export LD_LIBRARY_PATH="$lib:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   cmake_deps=(-DSINTER_OPENBLAS_DIR="$deps" -DSINTER_CMOCKA_DIR="$deps")
@@ -56,6 +74,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,utilization.gpu --format
 nvcc --version | tail -1
 note "gpu: $(head -1 "$out/gpu.txt")"
 
+if [ -z "${PREBUILT:-}" ]; then
 echo "== configure"
 if ! cmake -S . -B "$build" -DSINTER_APP=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" \
      "${cmake_deps[@]}" >"$out/configure.log" 2>&1; then
@@ -76,12 +95,13 @@ if ! cmake --build "$build" -j "$jobs" >"$out/build.log" 2>&1; then
 fi
 nwarn=$(grep -c "warning" "$out/build.log" || true)
 note "build: ok in $(( $(date +%s) - t0 )) s, $nwarn warning lines"
+fi
 
 rc_tests=0
 if [ -z "${SKIP_TESTS:-}" ]; then
 echo "== tests"
 if [ -z "${QUICK:-}" ]; then
-( cd "$build" && ctest --output-on-failure -j "$jobs" --timeout 900 -E "^backend/" ) >"$out/ctest.log" 2>&1 || rc_tests=$?
+( cd "$build" && ctest --output-on-failure -j "$jobs" --timeout "${TEST_TIMEOUT:-900}" -E "^backend/" ) >"$out/ctest.log" 2>&1 || rc_tests=$?
 grep -E "tests passed|Test +#|\*\*\*|Failed|Skipped|FAILED|Not Run" "$out/ctest.log" | tail -60
 note "tests: $(grep -E 'tests passed' "$out/ctest.log" || echo 'no ctest summary')"
 failed=$(grep -E '^\s+[0-9]+ - ' "$out/ctest.log" | sed 's/^ *//' | tr '\n' ';')
@@ -89,7 +109,7 @@ failed=$(grep -E '^\s+[0-9]+ - ' "$out/ctest.log" | sed 's/^ *//' | tr '\n' ';')
 fi
 # the parity suites (ctest leaves them to this loop), with the per-op errors in full
 for kind in cuda vulkan; do
-  for t in test_backend_ops test_backend_train test_golden_crn; do
+  for t in test_backend_ops test_backend_train test_golden_crn test_golden_models; do
     [ -x "$build/$t" ] || continue
     timeout "${TEST_TIMEOUT:-600}" "$build/$t" $kind >"$out/$t-$kind.log" 2>&1
     rc=$?
@@ -98,6 +118,43 @@ for kind in cuda vulkan; do
     note "$t $kind: exit $rc ($(grep -cE '^\[       OK' "$out/$t-$kind.log") ok, $(grep -cE '^\[  FAILED' "$out/$t-$kind.log") failed lines)"
   done
 done
+# the Vulkan backend's own tests (device selection, replay, staging) on the real driver
+for t in test_vulkan_backend test_vulkan_ops; do
+  [ -x "$build/$t" ] || continue
+  timeout "${TEST_TIMEOUT:-600}" "$build/$t" >"$out/$t.log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || [ $rc -eq 77 ] || { rc_tests=1; grep -E "FAILED|ERROR|Failure" "$out/$t.log" | head; }
+  note "$t: exit $rc ($(grep -cE '^\[       OK' "$out/$t.log") ok, $(grep -cE '^\[  FAILED' "$out/$t.log") failed lines)"
+done
+fi
+
+# the CLI on each GPU backend: a described model (conf/models) trains a few hundred steps
+# on the demo corpus, resumes, is summarised, evaluated and streams enhance
+if [ -z "${SKIP_APP:-}" ] && [ -x "$build/sinter" ]; then
+  echo "== the CLI on the GPUs"
+  app=$out/app
+  mkdir -p "$app"
+  "$build/sinter" devices >"$app/devices.txt" 2>&1; cat "$app/devices.txt"
+  "$build/sinter" data demo --out /tmp/sn-demo --minutes 2 >"$app/data.log" 2>&1 || note "app: demo corpus FAILED"
+  for dev in ${APP_DEVS:-cuda vulkan}; do
+    for m in unet_gru fc_mask crn; do
+      log=$app/$dev-$m.log
+      args=(conf/demo.yaml model.file=conf/models/$m.yaml device=$dev out_dir=/tmp/sn-runs name=$dev-$m
+            data.clean_dir=/tmp/sn-demo/clean data.noise_dir=/tmp/sn-demo/noise data.valid_dir=/tmp/sn-demo/valid
+            train.epochs=${APP_EPOCHS:-4} train.valid_every=20 train.ckpt_every=20 train.log_every=10)
+      t0=$(date +%s.%N)
+      timeout 240 "$build/sinter" train "${args[@]}" --quiet >"$log" 2>&1; rc=$?
+      t1=$(date +%s.%N)
+      run=$(ls -d /tmp/sn-runs/$dev-$m* 2>/dev/null | tail -1)
+      last=$(tail -1 "$run/metrics.csv" 2>/dev/null)
+      timeout 120 "$build/sinter" train "${args[@]}" train.epochs=$(( ${APP_EPOCHS:-4} + 1 )) --resume "$run" --quiet >>"$log" 2>&1; rc2=$?
+      "$build/sinter" model conf/demo.yaml model.file=conf/models/$m.yaml device=$dev >>"$log" 2>&1; rc3=$?
+      "$build/sinter" eval --ckpt "$run/best.safetensors" device=$dev data.valid_dir=/tmp/sn-demo/valid >>"$log" 2>&1; rc4=$?
+      "$build/sinter" enhance --ckpt "$run/best.safetensors" --device $dev /tmp/sn-demo/valid -o "$app/enh-$dev-$m" >>"$log" 2>&1; rc5=$?
+      note "app $dev $m: train exit $rc ($(printf '%.1f' "$(echo "$t1 - $t0" | bc)") s; last metrics: $last), resume $rc2, model $rc3, eval $rc4, enhance $rc5"
+      [ "$rc$rc2$rc3$rc4$rc5" = "00000" ] || { rc_tests=1; tail -5 "$log"; }
+    done
+  done
 fi
 
 if [ -z "${SKIP_BENCH:-}" ] && [ -x "$build/bench_step" ]; then

@@ -30,7 +30,7 @@ static const subcommand cmds[] = {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "sinter %s: a deep-learning training engine in C (CPU, CUDA)\n"
+            "sinter %s: a deep-learning training engine in C (CPU, CUDA, Vulkan)\n"
             "\n"
             "usage: sinter <command> [options]\n"
             "       sinter help <command>     (or: sinter <command> --help)\n"
