@@ -28,6 +28,12 @@ extern "C" {
 #define SN_CONFIG_MAX_BYTES (1 << 20)
 #define SN_CONFIG_MAX_DEPTH 64
 
+/* train.mixed_precision: false; true (the device's best 16-bit type: bf16 where it
+ * has it, else f16); or a type named. Every value but SN_MP_OFF is non-zero. */
+typedef enum { SN_MP_OFF = 0, SN_MP_AUTO = 1, SN_MP_BF16 = 2, SN_MP_F16 = 3 } sn_mixed_precision;
+/* "false", "true", "bf16", "f16": how the resolved config writes it */
+const char *sn_mixed_precision_name(int mp);
+
 typedef struct sn_config {
     char name[SN_CONFIG_NAME];     /* run name, default "crn" */
     char device[32];               /* auto | cpu | cuda | cuda:N | vulkan | vulkan:N */
@@ -49,7 +55,7 @@ typedef struct sn_config {
     struct {
         int batch_size;            /* >= 1, default 4 */
         int num_workers;           /* >= 0, default 2 */
-        int mixed_precision;       /* bool, default 0 */
+        int mixed_precision;       /* sn_mixed_precision, default SN_MP_OFF (non-zero: on) */
         int tf32;                  /* bool, default 0 */
         int epochs;                /* default 50 */
         int64_t max_steps;         /* 0 = use epochs */

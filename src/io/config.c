@@ -32,6 +32,7 @@ typedef enum {
     K_INTx5,  /* int[5] */
     K_LAYERS, /* model.layers: an int (the CRN's recurrent layers) or a list of layers (model.graph) */
     K_MODELFILE, /* model.file: char[size]; loading it applies the model.* keys it holds */
+    K_PREC,   /* int sn_mixed_precision: a boolean, or bf16 / f16 */
 } ktype;
 
 typedef struct key_def {
@@ -64,7 +65,7 @@ static const key_def k_keys[] = {
     {"data.cache_mb", K_I64, OFF(data.cache_mb), 0, 1 << 24, 0, 0, NULL},
     {"train.batch_size", K_INT, OFF(train.batch_size), 1, 1 << 20, 0, 0, NULL},
     {"train.num_workers", K_INT, OFF(train.num_workers), 0, 1024, 0, 0, NULL},
-    {"train.mixed_precision", K_BOOL, OFF(train.mixed_precision), 0, 0, 0, 0, NULL},
+    {"train.mixed_precision", K_PREC, OFF(train.mixed_precision), 0, 0, 0, 0, NULL},
     {"train.tf32", K_BOOL, OFF(train.tf32), 0, 0, 0, 0, NULL},
     {"train.epochs", K_INT, OFF(train.epochs), 0, 1e9, 0, 0, NULL},
     {"train.max_steps", K_I64, OFF(train.max_steps), 0, BIG, 0, 0, NULL},
@@ -299,6 +300,7 @@ static const char *kind_name(ktype t) {
     case K_LAYERS: return "an integer (the CRN's recurrent layers) or a list of layers";
     case K_F64: return "a number";
     case K_BOOL: return "a boolean (true or false)";
+    case K_PREC: return "true, false, bf16 or f16";
     case K_RANGE: return "a list of two numbers [lo, hi]";
     case K_F64x2: return "a list of two numbers";
     case K_INTx5: return "a list of 5 integers";
@@ -359,6 +361,17 @@ static sn_status set_scalar(const char *where, const key_def *k, sn_config *c, c
         int v;
         if (!parse_bool(s, &v))
             return sn_error(SN_ERR_CONFIG, "%s: %s: expected a boolean (true or false), got '%s'", where, k->name, s);
+        *(int *)(void *)base = v;
+        return SN_OK;
+    }
+    case K_PREC: {
+        /* true: the device's best 16-bit type (bf16 where it has it), as before this took names */
+        int v;
+        if (parse_bool(s, &v)) v = v ? SN_MP_AUTO : SN_MP_OFF;
+        else if (!strcasecmp(s, "bf16") || !strcasecmp(s, "bfloat16")) v = SN_MP_BF16;
+        else if (!strcasecmp(s, "f16") || !strcasecmp(s, "fp16") || !strcasecmp(s, "float16")) v = SN_MP_F16;
+        else
+            return sn_error(SN_ERR_CONFIG, "%s: %s: expected true, false, bf16 or f16, got '%s'", where, k->name, s);
         *(int *)(void *)base = v;
         return SN_OK;
     }
@@ -739,6 +752,15 @@ sn_status sn_config_override(sn_config *c, const char *kv) {
     return st;
 }
 
+const char *sn_mixed_precision_name(int mp) {
+    switch (mp) {
+    case SN_MP_OFF: return "false";
+    case SN_MP_BF16: return "bf16";
+    case SN_MP_F16: return "f16";
+    default: return "true";
+    }
+}
+
 sn_status sn_config_validate(const sn_config *c) {
     if (!c) return sn_error(SN_ERR_INVALID_ARG, "sn_config_validate: NULL config");
     if (memchr(c->name, 0, sizeof c->name) == NULL || !safe_run_name(c->name)) return bad_run_name("config", c->name);
@@ -792,6 +814,7 @@ static void put_value(sn_json_buf *b, const key_def *k, const sn_config *c) {
     case K_INT: sn_json_buf_printf(b, "%d", *(const int *)(const void *)base); break;
     case K_I64: sn_json_buf_printf(b, "%lld", (long long)*(const int64_t *)(const void *)base); break;
     case K_BOOL: sn_json_buf_puts(b, *(const int *)(const void *)base ? "true" : "false"); break;
+    case K_PREC: sn_json_buf_puts(b, sn_mixed_precision_name(*(const int *)(const void *)base)); break;
     case K_F64: put_double(b, *(const double *)(const void *)base); break;
     case K_RANGE:
     case K_F64x2: {

@@ -31,26 +31,36 @@ sn_status sn_open_device(const sn_config *cfg, int cpu_threads, sn_backend **b, 
     if (s != SN_OK) return s;
     sn_device_info info;
     sn_backend_info(*b, &info);
-    if (cfg->train.mixed_precision && !info.bf16 && !info.f16) {
-        s = sn_error(SN_ERR_DEVICE, "train.mixed_precision is true, but device '%s' (%s %s) has no fast bf16/f16 "
-                     "arithmetic%s: set train.mixed_precision=false, or pick a GPU that has it (sinter devices)",
-                     cfg->device, info.kind, info.name,
-                     (*b)->is_host ? " (the CPU backend computes in f32 only)" : "");
+    int mp = cfg->train.mixed_precision;
+    /* a GPU says in its info what it has; the CPU backend's set_precision names the CPU
+     * features it lacks (AVX512-BF16, AMX-BF16) itself */
+    bool lacks = mp == SN_MP_BF16 ? !info.bf16 : mp == SN_MP_F16 ? !info.f16 : mp && !info.bf16 && !info.f16;
+    if (lacks && !(*b)->is_host) {
+        const char *want = mp == SN_MP_BF16 ? "bf16" : mp == SN_MP_F16 ? "f16" : "bf16/f16";
+        const char *alt = mp == SN_MP_BF16 && info.f16 ? ", or f16 (which it has)"
+                          : mp == SN_MP_F16 && info.bf16 ? ", or bf16 (which it has)" : "";
+        s = sn_error(SN_ERR_DEVICE, "train.mixed_precision is %s, but device '%s' (%s %s) has no fast %s "
+                     "arithmetic: set train.mixed_precision=false%s, or pick a GPU that has it (sinter devices)",
+                     sn_mixed_precision_name(mp), cfg->device, info.kind, info.name, want, alt);
         sn_backend_free(*b);
         *b = NULL;
         return s;
     }
-    bool mp = cfg->train.mixed_precision;
-    sn_precision prec = {.tf32 = cfg->train.tf32, .bf16 = mp && info.bf16, .f16 = mp && !info.bf16 && info.f16};
+    bool mp_on = mp != SN_MP_OFF;
+    sn_precision prec = {.tf32 = cfg->train.tf32,
+                         .bf16 = mp == SN_MP_BF16 || (mp == SN_MP_AUTO && (info.bf16 || (*b)->is_host)),
+                         .f16 = mp == SN_MP_F16 || (mp == SN_MP_AUTO && !info.bf16 && info.f16 && !(*b)->is_host)};
     s = sn_backend_set_precision(*b, &prec);
-    if (s != SN_OK && !mp) { /* TF32 is a hint: devices without it compute in f32 */
+    if (s != SN_OK && !mp_on) { /* TF32 is a hint: devices without it compute in f32 */
         sn_log(SN_LOG_WARN, "train.tf32 ignored: %s", sn_last_error());
         s = SN_OK;
     }
     if (s != SN_OK) {
         sn_backend_free(*b);
         *b = NULL;
-        return sn_error_prefix(s, "train.mixed_precision on device '%s'", cfg->device);
+        /* the device lacks it: a device error, as for a GPU above (exit code SN_EXIT_DEVICE) */
+        return sn_error_prefix(s == SN_ERR_UNSUPPORTED ? SN_ERR_DEVICE : s, "train.mixed_precision=%s on device '%s'",
+                               sn_mixed_precision_name(mp), cfg->device);
     }
     if (!(*b)->is_host) {
         *fallback = sn_cpu_backend_new(cpu_threads);

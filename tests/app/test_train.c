@@ -59,20 +59,26 @@ static void test_config_mapping(void **state) {
     assert_float_equal(oc.grad_clip, 5.0, 1e-6);
 }
 
+/* train.mixed_precision on a CPU without AVX512-BF16 (simulated): a device error before
+ * anything runs that names the missing feature and the fix */
 static void test_mixed_precision_on_cpu(void **state) {
     (void)state;
     sn_config c;
     app_config(&c);
-    c.train.mixed_precision = 1;
+    c.train.mixed_precision = SN_MP_AUTO;
     sn_train_opts o;
     sn_train_opts_default(&o);
     o.quiet = 1;
     char dir[400];
     o.run_dir = app_path(dir, sizeof dir, "run_mp");
+    setenv("SN_CPU_NO_BF16", "1", 1);
     sn_status s = sn_train(&c, &o, NULL);
+    unsetenv("SN_CPU_NO_BF16");
     assert_int_equal(s, SN_ERR_DEVICE);
     assert_non_null(strstr(sn_last_error(), "mixed_precision"));
     assert_non_null(strstr(sn_last_error(), "cpu"));
+    assert_non_null(strstr(sn_last_error(), "AVX512-BF16"));
+    assert_non_null(strstr(sn_last_error(), "train.mixed_precision=false"));
 }
 
 static void test_loss_falls(void **state) {

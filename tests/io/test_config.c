@@ -155,7 +155,8 @@ static void test_load_errors(void **state) {
     expect_str_err("train:\n  lr: fast\n", "train.lr: expected a number, got 'fast'");
     expect_str_err("train:\n  lr: .inf\n", "expected a number");
     expect_str_err("train:\n  lr: 0x10\n", "expected a number");
-    expect_str_err("train:\n  mixed_precision: maybe\n", "expected a boolean (true or false), got 'maybe'");
+    expect_str_err("train:\n  mixed_precision: maybe\n", "train.mixed_precision: expected true, false, bf16 or f16, got 'maybe'");
+    expect_str_err("train:\n  mixed_precision: [bf16]\n", "train.mixed_precision: expected true, false, bf16 or f16, got a list");
     expect_str_err("train:\n  lr: [1]\n", "train.lr: expected a number, got a list");
     expect_str_err("train:\n  batch_size:\n", "train.batch_size: expected an integer, got an empty value");
     expect_str_err("data:\n  snr_db: 5\n", "data.snr_db: expected a list of two numbers [lo, hi], got a scalar");
@@ -207,7 +208,16 @@ static void test_overrides(void **state) {
     assert_int_equal(sn_config_override(&c, "train.betas=[0.5, 0.9]"), SN_OK);
     assert_true(c.train.betas[0] == 0.5 && c.train.betas[1] == 0.9);
     assert_int_equal(sn_config_override(&c, "train.mixed_precision=true"), SN_OK);
-    assert_int_equal(c.train.mixed_precision, 1);
+    assert_int_equal(c.train.mixed_precision, SN_MP_AUTO);
+    /* the 16-bit type by name, as PyTorch's autocast dtype; old boolean configs keep working */
+    assert_int_equal(sn_config_override(&c, "train.mixed_precision=bf16"), SN_OK);
+    assert_int_equal(c.train.mixed_precision, SN_MP_BF16);
+    assert_int_equal(sn_config_override(&c, "train.mixed_precision=fp16"), SN_OK);
+    assert_int_equal(c.train.mixed_precision, SN_MP_F16);
+    assert_int_equal(sn_config_override(&c, "train.mixed_precision=off"), SN_OK);
+    assert_int_equal(c.train.mixed_precision, SN_MP_OFF);
+    assert_int_equal(sn_config_override(&c, "train.mixed_precision=fp8"), SN_ERR_CONFIG);
+    assert_non_null(strstr(sn_last_error(), "expected true, false, bf16 or f16, got 'fp8'"));
     assert_int_equal(sn_config_override(&c, "data.clean_dir=/data/a: b #c"), SN_OK);
     assert_string_equal(c.data.clean_dir, "/data/a: b #c");
     assert_int_equal(sn_config_override(&c, "data.noise_dir="), SN_OK);
@@ -267,6 +277,7 @@ static void test_roundtrip(void **state) {
     sn_config_override(&a, "train.optimizer=sgd");
     sn_config_override(&a, "model.rnn=attention");
     sn_config_override(&a, "train.tf32=on");
+    sn_config_override(&a, "train.mixed_precision=bf16");
     a.data.segment_seconds = 1.0 / 3.0;
     char *y = NULL;
     assert_int_equal(sn_config_to_yaml(&a, &y), SN_OK);
@@ -280,6 +291,7 @@ static void test_roundtrip(void **state) {
     assert_int_equal(sn_config_load(p, &c), SN_OK);
     assert_memory_equal(&a, &c, sizeof a);
     assert_non_null(strstr(y, "train:\n  batch_size: 4\n"));
+    assert_non_null(strstr(y, "  mixed_precision: bf16\n"));
     free(y);
 }
 

@@ -1,6 +1,6 @@
 /* CPU kernels: causal multi-head self-attention forward and backward. The
  * projections are single GEMMs over all B*T rows; scores and context per
- * (batch, head) through sn_sgemm; row softmax over the pool. */
+ * (batch, head) through sn_cpu_gemm; row softmax over the pool. */
 #include "backends/cpu/cpu.h"
 
 #include <math.h>
@@ -67,7 +67,7 @@ static sn_status attn_forward(sn_cpu *c, sn_tensor *node) {
     float *qkv = sn_cpu_scratch(c, (size_t)(BT * 3 * E));
     if (!qkv) return SN_ERR_NOMEM;
     bias_rows(qkv, in_b, BT, 3 * E);
-    sn_sgemm(c->pool, false, true, BT, 3 * E, E, 1.0f, x->data, E, in_w, E, 1.0f, qkv, 3 * E);
+    sn_cpu_gemm(c, false, true, BT, 3 * E, E, 1.0f, x->data, E, in_w, E, 1.0f, qkv, 3 * E);
     /* [B,T,3E] -> q,k,v [B,heads,T,d] */
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++)
@@ -80,18 +80,18 @@ static sn_status attn_forward(sn_cpu *c, sn_tensor *node) {
             }
     float scale = 1.0f / sqrtf((float)d);
     for (int64_t bh = 0; bh < B * heads; bh++)
-        sn_sgemm(c->pool, false, true, T, T, d, scale, q + bh * T * d, d, k + bh * T * d, d, 0.0f, P + bh * T * T, T);
+        sn_cpu_gemm(c, false, true, T, T, d, scale, q + bh * T * d, d, k + bh * T * d, d, 0.0f, P + bh * T * T, T);
     rows_job rj = {P, NULL, T, causal};
     sn_pool_for(c->pool, B * heads * T, 16, softmax_rows, &rj);
     for (int64_t b = 0; b < B; b++)
         for (int h = 0; h < heads; h++) {
             int64_t bh = b * heads + h;
-            sn_sgemm(c->pool, false, false, T, d, T, 1.0f, P + bh * T * T, T, v + bh * T * d, d, 0.0f,
+            sn_cpu_gemm(c, false, false, T, d, T, 1.0f, P + bh * T * T, T, v + bh * T * d, d, 0.0f,
                      ctxv + b * T * E + h * d, E);
         }
     float *y = node->data;
     bias_rows(y, out_b, BT, E);
-    sn_sgemm(c->pool, false, true, BT, E, E, 1.0f, ctxv, E, out_w, E, 1.0f, y, E);
+    sn_cpu_gemm(c, false, true, BT, E, E, 1.0f, ctxv, E, out_w, E, 1.0f, y, E);
     return SN_OK;
 }
 
@@ -112,17 +112,17 @@ static sn_status attn_backward(sn_cpu *c, sn_tensor *node) {
     float *s = sn_cpu_scratch(c, (size_t)(o_dp + B * heads * T * T));
     if (!s) return SN_ERR_NOMEM;
     float *dctx = s, *dqkv = s + o_dqkv, *dP = s + o_dp;
-    sn_sgemm(c->pool, true, false, E, E, BT, 1.0f, dy, E, ctxv, E, 0.0f, dout_w, E);
+    sn_cpu_gemm(c, true, false, E, E, BT, 1.0f, dy, E, ctxv, E, 0.0f, dout_w, E);
     colsum(dout_b, dy, BT, E);
-    sn_sgemm(c->pool, false, false, BT, E, E, 1.0f, dy, E, out_w, E, 0.0f, dctx, E);
+    sn_cpu_gemm(c, false, false, BT, E, E, 1.0f, dy, E, out_w, E, 0.0f, dctx, E);
     float scale = 1.0f / sqrtf((float)d);
     for (int64_t b = 0; b < B; b++)
         for (int h = 0; h < heads; h++) {
             int64_t bh = b * heads + h;
             const float *dc = dctx + b * T * E + h * d;
             /* dP = dctx v^T; dv = P^T dctx */
-            sn_sgemm(c->pool, false, true, T, T, d, 1.0f, dc, E, v + bh * T * d, d, 0.0f, dP + bh * T * T, T);
-            sn_sgemm(c->pool, true, false, T, d, T, 1.0f, P + bh * T * T, T, dc, E, 0.0f,
+            sn_cpu_gemm(c, false, true, T, T, d, 1.0f, dc, E, v + bh * T * d, d, 0.0f, dP + bh * T * T, T);
+            sn_cpu_gemm(c, true, false, T, d, T, 1.0f, P + bh * T * T, T, dc, E, 0.0f,
                      dqkv + b * T * 3 * E + 2 * E + h * d, 3 * E);
         }
     rows_job rj = {dP, P, T, false};
@@ -131,14 +131,14 @@ static sn_status attn_backward(sn_cpu *c, sn_tensor *node) {
         for (int h = 0; h < heads; h++) {
             int64_t bh = b * heads + h;
             /* dq = dS k * scale; dk = dS^T q * scale */
-            sn_sgemm(c->pool, false, false, T, d, T, scale, dP + bh * T * T, T, k + bh * T * d, d, 0.0f,
+            sn_cpu_gemm(c, false, false, T, d, T, scale, dP + bh * T * T, T, k + bh * T * d, d, 0.0f,
                      dqkv + b * T * 3 * E + h * d, 3 * E);
-            sn_sgemm(c->pool, true, false, T, d, T, scale, dP + bh * T * T, T, q + bh * T * d, d, 0.0f,
+            sn_cpu_gemm(c, true, false, T, d, T, scale, dP + bh * T * T, T, q + bh * T * d, d, 0.0f,
                      dqkv + b * T * 3 * E + E + h * d, 3 * E);
         }
-    sn_sgemm(c->pool, true, false, 3 * E, E, BT, 1.0f, dqkv, 3 * E, x->data, E, 0.0f, din_w, E);
+    sn_cpu_gemm(c, true, false, 3 * E, E, BT, 1.0f, dqkv, 3 * E, x->data, E, 0.0f, din_w, E);
     colsum(din_b, dqkv, BT, 3 * E);
-    sn_sgemm(c->pool, false, false, BT, E, 3 * E, 1.0f, dqkv, 3 * E, in_w, E, 0.0f, dx, E);
+    sn_cpu_gemm(c, false, false, BT, E, 3 * E, 1.0f, dqkv, 3 * E, in_w, E, 0.0f, dx, E);
     return SN_OK;
 }
 

@@ -1,5 +1,6 @@
 /* CPU kernels for conv2d / conv_transpose2d and their backward ops: im2col and
- * col2im over the pool, the products through sn_sgemm, one GEMM for the whole batch.
+ * col2im over the pool, the products through sn_cpu_gemm (bf16 in mixed precision), one
+ * GEMM for the whole batch.
  *
  * One pair of helpers serves all six ops. im2col reads an image src[C,Hs,Ws] into
  * col[C*kh*kw, Hc*Wc] with col[(c,i,j),(oh,ow)] = src[c, oh*sh-ph+i, ow*sw-pw+j]
@@ -431,7 +432,9 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
     float p0 = g.p0, p1 = g.p1;
     if (act < SN_ACT_NONE || act >= SN_ACT_COUNT)
         return sn_error(SN_ERR_INTERNAL, "CPU %s '%s': unknown activation %d", sn_op_name(node->op), node->name, act);
-    if (fused_on() && sn_pool_size(c->pool) <= 256) {
+    /* bf16 mode: the one-GEMM form, so each operand is rounded and packed once (the
+     * fused form would repack the weight for every block of rows) */
+    if (fused_on() && !c->bf16 && sn_pool_size(c->pool) <= 256) {
         double t0 = cprof_now();
         sn_status st = conv_fused(c, node, &g);
         CPROF(CP_GEMM, t0);
@@ -456,14 +459,14 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
             ca.src = xd; ca.dst = col;
             im2col(c, &ca);
             CPROF(CP_IM2COL, t0);
-            sn_sgemm(c->pool, false, false, K, NL, CKK, 1.0f, wd, CKK, col, NL, 0.0f, yf, NL);
+            sn_cpu_gemm(c, false, false, K, NL, CKK, 1.0f, wd, CKK, col, NL, 0.0f, yf, NL);
             CPROF(CP_GEMM, t0);
             fold_act(c, yd, yf, g.bias ? g.bias->data : NULL, N, K, HWo, false, act, p0, p1);
             CPROF(CP_FOLD, t0);
         } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
             fold(c, yf, yd, NULL, N, K, HWo, true);
             CPROF(CP_FOLD, t0);
-            sn_sgemm(c->pool, true, false, CKK, NL, K, 1.0f, wd, CKK, yf, NL, 0.0f, col, NL);
+            sn_cpu_gemm(c, true, false, CKK, NL, K, 1.0f, wd, CKK, yf, NL, 0.0f, col, NL);
             CPROF(CP_GEMM, t0);
             ca.src = col; ca.dst = xd; ca.bias = NULL;
             col2im(c, &ca);
@@ -474,7 +477,7 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
             CPROF(CP_IM2COL, t0);
             fold(c, yf, yd, NULL, N, K, HWo, true);
             CPROF(CP_FOLD, t0);
-            sn_sgemm(c->pool, false, true, K, CKK, NL, 1.0f, yf, NL, col, NL, 0.0f, wd, CKK);
+            sn_cpu_gemm(c, false, true, K, CKK, NL, 1.0f, yf, NL, col, NL, 0.0f, wd, CKK);
             CPROF(CP_GEMM, t0);
         }
         return SN_OK;
@@ -492,7 +495,7 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
     if (node->op == SN_OP_CONVT2D) {
         fold(c, xf, xd, NULL, N, C, HW, true);
         CPROF(CP_FOLD, t0);
-        sn_sgemm(c->pool, true, false, KKK, NL, C, 1.0f, wd, KKK, xf, NL, 0.0f, col, NL);
+        sn_cpu_gemm(c, true, false, KKK, NL, C, 1.0f, wd, KKK, xf, NL, 0.0f, col, NL);
         CPROF(CP_GEMM, t0);
         ca.src = col; ca.dst = yd; ca.bias = g.bias ? g.bias->data : NULL;
         ca.act = act; ca.p0 = p0; ca.p1 = p1;
@@ -502,7 +505,7 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
         ca.src = yd; ca.dst = col;
         im2col(c, &ca);
         CPROF(CP_IM2COL, t0);
-        sn_sgemm(c->pool, false, false, C, NL, KKK, 1.0f, wd, KKK, col, NL, 0.0f, xf, NL);
+        sn_cpu_gemm(c, false, false, C, NL, KKK, 1.0f, wd, KKK, col, NL, 0.0f, xf, NL);
         CPROF(CP_GEMM, t0);
         fold(c, xd, xf, NULL, N, C, HW, false);
         CPROF(CP_FOLD, t0);
@@ -512,7 +515,7 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
         CPROF(CP_IM2COL, t0);
         fold(c, xf, xd, NULL, N, C, HW, true);
         CPROF(CP_FOLD, t0);
-        sn_sgemm(c->pool, false, true, C, KKK, NL, 1.0f, xf, NL, col, NL, 0.0f, wd, KKK);
+        sn_cpu_gemm(c, false, true, C, KKK, NL, 1.0f, xf, NL, col, NL, 0.0f, wd, KKK);
         CPROF(CP_GEMM, t0);
     }
     return SN_OK;

@@ -36,6 +36,24 @@ void sn_sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 void sn_blas_serial(bool on);
 
+/* bf16 GEMM (gemm_bf16.c), the same contract as sn_sgemm: op(A) and op(B) rounded
+ * to bf16 (nearest even), products accumulated in f32, alpha, beta and C in f32.
+ * Through AVX512-BF16 where the CPU has it, else portable C (slow; the backend's bf16
+ * mode refuses such a CPU). Parallel over the pool / on the calling thread. */
+void sn_bgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void sn_bgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The CPU's bf16 instruction sets ("AVX512-BF16" or "AVX512-BF16, AMX-BF16"), NULL
+ * without AVX512-BF16 (or when SN_CPU_NO_BF16=1 simulates that). */
+const char *sn_cpu_bf16_isa(void);
+/* f32 -> bf16 rounded to nearest even (NaN stays NaN), and back */
+uint16_t sn_f32_to_bf16(float x);
+float sn_bf16_to_f32(uint16_t h);
+/* dst[i] = bf16(x[2i]) | bf16(x[2i+1]) << 16 for i < (n+1)/2 (an odd tail paired with 0):
+ * the k-pairs vdpbf16ps multiplies */
+void sn_bf16_pairs(uint32_t *dst, const float *x, int64_t n);
+
 /* The BLAS in use ("OpenBLAS", "Accelerate", "builtin") and its thread count. */
 const char *sn_blas_name(void);
 void sn_blas_set_threads(int n);
@@ -46,7 +64,16 @@ typedef struct sn_cpu {
     float *scratch;       /* grows on demand; one op at a time uses it */
     size_t scratch_cap;   /* floats */
     const sn_collective *coll; /* the backend's (set at each compute): ALLREDUCE, synchronised BatchNorm */
+    bool bf16;            /* train.mixed_precision: GEMMs and the recurrent products in bf16 */
 } sn_cpu;
+
+/* The backend's GEMM: sn_bgemm in bf16 mode, else sn_sgemm. */
+static inline void sn_cpu_gemm(sn_cpu *c, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                               int64_t ldc) {
+    if (c->bf16) sn_bgemm(c->pool, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else sn_sgemm(c->pool, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 /* Scratch of at least n floats, valid until the next call (NULL on OOM, error set). */
 float *sn_cpu_scratch(sn_cpu *c, size_t n);

@@ -89,6 +89,15 @@ static sn_status cpu_device_info(int nthreads, sn_device_info *o) {
     if (__builtin_cpu_supports("fma")) k += (size_t)snprintf(f + k, n - k, "FMA ");
     if (__builtin_cpu_supports("avx512f")) k += (size_t)snprintf(f + k, n - k, "AVX512F ");
 #endif
+    /* bf16 mixed precision: vdpbf16ps (AVX512-BF16); AMX-BF16 CPUs have it too */
+    const char *isa = sn_cpu_bf16_isa();
+    if (isa) {
+        o->bf16 = true;
+        for (const char *p = isa; *p; p++) /* "AVX512-BF16, AMX-BF16" -> "AVX512_BF16 AMX_BF16 " */
+            if (*p != ' ' && k + 1 < n) f[k++] = *p == '-' ? '_' : *p == ',' ? ' ' : *p;
+        if (k + 1 < n) f[k++] = ' ';
+        f[k] = 0;
+    }
     k += (size_t)snprintf(f + k, n - k, "BLAS=%s ", sn_blas_name());
     snprintf(f + k, n - k, "threads=%d", nthreads);
     return SN_OK;
@@ -186,6 +195,28 @@ static sn_status cpu_compute(sn_backend *b, sn_tensor **nodes, int n, void **sta
     return SN_OK;
 }
 
+/* train.mixed_precision: bf16 operands with f32 accumulation in the GEMMs, the
+ * convolutions' products and the recurrent products (master weights, optimizer
+ * state and everything else stay f32). f16 asks for the same path, as on CUDA.
+ * TF32 does not exist on a CPU. */
+static sn_status cpu_set_precision(sn_backend *b, const sn_precision *p) {
+    sn_cpu *c = b->ctx;
+    if (p->tf32 && !p->bf16 && !p->f16)
+        return sn_error(SN_ERR_UNSUPPORTED, "the CPU has no TF32 arithmetic (it computes f32 in f32)");
+    if ((p->bf16 || p->f16) && !sn_cpu_bf16_isa()) {
+        char model[128];
+        cpu_model(model, sizeof model);
+        return sn_error(SN_ERR_UNSUPPORTED,
+                        "the CPU (%s) has neither AVX512-BF16 nor AMX-BF16, which bf16 mixed precision needs; set "
+                        "train.mixed_precision=false (f32 on this CPU), or train on a CPU or GPU that has them "
+                        "(sinter devices lists their features)",
+                        model);
+    }
+    c->bf16 = p->bf16 || p->f16;
+    if (p->tf32) sn_log(SN_LOG_WARN, "train.tf32 ignored: the CPU has no TF32 arithmetic");
+    return SN_OK;
+}
+
 static void cpu_segment_free(sn_backend *b, void *state) {}
 static sn_status cpu_sync(sn_backend *b) { return SN_OK; }
 static size_t cpu_workspace(sn_backend *b) { return ((sn_cpu *)b->ctx)->scratch_cap * sizeof(float); }
@@ -204,6 +235,7 @@ static const sn_backend_i cpu_iface = {
     .segment_free = cpu_segment_free,
     .synchronize = cpu_sync,
     .workspace_bytes = cpu_workspace,
+    .set_precision = cpu_set_precision,
     .set_profile = cpu_set_profile,
 };
 

@@ -1,4 +1,4 @@
-/* CPU kernels: MATMUL, LINEAR, BIAS_GRAD, all through sn_sgemm. */
+/* CPU kernels: MATMUL, LINEAR, BIAS_GRAD, all through sn_cpu_gemm (f32, or bf16 in mixed precision). */
 #include "backends/cpu/cpu.h"
 
 #include <string.h>
@@ -20,12 +20,12 @@ static sn_status cpu_matmul(sn_cpu *c, sn_tensor *node) {
     }
     if (nb == 2 && !ta) {
         /* a's batch rows are contiguous: one GEMM over batch*M rows */
-        sn_sgemm(c->pool, false, tb, batch * M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+        sn_cpu_gemm(c, false, tb, batch * M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
         return SN_OK;
     }
     int64_t sa = M * K, sb = nb == 2 ? 0 : K * N;
     for (int64_t i = 0; i < batch; i++)
-        sn_sgemm(c->pool, ta, tb, M, N, K, 1.0f, A + i * sa, lda, B + i * sb, ldb, 0.0f, C + i * M * N, N);
+        sn_cpu_gemm(c, ta, tb, M, N, K, 1.0f, A + i * sa, lda, B + i * sb, ldb, 0.0f, C + i * M * N, N);
     return SN_OK;
 }
 
@@ -54,7 +54,7 @@ static sn_status cpu_linear(sn_cpu *c, sn_tensor *node) {
         return sn_error(SN_ERR_INTERNAL, "CPU linear '%s': unknown activation %d", node->name, act);
     if (act != SN_ACT_NONE) {
         /* epilogue: y = act(x W^T + b), the bias and the activation in one pass over y */
-        sn_sgemm(c->pool, false, true, M, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y, N);
+        sn_cpu_gemm(c, false, true, M, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y, N);
         epi_job j = {y, b ? b->data : NULL, N, act, node->fp[SN_FP_ACT], node->fp[SN_FP_ACT + 1]};
         int64_t grain = 16384 / (N > 0 ? N : 1);
         sn_pool_for(c->pool, M, grain > 0 ? grain : 1, epi_rows, &j);
@@ -64,7 +64,7 @@ static sn_status cpu_linear(sn_cpu *c, sn_tensor *node) {
         const float *bb = b->data;
         for (int64_t m = 0; m < M; m++) memcpy(y + m * N, bb, (size_t)N * sizeof *y);
     }
-    sn_sgemm(c->pool, false, true, M, N, K, 1.0f, x->data, K, w->data, K, b ? 1.0f : 0.0f, y, N);
+    sn_cpu_gemm(c, false, true, M, N, K, 1.0f, x->data, K, w->data, K, b ? 1.0f : 0.0f, y, N);
     return SN_OK;
 }
 

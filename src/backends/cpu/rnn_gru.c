@@ -1,6 +1,7 @@
 /* CPU RNN kernels: the GRU forward and backward passes (rnn.c says how a pass runs). */
 #include "backends/cpu/rnn_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -38,6 +39,10 @@ sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node) {
     float *ex = sn_extra_ptr(node);
     float *gh = sn_cpu_scratch(c, (size_t)(B * G));
     if (!gh) return SN_ERR_NOMEM;
+    /* bf16 mode: w_hh rounded and packed once per layer, h_{t-1} rounded per step */
+    int64_t w16n = sn_rnn_packed16_words(G, H);
+    uint32_t *w16 = c->bf16 ? malloc((size_t)(w16n + B * ((H + 1) / 2)) * sizeof *w16) : NULL;
+    if (c->bf16 && !w16) return sn_error(SN_ERR_NOMEM, "CPU GRU (bf16): out of host memory for the packed weights");
     for (int l = 0; l < layers; l++) {
         const float *w_ih = node->src[1 + 4 * l]->data, *w_hh = node->src[2 + 4 * l]->data;
         const float *b_ih = node->src[3 + 4 * l]->data, *b_hh = node->src[4 + 4 * l]->data;
@@ -48,15 +53,18 @@ sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node) {
         float *hs = sn_rnn_h(node, l); /* the last layer writes the output directly */
         sn_rnn_input_proj(c, gates, xin, w_ih, b_ih, NULL, B * T, in, G);
         const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
+        if (w16) sn_rnn_pack_panels_bf16(c, w16, w_hh, G, H, H, 1);
         for (int64_t t = 0; t < T; t++) {
             for (int64_t b = 0; b < B; b++) memcpy(gh + b * G, b_hh, (size_t)G * sizeof *gh);
             const float *hp = t > 0 ? hs + (t - 1) * H : h0;
             int64_t ps = t > 0 ? T * H : H;
-            if (hp) sn_rnn_step_gemm_nt(c, B, G, H, hp, ps, w_hh, gh, G, true);
+            if (hp && w16) sn_rnn_step_gemm_p16(c, B, G, H, hp, ps, w16, gh, G, true, w16 + w16n);
+            else if (hp) sn_rnn_step_gemm_nt(c, B, G, H, hp, ps, w_hh, gh, G, true);
             gru_fwd_job q = {gates + t * G, gh, hns + t * H, hs + t * H, hp, H, T * G, T * H, ps};
             sn_pool_for(c->pool, B * H, SN_RNN_CELL_GRAIN, gru_cell_fwd, &q);
         }
     }
+    free(w16);
     return SN_OK;
 }
 
@@ -104,8 +112,12 @@ sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node) {
     float *dgh = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 0);
     float *dhbuf = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 1);
     float *dhr = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 2);
-    bool skinny = sn_rnn_use_skinny(B);
+    bool skinny = sn_rnn_use_skinny(B) && !c->bf16;
     float *wt = NULL;
+    int64_t w16n = sn_rnn_packed16_words(H, G);
+    uint32_t *w16 = c->bf16 ? malloc((size_t)(w16n + B * ((G + 1) / 2)) * sizeof *w16) : NULL;
+    if (c->bf16 && !w16)
+        return sn_error(SN_ERR_NOMEM, "CPU GRU backward (bf16): out of host memory for the packed weights");
     if (skinny) {
         wt = sn_cpu_scratch(c, (size_t)(G * H));
         if (!wt) return SN_ERR_NOMEM;
@@ -120,18 +132,21 @@ sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node) {
         const float *hs = sn_rnn_h(fwd, l);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
         if (skinny) sn_rnn_transpose(c, wt, w_hh, G, H);
+        if (w16) sn_rnn_pack_panels_bf16(c, w16, w_hh, H, G, 1, H); /* op[n=j, k=g] = w_hh[g, j] */
         for (int64_t t = T - 1; t >= 0; t--) {
             gru_bwd_job q = {dgx + t * G, dgh + t * G, gates + t * G, hns + t * H, t > 0 ? hs + (t - 1) * H : NULL,
                              dho + t * H, dhr, t < T - 1, H, T * G, T * H};
             sn_pool_for(c->pool, B * H, SN_RNN_CELL_GRAIN, gru_cell_bwd, &q);
             if (t == 0) break;
             /* dh_{t-1} = z*dh + dGh_t w_hh */
-            if (skinny) sn_rnn_step_gemm_nt(c, B, H, G, dgh + t * G, T * G, wt, dhr, H, true);
-            else sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgh + t * G, T * G, w_hh, H, 1.0f, dhr, H);
+            if (w16) sn_rnn_step_gemm_p16(c, B, H, G, dgh + t * G, T * G, w16, dhr, H, true, w16 + w16n);
+            else if (skinny) sn_rnn_step_gemm_nt(c, B, H, G, dgh + t * G, T * G, wt, dhr, H, true);
+            else sn_cpu_gemm(c, false, false, B, H, G, 1.0f, dgh + t * G, T * G, w_hh, H, 1.0f, dhr, H);
         }
         sn_rnn_weight_grads(c, node, 3, l, dgx, dgh, xin, hs);
-        if (l > 0) sn_sgemm(c->pool, false, false, BT, H, G, 1.0f, dgx, G, w_ih, in, 0.0f, dhbuf, H);
-        else if (need_dx) sn_sgemm(c->pool, false, false, BT, I, G, 1.0f, dgx, G, w_ih, I, 0.0f, out, I);
+        if (l > 0) sn_cpu_gemm(c, false, false, BT, H, G, 1.0f, dgx, G, w_ih, in, 0.0f, dhbuf, H);
+        else if (need_dx) sn_cpu_gemm(c, false, false, BT, I, G, 1.0f, dgx, G, w_ih, I, 0.0f, out, I);
     }
+    free(w16);
     return SN_OK;
 }

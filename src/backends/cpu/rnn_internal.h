@@ -77,6 +77,21 @@ __attribute__((target("avx512f"))) void sn_rnn_skinny_packed(const float *A, int
                                                              bool acc);
 #endif
 
+/* ---- packed bf16 w_hh (rnn_pack.c; mixed precision, CPUs with AVX512-BF16)
+ * panels of 16 output columns, per k-pair 16 u32 (bf16 of k even | k odd << 16) */
+int64_t sn_rnn_packed16_words(int64_t N, int64_t K);
+void sn_rnn_pack_panels_bf16(sn_cpu *c, uint32_t *P, const float *W, int64_t N, int64_t K, int64_t sn, int64_t sk);
+#ifdef SN_SKINNY_X86
+/* C[b, n] (+)= sum_kp A[b,kp] . P[n,kp] (f32 accumulation) for b < B, n in [n0, n1)
+ * (n0 a multiple of 16); A as k-pairs (sn_bf16_pairs), row stride lda u32 */
+__attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl"))) void
+sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP, float *C,
+                          int64_t ldc, int64_t n0, int64_t n1, bool acc);
+#endif
+/* C[B,N] (+)= bf16(A[B,K]) P^T over the pool, any B; a16 scratch of B*ceil(K/2) u32 */
+void sn_rnn_step_gemm_p16(sn_cpu *c, int64_t B, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const uint32_t *P, float *C, int64_t ldc, bool acc, uint32_t *a16);
+
 /* ---- the passes (rnn_lstm.c, rnn_gru.c) */
 sn_status sn_rnn_lstm_forward(sn_cpu *c, sn_tensor *node);
 sn_status sn_rnn_lstm_backward(sn_cpu *c, sn_tensor *node);

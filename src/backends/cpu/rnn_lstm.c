@@ -26,6 +26,8 @@ typedef struct {
     int64_t B;
     int64_t ps;         /* row stride of cp/hp (T*H inside the sequence, H for an initial state) */
     const float *wp;    /* w_hh packed per gate (4 blocks of sn_rnn_packed_floats(H, H)), or NULL */
+    const uint32_t *wp16; /* bf16 mode: w_hh packed per gate (4 blocks of sn_rnn_packed16_words(H, H)) */
+    uint32_t *a16;      /* bf16 mode: this task's k-pairs of h_{t-1} [B, ceil(H/2)] */
 } lstm_fwd_job;
 
 static void lstm_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -74,7 +76,12 @@ static void lstm_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     const lstm_fwd_job *q = arg;
     int64_t H = q->H;
 #ifdef SN_SKINNY_X86
-    if (q->hp && q->wp) {
+    if (q->hp && q->wp16) { /* bf16: h_{t-1} rounded to k-pairs by each thread (B*H values, cheap) */
+        int64_t blk = sn_rnn_packed16_words(H, H), KP = (H + 1) / 2;
+        for (int64_t b = 0; b < q->B; b++) sn_bf16_pairs(q->a16 + b * KP, q->hp + b * q->ps, H);
+        for (int k = 0; k < 4; k++)
+            sn_rnn_skinny_packed_bf16(q->a16, KP, q->B, q->wp16 + k * blk, KP, q->g + k * H, q->gs, j0, j1, true);
+    } else if (q->hp && q->wp) {
         int64_t blk = sn_rnn_packed_floats(H, H);
         for (int k = 0; k < 4; k++)
             sn_rnn_skinny_packed(q->hp, q->ps, q->B, q->wp + k * blk, H, q->g + k * H, q->gs, j0, j1, true);
@@ -116,6 +123,8 @@ typedef struct {
     const float *c0, *h0, *w_hh;
     int64_t H, T, B;
     const float *wp;
+    const uint32_t *wp16;
+    uint32_t *a16;      /* per thread B*ceil(H/2) u32 */
 } lstm_fwd_region;
 
 static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
@@ -125,7 +134,7 @@ static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     for (int64_t t = 0; t < T; t++) {
         lstm_fwd_job q = {r->gates + t * G, r->cs + t * H, r->hs + t * H, t > 0 ? r->cs + (t - 1) * H : r->c0,
                           H, T * G, T * H, t > 0 ? r->hs + (t - 1) * H : r->h0, r->w_hh, r->B, t > 0 ? T * H : H,
-                          r->wp};
+                          r->wp, r->wp16, r->a16 ? r->a16 + tid * r->B * ((H + 1) / 2) : NULL};
         if (j0 < j1) lstm_step_fused(&q, j0, j1, tid);
         if (t + 1 < T) {
             for (int k = 0; k < 4; k++) prefetch_rows(r->gates + (t + 1) * G + k * H, r->B, T * G, j0, j1);
@@ -134,6 +143,41 @@ static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
             sn_barrier_wait(bar); /* h_t complete before anyone reads it */
         }
     }
+}
+
+/* The recurrence of one layer in bf16 mode: w_hh rounded to bf16 and packed once per
+ * call, h_{t-1} rounded per step, products accumulated in f32, the cells in f32.
+ * Small batches run as one region (as the f32 path); others one pool_for per step. */
+static sn_status lstm_fwd_bf16(sn_cpu *c, float *gates, float *cs, float *hs, const float *c0, const float *h0,
+                               const float *w_hh, int64_t H, int64_t T, int64_t B) {
+    int64_t G = 4 * H, blk = sn_rnn_packed16_words(H, H), KP = (H + 1) / 2;
+    int nth = sn_pool_size(c->pool);
+    bool huge = false;
+    uint32_t *wp16 = (uint32_t *)sn_rnn_wpack_get(c, (size_t)(4 * blk), &huge); /* u32 and float are 4 bytes */
+    uint32_t *a16 = malloc((size_t)(nth * B * KP) * sizeof *a16);
+    if (!wp16 || !a16) {
+        sn_rnn_wpack_put(huge);
+        free(a16);
+        return sn_error(SN_ERR_NOMEM, "CPU LSTM (bf16): out of host memory for the packed weights");
+    }
+    for (int k = 0; k < 4; k++) sn_rnn_pack_panels_bf16(c, wp16 + k * blk, w_hh + k * H * H, H, H, H, 1);
+    if (sn_rnn_use_skinny(B) && use_region()) {
+        lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B, NULL, wp16, a16};
+        sn_pool_region(c->pool, lstm_fwd_thread, &r);
+    } else
+        for (int64_t t = 0; t < T; t++) {
+            const float *hp = t > 0 ? hs + (t - 1) * H : h0;
+            int64_t ps = t > 0 ? T * H : H;
+            if (hp)
+                for (int k = 0; k < 4; k++)
+                    sn_rnn_step_gemm_p16(c, B, H, H, hp, ps, wp16 + k * blk, gates + t * G + k * H, T * G, true, a16);
+            lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : c0, H, T * G, T * H,
+                              hp, w_hh, B, ps};
+            sn_pool_for(c->pool, B * H, SN_RNN_CELL_GRAIN, lstm_cell_fwd, &q);
+        }
+    sn_rnn_wpack_put(huge);
+    free(a16);
+    return SN_OK;
 }
 
 sn_status sn_rnn_lstm_forward(sn_cpu *c, sn_tensor *node) {
@@ -155,6 +199,12 @@ sn_status sn_rnn_lstm_forward(sn_cpu *c, sn_tensor *node) {
         /* initial state: [layers,B,H] srcs after the weights (streaming), else zeros */
         const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
         const float *c0 = node->ip[2] ? (const float *)node->src[2 + 4 * layers]->data + l * B * H : NULL;
+        if (c->bf16) {
+            sn_status st = lstm_fwd_bf16(c, gates, cs, hs, c0, h0, w_hh, H, T, B);
+            if (st != SN_OK) return st;
+            sn_rnn_prof_lap(SN_RNN_P_FWD_LOOP, &t0);
+            continue;
+        }
         if (sn_rnn_use_skinny(B)) {
             /* one parallel region for all timesteps: each thread owns a fixed range of
              * hidden units (its 4 gate slices of w_hh stay in its L2), barrier per step */
@@ -183,7 +233,7 @@ sn_status sn_rnn_lstm_forward(sn_cpu *c, sn_tensor *node) {
             lstm_fwd_job q = {gates + t * G, cs + t * H, hs + t * H, t > 0 ? cs + (t - 1) * H : c0, H, T * G, T * H,
                               t > 0 ? hs + (t - 1) * H : h0, w_hh, B, t > 0 ? T * H : H};
             if (q.hp) /* gates[:,t] += h[:,t-1] w_hh^T */
-                sn_sgemm(c->pool, false, true, B, G, H, 1.0f, q.hp, q.ps, w_hh, H, 1.0f, gates + t * G, T * G);
+                sn_cpu_gemm(c, false, true, B, G, H, 1.0f, q.hp, q.ps, w_hh, H, 1.0f, gates + t * G, T * G);
             sn_pool_for(c->pool, B * H, SN_RNN_CELL_GRAIN, lstm_cell_fwd, &q);
         }
     }
@@ -204,6 +254,8 @@ typedef struct {
     float *dhw;         /* [B,H] written by the product (= dhr) */
     int64_t B;
     const float *wp;    /* w_hh as [H, G] panels (instead of wt), or NULL */
+    const uint32_t *wp16; /* bf16 mode: w_hh as [H, G] bf16 panels */
+    uint32_t *a16;      /* bf16 mode: this task's k-pairs of dG_{t+1} [B, 2H] */
 } lstm_bwd_job;
 
 static void lstm_cell_bwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -260,7 +312,10 @@ static void lstm_bwd_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     const lstm_bwd_job *q = arg;
     int64_t H = q->H;
 #ifdef SN_SKINNY_X86
-    if (q->dgn && q->wp) sn_rnn_skinny_packed(q->dgn, q->gs, q->B, q->wp, 4 * H, q->dhw, H, j0, j1, false);
+    if (q->dgn && q->wp16) {
+        for (int64_t b = 0; b < q->B; b++) sn_bf16_pairs(q->a16 + b * 2 * H, q->dgn + b * q->gs, 4 * H);
+        sn_rnn_skinny_packed_bf16(q->a16, 2 * H, q->B, q->wp16, 2 * H, q->dhw, H, j0, j1, false);
+    } else if (q->dgn && q->wp) sn_rnn_skinny_packed(q->dgn, q->gs, q->B, q->wp, 4 * H, q->dhw, H, j0, j1, false);
     else
 #endif
     if (q->dgn) sn_rnn_skinny_nt(q->dgn, q->gs, q->B, q->wt, 4 * H, q->dhw, H, j0, j1, false);
@@ -280,6 +335,8 @@ typedef struct {
     const float *wt;
     int64_t H, T, B;
     const float *wp;
+    const uint32_t *wp16;
+    uint32_t *a16;      /* per thread B*2H u32 */
 } lstm_bwd_region;
 
 /* all backward timesteps of one layer on thread tid: its hidden units' columns of
@@ -292,7 +349,8 @@ static void lstm_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     for (int64_t t = T - 1; t >= 0; t--) {
         lstm_bwd_job q = {r->dgs + t * G, r->gates + t * G, r->cs + t * H, t > 0 ? r->cs + (t - 1) * H : NULL,
                           r->dho + t * H, t < T - 1 ? r->dhr : NULL, r->dc, H, T * G, T * H,
-                          t < T - 1 ? r->dgs + (t + 1) * G : NULL, r->wt, r->dhr, r->B, r->wp};
+                          t < T - 1 ? r->dgs + (t + 1) * G : NULL, r->wt, r->dhr, r->B, r->wp, r->wp16,
+                          r->a16 ? r->a16 + tid * r->B * 2 * H : NULL};
         if (j0 < j1) lstm_bwd_step_fused(&q, j0, j1, tid);
         if (t > 0) {
             for (int k = 0; k < 4; k++) {
@@ -319,11 +377,20 @@ sn_status sn_rnn_lstm_backward(sn_cpu *c, sn_tensor *node) {
     float *dhbuf = sc + sn_rnn_bwd_scratch_offset(true, B, T, H, layers, 1);
     float *dhr = sc + sn_rnn_bwd_scratch_offset(true, B, T, H, layers, 2);
     float *dc = sc + sn_rnn_bwd_scratch_offset(true, B, T, H, layers, 3);
-    bool skinny = sn_rnn_use_skinny(B);
+    bool skinny = sn_rnn_use_skinny(B), bf = c->bf16;
     bool packed = skinny && use_region() && sn_rnn_use_packed(B);
     float *wt = NULL;
+    uint32_t *wt16 = NULL, *a16 = NULL;
     bool huge = false;
-    if (skinny) {
+    if (bf) { /* bf16: dG_{t+1} w_hh from w_hh^T's bf16 panels, any batch size */
+        wt16 = (uint32_t *)sn_rnn_wpack_get(c, (size_t)sn_rnn_packed16_words(H, G), &huge);
+        a16 = malloc((size_t)(sn_pool_size(c->pool) * B * 2 * H) * sizeof *a16);
+        if (!wt16 || !a16) {
+            sn_rnn_wpack_put(huge);
+            free(a16);
+            return sn_error(SN_ERR_NOMEM, "CPU LSTM backward (bf16): out of host memory for the packed weights");
+        }
+    } else if (skinny) {
         wt = sn_rnn_wpack_get(c, (size_t)sn_rnn_packed_floats(H, G), &huge);
         if (!wt) return SN_ERR_NOMEM;
     }
@@ -337,12 +404,21 @@ sn_status sn_rnn_lstm_backward(sn_cpu *c, sn_tensor *node) {
         const float *hs = sn_rnn_h(fwd, l);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
         memset(dc, 0, (size_t)(B * H) * sizeof *dc);
-        if (packed) sn_rnn_pack_panels(c, wt, w_hh, H, G, 1, H); /* dG_t w_hh: op[n=j, k=g] = w_hh[g, j] */
+        if (bf) sn_rnn_pack_panels_bf16(c, wt16, w_hh, H, G, 1, H);  /* op[n=j, k=g] = w_hh[g, j] */
+        else if (packed) sn_rnn_pack_panels(c, wt, w_hh, H, G, 1, H); /* dG_t w_hh: op[n=j, k=g] = w_hh[g, j] */
         else if (skinny) sn_rnn_transpose(c, wt, w_hh, G, H); /* dG_t w_hh = dG_t (w_hh^T)^T: rows of w_hh^T stream */
         double t0 = sn_rnn_prof_now();
         if (skinny && use_region()) {
-            lstm_bwd_region r = {dgs, gates, cs, dho, dhr, dc, wt, H, T, B, packed ? wt : NULL};
+            lstm_bwd_region r = {dgs, gates, cs, dho, dhr, dc, wt, H, T, B, packed ? wt : NULL, wt16, a16};
             sn_pool_region(c->pool, lstm_bwd_thread, &r);
+        } else if (bf) {
+            for (int64_t t = T - 1; t >= 0; t--) {
+                lstm_bwd_job q = {dgs + t * G, gates + t * G, cs + t * H, t > 0 ? cs + (t - 1) * H : NULL,
+                                  dho + t * H, t < T - 1 ? dhr : NULL, dc, H, T * G, T * H};
+                sn_pool_for(c->pool, B * H, SN_RNN_CELL_GRAIN, lstm_cell_bwd, &q);
+                if (t == 0) break;
+                sn_rnn_step_gemm_p16(c, B, H, G, dgs + t * G, T * G, wt16, dhr, H, false, a16);
+            }
         } else if (skinny) {
             for (int64_t t = T - 1; t >= 0; t--) {
                 lstm_bwd_job q = {dgs + t * G, gates + t * G, cs + t * H, t > 0 ? cs + (t - 1) * H : NULL,
@@ -358,15 +434,16 @@ sn_status sn_rnn_lstm_backward(sn_cpu *c, sn_tensor *node) {
             if (t == 0) break;
             /* dh_{t-1} = dG_t w_hh */
             if (skinny) sn_rnn_step_gemm_nt(c, B, H, G, dgs + t * G, T * G, wt, dhr, H, false);
-            else sn_sgemm(c->pool, false, false, B, H, G, 1.0f, dgs + t * G, T * G, w_hh, H, 0.0f, dhr, H);
+            else sn_cpu_gemm(c, false, false, B, H, G, 1.0f, dgs + t * G, T * G, w_hh, H, 0.0f, dhr, H);
         }
         sn_rnn_prof_lap(SN_RNN_P_BWD_LOOP, &t0);
         sn_rnn_weight_grads(c, node, 4, l, dgs, dgs, xin, hs);
         sn_rnn_prof_lap(SN_RNN_P_BWD_WGRAD, &t0);
-        if (l > 0) sn_sgemm(c->pool, false, false, BT, H, G, 1.0f, dgs, G, w_ih, in, 0.0f, dhbuf, H);
-        else if (need_dx) sn_sgemm(c->pool, false, false, BT, I, G, 1.0f, dgs, G, w_ih, I, 0.0f, out, I);
+        if (l > 0) sn_cpu_gemm(c, false, false, BT, H, G, 1.0f, dgs, G, w_ih, in, 0.0f, dhbuf, H);
+        else if (need_dx) sn_cpu_gemm(c, false, false, BT, I, G, 1.0f, dgs, G, w_ih, I, 0.0f, out, I);
         sn_rnn_prof_lap(SN_RNN_P_BWD_DX, &t0);
     }
     sn_rnn_wpack_put(huge);
+    free(a16);
     return SN_OK;
 }

@@ -181,3 +181,117 @@ bool sn_rnn_use_packed(int64_t B) {
     return on && B <= SN_RNN_SKINNY_MAX_B;
 }
 
+
+/* ------------------------------------------------ packed bf16 w_hh (mixed precision)
+ * The same panels of 16 output columns, but per k-pair: 16 u32 = the bf16 of (n, 2kp)
+ * in the low half and of (n, 2kp+1) in the high half, one cache line per two k: half
+ * the bytes streamed per step. A comes in as k-pairs too (sn_bf16_pairs), so each
+ * vdpbf16ps does two k steps of 16 columns with f32 accumulation. */
+int64_t sn_rnn_packed16_words(int64_t N, int64_t K) { return panels_of(N) * PANEL * ((K + 1) / 2); }
+
+typedef struct {
+    uint32_t *P;
+    const float *W;
+    int64_t N, K, sn, sk;
+} pack16_job;
+
+static void pack16_part(void *arg, int64_t p0, int64_t p1, int tid) {
+    const pack16_job *j = arg;
+    int64_t KP = (j->K + 1) / 2;
+    float row[2 * PANEL];
+    for (int64_t p = p0; p < p1; p++) {
+        uint32_t *d = j->P + p * KP * PANEL;
+        int64_t nn = j->N - p * PANEL < PANEL ? j->N - p * PANEL : PANEL;
+        for (int64_t kp = 0; kp < KP; kp++) {
+            for (int64_t i = 0; i < PANEL; i++) {
+                const float *w = j->W + (p * PANEL + i) * j->sn;
+                int64_t k = 2 * kp;
+                row[2 * i] = i < nn ? w[k * j->sk] : 0.0f;
+                row[2 * i + 1] = i < nn && k + 1 < j->K ? w[(k + 1) * j->sk] : 0.0f;
+            }
+            sn_bf16_pairs(d + kp * PANEL, row, 2 * PANEL);
+        }
+    }
+}
+
+void sn_rnn_pack_panels_bf16(sn_cpu *c, uint32_t *P, const float *W, int64_t N, int64_t K, int64_t sn, int64_t sk) {
+    pack16_job j = {P, W, N, K, sn, sk};
+    sn_pool_for(c->pool, panels_of(N), 4, pack16_part, &j);
+}
+
+#ifdef SN_SKINNY_X86
+__attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl"))) void
+sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP, float *C,
+                          int64_t ldc, int64_t n0, int64_t n1, bool acc) {
+    for (int64_t b0 = 0; b0 < B; b0 += 4) {
+        int nb = B - b0 < 4 ? (int)(B - b0) : 4;
+        const uint32_t *a[4];
+        for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
+        int64_t n = n0;
+        for (; n + 4 * PANEL <= n1; n += 4 * PANEL) {
+            const uint32_t *p0 = P + (n / PANEL) * KP * PANEL, *p1 = p0 + KP * PANEL, *p2 = p1 + KP * PANEL,
+                           *p3 = p2 + KP * PANEL;
+            __m512 s[4][4];
+            for (int b = 0; b < 4; b++)
+                for (int r = 0; r < 4; r++) s[b][r] = _mm512_setzero_ps();
+            for (int64_t k = 0; k < KP; k++) {
+                __m512bh w0 = (__m512bh)_mm512_load_si512(p0 + k * PANEL);
+                __m512bh w1 = (__m512bh)_mm512_load_si512(p1 + k * PANEL);
+                __m512bh w2 = (__m512bh)_mm512_load_si512(p2 + k * PANEL);
+                __m512bh w3 = (__m512bh)_mm512_load_si512(p3 + k * PANEL);
+                for (int b = 0; b < 4; b++) {
+                    __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[b][k]);
+                    s[b][0] = _mm512_dpbf16_ps(s[b][0], w0, x);
+                    s[b][1] = _mm512_dpbf16_ps(s[b][1], w1, x);
+                    s[b][2] = _mm512_dpbf16_ps(s[b][2], w2, x);
+                    s[b][3] = _mm512_dpbf16_ps(s[b][3], w3, x);
+                }
+            }
+            for (int b = 0; b < nb; b++)
+                for (int r = 0; r < 4; r++) {
+                    float *cp = C + (b0 + b) * ldc + n + r * PANEL;
+                    __m512 v = acc ? _mm512_add_ps(s[b][r], _mm512_loadu_ps(cp)) : s[b][r];
+                    _mm512_storeu_ps(cp, v);
+                }
+        }
+        for (; n < n1; n += PANEL) {
+            const uint32_t *pp = P + (n / PANEL) * KP * PANEL;
+            __mmask16 m = n1 - n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
+            __m512 s[4];
+            for (int b = 0; b < 4; b++) s[b] = _mm512_setzero_ps();
+            for (int64_t k = 0; k < KP; k++) {
+                __m512bh w = (__m512bh)_mm512_load_si512(pp + k * PANEL);
+                for (int b = 0; b < 4; b++) s[b] = _mm512_dpbf16_ps(s[b], w, (__m512bh)_mm512_set1_epi32((int)a[b][k]));
+            }
+            for (int b = 0; b < nb; b++) {
+                float *cp = C + (b0 + b) * ldc + n;
+                __m512 v = acc ? _mm512_add_ps(s[b], _mm512_maskz_loadu_ps(m, cp)) : s[b];
+                _mm512_mask_storeu_ps(cp, m, v);
+            }
+        }
+    }
+}
+#endif
+
+typedef struct {
+    const uint32_t *A, *P;
+    float *C;
+    int64_t lda, B, KP, N, ldc;
+    bool acc;
+} p16_job;
+
+static void p16_part(void *arg, int64_t q0, int64_t q1, int tid) {
+    const p16_job *j = arg;
+    int64_t n0 = q0 * PANEL, n1 = q1 * PANEL < j->N ? q1 * PANEL : j->N;
+#ifdef SN_SKINNY_X86
+    sn_rnn_skinny_packed_bf16(j->A, j->lda, j->B, j->P, j->KP, j->C, j->ldc, n0, n1, j->acc);
+#endif
+}
+
+void sn_rnn_step_gemm_p16(sn_cpu *c, int64_t B, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const uint32_t *P, float *C, int64_t ldc, bool acc, uint32_t *a16) {
+    int64_t KP = (K + 1) / 2;
+    for (int64_t b = 0; b < B; b++) sn_bf16_pairs(a16 + b * KP, A + b * lda, K);
+    p16_job j = {a16, P, C, KP, B, KP, N, ldc, acc};
+    sn_pool_for(c->pool, panels_of(N), 4, p16_part, &j);
+}

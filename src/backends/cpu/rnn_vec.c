@@ -36,9 +36,9 @@ static void recurrent_wgrad(sn_cpu *c, float *dw, const float *dg, const float *
         memset(dw, 0, (size_t)(G * H) * sizeof *dw);
         return;
     }
-    sn_sgemm(c->pool, true, false, G, H, B * T - 1, 1.0f, dg + G, G, h, H, 0.0f, dw, H);
+    sn_cpu_gemm(c, true, false, G, H, B * T - 1, 1.0f, dg + G, G, h, H, 0.0f, dw, H);
     if (B > 1)
-        sn_sgemm(c->pool, true, false, G, H, B - 1, -1.0f, dg + T * G, T * G, h + (T - 1) * H, T * H, 1.0f, dw, H);
+        sn_cpu_gemm(c, true, false, G, H, B - 1, -1.0f, dg + T * G, T * G, h + (T - 1) * H, T * H, 1.0f, dw, H);
 }
 
 static int64_t grad_offset(const sn_tensor *bwd, int gates, int seg) {
@@ -55,7 +55,7 @@ void sn_rnn_weight_grads(sn_cpu *c, sn_tensor *node, int gates, int l, const flo
     float *dw_ih = out + grad_offset(node, gates, 1 + 4 * l), *dw_hh = out + grad_offset(node, gates, 2 + 4 * l);
     float *db_ih = out + grad_offset(node, gates, 3 + 4 * l), *db_hh = out + grad_offset(node, gates, 4 + 4 * l);
     recurrent_wgrad(c, dw_hh, dgh, hs, B, T, G, H);
-    sn_sgemm(c->pool, true, false, G, in, BT, 1.0f, dgx, G, xin, in, 0.0f, dw_ih, in);
+    sn_cpu_gemm(c, true, false, G, in, BT, 1.0f, dgx, G, xin, in, 0.0f, dw_ih, in);
     colsum(c, db_ih, dgx, BT, G);
     if (dgh == dgx) memcpy(db_hh, db_ih, (size_t)G * sizeof *db_hh);
     else colsum(c, db_hh, dgh, BT, G);
@@ -82,7 +82,7 @@ void sn_rnn_input_proj(sn_cpu *c, float *gates, const float *in, const float *w_
                        const float *b_hh, int64_t BT, int64_t K, int64_t G) {
     bias_rows_job j = {gates, b_ih, b_hh, G};
     sn_pool_for(c->pool, BT, 16, bias_rows, &j);
-    sn_sgemm(c->pool, false, true, BT, G, K, 1.0f, in, K, w_ih, K, 1.0f, gates, G);
+    sn_cpu_gemm(c, false, true, BT, G, K, 1.0f, in, K, w_ih, K, 1.0f, gates, G);
 }
 
 /* ------------------------------------------------ skinny recurrent GEMM
@@ -281,7 +281,7 @@ void sn_rnn_step_gemm_nt(sn_cpu *c, int64_t B, int64_t N, int64_t K, const float
         skinny_job j = {A, W, C, lda, B, K, ldc, acc};
         sn_pool_for(c->pool, N, 64, skinny_part, &j);
     } else {
-        sn_sgemm(c->pool, false, true, B, N, K, 1.0f, A, lda, W, K, acc ? 1.0f : 0.0f, C, ldc);
+        sn_cpu_gemm(c, false, true, B, N, K, 1.0f, A, lda, W, K, acc ? 1.0f : 0.0f, C, ldc);
     }
 }
 

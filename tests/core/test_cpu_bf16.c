@@ -1,0 +1,266 @@
+/* CPU bf16 mixed precision (train.mixed_precision on the CPU): the bf16 GEMM against
+ * float64 references (odd shapes, every transpose, alpha/beta), the packed bf16
+ * recurrent kernel, CRN training steps in bf16 against f32, and the clear refusal on
+ * a CPU without AVX512-BF16 (simulated with SN_CPU_NO_BF16=1).
+ * Inputs are fresh each run (the seed is printed; SN_TEST_SEED=N repeats one). */
+#include "sn_test.h"
+#include "backends/cpu/cpu.h"
+#include "backends/cpu/rnn_internal.h"
+#include "sinter/nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t g_seed;
+
+static double bf(float x) { return sn_bf16_to_f32(sn_f32_to_bf16(x)); }
+
+/* the fast path is there (else only the portable one is tested) */
+static bool fast_bf16(void) { return sn_cpu_bf16_isa() != NULL; }
+
+/* One product C = alpha op(A) op(B) + beta C0 through sn_bgemm (pool or serial),
+ * checked two ways:
+ *  - against float64 of the bf16-rounded inputs: only f32 accumulation error is
+ *    allowed (K * 2^-22 of sum |a||b|): the rounding is bf16, nothing coarser, and
+ *    an f32 GEMM of the unrounded inputs would fail it;
+ *  - against float64 of the f32 inputs: the bf16 rounding error, a random walk of K
+ *    terms a_k b_k (1 + e_k), |e_k| <= 2^-8, within 4 * 2^-8 * sqrt(K) * rms_k(a_k b_k)
+ *    (about 10 standard deviations; the worst case 2^-8 * sum|a_k b_k| at K = 1). */
+static void check_gemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+    int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2; /* padded leading dims */
+    int64_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb, nc = M * ldc;
+    float *A = sn_test_rand_new(na > 0 ? na : 1, &g_seed, -1, 1), *B = sn_test_rand_new(nb > 0 ? nb : 1, &g_seed, -2, 2);
+    float *C = sn_test_rand_new(nc, &g_seed, -1, 1), *C0 = malloc((size_t)nc * sizeof *C0);
+    if (beta == 0.0f)
+        for (int64_t i = 0; i < nc; i++) C[i] = NAN; /* beta 0 must not read C */
+    memcpy(C0, C, (size_t)nc * sizeof *C);
+    if (p) sn_bgemm(p, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else sn_bgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    double worst_r = 0, worst_f = 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double sr = 0, sf = 0, sabs = 0, ssq = 0;
+            for (int64_t k = 0; k < K; k++) {
+                float a = ta ? A[k * lda + m] : A[m * lda + k], b = tb ? B[n * ldb + k] : B[k * ldb + n];
+                sr += bf(a) * bf(b);
+                sf += (double)a * b;
+                sabs += fabs(bf(a) * bf(b));
+                ssq += (double)a * b * a * b;
+            }
+            double base = beta == 0.0f ? 0 : (double)beta * C0[m * ldc + n];
+            double got = C[m * ldc + n];
+            double er = fabs(got - (alpha * sr + base)), ef = fabs(got - (alpha * sf + base));
+            double tol_r = fabs(alpha) * sabs * (K + 2) * ldexp(1, -22) + fabs(base) * ldexp(1, -22) + 1e-30;
+            double tol_f = 4 * fabs(alpha) * ldexp(1, -8) * sqrt(ssq) + tol_r; /* sqrt(ssq) = sqrt(K) rms */
+            if (!(er <= tol_r) || !(ef <= tol_f))
+                fail_msg("bf16 GEMM ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g: C[%lld,%lld] = %.9g, "
+                         "bf16-input ref %.9g (err %.3g, tol %.3g), f32-input ref %.9g (err %.3g, tol %.3g); seed %llu",
+                         ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta, (long long)m, (long long)n,
+                         got, alpha * sr + base, er, tol_r, alpha * sf + base, ef, tol_f, (unsigned long long)g_seed);
+            worst_r = fmax(worst_r, er / tol_r);
+            worst_f = fmax(worst_f, ef / tol_f);
+        }
+    /* the padding between rows stays untouched */
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = N; n < ldc; n++) assert_true(memcmp(&C[m * ldc + n], &C0[m * ldc + n], sizeof *C) == 0);
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+}
+
+static const int64_t k_shapes[][3] = {
+    {1, 1, 1}, {7, 5, 1}, {1, 200, 3}, {13, 49, 2}, {8, 48, 384}, {17, 97, 385}, {9, 47, 600}, {100, 130, 777},
+    {200, 50, 33},
+};
+
+static void run_shapes(sn_pool *p) {
+    for (size_t s = 0; s < sizeof k_shapes / sizeof *k_shapes; s++)
+        for (int t = 0; t < 4; t++) {
+            float alpha = t == 3 ? -0.5f : 1.0f, beta = t == 1 ? 0.5f : t == 2 ? 1.0f : 0.0f;
+            check_gemm(p, t & 1, t >> 1, k_shapes[s][0], k_shapes[s][1], k_shapes[s][2], alpha, beta);
+        }
+}
+
+static void test_gemm_fast(void **st) {
+    if (!fast_bf16()) skip();
+    sn_pool *p = sn_pool_new(2);
+    run_shapes(p);
+    run_shapes(NULL);
+    /* K = 0: C = beta C */
+    float C[6] = {1, 2, 3, 4, 5, 6}, A[1] = {0}, B[1] = {0};
+    sn_bgemm(p, false, false, 2, 3, 0, 1.0f, A, 1, B, 3, 2.0f, C, 3);
+    assert_true(C[5] == 12.0f);
+    sn_pool_free(p);
+}
+
+/* the portable C path that runs where AVX512-BF16 is missing: the same rounding */
+static void test_gemm_portable(void **st) {
+    setenv("SN_CPU_NO_BF16", "1", 1);
+    sn_pool *p = sn_pool_new(2);
+    run_shapes(p);
+    sn_pool_free(p);
+    unsetenv("SN_CPU_NO_BF16");
+}
+
+static void test_rounding(void **st) {
+    assert_int_equal(sn_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(sn_f32_to_bf16(1.0f + ldexpf(1, -8)), 0x3f80);              /* tie: to even */
+    assert_int_equal(sn_f32_to_bf16(1.0f + 3 * ldexpf(1, -8)), 0x3f82);          /* tie: to even, up */
+    assert_int_equal(sn_f32_to_bf16(1.0f + ldexpf(1, -8) + ldexpf(1, -20)), 0x3f81); /* above the tie */
+    assert_true(isnan(sn_bf16_to_f32(sn_f32_to_bf16(NAN))));
+    assert_true(isinf(sn_bf16_to_f32(sn_f32_to_bf16(INFINITY))));
+    uint32_t pr[3];
+    float x[5] = {1, 2, 3, 4, 5};
+    sn_bf16_pairs(pr, x, 5);
+    assert_int_equal(pr[0], 0x40003f80u);
+    assert_int_equal(pr[2], 0x000040a0u); /* the odd tail pairs with 0 */
+}
+
+/* the packed recurrent product against float64 of the rounded inputs, any batch */
+static void test_recurrent_kernel(void **st) {
+    if (!fast_bf16()) skip();
+    sn_backend *be = sn_cpu_backend_new(2);
+    sn_cpu *c = be->ctx;
+    const int64_t Bs[] = {1, 4, 5, 11}, Ns[] = {16, 37, 130}, Ks[] = {1, 16, 33, 200};
+    for (size_t ib = 0; ib < 4; ib++)
+        for (size_t in = 0; in < 3; in++)
+            for (size_t ik = 0; ik < 4; ik++) {
+                int64_t B = Bs[ib], N = Ns[in], K = Ks[ik], lda = K + 5;
+                float *A = sn_test_rand_new(B * lda, &g_seed, -1, 1), *W = sn_test_rand_new(N * K, &g_seed, -1, 1);
+                float *C = sn_test_rand_new(B * N, &g_seed, -1, 1), *C0 = malloc((size_t)(B * N) * sizeof *C0);
+                memcpy(C0, C, (size_t)(B * N) * sizeof *C);
+                uint32_t *P = NULL, *a16 = malloc((size_t)(B * ((K + 1) / 2)) * sizeof *a16);
+                assert_int_equal(posix_memalign((void **)&P, 64, (size_t)sn_rnn_packed16_words(N, K) * 4), 0);
+                sn_rnn_pack_panels_bf16(c, P, W, N, K, K, 1);
+                bool acc = ik & 1;
+                sn_rnn_step_gemm_p16(c, B, N, K, A, lda, P, C, N, acc, a16);
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t n = 0; n < N; n++) {
+                        double s = 0, sa = 0;
+                        for (int64_t k = 0; k < K; k++) {
+                            s += bf(A[b * lda + k]) * bf(W[n * K + k]);
+                            sa += fabs(bf(A[b * lda + k]) * bf(W[n * K + k]));
+                        }
+                        if (acc) s += C0[b * N + n];
+                        double err = fabs(C[b * N + n] - s), tol = (sa + fabs(C0[b * N + n])) * (K + 2) * ldexp(1, -22);
+                        if (!(err <= tol + 1e-30))
+                            fail_msg("recurrent bf16 B=%lld N=%lld K=%lld: [%lld,%lld] = %.9g vs %.9g; seed %llu",
+                                     (long long)B, (long long)N, (long long)K, (long long)b, (long long)n,
+                                     C[b * N + n], s, (unsigned long long)g_seed);
+                    }
+                free(A);
+                free(W);
+                free(C);
+                free(C0);
+                free(P);
+                free(a16);
+            }
+    sn_backend_free(be);
+}
+
+/* ---- training: the CRN in bf16 follows the f32 loss curve */
+static void run_crn(sn_rnn_kind kind, bool bf16, int B, float *losses, int steps) {
+    sn_backend *b = sn_cpu_backend_new(2);
+    if (bf16) SN_ASSERT_OK(sn_backend_set_precision(b, &(sn_precision){.bf16 = true}));
+    sn_crn_config cfg;
+    sn_crn_config_default(&cfg);
+    cfg.rnn = kind;
+    cfg.hidden = 64;
+    int ch[5] = {8, 16, 16, 32, 32};
+    memcpy(cfg.channels, ch, sizeof ch);
+    sn_model *m;
+    SN_ASSERT_OK(sn_crn_new(&cfg, b, &m));
+    SN_ASSERT_OK(sn_model_init(m, 42));
+    sn_step *s;
+    const int T = 25;
+    SN_ASSERT_OK(sn_step_new(m, b, b, B, T, NULL, &s));
+    int64_t n = (int64_t)B * T * cfg.freq_bins;
+    uint64_t seed = 5; /* the same batches in both precisions */
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    for (int k = 0; k < steps; k++) {
+        sn_test_rand(x, n, &seed, 0, 2);
+        for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * x[i];
+        SN_ASSERT_OK(sn_step_run(s, x, y, 1e-3f, &losses[k]));
+    }
+    free(x);
+    free(y);
+    sn_step_free(s);
+    sn_model_free(m);
+    sn_backend_free(b);
+}
+
+/* 20 Adam steps from the same weights on the same batches: every bf16 loss within 1%
+ * of the f32 one (bf16 rounding moves single losses by ~0.1% here), the curve falls as
+ * much, and it is not the f32 curve itself (the bf16 path really ran) */
+static void check_curve(sn_rnn_kind kind, int B) {
+    enum { STEPS = 20 };
+    float f32[STEPS], b16[STEPS];
+    run_crn(kind, false, B, f32, STEPS);
+    run_crn(kind, true, B, b16, STEPS);
+    double worst = 0, diff = 0;
+    for (int i = 0; i < STEPS; i++) {
+        double r = fabs((double)b16[i] - f32[i]) / fabs((double)f32[i]);
+        worst = fmax(worst, r);
+        diff += fabs((double)b16[i] - f32[i]);
+    }
+    printf("CRN %s batch %d: loss f32 %.5f -> %.5f, bf16 %.5f -> %.5f, worst relative gap %.2e\n",
+           kind == SN_RNN_GRU ? "gru" : kind == SN_RNN_ATTENTION ? "attention" : "lstm", B, f32[0], f32[STEPS - 1],
+           b16[0], b16[STEPS - 1], worst);
+    assert_true(worst < 0.01);
+    assert_true(b16[STEPS - 1] < 0.8 * b16[0]);
+    assert_true(diff > 0);
+}
+
+static void test_train_lstm(void **st) {
+    if (!fast_bf16()) skip();
+    check_curve(SN_RNN_LSTM, 3);  /* the region path (batch <= 8) */
+    check_curve(SN_RNN_LSTM, 10); /* one pool_for per step */
+}
+
+static void test_train_gru_attention(void **st) {
+    if (!fast_bf16()) skip();
+    check_curve(SN_RNN_GRU, 3);
+    check_curve(SN_RNN_ATTENTION, 3);
+}
+
+/* a CPU without AVX512-BF16: set_precision refuses, naming the feature and the fix */
+static void test_missing_feature(void **st) {
+    setenv("SN_CPU_NO_BF16", "1", 1);
+    sn_backend *b = sn_cpu_backend_new(1);
+    sn_device_info info;
+    SN_ASSERT_OK(sn_backend_info(b, &info));
+    assert_false(info.bf16);
+    assert_int_equal(sn_backend_set_precision(b, &(sn_precision){.bf16 = true}), SN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(sn_last_error(), "AVX512-BF16"));
+    assert_non_null(strstr(sn_last_error(), "train.mixed_precision=false"));
+    assert_int_equal(sn_backend_set_precision(b, &(sn_precision){.f16 = true}), SN_ERR_UNSUPPORTED);
+    SN_ASSERT_OK(sn_backend_set_precision(b, &(sn_precision){0}));
+    sn_backend_free(b);
+    unsetenv("SN_CPU_NO_BF16");
+    if (!fast_bf16()) return;
+    b = sn_cpu_backend_new(1);
+    SN_ASSERT_OK(sn_backend_info(b, &info));
+    assert_true(info.bf16);
+    assert_non_null(strstr(info.features, "AVX512_BF16"));
+    SN_ASSERT_OK(sn_backend_set_precision(b, &(sn_precision){.bf16 = true}));
+    sn_backend_free(b);
+}
+
+int main(void) {
+    const char *e = getenv("SN_TEST_SEED");
+    g_seed = e && *e ? strtoull(e, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+    printf("test_cpu_bf16: seed %llu (SN_TEST_SEED=%llu repeats it)%s\n", (unsigned long long)g_seed,
+           (unsigned long long)g_seed, fast_bf16() ? "" : "; no AVX512-BF16 here: the fast paths are skipped");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rounding),          cmocka_unit_test(test_gemm_fast),
+        cmocka_unit_test(test_gemm_portable),     cmocka_unit_test(test_recurrent_kernel),
+        cmocka_unit_test(test_train_lstm),        cmocka_unit_test(test_train_gru_attention),
+        cmocka_unit_test(test_missing_feature),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
