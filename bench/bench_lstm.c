@@ -1,6 +1,7 @@
 /* Times the LSTM op forward + backward on the CPU backend at the prototype size
  * (B=4, T=400, I=H=1024, 2 layers): median of a few runs after a warm-up.
- * Usage: bench_lstm [runs=3] [threads=0 (all cores)] [B T I H layers] */
+ * Usage: bench_lstm [runs=3] [threads=0 (all cores)] [B T I H layers]
+ * SN_BENCH_BF16=1: in the backend's bf16 mode (train.mixed_precision). */
 #define _POSIX_C_SOURCE 200809L
 #include "sinter/backend.h"
 #include "core/core.h"
@@ -53,6 +54,8 @@ int main(int argc, char **argv) {
     if (runs < 1) runs = 1;
     sn_backend *be = sn_cpu_backend_new(threads);
     sn_ctx *ctx = sn_ctx_new();
+    const char *bf = getenv("SN_BENCH_BF16");
+    if (be && bf && *bf == '1' && sn_backend_set_precision(be, &(sn_precision){.bf16 = true}) != SN_OK) be = NULL;
     if (!be || !ctx) {
         fprintf(stderr, "bench_lstm: %s\n", sn_last_error());
         return 1;
@@ -101,8 +104,8 @@ int main(int argc, char **argv) {
         bw += 2 * proj + 2 * rec; /* dw_ih, dx_in; dw_hh, dh_{t-1} */
     }
     double mf = tf[runs / 2], mb = tb[runs / 2], mt = tt[runs / 2];
-    printf("lstm B=%lld T=%lld I=%lld H=%lld layers=%d threads=%d runs=%d (median)\n", (long long)B, (long long)T,
-           (long long)I, (long long)H, L, sn_cpu_backend_threads(be), runs);
+    printf("lstm B=%lld T=%lld I=%lld H=%lld layers=%d threads=%d runs=%d %s (median)\n", (long long)B, (long long)T,
+           (long long)I, (long long)H, L, sn_cpu_backend_threads(be), runs, bf && *bf == '1' ? "bf16" : "f32");
     printf("  forward   %9.1f ms  %7.1f GFLOP/s  (%.1f GFLOP)\n", mf, fwd / mf * 1e-6, fwd * 1e-9);
     printf("  backward  %9.1f ms  %7.1f GFLOP/s  (%.1f GFLOP)\n", mb, bw / mb * 1e-6, bw * 1e-9);
     printf("  fwd+bwd   %9.1f ms  %7.1f GFLOP/s  (%.1f GFLOP)\n", mt, (fwd + bw) / mt * 1e-6, (fwd + bw) * 1e-9);
