@@ -54,6 +54,7 @@ int main(int argc, char **argv) {
         {"LSTM dx          dG W_ih", false, false, 1600, 1024, 4096},
         {"LSTM dW_ih       dG^T x", true, false, 4096, 1024, 1600},
         {"conv enc.2       W col", false, false, 64, 30400, 192},
+        {"conv enc.2 dW    dY col^T", false, true, 64, 192, 30400},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;

@@ -37,11 +37,9 @@ sn_status sn_open_device(const sn_config *cfg, int cpu_threads, sn_backend **b, 
     bool lacks = mp == SN_MP_BF16 ? !info.bf16 : mp == SN_MP_F16 ? !info.f16 : mp && !info.bf16 && !info.f16;
     if (lacks && !(*b)->is_host) {
         const char *want = mp == SN_MP_BF16 ? "bf16" : mp == SN_MP_F16 ? "f16" : "bf16/f16";
-        const char *alt = mp == SN_MP_BF16 && info.f16 ? ", or f16 (which it has)"
-                          : mp == SN_MP_F16 && info.bf16 ? ", or bf16 (which it has)" : "";
         s = sn_error(SN_ERR_DEVICE, "train.mixed_precision is %s, but device '%s' (%s %s) has no fast %s "
-                     "arithmetic: set train.mixed_precision=false%s, or pick a GPU that has it (sinter devices)",
-                     sn_mixed_precision_name(mp), cfg->device, info.kind, info.name, want, alt);
+                     "arithmetic: set train.mixed_precision=false, or pick a GPU that has it (sinter devices)",
+                     sn_mixed_precision_name(mp), cfg->device, info.kind, info.name, want);
         sn_backend_free(*b);
         *b = NULL;
         return s;

@@ -75,7 +75,7 @@ static void check_gemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64
 
 static const int64_t k_shapes[][3] = {
     {1, 1, 1}, {7, 5, 1}, {1, 200, 3}, {13, 49, 2}, {8, 48, 384}, {17, 97, 385}, {9, 47, 600}, {100, 130, 777},
-    {200, 50, 33},
+    {200, 50, 33}, {16, 96, 3000}, {5, 7, 2001}, /* the last two: K split over the threads */
 };
 
 static void run_shapes(sn_pool *p) {

@@ -213,6 +213,8 @@ static sn_status cpu_set_precision(sn_backend *b, const sn_precision *p) {
                         model);
     }
     c->bf16 = p->bf16 || p->f16;
+    if (p->f16 && !p->bf16)
+        sn_log(SN_LOG_WARN, "mixed precision f16 on the CPU: computing in bf16 (the CPU's 16-bit products are bf16)");
     if (p->tf32) sn_log(SN_LOG_WARN, "train.tf32 ignored: the CPU has no TF32 arithmetic");
     return SN_OK;
 }

@@ -216,6 +216,7 @@ typedef struct {
     float *C;
     int64_t ldc, M, N, KP, strips, panels, ntn;
     float alpha, beta;
+    int64_t kp0, kp1; /* the k-pairs this job sums (all, unless K is split over threads) */
 } tile_job;
 
 static void tile_part(void *arg, int64_t t0, int64_t t1, int tid) {
@@ -224,9 +225,9 @@ static void tile_part(void *arg, int64_t t0, int64_t t1, int tid) {
     for (int64_t t = t0; t < t1; t++) {
         int64_t s0 = t / j->ntn * MBS, p0 = t % j->ntn * NBP;
         int64_t s1 = s0 + MBS < j->strips ? s0 + MBS : j->strips, p1 = p0 + NBP < j->panels ? p0 + NBP : j->panels;
-        for (int64_t kc = 0; kc < j->KP; kc += KCP) {
-            int64_t kn = j->KP - kc < KCP ? j->KP - kc : KCP;
-            float cb = kc == 0 ? j->beta : 1.0f;
+        for (int64_t kc = j->kp0; kc < j->kp1; kc += KCP) {
+            int64_t kn = j->kp1 - kc < KCP ? j->kp1 - kc : KCP;
+            float cb = kc == j->kp0 ? j->beta : 1.0f;
             for (int64_t p = p0; p < p1; p++) {
                 int nr = (int)(j->N - p * NR < NR ? j->N - p * NR : NR);
                 const uint32_t *b = j->bp + (p * j->KP + kc) * NR;
@@ -243,6 +244,48 @@ static void tile_part(void *arg, int64_t t0, int64_t t1, int tid) {
                     ukernel_c(kn, a, b, c, j->ldc, mr, nr, j->alpha, cb);
                 }
             }
+        }
+    }
+}
+
+/* K split over threads, for products with fewer C tiles than threads and a long K
+ * (a convolution's weight gradient: C [out, in*kh*kw], K = batch x positions): chunk i
+ * of K into its own partial C, then C = beta C + the sum of the partials. */
+typedef struct {
+    tile_job base;
+    int64_t chunk, ntiles;
+    float *part; /* [nsplit][M*N] */
+} ksplit_job;
+
+static void ksplit_part(void *arg, int64_t i0, int64_t i1, int tid) {
+    const ksplit_job *k = arg;
+    for (int64_t i = i0; i < i1; i++) {
+        tile_job j = k->base;
+        j.kp0 = i * k->chunk;
+        j.kp1 = j.kp0 + k->chunk < j.KP ? j.kp0 + k->chunk : j.KP;
+        j.C = k->part + i * j.M * j.N;
+        j.ldc = j.N;
+        j.beta = 0.0f;
+        if (j.kp0 < j.kp1) tile_part(&j, 0, k->ntiles, tid);
+        else memset(j.C, 0, (size_t)(j.M * j.N) * sizeof *j.C);
+    }
+}
+
+typedef struct {
+    const float *part;
+    float *C;
+    int64_t ldc, M, N, nsplit;
+    float beta;
+} kreduce_job;
+
+static void kreduce_part(void *arg, int64_t r0, int64_t r1, int tid) {
+    const kreduce_job *j = arg;
+    for (int64_t m = r0; m < r1; m++) {
+        float *c = j->C + m * j->ldc;
+        for (int64_t n = 0; n < j->N; n++) {
+            float v = j->beta != 0.0f ? j->beta * c[n] : 0.0f;
+            for (int64_t i = 0; i < j->nsplit; i++) v += j->part[(i * j->M + m) * j->N + n];
+            c[n] = v;
         }
     }
 }
@@ -278,11 +321,21 @@ static void bgemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     pack_job ja = {buf, A, lda, M, KP, K, MR, ta};
     pack_job jb = {buf + na, B, ldb, N, KP, K, NR, !tb};
     int64_t ntn = (panels + NBP - 1) / NBP, ntm = (strips + MBS - 1) / MBS;
-    tile_job jt = {buf, buf + na, C, ldc, M, N, KP, strips, panels, ntn, alpha, beta};
+    tile_job jt = {buf, buf + na, C, ldc, M, N, KP, strips, panels, ntn, alpha, beta, 0, KP};
+    int nth = p ? sn_pool_size(p) : 1;
+    int64_t nsplit = nth > 1 && ntm * ntn < nth ? KP / (2 * KCP) : 1;
+    if (nsplit > nth) nsplit = nth;
+    float *part = nsplit > 1 ? malloc((size_t)(nsplit * M * N) * sizeof *part) : NULL;
     if (p) {
         sn_pool_for(p, strips, 4, pack_part, &ja);
         sn_pool_for(p, panels, 2, pack_part, &jb);
-        sn_pool_for(p, ntm * ntn, 1, tile_part, &jt);
+        if (part) {
+            ksplit_job k = {jt, (KP + nsplit - 1) / nsplit, ntm * ntn, part};
+            sn_pool_for(p, nsplit, 1, ksplit_part, &k);
+            kreduce_job r = {part, C, ldc, M, N, nsplit, beta};
+            sn_pool_for(p, M, 16, kreduce_part, &r);
+            free(part);
+        } else sn_pool_for(p, ntm * ntn, 1, tile_part, &jt);
     } else {
         pack_part(&ja, 0, strips, 0);
         pack_part(&jb, 0, panels, 0);

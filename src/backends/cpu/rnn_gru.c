@@ -41,8 +41,9 @@ sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node) {
     if (!gh) return SN_ERR_NOMEM;
     /* bf16 mode: w_hh rounded and packed once per layer, h_{t-1} rounded per step */
     int64_t w16n = sn_rnn_packed16_words(G, H);
-    uint32_t *w16 = c->bf16 ? malloc((size_t)(w16n + B * ((H + 1) / 2)) * sizeof *w16) : NULL;
-    if (c->bf16 && !w16) return sn_error(SN_ERR_NOMEM, "CPU GRU (bf16): out of host memory for the packed weights");
+    uint32_t *w16 = NULL; /* 64-byte aligned: the kernel loads whole cache lines of panels */
+    if (c->bf16 && posix_memalign((void **)&w16, 64, (size_t)(w16n + B * ((H + 1) / 2)) * sizeof *w16) != 0)
+        return sn_error(SN_ERR_NOMEM, "CPU GRU (bf16): out of host memory for the packed weights");
     for (int l = 0; l < layers; l++) {
         const float *w_ih = node->src[1 + 4 * l]->data, *w_hh = node->src[2 + 4 * l]->data;
         const float *b_ih = node->src[3 + 4 * l]->data, *b_hh = node->src[4 + 4 * l]->data;
@@ -115,8 +116,8 @@ sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node) {
     bool skinny = sn_rnn_use_skinny(B) && !c->bf16;
     float *wt = NULL;
     int64_t w16n = sn_rnn_packed16_words(H, G);
-    uint32_t *w16 = c->bf16 ? malloc((size_t)(w16n + B * ((G + 1) / 2)) * sizeof *w16) : NULL;
-    if (c->bf16 && !w16)
+    uint32_t *w16 = NULL; /* 64-byte aligned: the kernel loads whole cache lines of panels */
+    if (c->bf16 && posix_memalign((void **)&w16, 64, (size_t)(w16n + B * ((G + 1) / 2)) * sizeof *w16) != 0)
         return sn_error(SN_ERR_NOMEM, "CPU GRU backward (bf16): out of host memory for the packed weights");
     if (skinny) {
         wt = sn_cpu_scratch(c, (size_t)(G * H));

@@ -88,7 +88,8 @@ __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl"))) void
 sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP, float *C,
                           int64_t ldc, int64_t n0, int64_t n1, bool acc);
 #endif
-/* C[B,N] (+)= bf16(A[B,K]) P^T over the pool, any B; a16 scratch of B*ceil(K/2) u32 */
+/* C[B,N] (+)= bf16(A[B,K]) P^T over the pool, any B; a16 scratch of B*ceil(K/2) u32.
+ * P (and each per-gate block of it) best 64-byte aligned: one cache line per k-pair. */
 void sn_rnn_step_gemm_p16(sn_cpu *c, int64_t B, int64_t N, int64_t K, const float *A, int64_t lda,
                           const uint32_t *P, float *C, int64_t ldc, bool acc, uint32_t *a16);
 

@@ -235,10 +235,10 @@ sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint3
             for (int b = 0; b < 4; b++)
                 for (int r = 0; r < 4; r++) s[b][r] = _mm512_setzero_ps();
             for (int64_t k = 0; k < KP; k++) {
-                __m512bh w0 = (__m512bh)_mm512_load_si512(p0 + k * PANEL);
-                __m512bh w1 = (__m512bh)_mm512_load_si512(p1 + k * PANEL);
-                __m512bh w2 = (__m512bh)_mm512_load_si512(p2 + k * PANEL);
-                __m512bh w3 = (__m512bh)_mm512_load_si512(p3 + k * PANEL);
+                __m512bh w0 = (__m512bh)_mm512_loadu_si512(p0 + k * PANEL);
+                __m512bh w1 = (__m512bh)_mm512_loadu_si512(p1 + k * PANEL);
+                __m512bh w2 = (__m512bh)_mm512_loadu_si512(p2 + k * PANEL);
+                __m512bh w3 = (__m512bh)_mm512_loadu_si512(p3 + k * PANEL);
                 for (int b = 0; b < 4; b++) {
                     __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[b][k]);
                     s[b][0] = _mm512_dpbf16_ps(s[b][0], w0, x);
@@ -260,7 +260,7 @@ sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint3
             __m512 s[4];
             for (int b = 0; b < 4; b++) s[b] = _mm512_setzero_ps();
             for (int64_t k = 0; k < KP; k++) {
-                __m512bh w = (__m512bh)_mm512_load_si512(pp + k * PANEL);
+                __m512bh w = (__m512bh)_mm512_loadu_si512(pp + k * PANEL);
                 for (int b = 0; b < 4; b++) s[b] = _mm512_dpbf16_ps(s[b], w, (__m512bh)_mm512_set1_epi32((int)a[b][k]));
             }
             for (int b = 0; b < nb; b++) {
