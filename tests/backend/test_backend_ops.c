@@ -283,7 +283,7 @@ static void test_norm(void **st) {
     sn_ctx_free(c);
 }
 
-/* steps: force the per-step GEMM path (SN_RNN_STEPS) instead of the persistent LSTM kernel */
+/* steps: force the per-step GEMM path (SN_RNN_STEPS) instead of the persistent kernels (CUDA, B <= 16) */
 static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, bool steps) {
     if (steps) setenv("SN_RNN_STEPS", "1", 1);
     sn_ctx *c = sn_ctx_new();
@@ -307,7 +307,7 @@ static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H
     assert_non_null(rs);
     assert_non_null(sn_rnn_final_state(c, rs, 0));
     cross_check(c, 1e-4 /* a few recurrent steps x 2 layers of f32 GEMMs */, 1e-4,
-                lstm ? (steps ? "lstm (step path)" : "lstm") : "gru");
+                lstm ? (steps ? "lstm (step path)" : "lstm") : (steps ? "gru (step path)" : "gru"));
     sn_ctx_free(c);
     if (steps) unsetenv("SN_RNN_STEPS");
 }
@@ -319,8 +319,17 @@ static void test_lstm(void **st) {
      * and a batch over 8 (the wider reductions) */
     rnn_case_sized(true, 9, 5, 7, 532, false);
     rnn_case_sized(true, 2, 4, 3, 140, false);
+    rnn_case_sized(true, 16, 6, 5, 96, false); /* the largest batch of the persistent kernels */
 }
-static void test_gru(void **st) { rnn_case(false); }
+static void test_gru(void **st) {
+    rnn_case(false);
+    rnn_case_sized(false, 3, 7, 5, 8, true);
+    /* the persistent kernels as for the LSTM, a longer sequence, and the largest batch */
+    rnn_case_sized(false, 9, 5, 7, 532, false);
+    rnn_case_sized(false, 2, 4, 3, 140, false);
+    rnn_case_sized(false, 4, 37, 16, 128, false);
+    rnn_case_sized(false, 16, 6, 5, 96, false);
+}
 
 static void test_attention(void **st) {
     for (int causal = 0; causal < 2; causal++) {
