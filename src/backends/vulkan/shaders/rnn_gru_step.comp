@@ -34,7 +34,7 @@ void main() {
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0);
             float acc[BC];
-            for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
             if (live) SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
             sn_rnn_reduce(acc, row, slice, bc);
             const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;

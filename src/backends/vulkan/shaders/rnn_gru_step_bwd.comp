@@ -32,7 +32,7 @@ void main() {
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0);
             float acc[BC];
-            for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
             if (live) SN_RNN_DOT(acc, pc.w_t, jr * GH, pc.dgh, (b0 * T + t + 1u) * GH, T * GH, GH, slice, bc);
             sn_rnn_reduce(acc, row, slice, bc);
             const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
@@ -41,7 +41,7 @@ void main() {
                 float dh = pc.dho.v[o1];
                 if (!last) {
                     float s = pc.dhz.v[b * H + j];
-                    for (uint q = 0u; q < Q; q++) s += sn_red[n + q];
+                    [[unroll]] for (uint q = 0u; q < Q; q++) s += sn_red[n + q];
                     dh += s;
                 }
                 float r = pc.gates.v[g0 + j], z = pc.gates.v[g0 + H + j], nn = pc.gates.v[g0 + 2u * H + j];

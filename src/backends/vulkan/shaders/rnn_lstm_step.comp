@@ -34,7 +34,7 @@ void main() {
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0);
             float acc[BC];
-            for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
             if (live) SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
             sn_rnn_reduce(acc, row, slice, bc);
             // gate math: thread (k, u) for batch row b0 + k, unit j0 + u
@@ -42,7 +42,7 @@ void main() {
             if (k < bc && j < H) {
                 const uint g0 = (b * T + t) * 4u * H, rr = k * R + tid % JB;
                 float pre[4];
-                for (uint q = 0u; q < 4u; q++)
+                [[unroll]] for (uint q = 0u; q < 4u; q++)
                     pre[q] = pc.gates.v[g0 + q * H + j] + pc.b_ih.v[q * H + j] + pc.b_hh.v[q * H + j] +
                              sn_red[rr + q * JB];
                 float cprev = pc.has_prev != 0 ? pc.cp.v[b * ps + j] : 0.0;

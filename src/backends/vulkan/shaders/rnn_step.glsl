@@ -10,6 +10,9 @@
 // Before the #include: R, S, Q (divides S, BC*Q <= S), BC; local size R*S.
 #ifndef SN_RNN_STEP_GLSL
 #define SN_RNN_STEP_GLSL
+// [[unroll]]: the per-batch-row sums stay in registers (a dynamically indexed array
+// would live in memory)
+#extension GL_EXT_control_flow_attributes : require
 
 #define SP (S + 1u) // padded slice stride: the first stage reads shared memory without bank conflicts
 
@@ -20,7 +23,7 @@ shared float sn_red[BC * R * Q];   // [k*R + row][q] after the first stage
 #define SN_RNN_DOT(acc, a, arow, x, xrow, xs, K, slice, bc)                       \
     for (uint m_ = (slice); m_ < (K); m_ += S) {                                  \
         float w_ = (a).v[(arow) + m_];                                            \
-        for (uint k_ = 0u; k_ < BC; k_++)                                         \
+        [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                         \
             if (k_ < (bc)) acc[k_] = fma(w_, (x).v[(xrow) + k_ * (xs) + m_], acc[k_]); \
     }
 
@@ -28,7 +31,7 @@ shared float sn_red[BC * R * Q];   // [k*R + row][q] after the first stage
 // sn_red[(k*R + row)*Q + q] holds the sum of slices q, q+Q, ... of output (k, row), k < bc.
 // The caller reads sn_red before its next call (whose first barrier orders the reuse).
 void sn_rnn_reduce(float acc[BC], uint row, uint slice, uint bc) {
-    for (uint k = 0u; k < BC; k++) sn_part[(k * R + row) * SP + slice] = acc[k];
+    [[unroll]] for (uint k = 0u; k < BC; k++) sn_part[(k * R + row) * SP + slice] = acc[k];
     barrier();
     uint tid = gl_LocalInvocationID.x;
     if (tid < R * bc * Q) {
