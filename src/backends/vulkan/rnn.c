@@ -50,23 +50,26 @@ static uint64_t rnn_h(const sn_tensor *f, const rnn_dims *d, int l) {
 /* w: W_hh (workgroup forward, serial backward) or W_hh^T (the other two) */
 typedef struct {
     uint64_t gates, cs, hs, hp, cp, w, b_ih, b_hh;
-    int32_t B, T, H, t, ps, has_prev;
+    int32_t B, T, H, t, ps, has_prev, v4; /* v4: the workgroup kernels' vec4 loads */
 } lstm_push;
 
 typedef struct {
     uint64_t gates, hns, hs, hp, w, b_ih, b_hh;
-    int32_t B, T, H, t, ps, has_prev;
+    int32_t B, T, H, t, ps, has_prev, v4;
 } gru_push;
 
 typedef struct {
     uint64_t gates, cs, dho, dc, w;
-    int32_t B, T, H, t;
+    int32_t B, T, H, t, v4;
 } lstm_bwd_push;
 
 typedef struct {
     uint64_t gates, hns, hs, dho, dgh, dhz, w;
-    int32_t B, T, H, t;
+    int32_t B, T, H, t, v4;
 } gru_bwd_push;
+
+/* the workgroup kernels read rows of n floats at these addresses as vec4s when they can */
+static int32_t vec4_ok(int64_t n, uint64_t a, uint64_t b) { return n % 4 == 0 && (a | b) % 16 == 0; }
 
 static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
@@ -97,12 +100,12 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
             int32_t ps = (int32_t)(t > 0 ? T * H : H);
             if (d->lstm) {
                 uint64_t cp = t > 0 ? sn_vk_at(mid, (t - 1) * H) : c0;
-                lstm_push p = {gates, mid, hs, hp, cp, w, b_ih, b_hh,
-                               (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t, ps, hp != 0};
+                lstm_push p = {gates, mid, hs, hp, cp, w, b_ih, b_hh, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
+                               ps, hp != 0, vec4_ok(H, w, hp)};
                 SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
             } else {
-                gru_push p = {gates, mid, hs, hp, w, b_ih, b_hh,
-                              (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t, ps, hp != 0};
+                gru_push p = {gates, mid, hs, hp, w, b_ih, b_hh, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
+                              ps, hp != 0, vec4_ok(H, w, hp)};
                 SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
             }
         }
@@ -151,11 +154,12 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         uint64_t w = serial ? w_hh : w_t;
         for (int64_t t = T - 1; t >= 0; t--) {
             if (d->lstm) {
-                lstm_bwd_push p = {gates, mid, dho, dc, w, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t};
+                lstm_bwd_push p = {gates, mid, dho, dc, w, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
+                                   vec4_ok(G, w, gates)};
                 SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
             } else {
                 gru_bwd_push p = {gates, mid, hs, dho, dgh_scr, vec, w, (int32_t)B, (int32_t)T, (int32_t)H,
-                                  (int32_t)t};
+                                  (int32_t)t, vec4_ok(G, w, dgh_scr)};
                 SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
             }
         }

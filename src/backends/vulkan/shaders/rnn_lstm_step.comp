@@ -20,7 +20,7 @@ layout(local_size_x = 256) in; // R * S
 
 layout(push_constant) uniform PC {
     F32 gates, cs, hs, hp, cp, w_hh, b_ih, b_hh;
-    int B, T, H, t, ps, has_prev;
+    int B, T, H, t, ps, has_prev, v4;
 } pc;
 
 void main() {
@@ -35,7 +35,10 @@ void main() {
             const uint bc = min(BC, B - b0);
             float acc[BC];
             [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
-            if (live) SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
+            if (live) { // the recurrent product, vec4 loads where the host allows
+                if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc)
+                else SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
+            }
             sn_rnn_reduce(acc, row, slice, bc);
             // gate math: thread (k, u) for batch row b0 + k, unit j0 + u
             const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;

@@ -19,7 +19,7 @@ layout(local_size_x = 256) in; // R * S
 
 layout(push_constant) uniform PC {
     F32 gates, cs, dho, dc, w_t;
-    int B, T, H, t;
+    int B, T, H, t, v4;
 } pc;
 
 void main() {
@@ -31,10 +31,13 @@ void main() {
         const uint j0 = blk * JB, jr = j0 + row;
         const bool live = !last && jr < H;
         for (uint b0 = 0u; b0 < B; b0 += BC) {
-            const uint bc = min(BC, B - b0);
+            const uint bc = min(BC, B - b0), nrow = (b0 * T + t + 1u) * GH; // row b0 of step t+1
             float acc[BC];
             [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
-            if (live) SN_RNN_DOT(acc, pc.w_t, jr * GH, pc.gates, (b0 * T + t + 1u) * GH, T * GH, GH, slice, bc);
+            if (live) { // the recurrent product, vec4 loads where the host allows
+                if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_t, jr * GH, pc.gates, nrow, T * GH, GH, slice, bc)
+                else SN_RNN_DOT(acc, pc.w_t, jr * GH, pc.gates, nrow, T * GH, GH, slice, bc);
+            }
             sn_rnn_reduce(acc, row, slice, bc);
             const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
             if (k < bc && j < H) {

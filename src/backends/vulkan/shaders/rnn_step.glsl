@@ -27,6 +27,25 @@ shared float sn_red[BC * R * Q];   // [k*R + row][q] after the first stage
             if (k_ < (bc)) acc[k_] = fma(w_, (x).v[(xrow) + k_ * (xs) + m_], acc[k_]); \
     }
 
+// The same data 4 floats at a time (pc.v4: rows of a multiple of 4 floats at 16-byte
+// aligned addresses, the host checks): a quarter of the load instructions.
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer SnV4 { vec4 v[]; };
+
+// SN_RNN_DOT with vec4 loads: arow, xrow, xs and K multiples of 4
+#define SN_RNN_DOT4(acc, A_, arow, X_, xrow, xs, K, slice, bc)                                \
+    {                                                                                       \
+        SnV4 a4_ = SnV4(A_), x4_ = SnV4(X_);                                                  \
+        uint ar_ = (arow) >> 2, xr_ = (xrow) >> 2, xs_ = (xs) >> 2;                         \
+        for (uint q_ = (slice); q_ < ((K) >> 2); q_ += S) {                                 \
+            vec4 w_ = a4_.v[ar_ + q_];                                                      \
+            [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
+                if (k_ < (bc)) {                                                            \
+                    vec4 h_ = x4_.v[xr_ + k_ * xs_ + q_];                                   \
+                    acc[k_] = fma(w_.w, h_.w, fma(w_.z, h_.z, fma(w_.y, h_.y, fma(w_.x, h_.x, acc[k_])))); \
+                }                                                                           \
+        }                                                                                   \
+    }
+
 // Stores acc (every thread, uniform control flow), reduces over the slices: on return
 // sn_red[(k*R + row)*Q + q] holds the sum of slices q, q+Q, ... of output (k, row), k < bc.
 // The caller reads sn_red before its next call (whose first barrier orders the reuse).
