@@ -319,8 +319,10 @@ static void test_lstm(void **st) {
      * and a batch over 8 (the wider reductions; Vulkan's step kernels take 8 rows a pass) */
     rnn_case_sized(true, 9, 5, 7, 532, false);
     rnn_case_sized(true, 2, 4, 3, 140, false);
-    /* one timestep (no recurrent product backward), H not a multiple of 4 or 8 */
+    /* one timestep (no recurrent product backward), H not a multiple of 4 or 8; a tiny H
+     * with three passes over the batch */
     rnn_case_sized(true, 10, 1, 4, 37, false);
+    rnn_case_sized(true, 17, 3, 2, 3, false);
 }
 static void test_gru(void **st) {
     rnn_case(false);
@@ -329,6 +331,7 @@ static void test_gru(void **st) {
     rnn_case_sized(false, 9, 5, 7, 530, false);
     rnn_case_sized(false, 2, 4, 3, 140, false);
     rnn_case_sized(false, 10, 1, 4, 37, false);
+    rnn_case_sized(false, 17, 3, 2, 3, false);
 }
 
 static void test_attention(void **st) {
