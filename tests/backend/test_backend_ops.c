@@ -316,19 +316,28 @@ static void test_lstm(void **st) {
     rnn_case(true);
     rnn_case_sized(true, 3, 7, 5, 8, true);
     /* persistent kernel with 8 units per block and a partial last block (532 = 66 * 8 + 4),
-     * and a batch over 8 (the wider reductions) */
+     * and a batch over 8 (the wider reductions; Vulkan's step kernels take 8 rows a pass) */
     rnn_case_sized(true, 9, 5, 7, 532, false);
     rnn_case_sized(true, 2, 4, 3, 140, false);
     rnn_case_sized(true, 16, 6, 5, 96, false); /* the largest batch of the persistent kernels */
+    /* one timestep (no recurrent product backward), H not a multiple of 4 or 8; a tiny H
+     * with three passes over the batch */
+    rnn_case_sized(true, 10, 1, 4, 37, false);
+    rnn_case_sized(true, 17, 3, 2, 3, false);
 }
 static void test_gru(void **st) {
     rnn_case(false);
     rnn_case_sized(false, 3, 7, 5, 8, true);
-    /* the persistent kernels as for the LSTM, a longer sequence, and the largest batch */
+    /* the persistent kernels as for the LSTM (a partial last block at 532), a longer
+     * sequence and the largest batch; Vulkan's step kernels: reductions over more than one
+     * slice per thread, a partial unit block (530), a batch over 8, one timestep */
     rnn_case_sized(false, 9, 5, 7, 532, false);
+    rnn_case_sized(false, 9, 5, 7, 530, false);
     rnn_case_sized(false, 2, 4, 3, 140, false);
     rnn_case_sized(false, 4, 37, 16, 128, false);
     rnn_case_sized(false, 16, 6, 5, 96, false);
+    rnn_case_sized(false, 10, 1, 4, 37, false);
+    rnn_case_sized(false, 17, 3, 2, 3, false);
 }
 
 static void test_attention(void **st) {
