@@ -283,7 +283,7 @@ static void test_norm(void **st) {
     sn_ctx_free(c);
 }
 
-/* steps: force the per-step GEMM path (SN_RNN_STEPS) instead of the persistent LSTM kernel */
+/* steps: force the per-step GEMM path (SN_RNN_STEPS) instead of the persistent kernels (CUDA, B <= 16) */
 static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, bool steps) {
     if (steps) setenv("SN_RNN_STEPS", "1", 1);
     sn_ctx *c = sn_ctx_new();
@@ -307,7 +307,7 @@ static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H
     assert_non_null(rs);
     assert_non_null(sn_rnn_final_state(c, rs, 0));
     cross_check(c, 1e-4 /* a few recurrent steps x 2 layers of f32 GEMMs */, 1e-4,
-                lstm ? (steps ? "lstm (step path)" : "lstm") : "gru");
+                lstm ? (steps ? "lstm (step path)" : "lstm") : (steps ? "gru (step path)" : "gru"));
     sn_ctx_free(c);
     if (steps) unsetenv("SN_RNN_STEPS");
 }
@@ -316,11 +316,29 @@ static void test_lstm(void **st) {
     rnn_case(true);
     rnn_case_sized(true, 3, 7, 5, 8, true);
     /* persistent kernel with 8 units per block and a partial last block (532 = 66 * 8 + 4),
-     * and a batch over 8 (the wider reductions) */
+     * and a batch over 8 (the wider reductions; Vulkan's step kernels take 8 rows a pass) */
     rnn_case_sized(true, 9, 5, 7, 532, false);
     rnn_case_sized(true, 2, 4, 3, 140, false);
+    rnn_case_sized(true, 16, 6, 5, 96, false); /* the largest batch of the persistent kernels */
+    /* one timestep (no recurrent product backward), H not a multiple of 4 or 8; a tiny H
+     * with three passes over the batch */
+    rnn_case_sized(true, 10, 1, 4, 37, false);
+    rnn_case_sized(true, 17, 3, 2, 3, false);
 }
-static void test_gru(void **st) { rnn_case(false); }
+static void test_gru(void **st) {
+    rnn_case(false);
+    rnn_case_sized(false, 3, 7, 5, 8, true);
+    /* the persistent kernels as for the LSTM (a partial last block at 532), a longer
+     * sequence and the largest batch; Vulkan's step kernels: reductions over more than one
+     * slice per thread, a partial unit block (530), a batch over 8, one timestep */
+    rnn_case_sized(false, 9, 5, 7, 532, false);
+    rnn_case_sized(false, 9, 5, 7, 530, false);
+    rnn_case_sized(false, 2, 4, 3, 140, false);
+    rnn_case_sized(false, 4, 37, 16, 128, false);
+    rnn_case_sized(false, 16, 6, 5, 96, false);
+    rnn_case_sized(false, 10, 1, 4, 37, false);
+    rnn_case_sized(false, 17, 3, 2, 3, false);
+}
 
 static void test_attention(void **st) {
     for (int causal = 0; causal < 2; causal++) {

@@ -4,8 +4,8 @@
  * Per layer: the input projection of all timesteps is one GEMM; then per step one
  * recurrent cuBLAS GEMM and one fused cell kernel. Backward: per step one fused
  * cell-backward kernel and one recurrent GEMM, then the weight gradients as GEMMs
- * over all timesteps. For the LSTM with small batches a persistent cooperative kernel
- * per layer replaces the step loop (below). Saved state layouts: tensor.h. */
+ * over all timesteps. With small batches a persistent cooperative kernel per layer
+ * replaces the step loop (below), for both cell types. Saved state layouts: tensor.h. */
 #include "backends/cuda/cuda_common.h"
 
 #include <stdlib.h>
@@ -129,13 +129,16 @@ __global__ void k_gru_cell_bwd(const float *dh_out, float *dhc, const float *gat
     }
 }
 
-/* ---------------- persistent LSTM step loops ----------------
+/* ---------------- persistent LSTM / GRU step loops ----------------
  *
  * One cooperative launch per layer runs all T steps: block b owns hidden units
  * [b*U, b*U + U) and keeps the W_hh it needs in shared memory for the whole sequence
- * (forward: the 4U rows of those units' gates; backward: the U columns), and the grid
- * synchronises once per step. Used for B <= 16 when the slice fits; otherwise the
- * per-step GEMM + cell kernels above run. Same saved state as the step path. */
+ * (forward: the G*U rows of those units' G gates; backward: the U columns), and the
+ * grid synchronises once per step. One kernel per direction, templated on the cell
+ * (lstm_/gru_{fwd,bwd}_cell): the exchange, the recurrent products and the launch are
+ * shared. Used for B <= 16 when the slice fits; otherwise the per-step GEMM + cell
+ * kernels above run. Same saved state as the step path, in fp32 also in bf16 mode
+ * (the bf16 copies h16 / dg16 only feed the step path's GEMMs). */
 #include <cooperative_groups.h>
 namespace cg = cooperative_groups;
 
@@ -149,7 +152,7 @@ namespace cg = cooperative_groups;
  * parity: a block writes step t + 2 only after it has read every block's step t + 1,
  * which each block wrote only after it had read all of step t (no write-after-read
  * hazard). Co-residency of all blocks: the cooperative launch. */
-#define SN_XCH_N (16 * 4 * 1024) /* entries per parity: B * 4H for the backward, B * H forward */
+#define SN_XCH_N (16 * 4 * 1024) /* entries per parity: B * G*H for the backward, B * H forward */
 __device__ __align__(16) uint2 g_sn_xch[2][SN_XCH_N];
 __device__ unsigned g_sn_tag;
 
@@ -177,7 +180,7 @@ __device__ __forceinline__ void ll_finish(cg::grid_group &grid, unsigned base, i
 }
 
 /* Flag-then-load exchange (a developer switch, SN_RNN_FLAGS=1; grid.sync is the default):
- * after a step's plain stores of h_t (forward) or dG_t (backward) the block meets at a
+ * after a step's plain stores of h_t (forward) or dx_t (backward) the block meets at a
  * barrier and thread 0 release-stores the block's step counter g_sn_flag[block] = base +
  * step tag. Before the next step one warp per block polls all blocks' counters (one
  * coalesced 4-byte load per lane and group of 32 blocks), acquire-fences, and the block
@@ -262,39 +265,103 @@ __device__ __forceinline__ float warp_bfly(float (&v)[N], int base, int lane) {
     return r;
 }
 
-template <int NB>
-__global__ void __launch_bounds__(SN_PT, 1)
-k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float *w_hh, const float *b_ih,
-                   const float *b_hh, const float *h0, const float *c0, int T, int H, int U, int ll, int fl) {
+/* Everything the persistent kernels read or write, for both cell types (one kernel
+ * parameter; fields a cell does not use are NULL). */
+struct persist_args {
+    float *gates;        /* [B,T,G*H] fwd: x@W_ih^T in, activated gates out; bwd: read (GRU: dGx out) */
+    float *mid;          /* [B,T,H] LSTM c / GRU hn (W_hn h + b_hn), written fwd, read bwd */
+    float *hbuf, *y;     /* [B,T,H] h (y: optional copy), written fwd; GRU bwd reads h_{t-1} */
+    const float *w_hh, *b_ih, *b_hh, *h0, *c0;
+    const float *dh_out; /* bwd: [B,T,H] dL/dh from above */
+    float *dx;           /* bwd: [B,T,G*H] the gate gradients that feed dh_{t-1} through W_hh: dG (LSTM), dGh (GRU) */
+    int T, H, U, ll, fl;
+};
+
+/* Cell of the persistent forward: init once per (batch, unit) thread, then step(t) gets
+ * the x projection xp (G gates) and rec, W_hh h_{t-1} of gate k at rec[k * nu] (NULL
+ * while there is no h yet), writes the saved state of step t (as k_lstm_cell /
+ * k_gru_cell do, bf16 copies aside) and returns h_t. */
+struct lstm_fwd_cell {
+    static constexpr int G = 4;
+    float bias[4], c;
+    __device__ __forceinline__ void init(const persist_args &a, int b, int j) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) bias[k] = a.b_ih[k * a.H + j] + a.b_hh[k * a.H + j];
+        c = a.c0 ? a.c0[(size_t)b * a.H + j] : 0.0f;
+    }
+    __device__ __forceinline__ float step(const persist_args &a, float *gt, const float (&xp)[4], const float *rec,
+                                          int nu, size_t o1, int j) {
+        const int H = a.H;
+        float p[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) p[k] = xp[k] + bias[k] + (rec ? rec[k * nu] : 0.0f);
+        float i = sigm(p[0]), f = sigm(p[1]), g = tanhf(p[2]), o = sigm(p[3]);
+        float cn = f * c + i * g, hn = o * tanhf(cn);
+        c = cn;
+        gt[j] = i;
+        gt[H + j] = f;
+        gt[2 * H + j] = g;
+        gt[3 * H + j] = o;
+        a.mid[o1] = cn;
+        return hn;
+    }
+};
+struct gru_fwd_cell {
+    static constexpr int G = 3;
+    float bi[3], bh[3], h;
+    __device__ __forceinline__ void init(const persist_args &a, int b, int j) {
+#pragma unroll
+        for (int k = 0; k < 3; k++) {
+            bi[k] = a.b_ih[k * a.H + j];
+            bh[k] = a.b_hh[k * a.H + j];
+        }
+        h = a.h0 ? a.h0[(size_t)b * a.H + j] : 0.0f;
+    }
+    __device__ __forceinline__ float step(const persist_args &a, float *gt, const float (&xp)[3], const float *rec,
+                                          int nu, size_t o1, int j) {
+        const int H = a.H;
+        float xr = xp[0] + bi[0], xz = xp[1] + bi[1], xn = xp[2] + bi[2];
+        float hr = bh[0] + (rec ? rec[0] : 0.0f), hz = bh[1] + (rec ? rec[nu] : 0.0f);
+        float hnv = bh[2] + (rec ? rec[2 * nu] : 0.0f);
+        float r = sigm(xr + hr), z = sigm(xz + hz), n = tanhf(xn + r * hnv);
+        h = (1.0f - z) * n + z * h;
+        gt[j] = r;
+        gt[H + j] = z;
+        gt[2 * H + j] = n;
+        a.mid[o1] = hnv;
+        return h;
+    }
+};
+
+template <class Cell, int NB>
+__global__ void __launch_bounds__(SN_PT, 1) k_rnn_fwd_persist(const persist_args a) {
+    constexpr int G = Cell::G;
     cg::grid_group grid = cg::this_grid();
+    const int T = a.T, H = a.H, U = a.U, ll = a.ll, fl = a.fl;
+    float *gates = a.gates, *hbuf = a.hbuf, *y = a.y;
+    const float *h0 = a.h0;
     const unsigned base = ll || fl ? ll_base() : 0u;
     extern __shared__ float4 sm4[];
-    const int j0 = blockIdx.x * U, nu = min(U, H - j0), R = 4 * nu, H4 = H >> 2;
+    const int j0 = blockIdx.x * U, nu = min(U, H - j0), R = G * nu, H4 = H >> 2;
     float4 *Ws = sm4;            /* [R][H4]: row k*nu + u = W_hh row k*H + j0 + u */
     float4 *hs = Ws + R * H4;    /* [NB][H4] h_{t-1} */
     float *pre = (float *)(hs + NB * H4); /* [NB][R] recurrent pre-activations */
     for (int idx = threadIdx.x; idx < R * H4; idx += SN_PT) {
         int r = idx / H4, q = idx - r * H4, k = r / nu, u = r - k * nu;
-        Ws[idx] = ((const float4 *)(w_hh + (size_t)(k * H + j0 + u) * H))[q];
+        Ws[idx] = ((const float4 *)(a.w_hh + (size_t)(k * H + j0 + u) * H))[q];
     }
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const bool cell = tid < NB * nu;
     const int cb = cell ? tid / nu : 0, cu = cell ? tid - cb * nu : 0, j = j0 + cu;
-    float bias[4] = {0, 0, 0, 0}, cst = 0.0f;
-    if (cell) {
-#pragma unroll
-        for (int k = 0; k < 4; k++) bias[k] = b_ih[k * H + j] + b_hh[k * H + j];
-        cst = c0 ? c0[(size_t)cb * H + j] : 0.0f;
-    }
+    Cell cs;
+    if (cell) cs.init(a, cb, j);
     __syncthreads();
     for (int t = 0; t < T; t++) {
         const bool has_h = t > 0 || h0;
-        float xp[4] = {0, 0, 0, 0};
-        float *gt = gates + ((size_t)cb * T + t) * 4 * H;
-        if (cell) {
+        float xp[G];
+        float *gt = gates + ((size_t)cb * T + t) * G * H;
 #pragma unroll
-            for (int k = 0; k < 4; k++) xp[k] = gt[k * H + j];
-        }
+        for (int k = 0; k < G; k++) xp[k] = cell ? gt[k * H + j] : 0.0f;
         if (has_h && ll && t > 0) {
             /* h_{t-1} from the exchange: two tagged entries per 16-byte load, 8 in flight */
             const uint2 *xs = g_sn_xch[(t - 1) & 1];
@@ -368,18 +435,8 @@ k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float
             __syncthreads();
         }
         if (cell) {
-            float p[4];
-#pragma unroll
-            for (int k = 0; k < 4; k++) p[k] = xp[k] + bias[k] + (has_h ? pre[cb * R + k * nu + cu] : 0.0f);
-            float i = sigm(p[0]), f = sigm(p[1]), g = tanhf(p[2]), o = sigm(p[3]);
-            float cn = f * cst + i * g, hn = o * tanhf(cn);
-            cst = cn;
-            gt[j] = i;
-            gt[H + j] = f;
-            gt[2 * H + j] = g;
-            gt[3 * H + j] = o;
             size_t o1 = ((size_t)cb * T + t) * H + j;
-            cbuf[o1] = cn;
+            float hn = cs.step(a, gt, xp, has_h ? pre + cb * R + cu : (const float *)NULL, nu, o1, j);
             hbuf[o1] = hn;
             if (y) y[o1] = hn;
             if (ll) ll_store(&g_sn_xch[t & 1][(size_t)cb * H + j], hn, base + (unsigned)t + 1u);
@@ -391,38 +448,101 @@ k_lstm_fwd_persist(float *gates, float *cbuf, float *hbuf, float *y, const float
     if (ll || fl) ll_finish(grid, base, T);
 }
 
-/* dG of every step; dh_rec[:, units] = dG_{t+1} W_hh[:, units] from the column slice */
-template <int NB>
-__global__ void __launch_bounds__(SN_PT, 1)
-k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, float *dG, const float *w_hh, int T,
-                   int H, int U, int ll, int fl) {
+/* Cell of the persistent backward: load(t) fetches step t's saved state early (before
+ * the exchange), step() gets dh = dL/dh_t from the output and, unless t = T - 1, rec =
+ * dx_{t+1} W_hh[:, j]; it carries what flows to step t - 1 in registers, writes what the
+ * step path writes besides dx (GRU: dGx over the gates) and returns in g the G gate
+ * gradients of dx, as k_lstm_cell_bwd / k_gru_cell_bwd compute them. */
+struct lstm_bwd_cell {
+    static constexpr int G = 4;
+    float dc = 0.0f, gi, gf, gg, go, cn, cp;
+    __device__ __forceinline__ void load(const persist_args &a, const float *gt, size_t o1, int t, int j) {
+        const int H = a.H;
+        gi = gt[j];
+        gf = gt[H + j];
+        gg = gt[2 * H + j];
+        go = gt[3 * H + j];
+        cn = a.mid[o1];
+        cp = t > 0 ? a.mid[o1 - H] : 0.0f;
+    }
+    __device__ __forceinline__ void step(const persist_args &a, float *gt, int j, float dh, float rec, bool has_rec,
+                                         float (&g)[4]) {
+        (void)a;
+        (void)gt;
+        (void)j;
+        if (has_rec) dh += rec;
+        float tc = tanhf(cn);
+        float d_o = dh * tc;
+        float dcn = dc + dh * go * (1.0f - tc * tc);
+        float di = dcn * gg, dg = dcn * gi, df = dcn * cp;
+        dc = dcn * gf;
+        g[0] = di * gi * (1.0f - gi);
+        g[1] = df * gf * (1.0f - gf);
+        g[2] = dg * (1.0f - gg * gg);
+        g[3] = d_o * go * (1.0f - go);
+    }
+};
+struct gru_bwd_cell {
+    static constexpr int G = 3;
+    float dhz = 0.0f, r, z, n, hnv, hp; /* dhz: dL/dh_{t+1} z_{t+1}, the direct path to h_t */
+    __device__ __forceinline__ void load(const persist_args &a, const float *gt, size_t o1, int t, int j) {
+        const int H = a.H;
+        r = gt[j];
+        z = gt[H + j];
+        n = gt[2 * H + j];
+        hnv = a.mid[o1];
+        hp = t > 0 ? a.hbuf[o1 - H] : 0.0f;
+    }
+    __device__ __forceinline__ void step(const persist_args &a, float *gt, int j, float dh, float rec, bool has_rec,
+                                         float (&g)[3]) {
+        const int H = a.H;
+        if (has_rec) dh += rec + dhz;
+        float dn = dh * (1.0f - z), dz = dh * (hp - n);
+        float dan = dn * (1.0f - n * n);
+        float dar = dan * hnv * r * (1.0f - r);
+        float daz = dz * z * (1.0f - z);
+        dhz = dh * z;
+        gt[j] = dar; /* dGx */
+        gt[H + j] = daz;
+        gt[2 * H + j] = dan;
+        g[0] = dar; /* dGh */
+        g[1] = daz;
+        g[2] = dan * r;
+    }
+};
+
+/* dx of every step; dh_rec[:, units] = dx_{t+1} W_hh[:, units] from the column slice */
+template <class Cell, int NB>
+__global__ void __launch_bounds__(SN_PT, 1) k_rnn_bwd_persist(const persist_args a) {
+    constexpr int G = Cell::G;
     cg::grid_group grid = cg::this_grid();
+    const int T = a.T, H = a.H, U = a.U, ll = a.ll, fl = a.fl;
+    const float *dh_out = a.dh_out;
+    float *dx = a.dx;
     const unsigned base = ll || fl ? ll_base() : 0u;
     extern __shared__ float4 sm4[];
-    const int j0 = blockIdx.x * U, nu = min(U, H - j0), G4 = 4 * H;
-    float *Wc = (float *)sm4;                  /* [4H][SN_PU] */
-    float *red = Wc + (size_t)G4 * SN_PU;      /* [warps][NB*SN_PU] */
-    for (int idx = threadIdx.x; idx < G4 * SN_PU; idx += SN_PT) {
+    const int j0 = blockIdx.x * U, nu = min(U, H - j0), GH = G * H;
+    float *Wc = (float *)sm4;                  /* [G*H][SN_PU] */
+    float *red = Wc + (size_t)GH * SN_PU;      /* [warps][NB*SN_PU] */
+    for (int idx = threadIdx.x; idx < GH * SN_PU; idx += SN_PT) {
         int r = idx / SN_PU, u = idx - r * SN_PU;
-        Wc[idx] = u < nu ? w_hh[(size_t)r * H + j0 + u] : 0.0f;
+        Wc[idx] = u < nu ? a.w_hh[(size_t)r * H + j0 + u] : 0.0f;
     }
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const bool cell = tid < NB * nu;
     const int cb = cell ? tid / nu : 0, cu = cell ? tid - cb * nu : 0, j = j0 + cu;
-    float dc = 0.0f;
+    Cell cs;
     __syncthreads();
     for (int t = T - 1; t >= 0; t--) {
         const size_t o1 = ((size_t)cb * T + t) * H + j;
-        float dh = 0.0f, gi = 0, gf = 0, gg = 0, go = 0, cn = 0, cp = 0;
+        float *gt = a.gates + ((size_t)cb * T + t) * GH;
+        float dh = 0.0f, rec = 0.0f;
         if (cell) {
-            const float *gtp = gates + ((size_t)cb * T + t) * 4 * H;
             dh = __ldcg(dh_out + o1);
-            gi = gtp[j]; gf = gtp[H + j]; gg = gtp[2 * H + j]; go = gtp[3 * H + j];
-            cn = cbuf[o1];
-            cp = t > 0 ? cbuf[o1 - H] : 0.0f;
+            cs.load(a, gt, o1, t, j);
         }
         if (t < T - 1) {
-            if (fl) flag_wait(base + (unsigned)(T - 1 - t)); /* every block's dG_{t+1} */
+            if (fl) flag_wait(base + (unsigned)(T - 1 - t)); /* every block's dx_{t+1} */
             constexpr int NV = NB * SN_PU, VP = sn_bfly_pad(NV), V = VP < 32 ? VP : 32;
             float acc[VP]; /* [b * SN_PU + u] */
 #pragma unroll
@@ -430,7 +550,7 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
             constexpr int UN = NB <= 4 ? 8 : NB <= 8 ? 4 : 2; /* loads in flight per thread: UN * NB */
             const uint2 *xs = g_sn_xch[(t + 1) & 1];
             const unsigned want = base + (unsigned)(T - 1 - t); /* tag of step t + 1 */
-            for (int r0 = tid; r0 < G4; r0 += UN * SN_PT) {
+            for (int r0 = tid; r0 < GH; r0 += UN * SN_PT) {
                 float d[UN][NB];
                 if (ll) {
                     uint2 e[UN][NB];
@@ -439,15 +559,15 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
                         int r = r0 + s * SN_PT;
 #pragma unroll
                         for (int b = 0; b < NB; b++)
-                            if (r < G4) e[s][b] = ll_load2(xs + (size_t)b * G4 + r);
+                            if (r < GH) e[s][b] = ll_load2(xs + (size_t)b * GH + r);
                     }
 #pragma unroll
                     for (int s = 0; s < UN; s++) {
                         int r = r0 + s * SN_PT;
 #pragma unroll
                         for (int b = 0; b < NB; b++) {
-                            if (r < G4) {
-                                while (e[s][b].y != want) e[s][b] = ll_load2(xs + (size_t)b * G4 + r);
+                            if (r < GH) {
+                                while (e[s][b].y != want) e[s][b] = ll_load2(xs + (size_t)b * GH + r);
                                 d[s][b] = __uint_as_float(e[s][b].x);
                             } else {
                                 d[s][b] = 0.0f;
@@ -460,13 +580,13 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
                         int r = r0 + s * SN_PT;
 #pragma unroll
                         for (int b = 0; b < NB; b++)
-                            d[s][b] = r < G4 ? __ldcg(dG + ((size_t)b * T + t + 1) * G4 + r) : 0.0f;
+                            d[s][b] = r < GH ? __ldcg(dx + ((size_t)b * T + t + 1) * GH + r) : 0.0f;
                     }
                 }
 #pragma unroll
                 for (int s = 0; s < UN; s++) {
                     int r = r0 + s * SN_PT;
-                    if (r >= G4) break;
+                    if (r >= GH) break;
                     const float4 *wp = (const float4 *)(Wc + (size_t)r * SN_PU);
                     float4 w0 = wp[0], w1 = wp[1];
                     float w[SN_PU] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
@@ -487,25 +607,20 @@ k_lstm_bwd_persist(const float *dh_out, const float *gates, const float *cbuf, f
                 float s = 0.0f;
 #pragma unroll
                 for (int w = 0; w < SN_PT / 32; w++) s += red[w * NB * SN_PU + cb * SN_PU + cu];
-                dh += s;
+                rec = s;
             }
         }
         if (cell) {
-            float tc = tanhf(cn);
-            float d_o = dh * tc;
-            float dcn = dc + dh * go * (1.0f - tc * tc);
-            float di = dcn * gg, dg = dcn * gi, df = dcn * cp;
-            dc = dcn * gf;
-            const float a[4] = {di * gi * (1.0f - gi), df * gf * (1.0f - gf), dg * (1.0f - gg * gg),
-                                d_o * go * (1.0f - go)};
-            float *d = dG + ((size_t)cb * T + t) * G4;
+            float g[G];
+            cs.step(a, gt, j, dh, rec, t < T - 1, g);
+            float *d = dx + ((size_t)cb * T + t) * GH;
             /* tag of step t: base + 1 for t = T - 1 (the backward runs t downwards) */
             const unsigned tag = base + (unsigned)(T - t);
-            uint2 *xo = g_sn_xch[t & 1] + (size_t)cb * G4;
+            uint2 *xo = g_sn_xch[t & 1] + (size_t)cb * GH;
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                if (ll) ll_store(xo + k * H + j, a[k], tag);
-                d[k * H + j] = a[k];
+            for (int k = 0; k < G; k++) {
+                if (ll) ll_store(xo + k * H + j, g[k], tag);
+                d[k * H + j] = g[k];
             }
         }
         if (ll) __syncthreads(); /* block-local buffers (hs, pre, red) are reused next step */
@@ -522,8 +637,9 @@ typedef struct {
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-/* Launch geometry of the persistent kernel for this shape, or false to use the step path. */
-static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t B, int64_t H, persist_cfg *pc) {
+/* Launch geometry of the persistent kernel for this shape (G gates per unit), or false
+ * to use the step path. */
+static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t G, int64_t B, int64_t H, persist_cfg *pc) {
     static int optin = -1, coop = -1;
     if (optin < 0) {
         int v = 0;
@@ -540,8 +656,9 @@ static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t B, int64_
     while (U < SN_PU && (H + U - 1) / U > c->nsm) U *= 2;
     pc->U = U;
     pc->blocks = (int)((H + U - 1) / U);
-    if (fwd) pc->smem = ((size_t)4 * U * H + (size_t)B * H + (size_t)B * 4 * U) * 4;
-    else pc->smem = ((size_t)4 * H * SN_PU + (size_t)(SN_PT / 32) * B * SN_PU) * 4;
+    /* k_rnn_fwd_persist: Ws [G*U][H] + hs [B][H] + pre [B][G*U]; k_rnn_bwd_persist: Wc [G*H][SN_PU] + red */
+    if (fwd) pc->smem = ((size_t)G * U * H + (size_t)B * H + (size_t)B * G * U) * 4;
+    else pc->smem = ((size_t)G * H * SN_PU + (size_t)(SN_PT / 32) * B * SN_PU) * 4;
     if ((int64_t)pc->smem > optin) return false;
     if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pc->smem) != cudaSuccess) {
         (void)cudaGetLastError();
@@ -571,17 +688,19 @@ static cudaError_t coop_launch(sn_cuda *c, const void *fn, const persist_cfg *pc
 
 #define SN_NB_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
 
+template <class Cell>
 static const void *fwd_kernel(int64_t B) {
     switch (B) {
-#define X(n) case n: return (const void *)k_lstm_fwd_persist<n>;
+#define X(n) case n: return (const void *)k_rnn_fwd_persist<Cell, n>;
         SN_NB_CASES(X)
 #undef X
     }
     return NULL;
 }
+template <class Cell>
 static const void *bwd_kernel(int64_t B) {
     switch (B) {
-#define X(n) case n: return (const void *)k_lstm_bwd_persist<n>;
+#define X(n) case n: return (const void *)k_rnn_bwd_persist<Cell, n>;
         SN_NB_CASES(X)
 #undef X
     }
@@ -610,33 +729,44 @@ static int use_flags(int ll, int blocks) {
     return !ll && want && blocks <= SN_FLAG_N;
 }
 
-/* true when the persistent kernel ran layer l's steps; false: use the step path */
-static sn_status lstm_fwd_persist(sn_cuda *c, int64_t B, int64_t T, int64_t H, float *gates, float *cbuf, float *hbuf,
-                                  float *y, const float *w_hh, const float *b_ih, const float *b_hh, const float *h0,
-                                  const float *c0, bool *done) {
+/* Runs layer l's forward steps in one persistent kernel when the plan allows: *done
+ * true; false: use the step path. a: everything but T, H, U, ll, fl (set here). */
+static sn_status rnn_fwd_persist(sn_cuda *c, bool lstm, int64_t B, int64_t T, int64_t H, persist_args *a,
+                                 bool *done) {
     *done = false;
-    const void *fn = fwd_kernel(B);
+    const void *fn = lstm ? fwd_kernel<lstm_fwd_cell>(B) : fwd_kernel<gru_fwd_cell>(B);
     persist_cfg pc;
-    if (!fn || T > INT32_MAX || !aligned16(w_hh) || !aligned16(hbuf) || (h0 && !aligned16(h0)) ||
-        !persist_plan(c, fn, true, B, H, &pc))
+    if (!fn || T > INT32_MAX || !aligned16(a->w_hh) || !aligned16(a->hbuf) || (a->h0 && !aligned16(a->h0)) ||
+        !persist_plan(c, fn, true, lstm ? 4 : 3, B, H, &pc))
         return SN_OK;
-    int Ti = (int)T, Hi = (int)H, ll = use_ll(B * H), fl = use_flags(ll, pc.blocks);
-    void *args[] = {&gates, &cbuf, &hbuf, &y, (void *)&w_hh, (void *)&b_ih, (void *)&b_hh, (void *)&h0, (void *)&c0,
-                    &Ti, &Hi, &pc.U, &ll, &fl};
-    CU_TRY(coop_launch(c, fn, &pc, args), "lstm (persistent kernel launch)");
+    a->T = (int)T;
+    a->H = (int)H;
+    a->U = pc.U;
+    a->ll = use_ll(B * H);
+    a->fl = use_flags(a->ll, pc.blocks);
+    void *args[] = {a};
+    CU_TRY(coop_launch(c, fn, &pc, args), lstm ? "lstm (persistent kernel launch)" : "gru (persistent kernel launch)");
     *done = true;
     return SN_OK;
 }
 
-static sn_status lstm_bwd_persist(sn_cuda *c, int64_t B, int64_t T, int64_t H, const float *dh_out,
-                                  const float *gates, const float *cbuf, float *dG, const float *w_hh, bool *done) {
+/* Same for layer l's backward steps: dx (dG, or the GRU's dGh) and, for the GRU, dGx
+ * over the gates. */
+static sn_status rnn_bwd_persist(sn_cuda *c, bool lstm, int64_t B, int64_t T, int64_t H, persist_args *a,
+                                 bool *done) {
     *done = false;
-    const void *fn = bwd_kernel(B);
+    const int64_t G = lstm ? 4 : 3;
+    const void *fn = lstm ? bwd_kernel<lstm_bwd_cell>(B) : bwd_kernel<gru_bwd_cell>(B);
     persist_cfg pc;
-    if (!fn || T > INT32_MAX || !persist_plan(c, fn, false, B, H, &pc)) return SN_OK;
-    int Ti = (int)T, Hi = (int)H, ll = use_ll(B * 4 * H), fl = use_flags(ll, pc.blocks);
-    void *args[] = {(void *)&dh_out, (void *)&gates, (void *)&cbuf, &dG, (void *)&w_hh, &Ti, &Hi, &pc.U, &ll, &fl};
-    CU_TRY(coop_launch(c, fn, &pc, args), "lstm_bwd (persistent kernel launch)");
+    if (!fn || T > INT32_MAX || !persist_plan(c, fn, false, G, B, H, &pc)) return SN_OK;
+    a->T = (int)T;
+    a->H = (int)H;
+    a->U = pc.U;
+    a->ll = use_ll(B * G * H);
+    a->fl = use_flags(a->ll, pc.blocks);
+    void *args[] = {a};
+    CU_TRY(coop_launch(c, fn, &pc, args),
+           lstm ? "lstm_bwd (persistent kernel launch)" : "gru_bwd (persistent kernel launch)");
     *done = true;
     return SN_OK;
 }
@@ -691,7 +821,17 @@ static sn_status rnn_forward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         /* input projection of every timestep */
         SN_TRY(sn_cu_gemm(c, false, true, BT, G * H, in_dim, 1.0f, in, in_dim, w_ih, in_dim, 0.0f, gates, G * H, what));
         bool done = false;
-        if (d->lstm) SN_TRY(lstm_fwd_persist(c, B, T, H, gates, mid, hbuf, y, w_hh, b_ih, b_hh, h0, c0, &done));
+        persist_args pa = {};
+        pa.gates = gates;
+        pa.mid = mid;
+        pa.hbuf = hbuf;
+        pa.y = y;
+        pa.w_hh = w_hh;
+        pa.b_ih = b_ih;
+        pa.b_hh = b_hh;
+        pa.h0 = h0;
+        pa.c0 = c0;
+        SN_TRY(rnn_fwd_persist(c, d->lstm, B, T, H, &pa, &done));
         if (done) continue;
         if (w16) SN_TRY(sn_cu_to_bf16(c, w16, w_hh, G * H * H));
         unsigned g = sn_cu_blocks(c, B * H);
@@ -748,7 +888,14 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         float *dw_ih = out + GRAD_SEG(1 + 4 * l), *dw_hh = out + GRAD_SEG(2 + 4 * l);
         float *db_ih = out + GRAD_SEG(3 + 4 * l), *db_hh = out + GRAD_SEG(4 + 4 * l);
         bool done = false;
-        if (d->lstm) SN_TRY(lstm_bwd_persist(c, B, T, H, dh_out, gates, mid, dG, w_hh, &done));
+        persist_args pa = {};
+        pa.gates = dG; /* read; the GRU writes dGx over it */
+        pa.mid = (float *)mid;
+        pa.hbuf = (float *)hbuf;
+        pa.w_hh = w_hh;
+        pa.dh_out = dh_out;
+        pa.dx = dGh; /* dG itself for the LSTM */
+        SN_TRY(rnn_bwd_persist(c, d->lstm, B, T, H, &pa, &done));
         if (w16 && !done) SN_TRY(sn_cu_to_bf16(c, w16, w_hh, GH * H));
         for (int64_t t = T - 1; t >= 0 && !done; t--) {
             if (d->lstm) {

@@ -3,13 +3,33 @@
  * and scratch layouts of tensor.h (byte-identical to src/backends/cpu/rnn.c).
  *
  * Forward per layer: the input projection of all timesteps is one GEMM into the gates
- * block; then one dispatch per timestep of a fused kernel (the recurrent product for
- * its hidden unit's gate rows from a transposed copy of W_hh, biases, gate math). Backward per layer, from the top:
- * one dispatch per timestep (the recurrent product dG_{t+1} W_hh for its column, then
- * the cell backward), then the weight gradients over all timesteps as GEMMs and the
- * input gradient dG W_ih for the layer below. Correct first: the per-step kernels
- * recompute the recurrent product with one dot product per invocation. */
+ * block; then one dispatch per timestep of a fused kernel: a workgroup owns RNN_JB hidden
+ * units, reads their gate rows of W_hh once for the whole batch with the reduction spread
+ * over its threads (shaders/rnn_step.glsl), adds the biases and does the gate math.
+ * Backward per layer, from the top: one dispatch per timestep the same way (the recurrent
+ * product dG_{t+1} W_hh from W_hh^T, transposed once per layer, then the cell backward),
+ * then the weight gradients over all timesteps as GEMMs and the input gradient dG W_ih
+ * for the layer below.
+ *
+ * CPU drivers (lavapipe, SwiftShader) run a workgroup's barriers as switches between its
+ * invocations: there the step kernels are the barrier-free *_serial shaders, one
+ * invocation per (b, j) doing its dot products alone (the forward from W_hh^T, the
+ * backward from W_hh), 1-4x faster on lavapipe. SN_VK_RNN=wg|serial forces one (read on
+ * every call, for tests). */
 #include "backends/vulkan/vk_gemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* hidden units per workgroup of the step kernels (JB in shaders/rnn_*_step*.comp) */
+#define RNN_JB 4
+
+static bool use_serial(sn_vk *vk) {
+    const char *e = getenv("SN_VK_RNN");
+    if (e && !strcmp(e, "serial")) return true;
+    if (e && !strcmp(e, "wg")) return false;
+    return sn_vk_limits_of(vk)->cpu_driver;
+}
 
 typedef struct {
     int64_t B, T, I, H, G;
@@ -27,34 +47,41 @@ static uint64_t rnn_h(const sn_tensor *f, const rnn_dims *d, int l) {
     return l >= d->L - 1 ? sn_vk_addr(f) : sn_vk_at(sn_vk_extra(f), extra_offset(d, l, 2));
 }
 
+/* w: W_hh (workgroup forward, serial backward) or W_hh^T (the other two) */
 typedef struct {
-    uint64_t gates, cs, hs, hp, cp, w_t, b_ih, b_hh;
-    int32_t B, T, H, t, ps, has_prev;
+    uint64_t gates, cs, hs, hp, cp, w, b_ih, b_hh;
+    int32_t B, T, H, t, ps, has_prev, v4; /* v4: the workgroup kernels' vec4 loads */
 } lstm_push;
 
 typedef struct {
-    uint64_t gates, hns, hs, hp, w_t, b_ih, b_hh;
-    int32_t B, T, H, t, ps, has_prev;
+    uint64_t gates, hns, hs, hp, w, b_ih, b_hh;
+    int32_t B, T, H, t, ps, has_prev, v4;
 } gru_push;
 
 typedef struct {
-    uint64_t gates, cs, dho, dc, w_hh;
-    int32_t B, T, H, t;
+    uint64_t gates, cs, dho, dc, w;
+    int32_t B, T, H, t, v4;
 } lstm_bwd_push;
 
 typedef struct {
-    uint64_t gates, hns, hs, dho, dgh, dhz, w_hh;
-    int32_t B, T, H, t;
+    uint64_t gates, hns, hs, dho, dgh, dhz, w;
+    int32_t B, T, H, t, v4;
 } gru_bwd_push;
+
+/* the workgroup kernels read rows of n floats at these addresses as vec4s when they can */
+static int32_t vec4_ok(int64_t n, uint64_t a, uint64_t b) { return n % 4 == 0 && (a | b) % 16 == 0; }
 
 static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
     bool stream = node->ip[2] == 1;
     uint64_t ex = sn_vk_extra(node);
-    uint32_t groups = sn_vk_groups(B * H, 64);
-    /* W_hh^T of the layer at hand, for the step kernel's reads */
-    uint64_t w_t = sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL);
-    if (!w_t) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+    bool serial = use_serial(vk);
+    uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, RNN_JB);
+    int sh = d->lstm ? (serial ? SN_VK_SH_RNN_LSTM_STEP_SERIAL : SN_VK_SH_RNN_LSTM_STEP)
+                     : (serial ? SN_VK_SH_RNN_GRU_STEP_SERIAL : SN_VK_SH_RNN_GRU_STEP);
+    /* the serial kernel reads W_hh^T of the layer at hand */
+    uint64_t w_t = serial ? sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL) : 0;
+    if (serial && !w_t) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
     for (int l = 0; l < d->L; l++) {
         int64_t in = l == 0 ? d->I : H;
         uint64_t xin = l == 0 ? sn_vk_addr(node->src[0]) : rnn_h(node, d, l - 1);
@@ -66,19 +93,20 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         uint64_t h0 = stream ? sn_vk_at(sn_vk_addr(node->src[1 + 4 * d->L]), l * B * H) : 0;
         uint64_t c0 = stream && d->lstm ? sn_vk_at(sn_vk_addr(node->src[2 + 4 * d->L]), l * B * H) : 0;
         SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, in, 1.0f, xin, in, w_ih, in, 0.0f, gates, G, node->name));
-        SN_VK_TRY(sn_vk_transpose(vk, w_hh, G, H, w_t));
+        if (serial) SN_VK_TRY(sn_vk_transpose(vk, w_hh, G, H, w_t));
+        uint64_t w = serial ? w_t : w_hh;
         for (int64_t t = 0; t < T; t++) {
             uint64_t hp = t > 0 ? sn_vk_at(hs, (t - 1) * H) : h0;
             int32_t ps = (int32_t)(t > 0 ? T * H : H);
             if (d->lstm) {
                 uint64_t cp = t > 0 ? sn_vk_at(mid, (t - 1) * H) : c0;
-                lstm_push p = {gates, mid, hs, hp, cp, w_t, b_ih, b_hh,
-                               (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t, ps, hp != 0};
-                SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_LSTM_STEP, &p, sizeof p, groups, 1, 1));
+                lstm_push p = {gates, mid, hs, hp, cp, w, b_ih, b_hh, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
+                               ps, hp != 0, vec4_ok(H, w, hp)};
+                SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
             } else {
-                gru_push p = {gates, mid, hs, hp, w_t, b_ih, b_hh,
-                              (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t, ps, hp != 0};
-                SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_GRU_STEP, &p, sizeof p, groups, 1, 1));
+                gru_push p = {gates, mid, hs, hp, w, b_ih, b_hh, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
+                              ps, hp != 0, vec4_ok(H, w, hp)};
+                SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
             }
         }
     }
@@ -106,7 +134,14 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     uint64_t dhbuf = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 1));
     uint64_t vec = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 2));
     uint64_t dc = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 3));
-    uint32_t groups = sn_vk_groups(B * H, 64);
+    bool serial = use_serial(vk);
+    uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, RNN_JB);
+    int sh = d->lstm ? (serial ? SN_VK_SH_RNN_LSTM_STEP_BWD_SERIAL : SN_VK_SH_RNN_LSTM_STEP_BWD)
+                     : (serial ? SN_VK_SH_RNN_GRU_STEP_BWD_SERIAL : SN_VK_SH_RNN_GRU_STEP_BWD);
+    /* W_hh^T of the layer at hand: the workgroup kernel reads column j of W_hh contiguously */
+    bool need_t = !serial && T > 1;
+    uint64_t w_t = need_t ? sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL) : 0;
+    if (need_t && !w_t) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
     for (int l = d->L - 1; l >= 0; l--) {
         int64_t in = l == 0 ? d->I : H;
         uint64_t xin = l == 0 ? sn_vk_addr(x) : rnn_h(fwd, d, l - 1);
@@ -115,14 +150,17 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         uint64_t hs = rnn_h(fwd, d, l);
         uint64_t dho = l == d->L - 1 ? sn_vk_addr(dy) : dhbuf;
         uint64_t dG = gates, dGh = d->lstm ? gates : dgh_scr; /* dG (dGx) in place of the gates */
+        if (need_t) SN_VK_TRY(sn_vk_transpose(vk, w_hh, G, H, w_t));
+        uint64_t w = serial ? w_hh : w_t;
         for (int64_t t = T - 1; t >= 0; t--) {
             if (d->lstm) {
-                lstm_bwd_push p = {gates, mid, dho, dc, w_hh, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t};
-                SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_LSTM_STEP_BWD, &p, sizeof p, groups, 1, 1));
+                lstm_bwd_push p = {gates, mid, dho, dc, w, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
+                                   vec4_ok(G, w, gates)};
+                SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
             } else {
-                gru_bwd_push p = {gates, mid, hs, dho, dgh_scr, vec, w_hh, (int32_t)B, (int32_t)T, (int32_t)H,
-                                  (int32_t)t};
-                SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_RNN_GRU_STEP_BWD, &p, sizeof p, groups, 1, 1));
+                gru_bwd_push p = {gates, mid, hs, dho, dgh_scr, vec, w, (int32_t)B, (int32_t)T, (int32_t)H,
+                                  (int32_t)t, vec4_ok(G, w, dgh_scr)};
+                SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
             }
         }
         uint64_t dw_ih = sn_vk_at(out, sn_packed_offset(sizes, 1 + 4 * l));

@@ -1,45 +1,62 @@
 #version 450
-// One GRU timestep t of one layer (PyTorch equations, gates r,z,n), one invocation per
-// (b, j): hn = W_hn h_{t-1} + b_hn and the other two recurrent rows, the gate math.
-// gates[b,t] holds x W_ih^T on entry and the activated (r,z,n) on exit; hn and h of
-// step t are written at (b*T + t)*H + j (saved state, tensor.h). w_t is W_hh^T [H, 3H]
-// (transposed once per layer by the host): neighbouring units read neighbouring words.
+// One GRU timestep t of one layer (PyTorch equations, gates r,z,n). A workgroup owns JB
+// hidden units (their 3*JB rows of W_hh [3H, H], row-major as given): the recurrent
+// product h_{t-1} W_hh^T of those rows for every batch row, reduced over the workgroup
+// (rnn_step.glsl), then hn = W_hn h_{t-1} + b_hn, the other rows and the gate math for
+// its (b, j) pairs. gates[b,t] holds x W_ih^T on entry and the activated (r,z,n) on
+// exit; hn and h of step t are written at (b*T + t)*H + j (saved state, tensor.h). The
+// previous h is row b of hp at stride ps, none at has_prev = 0.
 #include "ops_common.glsl"
 
-layout(local_size_x = 64) in;
+#define G 3u
+#define JB 4u          // hidden units per workgroup: H = 1024 gives 256 workgroups
+#define R (G * JB)     // gate rows per workgroup
+#define S 16u          // slices of the H-long reduction
+#define Q 1u
+#define BC 8u          // batch rows per pass
+#include "rnn_step.glsl"
+
+layout(local_size_x = 192) in; // R * S
 
 layout(push_constant) uniform PC {
-    F32 gates, hns, hs, hp, w_t, b_ih, b_hh;
-    int B, T, H, t, ps, has_prev;
+    F32 gates, hns, hs, hp, w_hh, b_ih, b_hh;
+    int B, T, H, t, ps, has_prev, v4;
 } pc;
 
 void main() {
-    const uint H = uint(pc.H), BH = uint(pc.B) * H;
-    for (uint idx = gl_GlobalInvocationID.x; idx < BH; idx += gl_NumWorkGroups.x * 64u) {
-        uint b = idx / H, j = idx % H;
-        uint g0 = (b * uint(pc.T) + uint(pc.t)) * 3u * H;
-        float s0 = 0.0, s1 = 0.0, s2 = 0.0, hprev = 0.0;
-        if (pc.has_prev != 0) {
-            uint hrow = b * uint(pc.ps);
-            for (uint m = 0u; m < H; m++) {
-                float h = pc.hp.v[hrow + m];
-                uint w = m * 3u * H + j;
-                s0 = fma(h, pc.w_t.v[w], s0);
-                s1 = fma(h, pc.w_t.v[w + H], s1);
-                s2 = fma(h, pc.w_t.v[w + 2u * H], s2);
+    const uint H = uint(pc.H), B = uint(pc.B), T = uint(pc.T), t = uint(pc.t), ps = uint(pc.ps);
+    const uint tid = gl_LocalInvocationID.x, row = tid / S, slice = tid % S;
+    const uint nblk = (H + JB - 1u) / JB;
+    for (uint blk = gl_WorkGroupID.x; blk < nblk; blk += gl_NumWorkGroups.x) {
+        const uint j0 = blk * JB, jr = j0 + row % JB;
+        const bool live = pc.has_prev != 0 && jr < H;
+        const uint wrow = ((row / JB) * H + jr) * H;
+        for (uint b0 = 0u; b0 < B; b0 += BC) {
+            const uint bc = min(BC, B - b0);
+            float acc[BC];
+            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            if (live) { // the recurrent product, vec4 loads where the host allows
+                if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc)
+                else SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
             }
-            hprev = pc.hp.v[hrow + j];
+            sn_rnn_reduce(acc, row, slice, bc);
+            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
+            if (k < bc && j < H) {
+                const uint g0 = (b * T + t) * 3u * H, rr = k * R + tid % JB;
+                float hprev = pc.has_prev != 0 ? pc.hp.v[b * ps + j] : 0.0;
+                float xr = pc.gates.v[g0 + j] + pc.b_ih.v[j];
+                float xz = pc.gates.v[g0 + H + j] + pc.b_ih.v[H + j];
+                float xn = pc.gates.v[g0 + 2u * H + j] + pc.b_ih.v[2u * H + j];
+                float hr = pc.b_hh.v[j] + sn_red[rr], hz = pc.b_hh.v[H + j] + sn_red[rr + JB];
+                float hn = pc.b_hh.v[2u * H + j] + sn_red[rr + 2u * JB];
+                float r = sn_sigmoid(xr + hr), z = sn_sigmoid(xz + hz), n = sn_tanh(xn + r * hn);
+                pc.gates.v[g0 + j] = r;
+                pc.gates.v[g0 + H + j] = z;
+                pc.gates.v[g0 + 2u * H + j] = n;
+                uint o1 = (b * T + t) * H + j;
+                pc.hns.v[o1] = hn;
+                pc.hs.v[o1] = (1.0 - z) * n + z * hprev;
+            }
         }
-        float xr = pc.gates.v[g0 + j] + pc.b_ih.v[j];
-        float xz = pc.gates.v[g0 + H + j] + pc.b_ih.v[H + j];
-        float xn = pc.gates.v[g0 + 2u * H + j] + pc.b_ih.v[2u * H + j];
-        float hr = pc.b_hh.v[j] + s0, hz = pc.b_hh.v[H + j] + s1, hn = pc.b_hh.v[2u * H + j] + s2;
-        float r = sn_sigmoid(xr + hr), z = sn_sigmoid(xz + hz), n = sn_tanh(xn + r * hn);
-        pc.gates.v[g0 + j] = r;
-        pc.gates.v[g0 + H + j] = z;
-        pc.gates.v[g0 + 2u * H + j] = n;
-        uint o1 = (b * uint(pc.T) + uint(pc.t)) * H + j;
-        pc.hns.v[o1] = hn;
-        pc.hs.v[o1] = (1.0 - z) * n + z * hprev;
     }
 }
