@@ -143,7 +143,7 @@ if [ -z "${SKIP_APP:-}" ] && [ -x "$build/sinter" ]; then
   "$build/sinter" devices >"$app/devices.txt" 2>&1; cat "$app/devices.txt"
   "$build/sinter" data demo --out /tmp/sn-demo --minutes 2 >"$app/data.log" 2>&1 || note "app: demo corpus FAILED"
   for dev in ${APP_DEVS:-cuda vulkan}; do
-    for m in unet_gru fc_mask crn; do
+    for m in ${APP_MODELS:-unet_gru fc_mask crn}; do
       log=$app/$dev-$m.log
       args=(conf/demo.yaml model.file=conf/models/$m.yaml device=$dev out_dir=/tmp/sn-runs name=$dev-$m
             data.clean_dir=/tmp/sn-demo/clean data.noise_dir=/tmp/sn-demo/noise data.valid_dir=/tmp/sn-demo/valid
