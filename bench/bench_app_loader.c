@@ -5,6 +5,7 @@
  * pure-C demo corpus is built in a temp folder. Ratios are against
  * num_workers 0 (building in the caller's thread) in the same process. */
 #define _DEFAULT_SOURCE
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +14,6 @@
 
 #include "sinter/data.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv) {
     const char *dir = NULL;
@@ -33,9 +29,9 @@ int main(int argc, char **argv) {
     if (!dir) {
         if (!mkdtemp(tmp)) { perror("mkdtemp"); return 3; }
         sn_demo_options o = {.force_synth = 1};
-        double t0 = now();
+        double t0 = bench_now();
         if (sn_demo_corpus(tmp, minutes, 1, &o, NULL) != SN_OK) { fprintf(stderr, "demo corpus: %s\n", sn_last_error()); return 3; }
-        printf("corpus: %.1f min pure-C speech in %s (%.1f s)\n", minutes, tmp, now() - t0);
+        printf("corpus: %.1f min pure-C speech in %s (%.1f s)\n", minutes, tmp, bench_now() - t0);
         dir = tmp;
     }
     char cd[4200], nd[4200];
@@ -46,11 +42,11 @@ int main(int argc, char **argv) {
     c.clean_dir = cd;
     c.noise_dir = nd;
     c.segment_seconds = 4.0;
-    double t0 = now();
+    double t0 = bench_now();
     sn_dataset *ds = NULL;
     if (sn_dataset_open(&c, &ds, NULL) != SN_OK) { fprintf(stderr, "dataset: %s\n", sn_last_error()); return 3; }
     printf("dataset: %lld items, open %.2f s; batch 4 x 4 s @ 16 kHz, %d batches per run, %ld cores\n",
-           (long long)sn_dataset_len(ds), now() - t0, nb, sysconf(_SC_NPROCESSORS_ONLN));
+           (long long)sn_dataset_len(ds), bench_now() - t0, nb, sysconf(_SC_NPROCESSORS_ONLN));
     int workers[] = {0, 1, 2, 4};
     double base = 0;
     for (int w = 0; w < 4; w++) {
@@ -62,7 +58,7 @@ int main(int argc, char **argv) {
         if (sn_loader_new(ds, &lc, &l) != SN_OK) { fprintf(stderr, "loader: %s\n", sn_last_error()); return 3; }
         int got = 0;
         uint64_t epoch = 0;
-        double t = now();
+        double t = bench_now();
         sn_loader_start_epoch(l, epoch);
         while (got < nb) {
             sn_batch *b = NULL;
@@ -71,7 +67,7 @@ int main(int argc, char **argv) {
             sn_loader_release(l, b);
             got++;
         }
-        double dt = now() - t;
+        double dt = bench_now() - t;
         sn_loader_stats st;
         sn_loader_get_stats(l, &st);
         sn_loader_free(l);

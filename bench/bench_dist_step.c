@@ -6,6 +6,7 @@
  *          [--hidden 1024] [--steps 20] [--warmup 3] [--threads N] [--sync-bn]
  * Rank 0 prints one JSON line: median ms per step (the slowest rank's, steps aligned
  * by a barrier), global samples/s, world size, buckets. */
+#include "bench_util.h"
 #include "sinter/dist.h"
 #include "sinter/nn.h"
 
@@ -14,16 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static sn_comm *g_comm;
 
@@ -103,18 +95,18 @@ int main(int argc, char **argv) {
     if (sn_step_prefetch(st, x, y) != SN_OK) die("uploading the first batch");
     for (int i = 0; i < total; i++) {
         if (sn_comm_barrier(g_comm) != SN_OK) die("barrier");
-        double t0 = now();
+        double t0 = bench_now();
         sn_status rc = sn_step_launch(st, 1e-3f);
         if (rc == SN_OK) rc = sn_step_prefetch(st, x, y);
         if (rc == SN_OK) rc = sn_step_finish(st, &loss);
         if (rc != SN_OK) die("running the step");
-        float dt = (float)(now() - t0);
+        float dt = (float)(bench_now() - t0);
         /* the step takes as long as its slowest rank */
         if (sn_comm_allreduce(g_comm, &dt, &dt, 1, SN_REDUCE_MAX, NULL) != SN_OK) die("all-reduce");
         ts[i] = dt;
     }
     double *timed = ts + 1 + warmup;
-    qsort(timed, (size_t)steps, sizeof *timed, cmp);
+    qsort(timed, (size_t)steps, sizeof *timed, bench_cmp_double);
     double med = timed[steps / 2];
     if (rank == 0)
         printf("{\"impl\":\"sinter\",\"device\":\"%s\",\"world\":%d,\"collective\":\"%s\",\"batch_per_device\":%d,"

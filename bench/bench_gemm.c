@@ -3,6 +3,7 @@
  *   bench_gemm [threads=0 (all cores)] [runs=5]
  * Prints one line per shape: ms (median) and GFLOP/s of each, and the ratio. */
 #define _POSIX_C_SOURCE 200809L
+#include "bench_util.h"
 #include "backends/cpu/cpu.h"
 
 #include <stdio.h>
@@ -10,16 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 typedef void (*gemm_fn)(sn_pool *, bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
                         const float *, int64_t, float, float *, int64_t);
@@ -29,11 +21,11 @@ static double time_it(gemm_fn f, sn_pool *p, bool ta, bool tb, int64_t M, int64_
     double t[32];
     f(p, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N); /* warm-up */
     for (int r = 0; r < runs; r++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         f(p, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
-        t[r] = now_ms() - t0;
+        t[r] = bench_now_ms() - t0;
     }
-    qsort(t, (size_t)runs, sizeof *t, cmp_d);
+    qsort(t, (size_t)runs, sizeof *t, bench_cmp_double);
     return t[runs / 2];
 }
 

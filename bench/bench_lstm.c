@@ -4,6 +4,7 @@
  *                   [B T I H layers]
  * --bf16: the backend's bf16 mode (train.mixed_precision). */
 #define _POSIX_C_SOURCE 200809L
+#include "bench_util.h"
 #include "sinter/backend.h"
 #include "core/core.h"
 
@@ -12,16 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static float *fill(sn_tensor *t, unsigned *seed, float scale) {
     float *p = NULL;
@@ -110,16 +102,16 @@ int main(int argc, char **argv) {
     double *tf = calloc((size_t)runs, sizeof *tf), *tb = calloc((size_t)runs, sizeof *tb);
     double *tt = calloc((size_t)runs, sizeof *tt);
     for (int r = -1; r < runs; r++) { /* r = -1: warm-up */
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         if (be->i->compute(be, &y, 1, NULL) != SN_OK || be->i->synchronize(be) != SN_OK) goto fail;
-        double t1 = now_ms();
+        double t1 = bench_now_ms();
         if (be->i->compute(be, &bwd, 1, NULL) != SN_OK || be->i->synchronize(be) != SN_OK) goto fail;
-        double t2 = now_ms();
+        double t2 = bench_now_ms();
         if (r >= 0) tf[r] = t1 - t0, tb[r] = t2 - t1, tt[r] = t2 - t0;
     }
-    qsort(tf, (size_t)runs, sizeof *tf, cmp_d);
-    qsort(tb, (size_t)runs, sizeof *tb, cmp_d);
-    qsort(tt, (size_t)runs, sizeof *tt, cmp_d);
+    qsort(tf, (size_t)runs, sizeof *tf, bench_cmp_double);
+    qsort(tb, (size_t)runs, sizeof *tb, bench_cmp_double);
+    qsort(tt, (size_t)runs, sizeof *tt, bench_cmp_double);
     double fwd = 0, bw = 0;
     for (int l = 0; l < L; l++) {
         double in = l == 0 ? (double)I : (double)H;

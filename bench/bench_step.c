@@ -1,9 +1,10 @@
 /* Times the prototype's training step (forward, MSE, backward, Adam) on one device.
- *   bench_step [--device cpu|cuda|cuda:N] [--threads N] [--batch 4] [--frames 400]
+ *   bench_step [--device cpu|cuda[:N]|vulkan[:N]] [--threads N] [--batch 4] [--frames 400]
  *              [--hidden 1024] [--rnn lstm|gru|attention] [--steps 10] [--warmup 2]
  *              [--tf32] [--bf16] [--infer]
  * Prints one JSON line: median/min ms per step, time to the end of the first step
  * from program start, planned peak and persistent memory. */
+#include "bench_util.h"
 #include "sinter/nn.h"
 
 #include <stdio.h>
@@ -12,16 +13,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void die(const char *what) {
     fprintf(stderr, "bench_step: %s: %s\n", what, sn_last_error());
@@ -29,7 +21,7 @@ static void die(const char *what) {
 }
 
 int main(int argc, char **argv) {
-    double t_start = now();
+    double t_start = bench_now();
     const char *device = "cpu", *rnn = "lstm";
     int threads = 0, batch = 4, frames = 400, hidden = 1024, steps = 10, warmup = 2;
     int tf32 = 0, bf16 = 0, infer = 0;
@@ -89,7 +81,7 @@ int main(int argc, char **argv) {
     /* as the trainer: the next batch uploads (copy stream) while the device runs a step */
     if (!infer && sn_step_prefetch(st, x, y) != SN_OK) die("uploading the first batch");
     for (int i = 0; i < steps + warmup + 1; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         sn_status rc;
         if (infer) {
             rc = sn_infer_run(inf, x, y);
@@ -99,12 +91,12 @@ int main(int argc, char **argv) {
             if (rc == SN_OK) rc = sn_step_finish(st, &loss);
         }
         if (rc != SN_OK) die("running the step");
-        double t1 = now();
+        double t1 = bench_now();
         if (i == 0) first = t1 - t_start;
         ts[i] = t1 - t0;
     }
     double *timed = ts + 1 + warmup;
-    qsort(timed, (size_t)steps, sizeof *timed, cmp);
+    qsort(timed, (size_t)steps, sizeof *timed, bench_cmp_double);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     size_t peak = infer ? sn_plan_peak(inf->plan) : sn_step_peak(st);
