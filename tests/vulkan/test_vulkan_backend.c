@@ -6,6 +6,7 @@
 #include "sn_parity.h"
 #include "core/core.h"
 #include "backends/registry.h"
+#include "backends/vulkan/vk.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -308,12 +309,19 @@ static void test_pipeline_cache(void **st) {
     assert_int_equal(system(cmd), 0);
 }
 
-/* Profiling on: per-node timestamps around the same recorded dispatches, same results. */
+/* Profiling on: per-node timestamps around the same recorded dispatches, same results;
+ * level 3 times each dispatch and counts it under its shader. */
 static void test_profile(void **st) {
     sn_backend *b = NULL;
     SN_ASSERT_OK(sn_vulkan_reg.open(g_dev, 0, &b));
     sn_backend_set_profile(b, 1);
     add_on(b);
+    long before = sn_vk_prof_dispatches(SN_VK_SH_BINARY_SAME);
+    sn_backend_set_profile(b, 3);
+    add_on(b);
+    add_on(b);
+    if (sn_vk_has_timestamps(b->ctx)) assert_int_equal(sn_vk_prof_dispatches(SN_VK_SH_BINARY_SAME), before + 2);
+    else print_message("no compute timestamps on this device: the per-dispatch profile stays empty\n");
     sn_backend_set_profile(b, 0);
     sn_backend_free(b);
 }

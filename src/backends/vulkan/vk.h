@@ -38,6 +38,9 @@ sn_status sn_vk_dispatch(sn_vk *vk, int sh, const void *push, uint32_t push_byte
  * of `wg` threads when n/wg exceeds maxComputeWorkGroupCount[0]. The shader computes its
  * index with sn_index() from shaders/common.glsl and returns when it is >= n. */
 sn_status sn_vk_dispatch_n(sn_vk *vk, int sh, const void *push, uint32_t push_bytes, uint64_t n, uint32_t wg);
+/* SN_PROFILE=3: dispatches of shader sh timed so far; whether vk can time them (tests) */
+long sn_vk_prof_dispatches(int sh);
+bool sn_vk_has_timestamps(const sn_vk *vk);
 /* The grid sn_vk_dispatch_n uses for `groups` workgroups (gx*gy >= groups). */
 void sn_vk_grid(const sn_vk *vk, uint64_t groups, uint32_t *gx, uint32_t *gy);
 

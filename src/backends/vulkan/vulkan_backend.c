@@ -349,10 +349,12 @@ typedef struct vk_seg {
     size_t temp_used; /* in the last chunk */
     uint64_t scr_refs[SN_VK_MAX_SCR]; /* the node scratch buffers this recording uses */
     int nscr_refs;
-    /* SN_PROFILE: timestamps around each node */
+    /* SN_PROFILE: timestamps around each node (levels 1, 2) or each dispatch (3) */
     VkQueryPool qpool;
-    int nq, timed_runs;
-    sn_tensor **qnode;
+    int nq, qcap, timed_runs;
+    long qlost;       /* dispatches past qcap, not timed */
+    sn_tensor **qnode; /* the node of each timed pair */
+    int *qsh;          /* level 3: the shader of each timed pair */
 } vk_seg;
 
 struct sn_vk {
@@ -385,6 +387,7 @@ struct sn_vk {
     size_t scr_used; /* in the current one, by the node being recorded */
     /* recording */
     vk_seg *rec;
+    sn_tensor *rec_node; /* the node being recorded */
     int rec_ndisp;
     VkPipeline rec_bound;
     sn_vk_limits limits;
@@ -898,7 +901,16 @@ sn_status sn_vk_dispatch(sn_vk *vk, int sh, const void *push, uint32_t push_byte
         vk->rec_bound = p;
     }
     if (push_bytes) vkCmdPushConstants(cb, vk->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+    vk_seg *s = vk->rec;
+    bool timed = s->qsh && vk->rec_node && s->nq < s->qcap;
+    if (s->qsh && !timed) s->qlost++;
+    if (timed) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s->qpool, (uint32_t)(2 * s->nq));
     vkCmdDispatch(cb, gx, gy, gz);
+    if (timed) {
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s->qpool, (uint32_t)(2 * s->nq + 1));
+        s->qnode[s->nq] = vk->rec_node;
+        s->qsh[s->nq++] = sh;
+    }
     vk->rec_ndisp++;
     return SN_OK;
 }
@@ -1005,17 +1017,24 @@ static void seg_release(sn_vk *vk, vk_seg *s) {
     if (s->qpool) vkDestroyQueryPool(vk->dev, s->qpool, NULL);
     s->qpool = VK_NULL_HANDLE;
     free(s->qnode);
+    free(s->qsh);
     s->qnode = NULL;
-    s->nq = 0;
+    s->qsh = NULL;
+    s->nq = s->qcap = 0;
+    s->qlost = 0;
     s->recorded = false;
 }
 
 /* Profiling (sn_backend_set_profile; SN_PROFILE=1 through the registry): timestamps around
  * each node, summed per op kind, printed at exit; level 2 also lists every node of each
- * segment's first timed run. Each timed run is waited for (a developer aid). */
-static double g_prof_ms[SN_OP_COUNT];
-static long g_prof_n[SN_OP_COUNT];
+ * segment's first timed run; level 3 times each dispatch instead (no barrier inside a
+ * pair) and adds a table per shader. Each timed run is waited for (a developer aid). */
+static double g_prof_ms[SN_OP_COUNT], g_sh_ms[SN_VK_SH_COUNT];
+static long g_prof_n[SN_OP_COUNT], g_sh_n[SN_VK_SH_COUNT], g_prof_lost;
 static int g_prof_level;
+
+long sn_vk_prof_dispatches(int sh) { return sh >= 0 && sh < SN_VK_SH_COUNT ? g_sh_n[sh] : 0; }
+bool sn_vk_has_timestamps(const sn_vk *vk) { return vk->phys->timestamps; }
 
 static void prof_print(void) {
     double tot = 0;
@@ -1025,6 +1044,15 @@ static void prof_print(void) {
         if (g_prof_n[i])
             fprintf(stderr, "  %-28s %8ld calls %10.2f ms %5.1f%%\n", sn_op_name((sn_op)i), g_prof_n[i], g_prof_ms[i],
                     100.0 * g_prof_ms[i] / (tot > 0 ? tot : 1));
+    double stot = 0;
+    for (int i = 0; i < SN_VK_SH_COUNT; i++) stot += g_sh_ms[i];
+    if (stot <= 0) return;
+    fprintf(stderr, "sinter Vulkan shader profile (total %.2f ms in dispatches):\n", stot);
+    for (int i = 0; i < SN_VK_SH_COUNT; i++)
+        if (g_sh_n[i])
+            fprintf(stderr, "  %-28s %8ld dispatches %10.2f ms %5.1f%% %9.2f us each\n", sn_vk_shaders[i].name,
+                    g_sh_n[i], g_sh_ms[i], 100.0 * g_sh_ms[i] / stot, 1e3 * g_sh_ms[i] / (double)g_sh_n[i]);
+    if (g_prof_lost) fprintf(stderr, "  (%ld dispatches past the query pool, not timed)\n", g_prof_lost);
 }
 
 static bool profiling(void) { return g_prof_level >= 1; }
@@ -1050,12 +1078,17 @@ static sn_status prof_collect(sn_vk *vk, vk_seg *s) {
             double ms = (double)(ts[2 * i + 1] - ts[2 * i]) * period * 1e-6;
             g_prof_ms[s->qnode[i]->op] += ms;
             g_prof_n[s->qnode[i]->op]++;
+            if (s->qsh) {
+                g_sh_ms[s->qsh[i]] += ms;
+                g_sh_n[s->qsh[i]]++;
+            }
             if (g_prof_level >= 2 && s->timed_runs == 0) {
                 char sh[64];
                 fprintf(stderr, "  node %-40s %-26s %-24s %8.3f ms\n", s->qnode[i]->name, sn_op_name(s->qnode[i]->op),
                         sn_shape_str(s->qnode[i], sh, sizeof sh), ms);
             }
         }
+        if (s->timed_runs == 0) g_prof_lost += s->qlost;
         s->timed_runs++;
     }
     free(ts);
@@ -1067,10 +1100,14 @@ static sn_status record(sn_vk *vk, vk_seg *s, sn_tensor **nodes, int n) {
     if (prof) {
         VkQueryPoolCreateInfo qi = {VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
         qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
-        qi.queryCount = (uint32_t)(2 * (n > 0 ? n : 1));
+        /* level 3: a pair per dispatch (the prototype's step has a few thousand) */
+        s->qcap = g_prof_level >= 3 ? (n * 8 > 65536 ? n * 8 : 65536) : (n > 0 ? n : 1);
+        qi.queryCount = (uint32_t)(2 * s->qcap);
         VK_TRY(vk, vkCreateQueryPool(vk->dev, &qi, NULL, &s->qpool));
-        s->qnode = calloc((size_t)(n > 0 ? n : 1), sizeof *s->qnode);
-        if (!s->qnode) return sn_error(SN_ERR_NOMEM, "Vulkan backend: out of host memory");
+        s->qnode = calloc((size_t)s->qcap, sizeof *s->qnode);
+        if (g_prof_level >= 3) s->qsh = calloc((size_t)s->qcap, sizeof *s->qsh);
+        if (!s->qnode || (g_prof_level >= 3 && !s->qsh))
+            return sn_error(SN_ERR_NOMEM, "Vulkan backend: out of host memory");
     }
     VkCommandBufferBeginInfo bi = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     VK_TRY(vk, vkResetCommandBuffer(s->cb, 0));
@@ -1080,7 +1117,7 @@ static sn_status record(sn_vk *vk, vk_seg *s, sn_tensor **nodes, int n) {
     vk->rec_bound = VK_NULL_HANDLE;
     /* what earlier submissions and the host wrote is visible to this segment */
     full_barrier(vk, s->cb, 0, 0);
-    if (s->qpool) vkCmdResetQueryPool(s->cb, s->qpool, 0, (uint32_t)(2 * n));
+    if (s->qpool) vkCmdResetQueryPool(s->cb, s->qpool, 0, (uint32_t)(2 * s->qcap));
     sn_status st = SN_OK;
     for (int i = 0; i < n && st == SN_OK; i++) {
         sn_tensor *t = nodes[i];
@@ -1090,13 +1127,14 @@ static sn_status record(sn_vk *vk, vk_seg *s, sn_tensor **nodes, int n) {
         if (!fn) {
             st = sn_error(SN_ERR_UNSUPPORTED, "Vulkan backend: op %s has no kernel on %s", sn_op_name(t->op), vk->name);
         } else {
-            if (s->qpool) {
+            vk->rec_node = t;
+            if (s->qpool && !s->qsh) {
                 if (vk->rec_ndisp > 0) full_barrier(vk, s->cb, 0, 0);
                 vkCmdWriteTimestamp(s->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s->qpool, (uint32_t)(2 * s->nq));
             }
             int before = vk->rec_ndisp;
             st = fn(vk, t);
-            if (s->qpool) {
+            if (s->qpool && !s->qsh) {
                 vkCmdWriteTimestamp(s->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s->qpool, (uint32_t)(2 * s->nq + 1));
                 s->qnode[s->nq++] = t;
             }
@@ -1107,6 +1145,7 @@ static sn_status record(sn_vk *vk, vk_seg *s, sn_tensor **nodes, int n) {
     /* results visible to later submissions, transfers and the host */
     full_barrier(vk, s->cb, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
     vk->rec = NULL;
+    vk->rec_node = NULL;
     VkResult r = vkEndCommandBuffer(s->cb);
     if (st == SN_OK && r != VK_SUCCESS) st = vk_fail(vk, r, "vkEndCommandBuffer");
     if (st != SN_OK) {
