@@ -6,7 +6,9 @@
 #include "sn_parity.h"
 #include "core/core.h"
 #include "backends/registry.h"
+#ifdef SN_HAVE_VULKAN
 #include "backends/vulkan/vk.h"
+#endif
 
 #include <math.h>
 #include <stdio.h>
