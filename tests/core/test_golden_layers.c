@@ -4,10 +4,11 @@
  * input and every parameter, through the whole stack (sn_backward, the planner,
  * the CPU backend's kernels). BatchNorm also checks its running statistics.
  *
- * One metric everywhere (golden_err): max_i |a_i - ref_i| / max(max_i |ref_i|, floor),
+ * One metric everywhere (sn_golden_err): max_i |a_i - ref_i| / max(max_i |ref_i|, floor),
  * the worst absolute error relative to the largest magnitude of the reference
  * tensor. Forward < 1e-4, gradients < 1e-3. */
 #include "sn_test.h"
+#include "sn_golden.h"
 #include "sinter/safetensors.h"
 
 #include <math.h>
@@ -18,16 +19,6 @@
 #define TOL_FWD 1e-4
 #define TOL_GRAD 1e-3
 #define MAXP 12
-
-static double golden_err(const float *a, const float *ref, int64_t n, double floor) {
-    double m = floor, d = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)ref[i]) / m;
-        if (!(e <= d)) d = e; /* NaN is the maximum */
-    }
-    return d;
-}
 
 typedef struct layer {
     const char *file;
@@ -55,14 +46,11 @@ static void upload(layer *L, sn_tensor *t, const char *name) {
 }
 
 static double compare(layer *L, const sn_tensor *t, const char *ref_name) {
-    int64_t n = sn_nelem(t);
-    const sn_st_tensor *st = sn_st_find(L->f, ref_name);
-    if (!st) fail_msg("%s: no tensor '%s'", L->file, ref_name);
-    assert_int_equal((int64_t)sn_st_numel(st), n);
-    float *a = malloc((size_t)n * sizeof *a), *r = malloc((size_t)n * sizeof *r);
-    SN_ASSERT_OK(sn_tensor_get(t, a, n));
-    SN_ASSERT_OK(sn_st_read_f32(L->f, ref_name, r, (size_t)n));
-    double e = golden_err(a, r, n, 1e-30);
+    int64_t n;
+    float *r = sn_golden_read(L->f, ref_name, &n);
+    assert_int_equal(n, sn_nelem(t));
+    float *a = sn_golden_host(t);
+    double e = sn_golden_err(a, r, n, 1e-30);
     free(a), free(r);
     return e;
 }
