@@ -37,7 +37,7 @@ typedef struct {
  * products) would leave all but a few workgroups idle: S products over slices of K
  * into parts [S, M, N], then their sum in a fixed order with the epilogue. *done
  * stays false (nothing recorded) where splitting does not pay. */
-static sn_status gemm_splitk(sn_vk *vk, const sn_vk_gemm_args *g, bool direct, int64_t tile, bool *done,
+static sn_status gemm_splitk(sn_vk *vk, const sn_vk_gemm_args *g, int sh, int64_t tile, bool *done,
                              const char *what) {
     *done = false;
     int64_t tiles = ((g->M + tile - 1) / tile) * ((g->N + tile - 1) / tile);
@@ -66,8 +66,8 @@ static sn_status gemm_splitk(sn_vk *vk, const sn_vk_gemm_args *g, bool direct, i
     p.binner = 1;
     p.flags = (g->ta ? 1 : 0) | (g->tb ? 2 : 0) | 256;
     p.alpha = 1.0f;
-    sn_status s = sn_vk_dispatch(vk, direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM, &p, sizeof p,
-                                 (uint32_t)((g->N + tile - 1) / tile), (uint32_t)((g->M + tile - 1) / tile), (uint32_t)S);
+    sn_status s = sn_vk_dispatch(vk, sh, &p, sizeof p, (uint32_t)((g->N + tile - 1) / tile),
+                                 (uint32_t)((g->M + tile - 1) / tile), (uint32_t)S);
     if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);
     splitk_push q = {part, g->C, g->bias_mode ? g->bias : 0, (int32_t)g->M, (int32_t)g->N, (int32_t)S,
                      (int32_t)g->ldc, g->bias_mode, g->act, g->alpha, g->beta, g->p0, g->p1};
@@ -106,10 +106,12 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
         if (!fits32(g->sA[k]) || !fits32(g->sB[k]) || !fits32(g->sC[k]))
             return sn_error(SN_ERR_UNSUPPORTED, "Vulkan GEMM (%s): batch stride beyond 32 bits", what);
     const bool direct = use_direct(vk);
-    const int64_t TILE = direct ? 32 : 64, chunk = (int64_t)65535 * TILE;
+    /* mixed precision: the cooperative-matrix shader, same push constants and 64x64 tiles */
+    const int sh = sn_vk_f16_gemm(vk) ? SN_VK_SH_MATMUL_GEMM_COOP : direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM;
+    const int64_t TILE = sh == SN_VK_SH_MATMUL_GEMM_DIRECT ? 32 : 64, chunk = (int64_t)65535 * TILE;
     if (g->M <= chunk && g->N <= chunk) {
         bool done;
-        SN_VK_TRY(gemm_splitk(vk, g, direct, TILE, &done, what));
+        SN_VK_TRY(gemm_splitk(vk, g, sh, TILE, &done, what));
         if (done) return SN_OK;
     }
     /* more than 65535 tiles along M or N: several dispatches over sub-blocks */
@@ -142,7 +144,7 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
             p.p0 = g->p0;
             p.p1 = g->p1;
             p.Ktot = (int32_t)g->K;
-            sn_status s = sn_vk_dispatch(vk, direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM, &p, sizeof p, (uint32_t)((N + TILE - 1) / TILE),
+            sn_status s = sn_vk_dispatch(vk, sh, &p, sizeof p, (uint32_t)((N + TILE - 1) / TILE),
                                          (uint32_t)((M + TILE - 1) / TILE), (uint32_t)g->batch);
             if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);
         }

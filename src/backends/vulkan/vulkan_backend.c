@@ -46,10 +46,44 @@ SN_VK_INSTANCE_FNS(SN_VK_DECL)
 #undef SN_VK_DECL
 static PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr;
 
+/* VK_KHR_cooperative_matrix, declared here: the Vulkan headers of Debian 12 (1.3.239) predate
+ * it. Layouts and values from the Vulkan registry (vk.xml). */
+#define SN_VK_ST_CM_FEATURES_KHR ((VkStructureType)1000506000)
+#define SN_VK_ST_CM_PROPS_KHR ((VkStructureType)1000506001)
+#define SN_VK_ST_CM_DEV_PROPS_KHR ((VkStructureType)1000506002)
+typedef struct {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 cooperativeMatrix, cooperativeMatrixRobustBufferAccess;
+} sn_vk_cm_features_khr;
+typedef struct {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MSize, NSize, KSize;
+    uint32_t AType, BType, CType, ResultType; /* VkComponentTypeKHR: 0 f16, 1 f32 */
+    VkBool32 saturatingAccumulation;
+    uint32_t scope;                            /* VkScopeKHR: 3 subgroup */
+} sn_vk_cm_props_khr;
+typedef struct {
+    VkStructureType sType;
+    void *pNext;
+    VkShaderStageFlags cooperativeMatrixSupportedStages;
+} sn_vk_cm_dev_props_khr;
+typedef VkResult(VKAPI_PTR *sn_vk_cm_props_fn)(VkPhysicalDevice, uint32_t *, sn_vk_cm_props_khr *);
+
+/* shared memory of shaders/matmul_gemm_coop.comp: A 64x40 and B 32x72 f16, C 4x32x36 f32 */
+#define SN_VK_COOP_SHARED (64 * 40 * 2 + 32 * 72 * 2 + 4 * 32 * 36 * 4)
+
 typedef struct vk_phys {
     VkPhysicalDevice pd;
     VkPhysicalDeviceProperties props;
     bool bda, f16, int64, bf16, coopmat, budget, portability_subset, timestamps;
+    /* the cooperative-matrix GEMM (train.mixed_precision): cm_mnk, an f16 x f16 -> f32
+     * subgroup shape it can use, {0} when none (cm_why says why); cm_nv: through
+     * VK_NV_cooperative_matrix (a driver without the KHR extension) */
+    bool coopmat_nv, cm_nv;
+    uint32_t cm_mnk[3];
+    char cm_why[160];
     uint32_t subgroup, compute_units;
     int queue_family; /* -1: no compute queue */
     uint8_t uuid[VK_UUID_SIZE];
@@ -122,6 +156,95 @@ static bool has_ext(const VkExtensionProperties *e, uint32_t n, const char *name
     return false;
 }
 
+/* Whether the cooperative-matrix GEMM can run, and with which shape: the extension and
+ * its feature for compute shaders, the Vulkan memory model and f16 arithmetic its
+ * SPIR-V declares, subgroup ids, its shared memory, and an f16 x f16 -> f32 subgroup
+ * shape whose M, N, K divide its 32 x 32 x 32 subgroup tile (the largest such). */
+static void probe_coopmat(vk_phys *d, bool v12) {
+    memset(d->cm_mnk, 0, sizeof d->cm_mnk);
+    d->cm_nv = false;
+    if (!d->coopmat && !d->coopmat_nv) {
+        snprintf(d->cm_why, sizeof d->cm_why, "the driver has no VK_KHR_cooperative_matrix");
+        return;
+    }
+    d->cm_nv = !d->coopmat;
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV fnv = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    sn_vk_cm_features_khr fkhr = {SN_VK_ST_CM_FEATURES_KHR};
+    VkPhysicalDeviceVulkan12Features f12 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                                            d->cm_nv ? (void *)&fnv : (void *)&fkhr};
+    VkPhysicalDeviceFeatures2 f2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &f12};
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV pnv = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV};
+    sn_vk_cm_dev_props_khr pkhr = {SN_VK_ST_CM_DEV_PROPS_KHR};
+    VkPhysicalDeviceSubgroupProperties sg = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+                                             d->cm_nv ? (void *)&pnv : (void *)&pkhr};
+    VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &sg};
+    if (!v12) {
+        snprintf(d->cm_why, sizeof d->cm_why, "the device or loader is below Vulkan 1.2");
+        return;
+    }
+    vkGetPhysicalDeviceFeatures2(d->pd, &f2);
+    vkGetPhysicalDeviceProperties2(d->pd, &p2);
+    VkShaderStageFlags stages = d->cm_nv ? pnv.cooperativeMatrixSupportedStages : pkhr.cooperativeMatrixSupportedStages;
+    const char *lack = !(d->cm_nv ? fnv.cooperativeMatrix : fkhr.cooperativeMatrix) ? "the cooperativeMatrix feature"
+                       : !(stages & VK_SHADER_STAGE_COMPUTE_BIT)                    ? "cooperative matrices in compute shaders"
+                       : !f12.vulkanMemoryModel                                      ? "the vulkanMemoryModel feature"
+                       : !f12.shaderFloat16                                          ? "the shaderFloat16 feature"
+                       : !(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
+                               !(sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT)
+                           ? "basic subgroup operations in compute shaders"
+                       : d->props.limits.maxComputeSharedMemorySize < SN_VK_COOP_SHARED
+                           ? "the shared memory the cooperative-matrix GEMM needs (28 KB)"
+                       : sg.subgroupSize == 0 || 4 * sg.subgroupSize > d->props.limits.maxComputeWorkGroupInvocations
+                           ? "workgroups of 4 subgroups"
+                           : NULL;
+    if (lack) {
+        snprintf(d->cm_why, sizeof d->cm_why, "it lacks %s", lack);
+        return;
+    }
+    uint32_t n = 0;
+    sn_vk_cm_props_khr *pk = NULL;
+    VkCooperativeMatrixPropertiesNV *pn = NULL;
+    if (d->cm_nv) {
+        PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV fn = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+            vkGetInstanceProcAddr(g.instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+        if (fn && fn(d->pd, &n, NULL) == VK_SUCCESS && n && (pn = calloc(n, sizeof *pn))) {
+            for (uint32_t i = 0; i < n; i++) pn[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+            if (fn(d->pd, &n, pn) < 0) n = 0;
+        } else
+            n = 0;
+    } else {
+        sn_vk_cm_props_fn fn = (sn_vk_cm_props_fn)vkGetInstanceProcAddr(
+            g.instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+        if (fn && fn(d->pd, &n, NULL) == VK_SUCCESS && n && (pk = calloc(n, sizeof *pk))) {
+            for (uint32_t i = 0; i < n; i++) pk[i].sType = SN_VK_ST_CM_PROPS_KHR;
+            if (fn(d->pd, &n, pk) < 0) n = 0;
+        } else
+            n = 0;
+    }
+    uint32_t best = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t M, N, K, a, b, c, r, sc;
+        bool sat = false;
+        if (pn) {
+            M = pn[i].MSize, N = pn[i].NSize, K = pn[i].KSize, a = pn[i].AType, b = pn[i].BType, c = pn[i].CType;
+            r = pn[i].DType, sc = pn[i].scope;
+        } else {
+            M = pk[i].MSize, N = pk[i].NSize, K = pk[i].KSize, a = pk[i].AType, b = pk[i].BType, c = pk[i].CType;
+            r = pk[i].ResultType, sc = pk[i].scope, sat = pk[i].saturatingAccumulation;
+        }
+        bool fits = M && N && K && 32 % M == 0 && 32 % N == 0 && 32 % K == 0;
+        if (a == 0 && b == 0 && c == 1 && r == 1 && sc == 3 && !sat && fits && M * N * K > best) {
+            best = M * N * K;
+            d->cm_mnk[0] = M, d->cm_mnk[1] = N, d->cm_mnk[2] = K;
+        }
+    }
+    free(pk);
+    free(pn);
+    if (!best)
+        snprintf(d->cm_why, sizeof d->cm_why, "none of its %u cooperative matrix shapes is f16 x f16 -> f32 at subgroup "
+                 "scope with M, N, K dividing 32", n);
+}
+
 static void probe_device(vk_phys *d) {
     vkGetPhysicalDeviceProperties(d->pd, &d->props);
     uint32_t ne = 0;
@@ -133,6 +256,7 @@ static void probe_device(vk_phys *d) {
     if (!ext) ne = 0;
     d->budget = has_ext(ext, ne, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     d->coopmat = has_ext(ext, ne, "VK_KHR_cooperative_matrix");
+    d->coopmat_nv = has_ext(ext, ne, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
     d->bf16 = has_ext(ext, ne, "VK_KHR_shader_bfloat16");
     d->portability_subset = has_ext(ext, ne, "VK_KHR_portability_subset");
     bool nv_sm = has_ext(ext, ne, "VK_NV_shader_sm_builtins");
@@ -172,6 +296,7 @@ static void probe_device(vk_phys *d) {
         d->f16 = f12.shaderFloat16;
         d->int64 = f2.features.shaderInt64;
     }
+    probe_coopmat(d, v12);
     d->queue_family = -1;
     uint32_t nq = 0;
     vkGetPhysicalDeviceQueueFamilyProperties(d->pd, &nq, NULL);
@@ -306,13 +431,21 @@ sn_status sn_vulkan_device_info(int i, sn_device_info *o) {
     snprintf(o->name, sizeof o->name, "%.127s", d->props.deviceName);
     heap_totals(d, &o->mem_total, &o->mem_free);
     o->compute_units = (int)d->compute_units;
-    o->f16 = d->f16;
-    o->bf16 = d->bf16;
+    /* fast reduced precision = what train.mixed_precision can use: the f16 cooperative-matrix
+     * GEMM (bf16 cooperative matrices need a newer shader compiler than sinter builds with) */
+    o->f16 = d->cm_mnk[0] != 0;
+    o->bf16 = false;
     o->utilization = -1;
     uint32_t v = d->props.apiVersion;
+    char cm[64] = "";
+    if (d->cm_mnk[0])
+        snprintf(cm, sizeof cm, ", cooperative matrix f16 %ux%ux%u%s", d->cm_mnk[0], d->cm_mnk[1], d->cm_mnk[2],
+                 d->cm_nv ? " (NV)" : "");
+    else if (d->coopmat || d->coopmat_nv)
+        snprintf(cm, sizeof cm, ", cooperative matrix (unusable)");
     snprintf(o->features, sizeof o->features, "Vulkan %u.%u.%u, subgroup %u%s%s%s%s%s%s, %.80s", VK_API_VERSION_MAJOR(v),
              VK_API_VERSION_MINOR(v), VK_API_VERSION_PATCH(v), d->subgroup, d->f16 ? ", f16" : "",
-             d->bf16 ? ", bf16" : "", d->coopmat ? ", cooperative matrix" : "",
+             d->bf16 ? ", bf16" : "", cm,
              d->bda ? "" : ", NO bufferDeviceAddress (unusable)", d->queue_family < 0 ? ", NO compute queue" : "",
              d->props.apiVersion < VK_API_VERSION_1_2 ? ", below Vulkan 1.2 (unusable)" : "",
              d->driver[0] ? d->driver : "driver unknown");
@@ -393,6 +526,8 @@ struct sn_vk {
     sn_vk_limits limits;
     bool record_once; /* SN_VK_RECORD != 0 */
     bool staged;      /* SN_VK_STAGED=1: arenas never mapped, every transfer staged (tests the discrete-GPU path) */
+    bool coop;        /* the device was created with cooperative matrices (phys->cm_mnk) */
+    bool f16_gemm;    /* train.mixed_precision: GEMMs on f16 cooperative matrices */
 };
 
 static sn_status vk_fail(const sn_vk *vk, VkResult r, const char *call) {
@@ -408,6 +543,7 @@ static sn_status vk_fail(const sn_vk *vk, VkResult r, const char *call) {
 
 const sn_vk_limits *sn_vk_limits_of(sn_vk *vk) { return &vk->limits; }
 const char *sn_vk_device_name(const sn_vk *vk) { return vk->name; }
+bool sn_vk_f16_gemm(const sn_vk *vk) { return vk->f16_gemm; }
 
 /* ---- memory ---- */
 static int find_type(const sn_vk *vk, uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) {
@@ -773,8 +909,13 @@ static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
         return SN_OK;
     }
     const sn_vk_spirv *sp = &sn_vk_shaders[sh];
-    VkShaderModuleCreateInfo mi = {VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, NULL, 0, *sp->size,
-                                   (const uint32_t *)(const void *)sp->code};
+    const bool coop = sp->code_nv != NULL; /* a cooperative-matrix shader */
+    if (coop && !vk->coop)
+        return sn_error(SN_ERR_UNSUPPORTED, "shader %s needs cooperative matrices, which %s lacks: %s", sp->name, vk->name,
+                        vk->phys->cm_why);
+    const bool nv = coop && vk->phys->cm_nv;
+    VkShaderModuleCreateInfo mi = {VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, NULL, 0, nv ? *sp->size_nv : *sp->size,
+                                   (const uint32_t *)(const void *)(nv ? sp->code_nv : sp->code)};
     VkShaderModule mod;
     VkResult r = vkCreateShaderModule(vk->dev, &mi, NULL, &mod);
     if (r != VK_SUCCESS) return sn_error_prefix(vk_fail(vk, r, "vkCreateShaderModule"), "shader %s", sp->name);
@@ -783,6 +924,11 @@ static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
     ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
     ci.stage.module = mod;
     ci.stage.pName = "main";
+    /* cooperative-matrix shaders: workgroup size (4 subgroups) and the matrix shape M, N, K */
+    const uint32_t spec[4] = {4 * vk->phys->subgroup, vk->phys->cm_mnk[0], vk->phys->cm_mnk[1], vk->phys->cm_mnk[2]};
+    const VkSpecializationMapEntry map[4] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}, {3, 12, 4}};
+    const VkSpecializationInfo si = {4, map, sizeof spec, spec};
+    if (coop) ci.stage.pSpecializationInfo = &si;
     ci.layout = vk->layout;
     r = vkCreateComputePipelines(vk->dev, vk->cache, 1, &ci, NULL, &vk->pipe[sh]);
     vkDestroyShaderModule(vk->dev, mod, NULL);
@@ -1255,6 +1401,29 @@ static void v_free(sn_backend *b) {
     free(b);
 }
 
+/* train.mixed_precision: the GEMMs (and so the convolutions, recurrent and attention
+ * products built on them) take f16 operands with f32 accumulation on cooperative
+ * matrices; everything else, and every tensor in memory, stays f32. Asked of a device
+ * without them it fails (as PyTorch's autocast does for a type the device lacks) rather
+ * than quietly training in f32. TF32 has no Vulkan form: f32 GEMMs stay f32. */
+static sn_status v_set_precision(sn_backend *b, const sn_precision *p) {
+    sn_vk *vk = b->ctx;
+    if (p->bf16 && !p->f16)
+        return sn_error(SN_ERR_UNSUPPORTED, "%s: Vulkan mixed precision is f16 (cooperative matrices, f32 accumulation); "
+                        "bf16 is not available on Vulkan: set train.mixed_precision=f16 (or true)", vk->name);
+    if (p->f16 && !vk->coop)
+        return sn_error(SN_ERR_UNSUPPORTED, "%s cannot run f16 mixed precision: %s (it needs f16 cooperative matrices, "
+                        "VK_KHR_cooperative_matrix); set train.mixed_precision=false to train in f32 on it, or use a GPU "
+                        "whose driver has them (`sinter devices` lists 'cooperative matrix f16')", vk->name,
+                        vk->phys->cm_why);
+    if (p->tf32 && !p->f16) return sn_error(SN_ERR_UNSUPPORTED, "%s: Vulkan has no TF32 arithmetic (f32 stays f32)", vk->name);
+    vk->f16_gemm = p->f16;
+    if (p->f16)
+        sn_log(SN_LOG_INFO, "%s: mixed precision f16, GEMMs on %ux%ux%u cooperative matrices%s", vk->name,
+               vk->phys->cm_mnk[0], vk->phys->cm_mnk[1], vk->phys->cm_mnk[2], vk->phys->cm_nv ? " (VK_NV_cooperative_matrix)" : "");
+    return SN_OK;
+}
+
 static const sn_backend_i v_iface = {
     .name = v_name,
     .free = v_free,
@@ -1270,7 +1439,7 @@ static const sn_backend_i v_iface = {
     .synchronize = v_sync,
     .workspace_bytes = v_workspace,
     .prefetch = NULL,
-    .set_precision = NULL, /* f32 only for now */
+    .set_precision = v_set_precision,
     .set_profile = v_set_profile,
 };
 
@@ -1297,8 +1466,27 @@ static sn_status vk_open(sn_vk *vk) {
     vkGetPhysicalDeviceFeatures2(d->pd, &have_b);
     f11.storageBuffer16BitAccess = have11.storageBuffer16BitAccess;
     f12.pNext = &f11;
-    const char *exts[2];
+    /* cooperative matrices where usable (probe_coopmat): the extension, its feature, and
+     * the Vulkan memory model the coopmat SPIR-V declares (f16 arithmetic is on above) */
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm_nv = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    sn_vk_cm_features_khr cm_khr = {SN_VK_ST_CM_FEATURES_KHR};
+    const char *exts[3];
     uint32_t next = 0;
+    vk->coop = d->cm_mnk[0] != 0;
+    if (vk->coop) {
+        f12.vulkanMemoryModel = VK_TRUE;
+        if (d->cm_nv) {
+            cm_nv.cooperativeMatrix = VK_TRUE;
+            cm_nv.pNext = f2.pNext;
+            f2.pNext = &cm_nv;
+            exts[next++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+        } else {
+            cm_khr.cooperativeMatrix = VK_TRUE;
+            cm_khr.pNext = f2.pNext;
+            f2.pNext = &cm_khr;
+            exts[next++] = "VK_KHR_cooperative_matrix";
+        }
+    }
     if (d->portability_subset) exts[next++] = "VK_KHR_portability_subset"; /* required when offered (MoltenVK) */
     if (d->budget) exts[next++] = VK_EXT_MEMORY_BUDGET_EXTENSION_NAME;
     VkDeviceCreateInfo ci = {VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &f2, 0, 1, &qi, 0, NULL, next, exts, NULL};
