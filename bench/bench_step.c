@@ -1,7 +1,9 @@
 /* Times the prototype's training step (forward, MSE, backward, Adam) on one device.
  *   bench_step [--device cpu|cuda[:N]|vulkan[:N]] [--threads N] [--batch 4] [--frames 400]
  *              [--hidden 1024] [--rnn lstm|gru|attention] [--steps 10] [--warmup 2]
- *              [--tf32] [--bf16] [--infer]
+ *              [--tf32] [--bf16] [--f16] [--infer]
+ * --bf16 / --f16: mixed precision with that operand type (CUDA and the CPU take f16 as
+ * bf16; Vulkan has f16 only, on cooperative matrices).
  * Prints one JSON line: median/min ms per step, time to the end of the first step
  * from program start, planned peak and persistent memory. */
 #include "bench_util.h"
@@ -24,7 +26,7 @@ int main(int argc, char **argv) {
     double t_start = bench_now();
     const char *device = "cpu", *rnn = "lstm";
     int threads = 0, batch = 4, frames = 400, hidden = 1024, steps = 10, warmup = 2;
-    int tf32 = 0, bf16 = 0, infer = 0;
+    int tf32 = 0, bf16 = 0, f16 = 0, infer = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -38,6 +40,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup") && v) warmup = atoi(argv[++i]);
         else if (!strcmp(a, "--tf32")) tf32 = 1;
         else if (!strcmp(a, "--bf16")) bf16 = 1;
+        else if (!strcmp(a, "--f16")) f16 = 1;
         else if (!strcmp(a, "--infer")) infer = 1;
         else {
             fprintf(stderr, "bench_step: unknown argument '%s' (see the comment at the top of bench/bench_step.c)\n", a);
@@ -49,7 +52,8 @@ int main(int argc, char **argv) {
     if (sn_backend_open("cpu", threads, &cpu) != SN_OK) die("opening the CPU"); /* SN_PROFILE applies */
     b = cpu;
     if (strcmp(device, "cpu") && sn_backend_open(device, threads, &b) != SN_OK) die("opening the device");
-    if ((tf32 || bf16) && sn_backend_set_precision(b, &(sn_precision){.tf32 = tf32, .bf16 = bf16}) != SN_OK)
+    if ((tf32 || bf16 || f16) &&
+        sn_backend_set_precision(b, &(sn_precision){.tf32 = tf32, .bf16 = bf16, .f16 = f16}) != SN_OK)
         die("setting the precision");
     sn_device_info info0;
     sn_backend_info(b, &info0); /* free memory before sinter allocates anything */
@@ -109,7 +113,7 @@ int main(int argc, char **argv) {
            "\"threads\":%d,\"params\":%lld,\"first_step_s\":%.4f,\"step_ms_median\":%.3f,\"step_ms_min\":%.3f,"
            "\"loss\":%.6f,\"arena_mb\":%.1f,\"persistent_mb\":%.1f,\"workspace_mb\":%.1f,\"peak_mem_mb\":%.1f,"
            "\"device_used_mb\":%.1f,\"max_rss_mb\":%.1f}\n",
-           device, infer ? "infer" : (bf16 ? "bf16" : tf32 ? "tf32" : "fp32"), rnn, batch, frames,
+           device, infer ? "infer" : (bf16 ? "bf16" : f16 ? "f16" : tf32 ? "tf32" : "fp32"), rnn, batch, frames,
            sn_cpu_backend_threads(cpu), (long long)m->nparams, first, 1e3 * timed[steps / 2], 1e3 * timed[0], loss,
            peak / 1048576.0, sn_ctx_persistent_bytes(m->ctx) / 1048576.0, ws / 1048576.0,
            (peak + sn_ctx_persistent_bytes(m->ctx) + ws) / 1048576.0, dev_used, ru.ru_maxrss / 1024.0);

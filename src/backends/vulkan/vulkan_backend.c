@@ -1412,9 +1412,9 @@ static sn_status v_set_precision(sn_backend *b, const sn_precision *p) {
         return sn_error(SN_ERR_UNSUPPORTED, "%s: Vulkan mixed precision is f16 (cooperative matrices, f32 accumulation); "
                         "bf16 is not available on Vulkan: set train.mixed_precision=f16 (or true)", vk->name);
     if (p->f16 && !vk->coop)
-        return sn_error(SN_ERR_UNSUPPORTED, "%s cannot run f16 mixed precision: %s (it needs f16 cooperative matrices, "
-                        "VK_KHR_cooperative_matrix); set train.mixed_precision=false to train in f32 on it, or use a GPU "
-                        "whose driver has them (`sinter devices` lists 'cooperative matrix f16')", vk->name,
+        return sn_error(SN_ERR_UNSUPPORTED, "%s cannot run f16 mixed precision, which needs f16 cooperative matrices "
+                        "(VK_KHR_cooperative_matrix): %s; set train.mixed_precision=false to train in f32 on it, or use "
+                        "a GPU whose driver has them (`sinter devices` lists 'cooperative matrix f16')", vk->name,
                         vk->phys->cm_why);
     if (p->tf32 && !p->f16) return sn_error(SN_ERR_UNSUPPORTED, "%s: Vulkan has no TF32 arithmetic (f32 stays f32)", vk->name);
     vk->f16_gemm = p->f16;
