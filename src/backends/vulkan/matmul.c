@@ -107,7 +107,8 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
             return sn_error(SN_ERR_UNSUPPORTED, "Vulkan GEMM (%s): batch stride beyond 32 bits", what);
     const bool direct = use_direct(vk);
     /* mixed precision: the cooperative-matrix shader, same push constants and 64x64 tiles */
-    const int sh = sn_vk_f16_gemm(vk) ? SN_VK_SH_MATMUL_GEMM_COOP : direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM;
+    const int f16 = sn_vk_f16_gemm_shader(vk);
+    const int sh = f16 >= 0 ? f16 : direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM;
     const int64_t TILE = sh == SN_VK_SH_MATMUL_GEMM_DIRECT ? 32 : 64, chunk = (int64_t)65535 * TILE;
     if (g->M <= chunk && g->N <= chunk) {
         bool done;

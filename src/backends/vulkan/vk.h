@@ -70,9 +70,10 @@ static inline sn_status sn_vk_u32(int64_t n, const char *what, uint32_t *out) {
 const sn_vk_limits *sn_vk_limits_of(sn_vk *vk);
 /* The device's name, for error messages ("vulkan:0 (llvmpipe ...)"). */
 const char *sn_vk_device_name(const sn_vk *vk);
-/* train.mixed_precision is on: GEMMs take f16 operands on cooperative matrices
- * (shaders/matmul_gemm_coop.comp), f32 accumulation. */
-bool sn_vk_f16_gemm(const sn_vk *vk);
+/* train.mixed_precision: the GEMM shader with f16 operands on cooperative matrices and
+ * f32 accumulation (SN_VK_SH_MATMUL_GEMM_COOP, or its emulation under SN_VK_COOP=emulate);
+ * -1 when off. */
+int sn_vk_f16_gemm_shader(const sn_vk *vk);
 
 /* One function per op family (src/backends/vulkan/<family>.c): records node's
  * dispatches; SN_ERR_UNSUPPORTED for an op of the family it does not handle. */

@@ -528,6 +528,7 @@ struct sn_vk {
     bool staged;      /* SN_VK_STAGED=1: arenas never mapped, every transfer staged (tests the discrete-GPU path) */
     bool coop;        /* the device was created with cooperative matrices (phys->cm_mnk) */
     bool f16_gemm;    /* train.mixed_precision: GEMMs on f16 cooperative matrices */
+    bool coop_emu;    /* SN_VK_COOP=emulate: with the matrix operations emulated (tests) */
 };
 
 static sn_status vk_fail(const sn_vk *vk, VkResult r, const char *call) {
@@ -543,7 +544,9 @@ static sn_status vk_fail(const sn_vk *vk, VkResult r, const char *call) {
 
 const sn_vk_limits *sn_vk_limits_of(sn_vk *vk) { return &vk->limits; }
 const char *sn_vk_device_name(const sn_vk *vk) { return vk->name; }
-bool sn_vk_f16_gemm(const sn_vk *vk) { return vk->f16_gemm; }
+int sn_vk_f16_gemm_shader(const sn_vk *vk) {
+    return !vk->f16_gemm ? -1 : vk->coop_emu ? SN_VK_SH_MATMUL_GEMM_COOP_EMU : SN_VK_SH_MATMUL_GEMM_COOP;
+}
 
 /* ---- memory ---- */
 static int find_type(const sn_vk *vk, uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) {
@@ -924,11 +927,13 @@ static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
     ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
     ci.stage.module = mod;
     ci.stage.pName = "main";
-    /* cooperative-matrix shaders: workgroup size (4 subgroups) and the matrix shape M, N, K */
-    const uint32_t spec[4] = {4 * vk->phys->subgroup, vk->phys->cm_mnk[0], vk->phys->cm_mnk[1], vk->phys->cm_mnk[2]};
+    /* cooperative-matrix shaders: workgroup size (4 subgroups) and the matrix shape M, N, K
+     * (the emulation, without a device shape: 16 x 8 x 16, M != N as NVIDIA's) */
+    const uint32_t *mnk = vk->phys->cm_mnk[0] ? vk->phys->cm_mnk : (const uint32_t[3]){16, 8, 16};
+    const uint32_t spec[4] = {4 * (vk->phys->subgroup ? vk->phys->subgroup : 1), mnk[0], mnk[1], mnk[2]};
     const VkSpecializationMapEntry map[4] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}, {3, 12, 4}};
     const VkSpecializationInfo si = {4, map, sizeof spec, spec};
-    if (coop) ci.stage.pSpecializationInfo = &si;
+    if (coop || sh == SN_VK_SH_MATMUL_GEMM_COOP_EMU) ci.stage.pSpecializationInfo = &si;
     ci.layout = vk->layout;
     r = vkCreateComputePipelines(vk->dev, vk->cache, 1, &ci, NULL, &vk->pipe[sh]);
     vkDestroyShaderModule(vk->dev, mod, NULL);
@@ -1408,17 +1413,23 @@ static void v_free(sn_backend *b) {
  * than quietly training in f32. TF32 has no Vulkan form: f32 GEMMs stay f32. */
 static sn_status v_set_precision(sn_backend *b, const sn_precision *p) {
     sn_vk *vk = b->ctx;
+    const char *e = getenv("SN_VK_COOP");
+    const bool emu = e && !strcmp(e, "emulate");
     if (p->bf16 && !p->f16)
         return sn_error(SN_ERR_UNSUPPORTED, "%s: Vulkan mixed precision is f16 (cooperative matrices, f32 accumulation); "
                         "bf16 is not available on Vulkan: set train.mixed_precision=f16 (or true)", vk->name);
-    if (p->f16 && !vk->coop)
+    if (p->f16 && !vk->coop && !emu)
         return sn_error(SN_ERR_UNSUPPORTED, "%s cannot run f16 mixed precision, which needs f16 cooperative matrices "
                         "(VK_KHR_cooperative_matrix): %s; set train.mixed_precision=false to train in f32 on it, or use "
                         "a GPU whose driver has them (`sinter devices` lists 'cooperative matrix f16')", vk->name,
                         vk->phys->cm_why);
     if (p->tf32 && !p->f16) return sn_error(SN_ERR_UNSUPPORTED, "%s: Vulkan has no TF32 arithmetic (f32 stays f32)", vk->name);
     vk->f16_gemm = p->f16;
-    if (p->f16)
+    vk->coop_emu = emu;
+    if (p->f16 && emu)
+        sn_log(SN_LOG_WARN, "%s: SN_VK_COOP=emulate: mixed precision f16 with emulated cooperative matrices (slow; "
+               "for tests)", vk->name);
+    else if (p->f16)
         sn_log(SN_LOG_INFO, "%s: mixed precision f16, GEMMs on %ux%ux%u cooperative matrices%s", vk->name,
                vk->phys->cm_mnk[0], vk->phys->cm_mnk[1], vk->phys->cm_mnk[2], vk->phys->cm_nv ? " (VK_NV_cooperative_matrix)" : "");
     return SN_OK;
