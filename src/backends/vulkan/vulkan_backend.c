@@ -167,7 +167,9 @@ static void probe_coopmat(vk_phys *d, bool v12) {
         snprintf(d->cm_why, sizeof d->cm_why, "the driver has no VK_KHR_cooperative_matrix");
         return;
     }
-    d->cm_nv = !d->coopmat;
+    /* KHR where offered; SN_VK_COOP=nv takes the NV extension where there are both (tests) */
+    const char *force = getenv("SN_VK_COOP");
+    d->cm_nv = !d->coopmat || (d->coopmat_nv && force && !strcmp(force, "nv"));
     VkPhysicalDeviceCooperativeMatrixFeaturesNV fnv = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
     sn_vk_cm_features_khr fkhr = {SN_VK_ST_CM_FEATURES_KHR};
     VkPhysicalDeviceVulkan12Features f12 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
