@@ -38,8 +38,9 @@ sn_status sn_open_device(const sn_config *cfg, int cpu_threads, sn_backend **b, 
     if (lacks && !(*b)->is_host) {
         const char *want = mp == SN_MP_BF16 ? "bf16" : mp == SN_MP_F16 ? "f16" : "bf16/f16";
         s = sn_error(SN_ERR_DEVICE, "train.mixed_precision is %s, but device '%s' (%s %s) has no fast %s "
-                     "arithmetic: set train.mixed_precision=false, or pick a GPU that has it (sinter devices)",
-                     sn_mixed_precision_name(mp), cfg->device, info.kind, info.name, want);
+                     "arithmetic: set train.mixed_precision=%s, or pick a GPU that has it (sinter devices)",
+                     sn_mixed_precision_name(mp), cfg->device, info.kind, info.name, want,
+                     mp == SN_MP_BF16 && info.f16 ? "f16 (it has f16) or false" : "false");
         sn_backend_free(*b);
         *b = NULL;
         return s;
