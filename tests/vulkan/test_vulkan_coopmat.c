@@ -88,6 +88,14 @@ static double nerr64(const float *a, const double *ref, int64_t n) {
     return m > 0 ? e / m : e;
 }
 
+/* multiplies columns [k0, k1) of the host data of a [rows, cols] leaf by f */
+static void scale_cols(sn_tensor *t, int64_t k0, int64_t k1, float f) {
+    int64_t cols = t->shape[t->ndim - 1], rows = sn_nelem(t) / cols;
+    float *d = t->data;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = k0; k < k1; k++) d[r * cols + k] *= f;
+}
+
 typedef struct {
     sn_tensor *node;
     int kind; /* 0 matmul, 1 linear */
@@ -98,7 +106,7 @@ typedef struct {
 
 static void test_gemm_f64(void **st) {
     sn_ctx *c = sn_ctx_new();
-    gcase cs[16];
+    gcase cs[24];
     int n = 0;
     sn_tensor *a, *b;
     /* batched, partial tiles, K off the 32-deep steps */
@@ -117,6 +125,17 @@ static void test_gemm_f64(void **st) {
     cs[n++] = (gcase){sn_matmul(c, a, b, false, false), 0, false, false};
     a = LEAF(c, -1, 1, "at_sk", 5000, 20), b = LEAF(c, -1, 1, "bt_sk", 30, 5000);
     cs[n++] = (gcase){sn_matmul(c, a, b, true, true), 0, true, true};
+    /* magnitudes f16 cannot hold (gradients of 1e-6, values past 65504): the per-chunk
+     * scaling; small chunks then large ones along K: the accumulators rescaled */
+    a = LEAF(c, -1, 1, "a_tiny", 37, 70), b = LEAF(c, -1, 1, "b_tiny", 70, 45);
+    scale_cols(a, 0, 70, 1e-6f), scale_cols(b, 0, 45, 3e-7f);
+    cs[n++] = (gcase){sn_matmul(c, a, b, false, false), 0, false, false};
+    a = LEAF(c, -1, 1, "a_huge", 37, 70), b = LEAF(c, -1, 1, "b_huge", 45, 70);
+    scale_cols(a, 0, 70, 1e6f), scale_cols(b, 0, 70, 2e5f);
+    cs[n++] = (gcase){sn_matmul(c, a, b, false, true), 0, false, true};
+    a = LEAF(c, -1, 1, "a_mix", 40, 200), b = LEAF(c, -1, 1, "b_mix", 200, 50);
+    scale_cols(a, 0, 100, 1e-3f), scale_cols(a, 100, 200, 1e3f);
+    cs[n++] = (gcase){sn_matmul(c, a, b, false, false), 0, false, false};
     /* bias per column and activation epilogues */
     sn_tensor *x = LEAF(c, -1, 1, "x", 5, 31, 77), *w = LEAF(c, -0.5, 0.5, "w", 45, 77), *bias = LEAF(c, -1, 1, "bias", 45);
     cs[n++] = (gcase){sn_linear_act(c, x, w, bias, SN_ACT_ELU, 1.0f, 0), 1, .act = SN_ACT_ELU, .p0 = 1.0f};

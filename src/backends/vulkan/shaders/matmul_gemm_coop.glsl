@@ -11,6 +11,12 @@
 // shape comes from three specialization constants, distinct ids even when the values
 // are equal, set at pipeline creation to a shape the device supports.
 // 4 subgroups, 2 x 2 over the tile, each 32 x 32 outputs of (32/M) x (32/N) matrices.
+// f16 has 5 exponent bits: gradients of 1e-6 would lose most of their bits and 1e-8
+// vanish, values past 65504 overflow. So each 64 x 32 chunk of A (32 x 64 of B) is
+// scaled by a power of two that brings its largest magnitude to [2^14, 2^15) (as
+// PyTorch's GradScaler, but per block and automatic); the accumulators carry the
+// product of the scales, rescaled (by a power of two, exactly) when a chunk needs a
+// smaller one, and the epilogue divides it out.
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #include "ops_common.glsl"
@@ -49,6 +55,19 @@ const uint TM = WM / lM, TN = WN / lN;
 shared float16_t As[BM * AS]; // A(m, k) at m * AS + k
 shared float16_t Bs[BK * BS]; // B(k, n) at k * BS + n
 shared float Cs[4 * WM * CS];  // each subgroup's outputs before the epilogue
+shared uint amax[2][2];        // largest |A|, |B| of a chunk (float bits), by chunk parity
+
+const uint NR = BM * BK / gl_WorkGroupSize.x; // chunk elements per invocation
+
+// the exponent of the power of two that brings mx to [2^14, 2^15), at most cap (0, inf
+// and NaN: cap, so they pass through unscaled)
+int chunk_exp(uint bits, int cap) {
+    float mx = uintBitsToFloat(bits);
+    if (mx == 0.0 || isinf(mx) || isnan(mx)) return cap;
+    int e;
+    frexp(mx, e); // mx = f 2^e, f in [0.5, 1)
+    return min(clamp(15 - e, -100, 100), cap);
+}
 
 #ifndef SN_COOP_EMULATE
 #extension GL_NV_cooperative_matrix : require
@@ -60,6 +79,7 @@ shared float Cs[4 * WM * CS];  // each subgroup's outputs before the epilogue
 #define SN_LOAD_B(m, off) coopMatLoadNV(m, Bs, off, BS, false)
 #define SN_MULADD(c, a, b) c = coopMatMulAddNV(a, b, c)
 #define SN_STORE_C(m, off) coopMatStoreNV(m, Cs, off, CS, false)
+#define SN_SCALE_C(c, s) c = c * (s)
 #else
 // A and B are their places in As and Bs, read by the multiply; an accumulator is
 // spread over the subgroup as on a GPU: element e of the row-major M x N matrix lives
@@ -69,6 +89,7 @@ shared float Cs[4 * WM * CS];  // each subgroup's outputs before the epilogue
 struct SnMatC { float v[32]; };
 #define SN_MAT_C SnMatC
 #define SN_ZERO_C(c) for (uint q_ = 0u; q_ < 32u; q_++) c.v[q_] = 0.0
+#define SN_SCALE_C(c, s) for (uint q_ = 0u; q_ < 32u; q_++) c.v[q_] *= (s)
 #define SN_LOAD_A(m, off) m = (off)
 #define SN_LOAD_B(m, off) m = (off)
 #define SN_MULADD(c, a, b)                                                                    \
@@ -101,26 +122,63 @@ void main() {
     SN_MAT_C acc[TM * TN];
     for (uint i = 0u; i < TM * TN; i++) SN_ZERO_C(acc[i]);
 
-    for (int k0 = 0; k0 < K; k0 += BK) {
+    if (lid == 0u) {
+        amax[0][0] = 0u; amax[0][1] = 0u;
+        amax[1][0] = 0u; amax[1][1] = 0u;
+    }
+    barrier();
+    int ea = 100, eb = 100; // the accumulators' scale is 2^(ea + eb)
+    uint par = 0u;
+    for (int k0 = 0; k0 < K; k0 += BK, par ^= 1u) {
         // stage: consecutive invocations read consecutive addresses
-        for (uint e = lid; e < BM * BK; e += nthr) {
-            uint m, k;
+        float ra[NR], rb[NR];
+        float ma = 0.0, mb = 0.0;
+        for (uint r = 0u; r < NR; r++) {
+            uint e = lid + r * nthr, m, k;
             if (ta) { m = e % BM; k = e / BM; } else { k = e % BK; m = e / BK; }
             int gm = m0 + int(m), gk = k0 + int(k);
             float v = 0.0;
             if (gm < pc.M && gk < K)
                 v = ta ? pc.A.v[oa + uint(gk) * uint(pc.lda) + uint(gm)] : pc.A.v[oa + uint(gm) * uint(pc.lda) + uint(gk)];
-            As[m * AS + k] = float16_t(v);
+            ra[r] = v;
+            ma = max(ma, abs(v));
         }
-        for (uint e = lid; e < BK * BN; e += nthr) {
-            uint n, k;
+        for (uint r = 0u; r < NR; r++) {
+            uint e = lid + r * nthr, n, k;
             if (tb) { k = e % BK; n = e / BK; } else { n = e % BN; k = e / BN; }
             int gn = n0 + int(n), gk = k0 + int(k);
             float v = 0.0;
             if (gn < pc.N && gk < K)
                 v = tb ? pc.B.v[ob + uint(gn) * uint(pc.ldb) + uint(gk)] : pc.B.v[ob + uint(gk) * uint(pc.ldb) + uint(gn)];
-            Bs[k * BS + n] = float16_t(v);
+            rb[r] = v;
+            mb = max(mb, abs(v));
         }
+        atomicMax(amax[par][0], floatBitsToUint(ma));
+        atomicMax(amax[par][1], floatBitsToUint(mb));
+        barrier();
+        // the chunk's scales: never above the accumulators' (rescaling them down only, exact)
+        const int ca = chunk_exp(amax[par][0], ea), cb = chunk_exp(amax[par][1], eb);
+        const float sa = ldexp(1.0, ca), sb = ldexp(1.0, cb);
+        if (lid == 0u) { // the next chunk's maxima (nobody reads these before the barrier below)
+            amax[par ^ 1u][0] = 0u;
+            amax[par ^ 1u][1] = 0u;
+        }
+        for (uint r = 0u; r < NR; r++) {
+            uint e = lid + r * nthr, m, k;
+            if (ta) { m = e % BM; k = e / BM; } else { k = e % BK; m = e / BK; }
+            As[m * AS + k] = float16_t(ra[r] * sa);
+        }
+        for (uint r = 0u; r < NR; r++) {
+            uint e = lid + r * nthr, n, k;
+            if (tb) { k = e % BK; n = e / BK; } else { n = e % BN; k = e / BN; }
+            Bs[k * BS + n] = float16_t(rb[r] * sb);
+        }
+        if (working && ca + cb != ea + eb) {
+            const float down = ldexp(1.0, ca + cb - ea - eb); // <= 1
+            for (uint i = 0u; i < TM * TN; i++) SN_SCALE_C(acc[i], down);
+        }
+        ea = ca;
+        eb = cb;
         barrier();
         if (working) {
             for (uint kk = 0u; kk < BK; kk += lK) {
@@ -148,7 +206,8 @@ void main() {
         int gm = m0 + int(r), gn = n0 + int(c);
         if (gm >= pc.M || gn >= pc.N) continue;
         uint s = (r / WM) * 2u + c / WN;
-        float v = pc.alpha * Cs[s * (WM * CS) + (r % WM) * CS + c % WN];
+        // the scale out in two steps: 2^-(ea + eb) alone may be below f32's range
+        float v = pc.alpha * (Cs[s * (WM * CS) + (r % WM) * CS + c % WN] * ldexp(1.0, -ea) * ldexp(1.0, -eb));
         uint ci = oc + uint(gm) * uint(pc.ldc) + uint(gn);
         if (pc.beta != 0.0) v += pc.beta * pc.C.v[ci];
         if (bmode == 1) v += pc.bias.v[gn];
