@@ -1,0 +1,5 @@
+#version 450
+// The register-blocked GEMM (gemm_big.glsl) with 128x64 tiles of 128 invocations: twice
+// the workgroups of matmul_gemm_big.comp where its tiles would leave a GPU half idle.
+#define BN 64
+#include "gemm_big.glsl"
