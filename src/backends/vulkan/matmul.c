@@ -47,6 +47,8 @@ static gemm_shader gemm_pick(sn_vk *vk, const sn_vk_gemm_args *g) {
     return GEMM_TILED;
 }
 
+int sn_vk_gemm_shader(sn_vk *vk, const sn_vk_gemm_args *g) { return gemm_pick(vk, g).sh; }
+
 /* vec4 loads/stores of an operand: a 16-byte aligned base, leading dimension and the
  * batch strides in use multiples of 4 (flags bits 9-11 of the big shaders) */
 static bool vec4_ok(uint64_t addr, int64_t ld, const int64_t s[2], int64_t batch, int64_t binner) {
