@@ -7,8 +7,9 @@
  * entry point) submitted R times after a warm-up; the median GPU time (timestamps; wall
  * time without them) over P. One JSON line each: ms per GEMM, GFLOP/s, the shader the
  * variant ran, its largest difference from the first variant's result (relative to the
- * result's scale) and from a float64 reference at 64 sampled outputs (relative to sum |a b|). Variants: tiled, big (the big tile the shape favours), big128,
- * big64, direct, auto (the backend's own choice). --small: shapes lavapipe runs in seconds. */
+ * result's scale) and from a float64 reference at 64 sampled outputs (relative to
+ * sum |a b|). Variants: SN_VK_GEMM's values (tiled, big: the big tile the shape favours,
+ * big128x128, big128x64, big64x128, direct) and auto (the backend's own choice). --small: shapes lavapipe runs in seconds. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
 #include "core/core.h"
@@ -65,14 +66,14 @@ static void json_str(const char *s) {
 
 static int usage(void) {
     fprintf(stderr, "usage: bench_vk_gemm [--small] [--device N] [--runs R (1..64)] [--reps P (1..1000)] "
-                    "[--variants tiled,big,big128,big64,direct,auto]\n");
+                    "[--variants tiled,big,big128x128,big128x64,big64x128,direct,auto]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     bool small = false;
     int dev = 0, runs = 7, reps = 0;
-    char variants[256] = "tiled,big,big128,big64,auto";
+    char variants[256] = "tiled,big,big128x128,big128x64,big64x128,auto";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--small")) small = true;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = atoi(argv[++i]);

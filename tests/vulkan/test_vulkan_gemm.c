@@ -1,5 +1,5 @@
-/* The Vulkan GEMM (sn_vk_gemm) through every shader (SN_VK_GEMM=direct|tiled|big128|big64,
- * and the default choice) against a float64 reference on fresh random inputs: all four
+/* The Vulkan GEMM (sn_vk_gemm) through every shader (SN_VK_GEMM=direct|tiled|big128x128|
+ * big128x64|big64x128, big and the default choice) against a float64 reference on fresh random inputs: all four
  * transpose combinations, sizes off every tile (and K off the K step), two-level batches,
  * split-K, alpha/beta, bias per column and per row, activation epilogues, operands that
  * allow vec4 loads and ones that do not (odd offsets and leading dimensions). C's padding
@@ -169,12 +169,28 @@ static void run_shader(const char *shader) {
 
 static void test_direct(void **st) { run_shader("direct"); }
 static void test_tiled(void **st) { run_shader("tiled"); }
-static void test_big128(void **st) { run_shader("big128"); }
-static void test_big64(void **st) { run_shader("big64"); }
+static void test_big128x128(void **st) { run_shader("big128x128"); }
+static void test_big128x64(void **st) { run_shader("big128x64"); }
+static void test_big64x128(void **st) { run_shader("big64x128"); }
+static void test_big(void **st) { run_shader("big"); }
 static void test_default(void **st) { run_shader(NULL); }
 
-/* an unknown SN_VK_GEMM value falls back to the default choice */
-static void test_unknown(void **st) { run_shader("no-such-shader"); }
+/* an unknown SN_VK_GEMM value is an error naming the choices, not a silent default */
+static sn_status run_one(sn_vk *vk, void *arg) {
+    (void)arg;
+    return sn_vk_gemm1(vk, false, false, 4, 4, 4, 1.0f, g_args.A, 4, g_args.A, 4, 0.0f, g_args.C, 4, "typo");
+}
+static void test_unknown(void **st) {
+    void *base = NULL;
+    SN_ASSERT_OK(g_vk->i->alloc(g_vk, 64 * sizeof(float), &base));
+    g_args.A = g_args.C = (uint64_t)(uintptr_t)base;
+    setenv("SN_VK_GEMM", "big128", 1);
+    sn_status s = sn_vk_run(g_vk->ctx, run_one, NULL, 1, NULL);
+    unsetenv("SN_VK_GEMM");
+    g_vk->i->release(g_vk, base);
+    assert_int_equal(s, SN_ERR_CONFIG);
+    assert_non_null(strstr(sn_last_error(), "big128x64"));
+}
 
 int main(void) {
     if (sn_vulkan_reg.count() == 0) {
@@ -187,8 +203,9 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_direct), cmocka_unit_test(test_tiled),   cmocka_unit_test(test_big128),
-        cmocka_unit_test(test_big64),  cmocka_unit_test(test_default), cmocka_unit_test(test_unknown),
+        cmocka_unit_test(test_direct),    cmocka_unit_test(test_tiled),     cmocka_unit_test(test_big128x128),
+        cmocka_unit_test(test_big128x64), cmocka_unit_test(test_big64x128), cmocka_unit_test(test_big),
+        cmocka_unit_test(test_default),   cmocka_unit_test(test_unknown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     sn_backend_free(g_vk);

@@ -120,9 +120,9 @@ int main(void) {
         cmocka_unit_test(test_rnn),
     };
     /* each GEMM shader in turn (read on every GEMM call) */
-    static const char *const paths[4] = {"tiled", "direct", "big128", "big64"};
+    static const char *const paths[5] = {"tiled", "direct", "big128x128", "big128x64", "big64x128"};
     int r = 0;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         setenv("SN_VK_GEMM", paths[k], 1);
         printf("GEMM shader: %s\n", paths[k]);
         r |= cmocka_run_group_tests(tests, NULL, NULL);

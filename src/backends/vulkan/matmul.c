@@ -8,9 +8,10 @@
 /* The GEMM shaders: a barrier-free one reading its operands straight from memory (CPU
  * drivers, lavapipe and SwiftShader, which run a workgroup's barriers as switches between
  * its invocations: 3-4x faster there), 64x64 shared-memory tiles, and the register-blocked
- * 128x128 / 128x64 tiles (8x8 outputs per invocation, several times the 64x64 one's rate)
- * where the output has enough of them to fill a GPU. SN_VK_GEMM=direct|tiled|big|big128|
- * big64 forces one (big: the big tile the shape favours); read on every call, for tests. */
+ * 128x128 / 128x64 / 64x128 tiles (8x8 outputs per invocation, several times the 64x64
+ * one's rate) where the output has enough of them to fill a GPU. SN_VK_GEMM=direct|tiled|
+ * big|big128x128|big128x64|big64x128 forces one (big: the big tile the shape favours);
+ * read on every call, for tests and benchmarks. */
 typedef struct {
     int sh;
     int64_t bm, bn; /* output tile */
@@ -18,33 +19,52 @@ typedef struct {
 
 static const gemm_shader GEMM_DIRECT = {SN_VK_SH_MATMUL_GEMM_DIRECT, 32, 32},
                          GEMM_TILED = {SN_VK_SH_MATMUL_GEMM, 64, 64},
-                         GEMM_BIG128 = {SN_VK_SH_MATMUL_GEMM_BIG, 128, 128},
-                         GEMM_BIG64 = {SN_VK_SH_MATMUL_GEMM_BIG64, 128, 64};
+                         GEMM_BIG = {SN_VK_SH_MATMUL_GEMM_BIG, 128, 128},
+                         GEMM_BIG_128X64 = {SN_VK_SH_MATMUL_GEMM_BIG_128X64, 128, 64},
+                         GEMM_BIG_64X128 = {SN_VK_SH_MATMUL_GEMM_BIG_64X128, 64, 128};
 
-static int64_t gemm_tiles(const sn_vk_gemm_args *g, int64_t bm, int64_t bn) {
-    return ((g->M + bm - 1) / bm) * ((g->N + bn - 1) / bn) * g->batch;
+static int64_t gemm_tiles(const sn_vk_gemm_args *g, gemm_shader t) {
+    return ((g->M + t.bm - 1) / t.bm) * ((g->N + t.bn - 1) / t.bn) * g->batch;
+}
+/* the share of the tiles' outputs inside C */
+static double gemm_fill(const sn_vk_gemm_args *g, gemm_shader t) {
+    return (double)g->M * (double)g->N * (double)g->batch / ((double)gemm_tiles(g, t) * (double)(t.bm * t.bn));
 }
 
-static gemm_shader gemm_pick(sn_vk *vk, const sn_vk_gemm_args *g) {
+/* The big tile for g: 128x128 while there are ~2 workgroups per multiprocessor on the
+ * largest GPUs (H100: 132) and few outputs are padding, else whichever half tile (twice
+ * the workgroups) wastes less. *enough: the chosen one still has ~1 workgroup per
+ * multiprocessor, at least half of its outputs real. */
+static gemm_shader gemm_big(sn_vk *vk, const sn_vk_gemm_args *g, bool *enough) {
     const sn_vk_limits *l = sn_vk_limits_of(vk);
-    const char *e = getenv("SN_VK_GEMM");
     /* 128x128 needs 256 invocations and 17 KB of shared memory (double-buffered [2][8][33]
-     * vec4 tiles of A and B), above Vulkan's minimums (128, 16 KB); 128x64 fits any device */
-    bool fits128 = l->shared_bytes >= 2 * 2 * 8 * 33 * 16 && l->max_invocations >= 256 && l->max_wg_size[0] >= 256;
-    /* 128x128 while there are ~2 workgroups per multiprocessor on the largest GPUs (H100:
-     * 132), else 128x64 (twice the workgroups) while there are ~1 per multiprocessor */
-    bool want128 = fits128 && gemm_tiles(g, 128, 128) >= 256;
+     * vec4 tiles of A and B), above Vulkan's minimums (128, 16 KB); the half tiles fit any device */
+    bool fits = l->shared_bytes >= 2 * 2 * 8 * 33 * 16 && l->max_invocations >= 256 && l->max_wg_size[0] >= 256;
+    if (fits && gemm_tiles(g, GEMM_BIG) >= 256 && gemm_fill(g, GEMM_BIG) >= 0.75) {
+        *enough = true;
+        return GEMM_BIG;
+    }
+    gemm_shader h = gemm_fill(g, GEMM_BIG_64X128) > gemm_fill(g, GEMM_BIG_128X64) ? GEMM_BIG_64X128 : GEMM_BIG_128X64;
+    *enough = gemm_tiles(g, h) >= 128 && gemm_fill(g, h) >= 0.5;
+    return h;
+}
+
+/* the one place that picks a GEMM shader; sh -1 for an SN_VK_GEMM value it does not know */
+static gemm_shader gemm_pick(sn_vk *vk, const sn_vk_gemm_args *g) {
+    const char *e = getenv("SN_VK_GEMM");
+    bool enough;
+    gemm_shader big = gemm_big(vk, g, &enough);
     if (e && *e) {
         if (!strcmp(e, "direct")) return GEMM_DIRECT;
         if (!strcmp(e, "tiled")) return GEMM_TILED;
-        if (!strcmp(e, "big")) return want128 ? GEMM_BIG128 : GEMM_BIG64;
-        if (!strcmp(e, "big128")) return GEMM_BIG128;
-        if (!strcmp(e, "big64")) return GEMM_BIG64;
+        if (!strcmp(e, "big")) return big;
+        if (!strcmp(e, "big128x128")) return GEMM_BIG;
+        if (!strcmp(e, "big128x64")) return GEMM_BIG_128X64;
+        if (!strcmp(e, "big64x128")) return GEMM_BIG_64X128;
+        return (gemm_shader){-1, 0, 0}; /* a typo must not silently test the default */
     }
-    if (l->cpu_driver) return GEMM_DIRECT;
-    if (want128) return GEMM_BIG128;
-    if (gemm_tiles(g, 128, 64) >= 128) return GEMM_BIG64;
-    return GEMM_TILED;
+    if (sn_vk_limits_of(vk)->cpu_driver) return GEMM_DIRECT;
+    return enough ? big : GEMM_TILED;
 }
 
 int sn_vk_gemm_shader(sn_vk *vk, const sn_vk_gemm_args *g) { return gemm_pick(vk, g).sh; }
@@ -79,7 +99,7 @@ typedef struct {
  * stays false (nothing recorded) where splitting does not pay. */
 static sn_status gemm_splitk(sn_vk *vk, const sn_vk_gemm_args *g, gemm_shader sh, bool *done, const char *what) {
     *done = false;
-    int64_t tiles = gemm_tiles(g, sh.bm, sh.bn);
+    int64_t tiles = gemm_tiles(g, sh);
     if (g->batch != 1 || tiles >= 32 || g->K < 4096) return SN_OK;
     int64_t S = (64 + tiles - 1) / tiles; /* about 64 workgroups */
     if (S > g->K / 1024) S = g->K / 1024;   /* each at least 1024 deep */
@@ -147,6 +167,9 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
         if (!fits32(g->sA[k]) || !fits32(g->sB[k]) || !fits32(g->sC[k]))
             return sn_error(SN_ERR_UNSUPPORTED, "Vulkan GEMM (%s): batch stride beyond 32 bits", what);
     const gemm_shader sh = gemm_pick(vk, g);
+    if (sh.sh < 0)
+        return sn_error(SN_ERR_CONFIG, "Vulkan GEMM (%s): SN_VK_GEMM='%s' is none of direct, tiled, big, big128x128, "
+                        "big128x64, big64x128: unset it for the automatic choice", what, getenv("SN_VK_GEMM"));
     const int64_t mchunk = (int64_t)65535 * sh.bm, nchunk = (int64_t)65535 * sh.bn;
     if (g->M <= mchunk && g->N <= nchunk) {
         bool done;

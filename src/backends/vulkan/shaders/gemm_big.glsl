@@ -1,5 +1,5 @@
-// The register-blocked GEMM of matmul_gemm_big.comp (BN 128) and matmul_gemm_big64.comp
-// (BN 64): C = act(alpha * op(A) op(B) + beta * C + bias), row-major, fp32, batched, the
+// The register-blocked GEMM of matmul_gemm_big*.comp (tiles BM x BN: 128x128, 128x64,
+// 64x128): C = act(alpha * op(A) op(B) + beta * C + bias), row-major, fp32, batched, the
 // same push constants, batches, split-K and epilogue as matmul_gemm.comp.
 // A BM x BN tile per workgroup, 8x8 outputs per invocation in registers (rows ty*4+i and
 // BM/2+ty*4+i, columns tx*4+j and BN/2+tx*4+j: vec4 shared-memory reads, neighbouring
@@ -11,7 +11,6 @@
 #extension GL_EXT_control_flow_attributes : require
 #include "ops_common.glsl"
 
-#define BM 128
 #define BK 8
 #define NTX (BN / 8)
 #define NTY (BM / 8)
