@@ -8,8 +8,10 @@
  * time without them) over P. One JSON line each: ms per GEMM, GFLOP/s, the shader the
  * variant ran, its largest difference from the first variant's result (relative to the
  * result's scale) and from a float64 reference at 64 sampled outputs (relative to
- * sum |a b|). Variants: SN_VK_GEMM's values (tiled, big: the big tile the shape favours,
- * big128x128, big128x64, big64x128, direct) and auto (the backend's own choice). --small: shapes lavapipe runs in seconds. */
+ * sum |a b|; beyond fp32's bound the exit status is 1).
+ * Variants: SN_VK_GEMM's values (tiled; big: the big tile the shape favours; big128x128,
+ * big128x64, big64x128; direct) and auto (the backend's own choice).
+ * --small: shapes lavapipe runs in seconds. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
 #include "core/core.h"
@@ -53,6 +55,12 @@ static sn_status run_job(sn_vk *vk, void *arg) {
     job *j = arg;
     for (int r = 0; r < j->reps; r++) SN_VK_TRY(sn_vk_gemm(vk, &j->g, "bench"));
     return SN_OK;
+}
+
+/* uniform in [-0.5, 0.5) */
+static float urand(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*s >> 40) / 16777216.0 - 0.5);
 }
 
 static void json_str(const char *s) {
@@ -111,8 +119,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_vk_gemm: %s: out of memory (%s)\n", s->name, sn_last_error());
             return 1;
         }
-        for (int64_t i = 0; i < na; i++) hA[i] = (float)((double)((seed = seed * 6364136223846793005ull + 1) >> 40) / 16777216.0 - 0.5);
-        for (int64_t i = 0; i < nb; i++) hB[i] = (float)((double)((seed = seed * 6364136223846793005ull + 1) >> 40) / 16777216.0 - 0.5);
+        for (int64_t i = 0; i < na; i++) hA[i] = urand(&seed);
+        for (int64_t i = 0; i < nb; i++) hB[i] = urand(&seed);
         if (b->i->upload(b, dA, hA, (size_t)na * 4) != SN_OK || b->i->upload(b, dB, hB, (size_t)nb * 4) != SN_OK) {
             fprintf(stderr, "bench_vk_gemm: upload: %s\n", sn_last_error());
             return 1;
@@ -173,6 +181,10 @@ int main(int argc, char **argv) {
                    sn_vk_shaders[sh].name, ms, gflop / (ms * 1e-3), reps, runs,
                    sn_vk_has_timestamps(vk) ? "gpu" : "wall", scale > 0 ? err / scale : err, sample_err);
             fflush(stdout);
+            if (!(sample_err <= 6e-8 * (double)(s->K + 4))) { /* beyond fp32's worst case: a wrong result */
+                fprintf(stderr, "bench_vk_gemm: %s %s: wrong result (%.3g from float64)\n", s->name, v, sample_err);
+                rc = 1;
+            }
         }
         unsetenv("SN_VK_GEMM");
         b->i->release(b, dA);
