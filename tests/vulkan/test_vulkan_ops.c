@@ -1,6 +1,6 @@
 /* What the parity suite (tests/backend/test_backend_ops.c, run for vulkan, and once more
  * with SN_VK_GEMM=tiled by ctest) does not reach for the Vulkan heavy families: conv
- * geometries that split the GEMMs (split-K) under both GEMM shaders (SN_VK_GEMM forces
+ * geometries that split the GEMMs (split-K) under every GEMM shader (SN_VK_GEMM forces
  * each here), and recurrent layers over a single timestep (no recurrent product, a zero
  * dw_hh).
  * Each op against the CPU backend with the parity suite's tolerances, saved state
@@ -120,9 +120,9 @@ int main(void) {
         cmocka_unit_test(test_rnn),
     };
     /* each GEMM shader in turn (read on every GEMM call) */
-    static const char *const paths[2] = {"tiled", "direct"};
+    static const char *const paths[5] = {"tiled", "direct", "big128x128", "big128x64", "big64x128"};
     int r = 0;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 5; k++) {
         setenv("SN_VK_GEMM", paths[k], 1);
         printf("GEMM shader: %s\n", paths[k]);
         r |= cmocka_run_group_tests(tests, NULL, NULL);

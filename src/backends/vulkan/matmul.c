@@ -5,18 +5,81 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Two GEMM shaders: shared-memory tiles (GPUs), and a barrier-free one reading its
- * operands straight from memory (CPU drivers, lavapipe and SwiftShader, which run a
- * workgroup's barriers as switches between its invocations: 3-4x faster there).
- * SN_VK_GEMM=tiled|direct forces one (read on every call, for tests). */
-static bool use_direct(sn_vk *vk) {
-    const char *e = getenv("SN_VK_GEMM");
-    if (e && !strcmp(e, "direct")) return true;
-    if (e && !strcmp(e, "tiled")) return false;
-    return sn_vk_limits_of(vk)->cpu_driver;
+/* The GEMM shaders: a barrier-free one reading its operands straight from memory (CPU
+ * drivers, lavapipe and SwiftShader, which run a workgroup's barriers as switches between
+ * its invocations: 3-4x faster there), 64x64 shared-memory tiles, and the register-blocked
+ * 128x128 / 128x64 / 64x128 tiles (8x8 outputs per invocation, several times the 64x64
+ * one's rate) where the output has enough of them to fill a GPU. SN_VK_GEMM=direct|tiled|
+ * big|big128x128|big128x64|big64x128 forces one (big: the big tile the shape favours);
+ * read on every call, for tests and benchmarks. */
+typedef struct {
+    int sh;
+    int64_t bm, bn; /* output tile */
+} gemm_shader;
+
+static const gemm_shader GEMM_DIRECT = {SN_VK_SH_MATMUL_GEMM_DIRECT, 32, 32},
+                         GEMM_TILED = {SN_VK_SH_MATMUL_GEMM, 64, 64},
+                         GEMM_BIG = {SN_VK_SH_MATMUL_GEMM_BIG, 128, 128},
+                         GEMM_BIG_128X64 = {SN_VK_SH_MATMUL_GEMM_BIG_128X64, 128, 64},
+                         GEMM_BIG_64X128 = {SN_VK_SH_MATMUL_GEMM_BIG_64X128, 64, 128};
+
+static int64_t gemm_tiles(const sn_vk_gemm_args *g, gemm_shader t) {
+    return ((g->M + t.bm - 1) / t.bm) * ((g->N + t.bn - 1) / t.bn) * g->batch;
+}
+/* the share of the tiles' outputs inside C */
+static double gemm_fill(const sn_vk_gemm_args *g, gemm_shader t) {
+    return (double)g->M * (double)g->N * (double)g->batch / ((double)gemm_tiles(g, t) * (double)(t.bm * t.bn));
 }
 
-/* push constants of shaders/matmul_gemm.comp and matmul_gemm_direct.comp */
+/* The big tile for g: 128x128 while there are ~2 workgroups per multiprocessor on the
+ * largest GPUs (H100: 132) and few outputs are padding, else whichever half tile (twice
+ * the workgroups) wastes less. *enough: the chosen one still has ~1 workgroup per
+ * multiprocessor, at least half of its outputs real. */
+static gemm_shader gemm_big(sn_vk *vk, const sn_vk_gemm_args *g, bool *enough) {
+    const sn_vk_limits *l = sn_vk_limits_of(vk);
+    /* 128x128 needs 256 invocations and 17 KB of shared memory (double-buffered [2][8][33]
+     * vec4 tiles of A and B), above Vulkan's minimums (128, 16 KB); the half tiles fit any device */
+    bool fits = l->shared_bytes >= 2 * 2 * 8 * 33 * 16 && l->max_invocations >= 256 && l->max_wg_size[0] >= 256;
+    if (fits && gemm_tiles(g, GEMM_BIG) >= 256 && gemm_fill(g, GEMM_BIG) >= 0.75) {
+        *enough = true;
+        return GEMM_BIG;
+    }
+    gemm_shader h = gemm_fill(g, GEMM_BIG_64X128) > gemm_fill(g, GEMM_BIG_128X64) ? GEMM_BIG_64X128 : GEMM_BIG_128X64;
+    *enough = gemm_tiles(g, h) >= 128 && gemm_fill(g, h) >= 0.5;
+    return h;
+}
+
+/* the one place that picks a GEMM shader; sh -1 for an SN_VK_GEMM value it does not know */
+static gemm_shader gemm_pick(sn_vk *vk, const sn_vk_gemm_args *g) {
+    /* train.mixed_precision: the f16 cooperative-matrix GEMM (64x64 tiles, these push constants) */
+    const int f16 = sn_vk_f16_gemm_shader(vk);
+    if (f16 >= 0) return (gemm_shader){f16, 64, 64};
+    const char *e = getenv("SN_VK_GEMM");
+    bool enough;
+    gemm_shader big = gemm_big(vk, g, &enough);
+    if (e && *e) {
+        if (!strcmp(e, "direct")) return GEMM_DIRECT;
+        if (!strcmp(e, "tiled")) return GEMM_TILED;
+        if (!strcmp(e, "big")) return big;
+        if (!strcmp(e, "big128x128")) return GEMM_BIG;
+        if (!strcmp(e, "big128x64")) return GEMM_BIG_128X64;
+        if (!strcmp(e, "big64x128")) return GEMM_BIG_64X128;
+        return (gemm_shader){-1, 0, 0}; /* a typo must not silently test the default */
+    }
+    if (sn_vk_limits_of(vk)->cpu_driver) return GEMM_DIRECT;
+    return enough ? big : GEMM_TILED;
+}
+
+int sn_vk_gemm_shader(sn_vk *vk, const sn_vk_gemm_args *g) { return gemm_pick(vk, g).sh; }
+
+/* vec4 loads/stores of an operand: a 16-byte aligned base, leading dimension and the
+ * batch strides in use multiples of 4 (flags bits 9-11 of the big shaders) */
+static bool vec4_ok(uint64_t addr, int64_t ld, const int64_t s[2], int64_t batch, int64_t binner) {
+    int64_t zo = binner > 1 ? (batch + binner - 1) / binner : batch;
+    return addr % 16 == 0 && ld % 4 == 0 && (zo <= 1 || s[0] % 4 == 0) && (binner <= 1 || s[1] % 4 == 0);
+}
+
+/* push constants of shaders/matmul_gemm.comp, matmul_gemm_direct.comp, matmul_gemm_big*.comp and matmul_gemm_coop*.comp */
 typedef struct {
     uint64_t A, B, C, bias;
     int32_t M, N, K, lda, ldb, ldc;
@@ -37,10 +100,9 @@ typedef struct {
  * products) would leave all but a few workgroups idle: S products over slices of K
  * into parts [S, M, N], then their sum in a fixed order with the epilogue. *done
  * stays false (nothing recorded) where splitting does not pay. */
-static sn_status gemm_splitk(sn_vk *vk, const sn_vk_gemm_args *g, int sh, int64_t tile, bool *done,
-                             const char *what) {
+static sn_status gemm_splitk(sn_vk *vk, const sn_vk_gemm_args *g, gemm_shader sh, bool *done, const char *what) {
     *done = false;
-    int64_t tiles = ((g->M + tile - 1) / tile) * ((g->N + tile - 1) / tile);
+    int64_t tiles = gemm_tiles(g, sh);
     if (g->batch != 1 || tiles >= 32 || g->K < 4096) return SN_OK;
     int64_t S = (64 + tiles - 1) / tiles; /* about 64 workgroups */
     if (S > g->K / 1024) S = g->K / 1024;   /* each at least 1024 deep */
@@ -64,10 +126,12 @@ static sn_status gemm_splitk(sn_vk *vk, const sn_vk_gemm_args *g, int sh, int64_
     p.sB0 = (int32_t)(g->tb ? Kc : Kc * g->ldb);
     p.sC0 = (int32_t)(g->M * g->N);
     p.binner = 1;
-    p.flags = (g->ta ? 1 : 0) | (g->tb ? 2 : 0) | 256;
+    const int64_t sa[2] = {p.sA0, 0}, sb[2] = {p.sB0, 0}, sc[2] = {p.sC0, 0};
+    p.flags = (g->ta ? 1 : 0) | (g->tb ? 2 : 0) | 256 | (vec4_ok(p.A, p.lda, sa, S, 1) ? 512 : 0) |
+              (vec4_ok(p.B, p.ldb, sb, S, 1) ? 1024 : 0) | (vec4_ok(p.C, p.ldc, sc, S, 1) ? 2048 : 0);
     p.alpha = 1.0f;
-    sn_status s = sn_vk_dispatch(vk, sh, &p, sizeof p, (uint32_t)((g->N + tile - 1) / tile),
-                                 (uint32_t)((g->M + tile - 1) / tile), (uint32_t)S);
+    sn_status s = sn_vk_dispatch(vk, sh.sh, &p, sizeof p, (uint32_t)((g->N + sh.bn - 1) / sh.bn),
+                                 (uint32_t)((g->M + sh.bm - 1) / sh.bm), (uint32_t)S);
     if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);
     splitk_push q = {part, g->C, g->bias_mode ? g->bias : 0, (int32_t)g->M, (int32_t)g->N, (int32_t)S,
                      (int32_t)g->ldc, g->bias_mode, g->act, g->alpha, g->beta, g->p0, g->p1};
@@ -105,20 +169,20 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
     for (int k = 0; k < 2; k++)
         if (!fits32(g->sA[k]) || !fits32(g->sB[k]) || !fits32(g->sC[k]))
             return sn_error(SN_ERR_UNSUPPORTED, "Vulkan GEMM (%s): batch stride beyond 32 bits", what);
-    const bool direct = use_direct(vk);
-    /* mixed precision: the cooperative-matrix shader, same push constants and 64x64 tiles */
-    const int f16 = sn_vk_f16_gemm_shader(vk);
-    const int sh = f16 >= 0 ? f16 : direct ? SN_VK_SH_MATMUL_GEMM_DIRECT : SN_VK_SH_MATMUL_GEMM;
-    const int64_t TILE = sh == SN_VK_SH_MATMUL_GEMM_DIRECT ? 32 : 64, chunk = (int64_t)65535 * TILE;
-    if (g->M <= chunk && g->N <= chunk) {
+    const gemm_shader sh = gemm_pick(vk, g);
+    if (sh.sh < 0)
+        return sn_error(SN_ERR_CONFIG, "Vulkan GEMM (%s): SN_VK_GEMM='%s' is none of direct, tiled, big, big128x128, "
+                        "big128x64, big64x128: unset it for the automatic choice", what, getenv("SN_VK_GEMM"));
+    const int64_t mchunk = (int64_t)65535 * sh.bm, nchunk = (int64_t)65535 * sh.bn;
+    if (g->M <= mchunk && g->N <= nchunk) {
         bool done;
-        SN_VK_TRY(gemm_splitk(vk, g, sh, TILE, &done, what));
+        SN_VK_TRY(gemm_splitk(vk, g, sh, &done, what));
         if (done) return SN_OK;
     }
     /* more than 65535 tiles along M or N: several dispatches over sub-blocks */
-    for (int64_t m0 = 0; m0 < g->M; m0 += chunk)
-        for (int64_t n0 = 0; n0 < g->N; n0 += chunk) {
-            int64_t M = g->M - m0 < chunk ? g->M - m0 : chunk, N = g->N - n0 < chunk ? g->N - n0 : chunk;
+    for (int64_t m0 = 0; m0 < g->M; m0 += mchunk)
+        for (int64_t n0 = 0; n0 < g->N; n0 += nchunk) {
+            int64_t M = g->M - m0 < mchunk ? g->M - m0 : mchunk, N = g->N - n0 < nchunk ? g->N - n0 : nchunk;
             gemm_push p = {0};
             p.A = sn_vk_at(g->A, g->ta ? m0 : m0 * g->lda);
             p.B = sn_vk_at(g->B, g->tb ? n0 * g->ldb : n0);
@@ -139,14 +203,17 @@ sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what) {
             p.sC0 = (int32_t)g->sC[0];
             p.sC1 = (int32_t)g->sC[1];
             p.binner = (int32_t)binner;
-            p.flags = (g->ta ? 1 : 0) | (g->tb ? 2 : 0) | ((g->bias_mode & 3) << 2) | ((g->act & 15) << 4);
+            p.flags = (g->ta ? 1 : 0) | (g->tb ? 2 : 0) | ((g->bias_mode & 3) << 2) | ((g->act & 15) << 4) |
+                      (vec4_ok(p.A, g->lda, g->sA, g->batch, binner) ? 512 : 0) |
+                      (vec4_ok(p.B, g->ldb, g->sB, g->batch, binner) ? 1024 : 0) |
+                      (vec4_ok(p.C, g->ldc, g->sC, g->batch, binner) ? 2048 : 0);
             p.alpha = g->alpha;
             p.beta = g->beta;
             p.p0 = g->p0;
             p.p1 = g->p1;
             p.Ktot = (int32_t)g->K;
-            sn_status s = sn_vk_dispatch(vk, sh, &p, sizeof p, (uint32_t)((N + TILE - 1) / TILE),
-                                         (uint32_t)((M + TILE - 1) / TILE), (uint32_t)g->batch);
+            sn_status s = sn_vk_dispatch(vk, sh.sh, &p, sizeof p, (uint32_t)((N + sh.bn - 1) / sh.bn),
+                                         (uint32_t)((M + sh.bm - 1) / sh.bm), (uint32_t)g->batch);
             if (s != SN_OK) return sn_error_prefix(s, "Vulkan GEMM (%s)", what);
         }
     return SN_OK;

@@ -41,6 +41,10 @@ sn_status sn_vk_dispatch_n(sn_vk *vk, int sh, const void *push, uint32_t push_by
 /* SN_PROFILE=3: dispatches of shader sh timed so far; whether vk can time them (tests) */
 long sn_vk_prof_dispatches(int sh);
 bool sn_vk_has_timestamps(const sn_vk *vk);
+/* Tests and benchmarks: records what fn dispatches (fn may call sn_vk_gemm and the other
+ * helpers) as one segment, submits it `runs` times and waits for each; ms[r] (may be NULL)
+ * gets run r's GPU time in ms (wall time where the device has no timestamps). */
+sn_status sn_vk_run(sn_vk *vk, sn_status (*fn)(sn_vk *vk, void *arg), void *arg, int runs, double *ms);
 /* The grid sn_vk_dispatch_n uses for `groups` workgroups (gx*gy >= groups). */
 void sn_vk_grid(const sn_vk *vk, uint64_t groups, uint32_t *gx, uint32_t *gy);
 

@@ -31,6 +31,8 @@ typedef struct sn_vk_gemm_args {
 } sn_vk_gemm_args;
 
 sn_status sn_vk_gemm(sn_vk *vk, const sn_vk_gemm_args *g, const char *what);
+/* the shader (SN_VK_SH_*) sn_vk_gemm would use for g now (benchmarks, tests) */
+int sn_vk_gemm_shader(sn_vk *vk, const sn_vk_gemm_args *g);
 /* One product: C = alpha op(A) op(B) + beta C */
 sn_status sn_vk_gemm1(sn_vk *vk, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, uint64_t A,
                       int64_t lda, uint64_t B, int64_t ldb, float beta, uint64_t C, int64_t ldc, const char *what);

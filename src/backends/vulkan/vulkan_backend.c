@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the loader and its function pointers ---- */
@@ -1376,6 +1377,70 @@ static void v_segment_free(sn_backend *b, void *state) {
     vkDestroyFence(vk->dev, s->fence, NULL);
     free(s->temps);
     free(s);
+}
+
+/* Tests and benchmarks: fn's dispatches recorded as one segment, submitted `runs` times,
+ * each waited for; ms[r] gets run r's GPU time (timestamps around the segment; wall time
+ * where the device has none). */
+sn_status sn_vk_run(sn_vk *vk, sn_status (*fn)(sn_vk *vk, void *arg), void *arg, int runs, double *ms) {
+    vk_seg s = {0};
+    VkCommandBufferAllocateInfo ai = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, NULL, vk->pool,
+                                      VK_COMMAND_BUFFER_LEVEL_PRIMARY, 1};
+    VkFenceCreateInfo fi = {VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    VK_TRY(vk, vkAllocateCommandBuffers(vk->dev, &ai, &s.cb));
+    VkResult r = vkCreateFence(vk->dev, &fi, NULL, &s.fence);
+    if (r == VK_SUCCESS && vk->phys->timestamps) {
+        VkQueryPoolCreateInfo qi = {VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+        qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+        qi.queryCount = 2;
+        r = vkCreateQueryPool(vk->dev, &qi, NULL, &s.qpool);
+    }
+    VkCommandBufferBeginInfo bi = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    if (r == VK_SUCCESS) r = vkBeginCommandBuffer(s.cb, &bi);
+    sn_status st = r == VK_SUCCESS ? SN_OK : vk_fail(vk, r, "sn_vk_run setup");
+    if (st == SN_OK) {
+        vk->rec = &s;
+        vk->rec_ndisp = 0;
+        vk->rec_bound = VK_NULL_HANDLE;
+        vk->scr_used = 0;
+        full_barrier(vk, s.cb, 0, 0);
+        if (s.qpool) {
+            vkCmdResetQueryPool(s.cb, s.qpool, 0, 2);
+            vkCmdWriteTimestamp(s.cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s.qpool, 0);
+        }
+        st = fn(vk, arg);
+        if (s.qpool) vkCmdWriteTimestamp(s.cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s.qpool, 1);
+        full_barrier(vk, s.cb, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+        vk->rec = NULL;
+        r = vkEndCommandBuffer(s.cb);
+        if (st == SN_OK && r != VK_SUCCESS) st = vk_fail(vk, r, "vkEndCommandBuffer");
+    }
+    for (int i = 0; i < runs && st == SN_OK; i++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        VkSubmitInfo si = {VK_STRUCTURE_TYPE_SUBMIT_INFO};
+        si.commandBufferCount = 1;
+        si.pCommandBuffers = &s.cb;
+        r = vkResetFences(vk->dev, 1, &s.fence);
+        if (r == VK_SUCCESS) r = vkQueueSubmit(vk->queue, 1, &si, s.fence);
+        if (r == VK_SUCCESS) r = vkWaitForFences(vk->dev, 1, &s.fence, VK_TRUE, UINT64_MAX);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (r != VK_SUCCESS) {
+            st = vk_fail(vk, r, "vkQueueSubmit/vkWaitForFences");
+            break;
+        }
+        double wall = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+        uint64_t ts[2];
+        if (s.qpool && vkGetQueryPoolResults(vk->dev, s.qpool, 0, 2, sizeof ts, ts, sizeof ts[0],
+                                             VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
+            wall = (double)(ts[1] - ts[0]) * vk->phys->props.limits.timestampPeriod * 1e-6;
+        if (ms) ms[i] = wall;
+    }
+    seg_release(vk, &s);
+    if (s.cb) vkFreeCommandBuffers(vk->dev, vk->pool, 1, &s.cb);
+    if (s.fence) vkDestroyFence(vk->dev, s.fence, NULL);
+    free(s.temps);
+    return st;
 }
 
 static sn_status v_sync(sn_backend *b) { return drain(b->ctx); }
