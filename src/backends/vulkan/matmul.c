@@ -79,7 +79,7 @@ static bool vec4_ok(uint64_t addr, int64_t ld, const int64_t s[2], int64_t batch
     return addr % 16 == 0 && ld % 4 == 0 && (zo <= 1 || s[0] % 4 == 0) && (binner <= 1 || s[1] % 4 == 0);
 }
 
-/* push constants of shaders/matmul_gemm.comp, matmul_gemm_direct.comp, matmul_gemm_big*.comp and matmul_gemm_coop*.comp */
+/* push constants of shaders/matmul_gemm.comp, matmul_gemm_direct.comp, matmul_gemm_big*.comp, matmul_gemm_coop*.comp */
 typedef struct {
     uint64_t A, B, C, bias;
     int32_t M, N, K, lda, ldb, ldc;
