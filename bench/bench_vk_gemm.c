@@ -10,7 +10,8 @@
  * result's scale) and from a float64 reference at 64 sampled outputs (relative to
  * sum |a b|; beyond fp32's bound the exit status is 1).
  * Variants: SN_VK_GEMM's values (tiled; big: the big tile the shape favours; big128x128,
- * big128x64, big64x128; direct) and auto (the backend's own choice).
+ * big128x64, big64x128; direct), auto (the backend's own choice) and f16 (train.mixed_precision's
+ * cooperative-matrix GEMM, checked against f16's bound; skipped on a device without it).
  * --small: shapes lavapipe runs in seconds. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
@@ -81,7 +82,7 @@ static int usage(void) {
 int main(int argc, char **argv) {
     bool small = false;
     int dev = 0, runs = 7, reps = 0;
-    char variants[256] = "tiled,big,big128x128,big128x64,big64x128,auto";
+    char variants[256] = "tiled,big,big128x128,big128x64,big64x128,auto,f16";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--small")) small = true;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = atoi(argv[++i]);
@@ -138,13 +139,21 @@ int main(int argc, char **argv) {
         char vlist[256];
         snprintf(vlist, sizeof vlist, "%s", variants);
         for (char *save = NULL, *v = strtok_r(vlist, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
-            if (!strcmp(v, "auto")) unsetenv("SN_VK_GEMM");
+            const bool f16 = !strcmp(v, "f16");
+            if (!strcmp(v, "auto") || f16) unsetenv("SN_VK_GEMM");
             else setenv("SN_VK_GEMM", v, 1);
+            if (f16 && sn_backend_set_precision(b, &(sn_precision){.f16 = true}) != SN_OK) {
+                static bool said;
+                if (!said) fprintf(stderr, "bench_vk_gemm: f16 skipped: %s\n", sn_last_error());
+                said = true;
+                continue;
+            }
             double t[65];
             int sh = sn_vk_gemm_shader(vk, &j.g);
             sn_status st = b->i->fill_zero(b, dC, (size_t)nc * 4);
             if (st == SN_OK) st = sn_vk_run(vk, run_job, &j, runs + 1, t);
             if (st == SN_OK) st = b->i->download(b, got, dC, (size_t)nc * 4);
+            if (f16) sn_backend_set_precision(b, &(sn_precision){0});
             if (st != SN_OK) {
                 fprintf(stderr, "bench_vk_gemm: %s %s: %s\n", s->name, v, sn_last_error());
                 rc = 1;
@@ -152,13 +161,13 @@ int main(int argc, char **argv) {
             }
             double ms = bench_median(t + 1, runs) / reps; /* t[0]: warm-up */
             double err = 0, scale = 0;
-            if (!have_ref) memcpy(ref, got, (size_t)nc * 4);
+            if (!have_ref && !f16) memcpy(ref, got, (size_t)nc * 4);
             for (int64_t i = 0; i < nc; i++) {
                 double d = fabs((double)got[i] - (double)ref[i]);
                 if (!(d <= err)) err = d;
                 if (fabs((double)ref[i]) > scale) scale = fabs((double)ref[i]);
             }
-            have_ref = true;
+            have_ref = have_ref || !f16;
             double sample_err = 0; /* float64 at sampled outputs */
             for (int q = 0; q < 64; q++) {
                 int64_t z = q % s->batch, m = (q * 7919) % s->M, n = (q * 104729) % s->N;
@@ -181,7 +190,8 @@ int main(int argc, char **argv) {
                    sn_vk_shaders[sh].name, ms, gflop / (ms * 1e-3), reps, runs,
                    sn_vk_has_timestamps(vk) ? "gpu" : "wall", scale > 0 ? err / scale : err, sample_err);
             fflush(stdout);
-            if (!(sample_err <= 6e-8 * (double)(s->K + 4))) { /* beyond fp32's worst case: a wrong result */
+            /* beyond fp32's worst case (f16: two operands rounded to 2^-11) a wrong result */
+            if (!(sample_err <= (f16 ? 1.1e-3 : 0) + 6e-8 * (double)(s->K + 4))) {
                 fprintf(stderr, "bench_vk_gemm: %s %s: wrong result (%.3g from float64)\n", s->name, v, sample_err);
                 rc = 1;
             }
