@@ -28,7 +28,7 @@ row() { # label, command...
 
 echo "machine: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1); $(date -u '+%F %H:%M UTC')"
 row "vulkan fp32" "$build/bench_step" --device "$vk" --steps "$steps" --warmup 3 "$@"
-row "vulkan mixed" "$build/bench_step" --device "$vk" --steps "$steps" --warmup 3 --bf16 "$@"
+row "vulkan f16" "$build/bench_step" --device "$vk" --steps "$steps" --warmup 3 --f16 "$@"
 row "vulkan infer" "$build/bench_step" --device "$vk" --steps "$steps" --warmup 3 --infer "$@"
 row "cuda fp32" "$build/bench_step" --device cuda --steps "$steps" --warmup 3 "$@"
 row "cuda bf16" "$build/bench_step" --device cuda --steps "$steps" --warmup 3 --bf16 "$@"
