@@ -67,7 +67,10 @@ static gemm_shader gemm_pick(sn_vk *vk, const sn_vk_gemm_args *g) {
         return (gemm_shader){-1, 0, 0}; /* a typo must not silently test the default */
     }
     if (sn_vk_limits_of(vk)->cpu_driver) return GEMM_DIRECT;
-    return enough ? big : GEMM_TILED;
+    /* the 64x64 tile by default: on the H100 (NVIDIA 580.159.04, 2026-12-07) it ran the
+     * LSTM's GEMMs at 15-20 TFLOP/s and the big tiles at 1.7-1.9 (bench_vk_gemm) */
+    (void)enough;
+    return GEMM_TILED;
 }
 
 int sn_vk_gemm_shader(sn_vk *vk, const sn_vk_gemm_args *g) { return gemm_pick(vk, g).sh; }
