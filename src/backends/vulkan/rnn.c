@@ -3,7 +3,7 @@
  * and scratch layouts of tensor.h (byte-identical to src/backends/cpu/rnn.c).
  *
  * Forward per layer: the input projection of all timesteps is one GEMM into the gates
- * block; then one dispatch per timestep of a fused kernel: a workgroup owns RNN_JB hidden
+ * block; then one dispatch per timestep of a fused kernel: a workgroup owns JB hidden
  * units, reads their gate rows of W_hh once for the whole batch with the reduction spread
  * over its threads (shaders/rnn_step.glsl), adds the biases and does the gate math.
  * Backward per layer, from the top: one dispatch per timestep the same way (the recurrent
@@ -18,16 +18,77 @@
  * every call, for tests). */
 #include "backends/vulkan/vk_gemm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* hidden units per workgroup of the step kernels (JB in shaders/rnn_*_step*.comp) */
-#define RNN_JB 4
+/* Variants of the workgroup step kernels (shaders/rnn_*_step*_v_<name>.comp): hidden
+ * units per workgroup (JB: H/JB workgroups), the forward's slices (the backward has 4x),
+ * 4 weight loads issued before their FMAs (all but the default), and "sg": the slice
+ * reduction through subgroup shuffles. SN_VK_RNN_VARIANT=<name> picks one (read on
+ * every call: tests, bench/run_vk_rnn_sweep.sh); the default is the first. Adding one:
+ * its four shaders, a row here, and the lists in tests/vulkan/test_vulkan_ops.c and
+ * bench/run_vk_rnn_sweep.sh. */
+typedef struct {
+    const char *name;
+    uint32_t jb;
+    bool sg;
+    int sh[4];         /* LSTM forward, LSTM backward, GRU forward, GRU backward */
+    uint32_t local[4]; /* their workgroup sizes (the subgroup size must divide them for sg) */
+} rnn_variant;
+
+#define RNN_V(name, n, jb, s, sg)                                                                    \
+    {name, jb, sg,                                                                                   \
+     {SN_VK_SH_RNN_LSTM_STEP_V_##n, SN_VK_SH_RNN_LSTM_STEP_BWD_V_##n, SN_VK_SH_RNN_GRU_STEP_V_##n,      \
+      SN_VK_SH_RNN_GRU_STEP_BWD_V_##n},                                                               \
+     {4 * jb * s, 4 * jb * s, 3 * jb * s, 4 * jb * s}}
+
+static const rnn_variant rnn_variants[] = {
+    {"j4s16", 4, false, {SN_VK_SH_RNN_LSTM_STEP, SN_VK_SH_RNN_LSTM_STEP_BWD, SN_VK_SH_RNN_GRU_STEP,
+                         SN_VK_SH_RNN_GRU_STEP_BWD}, {256, 256, 192, 256}},
+    RNN_V("j4s16u", J4S16U, 4, 16, false),   RNN_V("j4s16sg", J4S16SG, 4, 16, true),
+    RNN_V("j2s16", J2S16, 2, 16, false),      RNN_V("j2s16sg", J2S16SG, 2, 16, true),
+    RNN_V("j2s32", J2S32, 2, 32, false),      RNN_V("j2s32sg", J2S32SG, 2, 32, true),
+    RNN_V("j1s64", J1S64, 1, 64, false),      RNN_V("j1s64sg", J1S64SG, 1, 64, true),
+};
+#define RNN_NV ((int)(sizeof rnn_variants / sizeof rnn_variants[0]))
+
+/* *out: the variant to run, SN_VK_RNN_VARIANT's, else the device's default (the first
+ * on every device class until GPU measurements say otherwise) */
+static sn_status pick_variant(sn_vk *vk, const sn_tensor *node, const rnn_variant **out) {
+    const char *e = getenv("SN_VK_RNN_VARIANT");
+    const rnn_variant *v = &rnn_variants[0];
+    if (e && *e) {
+        v = NULL;
+        for (int i = 0; i < RNN_NV; i++)
+            if (!strcmp(e, rnn_variants[i].name)) v = &rnn_variants[i];
+        if (!v) {
+            char names[256] = "";
+            for (int i = 0; i < RNN_NV; i++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? " " : "", rnn_variants[i].name);
+            return sn_error(SN_ERR_INVALID_ARG, "Vulkan %s '%s': SN_VK_RNN_VARIANT=%s is not one of: %s",
+                            sn_op_name(node->op), node->name, e, names);
+        }
+    }
+    if (v->sg) { /* shuffles in compute shaders (VkSubgroupFeatureFlags BASIC 0x1 | SHUFFLE 0x10)
+                  * and subgroups that tile each workgroup */
+        const sn_vk_limits *lim = sn_vk_limits_of(vk);
+        uint32_t need = 0x1u | 0x10u, sgs = lim->subgroup_size;
+        bool ok = (lim->subgroup_ops & need) == need && sgs > 0;
+        for (int i = 0; ok && i < 4; i++) ok = v->local[i] % sgs == 0;
+        if (!ok)
+            return sn_error(SN_ERR_UNSUPPORTED, "Vulkan %s '%s': RNN variant %s needs subgroup shuffles in compute "
+                            "shaders and a subgroup size dividing its workgroups (this device: subgroup %u); pick "
+                            "another with SN_VK_RNN_VARIANT", sn_op_name(node->op), node->name, v->name, sgs);
+    }
+    *out = v;
+    return SN_OK;
+}
 
 static bool use_serial(sn_vk *vk) {
-    const char *e = getenv("SN_VK_RNN");
+    const char *e = getenv("SN_VK_RNN"), *v = getenv("SN_VK_RNN_VARIANT");
     if (e && !strcmp(e, "serial")) return true;
-    if (e && !strcmp(e, "wg")) return false;
+    if ((e && !strcmp(e, "wg")) || (v && *v)) return false; /* a named variant is a workgroup kernel */
     return sn_vk_limits_of(vk)->cpu_driver;
 }
 
@@ -76,9 +137,11 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     bool stream = node->ip[2] == 1;
     uint64_t ex = sn_vk_extra(node);
     bool serial = use_serial(vk);
-    uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, RNN_JB);
-    int sh = d->lstm ? (serial ? SN_VK_SH_RNN_LSTM_STEP_SERIAL : SN_VK_SH_RNN_LSTM_STEP)
-                     : (serial ? SN_VK_SH_RNN_GRU_STEP_SERIAL : SN_VK_SH_RNN_GRU_STEP);
+    const rnn_variant *v = NULL;
+    if (!serial) SN_VK_TRY(pick_variant(vk, node, &v));
+    uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
+    int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_SERIAL : SN_VK_SH_RNN_GRU_STEP_SERIAL)
+                    : v->sh[d->lstm ? 0 : 2];
     /* the serial kernel reads W_hh^T of the layer at hand */
     uint64_t w_t = serial ? sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL) : 0;
     if (serial && !w_t) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
@@ -135,9 +198,11 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     uint64_t vec = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 2));
     uint64_t dc = sn_vk_at(sc, sn_rnn_bwd_scratch_offset(d->lstm, B, T, H, d->L, 3));
     bool serial = use_serial(vk);
-    uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, RNN_JB);
-    int sh = d->lstm ? (serial ? SN_VK_SH_RNN_LSTM_STEP_BWD_SERIAL : SN_VK_SH_RNN_LSTM_STEP_BWD)
-                     : (serial ? SN_VK_SH_RNN_GRU_STEP_BWD_SERIAL : SN_VK_SH_RNN_GRU_STEP_BWD);
+    const rnn_variant *v = NULL;
+    if (!serial) SN_VK_TRY(pick_variant(vk, node, &v));
+    uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
+    int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_SERIAL : SN_VK_SH_RNN_GRU_STEP_BWD_SERIAL)
+                    : v->sh[d->lstm ? 1 : 3];
     /* W_hh^T of the layer at hand: the workgroup kernel reads column j of W_hh contiguously */
     bool need_t = !serial && T > 1;
     uint64_t w_t = need_t ? sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL) : 0;

@@ -19,6 +19,7 @@ typedef struct sn_vk sn_vk; /* the backend context (b->ctx) */
 
 typedef struct sn_vk_limits {
     uint32_t subgroup_size;        /* 0 when unknown */
+    uint32_t subgroup_ops;         /* VkSubgroupFeatureFlags usable in compute shaders, 0 when unknown */
     uint32_t shared_bytes;         /* maxComputeSharedMemorySize */
     uint32_t max_invocations;      /* maxComputeWorkGroupInvocations */
     uint32_t max_wg_size[3];       /* maxComputeWorkGroupSize */

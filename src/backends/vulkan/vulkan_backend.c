@@ -86,6 +86,7 @@ typedef struct vk_phys {
     uint32_t cm_mnk[3];
     char cm_why[160];
     uint32_t subgroup, compute_units;
+    uint32_t subgroup_ops; /* VkSubgroupFeatureFlags in compute shaders */
     int queue_family; /* -1: no compute queue */
     uint8_t uuid[VK_UUID_SIZE];
     char driver[96];
@@ -285,6 +286,7 @@ static void probe_device(vk_phys *d) {
     if (g.api >= VK_API_VERSION_1_1) {
         vkGetPhysicalDeviceProperties2(d->pd, &p2);
         d->subgroup = sg.subgroupSize;
+        d->subgroup_ops = sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT ? sg.supportedOperations : 0;
         memcpy(d->uuid, id.deviceUUID, VK_UUID_SIZE);
         if (v12) snprintf(d->driver, sizeof d->driver, "%.40s %.50s", drv.driverName, drv.driverInfo);
         if (nv_sm) d->compute_units = sm.shaderSMCount;
@@ -1619,6 +1621,7 @@ static sn_status vk_open(sn_vk *vk) {
 
     const VkPhysicalDeviceLimits *L = &d->props.limits;
     vk->limits.subgroup_size = d->subgroup;
+    vk->limits.subgroup_ops = d->subgroup_ops;
     vk->limits.shared_bytes = L->maxComputeSharedMemorySize;
     vk->limits.max_invocations = L->maxComputeWorkGroupInvocations;
     for (int i = 0; i < 3; i++) {

@@ -1,62 +1,7 @@
 #version 450
-// One GRU timestep t of one layer (PyTorch equations, gates r,z,n). A workgroup owns JB
-// hidden units (their 3*JB rows of W_hh [3H, H], row-major as given): the recurrent
-// product h_{t-1} W_hh^T of those rows for every batch row, reduced over the workgroup
-// (rnn_step.glsl), then hn = W_hn h_{t-1} + b_hn, the other rows and the gate math for
-// its (b, j) pairs. gates[b,t] holds x W_ih^T on entry and the activated (r,z,n) on
-// exit; hn and h of step t are written at (b*T + t)*H + j (saved state, tensor.h). The
-// previous h is row b of hp at stride ps, none at has_prev = 0.
-#include "ops_common.glsl"
-
-#define G 3u
-#define JB 4u          // hidden units per workgroup: H = 1024 gives 256 workgroups
-#define R (G * JB)     // gate rows per workgroup
-#define S 16u          // slices of the H-long reduction
+// gru step, the default (rnn.c): 4 hidden units per workgroup, 16 slices, 192 invocations
+#define JB 4u
+#define S 16u
 #define Q 1u
-#define BC 8u          // batch rows per pass
-#include "rnn_step.glsl"
-
-layout(local_size_x = 192) in; // R * S
-
-layout(push_constant) uniform PC {
-    F32 gates, hns, hs, hp, w_hh, b_ih, b_hh;
-    int B, T, H, t, ps, has_prev, v4;
-} pc;
-
-void main() {
-    const uint H = uint(pc.H), B = uint(pc.B), T = uint(pc.T), t = uint(pc.t), ps = uint(pc.ps);
-    const uint tid = gl_LocalInvocationID.x, row = tid / S, slice = tid % S;
-    const uint nblk = (H + JB - 1u) / JB;
-    for (uint blk = gl_WorkGroupID.x; blk < nblk; blk += gl_NumWorkGroups.x) {
-        const uint j0 = blk * JB, jr = j0 + row % JB;
-        const bool live = pc.has_prev != 0 && jr < H;
-        const uint wrow = ((row / JB) * H + jr) * H;
-        for (uint b0 = 0u; b0 < B; b0 += BC) {
-            const uint bc = min(BC, B - b0);
-            float acc[BC];
-            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
-            if (live) { // the recurrent product, vec4 loads where the host allows
-                if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc)
-                else SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
-            }
-            sn_rnn_reduce(acc, row, slice, bc);
-            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
-            if (k < bc && j < H) {
-                const uint g0 = (b * T + t) * 3u * H, rr = k * R + tid % JB;
-                float hprev = pc.has_prev != 0 ? pc.hp.v[b * ps + j] : 0.0;
-                float xr = pc.gates.v[g0 + j] + pc.b_ih.v[j];
-                float xz = pc.gates.v[g0 + H + j] + pc.b_ih.v[H + j];
-                float xn = pc.gates.v[g0 + 2u * H + j] + pc.b_ih.v[2u * H + j];
-                float hr = pc.b_hh.v[j] + sn_red[rr], hz = pc.b_hh.v[H + j] + sn_red[rr + JB];
-                float hn = pc.b_hh.v[2u * H + j] + sn_red[rr + 2u * JB];
-                float r = sn_sigmoid(xr + hr), z = sn_sigmoid(xz + hz), n = sn_tanh(xn + r * hn);
-                pc.gates.v[g0 + j] = r;
-                pc.gates.v[g0 + H + j] = z;
-                pc.gates.v[g0 + 2u * H + j] = n;
-                uint o1 = (b * T + t) * H + j;
-                pc.hns.v[o1] = hn;
-                pc.hs.v[o1] = (1.0 - z) * n + z * hprev;
-            }
-        }
-    }
-}
+#define LSX 192
+#include "rnn_gru_step_body.glsl"

@@ -1,65 +1,7 @@
 #version 450
-// One GRU backward timestep t of one layer. A workgroup owns JB hidden units: dh[b,j] =
-// dL/dh_t from above plus, below the last step, the direct part z*dh (dhz, from the step
-// after) and dGh_{t+1}[b,:] W_hh[:,j] (dGh_{t+1} written by the previous dispatch),
-// reduced over the workgroup from w_t = W_hh^T [H, 3H] (transposed once per layer by the
-// host; rnn_step.glsl); then the cell backward of its (b, j) pairs. dGx_t overwrites the
-// activated gates of step t (tensor.h), dGh_t goes to its scratch block.
-#include "ops_common.glsl"
-
-#define JB 4u          // hidden units per workgroup: H = 1024 gives 256 workgroups
-#define R JB
-#define S 64u          // slices of the 3H-long reduction
+// gru step bwd, the default (rnn.c): 4 hidden units per workgroup, 64 slices, 256 invocations
+#define JB 4u
+#define S 64u
 #define Q 8u
-#define BC 8u          // batch rows per pass
-#include "rnn_step.glsl"
-
-layout(local_size_x = 256) in; // R * S
-
-layout(push_constant) uniform PC {
-    F32 gates, hns, hs, dho, dgh, dhz, w_t;
-    int B, T, H, t, v4;
-} pc;
-
-void main() {
-    const uint H = uint(pc.H), B = uint(pc.B), T = uint(pc.T), t = uint(pc.t), GH = 3u * H;
-    const bool last = t + 1u == T;
-    const uint tid = gl_LocalInvocationID.x, row = tid / S, slice = tid % S;
-    const uint nblk = (H + JB - 1u) / JB;
-    for (uint blk = gl_WorkGroupID.x; blk < nblk; blk += gl_NumWorkGroups.x) {
-        const uint j0 = blk * JB, jr = j0 + row;
-        const bool live = !last && jr < H;
-        for (uint b0 = 0u; b0 < B; b0 += BC) {
-            const uint bc = min(BC, B - b0), nrow = (b0 * T + t + 1u) * GH; // row b0 of step t+1
-            float acc[BC];
-            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
-            if (live) { // the recurrent product, vec4 loads where the host allows
-                if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_t, jr * GH, pc.dgh, nrow, T * GH, GH, slice, bc)
-                else SN_RNN_DOT(acc, pc.w_t, jr * GH, pc.dgh, nrow, T * GH, GH, slice, bc);
-            }
-            sn_rnn_reduce(acc, row, slice, bc);
-            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
-            if (k < bc && j < H) {
-                uint g0 = (b * T + t) * GH, o1 = (b * T + t) * H + j, n = (k * R + tid % JB) * Q;
-                float dh = pc.dho.v[o1];
-                if (!last) {
-                    float s = pc.dhz.v[b * H + j];
-                    [[unroll]] for (uint q = 0u; q < Q; q++) s += sn_red[n + q];
-                    dh += s;
-                }
-                float r = pc.gates.v[g0 + j], z = pc.gates.v[g0 + H + j], nn = pc.gates.v[g0 + 2u * H + j];
-                float hn = pc.hns.v[o1], hp = t > 0u ? pc.hs.v[o1 - H] : 0.0;
-                float dnp = dh * (1.0 - z) * (1.0 - nn * nn);
-                float dzp = dh * (hp - nn) * z * (1.0 - z);
-                float drp = dnp * hn * r * (1.0 - r);
-                pc.gates.v[g0 + j] = drp;
-                pc.gates.v[g0 + H + j] = dzp;
-                pc.gates.v[g0 + 2u * H + j] = dnp;
-                pc.dgh.v[g0 + j] = drp;
-                pc.dgh.v[g0 + H + j] = dzp;
-                pc.dgh.v[g0 + 2u * H + j] = dnp * r;
-                pc.dhz.v[b * H + j] = dh * z;
-            }
-        }
-    }
-}
+#define LSX 256
+#include "rnn_gru_step_bwd_body.glsl"

@@ -6,18 +6,39 @@
 // is read once per step for the whole batch and neighbouring threads read neighbouring
 // words. Then one reduction over the slices through shared memory, in two stages of Q
 // slice groups each (Q = 1: one stage). No subgroup operations: any Vulkan 1.2 device.
+// Variants (rnn.c picks one per device): SN_RNN_SG reduces each subgroup's slices with
+// shuffles first (one barrier instead of two; the host checks shuffle support and that
+// the subgroup size divides R*S); SN_RNN_U > 1 issues U independent weight loads of a
+// thread before their FMAs (more loads in flight per thread).
 //
-// Before the #include: R, S, Q (divides S, BC*Q <= S), BC; local size R*S.
+// Before the #include: R, S (a power of 2 with SN_RNN_SG), Q (divides S, BC*Q <= S), BC;
+// local size R*S. Thread ids come from SN_RNN_TID (subgroup-contiguous with SN_RNN_SG).
 #ifndef SN_RNN_STEP_GLSL
 #define SN_RNN_STEP_GLSL
 // [[unroll]]: the per-batch-row sums stay in registers (a dynamically indexed array
 // would live in memory)
 #extension GL_EXT_control_flow_attributes : require
 
+#ifndef SN_RNN_U
+#define SN_RNN_U 1u
+#endif
+
+#ifdef SN_RNN_SG
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+// the invocation's index with each subgroup's lanes consecutive, so a row's slices
+// share subgroups whatever order the driver assigns them in
+#define SN_RNN_TID (gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID)
+#else
+#define SN_RNN_TID gl_LocalInvocationID.x
+#endif
+
 #define SP (S + 1u) // padded slice stride: the first stage reads shared memory without bank conflicts
 
 shared float sn_part[BC * R * SP]; // [k][row][slice] partial sums of batch row b0 + k
+#ifndef SN_RNN_SG
 shared float sn_red[BC * R * Q];   // [k*R + row][q] after the first stage
+#endif
 
 // acc[k] = sum over m = slice + S*i < K of a[arow + m] * x[xrow + k*xs + m], k < bc
 #define SN_RNN_DOT(acc, a, arow, x, xrow, xs, K, slice, bc)                       \
@@ -36,7 +57,20 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer SnV4 { vec4
     {                                                                                       \
         SnV4 a4_ = SnV4(A_), x4_ = SnV4(X_);                                                  \
         uint ar_ = (arow) >> 2, xr_ = (xrow) >> 2, xs_ = (xs) >> 2;                         \
-        for (uint q_ = (slice); q_ < ((K) >> 2); q_ += S) {                                 \
+        uint q_ = (slice);                                                                  \
+        /* SN_RNN_U weight vectors loaded before any FMA: independent loads in flight */    \
+        for (; SN_RNN_U > 1u && q_ + (SN_RNN_U - 1u) * S < ((K) >> 2); q_ += SN_RNN_U * S) {\
+            vec4 wu_[SN_RNN_U];                                                             \
+            [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) wu_[u_] = a4_.v[ar_ + q_ + u_ * S]; \
+            [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
+                if (k_ < (bc)) {                                                            \
+                    [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) {                    \
+                        vec4 h_ = x4_.v[xr_ + k_ * xs_ + q_ + u_ * S], w_ = wu_[u_];        \
+                        acc[k_] = fma(w_.w, h_.w, fma(w_.z, h_.z, fma(w_.y, h_.y, fma(w_.x, h_.x, acc[k_])))); \
+                    }                                                                       \
+                }                                                                           \
+        }                                                                                   \
+        for (; q_ < ((K) >> 2); q_ += S) {                                                  \
             vec4 w_ = a4_.v[ar_ + q_];                                                      \
             [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
                 if (k_ < (bc)) {                                                            \
@@ -46,10 +80,12 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer SnV4 { vec4
         }                                                                                   \
     }
 
+#ifndef SN_RNN_SG
 // Stores acc (every thread, uniform control flow), reduces over the slices: on return
 // sn_red[(k*R + row)*Q + q] holds the sum of slices q, q+Q, ... of output (k, row), k < bc.
-// The caller reads sn_red before its next call (whose first barrier orders the reuse).
-void sn_rnn_reduce(float acc[BC], uint row, uint slice, uint bc) {
+// The caller reads the sums (sn_rnn_sum) before its next call (whose first barrier
+// orders the reuse; `again` is for the subgroup form).
+void sn_rnn_reduce(float acc[BC], uint row, uint slice, uint bc, bool again) {
     [[unroll]] for (uint k = 0u; k < BC; k++) sn_part[(k * R + row) * SP + slice] = acc[k];
     barrier();
     uint tid = gl_LocalInvocationID.x;
@@ -61,5 +97,33 @@ void sn_rnn_reduce(float acc[BC], uint row, uint slice, uint bc) {
     }
     barrier();
 }
+
+// the reduced sum of output n = k*R + row after sn_rnn_reduce
+float sn_rnn_sum(uint n) {
+    float s = 0.0;
+    [[unroll]] for (uint q = 0u; q < Q; q++) s += sn_red[n * Q + q];
+    return s;
+}
+#else
+// The subgroup form: a butterfly over each aligned group of C = min(S, subgroup size)
+// lanes (the same row's consecutive slices) leaves its sum in the group's first lane,
+// which stores it in slot slice/C; sn_rnn_sum adds the S/C slots. again: not the first
+// call of this invocation (a barrier first: the last call's sums may still be read).
+void sn_rnn_reduce(float acc[BC], uint row, uint slice, uint bc, bool again) {
+    const uint C = min(S, gl_SubgroupSize);
+    [[unroll]] for (uint k = 0u; k < BC; k++)
+        for (uint o = C >> 1; o > 0u; o >>= 1) acc[k] += subgroupShuffleXor(acc[k], o);
+    if (again) barrier();
+    if (slice % C == 0u) [[unroll]] for (uint k = 0u; k < BC; k++) sn_part[(k * R + row) * SP + slice / C] = acc[k];
+    barrier();
+}
+
+float sn_rnn_sum(uint n) {
+    const uint P = S / min(S, gl_SubgroupSize);
+    float s = 0.0;
+    for (uint i = 0u; i < P; i++) s += sn_part[n * SP + i];
+    return s;
+}
+#endif
 
 #endif

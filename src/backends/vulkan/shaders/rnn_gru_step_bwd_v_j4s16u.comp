@@ -1,0 +1,8 @@
+#version 450
+// gru step bwd, variant j4s16u (rnn.c): 4 hidden units per workgroup, 64 slices, 256 invocations
+#define JB 4u
+#define S 64u
+#define Q 8u
+#define LSX 256
+#define SN_RNN_U 4u
+#include "rnn_gru_step_bwd_body.glsl"

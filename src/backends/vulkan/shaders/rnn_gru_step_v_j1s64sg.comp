@@ -1,0 +1,9 @@
+#version 450
+// gru step, variant j1s64sg (rnn.c): 1 hidden unit per workgroup, 64 slices, 192 invocations
+#define JB 1u
+#define S 64u
+#define Q 8u
+#define LSX 192
+#define SN_RNN_U 4u
+#define SN_RNN_SG
+#include "rnn_gru_step_body.glsl"

@@ -1,0 +1,8 @@
+#version 450
+// gru step, variant j2s32 (rnn.c): 2 hidden units per workgroup, 32 slices, 192 invocations
+#define JB 2u
+#define S 32u
+#define Q 4u
+#define LSX 192
+#define SN_RNN_U 4u
+#include "rnn_gru_step_body.glsl"
