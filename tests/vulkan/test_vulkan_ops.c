@@ -95,6 +95,27 @@ static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H
     sn_ctx_free(c);
 }
 
+/* every variant of the workgroup step kernels but the default (test_backend_ops:vulkan-tiled
+ * runs that one; src/backends/vulkan/rnn.c's table), on shapes that reach their paths: a
+ * batch over 8 (two passes: the subgroup form's reuse barrier), H not a multiple of 4
+ * (scalar loads), and an LSTM with H = 772 (vec4 loads reaching the unrolled loop in every
+ * variant: rows over 3 x slices vec4s, 192 forward and 768 backward in the widest) */
+static void test_rnn_variants(void **st) {
+    (void)st;
+    static const char *const names[] = {"j4s16u", "j4s16sg", "j2s16", "j2s16sg",
+                                        "j2s32", "j2s32sg", "j1s64", "j1s64sg"};
+    for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
+        setenv("SN_VK_RNN_VARIANT", names[v], 1);
+        printf("RNN variant %s\n", names[v]);
+        for (int lstm = 0; lstm < 2; lstm++) {
+            rnn_case_sized(lstm, 9, 3, 5, 36);
+            if (lstm) rnn_case_sized(lstm, 1, 2, 3, 772);
+            rnn_case_sized(lstm, 3, 2, 3, 13);
+        }
+    }
+    unsetenv("SN_VK_RNN_VARIANT");
+}
+
 static void test_rnn(void **st) {
     for (int lstm = 0; lstm < 2; lstm++) {
         rnn_case_sized(lstm, 3, 7, 5, 8);
@@ -102,7 +123,8 @@ static void test_rnn(void **st) {
     }
 }
 
-int main(void) {
+/* argv[1] "rnn-variants": only the RNN step-kernel variants (their own ctest entry) */
+int main(int argc, char **argv) {
     if (sn_vulkan_device_count() == 0) {
         printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
         return 77;
@@ -119,6 +141,15 @@ int main(void) {
         cmocka_unit_test(test_conv_geometries),
         cmocka_unit_test(test_rnn),
     };
+    const char *filter = getenv("SN_TEST_FILTER"); /* cmocka patterns, e.g. "test_rnn*" */
+    if (filter && *filter) cmocka_set_test_filter(filter);
+    if (argc > 1 && !strcmp(argv[1], "rnn-variants")) {
+        const struct CMUnitTest vt[] = {cmocka_unit_test(test_rnn_variants)};
+        int rv = cmocka_run_group_tests(vt, NULL, NULL);
+        sn_backend_free(g_vk);
+        sn_backend_free(g_cpu);
+        return rv;
+    }
     /* each GEMM shader in turn (read on every GEMM call) */
     static const char *const paths[5] = {"tiled", "direct", "big128x128", "big128x64", "big64x128"};
     int r = 0;
