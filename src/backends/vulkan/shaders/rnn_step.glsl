@@ -1,12 +1,12 @@
-// The recurrent product of the RNN step kernels (rnn_{lstm,gru}_step{,_bwd}.comp),
+// The recurrent product of the RNN step kernels (rnn_{lstm,gru}_step{,_bwd}_body.glsl),
 // spread over a workgroup: R outputs per batch row (gate rows forward, hidden units
 // backward), each a K-long dot product split into S interleaved slices. Thread
 // (row, slice) = local id row*S + slice sums a[row, m] x[b, m] over m = slice + S*i for
 // up to BC batch rows at a time (registers stay bounded at any batch), so a weight row
 // is read once per step for the whole batch and neighbouring threads read neighbouring
 // words. Then one reduction over the slices through shared memory, in two stages of Q
-// slice groups each (Q = 1: one stage). No subgroup operations: any Vulkan 1.2 device.
-// Variants (rnn.c picks one per device): SN_RNN_SG reduces each subgroup's slices with
+// slice groups each (Q = 1: one stage); no subgroup operations: any Vulkan 1.2 device.
+// Variants (rnn.c picks one per device): SN_RNN_SG instead reduces each subgroup's slices with
 // shuffles first (one barrier instead of two; the host checks shuffle support and that
 // the subgroup size divides R*S); SN_RNN_U > 1 issues U independent weight loads of a
 // thread before their FMAs (more loads in flight per thread).
