@@ -255,6 +255,28 @@ static void test_batchnorm(void **st) {
     sn_ctx_free(c);
 }
 
+/* channels of several thousand elements (the Vulkan kernels split each channel into
+ * chunks of >= 1024: here 5, the last partial), odd sizes, plain and fused ELU, training
+ * and eval, vs the CPU */
+static void test_batchnorm_large(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -2, 3, "x", 3, 6, 41, 37);
+    sn_tensor *g = LEAF(c, 0.5, 1.5, "gamma", 6), *b = LEAF(c, -0.5, 0.5, "beta", 6);
+    sn_tensor *rs[8];
+    for (int i = 0; i < 8; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, i % 2 ? "rvar%d" : "rmean%d", i / 2);
+        rs[i] = i % 2 ? LEAF(c, 0.5, 1.5, nm, 6) : LEAF(c, -0.5, 0.5, nm, 6);
+        rs[i]->flags &= ~SN_FLAG_NEEDS_GRAD;
+    }
+    grads(c, sn_batchnorm2d(c, x, g, b, rs[0], rs[1], true, 1e-5f, 0.1f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d(c, x, g, b, rs[2], rs[3], false, 1e-5f, 0.1f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d_elu(c, x, g, b, rs[4], rs[5], true, 1e-5f, 0.1f, 1.0f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d_elu(c, x, g, b, rs[6], rs[7], false, 1e-5f, 0.1f, 0.7f), sn_grad_batchnorm);
+    cross_check(c, 1e-4 /* per-channel sums over 4551 elements in different orders */, 1e-4, "batchnorm large");
+    sn_ctx_free(c);
+}
+
 /* fused ELU(BN(x)): forward, saved mean/invstd, running stats, and the backward
  * (whose dy is w.r.t. the ELU output) in training and eval, vs the CPU */
 static void test_batchnorm_elu(void **st) {
@@ -611,7 +633,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),        cmocka_unit_test(test_unary),
         cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
         cmocka_unit_test(test_fused_act),   cmocka_unit_test(test_conv_pad_crop), cmocka_unit_test(test_conv_wgrad),
-        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_norm),
+        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_batchnorm_large), cmocka_unit_test(test_norm),
         cmocka_unit_test(test_lstm),        cmocka_unit_test(test_gru),           cmocka_unit_test(test_attention),
         cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),
         cmocka_unit_test(test_graph_replay), cmocka_unit_test(test_crn_step),
