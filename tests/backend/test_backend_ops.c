@@ -138,17 +138,21 @@ static void test_conv_pad_crop(void **st) {
 }
 
 /* Convolution weight gradients through both of a backend's paths where it has two (CUDA:
- * SN_CONV_WGRAD, read on every call: im2col + split-K GEMMs and the direct kernel), device vs CPU. The CRN's
+ * SN_CONV_WGRAD, Vulkan: SN_VK_CONV_WGRAD, read on every call: im2col + GEMMs and the
+ * direct kernel), device vs CPU. The CRN's
  * encoder and decoder forms (first and last layers too), odd sizes, channel counts that
  * leave partial tiles, 3x3 stride 2 with padding, 1x1, and sizes whose reduction the
  * direct kernel splits over many blocks. */
 static void test_conv_wgrad(void **st) {
     static const char *const paths[2] = {"gemm", "direct"};
-    char saved[64] = {0};
-    const char *e = getenv("SN_CONV_WGRAD");
-    if (e) snprintf(saved, sizeof saved, "%s", e);
+    static const char *const vars[2] = {"SN_CONV_WGRAD", "SN_VK_CONV_WGRAD"}; /* CUDA's, Vulkan's */
+    char saved[2][64] = {{0}};
+    for (int v = 0; v < 2; v++) {
+        const char *e = getenv(vars[v]);
+        if (e) snprintf(saved[v], sizeof saved[v], "%s", e);
+    }
     for (int k = 0; k < 2; k++) {
-        setenv("SN_CONV_WGRAD", paths[k], 1);
+        for (int v = 0; v < 2; v++) setenv(vars[v], paths[k], 1);
         char label[64];
         sn_ctx *c = sn_ctx_new();
         /* encoder: the first layer (1 channel, 161 bins) and a middle one, one causal frame before */
@@ -195,8 +199,10 @@ static void test_conv_wgrad(void **st) {
         cross_check(c, 1e-4 /* sums of up to 4*101*39 terms in different orders */, 0, label);
         sn_ctx_free(c);
     }
-    if (saved[0]) setenv("SN_CONV_WGRAD", saved, 1);
-    else unsetenv("SN_CONV_WGRAD");
+    for (int v = 0; v < 2; v++) {
+        if (saved[v][0]) setenv(vars[v], saved[v], 1);
+        else unsetenv(vars[v]);
+    }
 }
 
 /* Fused bias + activation epilogues (linear, conv2d, conv_transpose2d on the col2im and

@@ -80,10 +80,12 @@ static uint64_t temp(sn_vk *vk, int64_t floats, const sn_tensor *node, sn_status
 }
 
 /* ---- direct weight gradient ----
- * auto rule: direct when the weight has at most this many elements (im2col + fold +
- * split-K GEMM cost ~0.2-0.5 ms per CRN layer on an H100; the direct kernel's 64x64
- * tiles waste little only once M*Q is large, where the GEMM's tiles win). */
-#define SN_VK_WG_DIRECT_MAX_MQ ((int64_t)1 << 17)
+ * auto rule: direct when the weight has at most this many elements, as CUDA's (every
+ * CRN layer; there the direct kernel beat im2col + split-K cuBLAS on all ten, and the
+ * Vulkan GEMM path, im2col + fold + GEMM, took ~0.6 ms a layer on an H100). Larger
+ * weights are compute-bound, where the GEMM's tuned tiles win. Not yet timed on Vulkan:
+ * SN_VK_CONV_WGRAD A/B runs decide. */
+#define SN_VK_WG_DIRECT_MAX_MQ ((int64_t)1 << 19)
 #define SN_VK_WG_BP 32
 
 /* SN_VK_CONV_WGRAD=gemm|direct (else SN_CONV_WGRAD, the CUDA switch, so the parity
