@@ -104,7 +104,7 @@ static bool wgrad_use_direct(sn_vk *vk, int64_t M, int64_t Q, int64_t NP, int64_
     if (M <= 0 || Q <= 0 || NP >= lim || M * Q >= lim || sA >= lim || img_elems >= lim) return false;
     int f = wgrad_forced();
     if (f) return f == 2;
-    /* CPU drivers: barriers cost there, the GEMM path measured (lavapipe) is kept */
+    /* CPU drivers keep the GEMM path (barriers are costly there; not worth tuning for) */
     if (sn_vk_limits_of(vk)->cpu_driver) return false;
     return M * Q <= SN_VK_WG_DIRECT_MAX_MQ;
 }
