@@ -72,8 +72,8 @@ typedef struct {
 } sn_vk_cm_dev_props_khr;
 typedef VkResult(VKAPI_PTR *sn_vk_cm_props_fn)(VkPhysicalDevice, uint32_t *, sn_vk_cm_props_khr *);
 
-/* shared memory of shaders/matmul_gemm_coop.comp: A 128x40 and B 32x136 f16, C 8x16x20 f32, 4 maxima */
-#define SN_VK_COOP_SHARED (128 * 40 * 2 + 32 * 136 * 2 + 8 * 16 * 20 * 4 + 16)
+/* shared memory of shaders/matmul_gemm_coop.comp: A and B 128x40 f16 each, C 8x16x20 f32, 4 maxima */
+#define SN_VK_COOP_SHARED (2 * 128 * 40 * 2 + 8 * 16 * 20 * 4 + 16)
 /* its workgroup: 8 subgroups, at least 256 invocations (each stages at most 4 vec4 of A and of B) */
 #define SN_VK_COOP_WG(sg) ((sg) * 8 > 256 ? (sg) * 8 : 256)
 
@@ -199,7 +199,7 @@ static void probe_coopmat(vk_phys *d, bool v12) {
                                !(sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT)
                            ? "basic subgroup operations in compute shaders"
                        : d->props.limits.maxComputeSharedMemorySize < SN_VK_COOP_SHARED
-                           ? "the shared memory the cooperative-matrix GEMM needs (29 KB)"
+                           ? "the shared memory the cooperative-matrix GEMM needs (30 KB)"
                        : sg.subgroupSize == 0 || SN_VK_COOP_WG(sg.subgroupSize) > d->props.limits.maxComputeWorkGroupInvocations ||
                                SN_VK_COOP_WG(sg.subgroupSize) > d->props.limits.maxComputeWorkGroupSize[0]
                            ? "workgroups of 8 subgroups"

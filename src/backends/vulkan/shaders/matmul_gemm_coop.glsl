@@ -60,13 +60,20 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer F32x4 { vec
 // padded against bank conflicts
 #define AS (BK + 8)
 #define BS (BN + 8)
+// a transposed operand is kept as it lies in memory (A k-major, B n-major) and loaded as a
+// column-major matrix: its staging stores stay 4 consecutive halves (transposing them in
+// shared memory hit 2 banks of 32)
+#define ATS (BM + 8)
+#define BTS (BK + 8)
+#define SA (BM * AS) // both layouts of each operand fit
+#define SB (BN * BTS)
 #define CS 20 // a 16 x 16 accumulator's row stride (the largest the probe admits)
 #define NV4 (BM * BK / 4) // vec4 of A (and of B) per chunk
 
 const uint TM = WM / lM, TN = WN / lN; // matrices per subgroup: TM <= 8, TN <= 4
 
-shared float16_t As[BM * AS];  // A(m, k) at m * AS + k
-shared float16_t Bs[BK * BS];  // B(k, n) at k * BS + n
+shared float16_t As[SA]; // A(m, k) at m * AS + k, transposed at k * ATS + m
+shared float16_t Bs[SB]; // B(k, n) at k * BS + n, transposed at n * BTS + k
 shared float Cs[NSG * 16 * CS]; // each subgroup's accumulator on its way out
 shared uint amax[2][2];         // largest |A|, |B| of a chunk (float bits), by chunk parity
 
@@ -102,8 +109,12 @@ float max4(vec4 v) {
 #define SN_MAT_B fcoopmatNV<16, 3, lK, lN>
 #define SN_MAT_C fcoopmatNV<32, 3, lM, lN>
 #define SN_ZERO_C(c) c = SN_MAT_C(0.0)
-#define SN_LOAD_A(m, off) coopMatLoadNV(m, As, off, AS, false)
-#define SN_LOAD_B(m, off) coopMatLoadNV(m, Bs, off, BS, false)
+#define SN_LOAD_A(m, off)                                \
+    if (ta) coopMatLoadNV(m, As, off, ATS, true); \
+    else coopMatLoadNV(m, As, off, AS, false)
+#define SN_LOAD_B(m, off)                                \
+    if (tb) coopMatLoadNV(m, Bs, off, BTS, true); \
+    else coopMatLoadNV(m, Bs, off, BS, false)
 #define SN_MULADD(c, a, b) c = coopMatMulAddNV(a, b, c)
 #define SN_STORE_C(m, off) coopMatStoreNV(m, Cs, off, CS, false)
 #define SN_SCALE_C(c, s) c = c * (s)
@@ -124,7 +135,8 @@ struct SnMatC { float v[32]; };
         uint e_ = q_ * gl_SubgroupSize + gl_SubgroupInvocationID, r_ = e_ / lN, s_ = e_ % lN; \
         float t_ = c.v[q_];                                                                   \
         for (uint k_ = 0u; k_ < lK; k_++)                                                     \
-            t_ = fma(float(As[(a) + r_ * AS + k_]), float(Bs[(b) + k_ * BS + s_]), t_);       \
+            t_ = fma(float(As[(a) + (ta ? k_ * ATS + r_ : r_ * AS + k_)]),                      \
+                     float(Bs[(b) + (tb ? s_ * BTS + k_ : k_ * BS + s_)]), t_);                 \
         c.v[q_] = t_;                                                                         \
     }
 #define SN_STORE_C(m, off)                                                                    \
@@ -157,10 +169,11 @@ void out_matrix(int gm0, int gn0, uint cs, uint oc, float s, float s2) {
 #define MMA_J(kk, j)                                                                          \
     if ((j) < TN) {                                                                           \
         SN_MAT_B b;                                                                           \
-        SN_LOAD_B(b, (kk) * BS + wn * WN + (j) * lN);                                         \
+        SN_LOAD_B(b, tb ? (wn * WN + (j) * lN) * BTS + (kk) : (kk) * BS + wn * WN + (j) * lN); \
         MMA_I(0, j) MMA_I(1, j) MMA_I(2, j) MMA_I(3, j) MMA_I(4, j) MMA_I(5, j) MMA_I(6, j) MMA_I(7, j) \
     }
-#define LOAD_AI(i, kk) if ((i) < TM) SN_LOAD_A(a[i], (wm * WM + (i) * lM) * AS + (kk));
+#define LOAD_AI(i, kk) \
+    if ((i) < TM) { SN_LOAD_A(a[i], ta ? (kk) * ATS + wm * WM + (i) * lM : (wm * WM + (i) * lM) * AS + (kk)); }
 #define MMA_K(kk)                                                                             \
     if ((kk) % lK == 0u) {                                                                    \
         SN_MAT_A a[8];                                                                        \
@@ -238,10 +251,10 @@ void main() {
                 vec4 a = ra[r] * sa, b = rb[r] * sb;
                 if (ta) {
                     uint m = (e % (BM / 4)) * 4u, k = e / (BM / 4);
-                    As[m * AS + k] = float16_t(a.x);
-                    As[(m + 1u) * AS + k] = float16_t(a.y);
-                    As[(m + 2u) * AS + k] = float16_t(a.z);
-                    As[(m + 3u) * AS + k] = float16_t(a.w);
+                    As[k * ATS + m] = float16_t(a.x);
+                    As[k * ATS + m + 1u] = float16_t(a.y);
+                    As[k * ATS + m + 2u] = float16_t(a.z);
+                    As[k * ATS + m + 3u] = float16_t(a.w);
                 } else {
                     uint m = e / (BK / 4), k = (e % (BK / 4)) * 4u;
                     As[m * AS + k] = float16_t(a.x);
@@ -251,10 +264,10 @@ void main() {
                 }
                 if (tb) {
                     uint n = e / (BK / 4), k = (e % (BK / 4)) * 4u;
-                    Bs[k * BS + n] = float16_t(b.x);
-                    Bs[(k + 1u) * BS + n] = float16_t(b.y);
-                    Bs[(k + 2u) * BS + n] = float16_t(b.z);
-                    Bs[(k + 3u) * BS + n] = float16_t(b.w);
+                    Bs[n * BTS + k] = float16_t(b.x);
+                    Bs[n * BTS + k + 1u] = float16_t(b.y);
+                    Bs[n * BTS + k + 2u] = float16_t(b.z);
+                    Bs[n * BTS + k + 3u] = float16_t(b.w);
                 } else {
                     uint n = (e % (BN / 4)) * 4u, k = e / (BN / 4);
                     Bs[k * BS + n] = float16_t(b.x);
