@@ -157,7 +157,7 @@ if [ -z "${SKIP_APP:-}" ] && [ -x "$build/sinter" ]; then
       "$build/sinter" model conf/demo.yaml model.file=conf/models/$m.yaml device=$dev >>"$log" 2>&1; rc3=$?
       "$build/sinter" eval --ckpt "$run/best.safetensors" device=$dev data.valid_dir=/tmp/sn-demo/valid >>"$log" 2>&1; rc4=$?
       "$build/sinter" enhance --ckpt "$run/best.safetensors" --device $dev /tmp/sn-demo/valid -o "$app/enh-$dev-$m" >>"$log" 2>&1; rc5=$?
-      note "app $dev $m: train exit $rc ($(printf '%.1f' "$(echo "$t1 - $t0" | bc)") s; last metrics: $last), resume $rc2, model $rc3, eval $rc4, enhance $rc5"
+      note "app $dev $m: train exit $rc ($(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b - a}') s; last metrics: $last), resume $rc2, model $rc3, eval $rc4, enhance $rc5"
       [ "$rc$rc2$rc3$rc4$rc5" = "00000" ] || { rc_tests=1; tail -5 "$log"; }
     done
   done
