@@ -138,17 +138,21 @@ static void test_conv_pad_crop(void **st) {
 }
 
 /* Convolution weight gradients through both of a backend's paths where it has two (CUDA:
- * SN_CONV_WGRAD, read on every call: im2col + split-K GEMMs and the direct kernel), device vs CPU. The CRN's
+ * SN_CONV_WGRAD, Vulkan: SN_VK_CONV_WGRAD, read on every call: im2col + GEMMs and the
+ * direct kernel), device vs CPU. The CRN's
  * encoder and decoder forms (first and last layers too), odd sizes, channel counts that
  * leave partial tiles, 3x3 stride 2 with padding, 1x1, and sizes whose reduction the
  * direct kernel splits over many blocks. */
 static void test_conv_wgrad(void **st) {
     static const char *const paths[2] = {"gemm", "direct"};
-    char saved[64] = {0};
-    const char *e = getenv("SN_CONV_WGRAD");
-    if (e) snprintf(saved, sizeof saved, "%s", e);
+    static const char *const vars[2] = {"SN_CONV_WGRAD", "SN_VK_CONV_WGRAD"}; /* CUDA's, Vulkan's */
+    char saved[2][64] = {{0}};
+    for (int v = 0; v < 2; v++) {
+        const char *e = getenv(vars[v]);
+        if (e) snprintf(saved[v], sizeof saved[v], "%s", e);
+    }
     for (int k = 0; k < 2; k++) {
-        setenv("SN_CONV_WGRAD", paths[k], 1);
+        for (int v = 0; v < 2; v++) setenv(vars[v], paths[k], 1);
         char label[64];
         sn_ctx *c = sn_ctx_new();
         /* encoder: the first layer (1 channel, 161 bins) and a middle one, one causal frame before */
@@ -195,8 +199,10 @@ static void test_conv_wgrad(void **st) {
         cross_check(c, 1e-4 /* sums of up to 4*101*39 terms in different orders */, 0, label);
         sn_ctx_free(c);
     }
-    if (saved[0]) setenv("SN_CONV_WGRAD", saved, 1);
-    else unsetenv("SN_CONV_WGRAD");
+    for (int v = 0; v < 2; v++) {
+        if (saved[v][0]) setenv(vars[v], saved[v], 1);
+        else unsetenv(vars[v]);
+    }
 }
 
 /* Fused bias + activation epilogues (linear, conv2d, conv_transpose2d on the col2im and
@@ -252,6 +258,28 @@ static void test_batchnorm(void **st) {
     grads(c, sn_batchnorm2d(c, x, g, b, rm, rv, true, 1e-5f, 0.1f), sn_grad_batchnorm);
     grads(c, sn_batchnorm2d(c, x, g, b, rm2, rv2, false, 1e-5f, 0.1f), sn_grad_batchnorm);
     cross_check(c, 1e-5 /* per-channel sums over 189 elements, f32 vs double */, 1e-5, "batchnorm");
+    sn_ctx_free(c);
+}
+
+/* channels of several thousand elements (the Vulkan kernels split each channel into
+ * chunks of >= 1024: here 5, the last partial), odd sizes, plain and fused ELU, training
+ * and eval, vs the CPU */
+static void test_batchnorm_large(void **st) {
+    sn_ctx *c = sn_ctx_new();
+    sn_tensor *x = LEAF(c, -2, 3, "x", 3, 6, 41, 37);
+    sn_tensor *g = LEAF(c, 0.5, 1.5, "gamma", 6), *b = LEAF(c, -0.5, 0.5, "beta", 6);
+    sn_tensor *rs[8];
+    for (int i = 0; i < 8; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, i % 2 ? "rvar%d" : "rmean%d", i / 2);
+        rs[i] = i % 2 ? LEAF(c, 0.5, 1.5, nm, 6) : LEAF(c, -0.5, 0.5, nm, 6);
+        rs[i]->flags &= ~SN_FLAG_NEEDS_GRAD;
+    }
+    grads(c, sn_batchnorm2d(c, x, g, b, rs[0], rs[1], true, 1e-5f, 0.1f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d(c, x, g, b, rs[2], rs[3], false, 1e-5f, 0.1f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d_elu(c, x, g, b, rs[4], rs[5], true, 1e-5f, 0.1f, 1.0f), sn_grad_batchnorm);
+    grads(c, sn_batchnorm2d_elu(c, x, g, b, rs[6], rs[7], false, 1e-5f, 0.1f, 0.7f), sn_grad_batchnorm);
+    cross_check(c, 1e-4 /* per-channel sums over 4551 elements in different orders */, 1e-4, "batchnorm large");
     sn_ctx_free(c);
 }
 
@@ -611,7 +639,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_device_info), cmocka_unit_test(test_binary),        cmocka_unit_test(test_unary),
         cmocka_unit_test(test_shape),       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
         cmocka_unit_test(test_fused_act),   cmocka_unit_test(test_conv_pad_crop), cmocka_unit_test(test_conv_wgrad),
-        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_norm),
+        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_batchnorm_large), cmocka_unit_test(test_norm),
         cmocka_unit_test(test_lstm),        cmocka_unit_test(test_gru),           cmocka_unit_test(test_attention),
         cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),
         cmocka_unit_test(test_graph_replay), cmocka_unit_test(test_crn_step),

@@ -6,7 +6,11 @@
  * comes from the shapes, the column grid reading zeros past the image and col2im
  * writing only the image there is. The weight gradients fold the batch into the
  * columns ([R, N*L]) and reduce over all of them in one GEMM. The forward ops' bias
- * and activation epilogue (ip[SN_IP_ACT]) run in the GEMM or in col2im. */
+ * and activation epilogue (ip[SN_IP_ACT]) run in the GEMM or in col2im. Weight
+ * gradients of small layers skip im2col: a direct kernel (wgrad_direct). */
+#include <stdlib.h>
+#include <string.h>
+
 #include "backends/vulkan/vk_gemm.h"
 
 typedef struct {
@@ -29,6 +33,17 @@ typedef struct {
     uint64_t src, dst;
     int32_t N, R, L;
 } fold_push;
+
+typedef struct {
+    uint64_t A, img, dst;
+    int32_t g[12];
+    int32_t M, Q, NP, L, sA;
+} wgrad_push;
+
+typedef struct {
+    uint64_t part, dst;
+    int32_t S, n;
+} wsum_push;
 
 static void geom_pack(const geom *g, int32_t *o) {
     const int64_t v[12] = {g->N, g->C, g->Hs, g->Ws, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->Hc, g->Wc};
@@ -62,6 +77,65 @@ static uint64_t temp(sn_vk *vk, int64_t floats, const sn_tensor *node, sn_status
         *st = sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s': %.1f MB of column workspace", sn_op_name(node->op),
                               node->name, floats * 4.0 / 1048576.0);
     return a;
+}
+
+/* ---- direct weight gradient ----
+ * auto rule: direct when the weight has at most this many elements, as CUDA's (every
+ * CRN layer; there the direct kernel beat im2col + split-K cuBLAS on all ten, and the
+ * Vulkan GEMM path, im2col + fold + GEMM, took ~0.6 ms a layer on an H100). Larger
+ * weights are compute-bound, where the GEMM's tuned tiles win. Not yet timed on Vulkan:
+ * SN_VK_CONV_WGRAD A/B runs decide. */
+#define SN_VK_WG_DIRECT_MAX_MQ ((int64_t)1 << 19)
+#define SN_VK_WG_BP 32
+
+/* SN_VK_CONV_WGRAD=gemm|direct (else SN_CONV_WGRAD, the CUDA switch, so the parity
+ * suite's loop covers both paths) forces a path; read on every call for A/B runs. */
+static int wgrad_forced(void) {
+    const char *e = getenv("SN_VK_CONV_WGRAD");
+    if (!e || !*e) e = getenv("SN_CONV_WGRAD");
+    if (!e) return 0;
+    if (!strcmp(e, "gemm")) return 1;
+    if (!strcmp(e, "direct")) return 2;
+    return 0;
+}
+
+static bool wgrad_use_direct(sn_vk *vk, int64_t M, int64_t Q, int64_t NP, int64_t sA, int64_t img_elems) {
+    const int64_t lim = (int64_t)1 << 30; /* the shader's 32-bit offsets, with room */
+    if (M <= 0 || Q <= 0 || NP >= lim || M * Q >= lim || sA >= lim || img_elems >= lim) return false;
+    int f = wgrad_forced();
+    if (f) return f == 2;
+    /* CPU drivers keep the GEMM path (barriers are costly there; not worth tuning for) */
+    if (sn_vk_limits_of(vk)->cpu_driver) return false;
+    return M * Q <= SN_VK_WG_DIRECT_MAX_MQ;
+}
+
+/* dW[M,Q] = sum over N images of A_n[M,P] cols_n[Q,P]^T, cols read from img through g
+ * (g->N images); splits of the N*P reduction summed in a fixed order: overwrites dw */
+static sn_status wgrad_direct(sn_vk *vk, const sn_tensor *node, const geom *g, int64_t M, int64_t Q, uint64_t A,
+                              int64_t sA, uint64_t img, uint64_t dw) {
+    const int64_t BP = SN_VK_WG_BP, P = g->Hc * g->Wc, NP = g->N * P, MQ = M * Q;
+    int64_t tiles = ((M + 63) / 64) * ((Q + 63) / 64);
+    int64_t S = 1024 / tiles;                      /* ~1000 workgroups: a few per SM */
+    if (S > NP / (4 * BP)) S = NP / (4 * BP);      /* at least 4 chunks each */
+    if (S > ((int64_t)64 << 20) / MQ) S = ((int64_t)64 << 20) / MQ; /* partials <= 256 MB */
+    if (S > 65535) S = 65535;
+    if (S < 1) S = 1;
+    int64_t L = (NP + S - 1) / S;
+    L = (L + BP - 1) / BP * BP;
+    S = (NP + L - 1) / L;
+    if (S < 1) S = 1;
+    if (tiles > 65535)
+        return sn_error(SN_ERR_UNSUPPORTED, "Vulkan %s '%s': %lld weight tiles (at most 65535)", sn_op_name(node->op),
+                        node->name, (long long)tiles);
+    sn_status st = SN_OK;
+    uint64_t dst = dw;
+    if (S > 1 && !(dst = temp(vk, S * MQ, node, &st))) return st;
+    wgrad_push p = {A, img, dst, {0}, (int32_t)M, (int32_t)Q, (int32_t)NP, (int32_t)L, (int32_t)sA};
+    geom_pack(g, p.g);
+    SN_VK_TRY(sn_vk_dispatch(vk, SN_VK_SH_CONV_WGRAD, &p, sizeof p, (uint32_t)tiles, (uint32_t)S, 1));
+    if (S == 1) return SN_OK;
+    wsum_push q = {dst, dw, (int32_t)S, (int32_t)MQ};
+    return sn_vk_dispatch(vk, SN_VK_SH_CONV_WGRAD_SUM, &q, sizeof q, sn_vk_groups(MQ, 256), 1, 1);
 }
 
 /* out_n[R, L] = W[R, CKK] @ col_n (or W^T when tw), one product per image n: col_n is
@@ -107,6 +181,8 @@ static sn_status conv2d_family(sn_vk *vk, sn_tensor *node, int act, float p0, fl
         SN_VK_TRY(sn_vk_gemm(vk, &a, node->name));
         return col2im(vk, &g, col, sn_vk_addr(x), 0, SN_ACT_NONE, 0.0f, 0.0f);
     }
+    if (wgrad_use_direct(vk, K, CKK, NL, K * HWo, g.C * g.Hs * g.Ws))
+        return wgrad_direct(vk, node, &g, K, CKK, sn_vk_addr(y), K * HWo, sn_vk_addr(x), sn_vk_addr(w));
     /* dw[K, CKK] = yf[K, N*HWo] @ col^T */
     int64_t o_yf = sn_align64(CKK * NL);
     uint64_t col = temp(vk, o_yf + K * NL, node, &st);
@@ -150,6 +226,8 @@ static sn_status convt2d_family(sn_vk *vk, sn_tensor *node, int act, float p0, f
         return gemm_images(vk, false, C, KKK, N, HW, sn_vk_addr(w), KKK, col, NL, HW, sn_vk_addr(x), HW, C * HW, 0,
                            SN_ACT_NONE, 0.0f, 0.0f, node->name);
     }
+    if (wgrad_use_direct(vk, C, KKK, NL, C * HW, g.C * g.Hs * g.Ws))
+        return wgrad_direct(vk, node, &g, C, KKK, sn_vk_addr(x), C * HW, sn_vk_addr(y), sn_vk_addr(w));
     /* dw[C, KKK] = xf[C, N*HW] @ im2col(dy)^T */
     int64_t o_xf = sn_align64(KKK * NL);
     uint64_t col = temp(vk, o_xf + C * NL, node, &st);

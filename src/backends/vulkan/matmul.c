@@ -51,9 +51,9 @@ static gemm_shader gemm_big(sn_vk *vk, const sn_vk_gemm_args *g, bool *enough) {
 
 /* the one place that picks a GEMM shader; sh -1 for an SN_VK_GEMM value it does not know */
 static gemm_shader gemm_pick(sn_vk *vk, const sn_vk_gemm_args *g) {
-    /* train.mixed_precision: the f16 cooperative-matrix GEMM (64x64 tiles, these push constants) */
+    /* train.mixed_precision: the f16 cooperative-matrix GEMM (128x128 tiles, these push constants) */
     const int f16 = sn_vk_f16_gemm_shader(vk);
-    if (f16 >= 0) return (gemm_shader){f16, 64, 64};
+    if (f16 >= 0) return (gemm_shader){f16, 128, 128};
     const char *e = getenv("SN_VK_GEMM");
     bool enough;
     gemm_shader big = gemm_big(vk, g, &enough);

@@ -72,8 +72,10 @@ typedef struct {
 } sn_vk_cm_dev_props_khr;
 typedef VkResult(VKAPI_PTR *sn_vk_cm_props_fn)(VkPhysicalDevice, uint32_t *, sn_vk_cm_props_khr *);
 
-/* shared memory of shaders/matmul_gemm_coop.comp: A 64x40 and B 32x72 f16, C 4x32x36 f32 */
-#define SN_VK_COOP_SHARED (64 * 40 * 2 + 32 * 72 * 2 + 4 * 32 * 36 * 4)
+/* shared memory of shaders/matmul_gemm_coop.comp: A and B 128x40 f16 each, C 8x16x20 f32, 4 maxima */
+#define SN_VK_COOP_SHARED (2 * 128 * 40 * 2 + 8 * 16 * 20 * 4 + 16)
+/* its workgroup: 8 subgroups, at least 256 invocations (each stages at most 4 vec4 of A and of B) */
+#define SN_VK_COOP_WG(sg) ((sg) * 8 > 256 ? (sg) * 8 : 256)
 
 typedef struct vk_phys {
     VkPhysicalDevice pd;
@@ -161,7 +163,8 @@ static bool has_ext(const VkExtensionProperties *e, uint32_t n, const char *name
 /* Whether the cooperative-matrix GEMM can run, and with which shape: the extension and
  * its feature for compute shaders, the Vulkan memory model and f16 arithmetic its
  * SPIR-V declares, subgroup ids, its shared memory, and an f16 x f16 -> f32 subgroup
- * shape whose M, N, K divide its 32 x 32 x 32 subgroup tile (the largest such). */
+ * shape with M, N of 8 or 16 and K of 8, 16 or 32 (what its unrolled 64 x 32 x 32
+ * subgroup step and 16 x 16 output staging hold; the largest such). */
 static void probe_coopmat(vk_phys *d, bool v12) {
     memset(d->cm_mnk, 0, sizeof d->cm_mnk);
     d->cm_nv = false;
@@ -197,9 +200,10 @@ static void probe_coopmat(vk_phys *d, bool v12) {
                                !(sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT)
                            ? "basic subgroup operations in compute shaders"
                        : d->props.limits.maxComputeSharedMemorySize < SN_VK_COOP_SHARED
-                           ? "the shared memory the cooperative-matrix GEMM needs (28 KB)"
-                       : sg.subgroupSize == 0 || 4 * sg.subgroupSize > d->props.limits.maxComputeWorkGroupInvocations
-                           ? "workgroups of 4 subgroups"
+                           ? "the shared memory the cooperative-matrix GEMM needs (30 KB)"
+                       : sg.subgroupSize == 0 || SN_VK_COOP_WG(sg.subgroupSize) > d->props.limits.maxComputeWorkGroupInvocations ||
+                               SN_VK_COOP_WG(sg.subgroupSize) > d->props.limits.maxComputeWorkGroupSize[0]
+                           ? "workgroups of 8 subgroups"
                            : NULL;
     if (lack) {
         snprintf(d->cm_why, sizeof d->cm_why, "it lacks %s", lack);
@@ -236,7 +240,7 @@ static void probe_coopmat(vk_phys *d, bool v12) {
             M = pk[i].MSize, N = pk[i].NSize, K = pk[i].KSize, a = pk[i].AType, b = pk[i].BType, c = pk[i].CType;
             r = pk[i].ResultType, sc = pk[i].scope, sat = pk[i].saturatingAccumulation;
         }
-        bool fits = M && N && K && 32 % M == 0 && 32 % N == 0 && 32 % K == 0;
+        bool fits = (M == 8 || M == 16) && (N == 8 || N == 16) && (K == 8 || K == 16 || K == 32);
         if (a == 0 && b == 0 && c == 1 && r == 1 && sc == 3 && !sat && fits && M * N * K > best) {
             best = M * N * K;
             d->cm_mnk[0] = M, d->cm_mnk[1] = N, d->cm_mnk[2] = K;
@@ -246,7 +250,7 @@ static void probe_coopmat(vk_phys *d, bool v12) {
     free(pn);
     if (!best)
         snprintf(d->cm_why, sizeof d->cm_why, "none of its %u cooperative matrix shapes is f16 x f16 -> f32 at subgroup "
-                 "scope with M, N, K dividing 32", n);
+                 "scope with M, N of 8 or 16 and K of 8, 16 or 32", n);
 }
 
 static void probe_device(vk_phys *d) {
@@ -932,10 +936,10 @@ static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
     ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
     ci.stage.module = mod;
     ci.stage.pName = "main";
-    /* cooperative-matrix shaders: workgroup size (4 subgroups) and the matrix shape M, N, K
+    /* cooperative-matrix shaders: workgroup size (SN_VK_COOP_WG) and the matrix shape M, N, K
      * (the emulation, without a device shape: 16 x 8 x 16, M != N as NVIDIA's) */
     const uint32_t *mnk = vk->phys->cm_mnk[0] ? vk->phys->cm_mnk : (const uint32_t[3]){16, 8, 16};
-    const uint32_t spec[4] = {4 * (vk->phys->subgroup ? vk->phys->subgroup : 1), mnk[0], mnk[1], mnk[2]};
+    const uint32_t spec[4] = {SN_VK_COOP_WG(vk->phys->subgroup), mnk[0], mnk[1], mnk[2]};
     const VkSpecializationMapEntry map[4] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}, {3, 12, 4}};
     const VkSpecializationInfo si = {4, map, sizeof spec, spec};
     if (coop || sh == SN_VK_SH_MATMUL_GEMM_COOP_EMU) ci.stage.pSpecializationInfo = &si;

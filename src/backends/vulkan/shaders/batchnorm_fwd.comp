@@ -1,51 +1,45 @@
 #version 450
-// BatchNorm2d forward, one workgroup per channel: batch statistics (two passes: mean,
-// then the centred sum of squares) and the running-stat update in training, the
-// running stats in eval; mean/invstd saved (extra); y = x*sc + sh, ELU(alpha) after it
-// when fused. Fixed reduction trees: deterministic.
+// BatchNorm2d forward, the normalisation pass over chunk k (workgroup x) of channel c
+// (workgroup y): training takes the batch statistics from batchnorm_stats' P partials
+// (fixed tree: every workgroup gets the same mean/var), chunk 0 updates the running
+// stats; eval uses the running stats. mean/invstd saved (extra) by chunk 0; y = x*sc + sh,
+// ELU(alpha) after it when fused.
 #include "ops_common.glsl"
 
 layout(local_size_x = 256) in;
 #include "ops_reduce.glsl"
 
 layout(push_constant) uniform PC {
-    F32 x, y, gamma, beta, rm, rv, mean, invstd;
-    int N, C, HW, training, elu;
+    F32 x, y, gamma, beta, rm, rv, mean, invstd, ps, pq;
+    int N, C, HW, training, elu, P, chunk;
     float eps, mom, alpha;
 } pc;
 
 void main() {
-    const uint lid = gl_LocalInvocationID.x, HW = uint(pc.HW), C = uint(pc.C);
-    const uint cnt = uint(pc.N) * HW;
-    for (uint c = gl_WorkGroupID.x; c < C; c += gl_NumWorkGroups.x) {
+    const uint lid = gl_LocalInvocationID.x, HW = uint(pc.HW), C = uint(pc.C), P = uint(pc.P);
+    const uint cnt = uint(pc.N) * HW, k = gl_WorkGroupID.x;
+    const uint e0 = k * uint(pc.chunk), e1 = min(cnt, e0 + uint(pc.chunk));
+    for (uint c = gl_WorkGroupID.y; c < C; c += gl_NumWorkGroups.y) {
         float m, is;
         if (pc.training != 0) {
-            float s = 0.0;
-            for (uint e = lid; e < cnt; e += 256u) s += pc.x.v[((e / HW) * C + c) * HW + e % HW];
-            float mu = sn_wg_sum(s) / float(cnt);
-            float q = 0.0;
-            for (uint e = lid; e < cnt; e += 256u) {
-                float d = pc.x.v[((e / HW) * C + c) * HW + e % HW] - mu;
-                q += d * d;
-            }
-            q = sn_wg_sum(q);
-            m = mu;
-            is = 1.0 / sqrt(q / float(cnt) + pc.eps);
-            if (lid == 0u) {
-                float unbiased = q / float(cnt - 1u);
-                pc.rm.v[c] = (1.0 - pc.mom) * pc.rm.v[c] + pc.mom * mu;
+            vec2 s = sn_wg_sum2(lid < P ? vec2(pc.ps.v[c * P + lid], pc.pq.v[c * P + lid]) : vec2(0.0));
+            m = s.x / float(cnt);
+            is = 1.0 / sqrt(s.y / float(cnt) + pc.eps);
+            if (lid == 0u && k == 0u) {
+                float unbiased = s.y / float(cnt - 1u);
+                pc.rm.v[c] = (1.0 - pc.mom) * pc.rm.v[c] + pc.mom * m;
                 pc.rv.v[c] = (1.0 - pc.mom) * pc.rv.v[c] + pc.mom * unbiased;
             }
         } else {
             m = pc.rm.v[c];
             is = 1.0 / sqrt(pc.rv.v[c] + pc.eps);
         }
-        if (lid == 0u) {
+        if (lid == 0u && k == 0u) {
             pc.mean.v[c] = m;
             pc.invstd.v[c] = is;
         }
         float sc = is * pc.gamma.v[c], sh = pc.beta.v[c] - m * sc;
-        for (uint e = lid; e < cnt; e += 256u) {
+        for (uint e = e0 + lid; e < e1; e += 256u) {
             uint i = ((e / HW) * C + c) * HW + e % HW;
             float z = pc.x.v[i] * sc + sh;
             pc.y.v[i] = pc.elu != 0 ? (z > 0.0 ? z : pc.alpha * sn_expm1(z)) : z;

@@ -45,10 +45,32 @@ shared vec4 Bs[2][BK][BN / 4 + 1];
 // 4 consecutive elements at index i, the first `n` of them (0..4) in range
 vec4 load4(F32 p, bool v4, uint i, int n) {
     if (n >= 4 && v4) return F32x4(p).v[i >> 2];
-    vec4 r = vec4(0.0);
-    [[unroll]] for (int c = 0; c < 4; c++)
-        if (c < n) r[c] = p.v[i + uint(c)];
+    vec4 r = vec4(0.0); // components by name: no dynamic index into a register vector
+    if (n > 0) r.x = p.v[i];
+    if (n > 1) r.y = p.v[i + 1u];
+    if (n > 2) r.z = p.v[i + 2u];
+    if (n > 3) r.w = p.v[i + 3u];
     return r;
+}
+
+// C's 4 outputs at row gm, columns gn.. from the accumulator a, with the epilogue
+void out4(int gm, int gn, uint oc, bool vc, vec4 a) {
+    const int n = min(pc.N - gn, 4), bmode = (pc.flags >> 2) & 3, act = (pc.flags >> 4) & 15;
+    if (gm >= pc.M || n <= 0) return;
+    uint ci = oc + uint(gm) * uint(pc.ldc) + uint(gn);
+    vec4 v = pc.alpha * a;
+    if (pc.beta != 0.0) v += pc.beta * load4(pc.C, vc, ci, n);
+    if (bmode == 1) v += load4(pc.bias, false, uint(gn), n);
+    else if (bmode == 2) v += vec4(pc.bias.v[gm]);
+    v = vec4(sn_act(uint(act), v.x, pc.p0, pc.p1), sn_act(uint(act), v.y, pc.p0, pc.p1),
+             sn_act(uint(act), v.z, pc.p0, pc.p1), sn_act(uint(act), v.w, pc.p0, pc.p1));
+    if (n == 4 && vc) F32x4(pc.C).v[ci >> 2] = v;
+    else {
+        pc.C.v[ci] = v.x;
+        if (n > 1) pc.C.v[ci + 1u] = v.y;
+        if (n > 2) pc.C.v[ci + 2u] = v.z;
+        if (n > 3) pc.C.v[ci + 3u] = v.w;
+    }
 }
 
 void main() {
@@ -69,49 +91,77 @@ void main() {
         acc[i][0] = vec4(0.0);
         acc[i][1] = vec4(0.0);
     }
-    vec4 ra[LA], rb[LB];
+    // staging registers as scalars, not arrays: NVIDIA's compiler puts an array it cannot
+    // index statically in local memory (that made these tiles 10x slower than 64x64)
+    vec4 ra0, ra1, rb0, rb1;
 
-// loads step k0 into ra/rb: a k-contiguous operand as 4 k of one row, the other as 4 rows of one k
-#define LOAD(k0)                                                                                  \
-    [[unroll]] for (int r = 0; r < LA; r++) {                                                     \
-        uint e = lid + uint(NT * r);                                                              \
+// loads step k0's vec4 number r into ra: a k-contiguous operand as 4 k of one row, the other as 4 rows of one k
+#define LOADA(k0, r, ra)                                                                          \
+    {                                                                                             \
+        uint e = lid + uint(NT * (r));                                                            \
         int m, k, n;                                                                              \
         if (ta) { k = int(e / (BM / 4)); m = int(e % (BM / 4)) * 4; }                             \
         else    { m = int(e / (BK / 4)); k = int(e % (BK / 4)) * 4; }                             \
         int gm = m0 + m, gk = (k0) + k;                                                           \
         if (ta) n = gk < K ? min(pc.M - gm, 4) : 0;                                               \
         else    n = gm < pc.M ? min(K - gk, 4) : 0;                                               \
-        ra[r] = load4(pc.A, va, oa + (ta ? uint(gk) * lda + uint(gm) : uint(gm) * lda + uint(gk)), n); \
-    }                                                                                             \
-    [[unroll]] for (int r = 0; r < LB; r++) {                                                     \
-        uint e = lid + uint(NT * r);                                                              \
+        ra = load4(pc.A, va, oa + (ta ? uint(gk) * lda + uint(gm) : uint(gm) * lda + uint(gk)), n); \
+    }
+#define LOADB(k0, r, rb)                                                                          \
+    {                                                                                             \
+        uint e = lid + uint(NT * (r));                                                            \
         int k, nn, n;                                                                             \
         if (tb) { nn = int(e / (BK / 4)); k = int(e % (BK / 4)) * 4; }                            \
         else    { k = int(e / (BN / 4)); nn = int(e % (BN / 4)) * 4; }                            \
         int gn = n0 + nn, gk = (k0) + k;                                                          \
         if (tb) n = gn < pc.N ? min(K - gk, 4) : 0;                                               \
         else    n = gk < K ? min(pc.N - gn, 4) : 0;                                               \
-        rb[r] = load4(pc.B, vb, ob + (tb ? uint(gn) * ldb + uint(gk) : uint(gk) * ldb + uint(gn)), n); \
+        rb = load4(pc.B, vb, ob + (tb ? uint(gn) * ldb + uint(gk) : uint(gk) * ldb + uint(gn)), n); \
     }
-
-// stores ra/rb into buffer s: [k][m] whatever the operand's layout
-#define STORE(s)                                                                                  \
-    [[unroll]] for (int r = 0; r < LA; r++) {                                                     \
-        uint e = lid + uint(NT * r);                                                              \
-        if (ta) As[s][e / (BM / 4)][e % (BM / 4)] = ra[r];                                        \
+// stores them into buffer s: [k][m] whatever the operand's layout
+#define STOREA(s, r, ra)                                                                          \
+    {                                                                                             \
+        uint e = lid + uint(NT * (r));                                                            \
+        if (ta) As[s][e / (BM / 4)][e % (BM / 4)] = ra;                                           \
         else {                                                                                    \
             uint m = e / (BK / 4), k = (e % (BK / 4)) * 4u;                                       \
-            [[unroll]] for (int c = 0; c < 4; c++) As[s][k + uint(c)][m >> 2][m & 3u] = ra[r][c]; \
-        }                                                                                         \
-    }                                                                                             \
-    [[unroll]] for (int r = 0; r < LB; r++) {                                                     \
-        uint e = lid + uint(NT * r);                                                              \
-        if (!tb) Bs[s][e / (BN / 4)][e % (BN / 4)] = rb[r];                                       \
-        else {                                                                                    \
-            uint n = e / (BK / 4), k = (e % (BK / 4)) * 4u;                                       \
-            [[unroll]] for (int c = 0; c < 4; c++) Bs[s][k + uint(c)][n >> 2][n & 3u] = rb[r][c]; \
+            As[s][k][m >> 2][m & 3u] = ra.x;                                                      \
+            As[s][k + 1u][m >> 2][m & 3u] = ra.y;                                                 \
+            As[s][k + 2u][m >> 2][m & 3u] = ra.z;                                                 \
+            As[s][k + 3u][m >> 2][m & 3u] = ra.w;                                                 \
         }                                                                                         \
     }
+#define STOREB(s, r, rb)                                                                          \
+    {                                                                                             \
+        uint e = lid + uint(NT * (r));                                                            \
+        if (!tb) Bs[s][e / (BN / 4)][e % (BN / 4)] = rb;                                          \
+        else {                                                                                    \
+            uint n = e / (BK / 4), k = (e % (BK / 4)) * 4u;                                       \
+            Bs[s][k][n >> 2][n & 3u] = rb.x;                                                      \
+            Bs[s][k + 1u][n >> 2][n & 3u] = rb.y;                                                 \
+            Bs[s][k + 2u][n >> 2][n & 3u] = rb.z;                                                 \
+            Bs[s][k + 3u][n >> 2][n & 3u] = rb.w;                                                 \
+        }                                                                                         \
+    }
+#if LA > 2 || LB > 2
+#error "gemm_big.glsl stages at most 2 vec4 of A and of B per invocation"
+#endif
+#if LA == 2
+#define LOADA2(k0) LOADA(k0, 1, ra1)
+#define STOREA2(s) STOREA(s, 1, ra1)
+#else
+#define LOADA2(k0)
+#define STOREA2(s)
+#endif
+#if LB == 2
+#define LOADB2(k0) LOADB(k0, 1, rb1)
+#define STOREB2(s) STOREB(s, 1, rb1)
+#else
+#define LOADB2(k0)
+#define STOREB2(s)
+#endif
+#define LOAD(k0) LOADA(k0, 0, ra0) LOADA2(k0) LOADB(k0, 0, rb0) LOADB2(k0)
+#define STORE(s) STOREA(s, 0, ra0) STOREA2(s) STOREB(s, 0, rb0) STOREB2(s)
 
     const int nk = (K + BK - 1) / BK;
     if (nk > 0) {
@@ -141,26 +191,9 @@ void main() {
         barrier();
     }
 
-    const int bmode = (pc.flags >> 2) & 3, act = (pc.flags >> 4) & 15;
-    [[unroll]] for (int i = 0; i < 8; i++) {
-        int gm = m0 + (i < 4 ? int(ty) * 4 + i : BM / 2 + int(ty) * 4 + i - 4);
-        if (gm >= pc.M) continue;
-        [[unroll]] for (int j = 0; j < 2; j++) {
-            int gn = n0 + (j == 0 ? int(tx) * 4 : BN / 2 + int(tx) * 4);
-            int n = min(pc.N - gn, 4);
-            if (n <= 0) continue;
-            uint ci = oc + uint(gm) * uint(pc.ldc) + uint(gn);
-            vec4 v = pc.alpha * acc[i][j];
-            if (pc.beta != 0.0) v += pc.beta * load4(pc.C, vc, ci, n);
-            [[unroll]] for (int c = 0; c < 4; c++) {
-                if (bmode == 1 && c < n) v[c] += pc.bias.v[gn + c];
-                else if (bmode == 2) v[c] += pc.bias.v[gm];
-                v[c] = sn_act(uint(act), v[c], pc.p0, pc.p1);
-            }
-            if (n == 4 && vc) F32x4(pc.C).v[ci >> 2] = v;
-            else
-                [[unroll]] for (int c = 0; c < 4; c++)
-                    if (c < n) pc.C.v[ci + uint(c)] = v[c];
-        }
-    }
+    // the epilogue spelled out per accumulator (no loop over acc[i][j] left to the driver)
+#define OUT(i, j) out4(m0 + ((i) < 4 ? int(ty) * 4 + (i) : BM / 2 + int(ty) * 4 + (i) - 4), \
+                       n0 + ((j) == 0 ? int(tx) * 4 : BN / 2 + int(tx) * 4), oc, vc, acc[i][j]);
+    OUT(0, 0) OUT(0, 1) OUT(1, 0) OUT(1, 1) OUT(2, 0) OUT(2, 1) OUT(3, 0) OUT(3, 1)
+    OUT(4, 0) OUT(4, 1) OUT(5, 0) OUT(5, 1) OUT(6, 0) OUT(6, 1) OUT(7, 0) OUT(7, 1)
 }
