@@ -8,8 +8,8 @@
 /* The GEMM shaders: a barrier-free one reading its operands straight from memory (CPU
  * drivers, lavapipe and SwiftShader, which run a workgroup's barriers as switches between
  * its invocations: 3-4x faster there), 64x64 shared-memory tiles, and the register-blocked
- * 128x128 / 128x64 / 64x128 tiles (8x8 outputs per invocation, several times the 64x64
- * one's rate) where the output has enough of them to fill a GPU. SN_VK_GEMM=direct|tiled|
+ * 128x128 / 128x64 / 64x128 tiles (8x8 outputs per invocation; the GPU default).
+ * SN_VK_GEMM=direct|tiled|
  * big|big128x128|big128x64|big64x128 forces one (big: the big tile the shape favours);
  * read on every call, for tests and benchmarks. */
 typedef struct {
@@ -33,20 +33,14 @@ static double gemm_fill(const sn_vk_gemm_args *g, gemm_shader t) {
 
 /* The big tile for g: 128x128 while there are ~2 workgroups per multiprocessor on the
  * largest GPUs (H100: 132) and few outputs are padding, else whichever half tile (twice
- * the workgroups) wastes less. *enough: the chosen one still has ~1 workgroup per
- * multiprocessor, at least half of its outputs real. */
-static gemm_shader gemm_big(sn_vk *vk, const sn_vk_gemm_args *g, bool *enough) {
+ * the workgroups) wastes less. */
+static gemm_shader gemm_big(sn_vk *vk, const sn_vk_gemm_args *g) {
     const sn_vk_limits *l = sn_vk_limits_of(vk);
     /* 128x128 needs 256 invocations and 17 KB of shared memory (double-buffered [2][8][33]
      * vec4 tiles of A and B), above Vulkan's minimums (128, 16 KB); the half tiles fit any device */
     bool fits = l->shared_bytes >= 2 * 2 * 8 * 33 * 16 && l->max_invocations >= 256 && l->max_wg_size[0] >= 256;
-    if (fits && gemm_tiles(g, GEMM_BIG) >= 256 && gemm_fill(g, GEMM_BIG) >= 0.75) {
-        *enough = true;
-        return GEMM_BIG;
-    }
-    gemm_shader h = gemm_fill(g, GEMM_BIG_64X128) > gemm_fill(g, GEMM_BIG_128X64) ? GEMM_BIG_64X128 : GEMM_BIG_128X64;
-    *enough = gemm_tiles(g, h) >= 128 && gemm_fill(g, h) >= 0.5;
-    return h;
+    if (fits && gemm_tiles(g, GEMM_BIG) >= 256 && gemm_fill(g, GEMM_BIG) >= 0.75) return GEMM_BIG;
+    return gemm_fill(g, GEMM_BIG_64X128) > gemm_fill(g, GEMM_BIG_128X64) ? GEMM_BIG_64X128 : GEMM_BIG_128X64;
 }
 
 /* the one place that picks a GEMM shader; sh -1 for an SN_VK_GEMM value it does not know */
@@ -55,8 +49,7 @@ static gemm_shader gemm_pick(sn_vk *vk, const sn_vk_gemm_args *g) {
     const int f16 = sn_vk_f16_gemm_shader(vk);
     if (f16 >= 0) return (gemm_shader){f16, 128, 128};
     const char *e = getenv("SN_VK_GEMM");
-    bool enough;
-    gemm_shader big = gemm_big(vk, g, &enough);
+    gemm_shader big = gemm_big(vk, g);
     if (e && *e) {
         if (!strcmp(e, "direct")) return GEMM_DIRECT;
         if (!strcmp(e, "tiled")) return GEMM_TILED;
@@ -67,10 +60,10 @@ static gemm_shader gemm_pick(sn_vk *vk, const sn_vk_gemm_args *g) {
         return (gemm_shader){-1, 0, 0}; /* a typo must not silently test the default */
     }
     if (sn_vk_limits_of(vk)->cpu_driver) return GEMM_DIRECT;
-    /* the 64x64 tile by default: on the H100 (NVIDIA 580.159.04, 2026-12-07) it ran the
-     * LSTM's GEMMs at 15-20 TFLOP/s and the big tiles at 1.7-1.9 (bench_vk_gemm) */
-    (void)enough;
-    return GEMM_TILED;
+    /* GPUs: the big tile the shape favours. bench_vk_gemm on an H200 (NVIDIA 580.159.04,
+     * 2026-12-07): 17-35 TFLOP/s on the CRN's GEMMs against 15-19 for the 64x64 tile, and
+     * the prototype step 27.8 ms against 30.2 (both with SN_VK_RNN_VARIANT=j2s32) */
+    return big;
 }
 
 int sn_vk_gemm_shader(sn_vk *vk, const sn_vk_gemm_args *g) { return gemm_pick(vk, g).sh; }

@@ -57,7 +57,13 @@ static const rnn_variant rnn_variants[] = {
  * on every device class until GPU measurements say otherwise) */
 static sn_status pick_variant(sn_vk *vk, const sn_tensor *node, const rnn_variant **out) {
     const char *e = getenv("SN_VK_RNN_VARIANT");
+    /* GPUs: j2s32, the fastest for LSTM and GRU in bench/run_vk_rnn_sweep.sh on an H200
+     * (NVIDIA 580.159.04, 2026-12-07: LSTM fwd+bwd 26.7 ms against j4s16's 27.8, GRU
+     * 21.8 against 27.0); CPU drivers (which take these only when forced) keep j4s16 */
     const rnn_variant *v = &rnn_variants[0];
+    if (!sn_vk_limits_of(vk)->cpu_driver)
+        for (int i = 0; i < RNN_NV; i++)
+            if (!strcmp(rnn_variants[i].name, "j2s32")) v = &rnn_variants[i];
     if (e && *e) {
         v = NULL;
         for (int i = 0; i < RNN_NV; i++)
