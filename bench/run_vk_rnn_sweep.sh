@@ -5,18 +5,26 @@
 # layer (the per-step kernels dominate: compare with the default, j4s16), then the fastest.
 #   bench/run_vk_rnn_sweep.sh [BUILD_DIR] [RUNS]
 #   VK_DEV=vulkan:1 SHAPE="4 400 1024 1024 2" bench/run_vk_rnn_sweep.sh build-h100 5
+#   WAVE=1 bench/run_vk_rnn_sweep.sh build   (the forward's layer wavefront, SN_VK_RNN_WAVE=1:
+#   only the variants with a wave form, j4s16 and j2s32, unless VARIANTS="..." names others,
+#   which then run without it; WAVE_CHUNK=<n> sets SN_VK_RNN_WAVE_CHUNK)
 # A variant the device cannot run (the subgroup ones without shuffles) says why.
 set -uo pipefail
 build=${1:-build}
 runs=${2:-5}
 vk=${VK_DEV:-vulkan}
 read -r B T I H L <<<"${SHAPE:-4 400 1024 1024 2}"
+wave=${WAVE:-0}
 variants="j4s16 j4s16u j4s16sg j2s16 j2s16sg j2s32 j2s32sg j1s64 j1s64sg" # rnn.c's table
+[ "$wave" = 1 ] && variants="j4s16 j2s32" # the ones with a wave form (rnn.c's table)
+variants=${VARIANTS:-$variants}
+export SN_VK_RNN_WAVE=$wave
+[ -n "${WAVE_CHUNK:-}" ] && export SN_VK_RNN_WAVE_CHUNK=$WAVE_CHUNK
 [ -x "$build/bench_lstm" ] || { echo "no $build/bench_lstm: build it (cmake --build $build --target bench_lstm)" >&2; exit 2; }
 err=$(mktemp)
 trap 'rm -f "$err"' EXIT
 echo "machine: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1); $(date -u '+%F %H:%M UTC')"
-echo "shape B=$B T=$T I=$I H=$H layers=$L, median of $runs; us per timestep and layer"
+echo "shape B=$B T=$T I=$I H=$H layers=$L, median of $runs; us per timestep and layer; SN_VK_RNN_WAVE=$wave${WAVE_CHUNK:+ chunk $WAVE_CHUNK}"
 best=""
 for cell in lstm gru; do
   flag=""; [ "$cell" = gru ] && flag=--gru

@@ -312,32 +312,44 @@ static void test_norm(void **st) {
 }
 
 /* steps: force the per-step GEMM path (SN_RNN_STEPS) instead of the persistent kernels (CUDA, B <= 16) */
-static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, bool steps) {
+static void rnn_case_layers(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, int L, bool steps) {
     if (steps) setenv("SN_RNN_STEPS", "1", 1);
     sn_ctx *c = sn_ctx_new();
     int64_t G = lstm ? 4 : 3;
     double ws = 0.4 * sqrt(8.0 / (double)H); /* keep the gates out of saturation at any H */
     sn_tensor *x = LEAF(c, -1, 1, "x", B, T, I);
-    sn_tensor *w[8];
-    for (int l = 0; l < 2; l++) {
+    sn_tensor *w[16];
+    assert_true(L >= 1 && L <= 4);
+    for (int l = 0; l < L; l++) {
         w[4 * l] = LEAF(c, -ws, ws, "w_ih", G * H, l == 0 ? I : H);
         w[4 * l + 1] = LEAF(c, -ws, ws, "w_hh", G * H, H);
         w[4 * l + 2] = LEAF(c, -0.4, 0.4, "b_ih", G * H);
         w[4 * l + 3] = LEAF(c, -0.4, 0.4, "b_hh", G * H);
     }
-    sn_tensor *r = lstm ? sn_lstm(c, x, 2, (int)H, w) : sn_gru(c, x, 2, (int)H, w);
+    sn_tensor *r = lstm ? sn_lstm(c, x, L, (int)H, w) : sn_gru(c, x, L, (int)H, w);
     grads(c, r, sn_grad_rnn);
     assert_non_null(sn_rnn_final_state(c, r, 0));
     if (lstm) assert_non_null(sn_rnn_final_state(c, r, 1));
     /* streaming variant with an initial state */
-    sn_tensor *h0 = LEAF(c, -1, 1, "h0", 2, B, H), *c0 = LEAF(c, -1, 1, "c0", 2, B, H);
-    sn_tensor *rs = lstm ? sn_lstm_state(c, x, 2, (int)H, w, h0, c0) : sn_gru_state(c, x, 2, (int)H, w, h0);
+    sn_tensor *h0 = LEAF(c, -1, 1, "h0", L, B, H), *c0 = LEAF(c, -1, 1, "c0", L, B, H);
+    sn_tensor *rs = lstm ? sn_lstm_state(c, x, L, (int)H, w, h0, c0) : sn_gru_state(c, x, L, (int)H, w, h0);
     assert_non_null(rs);
     assert_non_null(sn_rnn_final_state(c, rs, 0));
     cross_check(c, 1e-4 /* a few recurrent steps x 2 layers of f32 GEMMs */, 1e-4,
                 lstm ? (steps ? "lstm (step path)" : "lstm") : (steps ? "gru (step path)" : "gru"));
     sn_ctx_free(c);
     if (steps) unsetenv("SN_RNN_STEPS");
+}
+static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, bool steps) {
+    rnn_case_layers(lstm, B, T, I, H, 2, steps);
+}
+/* 1 and 3 layers: the Vulkan layer wavefront (SN_VK_RNN_WAVE, ctest vulkan-rnn-wave with
+ * chunks of 4 steps) over a diagonal of 3 layers with T not a multiple of the chunk, T
+ * under one chunk and a batch over 8; one layer (no wavefront) */
+static void rnn_layer_cases(bool lstm) {
+    rnn_case_layers(lstm, 3, 11, 5, 8, 3, false);
+    rnn_case_layers(lstm, 9, 3, 4, 20, 3, false);
+    rnn_case_layers(lstm, 2, 6, 3, 12, 1, false);
 }
 static void rnn_case(bool lstm) { rnn_case_sized(lstm, 3, 7, 5, 8, false); }
 static void test_lstm(void **st) {
@@ -352,6 +364,7 @@ static void test_lstm(void **st) {
      * with three passes over the batch */
     rnn_case_sized(true, 10, 1, 4, 37, false);
     rnn_case_sized(true, 17, 3, 2, 3, false);
+    rnn_layer_cases(true);
 }
 static void test_gru(void **st) {
     rnn_case(false);
@@ -366,6 +379,7 @@ static void test_gru(void **st) {
     rnn_case_sized(false, 16, 6, 5, 96, false);
     rnn_case_sized(false, 10, 1, 4, 37, false);
     rnn_case_sized(false, 17, 3, 2, 3, false);
+    rnn_layer_cases(false);
 }
 
 static void test_attention(void **st) {

@@ -35,20 +35,25 @@ typedef struct {
     bool sg;
     int sh[4];         /* LSTM forward, LSTM backward, GRU forward, GRU backward */
     uint32_t local[4]; /* their workgroup sizes (the subgroup size must divide them for sg) */
+    int wave[2];       /* the layer-wavefront forms of the forwards (LSTM, GRU), -1: none */
 } rnn_variant;
 
 #define RNN_V(name, n, jb, s, sg)                                                                    \
     {name, jb, sg,                                                                                   \
      {SN_VK_SH_RNN_LSTM_STEP_V_##n, SN_VK_SH_RNN_LSTM_STEP_BWD_V_##n, SN_VK_SH_RNN_GRU_STEP_V_##n,      \
       SN_VK_SH_RNN_GRU_STEP_BWD_V_##n},                                                               \
-     {4 * jb * s, 4 * jb * s, 3 * jb * s, 4 * jb * s}}
+     {4 * jb * s, 4 * jb * s, 3 * jb * s, 4 * jb * s}, {-1, -1}}
 
 static const rnn_variant rnn_variants[] = {
     {"j4s16", 4, false, {SN_VK_SH_RNN_LSTM_STEP, SN_VK_SH_RNN_LSTM_STEP_BWD, SN_VK_SH_RNN_GRU_STEP,
-                         SN_VK_SH_RNN_GRU_STEP_BWD}, {256, 256, 192, 256}},
+                         SN_VK_SH_RNN_GRU_STEP_BWD}, {256, 256, 192, 256},
+     {SN_VK_SH_RNN_LSTM_STEP_WAVE_J4S16, SN_VK_SH_RNN_GRU_STEP_WAVE_J4S16}},
     RNN_V("j4s16u", J4S16U, 4, 16, false),   RNN_V("j4s16sg", J4S16SG, 4, 16, true),
     RNN_V("j2s16", J2S16, 2, 16, false),      RNN_V("j2s16sg", J2S16SG, 2, 16, true),
-    RNN_V("j2s32", J2S32, 2, 32, false),      RNN_V("j2s32sg", J2S32SG, 2, 32, true),
+    {"j2s32", 2, false, {SN_VK_SH_RNN_LSTM_STEP_V_J2S32, SN_VK_SH_RNN_LSTM_STEP_BWD_V_J2S32,
+                         SN_VK_SH_RNN_GRU_STEP_V_J2S32, SN_VK_SH_RNN_GRU_STEP_BWD_V_J2S32},
+     {256, 256, 192, 256}, {SN_VK_SH_RNN_LSTM_STEP_WAVE_J2S32, SN_VK_SH_RNN_GRU_STEP_WAVE_J2S32}},
+         RNN_V("j2s32sg", J2S32SG, 2, 32, true),
     RNN_V("j1s64", J1S64, 1, 64, false),      RNN_V("j1s64sg", J1S64SG, 1, 64, true),
 };
 #define RNN_NV ((int)(sizeof rnn_variants / sizeof rnn_variants[0]))
@@ -138,6 +143,113 @@ typedef struct {
 /* the workgroup kernels read rows of n floats at these addresses as vec4s when they can */
 static int32_t vec4_ok(int64_t n, uint64_t a, uint64_t b) { return n % 4 == 0 && (a | b) % 16 == 0; }
 
+/* one layer's forward addresses: w is W_hh (workgroup kernels) or W_hh^T (serial) */
+typedef struct {
+    uint64_t gates, mid, hs, h0, c0, w, b_ih, b_hh;
+} layer_ptrs;
+
+typedef union {
+    lstm_push l;
+    gru_push g;
+} step_push;
+
+/* the step kernel's parameters for timestep t of a layer; returns their size */
+static uint32_t fill_step(const rnn_dims *d, const layer_ptrs *p, int64_t t, step_push *out) {
+    int64_t T = d->T, H = d->H;
+    uint64_t hp = t > 0 ? sn_vk_at(p->hs, (t - 1) * H) : p->h0;
+    int32_t ps = (int32_t)(t > 0 ? T * H : H);
+    memset(out, 0, sizeof *out);
+    if (d->lstm) {
+        uint64_t cp = t > 0 ? sn_vk_at(p->mid, (t - 1) * H) : p->c0;
+        out->l = (lstm_push){p->gates, p->mid, p->hs, hp, cp, p->w, p->b_ih, p->b_hh, (int32_t)d->B, (int32_t)T,
+                             (int32_t)H, (int32_t)t, ps, hp != 0, vec4_ok(H, p->w, hp)};
+        return sizeof out->l;
+    }
+    out->g = (gru_push){p->gates, p->mid, p->hs, hp, p->w, p->b_ih, p->b_hh, (int32_t)d->B, (int32_t)T, (int32_t)H,
+                        (int32_t)t, ps, hp != 0, vec4_ok(H, p->w, hp)};
+    return sizeof out->g;
+}
+
+/* SN_VK_RNN_WAVE=1 (read on every call): the layer wavefront below for the workgroup
+ * kernels of 2+ layers; off by default until measured on a GPU */
+static bool use_wave(void) {
+    const char *e = getenv("SN_VK_RNN_WAVE");
+    return e && !strcmp(e, "1");
+}
+
+/* The wavefront's chunk of timesteps. Its sequential dispatches are about
+ * T + (L-1)(C + T/C) (fill and drain of the diagonal, one input-projection GEMM per chunk
+ * and layer above the first), against L*T per layer: C = 32 is near the minimum at the
+ * prototype's T = 400 (sqrt(T) = 20 gives 440, 32 gives 445, 64 gives 471) while each
+ * GEMM keeps B*32 rows. SN_VK_RNN_WAVE_CHUNK=<n> overrides it (tests: small T). */
+static int64_t wave_chunk(void) {
+    const char *e = getenv("SN_VK_RNN_WAVE_CHUNK");
+    long c = e && *e ? strtol(e, NULL, 10) : 32;
+    return c >= 1 ? c : 32;
+}
+
+typedef struct {
+    uint64_t args; /* the layers' step_push blocks, one per gpl workgroups */
+    int32_t gpl, pad;
+} wave_push;
+
+/* The forward as a wavefront over (layer, chunk of C timesteps): wave step s runs chunk
+ * s - l of every layer l that has one, its timesteps i = 0..C-1 each as ONE dispatch whose
+ * workgroups split between those layers (gpl each: the plain kernel's grid); after each
+ * wave step, layer l+1's input projection of the chunk layer l just finished, a GEMM
+ * batched over the sequences. Layer 0's projection is one GEMM before (as per layer).
+ * Every step reads exactly what the per-layer order gives it, so the results and the saved
+ * state are the same. Two passes: the parameter blocks first (one argument block for the
+ * whole forward), then the recording. */
+static sn_status rnn_forward_wave(sn_vk *vk, sn_tensor *node, const rnn_dims *d, const layer_ptrs *lp,
+                                  const uint64_t *w_ih, int sh, uint32_t gpl, int64_t C) {
+    int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, nch = (T + C - 1) / C, ns = nch + d->L - 1;
+    size_t sz = d->lstm ? sizeof(lstm_push) : sizeof(gru_push);
+    unsigned char *host = malloc((size_t)(ns * C * d->L) * sz);
+    if (!host) return sn_error(SN_ERR_NOMEM, "Vulkan %s '%s': out of host memory", sn_op_name(node->op), node->name);
+    uint64_t args = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t used = 0;
+        for (int64_t s = 0; s < ns; s++) {
+            for (int64_t i = 0; i < C; i++) {
+                size_t at = used;
+                uint32_t n = 0;
+                for (int l = 0; l < d->L; l++) {
+                    int64_t k = s - l, t = k * C + i;
+                    if (k < 0 || k >= nch || t >= T) continue;
+                    if (pass == 0) {
+                        step_push p;
+                        fill_step(d, &lp[l], t, &p);
+                        memcpy(host + used, &p, sz);
+                    }
+                    used += sz;
+                    n++;
+                }
+                if (n == 0 || pass == 0) continue;
+                wave_push wp = {args + at, (int32_t)gpl, 0};
+                SN_VK_TRY(sn_vk_dispatch(vk, sh, &wp, sizeof wp, gpl * n, 1, 1));
+            }
+            for (int l = 0; pass == 1 && l + 1 < d->L; l++) {
+                int64_t k = s - l, t0 = k * C;
+                if (k < 0 || k >= nch) continue;
+                int64_t c = T - t0 < C ? T - t0 : C;
+                /* gates_{l+1}[b, t0..t0+c) = h_l[b, t0..t0+c) W_ih^T for every sequence b */
+                sn_vk_gemm_args g = {.ta = false, .tb = true, .M = c, .N = G, .K = H, .alpha = 1.0f, .beta = 0.0f,
+                                     .A = sn_vk_at(lp[l].hs, t0 * H), .B = w_ih[l + 1],
+                                     .C = sn_vk_at(lp[l + 1].gates, t0 * G), .lda = H, .ldb = H, .ldc = G,
+                                     .batch = B, .binner = 0, .sA = {T * H, 0}, .sB = {0, 0}, .sC = {T * G, 0}};
+                SN_VK_TRY(sn_vk_gemm(vk, &g, node->name));
+            }
+        }
+        if (pass == 0) {
+            args = sn_vk_temp(vk, used, host);
+            free(host);
+            if (!args) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+        }
+    }
+    return SN_OK;
+}
+
 static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
     bool stream = node->ip[2] == 1;
@@ -148,35 +260,42 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
     int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_SERIAL : SN_VK_SH_RNN_GRU_STEP_SERIAL)
                     : v->sh[d->lstm ? 0 : 2];
+    layer_ptrs lp[16];
+    uint64_t w_ih[16];
+    for (int l = 0; l < d->L; l++) {
+        w_ih[l] = sn_vk_addr(node->src[1 + 4 * l]);
+        lp[l] = (layer_ptrs){sn_vk_at(ex, extra_offset(d, l, 0)), sn_vk_at(ex, extra_offset(d, l, 1)),
+                             rnn_h(node, d, l), /* the last layer writes the output directly */
+                             /* initial state: [layers,B,H] srcs after the weights (streaming), else zeros */
+                             stream ? sn_vk_at(sn_vk_addr(node->src[1 + 4 * d->L]), l * B * H) : 0,
+                             stream && d->lstm ? sn_vk_at(sn_vk_addr(node->src[2 + 4 * d->L]), l * B * H) : 0,
+                             sn_vk_addr(node->src[2 + 4 * l]), sn_vk_addr(node->src[3 + 4 * l]),
+                             sn_vk_addr(node->src[4 + 4 * l])};
+    }
+    /* the wavefront: workgroup kernels with a wave form, every layer's grid in one dispatch */
+    int wsh = serial ? -1 : v->wave[d->lstm ? 0 : 1];
+    uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
+    if (wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535) {
+        SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, d->I, 1.0f, sn_vk_addr(node->src[0]), d->I, w_ih[0], d->I,
+                              0.0f, lp[0].gates, G, node->name));
+        return rnn_forward_wave(vk, node, d, lp, w_ih, wsh, exact, wave_chunk());
+    }
     /* the serial kernel reads W_hh^T of the layer at hand */
     uint64_t w_t = serial ? sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL) : 0;
     if (serial && !w_t) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
     for (int l = 0; l < d->L; l++) {
         int64_t in = l == 0 ? d->I : H;
         uint64_t xin = l == 0 ? sn_vk_addr(node->src[0]) : rnn_h(node, d, l - 1);
-        uint64_t w_ih = sn_vk_addr(node->src[1 + 4 * l]), w_hh = sn_vk_addr(node->src[2 + 4 * l]);
-        uint64_t b_ih = sn_vk_addr(node->src[3 + 4 * l]), b_hh = sn_vk_addr(node->src[4 + 4 * l]);
-        uint64_t gates = sn_vk_at(ex, extra_offset(d, l, 0)), mid = sn_vk_at(ex, extra_offset(d, l, 1));
-        uint64_t hs = rnn_h(node, d, l); /* the last layer writes the output directly */
-        /* initial state: [layers,B,H] srcs after the weights (streaming), else zeros */
-        uint64_t h0 = stream ? sn_vk_at(sn_vk_addr(node->src[1 + 4 * d->L]), l * B * H) : 0;
-        uint64_t c0 = stream && d->lstm ? sn_vk_at(sn_vk_addr(node->src[2 + 4 * d->L]), l * B * H) : 0;
-        SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, in, 1.0f, xin, in, w_ih, in, 0.0f, gates, G, node->name));
-        if (serial) SN_VK_TRY(sn_vk_transpose(vk, w_hh, G, H, w_t));
-        uint64_t w = serial ? w_t : w_hh;
+        SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, in, 1.0f, xin, in, w_ih[l], in, 0.0f, lp[l].gates, G,
+                              node->name));
+        if (serial) {
+            SN_VK_TRY(sn_vk_transpose(vk, lp[l].w, G, H, w_t));
+            lp[l].w = w_t;
+        }
         for (int64_t t = 0; t < T; t++) {
-            uint64_t hp = t > 0 ? sn_vk_at(hs, (t - 1) * H) : h0;
-            int32_t ps = (int32_t)(t > 0 ? T * H : H);
-            if (d->lstm) {
-                uint64_t cp = t > 0 ? sn_vk_at(mid, (t - 1) * H) : c0;
-                lstm_push p = {gates, mid, hs, hp, cp, w, b_ih, b_hh, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
-                               ps, hp != 0, vec4_ok(H, w, hp)};
-                SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
-            } else {
-                gru_push p = {gates, mid, hs, hp, w, b_ih, b_hh, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
-                              ps, hp != 0, vec4_ok(H, w, hp)};
-                SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
-            }
+            step_push p;
+            uint32_t n = fill_step(d, &lp[l], t, &p);
+            SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, n, groups, 1, 1));
         }
     }
     return SN_OK;

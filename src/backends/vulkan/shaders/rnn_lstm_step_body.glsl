@@ -16,17 +16,17 @@
 
 layout(local_size_x = LSX) in; // R * S
 
-layout(push_constant) uniform PC {
-    F32 gates, cs, hs, hp, cp, w_hh, b_ih, b_hh;
-    int B, T, H, t, ps, has_prev, v4;
-} pc;
+// the plain kernel's push constants, or with SN_RNN_WAVE one layer's block of a combined dispatch
+#define SN_RNN_FIELDS F32 gates, cs, hs, hp, cp, w_hh, b_ih, b_hh; int B, T, H, t, ps, has_prev, v4;
+SN_RNN_PARAMS
 
 void main() {
+    SN_RNN_LOAD();
     const uint H = uint(pc.H), B = uint(pc.B), T = uint(pc.T), t = uint(pc.t), ps = uint(pc.ps);
     const uint tid = gl_LocalInvocationID.x, row = SN_RNN_TID / S, slice = SN_RNN_TID % S;
     bool again = false;
     const uint nblk = (H + JB - 1u) / JB;
-    for (uint blk = gl_WorkGroupID.x; blk < nblk; blk += gl_NumWorkGroups.x) {
+    for (uint blk = SN_RNN_WG; blk < nblk; blk += SN_RNN_NWG) {
         const uint j0 = blk * JB, jr = j0 + row % JB; // this thread's row: gate row/JB of unit jr
         const bool live = pc.has_prev != 0 && jr < H;
         const uint wrow = ((row / JB) * H + jr) * H;

@@ -33,6 +33,28 @@
 #define SN_RNN_TID gl_LocalInvocationID.x
 #endif
 
+// The layer wavefront (rnn.c, SN_VK_RNN_WAVE): with SN_RNN_WAVE one dispatch runs one
+// timestep of up to n layers on gpl workgroups each; their parameter blocks (the plain
+// kernel's push constants, SN_RNN_FIELDS, as a struct) sit in an array at wpc.args and a
+// workgroup takes block gl_WorkGroupID.x / gpl (uniform over the workgroup: the barriers
+// stay uniform). The body declares SN_RNN_FIELDS, then SN_RNN_PARAMS; main starts with
+// SN_RNN_LOAD() and spreads its unit blocks over SN_RNN_WG step SN_RNN_NWG.
+#ifdef SN_RNN_WAVE
+#define SN_RNN_PARAMS                                                                        \
+    struct SnRnnP { SN_RNN_FIELDS };                                                         \
+    layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer SnRnnArgs { SnRnnP p[]; }; \
+    layout(push_constant) uniform WPC { SnRnnArgs args; int gpl; } wpc;                      \
+    SnRnnP pc;
+#define SN_RNN_LOAD() pc = wpc.args.p[gl_WorkGroupID.x / uint(wpc.gpl)]
+#define SN_RNN_WG (gl_WorkGroupID.x % uint(wpc.gpl))
+#define SN_RNN_NWG uint(wpc.gpl)
+#else
+#define SN_RNN_PARAMS layout(push_constant) uniform PC { SN_RNN_FIELDS } pc;
+#define SN_RNN_LOAD()
+#define SN_RNN_WG gl_WorkGroupID.x
+#define SN_RNN_NWG gl_NumWorkGroups.x
+#endif
+
 #define SP (S + 1u) // padded slice stride: the first stage reads shared memory without bank conflicts
 
 shared float sn_part[BC * R * SP]; // [k][row][slice] partial sums of batch row b0 + k
