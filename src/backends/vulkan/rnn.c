@@ -35,24 +35,27 @@ typedef struct {
     bool sg;
     int sh[4];         /* LSTM forward, LSTM backward, GRU forward, GRU backward */
     uint32_t local[4]; /* their workgroup sizes (the subgroup size must divide them for sg) */
-    int wave[2];       /* the layer-wavefront forms of the forwards (LSTM, GRU), -1: none */
+    int wave[4];       /* their layer-wavefront forms (SN_VK_RNN_WAVE), -1: none */
 } rnn_variant;
 
 #define RNN_V(name, n, jb, s, sg)                                                                    \
     {name, jb, sg,                                                                                   \
      {SN_VK_SH_RNN_LSTM_STEP_V_##n, SN_VK_SH_RNN_LSTM_STEP_BWD_V_##n, SN_VK_SH_RNN_GRU_STEP_V_##n,      \
       SN_VK_SH_RNN_GRU_STEP_BWD_V_##n},                                                               \
-     {4 * jb * s, 4 * jb * s, 3 * jb * s, 4 * jb * s}, {-1, -1}}
+     {4 * jb * s, 4 * jb * s, 3 * jb * s, 4 * jb * s}, {-1, -1, -1, -1}}
 
 static const rnn_variant rnn_variants[] = {
     {"j4s16", 4, false, {SN_VK_SH_RNN_LSTM_STEP, SN_VK_SH_RNN_LSTM_STEP_BWD, SN_VK_SH_RNN_GRU_STEP,
                          SN_VK_SH_RNN_GRU_STEP_BWD}, {256, 256, 192, 256},
-     {SN_VK_SH_RNN_LSTM_STEP_WAVE_J4S16, SN_VK_SH_RNN_GRU_STEP_WAVE_J4S16}},
+     {SN_VK_SH_RNN_LSTM_STEP_WAVE_J4S16, SN_VK_SH_RNN_LSTM_STEP_BWD_WAVE_J4S16, SN_VK_SH_RNN_GRU_STEP_WAVE_J4S16,
+      SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J4S16}},
     RNN_V("j4s16u", J4S16U, 4, 16, false),   RNN_V("j4s16sg", J4S16SG, 4, 16, true),
     RNN_V("j2s16", J2S16, 2, 16, false),      RNN_V("j2s16sg", J2S16SG, 2, 16, true),
     {"j2s32", 2, false, {SN_VK_SH_RNN_LSTM_STEP_V_J2S32, SN_VK_SH_RNN_LSTM_STEP_BWD_V_J2S32,
                          SN_VK_SH_RNN_GRU_STEP_V_J2S32, SN_VK_SH_RNN_GRU_STEP_BWD_V_J2S32},
-     {256, 256, 192, 256}, {SN_VK_SH_RNN_LSTM_STEP_WAVE_J2S32, SN_VK_SH_RNN_GRU_STEP_WAVE_J2S32}},
+     {256, 256, 192, 256},
+     {SN_VK_SH_RNN_LSTM_STEP_WAVE_J2S32, SN_VK_SH_RNN_LSTM_STEP_BWD_WAVE_J2S32, SN_VK_SH_RNN_GRU_STEP_WAVE_J2S32,
+      SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J2S32}},
          RNN_V("j2s32sg", J2S32SG, 2, 32, true),
     RNN_V("j1s64", J1S64, 1, 64, false),      RNN_V("j1s64sg", J1S64SG, 1, 64, true),
 };
@@ -273,7 +276,7 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
                              sn_vk_addr(node->src[4 + 4 * l])};
     }
     /* the wavefront: workgroup kernels with a wave form, every layer's grid in one dispatch */
-    int wsh = serial ? -1 : v->wave[d->lstm ? 0 : 1];
+    int wsh = serial ? -1 : v->wave[d->lstm ? 0 : 2];
     uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
     if (wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535) {
         SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, d->I, 1.0f, sn_vk_addr(node->src[0]), d->I, w_ih[0], d->I,
@@ -301,9 +304,116 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     return SN_OK;
 }
 
+/* one layer's backward addresses: dho its dL/dh from above (dy or the dh buffer), dgh
+ * the GRU's dGh, carry the [B,H] state between steps (the LSTM's dc, the GRU's z*dh), w
+ * W_hh^T (workgroup kernels) or W_hh (serial) */
+typedef struct {
+    uint64_t gates, mid, hs, dho, dgh, carry, w;
+} layer_bptrs;
+
+typedef union {
+    lstm_bwd_push l;
+    gru_bwd_push g;
+} bwd_push;
+
+static uint32_t fill_bwd(const rnn_dims *d, const layer_bptrs *p, int64_t t, bwd_push *out) {
+    int64_t G = d->G * d->H;
+    memset(out, 0, sizeof *out);
+    if (d->lstm) {
+        out->l = (lstm_bwd_push){p->gates, p->mid, p->dho, p->carry, p->w, (int32_t)d->B, (int32_t)d->T, (int32_t)d->H,
+                                 (int32_t)t, vec4_ok(G, p->w, p->gates)};
+        return sizeof out->l;
+    }
+    out->g = (gru_bwd_push){p->gates, p->mid, p->hs, p->dho, p->dgh, p->carry, p->w, (int32_t)d->B, (int32_t)d->T,
+                            (int32_t)d->H, (int32_t)t, vec4_ok(G, p->w, p->dgh)};
+    return sizeof out->g;
+}
+
+/* The backward's wavefront, the forward's mirrored: the top layer first, backward in time;
+ * wave step s runs chunk nch-1-(s-r) of the layer of rank r = L-1-l, and after it the dh
+ * of the layer below for the chunk layer l >= 1 just finished, dG_l W_ih_l into the dh
+ * buffer (that chunk of it has been read by layer l, and layer l-1 reads it in the next
+ * wave step). Each layer has its own dGh, carry and W_hh^T (bl). */
+static sn_status rnn_backward_wave(sn_vk *vk, sn_tensor *node, const rnn_dims *d, const layer_bptrs *bl,
+                                   uint64_t dhbuf, int sh, uint32_t gpl, int64_t C) {
+    int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, nch = (T + C - 1) / C, ns = nch + d->L - 1;
+    size_t sz = d->lstm ? sizeof(lstm_bwd_push) : sizeof(gru_bwd_push);
+    unsigned char *host = malloc((size_t)(ns * C * d->L) * sz);
+    if (!host) return sn_error(SN_ERR_NOMEM, "Vulkan %s '%s': out of host memory", sn_op_name(node->op), node->name);
+    uint64_t args = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t used = 0;
+        for (int64_t s = 0; s < ns; s++) {
+            for (int64_t i = 0; i < C; i++) {
+                size_t at = used;
+                uint32_t n = 0;
+                for (int l = d->L - 1; l >= 0; l--) {
+                    int64_t k = nch - 1 - (s - (d->L - 1 - l)), end = (k + 1) * C < T ? (k + 1) * C : T, t = end - 1 - i;
+                    if (k < 0 || k >= nch || t < k * C) continue;
+                    if (pass == 0) {
+                        bwd_push p;
+                        fill_bwd(d, &bl[l], t, &p);
+                        memcpy(host + used, &p, sz);
+                    }
+                    used += sz;
+                    n++;
+                }
+                if (n == 0 || pass == 0) continue;
+                wave_push wp = {args + at, (int32_t)gpl, 0};
+                SN_VK_TRY(sn_vk_dispatch(vk, sh, &wp, sizeof wp, gpl * n, 1, 1));
+            }
+            for (int l = d->L - 1; pass == 1 && l >= 1; l--) {
+                int64_t k = nch - 1 - (s - (d->L - 1 - l)), t0 = k * C;
+                if (k < 0 || k >= nch) continue;
+                int64_t c = T - t0 < C ? T - t0 : C;
+                /* dh_{l-1}[b, t0..t0+c) = dG_l[b, t0..t0+c) W_ih_l for every sequence b */
+                sn_vk_gemm_args g = {.ta = false, .tb = false, .M = c, .N = H, .K = G, .alpha = 1.0f, .beta = 0.0f,
+                                     .A = sn_vk_at(bl[l].gates, t0 * G), .B = sn_vk_addr(node->src[3 + 4 * l]),
+                                     .C = sn_vk_at(dhbuf, t0 * H), .lda = G, .ldb = H, .ldc = H, .batch = B,
+                                     .binner = 0, .sA = {T * G, 0}, .sB = {0, 0}, .sC = {T * H, 0}};
+                SN_VK_TRY(sn_vk_gemm(vk, &g, node->name));
+            }
+        }
+        if (pass == 0) {
+            args = sn_vk_temp(vk, used, host);
+            free(host);
+            if (!args) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+        }
+    }
+    return SN_OK;
+}
+
+/* layer l's weight gradients over all timesteps (dG in place of its gates) */
+static sn_status layer_wgrads(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int l, const layer_bptrs *p,
+                              const int64_t *sizes) {
+    int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T, in = l == 0 ? d->I : H;
+    uint64_t out = sn_vk_addr(node);
+    uint64_t xin = l == 0 ? sn_vk_addr(node->src[1]) : rnn_h(node->src[2], d, l - 1);
+    uint64_t dG = p->gates, dGh = d->lstm ? p->gates : p->dgh, hs = p->hs;
+    uint64_t dw_ih = sn_vk_at(out, sn_packed_offset(sizes, 1 + 4 * l));
+    uint64_t dw_hh = sn_vk_at(out, sn_packed_offset(sizes, 2 + 4 * l));
+    uint64_t db_ih = sn_vk_at(out, sn_packed_offset(sizes, 3 + 4 * l));
+    uint64_t db_hh = sn_vk_at(out, sn_packed_offset(sizes, 4 + 4 * l));
+    /* dw_hh = sum_b sum_{t>=1} dGh[b,t]^T h[b,t-1]: one GEMM pairs dGh row r with h row
+     * r-1 over the whole batch, a rank-(B-1) GEMM takes the cross-sequence pairs back out */
+    if (T < 2) SN_VK_TRY(sn_vk_fill(vk, dw_hh, 0, G * H, 0.0f));
+    else {
+        SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, H, BT - 1, 1.0f, sn_vk_at(dGh, G), G, hs, H, 0.0f, dw_hh, H,
+                              node->name));
+        if (B > 1)
+            SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, H, B - 1, -1.0f, sn_vk_at(dGh, T * G), T * G,
+                                  sn_vk_at(hs, (T - 1) * H), T * H, 1.0f, dw_hh, H, node->name));
+    }
+    SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, in, BT, 1.0f, dG, G, xin, in, 0.0f, dw_ih, in, node->name));
+    SN_VK_TRY(sn_vk_chan_sum(vk, dG, BT, G, 1, db_ih));
+    if (d->lstm) SN_VK_TRY(sn_vk_fill(vk, db_hh, db_ih, G, 0.0f));
+    else SN_VK_TRY(sn_vk_chan_sum(vk, dGh, BT, G, 1, db_hh));
+    return SN_OK;
+}
+
 static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
-    const sn_tensor *dy = node->src[0], *x = node->src[1], *fwd = node->src[2];
+    const sn_tensor *dy = node->src[0], *fwd = node->src[2];
     bool need_dx = node->ip[2] != 0;
     uint64_t ex = sn_vk_extra(fwd), out = sn_vk_addr(node), sc = sn_vk_extra(node);
     /* packed output: dx | per layer dw_ih, dw_hh, db_ih, db_hh */
@@ -328,53 +438,58 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
     int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_SERIAL : SN_VK_SH_RNN_GRU_STEP_BWD_SERIAL)
                     : v->sh[d->lstm ? 1 : 3];
+    /* the wavefront runs layers side by side: each its own dGh (GRU), carry and W_hh^T
+     * (the top layer's in the scratch, the others' in temporaries) */
+    int wsh = serial ? -1 : v->wave[d->lstm ? 1 : 3];
+    uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
+    bool wave = wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535;
+    int nsep = wave ? d->L : 1; /* layers with their own buffers */
     /* W_hh^T of the layer at hand: the workgroup kernel reads column j of W_hh contiguously */
     bool need_t = !serial && T > 1;
-    uint64_t w_t = need_t ? sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL) : 0;
-    if (need_t && !w_t) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+    uint64_t w_t = need_t ? sn_vk_temp(vk, (size_t)(nsep * G * H) * sizeof(float), NULL) : 0;
+    uint64_t own = nsep > 1 ? sn_vk_temp(vk, (size_t)((nsep - 1) * ((d->lstm ? 0 : BT * G) + B * H)) * sizeof(float),
+                                         NULL)
+                            : 0;
+    if ((need_t && !w_t) || (nsep > 1 && !own))
+        return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+    layer_bptrs bl[16];
+    for (int l = 0; l < d->L; l++) {
+        bool top = l == d->L - 1 || nsep == 1; /* the scratch's buffers */
+        int64_t per = (d->lstm ? 0 : BT * G) + B * H, o = (int64_t)l * per;
+        bl[l] = (layer_bptrs){sn_vk_at(ex, extra_offset(d, l, 0)), sn_vk_at(ex, extra_offset(d, l, 1)),
+                              rnn_h(fwd, d, l), l == d->L - 1 ? sn_vk_addr(dy) : dhbuf,
+                              d->lstm ? 0 : top ? dgh_scr : sn_vk_at(own, o),
+                              top ? (d->lstm ? dc : vec) : sn_vk_at(own, o + (d->lstm ? 0 : BT * G)),
+                              serial ? sn_vk_addr(node->src[4 + 4 * l])
+                                     : need_t ? sn_vk_at(w_t, (nsep > 1 ? l : 0) * G * H) : 0};
+        if (need_t && nsep > 1) /* all before the wavefront (the per-layer order: in its loop) */
+            SN_VK_TRY(sn_vk_transpose(vk, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
+    }
+    if (wave) {
+        SN_VK_TRY(rnn_backward_wave(vk, node, d, bl, dhbuf, wsh, exact, wave_chunk()));
+        for (int l = d->L - 1; l >= 0; l--) SN_VK_TRY(layer_wgrads(vk, node, d, l, &bl[l], sizes));
+        if (need_dx)
+            SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, d->I, G, 1.0f, bl[0].gates, G, sn_vk_addr(node->src[3]), d->I,
+                                  0.0f, out, d->I, node->name));
+        return SN_OK;
+    }
     for (int l = d->L - 1; l >= 0; l--) {
         int64_t in = l == 0 ? d->I : H;
-        uint64_t xin = l == 0 ? sn_vk_addr(x) : rnn_h(fwd, d, l - 1);
-        uint64_t w_ih = sn_vk_addr(node->src[3 + 4 * l]), w_hh = sn_vk_addr(node->src[4 + 4 * l]);
-        uint64_t gates = sn_vk_at(ex, extra_offset(d, l, 0)), mid = sn_vk_at(ex, extra_offset(d, l, 1));
-        uint64_t hs = rnn_h(fwd, d, l);
-        uint64_t dho = l == d->L - 1 ? sn_vk_addr(dy) : dhbuf;
-        uint64_t dG = gates, dGh = d->lstm ? gates : dgh_scr; /* dG (dGx) in place of the gates */
-        if (need_t) SN_VK_TRY(sn_vk_transpose(vk, w_hh, G, H, w_t));
-        uint64_t w = serial ? w_hh : w_t;
+        uint64_t w_ih = sn_vk_addr(node->src[3 + 4 * l]);
+        if (need_t) SN_VK_TRY(sn_vk_transpose(vk, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
         for (int64_t t = T - 1; t >= 0; t--) {
-            if (d->lstm) {
-                lstm_bwd_push p = {gates, mid, dho, dc, w, (int32_t)B, (int32_t)T, (int32_t)H, (int32_t)t,
-                                   vec4_ok(G, w, gates)};
-                SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
-            } else {
-                gru_bwd_push p = {gates, mid, hs, dho, dgh_scr, vec, w, (int32_t)B, (int32_t)T, (int32_t)H,
-                                  (int32_t)t, vec4_ok(G, w, dgh_scr)};
-                SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, sizeof p, groups, 1, 1));
-            }
+            bwd_push p;
+            uint32_t n = fill_bwd(d, &bl[l], t, &p);
+            SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, n, groups, 1, 1));
         }
-        uint64_t dw_ih = sn_vk_at(out, sn_packed_offset(sizes, 1 + 4 * l));
-        uint64_t dw_hh = sn_vk_at(out, sn_packed_offset(sizes, 2 + 4 * l));
-        uint64_t db_ih = sn_vk_at(out, sn_packed_offset(sizes, 3 + 4 * l));
-        uint64_t db_hh = sn_vk_at(out, sn_packed_offset(sizes, 4 + 4 * l));
-        /* dw_hh = sum_b sum_{t>=1} dGh[b,t]^T h[b,t-1]: one GEMM pairs dGh row r with h row
-         * r-1 over the whole batch, a rank-(B-1) GEMM takes the cross-sequence pairs back out */
-        if (T < 2) SN_VK_TRY(sn_vk_fill(vk, dw_hh, 0, G * H, 0.0f));
-        else {
-            SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, H, BT - 1, 1.0f, sn_vk_at(dGh, G), G, hs, H, 0.0f, dw_hh, H,
-                                  node->name));
-            if (B > 1)
-                SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, H, B - 1, -1.0f, sn_vk_at(dGh, T * G), T * G,
-                                      sn_vk_at(hs, (T - 1) * H), T * H, 1.0f, dw_hh, H, node->name));
-        }
-        SN_VK_TRY(sn_vk_gemm1(vk, true, false, G, in, BT, 1.0f, dG, G, xin, in, 0.0f, dw_ih, in, node->name));
-        SN_VK_TRY(sn_vk_chan_sum(vk, dG, BT, G, 1, db_ih));
-        if (d->lstm) SN_VK_TRY(sn_vk_fill(vk, db_hh, db_ih, G, 0.0f));
-        else SN_VK_TRY(sn_vk_chan_sum(vk, dGh, BT, G, 1, db_hh));
+        SN_VK_TRY(layer_wgrads(vk, node, d, l, &bl[l], sizes));
         /* the input's gradient: dh of the layer below (its steps have all read dhbuf), or dx */
-        if (l > 0) SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, H, G, 1.0f, dG, G, w_ih, in, 0.0f, dhbuf, H, node->name));
+        if (l > 0)
+            SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, H, G, 1.0f, bl[l].gates, G, w_ih, in, 0.0f, dhbuf, H,
+                                  node->name));
         else if (need_dx)
-            SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, d->I, G, 1.0f, dG, G, w_ih, d->I, 0.0f, out, d->I, node->name));
+            SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, d->I, G, 1.0f, bl[l].gates, G, w_ih, d->I, 0.0f, out, d->I,
+                                  node->name));
     }
     return SN_OK;
 }

@@ -15,18 +15,18 @@
 
 layout(local_size_x = LSX) in; // R * S
 
-layout(push_constant) uniform PC {
-    F32 gates, cs, dho, dc, w_t;
-    int B, T, H, t, v4;
-} pc;
+// the plain kernel's push constants, or with SN_RNN_WAVE one layer's block of a combined dispatch
+#define SN_RNN_FIELDS F32 gates, cs, dho, dc, w_t; int B, T, H, t, v4;
+SN_RNN_PARAMS
 
 void main() {
+    SN_RNN_LOAD();
     const uint H = uint(pc.H), B = uint(pc.B), T = uint(pc.T), t = uint(pc.t), GH = 4u * H;
     const bool last = t + 1u == T;
     const uint tid = gl_LocalInvocationID.x, row = SN_RNN_TID / S, slice = SN_RNN_TID % S;
     bool again = false;
     const uint nblk = (H + JB - 1u) / JB;
-    for (uint blk = gl_WorkGroupID.x; blk < nblk; blk += gl_NumWorkGroups.x) {
+    for (uint blk = SN_RNN_WG; blk < nblk; blk += SN_RNN_NWG) {
         const uint j0 = blk * JB, jr = j0 + row;
         const bool live = !last && jr < H;
         for (uint b0 = 0u; b0 < B; b0 += BC) {
