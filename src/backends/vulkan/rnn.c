@@ -196,19 +196,28 @@ typedef struct {
     int32_t gpl, pad;
 } wave_push;
 
-/* The forward as a wavefront over (layer, chunk of C timesteps): wave step s runs chunk
- * s - l of every layer l that has one, its timesteps i = 0..C-1 each as ONE dispatch whose
- * workgroups split between those layers (gpl each: the plain kernel's grid); after each
- * wave step, layer l+1's input projection of the chunk layer l just finished, a GEMM
- * batched over the sequences. Layer 0's projection is one GEMM before (as per layer).
- * Every step reads exactly what the per-layer order gives it, so the results and the saved
- * state are the same. Two passes: the parameter blocks first (one argument block for the
- * whole forward), then the recording. */
-static sn_status rnn_forward_wave(sn_vk *vk, sn_tensor *node, const rnn_dims *d, const layer_ptrs *lp,
-                                  const uint64_t *w_ih, int sh, uint32_t gpl, int64_t C) {
-    int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, nch = (T + C - 1) / C, ns = nch + d->L - 1;
-    size_t sz = d->lstm ? sizeof(lstm_push) : sizeof(gru_push);
-    unsigned char *host = malloc((size_t)(ns * C * d->L) * sz);
+/* One direction's part of a wavefront: a layer's step parameters at timestep t, and the
+ * GEMM that feeds the next layer in the wave (rank + 1) the chunk [t0, t0 + c) a layer
+ * just finished. */
+typedef struct {
+    bool bwd;    /* backward: the top layer first (rank 0), timesteps descending */
+    size_t size; /* bytes of one step's parameter block */
+    uint32_t (*fill)(const void *ctx, int l, int64_t t, void *block);
+    sn_status (*feed)(sn_vk *vk, const void *ctx, int l, int64_t t0, int64_t c);
+    const void *ctx;
+} wave_dir;
+
+/* A multi-layer pass as a wavefront over (layer, chunk of C timesteps): wave step s runs
+ * chunk s - r of the layer of rank r (forward: r = l, timesteps ascending; backward:
+ * r = L-1-l, chunks and timesteps descending), step i of those chunks as ONE dispatch whose
+ * workgroups split between the layers (gpl each: the plain kernel's grid); after each wave
+ * step, `feed` for every layer but the last rank. Every step reads exactly what the
+ * per-layer order gives it, so the results and the saved state are the same. Two passes:
+ * the parameter blocks first (one argument block for the whole pass), then the recording. */
+static sn_status wave_record(sn_vk *vk, sn_tensor *node, const rnn_dims *d, const wave_dir *w, int sh, uint32_t gpl,
+                             int64_t C) {
+    int64_t T = d->T, nch = (T + C - 1) / C, ns = nch + d->L - 1;
+    unsigned char *host = malloc((size_t)(ns * C * d->L) * w->size);
     if (!host) return sn_error(SN_ERR_NOMEM, "Vulkan %s '%s': out of host memory", sn_op_name(node->op), node->name);
     uint64_t args = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -217,31 +226,24 @@ static sn_status rnn_forward_wave(sn_vk *vk, sn_tensor *node, const rnn_dims *d,
             for (int64_t i = 0; i < C; i++) {
                 size_t at = used;
                 uint32_t n = 0;
-                for (int l = 0; l < d->L; l++) {
-                    int64_t k = s - l, t = k * C + i;
-                    if (k < 0 || k >= nch || t >= T) continue;
-                    if (pass == 0) {
-                        step_push p;
-                        fill_step(d, &lp[l], t, &p);
-                        memcpy(host + used, &p, sz);
-                    }
-                    used += sz;
+                for (int r = 0; r < d->L; r++) {
+                    int l = w->bwd ? d->L - 1 - r : r;
+                    int64_t k = w->bwd ? nch - 1 - (s - r) : s - r;
+                    if (k < 0 || k >= nch) continue;
+                    int64_t lo = k * C, hi = lo + C < T ? lo + C : T, t = w->bwd ? hi - 1 - i : lo + i;
+                    if (t < lo || t >= hi) continue;
+                    if (pass == 0) w->fill(w->ctx, l, t, host + used);
+                    used += w->size;
                     n++;
                 }
                 if (n == 0 || pass == 0) continue;
                 wave_push wp = {args + at, (int32_t)gpl, 0};
                 SN_VK_TRY(sn_vk_dispatch(vk, sh, &wp, sizeof wp, gpl * n, 1, 1));
             }
-            for (int l = 0; pass == 1 && l + 1 < d->L; l++) {
-                int64_t k = s - l, t0 = k * C;
+            for (int r = 0; pass == 1 && r + 1 < d->L; r++) {
+                int64_t k = w->bwd ? nch - 1 - (s - r) : s - r, t0 = k * C;
                 if (k < 0 || k >= nch) continue;
-                int64_t c = T - t0 < C ? T - t0 : C;
-                /* gates_{l+1}[b, t0..t0+c) = h_l[b, t0..t0+c) W_ih^T for every sequence b */
-                sn_vk_gemm_args g = {.ta = false, .tb = true, .M = c, .N = G, .K = H, .alpha = 1.0f, .beta = 0.0f,
-                                     .A = sn_vk_at(lp[l].hs, t0 * H), .B = w_ih[l + 1],
-                                     .C = sn_vk_at(lp[l + 1].gates, t0 * G), .lda = H, .ldb = H, .ldc = G,
-                                     .batch = B, .binner = 0, .sA = {T * H, 0}, .sB = {0, 0}, .sC = {T * G, 0}};
-                SN_VK_TRY(sn_vk_gemm(vk, &g, node->name));
+                SN_VK_TRY(w->feed(vk, w->ctx, w->bwd ? d->L - 1 - r : r, t0, T - t0 < C ? T - t0 : C));
             }
         }
         if (pass == 0) {
@@ -251,6 +253,32 @@ static sn_status rnn_forward_wave(sn_vk *vk, sn_tensor *node, const rnn_dims *d,
         }
     }
     return SN_OK;
+}
+
+typedef struct {
+    const rnn_dims *d;
+    const layer_ptrs *lp;
+    const uint64_t *w_ih;
+    const char *name;
+} fwd_wave_ctx;
+
+static uint32_t fwd_wave_fill(const void *ctx, int l, int64_t t, void *block) {
+    const fwd_wave_ctx *c = ctx;
+    step_push p;
+    uint32_t n = fill_step(c->d, &c->lp[l], t, &p);
+    memcpy(block, &p, n);
+    return n;
+}
+
+/* gates_{l+1}[b, t0..t0+c) = h_l[b, t0..t0+c) W_ih^T for every sequence b */
+static sn_status fwd_wave_feed(sn_vk *vk, const void *ctx, int l, int64_t t0, int64_t c) {
+    const fwd_wave_ctx *x = ctx;
+    int64_t T = x->d->T, H = x->d->H, G = x->d->G * H;
+    sn_vk_gemm_args g = {.ta = false, .tb = true, .M = c, .N = G, .K = H, .alpha = 1.0f, .beta = 0.0f,
+                         .A = sn_vk_at(x->lp[l].hs, t0 * H), .B = x->w_ih[l + 1],
+                         .C = sn_vk_at(x->lp[l + 1].gates, t0 * G), .lda = H, .ldb = H, .ldc = G,
+                         .batch = x->d->B, .binner = 0, .sA = {T * H, 0}, .sB = {0, 0}, .sC = {T * G, 0}};
+    return sn_vk_gemm(vk, &g, x->name);
 }
 
 static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
@@ -281,7 +309,9 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     if (wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535) {
         SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, d->I, 1.0f, sn_vk_addr(node->src[0]), d->I, w_ih[0], d->I,
                               0.0f, lp[0].gates, G, node->name));
-        return rnn_forward_wave(vk, node, d, lp, w_ih, wsh, exact, wave_chunk());
+        fwd_wave_ctx c = {d, lp, w_ih, node->name};
+        wave_dir w = {false, d->lstm ? sizeof(lstm_push) : sizeof(gru_push), fwd_wave_fill, fwd_wave_feed, &c};
+        return wave_record(vk, node, d, &w, wsh, exact, wave_chunk());
     }
     /* the serial kernel reads W_hh^T of the layer at hand */
     uint64_t w_t = serial ? sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL) : 0;
@@ -329,58 +359,34 @@ static uint32_t fill_bwd(const rnn_dims *d, const layer_bptrs *p, int64_t t, bwd
     return sizeof out->g;
 }
 
-/* The backward's wavefront, the forward's mirrored: the top layer first, backward in time;
- * wave step s runs chunk nch-1-(s-r) of the layer of rank r = L-1-l, and after it the dh
- * of the layer below for the chunk layer l >= 1 just finished, dG_l W_ih_l into the dh
- * buffer (that chunk of it has been read by layer l, and layer l-1 reads it in the next
- * wave step). Each layer has its own dGh, carry and W_hh^T (bl). */
-static sn_status rnn_backward_wave(sn_vk *vk, sn_tensor *node, const rnn_dims *d, const layer_bptrs *bl,
-                                   uint64_t dhbuf, int sh, uint32_t gpl, int64_t C) {
-    int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, nch = (T + C - 1) / C, ns = nch + d->L - 1;
-    size_t sz = d->lstm ? sizeof(lstm_bwd_push) : sizeof(gru_bwd_push);
-    unsigned char *host = malloc((size_t)(ns * C * d->L) * sz);
-    if (!host) return sn_error(SN_ERR_NOMEM, "Vulkan %s '%s': out of host memory", sn_op_name(node->op), node->name);
-    uint64_t args = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t used = 0;
-        for (int64_t s = 0; s < ns; s++) {
-            for (int64_t i = 0; i < C; i++) {
-                size_t at = used;
-                uint32_t n = 0;
-                for (int l = d->L - 1; l >= 0; l--) {
-                    int64_t k = nch - 1 - (s - (d->L - 1 - l)), end = (k + 1) * C < T ? (k + 1) * C : T, t = end - 1 - i;
-                    if (k < 0 || k >= nch || t < k * C) continue;
-                    if (pass == 0) {
-                        bwd_push p;
-                        fill_bwd(d, &bl[l], t, &p);
-                        memcpy(host + used, &p, sz);
-                    }
-                    used += sz;
-                    n++;
-                }
-                if (n == 0 || pass == 0) continue;
-                wave_push wp = {args + at, (int32_t)gpl, 0};
-                SN_VK_TRY(sn_vk_dispatch(vk, sh, &wp, sizeof wp, gpl * n, 1, 1));
-            }
-            for (int l = d->L - 1; pass == 1 && l >= 1; l--) {
-                int64_t k = nch - 1 - (s - (d->L - 1 - l)), t0 = k * C;
-                if (k < 0 || k >= nch) continue;
-                int64_t c = T - t0 < C ? T - t0 : C;
-                /* dh_{l-1}[b, t0..t0+c) = dG_l[b, t0..t0+c) W_ih_l for every sequence b */
-                sn_vk_gemm_args g = {.ta = false, .tb = false, .M = c, .N = H, .K = G, .alpha = 1.0f, .beta = 0.0f,
-                                     .A = sn_vk_at(bl[l].gates, t0 * G), .B = sn_vk_addr(node->src[3 + 4 * l]),
-                                     .C = sn_vk_at(dhbuf, t0 * H), .lda = G, .ldb = H, .ldc = H, .batch = B,
-                                     .binner = 0, .sA = {T * G, 0}, .sB = {0, 0}, .sC = {T * H, 0}};
-                SN_VK_TRY(sn_vk_gemm(vk, &g, node->name));
-            }
-        }
-        if (pass == 0) {
-            args = sn_vk_temp(vk, used, host);
-            free(host);
-            if (!args) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
-        }
-    }
-    return SN_OK;
+/* The backward's wavefront (wave_record, bwd): after layer l >= 1's chunk, the dh of the
+ * layer below, dG_l W_ih_l into the dh buffer (that chunk of it has been read by layer l,
+ * and layer l-1 reads it in the next wave step). Each layer has its own dGh, carry and
+ * W_hh^T (bl). */
+typedef struct {
+    const rnn_dims *d;
+    const layer_bptrs *bl;
+    const sn_tensor *node;
+    uint64_t dhbuf;
+} bwd_wave_ctx;
+
+static uint32_t bwd_wave_fill(const void *ctx, int l, int64_t t, void *block) {
+    const bwd_wave_ctx *c = ctx;
+    bwd_push p;
+    uint32_t n = fill_bwd(c->d, &c->bl[l], t, &p);
+    memcpy(block, &p, n);
+    return n;
+}
+
+/* dh_{l-1}[b, t0..t0+c) = dG_l[b, t0..t0+c) W_ih_l for every sequence b */
+static sn_status bwd_wave_feed(sn_vk *vk, const void *ctx, int l, int64_t t0, int64_t c) {
+    const bwd_wave_ctx *x = ctx;
+    int64_t T = x->d->T, H = x->d->H, G = x->d->G * H;
+    sn_vk_gemm_args g = {.ta = false, .tb = false, .M = c, .N = H, .K = G, .alpha = 1.0f, .beta = 0.0f,
+                         .A = sn_vk_at(x->bl[l].gates, t0 * G), .B = sn_vk_addr(x->node->src[3 + 4 * l]),
+                         .C = sn_vk_at(x->dhbuf, t0 * H), .lda = G, .ldb = H, .ldc = H, .batch = x->d->B,
+                         .binner = 0, .sA = {T * G, 0}, .sB = {0, 0}, .sC = {T * H, 0}};
+    return sn_vk_gemm(vk, &g, x->node->name);
 }
 
 /* layer l's weight gradients over all timesteps (dG in place of its gates) */
@@ -466,7 +472,9 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
             SN_VK_TRY(sn_vk_transpose(vk, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
     }
     if (wave) {
-        SN_VK_TRY(rnn_backward_wave(vk, node, d, bl, dhbuf, wsh, exact, wave_chunk()));
+        bwd_wave_ctx c = {d, bl, node, dhbuf};
+        wave_dir w = {true, d->lstm ? sizeof(lstm_bwd_push) : sizeof(gru_bwd_push), bwd_wave_fill, bwd_wave_feed, &c};
+        SN_VK_TRY(wave_record(vk, node, d, &w, wsh, exact, wave_chunk()));
         for (int l = d->L - 1; l >= 0; l--) SN_VK_TRY(layer_wgrads(vk, node, d, l, &bl[l], sizes));
         if (need_dx)
             SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, d->I, G, 1.0f, bl[0].gates, G, sn_vk_addr(node->src[3]), d->I,
