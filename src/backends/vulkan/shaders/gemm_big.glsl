@@ -10,6 +10,7 @@
 // 9-11). Every output is one fixed-order sum by one invocation: deterministic.
 #extension GL_EXT_control_flow_attributes : require
 #include "ops_common.glsl"
+#include "gemm_load.glsl"
 
 #define BK 8
 #define NTX (BN / 8)
@@ -20,7 +21,6 @@
 
 layout(local_size_x = NT) in;
 
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer F32x4 { vec4 v[]; };
 
 layout(push_constant) uniform PC {
     F32 A;
@@ -42,16 +42,6 @@ layout(push_constant) uniform PC {
 shared vec4 As[2][BK][BM / 4 + 1];
 shared vec4 Bs[2][BK][BN / 4 + 1];
 
-// 4 consecutive elements at index i, the first `n` of them (0..4) in range
-vec4 load4(F32 p, bool v4, uint i, int n) {
-    if (n >= 4 && v4) return F32x4(p).v[i >> 2];
-    vec4 r = vec4(0.0); // components by name: no dynamic index into a register vector
-    if (n > 0) r.x = p.v[i];
-    if (n > 1) r.y = p.v[i + 1u];
-    if (n > 2) r.z = p.v[i + 2u];
-    if (n > 3) r.w = p.v[i + 3u];
-    return r;
-}
 
 // C's 4 outputs at row gm, columns gn.. from the accumulator a, with the epilogue
 void out4(int gm, int gn, uint oc, bool vc, vec4 a) {

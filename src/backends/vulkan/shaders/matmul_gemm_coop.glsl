@@ -29,6 +29,7 @@
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #include "ops_common.glsl"
+#include "gemm_load.glsl"
 
 layout(local_size_x_id = 0) in; // max(8 x the subgroup size, 256)
 layout(constant_id = 1) const uint lM = 16;
@@ -48,7 +49,6 @@ layout(push_constant) uniform PC {
     int Ktot;
 } pc;
 
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer F32x4 { vec4 v[]; };
 
 #define BM 128
 #define BN 128
@@ -87,16 +87,6 @@ int chunk_exp(uint bits, int cap) {
     return min(clamp(15 - e, -100, 100), cap);
 }
 
-// 4 consecutive elements at index i, the first n of them (0..4) in range
-vec4 load4(F32 p, bool v4, uint i, int n) {
-    if (n >= 4 && v4) return F32x4(p).v[i >> 2];
-    vec4 r = vec4(0.0); // components by name: no dynamic index into a register vector
-    if (n > 0) r.x = p.v[i];
-    if (n > 1) r.y = p.v[i + 1u];
-    if (n > 2) r.z = p.v[i + 2u];
-    if (n > 3) r.w = p.v[i + 3u];
-    return r;
-}
 
 float max4(vec4 v) {
     v = abs(v);
