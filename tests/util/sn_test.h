@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sinter/backend.h"
 #include "sinter/graph.h"
 
 /* Deterministic uniform random floats in [lo, hi). */
@@ -25,6 +26,11 @@ sn_status sn_test_eval(sn_ctx *ctx, sn_backend *b);
 float *sn_test_leaf(sn_tensor *t, uint64_t *seed, float lo, float hi);
 /* Frees what sn_test_eval / sn_test_leaf allocated for ctx's tensors. */
 void sn_test_free_data(sn_ctx *ctx);
+
+/* The Vulkan tests' device: SN_VK_DEVICE=N (default 0) opened into *vk, its index in
+ * *dev. Returns 0, 77 (skip: no Vulkan device, loader or driver; printed) or 1 (it would
+ * not open; the error printed): main returns anything but 0. */
+int sn_test_vk_open(int *dev, sn_backend **vk);
 
 #define SN_ASSERT_OK(expr)                                                            \
     do {                                                                              \

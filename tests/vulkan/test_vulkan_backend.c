@@ -442,17 +442,9 @@ int main(int argc, char **argv) {
         printf("%d devices: %s %s\n", sn_vulkan_reg.count(), sn_status_name(s), sn_last_error());
         return s == SN_ERR_DEVICE && !b ? 0 : 1;
     }
-    if (sn_vulkan_reg.count() == 0) {
-        printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
-        return 77;
-    }
-    const char *e = getenv("SN_VK_DEVICE");
-    g_dev = e ? atoi(e) : 0;
+    int rc = sn_test_vk_open(&g_dev, &g_vk);
+    if (rc) return rc;
     g_cpu = sn_cpu_backend_new(0);
-    if (sn_vulkan_reg.open(g_dev, 0, &g_vk) != SN_OK) {
-        fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
-        return 1;
-    }
     sn_par = (sn_parity){.dev = g_vk, .cpu = g_cpu, .name = "Vulkan", .seed = 0x5eed4321ull, .claims = true};
     int r = run_all();
     /* the op families again through staged transfers (the discrete-GPU path; argument

@@ -253,17 +253,9 @@ static int bf16_refused(void) {
 }
 
 int main(void) {
-    if (sn_vulkan_device_count() == 0) {
-        printf("no Vulkan device (or no loader/driver): skipped\n");
-        return 77;
-    }
-    const char *e = getenv("SN_VK_DEVICE");
-    g_dev = e ? atoi(e) : 0;
+    int rc = sn_test_vk_open(&g_dev, &g_vk);
+    if (rc) return rc;
     g_cpu = sn_cpu_backend_new(0);
-    if (sn_vulkan_backend_new(g_dev, &g_vk) != SN_OK) {
-        fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
-        return 1;
-    }
     sn_device_info info;
     if (sn_backend_info(g_vk, &info) != SN_OK) return 1;
     printf("vulkan:%d %s: %s\n", g_dev, info.name, info.features);

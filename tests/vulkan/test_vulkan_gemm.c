@@ -193,15 +193,8 @@ static void test_unknown(void **st) {
 }
 
 int main(void) {
-    if (sn_vulkan_reg.count() == 0) {
-        printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
-        return 77;
-    }
-    const char *e = getenv("SN_VK_DEVICE");
-    if (sn_vulkan_reg.open(e ? atoi(e) : 0, 0, &g_vk) != SN_OK) {
-        fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
-        return 1;
-    }
+    int dev, rc = sn_test_vk_open(&dev, &g_vk);
+    if (rc) return rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_direct),    cmocka_unit_test(test_tiled),     cmocka_unit_test(test_big128x128),
         cmocka_unit_test(test_big128x64), cmocka_unit_test(test_big64x128), cmocka_unit_test(test_big),

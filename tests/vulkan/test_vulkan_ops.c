@@ -125,17 +125,9 @@ static void test_rnn(void **st) {
 
 /* argv[1] "rnn-variants": only the RNN step-kernel variants (their own ctest entry) */
 int main(int argc, char **argv) {
-    if (sn_vulkan_device_count() == 0) {
-        printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
-        return 77;
-    }
-    const char *e = getenv("SN_VK_DEVICE");
-    g_dev = e ? atoi(e) : 0;
+    int rc = sn_test_vk_open(&g_dev, &g_vk);
+    if (rc) return rc;
     g_cpu = sn_cpu_backend_new(0);
-    if (sn_vulkan_backend_new(g_dev, &g_vk) != SN_OK) {
-        fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
-        return 1;
-    }
     sn_par = (sn_parity){.dev = g_vk, .cpu = g_cpu, .name = "Vulkan", .seed = 0x5eed1234ull, .claims = true};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_geometries),
