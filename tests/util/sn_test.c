@@ -86,15 +86,19 @@ void sn_test_free_data(sn_ctx *ctx) {
 }
 
 int sn_test_vk_open(int *dev, sn_backend **vk) {
-    if (sn_vulkan_reg.count() == 0) {
-        printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
-        return 77;
+#ifdef SN_HAVE_VULKAN
+    if (sn_vulkan_reg.count() > 0) {
+        const char *e = getenv("SN_VK_DEVICE");
+        *dev = e ? atoi(e) : 0;
+        if (sn_vulkan_reg.open(*dev, 0, vk) != SN_OK) {
+            fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
+            return 1;
+        }
+        return 0;
     }
-    const char *e = getenv("SN_VK_DEVICE");
-    *dev = e ? atoi(e) : 0;
-    if (sn_vulkan_reg.open(*dev, 0, vk) != SN_OK) {
-        fprintf(stderr, "Vulkan backend: %s\n", sn_last_error());
-        return 1;
-    }
-    return 0;
+#endif
+    (void)dev;
+    (void)vk;
+    printf("no Vulkan device (or no loader/driver): Vulkan tests skipped\n");
+    return 77;
 }
