@@ -281,6 +281,14 @@ static sn_status fwd_wave_feed(sn_vk *vk, const void *ctx, int l, int64_t t0, in
     return sn_vk_gemm(vk, &g, x->name);
 }
 
+/* SN_VK_RNN_PERSIST (the section before rnn_state) */
+static sn_status persist_shader(const sn_tensor *node, const rnn_variant *v, int k, int *sh);
+static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int sh, uint32_t jb, bool bwd,
+                             size_t size, void (*fill)(const rnn_dims *d, const void *layer, int64_t t, void *block),
+                             const void *layer);
+static void persist_fill_fwd(const rnn_dims *d, const void *layer, int64_t t, void *block);
+static void persist_fill_bwd(const rnn_dims *d, const void *layer, int64_t t, void *block);
+
 static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
     bool stream = node->ip[2] == 1;
@@ -291,6 +299,8 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
     int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_SERIAL : SN_VK_SH_RNN_GRU_STEP_SERIAL)
                     : v->sh[d->lstm ? 0 : 2];
+    int psh; /* SN_VK_RNN_PERSIST: the layers' persistent kernel, -1 off */
+    SN_VK_TRY(persist_shader(node, v, d->lstm ? 0 : 2, &psh));
     layer_ptrs lp[16];
     uint64_t w_ih[16];
     for (int l = 0; l < d->L; l++) {
@@ -306,7 +316,7 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     /* the wavefront: workgroup kernels with a wave form, every layer's grid in one dispatch */
     int wsh = serial ? -1 : v->wave[d->lstm ? 0 : 2];
     uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
-    if (wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535) {
+    if (wsh >= 0 && psh < 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535) {
         SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, d->I, 1.0f, sn_vk_addr(node->src[0]), d->I, w_ih[0], d->I,
                               0.0f, lp[0].gates, G, node->name));
         fwd_wave_ctx c = {d, lp, w_ih, node->name};
@@ -324,6 +334,11 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         if (serial) {
             SN_VK_TRY(sn_vk_transpose(vk, lp[l].w, G, H, w_t));
             lp[l].w = w_t;
+        }
+        if (psh >= 0) {
+            SN_VK_TRY(persist_run(vk, node, d, psh, v->jb, false, d->lstm ? sizeof(lstm_push) : sizeof(gru_push),
+                                  persist_fill_fwd, &lp[l]));
+            continue;
         }
         for (int64_t t = 0; t < T; t++) {
             step_push p;
@@ -444,11 +459,13 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
     int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_SERIAL : SN_VK_SH_RNN_GRU_STEP_BWD_SERIAL)
                     : v->sh[d->lstm ? 1 : 3];
+    int psh; /* SN_VK_RNN_PERSIST: the layers' persistent kernel, -1 off */
+    SN_VK_TRY(persist_shader(node, v, d->lstm ? 1 : 3, &psh));
     /* the wavefront runs layers side by side: each its own dGh (GRU), carry and W_hh^T
      * (the top layer's in the scratch, the others' in temporaries) */
     int wsh = serial ? -1 : v->wave[d->lstm ? 1 : 3];
     uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
-    bool wave = wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535;
+    bool wave = wsh >= 0 && psh < 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535;
     int nsep = wave ? d->L : 1; /* layers with their own buffers */
     /* W_hh^T of the layer at hand: the workgroup kernel reads column j of W_hh contiguously */
     bool need_t = !serial && T > 1;
@@ -485,7 +502,10 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         int64_t in = l == 0 ? d->I : H;
         uint64_t w_ih = sn_vk_addr(node->src[3 + 4 * l]);
         if (need_t) SN_VK_TRY(sn_vk_transpose(vk, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
-        for (int64_t t = T - 1; t >= 0; t--) {
+        if (psh >= 0)
+            SN_VK_TRY(persist_run(vk, node, d, psh, v->jb, true, d->lstm ? sizeof(lstm_bwd_push) : sizeof(gru_bwd_push),
+                                  persist_fill_bwd, &bl[l]));
+        for (int64_t t = T - 1; psh < 0 && t >= 0; t--) {
             bwd_push p;
             uint32_t n = fill_bwd(d, &bl[l], t, &p);
             SN_VK_TRY(sn_vk_dispatch(vk, sh, &p, n, groups, 1, 1));
@@ -500,6 +520,114 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
                                   node->name));
     }
     return SN_OK;
+}
+
+/* ---- SN_VK_RNN_PERSIST=1: one dispatch per layer and direction (issue 14) ----
+ * A persistent kernel (shaders/rnn_persist.glsl) runs all T steps of a layer, each step
+ * the variant's step body unchanged (same math, reduction order and outputs), its
+ * workgroups meeting at a grid barrier through device memory between steps, in place of
+ * T dispatches with a pipeline barrier each (about 3-3.5 us of fixed cost per step on an
+ * H100). That needs every workgroup resident at once, which Vulkan never promises: the
+ * grid is kept small (SN_VK_RNN_PERSIST_WGS, default 128: Vulkan has no query for the
+ * number of SMs/compute units, and 128 is below the 132 of an H100/H200 SXM, one
+ * workgroup per SM; each loops over H/JB/wgs unit blocks per step), every wait in the
+ * kernel is bounded (SN_VK_RNN_PERSIST_SPIN polls), and a wait that runs out aborts the
+ * kernel and reports through sn_vk_fail_word: the run fails with a clear error, it never
+ * hangs nor returns wrong numbers silently. Opt-in and read on every call, for timing:
+ * bench/run_vk_rnn_sweep.sh PERSIST=1. The workgroup kernels of j2s32 and j4s16 only. */
+
+typedef struct {
+    const char *variant;
+    int sh[4]; /* LSTM forward, LSTM backward, GRU forward, GRU backward */
+} rnn_persist_form;
+
+static const rnn_persist_form rnn_persist_forms[] = {
+    {"j2s32", {SN_VK_SH_RNN_LSTM_STEP_PERSIST_J2S32, SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J2S32,
+               SN_VK_SH_RNN_GRU_STEP_PERSIST_J2S32, SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J2S32}},
+    {"j4s16", {SN_VK_SH_RNN_LSTM_STEP_PERSIST_J4S16, SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J4S16,
+               SN_VK_SH_RNN_GRU_STEP_PERSIST_J4S16, SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J4S16}},
+};
+
+static bool use_persist(void) {
+    const char *e = getenv("SN_VK_RNN_PERSIST");
+    return e && !strcmp(e, "1");
+}
+
+static long env_long(const char *name, long def, long lo) {
+    const char *e = getenv(name);
+    char *end = NULL;
+    long v = e && *e ? strtol(e, &end, 10) : def;
+    return e && *e && (*end || v < lo) ? -1 : v;
+}
+
+/* *sh: the persistent shader of variant v for kernel k (the rnn_variant sh index), or -1
+ * when SN_VK_RNN_PERSIST is off or the kernels are the serial ones; an error when it is
+ * on and v has no persistent form */
+static sn_status persist_shader(const sn_tensor *node, const rnn_variant *v, int k, int *sh) {
+    *sh = -1;
+    if (!v || !use_persist()) return SN_OK;
+    for (size_t i = 0; i < sizeof rnn_persist_forms / sizeof rnn_persist_forms[0]; i++)
+        if (!strcmp(rnn_persist_forms[i].variant, v->name)) *sh = rnn_persist_forms[i].sh[k];
+    if (*sh < 0)
+        return sn_error(SN_ERR_UNSUPPORTED, "Vulkan %s '%s': SN_VK_RNN_PERSIST=1 has persistent kernels for RNN "
+                        "variants j2s32 and j4s16 only, not %s: pick one with SN_VK_RNN_VARIANT or unset "
+                        "SN_VK_RNN_PERSIST", sn_op_name(node->op), node->name, v->name);
+    return SN_OK;
+}
+
+typedef struct {
+    uint64_t args, sync, fail;
+    int32_t nsteps;
+    uint32_t spin;
+} persist_push;
+
+/* One layer's pass as one dispatch of persistent shader sh: the step parameter blocks
+ * (fill, `size` bytes each) of all T steps in execution order (backward: t = T-1 down to 0). */
+static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int sh, uint32_t jb, bool bwd,
+                             size_t size, void (*fill)(const rnn_dims *d, const void *layer, int64_t t, void *block),
+                             const void *layer) {
+    long wgs = env_long("SN_VK_RNN_PERSIST_WGS", 128, 1);
+    /* polls of the barrier counter before a wait gives up: each is an L2 round trip on a GPU
+     * (about 0.5-1 us: 2^20 of them is about a second, against a step of microseconds) and a
+     * few ns on a CPU driver, whose threads the OS may preempt for tens of ms: 2^26 there */
+    long spin = env_long("SN_VK_RNN_PERSIST_SPIN", sn_vk_limits_of(vk)->cpu_driver ? 1L << 26 : 1L << 20, 1);
+    if (wgs < 0 || spin < 0 || spin > (long)UINT32_MAX)
+        return sn_error(SN_ERR_INVALID_ARG, "Vulkan %s '%s': SN_VK_RNN_PERSIST_WGS and SN_VK_RNN_PERSIST_SPIN must "
+                        "be positive integers (SPIN below 2^32)", sn_op_name(node->op), node->name);
+    uint32_t nblk = (uint32_t)((d->H + jb - 1) / jb), n = (uint32_t)(wgs < (long)nblk ? wgs : (long)nblk);
+    if (n > sn_vk_limits_of(vk)->max_wg_count[0]) n = sn_vk_limits_of(vk)->max_wg_count[0];
+    unsigned char *host = malloc((size_t)d->T * size);
+    if (!host) return sn_error(SN_ERR_NOMEM, "Vulkan %s '%s': out of host memory", sn_op_name(node->op), node->name);
+    for (int64_t i = 0; i < d->T; i++) fill(d, layer, bwd ? d->T - 1 - i : i, host + (size_t)i * size);
+    uint64_t args = sn_vk_temp(vk, (size_t)d->T * size, host);
+    free(host);
+    uint64_t sync = args ? sn_vk_temp(vk, 2 * sizeof(uint32_t), NULL) : 0;
+    char msg[2][400];
+    snprintf(msg[0], sizeof msg[0], "the persistent RNN kernel (SN_VK_RNN_PERSIST=1) of %s '%s' gave up waiting at a "
+             "grid barrier: its %u workgroups were not all resident at once on this device (Vulkan does not promise "
+             "it), so this run's results are invalid; unset SN_VK_RNN_PERSIST, or lower SN_VK_RNN_PERSIST_WGS",
+             sn_op_name(node->op), node->name, n);
+    snprintf(msg[1], sizeof msg[1], "the persistent RNN kernel (SN_VK_RNN_PERSIST=1) of %s '%s' ran past this "
+             "driver's limit of loop iterations per shader invocation (llvmpipe: 65535), which cut its loops short, "
+             "so this run's results are invalid; unset SN_VK_RNN_PERSIST (it is meant for GPUs) or raise "
+             "SN_VK_RNN_PERSIST_WGS", sn_op_name(node->op), node->name);
+    /* fail words 0 (the barrier gave up) and 1 (loops cut short), contiguous */
+    uint64_t fail = sync ? sn_vk_fail_word(vk, 0, msg[0]) : 0;
+    if (fail && !sn_vk_fail_word(vk, 1, msg[1])) fail = 0;
+    if (!fail) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+    SN_VK_TRY(sn_vk_fill(vk, sync, 0, 2, 0.0f)); /* arrivals, abort: 0 on every replay */
+    persist_push p = {args, sync, fail, (int32_t)d->T, (uint32_t)spin};
+    return sn_vk_dispatch(vk, sh, &p, sizeof p, n, 1, 1);
+}
+
+static void persist_fill_fwd(const rnn_dims *d, const void *layer, int64_t t, void *block) {
+    step_push p;
+    memcpy(block, &p, fill_step(d, layer, t, &p));
+}
+
+static void persist_fill_bwd(const rnn_dims *d, const void *layer, int64_t t, void *block) {
+    bwd_push p;
+    memcpy(block, &p, fill_bwd(d, layer, t, &p));
 }
 
 typedef struct {

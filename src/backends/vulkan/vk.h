@@ -55,6 +55,17 @@ void sn_vk_grid(const sn_vk *vk, uint64_t groups, uint32_t *gx, uint32_t *gy);
  * segment first runs; without it the contents are undefined. */
 uint64_t sn_vk_temp(sn_vk *vk, size_t bytes, const void *host_init);
 
+/* Words of host-visible device memory through which a kernel reports a failure it can
+ * only detect while running (the persistent RNN kernel's grid barrier timing out): the
+ * kernel stores a nonzero value in word `slot` (< SN_VK_FAIL_SLOTS; plain stores, never
+ * atomics: the words may live in host memory). After every wait for the device (a
+ * segment's fence, a drain) the backend reads them and, for a nonzero one, clears them
+ * and fails with SN_ERR_DEVICE and that slot's `msg` (what failed and what to do; the
+ * latest call's message for the slot is used). Returns the word's device address, 0 on
+ * failure (the error is set). */
+#define SN_VK_FAIL_SLOTS 4
+uint64_t sn_vk_fail_word(sn_vk *vk, int slot, const char *msg);
+
 /* The device address of a tensor's data (element 0). */
 static inline uint64_t sn_vk_addr(const sn_tensor *t) { return (uint64_t)(uintptr_t)t->data; }
 /* The device address of f32 element i of t. */

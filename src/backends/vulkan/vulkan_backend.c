@@ -538,6 +538,8 @@ struct sn_vk {
     bool coop;        /* the device was created with cooperative matrices (phys->cm_mnk) */
     bool f16_gemm;    /* train.mixed_precision: GEMMs on f16 cooperative matrices */
     bool coop_emu;    /* SN_VK_COOP=emulate: with the matrix operations emulated (tests) */
+    vk_buf fail;      /* sn_vk_fail_word: host-visible, mapped; created on first use */
+    char fail_msg[SN_VK_FAIL_SLOTS][512];
 };
 
 static sn_status vk_fail(const sn_vk *vk, VkResult r, const char *call) {
@@ -708,10 +710,43 @@ static sn_status dev_alloc(sn_vk *vk, size_t bytes, vk_buf *out, const char *wha
 }
 
 /* ---- submission ---- */
+uint64_t sn_vk_fail_word(sn_vk *vk, int slot, const char *msg) {
+    if (slot < 0 || slot >= SN_VK_FAIL_SLOTS) {
+        sn_error(SN_ERR_INTERNAL, "sn_vk_fail_word: slot %d (a bug in sinter)", slot);
+        return 0;
+    }
+    if (!vk->fail.buf) {
+        if (buf_create(vk, 256, vk->mt_stage, -1, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
+                       VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT, &vk->fail, "the kernel failure words") != SN_OK)
+            return 0;
+        /* buf_create leaves device-address buffers unmapped under SN_VK_STAGED=1: these are read in place */
+        if (!vk->fail.map && vkMapMemory(vk->dev, vk->fail.mem, 0, VK_WHOLE_SIZE, 0, &vk->fail.map) != VK_SUCCESS) {
+            buf_destroy(vk, &vk->fail);
+            sn_error(SN_ERR_DEVICE, "Vulkan on %s: cannot map the kernel failure words", vk->name);
+            return 0;
+        }
+        memset(vk->fail.map, 0, 256);
+    }
+    snprintf(vk->fail_msg[slot], sizeof vk->fail_msg[slot], "%s", msg);
+    return vk->fail.addr + (uint64_t)slot * sizeof(uint32_t);
+}
+
+/* after a wait for the device: a failure a kernel reported through sn_vk_fail_word */
+static sn_status fail_check(sn_vk *vk) {
+    if (!vk->fail.map) return SN_OK;
+    volatile uint32_t *w = vk->fail.map;
+    int hit = -1;
+    for (int i = 0; i < SN_VK_FAIL_SLOTS; i++)
+        if (w[i] && hit < 0) hit = i;
+    if (hit < 0) return SN_OK;
+    for (int i = 0; i < SN_VK_FAIL_SLOTS; i++) w[i] = 0;
+    return sn_error(SN_ERR_DEVICE, "Vulkan on %s: %s", vk->name, vk->fail_msg[hit]);
+}
+
 /* Waits for everything queued (uploads write into memory the GPU may still use). */
 static sn_status drain(sn_vk *vk) {
     VK_TRY(vk, vkQueueWaitIdle(vk->queue));
-    return SN_OK;
+    return fail_check(vk);
 }
 
 static void full_barrier(sn_vk *vk, VkCommandBuffer cb, VkPipelineStageFlags dst_extra, VkAccessFlags dst_access) {
@@ -1338,6 +1373,7 @@ static sn_status v_compute(sn_backend *b, sn_tensor **nodes, int n, void **state
         /* the previous submission of this command buffer must finish before it is resubmitted */
         VK_TRY(vk, vkWaitForFences(vk->dev, 1, &s->fence, VK_TRUE, UINT64_MAX));
         s->pending = false;
+        SN_VK_TRY(fail_check(vk));
     }
     sn_status st = SN_OK;
     if (!s->recorded || !vk->record_once || s == &local) {
@@ -1363,6 +1399,7 @@ static sn_status v_compute(sn_backend *b, sn_tensor **nodes, int n, void **state
         VkResult r = vkWaitForFences(vk->dev, 1, &s->fence, VK_TRUE, UINT64_MAX);
         s->pending = false;
         if (r != VK_SUCCESS) st = vk_fail(vk, r, "vkWaitForFences");
+        if (st == SN_OK) st = fail_check(vk);
         if (st == SN_OK) prof_collect(vk, s);
     }
     if (s == &local) {
@@ -1435,6 +1472,7 @@ sn_status sn_vk_run(sn_vk *vk, sn_status (*fn)(sn_vk *vk, void *arg), void *arg,
             st = vk_fail(vk, r, "vkQueueSubmit/vkWaitForFences");
             break;
         }
+        if ((st = fail_check(vk)) != SN_OK) break;
         double wall = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
         uint64_t ts[2];
         if (s.qpool && vkGetQueryPoolResults(vk->dev, s.qpool, 0, 2, sizeof ts, ts, sizeof ts[0],
@@ -1465,6 +1503,7 @@ static void vk_destroy(sn_vk *vk) {
         if (vk->cache) vkDestroyPipelineCache(vk->dev, vk->cache, NULL);
         if (vk->layout) vkDestroyPipelineLayout(vk->dev, vk->layout, NULL);
         buf_destroy(vk, &vk->stage);
+        buf_destroy(vk, &vk->fail);
         for (int i = 0; i < vk->nbufs; i++) buf_destroy(vk, &vk->bufs[i]);
         if (vk->xfer_fence) vkDestroyFence(vk->dev, vk->xfer_fence, NULL);
         if (vk->pool) vkDestroyCommandPool(vk->dev, vk->pool, NULL);

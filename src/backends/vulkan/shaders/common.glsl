@@ -4,7 +4,12 @@
 #extension GL_EXT_scalar_block_layout : enable
 
 // A tensor's f32 data at a device address (push constants hold these as 64-bit values).
-layout(buffer_reference, std430, buffer_reference_align = 4) buffer F32 { float v[]; };
+// SN_BUF_COHERENT (empty unless a shader defines it first): `coherent` in the persistent RNN
+// kernels (rnn_persist.glsl), whose workgroups read what others wrote in the same dispatch.
+#ifndef SN_BUF_COHERENT
+#define SN_BUF_COHERENT
+#endif
+layout(buffer_reference, std430, buffer_reference_align = 4) SN_BUF_COHERENT buffer F32 { float v[]; };
 // int32 data (index tables, argument blocks).
 layout(buffer_reference, std430, buffer_reference_align = 4) buffer I32 { int v[]; };
 // A device address stored in memory (argument blocks: arrays of pointers).

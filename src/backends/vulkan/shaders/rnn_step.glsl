@@ -48,6 +48,14 @@
 #define SN_RNN_LOAD() pc = wpc.args.p[gl_WorkGroupID.x / uint(wpc.gpl)]
 #define SN_RNN_WG (gl_WorkGroupID.x % uint(wpc.gpl))
 #define SN_RNN_NWG uint(wpc.gpl)
+#elif defined(SN_RNN_PERSIST)
+// The persistent form (rnn_persist.glsl, SN_VK_RNN_PERSIST): one dispatch runs every step
+// of a layer; its main calls the body's main (renamed sn_rnn_step_main) once per step
+// with that step's block (SN_RNN_FIELDS, as in the wave form) in pc.
+#define SN_RNN_PARAMS struct SnRnnP { SN_RNN_FIELDS }; SnRnnP pc;
+#define SN_RNN_LOAD()
+#define SN_RNN_WG gl_WorkGroupID.x
+#define SN_RNN_NWG gl_NumWorkGroups.x
 #else
 #define SN_RNN_PARAMS layout(push_constant) uniform PC { SN_RNN_FIELDS } pc;
 #define SN_RNN_LOAD()
@@ -72,7 +80,7 @@ shared float sn_red[BC * R * Q];   // [k*R + row][q] after the first stage
 
 // The same data 4 floats at a time (pc.v4: rows of a multiple of 4 floats at 16-byte
 // aligned addresses, the host checks): a quarter of the load instructions.
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer SnV4 { vec4 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) SN_BUF_COHERENT buffer SnV4 { vec4 v[]; };
 
 // SN_RNN_DOT with vec4 loads: arow, xrow, xs and K multiples of 4
 #define SN_RNN_DOT4(acc, A_, arow, X_, xrow, xs, K, slice, bc)                                \

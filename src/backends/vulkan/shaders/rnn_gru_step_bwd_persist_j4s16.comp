@@ -1,0 +1,12 @@
+#version 450
+// the persistent form (rnn.c SN_VK_RNN_PERSIST, rnn_persist.glsl) of: gru step bwd, the default: 4 hidden units per workgroup, 64 slices, 256 invocations
+#define JB 4u
+#define S 64u
+#define Q 8u
+#define LSX 256
+#define SN_RNN_PERSIST
+#define SN_BUF_COHERENT coherent
+#define main sn_rnn_step_main
+#include "rnn_gru_step_bwd_body.glsl"
+#undef main
+#include "rnn_persist.glsl"
