@@ -71,7 +71,9 @@ static const rnn_variant rnn_variants[] = {
  * The variants with such a form (shaders/rnn_*_j2s32h.comp, plain and wavefront) are
  * listed here; the others and the *_serial kernels read f32 W_hh in f16 mode too.
  * SN_VK_RNN_F16W=0 keeps f32 weights in f16 mode, =1 takes f16 ones in f32 mode too
- * (read on every call: tests, timing); unset, f32 mode is untouched. */
+ * (read on every call: tests, timing); unset, f32 mode is untouched. Adding a form: the
+ * variant's wrappers with #define SN_RNN_W16 (the four kernels, and the four wave ones if
+ * it has them) and a row here; tests/vulkan/test_vulkan_rnn_f16.c checks j2s32's. */
 typedef struct {
     const char *variant;
     int sh[4], wave[4]; /* as rnn_variant's */
