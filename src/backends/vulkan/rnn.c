@@ -15,7 +15,11 @@
  * invocations: there the step kernels are the barrier-free *_serial shaders, one
  * invocation per (b, j) doing its dot products alone (the forward from W_hh^T, the
  * backward from W_hh), 1-4x faster on lavapipe. SN_VK_RNN=wg|serial forces one (read on
- * every call, for tests). */
+ * every call, for tests).
+ *
+ * train.mixed_precision f16: the input projections and weight gradients are GEMMs, f16 on
+ * cooperative matrices (matmul.c); the step kernels of the variants in rnn_w16_forms read
+ * the recurrent weights as f16 (converted once per layer and call) with f32 accumulation. */
 #include "backends/vulkan/vk_gemm.h"
 
 #include <stdio.h>
@@ -60,6 +64,51 @@ static const rnn_variant rnn_variants[] = {
     RNN_V("j1s64", J1S64, 1, 64, false),      RNN_V("j1s64sg", J1S64SG, 1, 64, true),
 };
 #define RNN_NV ((int)(sizeof rnn_variants / sizeof rnn_variants[0]))
+
+/* train.mixed_precision f16: the recurrent product reads W_hh (forward) and W_hh^T
+ * (backward) as f16, converted once per layer and call (to_w16): each step streams half
+ * the bytes; h, c, the gates and every sum stay f32 (shaders/rnn_step.glsl SN_RNN_W16).
+ * The variants with such a form (shaders/rnn_*_j2s32h.comp, plain and wavefront) are
+ * listed here; the others and the *_serial kernels read f32 W_hh in f16 mode too.
+ * SN_VK_RNN_F16W=0 keeps f32 weights in f16 mode, =1 takes f16 ones in f32 mode too
+ * (read on every call: tests, timing); unset, f32 mode is untouched. Adding a form: the
+ * variant's wrappers with #define SN_RNN_W16 (the four kernels, and the four wave ones if
+ * it has them) and a row here; tests/vulkan/test_vulkan_rnn_f16.c checks j2s32's. */
+typedef struct {
+    const char *variant;
+    int sh[4], wave[4]; /* as rnn_variant's */
+} rnn_w16_form;
+
+static const rnn_w16_form rnn_w16_forms[] = {
+    {"j2s32",
+     {SN_VK_SH_RNN_LSTM_STEP_V_J2S32H, SN_VK_SH_RNN_LSTM_STEP_BWD_V_J2S32H, SN_VK_SH_RNN_GRU_STEP_V_J2S32H,
+      SN_VK_SH_RNN_GRU_STEP_BWD_V_J2S32H},
+     {SN_VK_SH_RNN_LSTM_STEP_WAVE_J2S32H, SN_VK_SH_RNN_LSTM_STEP_BWD_WAVE_J2S32H, SN_VK_SH_RNN_GRU_STEP_WAVE_J2S32H,
+      SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J2S32H}},
+};
+
+/* the f16-weight form of workgroup variant v (NULL: serial) to run, NULL for f32 weights */
+static const rnn_w16_form *w16_form(sn_vk *vk, const rnn_variant *v) {
+    const char *e = getenv("SN_VK_RNN_F16W");
+    bool on = e && !strcmp(e, "1") ? true : e && !strcmp(e, "0") ? false : sn_vk_f16_gemm_shader(vk) >= 0;
+    for (size_t i = 0; on && v && i < sizeof rnn_w16_forms / sizeof rnn_w16_forms[0]; i++)
+        if (!strcmp(rnn_w16_forms[i].variant, v->name)) return &rnn_w16_forms[i];
+    return NULL;
+}
+
+/* bytes of n f16 weights, two per word, padded so the next layer's start at 16 bytes */
+static int64_t w16_bytes(int64_t n) { return ((n + 1) / 2 * 4 + 15) / 16 * 16; }
+
+typedef struct {
+    uint64_t src, dst;
+    int32_t R, C, tr;
+} w16_push;
+
+/* dst = f16(src), or f16(src^T) at tr, of an [R, C] f32 matrix (shaders/rnn_w16.comp) */
+static sn_status to_w16(sn_vk *vk, uint64_t src, int64_t R, int64_t C, bool tr, uint64_t dst) {
+    w16_push p = {src, dst, (int32_t)R, (int32_t)C, tr};
+    return sn_vk_dispatch(vk, SN_VK_SH_RNN_W16, &p, sizeof p, sn_vk_groups((R * C + 1) / 2, 256), 1, 1);
+}
 
 /* *out: the variant to run, SN_VK_RNN_VARIANT's, else the device's default (the first
  * on every device class until GPU measurements say otherwise) */
@@ -289,7 +338,9 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     const rnn_variant *v = NULL;
     if (!serial) SN_VK_TRY(pick_variant(vk, node, &v));
     uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
+    const rnn_w16_form *hf = w16_form(vk, v);
     int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_SERIAL : SN_VK_SH_RNN_GRU_STEP_SERIAL)
+             : hf   ? hf->sh[d->lstm ? 0 : 2]
                     : v->sh[d->lstm ? 0 : 2];
     layer_ptrs lp[16];
     uint64_t w_ih[16];
@@ -304,9 +355,20 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
                              sn_vk_addr(node->src[4 + 4 * l])};
     }
     /* the wavefront: workgroup kernels with a wave form, every layer's grid in one dispatch */
-    int wsh = serial ? -1 : v->wave[d->lstm ? 0 : 2];
+    int wsh = serial ? -1 : hf ? hf->wave[d->lstm ? 0 : 2] : v->wave[d->lstm ? 0 : 2];
     uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
-    if (wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535) {
+    bool wave = wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535;
+    /* f16 W_hh: every layer's before the wavefront (its layers run side by side), else one
+     * layer's at a time in one buffer: node scratch (sn_vk_temp) of the size the backward
+     * takes for its f16 W_hh^T, half what f32 mode's backward takes */
+    int64_t wb = w16_bytes(G * H);
+    uint64_t w16 = hf ? sn_vk_temp(vk, (size_t)((wave ? d->L : 1) * wb), NULL) : 0;
+    if (hf && !w16) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+    if (wave) {
+        for (int l = 0; hf && l < d->L; l++) {
+            SN_VK_TRY(to_w16(vk, lp[l].w, G, H, false, w16 + (uint64_t)(l * wb)));
+            lp[l].w = w16 + (uint64_t)(l * wb);
+        }
         SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, d->I, 1.0f, sn_vk_addr(node->src[0]), d->I, w_ih[0], d->I,
                               0.0f, lp[0].gates, G, node->name));
         fwd_wave_ctx c = {d, lp, w_ih, node->name};
@@ -324,6 +386,9 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         if (serial) {
             SN_VK_TRY(sn_vk_transpose(vk, lp[l].w, G, H, w_t));
             lp[l].w = w_t;
+        } else if (hf) {
+            SN_VK_TRY(to_w16(vk, lp[l].w, G, H, false, w16));
+            lp[l].w = w16;
         }
         for (int64_t t = 0; t < T; t++) {
             step_push p;
@@ -417,6 +482,11 @@ static sn_status layer_wgrads(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int
     return SN_OK;
 }
 
+/* W_hh^T [H, G] of W_hh [G, H] for the backward's workgroup kernels, f16 with hf */
+static sn_status transpose_w(sn_vk *vk, const rnn_w16_form *hf, uint64_t src, int64_t G, int64_t H, uint64_t dst) {
+    return hf ? to_w16(vk, src, G, H, true, dst) : sn_vk_transpose(vk, src, G, H, dst);
+}
+
 static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
     const sn_tensor *dy = node->src[0], *fwd = node->src[2];
@@ -442,17 +512,21 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     const rnn_variant *v = NULL;
     if (!serial) SN_VK_TRY(pick_variant(vk, node, &v));
     uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
+    const rnn_w16_form *hf = w16_form(vk, v);
     int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_SERIAL : SN_VK_SH_RNN_GRU_STEP_BWD_SERIAL)
+             : hf   ? hf->sh[d->lstm ? 1 : 3]
                     : v->sh[d->lstm ? 1 : 3];
     /* the wavefront runs layers side by side: each its own dGh (GRU), carry and W_hh^T
      * (the top layer's in the scratch, the others' in temporaries) */
-    int wsh = serial ? -1 : v->wave[d->lstm ? 1 : 3];
+    int wsh = serial ? -1 : hf ? hf->wave[d->lstm ? 1 : 3] : v->wave[d->lstm ? 1 : 3];
     uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
     bool wave = wsh >= 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535;
     int nsep = wave ? d->L : 1; /* layers with their own buffers */
-    /* W_hh^T of the layer at hand: the workgroup kernel reads column j of W_hh contiguously */
+    /* W_hh^T of the layer at hand: the workgroup kernel reads column j of W_hh contiguously
+     * (f16 with hf: half the scratch, wper bytes a layer) */
     bool need_t = !serial && T > 1;
-    uint64_t w_t = need_t ? sn_vk_temp(vk, (size_t)(nsep * G * H) * sizeof(float), NULL) : 0;
+    int64_t wper = hf ? w16_bytes(G * H) : G * H * (int64_t)sizeof(float);
+    uint64_t w_t = need_t ? sn_vk_temp(vk, (size_t)(nsep * wper), NULL) : 0;
     uint64_t own = nsep > 1 ? sn_vk_temp(vk, (size_t)((nsep - 1) * ((d->lstm ? 0 : BT * G) + B * H)) * sizeof(float),
                                          NULL)
                             : 0;
@@ -467,9 +541,9 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
                               d->lstm ? 0 : top ? dgh_scr : sn_vk_at(own, o),
                               top ? (d->lstm ? dc : vec) : sn_vk_at(own, o + (d->lstm ? 0 : BT * G)),
                               serial ? sn_vk_addr(node->src[4 + 4 * l])
-                                     : need_t ? sn_vk_at(w_t, (nsep > 1 ? l : 0) * G * H) : 0};
+                                     : need_t ? w_t + (uint64_t)((nsep > 1 ? l : 0) * wper) : 0};
         if (need_t && nsep > 1) /* all before the wavefront (the per-layer order: in its loop) */
-            SN_VK_TRY(sn_vk_transpose(vk, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
+            SN_VK_TRY(transpose_w(vk, hf, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
     }
     if (wave) {
         bwd_wave_ctx c = {d, bl, node, dhbuf};
@@ -484,7 +558,7 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     for (int l = d->L - 1; l >= 0; l--) {
         int64_t in = l == 0 ? d->I : H;
         uint64_t w_ih = sn_vk_addr(node->src[3 + 4 * l]);
-        if (need_t) SN_VK_TRY(sn_vk_transpose(vk, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
+        if (need_t) SN_VK_TRY(transpose_w(vk, hf, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
         for (int64_t t = T - 1; t >= 0; t--) {
             bwd_push p;
             uint32_t n = fill_bwd(d, &bl[l], t, &p);
