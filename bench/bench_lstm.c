@@ -1,8 +1,9 @@
 /* Times the LSTM (or GRU) op forward + backward on one backend at the prototype size
  * (B=4, T=400, I=H=1024, 2 layers): median of a few runs after a warm-up.
- * Usage: bench_lstm [--device cpu|cuda:N|vulkan:N] [--gru] [--bf16] [runs=3] [threads=0 (all cores)]
+ * Usage: bench_lstm [--device cpu|cuda:N|vulkan:N] [--gru] [--bf16|--f16] [runs=3] [threads=0 (all cores)]
  *                   [B T I H layers]
- * --bf16: the backend's bf16 mode (train.mixed_precision). */
+ * --bf16 / --f16: the backend's mixed-precision mode with that operand type
+ * (train.mixed_precision; Vulkan has f16 only: f16 GEMMs and f16 recurrent weights). */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
 #include "sinter/backend.h"
@@ -54,13 +55,14 @@ static int alloc_nodes(sn_backend *be, sn_ctx *ctx, int first) {
 
 int main(int argc, char **argv) {
     const char *device = "cpu";
-    bool gru = false, bf16 = false;
+    bool gru = false, bf16 = false, f16 = false;
     char *pos[8] = {0};
     int np = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--gru")) gru = true;
         else if (!strcmp(argv[i], "--bf16")) bf16 = true;
+        else if (!strcmp(argv[i], "--f16")) f16 = true;
         else if (np < 8) pos[np++] = argv[i];
     }
     int runs = np > 0 ? atoi(pos[0]) : 3, threads = np > 1 ? atoi(pos[1]) : 0;
@@ -71,7 +73,8 @@ int main(int argc, char **argv) {
     sn_backend *be = NULL;
     if (sn_backend_open(device, threads, &be) != SN_OK) be = NULL;
     sn_ctx *ctx = sn_ctx_new();
-    if (be && bf16 && sn_backend_set_precision(be, &(sn_precision){.bf16 = true}) != SN_OK) be = NULL;
+    if (be && (bf16 || f16) && sn_backend_set_precision(be, &(sn_precision){.bf16 = bf16, .f16 = f16}) != SN_OK)
+        be = NULL;
     if (!be || !ctx) {
         fprintf(stderr, "bench_lstm: %s\n", sn_last_error());
         return 1;
@@ -121,7 +124,7 @@ int main(int argc, char **argv) {
     }
     double mf = tf[runs / 2], mb = tb[runs / 2], mt = tt[runs / 2];
     printf("%s %s %s B=%lld T=%lld I=%lld H=%lld layers=%d threads=%d runs=%d (median)\n", gru ? "gru" : "lstm",
-           sn_backend_name(be), bf16 ? "bf16" : "f32", (long long)B, (long long)T, (long long)I, (long long)H, L,
+           sn_backend_name(be), bf16 ? "bf16" : f16 ? "f16" : "f32", (long long)B, (long long)T, (long long)I, (long long)H, L,
            be->is_host ? sn_cpu_backend_threads(be) : 0, runs);
     printf("  forward   %9.1f ms  %7.1f GFLOP/s  (%.1f GFLOP)\n", mf, fwd / mf * 1e-6, fwd * 1e-9);
     printf("  backward  %9.1f ms  %7.1f GFLOP/s  (%.1f GFLOP)\n", mb, bw / mb * 1e-6, bw * 1e-9);

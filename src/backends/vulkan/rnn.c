@@ -15,7 +15,11 @@
  * invocations: there the step kernels are the barrier-free *_serial shaders, one
  * invocation per (b, j) doing its dot products alone (the forward from W_hh^T, the
  * backward from W_hh), 1-4x faster on lavapipe. SN_VK_RNN=wg|serial forces one (read on
- * every call, for tests). */
+ * every call, for tests).
+ *
+ * train.mixed_precision f16: the input projections and weight gradients are GEMMs, f16 on
+ * cooperative matrices (matmul.c); the step kernels of the variants in rnn_w16_forms read
+ * the recurrent weights as f16 (converted once per layer and call) with f32 accumulation. */
 #include "backends/vulkan/vk_gemm.h"
 
 #include <stdio.h>
@@ -60,6 +64,51 @@ static const rnn_variant rnn_variants[] = {
     RNN_V("j1s64", J1S64, 1, 64, false),      RNN_V("j1s64sg", J1S64SG, 1, 64, true),
 };
 #define RNN_NV ((int)(sizeof rnn_variants / sizeof rnn_variants[0]))
+
+/* train.mixed_precision f16: the recurrent product reads W_hh (forward) and W_hh^T
+ * (backward) as f16, converted once per layer and call (to_w16): each step streams half
+ * the bytes; h, c, the gates and every sum stay f32 (shaders/rnn_step.glsl SN_RNN_W16).
+ * The variants with such a form (shaders/rnn_*_j2s32h.comp, plain and wavefront) are
+ * listed here; the others and the *_serial kernels read f32 W_hh in f16 mode too.
+ * SN_VK_RNN_F16W=0 keeps f32 weights in f16 mode, =1 takes f16 ones in f32 mode too
+ * (read on every call: tests, timing); unset, f32 mode is untouched. Adding a form: the
+ * variant's wrappers with #define SN_RNN_W16 (the four kernels, and the four wave ones if
+ * it has them) and a row here; tests/vulkan/test_vulkan_rnn_f16.c checks j2s32's. */
+typedef struct {
+    const char *variant;
+    int sh[4], wave[4]; /* as rnn_variant's */
+} rnn_w16_form;
+
+static const rnn_w16_form rnn_w16_forms[] = {
+    {"j2s32",
+     {SN_VK_SH_RNN_LSTM_STEP_V_J2S32H, SN_VK_SH_RNN_LSTM_STEP_BWD_V_J2S32H, SN_VK_SH_RNN_GRU_STEP_V_J2S32H,
+      SN_VK_SH_RNN_GRU_STEP_BWD_V_J2S32H},
+     {SN_VK_SH_RNN_LSTM_STEP_WAVE_J2S32H, SN_VK_SH_RNN_LSTM_STEP_BWD_WAVE_J2S32H, SN_VK_SH_RNN_GRU_STEP_WAVE_J2S32H,
+      SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J2S32H}},
+};
+
+/* the f16-weight form of workgroup variant v (NULL: serial) to run, NULL for f32 weights */
+static const rnn_w16_form *w16_form(sn_vk *vk, const rnn_variant *v) {
+    const char *e = getenv("SN_VK_RNN_F16W");
+    bool on = e && !strcmp(e, "1") ? true : e && !strcmp(e, "0") ? false : sn_vk_f16_gemm_shader(vk) >= 0;
+    for (size_t i = 0; on && v && i < sizeof rnn_w16_forms / sizeof rnn_w16_forms[0]; i++)
+        if (!strcmp(rnn_w16_forms[i].variant, v->name)) return &rnn_w16_forms[i];
+    return NULL;
+}
+
+/* bytes of n f16 weights, two per word, padded so the next layer's start at 16 bytes */
+static int64_t w16_bytes(int64_t n) { return ((n + 1) / 2 * 4 + 15) / 16 * 16; }
+
+typedef struct {
+    uint64_t src, dst;
+    int32_t R, C, tr;
+} w16_push;
+
+/* dst = f16(src), or f16(src^T) at tr, of an [R, C] f32 matrix (shaders/rnn_w16.comp) */
+static sn_status to_w16(sn_vk *vk, uint64_t src, int64_t R, int64_t C, bool tr, uint64_t dst) {
+    w16_push p = {src, dst, (int32_t)R, (int32_t)C, tr};
+    return sn_vk_dispatch(vk, SN_VK_SH_RNN_W16, &p, sizeof p, sn_vk_groups((R * C + 1) / 2, 256), 1, 1);
+}
 
 /* *out: the variant to run, SN_VK_RNN_VARIANT's, else the device's default (the first
  * on every device class until GPU measurements say otherwise) */
@@ -282,7 +331,8 @@ static sn_status fwd_wave_feed(sn_vk *vk, const void *ctx, int l, int64_t t0, in
 }
 
 /* SN_VK_RNN_PERSIST (the section before rnn_state) */
-static sn_status persist_shader(const sn_tensor *node, const rnn_variant *v, int k, int *sh);
+static sn_status persist_shader(const sn_tensor *node, const rnn_variant *v, const rnn_w16_form *hf, int k,
+                                int *sh);
 static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int sh, uint32_t jb, bool bwd,
                              size_t size, void (*fill)(const rnn_dims *d, const void *layer, int64_t t, void *block),
                              const void *layer);
@@ -297,10 +347,12 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     const rnn_variant *v = NULL;
     if (!serial) SN_VK_TRY(pick_variant(vk, node, &v));
     uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
+    const rnn_w16_form *hf = w16_form(vk, v);
     int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_SERIAL : SN_VK_SH_RNN_GRU_STEP_SERIAL)
+             : hf   ? hf->sh[d->lstm ? 0 : 2]
                     : v->sh[d->lstm ? 0 : 2];
     int psh; /* SN_VK_RNN_PERSIST: the layers' persistent kernel, -1 off */
-    SN_VK_TRY(persist_shader(node, v, d->lstm ? 0 : 2, &psh));
+    SN_VK_TRY(persist_shader(node, v, hf, d->lstm ? 0 : 2, &psh));
     layer_ptrs lp[16];
     uint64_t w_ih[16];
     for (int l = 0; l < d->L; l++) {
@@ -314,9 +366,20 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
                              sn_vk_addr(node->src[4 + 4 * l])};
     }
     /* the wavefront: workgroup kernels with a wave form, every layer's grid in one dispatch */
-    int wsh = serial ? -1 : v->wave[d->lstm ? 0 : 2];
+    int wsh = serial ? -1 : hf ? hf->wave[d->lstm ? 0 : 2] : v->wave[d->lstm ? 0 : 2];
     uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
-    if (wsh >= 0 && psh < 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535) {
+    bool wave = wsh >= 0 && psh < 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535;
+    /* f16 W_hh: every layer's before the wavefront (its layers run side by side), else one
+     * layer's at a time in one buffer: node scratch (sn_vk_temp) of the size the backward
+     * takes for its f16 W_hh^T, half what f32 mode's backward takes */
+    int64_t wb = w16_bytes(G * H);
+    uint64_t w16 = hf ? sn_vk_temp(vk, (size_t)((wave ? d->L : 1) * wb), NULL) : 0;
+    if (hf && !w16) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+    if (wave) {
+        for (int l = 0; hf && l < d->L; l++) {
+            SN_VK_TRY(to_w16(vk, lp[l].w, G, H, false, w16 + (uint64_t)(l * wb)));
+            lp[l].w = w16 + (uint64_t)(l * wb);
+        }
         SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, d->I, 1.0f, sn_vk_addr(node->src[0]), d->I, w_ih[0], d->I,
                               0.0f, lp[0].gates, G, node->name));
         fwd_wave_ctx c = {d, lp, w_ih, node->name};
@@ -334,6 +397,9 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         if (serial) {
             SN_VK_TRY(sn_vk_transpose(vk, lp[l].w, G, H, w_t));
             lp[l].w = w_t;
+        } else if (hf) {
+            SN_VK_TRY(to_w16(vk, lp[l].w, G, H, false, w16));
+            lp[l].w = w16;
         }
         if (psh >= 0) {
             SN_VK_TRY(persist_run(vk, node, d, psh, v->jb, false, d->lstm ? sizeof(lstm_push) : sizeof(gru_push),
@@ -432,6 +498,11 @@ static sn_status layer_wgrads(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int
     return SN_OK;
 }
 
+/* W_hh^T [H, G] of W_hh [G, H] for the backward's workgroup kernels, f16 with hf */
+static sn_status transpose_w(sn_vk *vk, const rnn_w16_form *hf, uint64_t src, int64_t G, int64_t H, uint64_t dst) {
+    return hf ? to_w16(vk, src, G, H, true, dst) : sn_vk_transpose(vk, src, G, H, dst);
+}
+
 static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
     const sn_tensor *dy = node->src[0], *fwd = node->src[2];
@@ -457,19 +528,23 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     const rnn_variant *v = NULL;
     if (!serial) SN_VK_TRY(pick_variant(vk, node, &v));
     uint32_t groups = serial ? sn_vk_groups(B * H, 64) : sn_vk_groups(H, v->jb);
+    const rnn_w16_form *hf = w16_form(vk, v);
     int sh = serial ? (d->lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_SERIAL : SN_VK_SH_RNN_GRU_STEP_BWD_SERIAL)
+             : hf   ? hf->sh[d->lstm ? 1 : 3]
                     : v->sh[d->lstm ? 1 : 3];
     int psh; /* SN_VK_RNN_PERSIST: the layers' persistent kernel, -1 off */
-    SN_VK_TRY(persist_shader(node, v, d->lstm ? 1 : 3, &psh));
+    SN_VK_TRY(persist_shader(node, v, hf, d->lstm ? 1 : 3, &psh));
     /* the wavefront runs layers side by side: each its own dGh (GRU), carry and W_hh^T
      * (the top layer's in the scratch, the others' in temporaries) */
-    int wsh = serial ? -1 : v->wave[d->lstm ? 1 : 3];
+    int wsh = serial ? -1 : hf ? hf->wave[d->lstm ? 1 : 3] : v->wave[d->lstm ? 1 : 3];
     uint32_t exact = serial ? 0 : (uint32_t)((H + v->jb - 1) / v->jb); /* the grid, uncapped */
     bool wave = wsh >= 0 && psh < 0 && d->L > 1 && use_wave() && H <= 65535 && (int64_t)exact * d->L <= 65535;
     int nsep = wave ? d->L : 1; /* layers with their own buffers */
-    /* W_hh^T of the layer at hand: the workgroup kernel reads column j of W_hh contiguously */
+    /* W_hh^T of the layer at hand: the workgroup kernel reads column j of W_hh contiguously
+     * (f16 with hf: half the scratch, wper bytes a layer) */
     bool need_t = !serial && T > 1;
-    uint64_t w_t = need_t ? sn_vk_temp(vk, (size_t)(nsep * G * H) * sizeof(float), NULL) : 0;
+    int64_t wper = hf ? w16_bytes(G * H) : G * H * (int64_t)sizeof(float);
+    uint64_t w_t = need_t ? sn_vk_temp(vk, (size_t)(nsep * wper), NULL) : 0;
     uint64_t own = nsep > 1 ? sn_vk_temp(vk, (size_t)((nsep - 1) * ((d->lstm ? 0 : BT * G) + B * H)) * sizeof(float),
                                          NULL)
                             : 0;
@@ -484,9 +559,9 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
                               d->lstm ? 0 : top ? dgh_scr : sn_vk_at(own, o),
                               top ? (d->lstm ? dc : vec) : sn_vk_at(own, o + (d->lstm ? 0 : BT * G)),
                               serial ? sn_vk_addr(node->src[4 + 4 * l])
-                                     : need_t ? sn_vk_at(w_t, (nsep > 1 ? l : 0) * G * H) : 0};
+                                     : need_t ? w_t + (uint64_t)((nsep > 1 ? l : 0) * wper) : 0};
         if (need_t && nsep > 1) /* all before the wavefront (the per-layer order: in its loop) */
-            SN_VK_TRY(sn_vk_transpose(vk, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
+            SN_VK_TRY(transpose_w(vk, hf, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
     }
     if (wave) {
         bwd_wave_ctx c = {d, bl, node, dhbuf};
@@ -501,7 +576,7 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     for (int l = d->L - 1; l >= 0; l--) {
         int64_t in = l == 0 ? d->I : H;
         uint64_t w_ih = sn_vk_addr(node->src[3 + 4 * l]);
-        if (need_t) SN_VK_TRY(sn_vk_transpose(vk, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
+        if (need_t) SN_VK_TRY(transpose_w(vk, hf, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
         if (psh >= 0)
             SN_VK_TRY(persist_run(vk, node, d, psh, v->jb, true, d->lstm ? sizeof(lstm_bwd_push) : sizeof(gru_bwd_push),
                                   persist_fill_bwd, &bl[l]));
@@ -538,14 +613,20 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
 
 typedef struct {
     const char *variant;
-    int sh[4]; /* LSTM forward, LSTM backward, GRU forward, GRU backward */
+    int sh[4];  /* LSTM forward, LSTM backward, GRU forward, GRU backward */
+    int h16[4]; /* the same with f16 weights (rnn_w16_forms), -1: none */
 } rnn_persist_form;
 
 static const rnn_persist_form rnn_persist_forms[] = {
-    {"j2s32", {SN_VK_SH_RNN_LSTM_STEP_PERSIST_J2S32, SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J2S32,
-               SN_VK_SH_RNN_GRU_STEP_PERSIST_J2S32, SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J2S32}},
-    {"j4s16", {SN_VK_SH_RNN_LSTM_STEP_PERSIST_J4S16, SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J4S16,
-               SN_VK_SH_RNN_GRU_STEP_PERSIST_J4S16, SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J4S16}},
+    {"j2s32",
+     {SN_VK_SH_RNN_LSTM_STEP_PERSIST_J2S32, SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J2S32,
+      SN_VK_SH_RNN_GRU_STEP_PERSIST_J2S32, SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J2S32},
+     {SN_VK_SH_RNN_LSTM_STEP_PERSIST_J2S32H, SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J2S32H,
+      SN_VK_SH_RNN_GRU_STEP_PERSIST_J2S32H, SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J2S32H}},
+    {"j4s16",
+     {SN_VK_SH_RNN_LSTM_STEP_PERSIST_J4S16, SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J4S16,
+      SN_VK_SH_RNN_GRU_STEP_PERSIST_J4S16, SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J4S16},
+     {-1, -1, -1, -1}},
 };
 
 static bool use_persist(void) {
@@ -563,11 +644,17 @@ static long env_long(const char *name, long def, long lo) {
 /* *sh: the persistent shader of variant v for kernel k (the rnn_variant sh index), or -1
  * when SN_VK_RNN_PERSIST is off or the kernels are the serial ones; an error when it is
  * on and v has no persistent form */
-static sn_status persist_shader(const sn_tensor *node, const rnn_variant *v, int k, int *sh) {
+static sn_status persist_shader(const sn_tensor *node, const rnn_variant *v, const rnn_w16_form *hf, int k,
+                                int *sh) {
     *sh = -1;
     if (!v || !use_persist()) return SN_OK;
     for (size_t i = 0; i < sizeof rnn_persist_forms / sizeof rnn_persist_forms[0]; i++)
-        if (!strcmp(rnn_persist_forms[i].variant, v->name)) *sh = rnn_persist_forms[i].sh[k];
+        if (!strcmp(rnn_persist_forms[i].variant, v->name))
+            *sh = hf ? rnn_persist_forms[i].h16[k] : rnn_persist_forms[i].sh[k];
+    if (*sh < 0 && hf)
+        return sn_error(SN_ERR_UNSUPPORTED, "Vulkan %s '%s': SN_VK_RNN_PERSIST=1 has no f16-weight form of RNN "
+                        "variant %s: set SN_VK_RNN_F16W=0 or unset SN_VK_RNN_PERSIST", sn_op_name(node->op),
+                        node->name, v->name);
     if (*sh < 0)
         return sn_error(SN_ERR_UNSUPPORTED, "Vulkan %s '%s': SN_VK_RNN_PERSIST=1 has persistent kernels for RNN "
                         "variants j2s32 and j4s16 only, not %s: pick one with SN_VK_RNN_VARIANT or unset "

@@ -761,6 +761,26 @@ static void full_barrier(sn_vk *vk, VkCommandBuffer cb, VkPipelineStageFlags dst
                          NULL, 0, NULL);
 }
 
+/* Between two dispatches of one recorded segment: only compute shaders write inside a
+ * segment (uploads, copies and fills run in their own command buffer, ordered by the
+ * full barriers at segment start and end), so a compute-to-compute dependency is enough.
+ * SN_VK_BARRIER=full (read once) keeps the full form, to compare. */
+static void dispatch_barrier(sn_vk *vk, VkCommandBuffer cb) {
+    static int full = -1;
+    if (full < 0) {
+        const char *e = getenv("SN_VK_BARRIER");
+        full = e && !strcmp(e, "full");
+    }
+    if (full) {
+        full_barrier(vk, cb, 0, 0);
+        return;
+    }
+    VkMemoryBarrier mb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER, NULL, VK_ACCESS_SHADER_WRITE_BIT,
+                          VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0,
+                         NULL, 0, NULL);
+}
+
 static sn_status submit_wait(sn_vk *vk, VkCommandBuffer cb, VkFence fence) {
     VkSubmitInfo si = {VK_STRUCTURE_TYPE_SUBMIT_INFO};
     si.commandBufferCount = 1;
@@ -1090,7 +1110,7 @@ sn_status sn_vk_dispatch(sn_vk *vk, int sh, const void *push, uint32_t push_byte
     VkPipeline p = VK_NULL_HANDLE;
     SN_VK_TRY(pipeline(vk, sh, &p));
     VkCommandBuffer cb = vk->rec->cb;
-    if (vk->rec_ndisp > 0) full_barrier(vk, cb, 0, 0);
+    if (vk->rec_ndisp > 0) dispatch_barrier(vk, cb);
     if (p != vk->rec_bound) {
         vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
         vk->rec_bound = p;
@@ -1324,7 +1344,7 @@ static sn_status record(sn_vk *vk, vk_seg *s, sn_tensor **nodes, int n) {
         } else {
             vk->rec_node = t;
             if (s->qpool && !s->qsh) {
-                if (vk->rec_ndisp > 0) full_barrier(vk, s->cb, 0, 0);
+                if (vk->rec_ndisp > 0) dispatch_barrier(vk, s->cb);
                 vkCmdWriteTimestamp(s->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s->qpool, (uint32_t)(2 * s->nq));
             }
             int before = vk->rec_ndisp;

@@ -11,6 +11,11 @@
 // the subgroup size divides R*S); SN_RNN_U > 1 issues U independent weight loads of a
 // thread before their FMAs (more loads in flight per thread).
 //
+// SN_RNN_W16: the weight operand (W_hh forward, W_hh^T backward) is f16, two per 32-bit
+// word (element 2i in the low half: rnn_w16.comp writes it), read with unpackHalf2x16
+// (core GLSL, no 16-bit storage feature needed) and accumulated in f32 like the rest; the
+// other operand, the sums and the gate math stay f32 (train.mixed_precision f16, rnn.c).
+//
 // Before the #include: R, S (a power of 2 with SN_RNN_SG), Q (divides S, BC*Q <= S), BC;
 // local size R*S. Thread ids come from SN_RNN_TID (subgroup-contiguous with SN_RNN_SG).
 #ifndef SN_RNN_STEP_GLSL
@@ -70,28 +75,48 @@ shared float sn_part[BC * R * SP]; // [k][row][slice] partial sums of batch row 
 shared float sn_red[BC * R * Q];   // [k*R + row][q] after the first stage
 #endif
 
-// acc[k] = sum over m = slice + S*i < K of a[arow + m] * x[xrow + k*xs + m], k < bc
-#define SN_RNN_DOT(acc, a, arow, x, xrow, xs, K, slice, bc)                       \
-    for (uint m_ = (slice); m_ < (K); m_ += S) {                                  \
-        float w_ = (a).v[(arow) + m_];                                            \
-        [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                         \
-            if (k_ < (bc)) acc[k_] = fma(w_, (x).v[(xrow) + k_ * (xs) + m_], acc[k_]); \
-    }
-
 // The same data 4 floats at a time (pc.v4: rows of a multiple of 4 floats at 16-byte
 // aligned addresses, the host checks): a quarter of the load instructions.
 layout(buffer_reference, std430, buffer_reference_align = 16) SN_BUF_COHERENT buffer SnV4 { vec4 v[]; };
 
-// SN_RNN_DOT with vec4 loads: arow, xrow, xs and K multiples of 4
+// The weight operand: element i (SN_RNN_W1), 4 of them at 4*i (SN_RNN_W4, through a pointer
+// of type SnW4, made from the F32 address).
+#ifdef SN_RNN_W16
+layout(buffer_reference, std430, buffer_reference_align = 4) readonly buffer SnH2 { uint v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer SnW4 { uvec2 v[]; };
+float sn_rnn_half(SnH2 a, uint i) {
+    vec2 p = unpackHalf2x16(a.v[i >> 1]);
+    return (i & 1u) != 0u ? p.y : p.x;
+}
+#define SN_RNN_W1(a, i) sn_rnn_half(SnH2(a), (i))
+#define SN_RNN_W4(a4, i) sn_rnn_quad((a4).v[i])
+vec4 sn_rnn_quad(uvec2 u) { return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y)); }
+#else
+#define SnW4 SnV4
+#define SN_RNN_W1(a, i) (a).v[i]
+#define SN_RNN_W4(a4, i) (a4).v[i]
+#endif
+
+// acc[k] = sum over m = slice + S*i < K of a[arow + m] * x[xrow + k*xs + m], k < bc
+#define SN_RNN_DOT(acc, a, arow, x, xrow, xs, K, slice, bc)                       \
+    for (uint m_ = (slice); m_ < (K); m_ += S) {                                  \
+        float w_ = SN_RNN_W1(a, (arow) + m_);                                      \
+        [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                         \
+            if (k_ < (bc)) acc[k_] = fma(w_, (x).v[(xrow) + k_ * (xs) + m_], acc[k_]); \
+    }
+
+// SN_RNN_DOT with vec4 loads (the weights: 4 halves with SN_RNN_W16): arow, xrow, xs and
+// K multiples of 4
 #define SN_RNN_DOT4(acc, A_, arow, X_, xrow, xs, K, slice, bc)                                \
     {                                                                                       \
-        SnV4 a4_ = SnV4(A_), x4_ = SnV4(X_);                                                  \
+        SnW4 a4_ = SnW4(A_);                                                                \
+        SnV4 x4_ = SnV4(X_);                                                                \
         uint ar_ = (arow) >> 2, xr_ = (xrow) >> 2, xs_ = (xs) >> 2;                         \
         uint q_ = (slice);                                                                  \
         /* SN_RNN_U weight vectors loaded before any FMA: independent loads in flight */    \
         for (; SN_RNN_U > 1u && q_ + (SN_RNN_U - 1u) * S < ((K) >> 2); q_ += SN_RNN_U * S) {\
             vec4 wu_[SN_RNN_U];                                                             \
-            [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) wu_[u_] = a4_.v[ar_ + q_ + u_ * S]; \
+            [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) wu_[u_] = SN_RNN_W4(a4_, ar_ + q_ + u_ * S); \
             [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
                 if (k_ < (bc)) {                                                            \
                     [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) {                    \
@@ -101,7 +126,7 @@ layout(buffer_reference, std430, buffer_reference_align = 16) SN_BUF_COHERENT bu
                 }                                                                           \
         }                                                                                   \
         for (; q_ < ((K) >> 2); q_ += S) {                                                  \
-            vec4 w_ = a4_.v[ar_ + q_];                                                      \
+            vec4 w_ = SN_RNN_W4(a4_, ar_ + q_);                                             \
             [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
                 if (k_ < (bc)) {                                                            \
                     vec4 h_ = x4_.v[xr_ + k_ * xs_ + q_];                                   \

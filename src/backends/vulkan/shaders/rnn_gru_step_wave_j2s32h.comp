@@ -1,0 +1,10 @@
+#version 450
+// f16 weights (train.mixed_precision f16, rnn.c) of: gru step, the layer-wavefront form (rnn.c SN_VK_RNN_WAVE) of variant j2s32 (rnn.c): 2 hidden units per workgroup, 32 slices, 192 invocations
+#define JB 2u
+#define S 32u
+#define Q 4u
+#define LSX 192
+#define SN_RNN_U 4u
+#define SN_RNN_WAVE
+#define SN_RNN_W16
+#include "rnn_gru_step_body.glsl"
