@@ -12,6 +12,7 @@
 #   one dispatch per layer and direction; variants j2s32 and j4s16, each at every workgroup
 #   count of PERSIST_WGS="128 256 512" (SN_VK_RNN_PERSIST_WGS; a count the device cannot
 #   keep resident fails with a clear error, listed as failed))
+#   F16=1 adds --f16 (f16 mode: f16 GEMMs and, for j2s32, f16 recurrent weights)
 # A variant the device cannot run (the subgroup ones without shuffles) says why.
 set -uo pipefail
 build=${1:-build}
@@ -38,6 +39,7 @@ echo "shape B=$B T=$T I=$I H=$H layers=$L, median of $runs; us per timestep and 
 best=""
 for cell in lstm gru; do
   flag=""; [ "$cell" = gru ] && flag=--gru
+  [ "${F16:-0}" = 1 ] && flag="$flag --f16"
   bestv=""; bestt=""
   for v0 in $variants; do
   for w in $wgs_list; do
