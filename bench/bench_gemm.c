@@ -1,4 +1,4 @@
-/* sgemm (the BLAS) against sinter's bf16 GEMM (sn_bgemm, AVX512-BF16) on the CPU, on
+/* sgemm (the BLAS) against sinter's bf16 GEMM (sn_bgemm: AMX-BF16 or AVX512-BF16; SN_CPU_AMX=0 forces the latter) on the CPU, on
  * the prototype's LSTM shapes (B*T = 1600, H = 1024, 4H = 4096) and a conv shape.
  *   bench_gemm [threads=0 (all cores)] [runs=5]
  * Prints one line per shape: ms (median) and GFLOP/s of each, and the ratio. */
@@ -35,8 +35,8 @@ int main(int argc, char **argv) {
     if (runs < 1 || runs > 32) runs = 5;
     sn_pool *p = sn_pool_new(threads);
     sn_blas_set_threads(threads);
-    printf("bench_gemm: %d threads, BLAS %s, bf16 ISA %s\n", threads, sn_blas_name(),
-           sn_cpu_bf16_isa() ? sn_cpu_bf16_isa() : "none (portable C: slow)");
+    printf("bench_gemm: %d threads, BLAS %s, bf16 ISA %s, bf16 GEMM path %s\n", threads, sn_blas_name(),
+           sn_cpu_bf16_isa() ? sn_cpu_bf16_isa() : "none (portable C: slow)", sn_cpu_bgemm_path());
     struct {
         const char *what;
         bool ta, tb;

@@ -1,5 +1,6 @@
 /* CPU bf16 mixed precision (train.mixed_precision on the CPU): the bf16 GEMM against
- * float64 references (odd shapes, every transpose, alpha/beta), the packed bf16
+ * float64 references (odd shapes, every transpose, alpha/beta; the AVX512-BF16 path,
+ * the AMX-BF16 one where the CPU has it, and the AMX loop on emulated tiles), the packed bf16
  * recurrent kernel, CRN training steps in bf16 against f32, and the clear refusal on
  * a CPU without AVX512-BF16 (simulated with SN_CPU_NO_BF16=1).
  * Inputs are fresh each run (the seed is printed; SN_TEST_SEED=N repeats one). */
@@ -41,15 +42,32 @@ static void check_gemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64
     if (p) sn_bgemm(p, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else sn_bgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     double worst_r = 0, worst_f = 0;
+    /* op(A) as rows [M][K], op(B) as columns [N][K], f32 and bf16-rounded, so the
+     * reference loop runs over contiguous memory */
+    double *Ao = malloc((size_t)(M * K + 1) * sizeof *Ao), *Bo = malloc((size_t)(N * K + 1) * sizeof *Bo);
+    double *Ar = malloc((size_t)(M * K + 1) * sizeof *Ar), *Br = malloc((size_t)(N * K + 1) * sizeof *Br);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++) {
+            float a = ta ? A[k * lda + m] : A[m * lda + k];
+            Ao[m * K + k] = a;
+            Ar[m * K + k] = bf(a);
+        }
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) {
+            float b = tb ? B[n * ldb + k] : B[k * ldb + n];
+            Bo[n * K + k] = b;
+            Br[n * K + k] = bf(b);
+        }
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double sr = 0, sf = 0, sabs = 0, ssq = 0;
+            const double *ao = Ao + m * K, *ar = Ar + m * K, *bo = Bo + n * K, *br = Br + n * K;
             for (int64_t k = 0; k < K; k++) {
-                float a = ta ? A[k * lda + m] : A[m * lda + k], b = tb ? B[n * ldb + k] : B[k * ldb + n];
-                sr += bf(a) * bf(b);
-                sf += (double)a * b;
-                sabs += fabs(bf(a) * bf(b));
-                ssq += (double)a * b * a * b;
+                double pr = ar[k] * br[k], pf = ao[k] * bo[k];
+                sr += pr;
+                sf += pf;
+                sabs += fabs(pr);
+                ssq += pf * pf;
             }
             double base = beta == 0.0f ? 0 : (double)beta * C0[m * ldc + n];
             double got = C[m * ldc + n];
@@ -71,11 +89,18 @@ static void check_gemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64
     free(B);
     free(C);
     free(C0);
+    free(Ao);
+    free(Bo);
+    free(Ar);
+    free(Br);
 }
 
 static const int64_t k_shapes[][3] = {
     {1, 1, 1}, {7, 5, 1}, {1, 200, 3}, {13, 49, 2}, {8, 48, 384}, {17, 97, 385}, {9, 47, 600}, {100, 130, 777},
     {200, 50, 33}, {16, 96, 3000}, {5, 7, 2001}, /* the last two: K split over the threads */
+    /* AMX edges: M, N not multiples of 16 / 32 / 48, odd K, an odd strip count in a
+     * C tile, two C tiles each way, two K blocks (the last one short); K split */
+    {33, 65, 31}, {99, 200, 545}, {20, 40, 4099},
 };
 
 static void run_shapes(sn_pool *p) {
@@ -86,8 +111,7 @@ static void run_shapes(sn_pool *p) {
         }
 }
 
-static void test_gemm_fast(void **st) {
-    if (!fast_bf16()) skip();
+static void run_all(void) {
     sn_pool *p = sn_pool_new(2);
     run_shapes(p);
     run_shapes(NULL);
@@ -98,8 +122,40 @@ static void test_gemm_fast(void **st) {
     sn_pool_free(p);
 }
 
+/* AVX512-BF16 (SN_CPU_AMX=0 keeps an AMX CPU off its tiles) */
+static void test_gemm_fast(void **st) {
+    if (!fast_bf16()) skip();
+    unsetenv("SN_CPU_AMX_EMULATE");
+    setenv("SN_CPU_AMX", "0", 1);
+    assert_string_equal(sn_cpu_bgemm_path(), "AVX512-BF16");
+    run_all();
+    unsetenv("SN_CPU_AMX");
+}
+
+/* AMX-BF16 tiles, where the CPU has them (the same float64 references: the tiles sum
+ * in their own order, within the same f32 accumulation bound) */
+static void test_gemm_amx(void **st) {
+    const char *isa = sn_cpu_bf16_isa();
+    if (!isa || !strstr(isa, "AMX")) skip();
+    unsetenv("SN_CPU_AMX_EMULATE");
+    unsetenv("SN_CPU_AMX");
+    printf("bf16 GEMM path: %s\n", sn_cpu_bgemm_path());
+    assert_string_equal(sn_cpu_bgemm_path(), "AMX-BF16"); /* else the kernel refused the tile state: logged */
+    run_all();
+}
+
+/* the AMX loop (packing layout, edges, K blocks, K split) on emulated tiles, so CPUs
+ * without AMX test it too */
+static void test_gemm_amx_emulated(void **st) {
+    setenv("SN_CPU_AMX_EMULATE", "1", 1);
+    assert_non_null(strstr(sn_cpu_bgemm_path(), "emulated"));
+    run_all();
+    unsetenv("SN_CPU_AMX_EMULATE");
+}
+
 /* the portable C path that runs where AVX512-BF16 is missing: the same rounding */
 static void test_gemm_portable(void **st) {
+    unsetenv("SN_CPU_AMX_EMULATE");
     setenv("SN_CPU_NO_BF16", "1", 1);
     sn_pool *p = sn_pool_new(2);
     run_shapes(p);
@@ -258,6 +314,7 @@ int main(void) {
            (unsigned long long)g_seed, fast_bf16() ? "" : "; no AVX512-BF16 here: the fast paths are skipped");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rounding),          cmocka_unit_test(test_gemm_fast),
+        cmocka_unit_test(test_gemm_amx),          cmocka_unit_test(test_gemm_amx_emulated),
         cmocka_unit_test(test_gemm_portable),     cmocka_unit_test(test_recurrent_kernel),
         cmocka_unit_test(test_train_lstm),        cmocka_unit_test(test_train_gru_attention),
         cmocka_unit_test(test_missing_feature),

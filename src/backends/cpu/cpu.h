@@ -38,7 +38,7 @@ void sn_blas_serial(bool on);
 
 /* bf16 GEMM (gemm_bf16.c), the same contract as sn_sgemm: op(A) and op(B) rounded
  * to bf16 (nearest even), products accumulated in f32, alpha, beta and C in f32.
- * Through AVX512-BF16 where the CPU has it, else portable C (slow; the backend's bf16
+ * Through AMX-BF16 or AVX512-BF16 where the CPU has it, else portable C (slow; the backend's bf16
  * mode refuses such a CPU). Parallel over the pool / on the calling thread. */
 void sn_bgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
@@ -47,6 +47,9 @@ void sn_bgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 /* The CPU's bf16 instruction sets ("AVX512-BF16" or "AVX512-BF16, AMX-BF16"), NULL
  * without AVX512-BF16 (or when SN_CPU_NO_BF16=1 simulates that). */
 const char *sn_cpu_bf16_isa(void);
+/* The path sn_bgemm takes now: "AMX-BF16" (where the CPU and the kernel allow it and
+ * SN_CPU_AMX is not 0), "AVX512-BF16", "portable C" (or the tests' AMX emulation). */
+const char *sn_cpu_bgemm_path(void);
 /* f32 -> bf16 rounded to nearest even (NaN stays NaN), and back */
 uint16_t sn_f32_to_bf16(float x);
 float sn_bf16_to_f32(uint16_t h);

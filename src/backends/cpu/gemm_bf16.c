@@ -1,19 +1,37 @@
 /* bf16 GEMM for train.mixed_precision on the CPU: both operands rounded to bf16
- * (round to nearest even) while they are packed, products accumulated in f32 with
- * AVX512-BF16's vdpbf16ps (two bf16 products per f32 lane and instruction), C and
+ * (round to nearest even) while they are packed, products accumulated in f32, C and
  * alpha/beta in f32. Debian's OpenBLAS exports no sbgemm, so this is ours.
  *
- * The kernels carry per-function target attributes, so one binary runs everywhere;
- * sn_cpu_bf16_isa() checks the CPU at run time. Without AVX512-BF16 sn_bgemm still
- * computes the same rounding in portable C (slowly): the backend refuses bf16 mode
- * there (cpu_backend.c), the fallback only keeps direct callers and tests honest.
+ * Three paths, chosen per call (bgemm_path):
+ *  - AMX-BF16 (Sapphire Rapids and later) where the CPU has it, the kernel grants the
+ *    tile state (arch_prctl, once per process) and SN_CPU_AMX is not 0: 16x16 tiles of
+ *    tdpbf16ps, the loop in gemm_bf16_amx.h;
+ *  - AVX512-BF16: vdpbf16ps (two bf16 products per f32 lane and instruction);
+ *  - portable C with the same rounding (slowly): the backend refuses bf16 mode there
+ *    (cpu_backend.c), it only keeps direct callers and tests honest.
+ * The kernels carry per-function target attributes (the AMX instructions are inline
+ * assembly), so one binary runs everywhere; sn_cpu_bf16_isa() checks the CPU at run time.
  *
- * Layout (BLIS-style): op(A) [M,K] packed into strips of MR rows, op(B) [K,N] into
- * panels of NR columns, both as k-pairs (one u32 = bf16 of k even | k odd << 16),
- * K padded to even with zeros. Both are packed once per call over the pool, then
- * tiles of C (MB x NB) run over the pool, each looping over K in KC blocks. */
+ * Layout (BLIS-style): op(A) [M,K] packed into strips of rows, op(B) [K,N] into panels
+ * of columns, both as k-pairs (one u32 = bf16 of k even | k odd << 16), K padded with
+ * zero pairs (to even; for AMX to a multiple of 16 pairs). Strips for AVX512: per
+ * k-pair MR consecutive rows (broadcast one at a time); for AMX: per 16 k-pairs a
+ * 16 x 16 block, row by row (a tile's rows). Panels (both): per k-pair the panel's
+ * columns side by side (a B tile row is 16 of them). Both are packed once per call
+ * over the pool in (strip or panel) x K-range pieces, then tiles of C run over the
+ * pool, each looping over K in blocks; with fewer C tiles than threads and a long K
+ * the K range is split over the threads too (partial C, then a parallel reduction).
+ * The packing buffer is kept between calls (one cached block) so a training step
+ * does not fault in fresh pages for every product. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* syscall */
+#endif
 #include "backends/cpu/cpu.h"
 
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,14 +39,27 @@
 #include <immintrin.h>
 #define BF_X86 1
 #endif
+#if defined(BF_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define BF_AMX 1
+#endif
 
-#define MR 8     /* rows of a strip: 8 x 3 accumulators + 3 B loads + 1 broadcast of 32 zmm */
-#define NR 48    /* columns of a panel: three 16-lane vectors */
-#define KCP 192  /* k-pairs per K block: a 48-column panel slice is 36 KB (L1), a strip's 6 KB */
-#define MBS 12   /* strips per C tile (96 rows) */
-#define NBP 4    /* panels per C tile (192 columns) */
+#define MR 8     /* AVX512: rows of a strip: 8 x 3 accumulators + 3 B loads + 1 broadcast of 32 zmm */
+#define NR 48    /* AVX512: columns of a panel: three 16-lane vectors */
+#define KCP 192  /* AVX512: k-pairs per K block: a 48-column panel slice is 36 KB (L1), a strip's 6 KB */
+#define MBS 12   /* AVX512: strips per C tile (96 rows) */
+#define NBP 4    /* AVX512: panels per C tile (192 columns) */
+#define MRA 16   /* AMX: rows of a strip (a tile's rows) */
+#define NRA 32   /* AMX: columns of a panel (two tiles) */
+#define KCA 256  /* AMX: k-pairs per K block (multiple of 16): two strips' slices 32 KB (L1), a panel's 32 KB */
+#define MBA 6    /* AMX: strips per C tile (96 rows) */
+#define NBA 6    /* AMX: panels per C tile (192 columns); the tile's accumulators 72 KB */
+#define PKC 256  /* k-pairs per packing piece (a multiple of 16) */
 
-const char *sn_cpu_bf16_isa(void) {
+enum { PATH_C, PATH_AVX, PATH_AMX, PATH_AMX_EMU };
+
+static int isa_level(void) {
     static int level = -1; /* 0 none, 1 AVX512-BF16, 2 AVX512-BF16 and AMX-BF16 */
     if (level < 0) {
         int l = 0;
@@ -36,15 +67,58 @@ const char *sn_cpu_bf16_isa(void) {
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl"))
-            l = __builtin_cpu_supports("amx-bf16") ? 2 : 1;
+            l = __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-tile") ? 2 : 1;
 #endif
         level = l;
     }
+    return level;
+}
+
+const char *sn_cpu_bf16_isa(void) {
+    int level = isa_level();
     /* SN_CPU_NO_BF16=1 simulates a CPU without it (tests); read on every call so a
      * test can switch it */
     const char *e = getenv("SN_CPU_NO_BF16");
     if (e && *e == '1') return NULL;
     return level == 2 ? "AVX512-BF16, AMX-BF16" : level == 1 ? "AVX512-BF16" : NULL;
+}
+
+/* Linux hands out the AMX tile data state (8 KB of XSAVE area a thread) only on
+ * request; the permission is for the whole process, all its threads */
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static bool amx_granted;
+static void amx_request(void) {
+#ifdef BF_AMX
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0) amx_granted = true;
+    else
+        sn_log(SN_LOG_WARN, "bf16 GEMM: the kernel refused the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM: %s); "
+                            "using AVX512-BF16 instead (a kernel older than 5.16?)", strerror(errno));
+#endif
+}
+
+/* per call, so tests can switch: SN_CPU_AMX_EMULATE=1 (tests only) runs the AMX loop on
+ * an emulation of the tiles; SN_CPU_AMX=0 keeps an AMX CPU on AVX512-BF16 */
+static int bgemm_path(void) {
+    const char *e = getenv("SN_CPU_AMX_EMULATE");
+    if (e && *e == '1') return PATH_AMX_EMU;
+    if (!sn_cpu_bf16_isa()) return PATH_C;
+    if (isa_level() == 2) {
+        e = getenv("SN_CPU_AMX");
+        if (!(e && *e == '0')) {
+            pthread_once(&amx_once, amx_request);
+            if (amx_granted) return PATH_AMX;
+        }
+    }
+    return PATH_AVX;
+}
+
+const char *sn_cpu_bgemm_path(void) {
+    switch (bgemm_path()) {
+    case PATH_AMX: return "AMX-BF16";
+    case PATH_AMX_EMU: return "AMX-BF16 emulated (SN_CPU_AMX_EMULATE=1, tests only)";
+    case PATH_AVX: return "AVX512-BF16";
+    default: return "portable C";
+    }
 }
 
 static bool have_bf16(void) { return sn_cpu_bf16_isa() != NULL; }
@@ -110,48 +184,60 @@ void sn_bf16_pairs(uint32_t *dst, const float *x, int64_t n) {
 typedef struct {
     uint32_t *dst;
     const float *src;
-    int64_t ld, rows, KP, K, width; /* width: MR (strips) or NR (panels) */
-    bool kmajor;                    /* element (r, k) at src[k*ld + r], else src[r*ld + k] */
+    int64_t ld, rows, KP, KS, K, width; /* KP k-pairs of data, KS stored (zero pairs after KP); width: rows a block */
+    int64_t nk;                         /* pieces of PKC k-pairs a block */
+    bool kmajor;                        /* element (r, k) at src[k*ld + r], else src[r*ld + k] */
+    bool amx;                           /* the AMX strip layout (width 16), else per k-pair `width` side by side */
 } pack_job;
 
-/* blocks [b0, b1) of `width` rows each (rows of op(A), or columns of op(B) seen as
- * rows): dst[(blk*KP + kp)*width + i] = pair(op(blk*width + i, 2kp), op(.., 2kp+1)) */
-static void pack_part(void *arg, int64_t b0, int64_t b1, int tid) {
+/* where pair kp of row i of a block goes, from the block's start */
+static inline int64_t slot(const pack_job *j, int64_t kp, int64_t i) {
+    return j->amx ? (kp >> 4) * 256 + i * 16 + (kp & 15) : kp * j->width + i;
+}
+
+/* pieces [i0, i1): piece = block * nk + kpiece, block of `width` rows of op(A) (or
+ * columns of op(B) seen as rows), k-pairs [kpiece*PKC, +PKC) of it. Every pair is a
+ * function of its two source values alone, so the split cannot change the result. */
+static void pack_part(void *arg, int64_t i0, int64_t i1, int tid) {
+    (void)tid;
     const pack_job *j = arg;
     int64_t W = j->width;
-    uint32_t tmp[1024];
-    for (int64_t blk = b0; blk < b1; blk++) {
-        uint32_t *d = j->dst + blk * j->KP * W;
+    uint32_t tmp[PKC > 64 ? PKC : 64];
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t blk = it / j->nk, q0 = it % j->nk * PKC;
+        int64_t q1 = q0 + PKC < j->KS ? q0 + PKC : j->KS, qr = q1 < j->KP ? q1 : j->KP; /* [qr, q1): padding */
+        uint32_t *d = j->dst + blk * j->KS * W;
         int64_t r0 = blk * W, nr = j->rows - r0 < W ? j->rows - r0 : W;
-        if (!j->kmajor) { /* each row contiguous over k: its pairs in order, stored W apart */
+        if (!j->kmajor) { /* each row contiguous over k: its pairs in order */
             for (int64_t i = 0; i < W; i++) {
-                if (i >= nr) {
-                    for (int64_t kp = 0; kp < j->KP; kp++) d[kp * W + i] = 0;
-                    continue;
+                int64_t q = q0;
+                if (i < nr && q0 < qr) {
+                    int64_t k0 = 2 * q0, kn = (2 * qr < j->K ? 2 * qr : j->K) - k0;
+                    sn_bf16_pairs(tmp, j->src + (r0 + i) * j->ld + k0, kn);
+                    for (; q < qr; q++) d[slot(j, q, i)] = tmp[q - q0];
                 }
-                const float *row = j->src + (r0 + i) * j->ld;
-                for (int64_t k0 = 0; k0 < j->K; k0 += 2048) {
-                    int64_t kn = j->K - k0 < 2048 ? j->K - k0 : 2048;
-                    sn_bf16_pairs(tmp, row + k0, kn);
-                    for (int64_t q = 0; q < (kn + 1) / 2; q++) d[(k0 / 2 + q) * W + i] = tmp[q];
-                }
+                for (; q < q1; q++) d[slot(j, q, i)] = 0;
             }
             continue;
         }
         /* k-major: rows 2kp and 2kp+1 of src hold the block's W values side by side */
-        for (int64_t kp = 0; kp < j->KP; kp++) {
-            const float *s0 = j->src + 2 * kp * j->ld + r0;
-            const float *s1 = 2 * kp + 1 < j->K ? s0 + j->ld : NULL;
-            uint32_t *o = d + kp * W;
+        for (int64_t kp = q0; kp < q1; kp++) {
+            uint32_t *o = j->amx ? tmp : d + kp * W;
             int64_t i = 0;
+            if (kp < qr) {
+                const float *s0 = j->src + 2 * kp * j->ld + r0;
+                const float *s1 = 2 * kp + 1 < j->K ? s0 + j->ld : NULL;
 #ifdef BF_X86
-            if (have_bf16() && s1) {
-                i = nr & ~(int64_t)15;
-                zip_rows_avx(o, s0, s1, i);
-            }
+                if (have_bf16() && s1) {
+                    i = nr & ~(int64_t)15;
+                    zip_rows_avx(o, s0, s1, i);
+                }
 #endif
-            for (; i < nr; i++) o[i] = pair_of(s0[i], s1 ? s1[i] : 0.0f);
+                for (; i < nr; i++) o[i] = pair_of(s0[i], s1 ? s1[i] : 0.0f);
+            }
             for (; i < W; i++) o[i] = 0;
+            if (j->amx)
+                for (i = 0; i < W; i++) d[slot(j, kp, i)] = tmp[i];
         }
     }
 }
@@ -214,7 +300,7 @@ static void ukernel_c(int64_t kp, const uint32_t *a, const uint32_t *b, float *C
 typedef struct {
     const uint32_t *ap, *bp;
     float *C;
-    int64_t ldc, M, N, KP, strips, panels, ntn;
+    int64_t ldc, M, N, KP, strips, panels, ntn; /* KP: k-pairs stored a strip / panel */
     float alpha, beta;
     int64_t kp0, kp1; /* the k-pairs this job sums (all, unless K is split over threads) */
 } tile_job;
@@ -248,11 +334,104 @@ static void tile_part(void *arg, int64_t t0, int64_t t1, int tid) {
     }
 }
 
+/* ---- AMX: C[mr, nr] = alpha * acc + beta * C from a 16x16 accumulator tile (C not
+ * read when beta == 0) */
+static void write_tile(float *C, int64_t ldc, const float *acc, int mr, int nr, float alpha, float beta) {
+    for (int i = 0; i < mr; i++) {
+        float *c = C + i * ldc;
+        const float *a = acc + i * 16;
+        if (beta != 0.0f)
+            for (int n = 0; n < nr; n++) c[n] = alpha * a[n] + beta * c[n];
+        else
+            for (int n = 0; n < nr; n++) c[n] = alpha * a[n];
+    }
+}
+
+#ifdef BF_AMX
+/* the tile configuration: palette 1, tiles 0..7 all 16 rows of 64 bytes */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+/* the configuration is per thread (like the tiles); loaded on a thread's first use */
+static _Thread_local bool tl_amx_cfg;
+static void amx_config(void) {
+    if (tl_amx_cfg) return;
+    _Alignas(64) amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        c.colsb[t] = 64;
+        c.rows[t] = 16;
+    }
+    __asm__ volatile("ldtilecfg %0" ::"m"(c));
+    tl_amx_cfg = true;
+}
+
+/* The instructions as inline assembly (binutils >= 2.36), no target attribute needed;
+ * "memory" because they read and write memory the compiler cannot see through a
+ * register operand (acc[] in particular). */
+#define TCFG() amx_config()
+#define TZ(t) __asm__ volatile("tilezero %%tmm" #t ::)
+#define TL(t, p, s) __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(p), "r"((int64_t)(s)) : "memory")
+#define TS(t, p, s) __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(p), "r"((int64_t)(s)) : "memory")
+#define TDP(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+#define AMX_FN amx_tile_part
+#include "backends/cpu/gemm_bf16_amx.h"
+#undef AMX_FN
+#undef TCFG
+#undef TZ
+#undef TL
+#undef TS
+#undef TDP
+#endif
+
+/* The emulation: the same loop over eight 16 x 64-byte tiles in memory (a thread's
+ * own), tdpbf16ps as Intel specifies it: per k-pair, the even then the odd product
+ * added to the f32 accumulator, each rounded (denormals aside) */
+static _Thread_local uint32_t emu_tile[8][256];
+static void emu_load(int t, const void *p, int64_t stride) {
+    for (int r = 0; r < 16; r++) memcpy(emu_tile[t] + r * 16, (const char *)p + r * stride, 64);
+}
+static void emu_store(int t, void *p, int64_t stride) {
+    for (int r = 0; r < 16; r++) memcpy((char *)p + r * stride, emu_tile[t] + r * 16, 64);
+}
+static void emu_dp(int c, int a, int b) {
+    float *acc = (float *)emu_tile[c];
+    for (int m = 0; m < 16; m++)
+        for (int n = 0; n < 16; n++) {
+            float v = acc[m * 16 + n];
+            for (int q = 0; q < 16; q++) {
+                uint32_t x = emu_tile[a][m * 16 + q], y = emu_tile[b][q * 16 + n];
+                v += sn_bf16_to_f32((uint16_t)x) * sn_bf16_to_f32((uint16_t)y);
+                v += sn_bf16_to_f32((uint16_t)(x >> 16)) * sn_bf16_to_f32((uint16_t)(y >> 16));
+            }
+            acc[m * 16 + n] = v;
+        }
+}
+#define TCFG() ((void)0)
+#define TZ(t) memset(emu_tile[t], 0, sizeof emu_tile[t])
+#define TL(t, p, s) emu_load(t, p, s)
+#define TS(t, p, s) emu_store(t, p, s)
+#define TDP(c, a, b) emu_dp(c, a, b)
+#define AMX_FN amx_emu_tile_part
+#include "backends/cpu/gemm_bf16_amx.h"
+#undef AMX_FN
+#undef TCFG
+#undef TZ
+#undef TL
+#undef TS
+#undef TDP
+
 /* K split over threads, for products with fewer C tiles than threads and a long K
- * (a convolution's weight gradient: C [out, in*kh*kw], K = batch x positions): chunk i
- * of K into its own partial C, then C = beta C + the sum of the partials. */
+ * (a convolution's weight gradient: C [out, in*kh*kw], K = batch x positions): chunk s
+ * of K into its own partial C, pieces (chunk, C tile) over the pool, then C = beta C +
+ * the sum of the partials in chunk order. */
 typedef struct {
     tile_job base;
+    sn_pool_fn fn; /* the tile loop of the path */
     int64_t chunk, ntiles;
     float *part; /* [nsplit][M*N] */
 } ksplit_job;
@@ -260,14 +439,14 @@ typedef struct {
 static void ksplit_part(void *arg, int64_t i0, int64_t i1, int tid) {
     const ksplit_job *k = arg;
     for (int64_t i = i0; i < i1; i++) {
+        int64_t s = i / k->ntiles, t = i % k->ntiles;
         tile_job j = k->base;
-        j.kp0 = i * k->chunk;
-        j.kp1 = j.kp0 + k->chunk < j.KP ? j.kp0 + k->chunk : j.KP;
-        j.C = k->part + i * j.M * j.N;
+        j.kp0 = s * k->chunk;
+        j.kp1 = j.kp0 + k->chunk < j.KP ? j.kp0 + k->chunk : j.KP; /* never empty: see bgemm */
+        j.C = k->part + s * j.M * j.N;
         j.ldc = j.N;
         j.beta = 0.0f;
-        if (j.kp0 < j.kp1) tile_part(&j, 0, k->ntiles, tid);
-        else memset(j.C, 0, (size_t)(j.M * j.N) * sizeof *j.C);
+        k->fn(&j, t, t + 1, tid);
     }
 }
 
@@ -278,15 +457,21 @@ typedef struct {
     float beta;
 } kreduce_job;
 
-static void kreduce_part(void *arg, int64_t r0, int64_t r1, int tid) {
+/* elements [e0, e1) of C in row-major order (so small M still spreads over the pool) */
+static void kreduce_part(void *arg, int64_t e0, int64_t e1, int tid) {
+    (void)tid;
     const kreduce_job *j = arg;
-    for (int64_t m = r0; m < r1; m++) {
+    int64_t MN = j->M * j->N;
+    for (int64_t e = e0; e < e1;) {
+        int64_t m = e / j->N, n0 = e % j->N, n1 = j->N < n0 + (e1 - e) ? j->N : n0 + (e1 - e);
         float *c = j->C + m * j->ldc;
-        for (int64_t n = 0; n < j->N; n++) {
+        const float *pp = j->part + m * j->N;
+        for (int64_t n = n0; n < n1; n++) {
             float v = j->beta != 0.0f ? j->beta * c[n] : 0.0f;
-            for (int64_t i = 0; i < j->nsplit; i++) v += j->part[(i * j->M + m) * j->N + n];
+            for (int64_t i = 0; i < j->nsplit; i++) v += pp[i * MN + n];
             c[n] = v;
         }
+        e += n1 - n0;
     }
 }
 
@@ -299,6 +484,35 @@ static void scale_c(float *C, int64_t ldc, int64_t M, int64_t N, float beta) {
     }
 }
 
+/* ---- the packing buffer: one block kept between calls (taken by one call at a time;
+ * a concurrent call allocates its own); blocks above BUF_KEEP are not kept */
+#define BUF_KEEP ((size_t)256 << 20)
+typedef struct {
+    size_t cap;
+    char pad[56]; /* the data 64-byte aligned after the header */
+} buf_hdr;
+static _Atomic(buf_hdr *) g_buf;
+
+static void *buf_take(size_t bytes, buf_hdr **h) {
+    buf_hdr *b = atomic_exchange(&g_buf, NULL);
+    if (!b || b->cap < bytes) {
+        free(b);
+        b = NULL;
+        if (posix_memalign((void **)&b, 64, sizeof *b + bytes) != 0) return NULL;
+        b->cap = bytes;
+    }
+    *h = b;
+    return b + 1;
+}
+
+static void buf_give(buf_hdr *b) {
+    if (b->cap > BUF_KEEP) {
+        free(b);
+        return;
+    }
+    free(atomic_exchange(&g_buf, b));
+}
+
 /* p NULL: everything on the calling thread */
 static void bgemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -307,41 +521,58 @@ static void bgemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
         scale_c(C, ldc, M, N, beta);
         return;
     }
-    int64_t KP = (K + 1) / 2, strips = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
-    size_t na = (size_t)(strips * MR * KP), nb = (size_t)(panels * NR * KP);
-    uint32_t *buf = NULL;
-    if (posix_memalign((void **)&buf, 64, (na + nb) * sizeof *buf) != 0) {
+    int path = bgemm_path();
+    bool amx = path == PATH_AMX || path == PATH_AMX_EMU;
+    sn_pool_fn tile_fn = tile_part;
+#ifdef BF_AMX
+    if (path == PATH_AMX) tile_fn = amx_tile_part;
+#endif
+    if (path == PATH_AMX_EMU) tile_fn = amx_emu_tile_part;
+    int64_t mr = amx ? MRA : MR, nr = amx ? NRA : NR, mb = amx ? MBA : MBS, nb = amx ? NBA : NBP, kc = amx ? KCA : KCP;
+    int64_t KP = (K + 1) / 2, KS = amx ? (KP + 15) & ~(int64_t)15 : KP;
+    int64_t strips = (M + mr - 1) / mr, panels = (N + nr - 1) / nr;
+    int64_t ntn = (panels + nb - 1) / nb, ntm = (strips + mb - 1) / mb;
+    int nth = p ? sn_pool_size(p) : 1;
+    /* the K split: chunks of whole 16-pair groups for AMX, and none left empty */
+    int64_t nsplit = nth > 1 && ntm * ntn < nth ? KS / (2 * kc) : 1, chunk = KS;
+    if (nsplit > nth) nsplit = nth;
+    if (nsplit > 1) {
+        chunk = (KS + nsplit - 1) / nsplit;
+        if (amx) chunk = (chunk + 15) & ~(int64_t)15;
+        nsplit = (KS + chunk - 1) / chunk;
+    }
+    size_t na = (size_t)(strips * mr * KS), nbw = (size_t)(panels * nr * KS);
+    size_t npart = nsplit > 1 ? (size_t)(nsplit * M * N) : 0;
+    buf_hdr *hdr = NULL;
+    uint32_t *buf = buf_take((na + nbw + npart) * 4 + 64, &hdr);
+    if (!buf) {
         /* no memory for the packed copies: the f32 product is the honest fallback */
         sn_log(SN_LOG_WARN, "bf16 GEMM: cannot allocate %.1f MB for packing; computing this product in f32",
-               (double)(na + nb) * 4 / 1048576.0);
+               (double)(na + nbw + npart) * 4 / 1048576.0);
         if (p) sn_sgemm(p, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         else sn_sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    pack_job ja = {buf, A, lda, M, KP, K, MR, ta};
-    pack_job jb = {buf + na, B, ldb, N, KP, K, NR, !tb};
-    int64_t ntn = (panels + NBP - 1) / NBP, ntm = (strips + MBS - 1) / MBS;
-    tile_job jt = {buf, buf + na, C, ldc, M, N, KP, strips, panels, ntn, alpha, beta, 0, KP};
-    int nth = p ? sn_pool_size(p) : 1;
-    int64_t nsplit = nth > 1 && ntm * ntn < nth ? KP / (2 * KCP) : 1;
-    if (nsplit > nth) nsplit = nth;
-    float *part = nsplit > 1 ? malloc((size_t)(nsplit * M * N) * sizeof *part) : NULL;
+    float *part = npart ? (float *)(buf + ((na + nbw + 15) & ~(size_t)15)) : NULL;
+    int64_t nk = (KS + PKC - 1) / PKC;
+    pack_job ja = {buf, A, lda, M, KP, KS, K, mr, nk, ta, amx};
+    pack_job jb = {buf + na, B, ldb, N, KP, KS, K, nr, nk, !tb, false};
+    tile_job jt = {buf, buf + na, C, ldc, M, N, KS, strips, panels, ntn, alpha, beta, 0, KS};
     if (p) {
-        sn_pool_for(p, strips, 4, pack_part, &ja);
-        sn_pool_for(p, panels, 2, pack_part, &jb);
+        sn_pool_for(p, strips * nk, 1, pack_part, &ja);
+        sn_pool_for(p, panels * nk, 1, pack_part, &jb);
         if (part) {
-            ksplit_job k = {jt, (KP + nsplit - 1) / nsplit, ntm * ntn, part};
-            sn_pool_for(p, nsplit, 1, ksplit_part, &k);
+            ksplit_job k = {jt, tile_fn, chunk, ntm * ntn, part};
+            sn_pool_for(p, nsplit * ntm * ntn, 1, ksplit_part, &k);
             kreduce_job r = {part, C, ldc, M, N, nsplit, beta};
-            sn_pool_for(p, M, 16, kreduce_part, &r);
-            free(part);
-        } else sn_pool_for(p, ntm * ntn, 1, tile_part, &jt);
+            sn_pool_for(p, M * N, 1024, kreduce_part, &r);
+        } else sn_pool_for(p, ntm * ntn, 1, tile_fn, &jt);
     } else {
-        pack_part(&ja, 0, strips, 0);
-        pack_part(&jb, 0, panels, 0);
-        tile_part(&jt, 0, ntm * ntn, 0);
+        pack_part(&ja, 0, strips * nk, 0);
+        pack_part(&jb, 0, panels * nk, 0);
+        tile_fn(&jt, 0, ntm * ntn, 0);
     }
-    free(buf);
+    buf_give(hdr);
 }
 
 void sn_bgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
