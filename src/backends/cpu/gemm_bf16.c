@@ -202,6 +202,8 @@ static void pack_part(void *arg, int64_t i0, int64_t i1, int tid) {
     (void)tid;
     const pack_job *j = arg;
     int64_t W = j->width;
+    bool fast = have_bf16(); /* once, not per k-pair (it reads the environment) */
+    (void)fast;             /* used on x86 only */
     uint32_t tmp[PKC > 64 ? PKC : 64];
     for (int64_t it = i0; it < i1; it++) {
         int64_t blk = it / j->nk, q0 = it % j->nk * PKC;
@@ -228,7 +230,7 @@ static void pack_part(void *arg, int64_t i0, int64_t i1, int tid) {
                 const float *s0 = j->src + 2 * kp * j->ld + r0;
                 const float *s1 = 2 * kp + 1 < j->K ? s0 + j->ld : NULL;
 #ifdef BF_X86
-                if (have_bf16() && s1) {
+                if (fast && s1) {
                     i = nr & ~(int64_t)15;
                     zip_rows_avx(o, s0, s1, i);
                 }
