@@ -20,7 +20,7 @@ runs=${2:-5}
 vk=${VK_DEV:-vulkan}
 read -r B T I H L <<<"${SHAPE:-4 400 1024 1024 2}"
 wave=${WAVE:-0}
-variants="j4s16 j4s16u j4s16sg j2s16 j2s16sg j2s32 j2s32sg j1s64 j1s64sg j2s32m j4s32m j8s16m" # rnn.c's table
+variants="j4s16 j4s16u j4s16sg j2s16 j2s16sg j2s32 j2s32sg j1s64 j1s64sg" # rnn.c's table
 [ "$wave" = 1 ] && variants="j4s16 j2s32" # the ones with a wave form (rnn.c's table)
 persist=${PERSIST:-0}
 wgs_list="-"

@@ -29,10 +29,7 @@
 /* Variants of the workgroup step kernels (shaders/rnn_*_step*_v_<name>.comp): hidden
  * units per workgroup (JB: H/JB workgroups), the forward's slices (the backward has 4x),
  * 4 weight loads issued before their FMAs (all but the default), and "sg": the slice
- * reduction through subgroup shuffles, "m": the x operand (h_{t-1} forward, dG_{t+1}
- * backward) of each batch pass staged in shared memory once per workgroup (rnn_step.glsl
- * SN_RNN_STAGE; 512 invocations in j4s32m and j8s16m, whose fewer workgroups re-read it
- * less often). SN_VK_RNN_VARIANT=<name> picks one (read on
+ * reduction through subgroup shuffles. SN_VK_RNN_VARIANT=<name> picks one (read on
  * every call: tests, bench/run_vk_rnn_sweep.sh); the default is the first. Adding one:
  * its four shaders, a row here, and the lists in tests/vulkan/test_vulkan_ops.c and
  * bench/run_vk_rnn_sweep.sh. */
@@ -43,33 +40,28 @@ typedef struct {
     int sh[4];         /* LSTM forward, LSTM backward, GRU forward, GRU backward */
     uint32_t local[4]; /* their workgroup sizes (the subgroup size must divide them for sg) */
     int wave[4];       /* their layer-wavefront forms (SN_VK_RNN_WAVE), -1: none */
-    uint32_t smem;     /* shared memory bytes the kernels may take (0: a few KB, any device) */
 } rnn_variant;
 
-#define RNN_V(name, n, jb, s, sg, smem)                                                                  \
+#define RNN_V(name, n, jb, s, sg)                                                                    \
     {name, jb, sg,                                                                                   \
      {SN_VK_SH_RNN_LSTM_STEP_V_##n, SN_VK_SH_RNN_LSTM_STEP_BWD_V_##n, SN_VK_SH_RNN_GRU_STEP_V_##n,      \
       SN_VK_SH_RNN_GRU_STEP_BWD_V_##n},                                                               \
-     {4 * jb * s, 4 * jb * s, 3 * jb * s, 4 * jb * s}, {-1, -1, -1, -1}, smem}
+     {4 * jb * s, 4 * jb * s, 3 * jb * s, 4 * jb * s}, {-1, -1, -1, -1}}
 
 static const rnn_variant rnn_variants[] = {
     {"j4s16", 4, false, {SN_VK_SH_RNN_LSTM_STEP, SN_VK_SH_RNN_LSTM_STEP_BWD, SN_VK_SH_RNN_GRU_STEP,
                          SN_VK_SH_RNN_GRU_STEP_BWD}, {256, 256, 192, 256},
      {SN_VK_SH_RNN_LSTM_STEP_WAVE_J4S16, SN_VK_SH_RNN_LSTM_STEP_BWD_WAVE_J4S16, SN_VK_SH_RNN_GRU_STEP_WAVE_J4S16,
-      SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J4S16}, 0},
-    RNN_V("j4s16u", J4S16U, 4, 16, false, 0), RNN_V("j4s16sg", J4S16SG, 4, 16, true, 0),
-    RNN_V("j2s16", J2S16, 2, 16, false, 0),   RNN_V("j2s16sg", J2S16SG, 2, 16, true, 0),
+      SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J4S16}},
+    RNN_V("j4s16u", J4S16U, 4, 16, false),   RNN_V("j4s16sg", J4S16SG, 4, 16, true),
+    RNN_V("j2s16", J2S16, 2, 16, false),      RNN_V("j2s16sg", J2S16SG, 2, 16, true),
     {"j2s32", 2, false, {SN_VK_SH_RNN_LSTM_STEP_V_J2S32, SN_VK_SH_RNN_LSTM_STEP_BWD_V_J2S32,
                          SN_VK_SH_RNN_GRU_STEP_V_J2S32, SN_VK_SH_RNN_GRU_STEP_BWD_V_J2S32},
      {256, 256, 192, 256},
      {SN_VK_SH_RNN_LSTM_STEP_WAVE_J2S32, SN_VK_SH_RNN_LSTM_STEP_BWD_WAVE_J2S32, SN_VK_SH_RNN_GRU_STEP_WAVE_J2S32,
-      SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J2S32}, 0},
-    RNN_V("j2s32sg", J2S32SG, 2, 32, true, 0),
-    RNN_V("j1s64", J1S64, 1, 64, false, 0),   RNN_V("j1s64sg", J1S64SG, 1, 64, true, 0),
-    /* staged: at most 32 KB of shared memory each (lavapipe's limit; 23-32 KB counted in
-     * their SPIR-V), so at H = 1024 one tile of h_{t-1} per 4 batch rows, 2-3 of dG_{t+1} */
-    RNN_V("j2s32m", J2S32M, 2, 32, false, 32768), RNN_V("j4s32m", J4S32M, 4, 32, false, 32768),
-    RNN_V("j8s16m", J8S16M, 8, 16, false, 32768),
+      SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J2S32}},
+         RNN_V("j2s32sg", J2S32SG, 2, 32, true),
+    RNN_V("j1s64", J1S64, 1, 64, false),      RNN_V("j1s64sg", J1S64SG, 1, 64, true),
 };
 #define RNN_NV ((int)(sizeof rnn_variants / sizeof rnn_variants[0]))
 
@@ -152,13 +144,6 @@ static sn_status pick_variant(sn_vk *vk, const sn_tensor *node, const rnn_varian
                             "shaders and a subgroup size dividing its workgroups (this device: subgroup %u); pick "
                             "another with SN_VK_RNN_VARIANT", sn_op_name(node->op), node->name, v->name, sgs);
     }
-    const sn_vk_limits *lim = sn_vk_limits_of(vk);
-    for (int i = 0; i < 4; i++)
-        if (v->local[i] > lim->max_invocations || v->local[i] > lim->max_wg_size[0] || v->smem > lim->shared_bytes)
-            return sn_error(SN_ERR_UNSUPPORTED, "Vulkan %s '%s': RNN variant %s needs workgroups of %u invocations and "
-                            "%u bytes of shared memory (this device: %u, %u); pick another with SN_VK_RNN_VARIANT",
-                            sn_op_name(node->op), node->name, v->name, v->local[i], v->smem, lim->max_invocations,
-                            lim->shared_bytes);
     *out = v;
     return SN_OK;
 }

@@ -5,13 +5,11 @@
 // host; rnn_step.glsl); then the cell backward of its (b, j) pairs. dGx_t overwrites the
 // activated gates of step t (tensor.h), dGh_t goes to its scratch block.
 // Before the #include: JB (hidden units per workgroup), S, Q (rnn_step.glsl), LSX = R*S
-// and optionally BC, SN_RNN_U, SN_RNN_SG, SN_RNN_STAGE: the variants rnn_gru_step_bwd*.comp.
+// and optionally SN_RNN_U, SN_RNN_SG: the variants rnn_gru_step_bwd*.comp.
 #include "ops_common.glsl"
 
 #define R JB
-#ifndef BC
-#define BC 8u          // batch rows per pass (the variant may set fewer)
-#endif
+#define BC 8u          // batch rows per pass
 #include "rnn_step.glsl"
 
 layout(local_size_x = LSX) in; // R * S
@@ -34,16 +32,6 @@ void main() {
             const uint bc = min(BC, B - b0), nrow = (b0 * T + t + 1u) * GH; // row b0 of step t+1
             float acc[BC];
             [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
-#ifdef SN_RNN_STAGE
-            if (pc.v4 != 0 && !last) { // dG_{t+1} through shared memory (uniform: barriers)
-                const uint K4 = GH >> 2, nt = SN_RNN_TILE(bc);
-                for (uint c0 = 0u; c0 < K4; c0 += nt) {
-                    const uint n = min(nt, K4 - c0);
-                    sn_rnn_stage(pc.dgh, nrow >> 2, (T * GH) >> 2, c0, n, bc, c0 > 0u);
-                    if (live) SN_RNN_DOT4S(acc, pc.w_t, jr * GH, c0, n, slice, bc)
-                }
-            } else
-#endif
             if (live) { // the recurrent product, vec4 loads where the host allows
                 if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_t, jr * GH, pc.dgh, nrow, T * GH, GH, slice, bc)
                 else SN_RNN_DOT(acc, pc.w_t, jr * GH, pc.dgh, nrow, T * GH, GH, slice, bc);

@@ -6,14 +6,12 @@
 // of step t are written at (b*T + t)*H + j. The previous state is row b of hp/cp at
 // stride ps (inside the sequence, or the initial state), none at has_prev = 0.
 // Before the #include: JB (hidden units per workgroup), S, Q (rnn_step.glsl), LSX = R*S
-// and optionally BC, SN_RNN_U, SN_RNN_SG, SN_RNN_STAGE: the variants rnn_lstm_step*.comp.
+// and optionally SN_RNN_U, SN_RNN_SG: the variants rnn_lstm_step*.comp.
 #include "ops_common.glsl"
 
 #define G 4u
 #define R (G * JB)     // gate rows per workgroup
-#ifndef BC
-#define BC 8u          // batch rows per pass (the variant may set fewer)
-#endif
+#define BC 8u          // batch rows per pass
 #include "rnn_step.glsl"
 
 layout(local_size_x = LSX) in; // R * S
@@ -36,16 +34,6 @@ void main() {
             const uint bc = min(BC, B - b0);
             float acc[BC];
             [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
-#ifdef SN_RNN_STAGE
-            if (pc.v4 != 0 && pc.has_prev != 0) { // h_{t-1} through shared memory (uniform: barriers)
-                const uint K4 = H >> 2, nt = SN_RNN_TILE(bc);
-                for (uint c0 = 0u; c0 < K4; c0 += nt) {
-                    const uint n = min(nt, K4 - c0);
-                    sn_rnn_stage(pc.hp, (b0 * ps) >> 2, ps >> 2, c0, n, bc, c0 > 0u);
-                    if (live) SN_RNN_DOT4S(acc, pc.w_hh, wrow, c0, n, slice, bc)
-                }
-            } else
-#endif
             if (live) { // the recurrent product, vec4 loads where the host allows
                 if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc)
                 else SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);

@@ -16,8 +16,6 @@
 // (core GLSL, no 16-bit storage feature needed) and accumulated in f32 like the rest; the
 // other operand, the sums and the gate math stay f32 (train.mixed_precision f16, rnn.c).
 //
-// SN_RNN_STAGE (the "m" variants): the x operand through shared memory (sn_rnn_stage below).
-//
 // Before the #include: R, S (a power of 2 with SN_RNN_SG), Q (divides S, BC*Q <= S), BC;
 // local size R*S. Thread ids come from SN_RNN_TID (subgroup-contiguous with SN_RNN_SG).
 #ifndef SN_RNN_STEP_GLSL
@@ -114,68 +112,28 @@ vec4 sn_rnn_quad(uvec2 u) { return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y)
         SnW4 a4_ = SnW4(A_);                                                                \
         SnV4 x4_ = SnV4(X_);                                                                \
         uint ar_ = (arow) >> 2, xr_ = (xrow) >> 2, xs_ = (xs) >> 2;                         \
-        SN_RNN_DOT4_LOOP(acc, SN_RNN_XG, (K) >> 2, slice, bc)                               \
-    }
-
-// x vector q of batch row k in SN_RNN_DOT4 (its x4_, xr_, xs_; q unparenthesized: the
-// sum associates as it did before the loop was shared)
-#define SN_RNN_XG(k, q) x4_.v[xr_ + k * xs_ + q]
-
-// The loop of the vec4 dot products over q = slice + S*i < K4 (vec4 columns): weights
-// a4_ at ar_ + q, x through XV(k, q), a macro (global memory or the staged copy)
-#define SN_RNN_DOT4_LOOP(acc, XV, K4, slice, bc)                                            \
         uint q_ = (slice);                                                                  \
         /* SN_RNN_U weight vectors loaded before any FMA: independent loads in flight */    \
-        for (; SN_RNN_U > 1u && q_ + (SN_RNN_U - 1u) * S < (K4); q_ += SN_RNN_U * S) {\
+        for (; SN_RNN_U > 1u && q_ + (SN_RNN_U - 1u) * S < ((K) >> 2); q_ += SN_RNN_U * S) {\
             vec4 wu_[SN_RNN_U];                                                             \
             [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) wu_[u_] = SN_RNN_W4(a4_, ar_ + q_ + u_ * S); \
             [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
                 if (k_ < (bc)) {                                                            \
                     [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) {                    \
-                        vec4 h_ = XV(k_, q_ + u_ * S), w_ = wu_[u_];                        \
+                        vec4 h_ = x4_.v[xr_ + k_ * xs_ + q_ + u_ * S], w_ = wu_[u_];        \
                         acc[k_] = fma(w_.w, h_.w, fma(w_.z, h_.z, fma(w_.y, h_.y, fma(w_.x, h_.x, acc[k_])))); \
                     }                                                                       \
                 }                                                                           \
         }                                                                                   \
-        for (; q_ < (K4); q_ += S) {                                                        \
+        for (; q_ < ((K) >> 2); q_ += S) {                                                  \
             vec4 w_ = SN_RNN_W4(a4_, ar_ + q_);                                             \
             [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
                 if (k_ < (bc)) {                                                            \
-                    vec4 h_ = XV(k_, q_);                                                   \
+                    vec4 h_ = x4_.v[xr_ + k_ * xs_ + q_];                                   \
                     acc[k_] = fma(w_.w, h_.w, fma(w_.z, h_.z, fma(w_.y, h_.y, fma(w_.x, h_.x, acc[k_])))); \
                 }                                                                           \
-        }
-
-#ifdef SN_RNN_STAGE
-// Staging (the "m" variants, rnn.c): the x operand's rows of the batch pass, copied into
-// shared memory once per workgroup (vec4 loads spread over all its invocations, so
-// consecutive invocations read consecutive words) instead of every gate row's threads
-// reading them from global memory; SN_RNN_STAGE vec4s, in tiles of SN_RNN_STAGE/bc
-// columns per batch row when a row does not fit. Only with v4 (the host's alignment).
-shared vec4 sn_xs[SN_RNN_STAGE]; // [k][q] x vector c0 + q of batch row b0 + k, tile of n
-// vec4 columns per batch row in a tile (uniform: bc is)
-#define SN_RNN_TILE(bc) (SN_RNN_STAGE / (bc))
-// sn_xs = x vectors xr4 + k*xs4 + c0 + q, q < n, k < bc. again: not the pass's first tile
-// (a barrier first: the last tile may still be read; a pass's first tile follows
-// sn_rnn_reduce's barriers, past every read of the last pass). Uniform control flow.
-void sn_rnn_stage(F32 x, uint xr4, uint xs4, uint c0, uint n, uint bc, bool again) {
-    if (again) barrier();
-    SnV4 x4 = SnV4(x);
-    for (uint i = gl_LocalInvocationID.x; i < bc * n; i += gl_WorkGroupSize.x) {
-        uint k = i / n;
-        sn_xs[i] = x4.v[xr4 + k * xs4 + c0 + (i - k * n)];
+        }                                                                                   \
     }
-    barrier();
-}
-#define SN_RNN_XS(k, q) sn_xs[(k) * n_ + (q)]
-// SN_RNN_DOT4 over one staged tile: weight columns 4*c0 .. 4*(c0 + n) of row arow
-#define SN_RNN_DOT4S(acc, A_, arow, c0, n, slice, bc)                                       \
-    {                                                                                       \
-        SnW4 a4_ = SnW4(A_);                                                                \
-        uint ar_ = ((arow) >> 2) + (c0), n_ = (n);                                          \
-        SN_RNN_DOT4_LOOP(acc, SN_RNN_XS, n_, slice, bc)                                     \
-    }
-#endif
 
 #ifndef SN_RNN_SG
 // Stores acc (every thread, uniform control flow), reduces over the slices: on return
