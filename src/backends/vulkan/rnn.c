@@ -245,9 +245,9 @@ typedef struct {
     int32_t gpl, pad;
 } wave_push;
 
-/* One direction's part of a wavefront: a layer's step parameters at timestep t, and the
- * GEMM that feeds the next layer in the wave (rank + 1) the chunk [t0, t0 + c) a layer
- * just finished. */
+/* One direction's part of a wavefront: a layer's step parameters at timestep t (also what
+ * the persistent kernel reads), and the GEMM that feeds the next layer in the wave (rank
+ * + 1) the chunk [t0, t0 + c) a layer just finished. */
 typedef struct {
     bool bwd;    /* backward: the top layer first (rank 0), timesteps descending */
     size_t size; /* bytes of one step's parameter block */
@@ -333,11 +333,8 @@ static sn_status fwd_wave_feed(sn_vk *vk, const void *ctx, int l, int64_t t0, in
 /* SN_VK_RNN_PERSIST (the section before rnn_state) */
 static sn_status persist_shader(const sn_tensor *node, const rnn_variant *v, const rnn_w16_form *hf, int k,
                                 int *sh);
-static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int sh, uint32_t jb, bool bwd,
-                             size_t size, void (*fill)(const rnn_dims *d, const void *layer, int64_t t, void *block),
-                             const void *layer);
-static void persist_fill_fwd(const rnn_dims *d, const void *layer, int64_t t, void *block);
-static void persist_fill_bwd(const rnn_dims *d, const void *layer, int64_t t, void *block);
+static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int sh, uint32_t jb, const wave_dir *w,
+                             int l);
 
 static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t B = d->B, T = d->T, H = d->H, G = d->G * H, BT = B * T;
@@ -375,6 +372,9 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
     int64_t wb = w16_bytes(G * H);
     uint64_t w16 = hf ? sn_vk_temp(vk, (size_t)((wave ? d->L : 1) * wb), NULL) : 0;
     if (hf && !w16) return sn_error_prefix(SN_ERR_NOMEM, "Vulkan %s '%s'", sn_op_name(node->op), node->name);
+    /* the layers' step parameters for the wavefront and the persistent kernel */
+    fwd_wave_ctx c = {d, lp, w_ih, node->name};
+    wave_dir wd = {false, d->lstm ? sizeof(lstm_push) : sizeof(gru_push), fwd_wave_fill, fwd_wave_feed, &c};
     if (wave) {
         for (int l = 0; hf && l < d->L; l++) {
             SN_VK_TRY(to_w16(vk, lp[l].w, G, H, false, w16 + (uint64_t)(l * wb)));
@@ -382,9 +382,7 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         }
         SN_VK_TRY(sn_vk_gemm1(vk, false, true, BT, G, d->I, 1.0f, sn_vk_addr(node->src[0]), d->I, w_ih[0], d->I,
                               0.0f, lp[0].gates, G, node->name));
-        fwd_wave_ctx c = {d, lp, w_ih, node->name};
-        wave_dir w = {false, d->lstm ? sizeof(lstm_push) : sizeof(gru_push), fwd_wave_fill, fwd_wave_feed, &c};
-        return wave_record(vk, node, d, &w, wsh, exact, wave_chunk());
+        return wave_record(vk, node, d, &wd, wsh, exact, wave_chunk());
     }
     /* the serial kernel reads W_hh^T of the layer at hand */
     uint64_t w_t = serial ? sn_vk_temp(vk, (size_t)(G * H) * sizeof(float), NULL) : 0;
@@ -402,8 +400,7 @@ static sn_status rnn_forward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
             lp[l].w = w16;
         }
         if (psh >= 0) {
-            SN_VK_TRY(persist_run(vk, node, d, psh, v->jb, false, d->lstm ? sizeof(lstm_push) : sizeof(gru_push),
-                                  persist_fill_fwd, &lp[l]));
+            SN_VK_TRY(persist_run(vk, node, d, psh, v->jb, &wd, l));
             continue;
         }
         for (int64_t t = 0; t < T; t++) {
@@ -563,10 +560,11 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         if (need_t && nsep > 1) /* all before the wavefront (the per-layer order: in its loop) */
             SN_VK_TRY(transpose_w(vk, hf, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
     }
+    /* the layers' step parameters for the wavefront and the persistent kernel */
+    bwd_wave_ctx c = {d, bl, node, dhbuf};
+    wave_dir wd = {true, d->lstm ? sizeof(lstm_bwd_push) : sizeof(gru_bwd_push), bwd_wave_fill, bwd_wave_feed, &c};
     if (wave) {
-        bwd_wave_ctx c = {d, bl, node, dhbuf};
-        wave_dir w = {true, d->lstm ? sizeof(lstm_bwd_push) : sizeof(gru_bwd_push), bwd_wave_fill, bwd_wave_feed, &c};
-        SN_VK_TRY(wave_record(vk, node, d, &w, wsh, exact, wave_chunk()));
+        SN_VK_TRY(wave_record(vk, node, d, &wd, wsh, exact, wave_chunk()));
         for (int l = d->L - 1; l >= 0; l--) SN_VK_TRY(layer_wgrads(vk, node, d, l, &bl[l], sizes));
         if (need_dx)
             SN_VK_TRY(sn_vk_gemm1(vk, false, false, BT, d->I, G, 1.0f, bl[0].gates, G, sn_vk_addr(node->src[3]), d->I,
@@ -578,8 +576,7 @@ static sn_status rnn_backward(sn_vk *vk, sn_tensor *node, const rnn_dims *d) {
         uint64_t w_ih = sn_vk_addr(node->src[3 + 4 * l]);
         if (need_t) SN_VK_TRY(transpose_w(vk, hf, sn_vk_addr(node->src[4 + 4 * l]), G, H, bl[l].w));
         if (psh >= 0)
-            SN_VK_TRY(persist_run(vk, node, d, psh, v->jb, true, d->lstm ? sizeof(lstm_bwd_push) : sizeof(gru_bwd_push),
-                                  persist_fill_bwd, &bl[l]));
+            SN_VK_TRY(persist_run(vk, node, d, psh, v->jb, &wd, l));
         for (int64_t t = T - 1; psh < 0 && t >= 0; t--) {
             bwd_push p;
             uint32_t n = fill_bwd(d, &bl[l], t, &p);
@@ -668,11 +665,12 @@ typedef struct {
     uint32_t spin;
 } persist_push;
 
-/* One layer's pass as one dispatch of persistent shader sh: the step parameter blocks
- * (fill, `size` bytes each) of all T steps in execution order (backward: t = T-1 down to 0). */
-static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int sh, uint32_t jb, bool bwd,
-                             size_t size, void (*fill)(const rnn_dims *d, const void *layer, int64_t t, void *block),
-                             const void *layer) {
+/* Layer l's pass as one dispatch of persistent shader sh: the step parameter blocks
+ * (w->fill, w->size bytes each) of all T steps in execution order (backward: t = T-1
+ * down to 0). */
+static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int sh, uint32_t jb, const wave_dir *w,
+                             int l) {
+    size_t size = w->size;
     long wgs = env_long("SN_VK_RNN_PERSIST_WGS", 128, 1);
     /* polls of the barrier counter before a wait gives up: each is an L2 round trip on a GPU
      * (about 0.5-1 us: 2^20 of them is about a second, against a step of microseconds) and a
@@ -685,7 +683,7 @@ static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int 
     if (n > sn_vk_limits_of(vk)->max_wg_count[0]) n = sn_vk_limits_of(vk)->max_wg_count[0];
     unsigned char *host = malloc((size_t)d->T * size);
     if (!host) return sn_error(SN_ERR_NOMEM, "Vulkan %s '%s': out of host memory", sn_op_name(node->op), node->name);
-    for (int64_t i = 0; i < d->T; i++) fill(d, layer, bwd ? d->T - 1 - i : i, host + (size_t)i * size);
+    for (int64_t i = 0; i < d->T; i++) w->fill(w->ctx, l, w->bwd ? d->T - 1 - i : i, host + (size_t)i * size);
     uint64_t args = sn_vk_temp(vk, (size_t)d->T * size, host);
     free(host);
     uint64_t sync = args ? sn_vk_temp(vk, 2 * sizeof(uint32_t), NULL) : 0;
@@ -705,16 +703,6 @@ static sn_status persist_run(sn_vk *vk, sn_tensor *node, const rnn_dims *d, int 
     SN_VK_TRY(sn_vk_fill(vk, sync, 0, 2, 0.0f)); /* arrivals, abort: 0 on every replay */
     persist_push p = {args, sync, fail, (int32_t)d->T, (uint32_t)spin};
     return sn_vk_dispatch(vk, sh, &p, sizeof p, n, 1, 1);
-}
-
-static void persist_fill_fwd(const rnn_dims *d, const void *layer, int64_t t, void *block) {
-    step_push p;
-    memcpy(block, &p, fill_step(d, layer, t, &p));
-}
-
-static void persist_fill_bwd(const rnn_dims *d, const void *layer, int64_t t, void *block) {
-    bwd_push p;
-    memcpy(block, &p, fill_bwd(d, layer, t, &p));
 }
 
 typedef struct {
