@@ -2,7 +2,8 @@
  * float64 references (odd shapes, every transpose, alpha/beta; the AVX512-BF16 path,
  * the AMX-BF16 one where the CPU has it, and the AMX loop on emulated tiles), the packed bf16
  * recurrent kernel, CRN training steps in bf16 against f32, and the clear refusal on
- * a CPU without AVX512-BF16 (simulated with SN_CPU_NO_BF16=1).
+ * a CPU without AVX512-BF16 (simulated with SN_CPU_NO_BF16=1), and the ping-pong walk of
+ * the recurrent kernels bit-identical to the forward one.
  * Inputs are fresh each run (the seed is printed; SN_TEST_SEED=N repeats one). */
 #include "sn_test.h"
 #include "backends/cpu/cpu.h"
@@ -219,14 +220,67 @@ static void test_recurrent_kernel(void **st) {
     sn_backend_free(be);
 }
 
+/* the ping-pong traversal (sn_rnn_pingpong): the packed kernels with their 64-column
+ * blocks last first give exactly the bits of the forward walk (only the visiting order
+ * of independent output columns changes), f32 and bf16, ranges that start past 0 and
+ * end in a partial block and a partial panel, batches of 4 and over */
+static void test_pingpong_kernels(void **st) {
+    if (sn_rnn_skinny_level() != 2) skip(); /* no AVX-512: the packed kernels never run */
+#ifdef SN_SKINNY_X86
+    sn_backend *be = sn_cpu_backend_new(2);
+    sn_cpu *c = be->ctx;
+    const int64_t N = 229, K = 37, KP = (K + 1) / 2, ranges[][2] = {{0, 229}, {16, 229}, {64, 200}, {32, 96}, {48, 64}};
+    for (int64_t B = 1; B <= 9; B += 4)
+        for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++)
+            for (int acc = 0; acc < 2; acc++) {
+                int64_t n0 = ranges[r][0], n1 = ranges[r][1];
+                float *A = sn_test_rand_new(B * K, &g_seed, -1, 1), *W = sn_test_rand_new(N * K, &g_seed, -1, 1);
+                float *C0 = sn_test_rand_new(B * N, &g_seed, -1, 1), *Cf = malloc((size_t)(B * N) * sizeof *Cf);
+                float *Cr = malloc((size_t)(B * N) * sizeof *Cr), *P = NULL;
+                uint32_t *P16 = NULL, *a16 = malloc((size_t)(B * KP) * sizeof *a16);
+                assert_int_equal(posix_memalign((void **)&P, 64, (size_t)sn_rnn_packed_floats(N, K) * 4), 0);
+                assert_int_equal(posix_memalign((void **)&P16, 64, (size_t)sn_rnn_packed16_words(N, K) * 4), 0);
+                sn_rnn_pack_panels(c, P, W, N, K, K, 1);
+                memcpy(Cf, C0, (size_t)(B * N) * sizeof *Cf);
+                memcpy(Cr, C0, (size_t)(B * N) * sizeof *Cr);
+                sn_rnn_skinny_packed_dir(A, K, B, P, K, Cf, N, n0, n1, acc, false);
+                sn_rnn_skinny_packed_dir(A, K, B, P, K, Cr, N, n0, n1, acc, true);
+                assert_memory_equal(Cf, Cr, (size_t)(B * N) * sizeof *Cf);
+                if (fast_bf16()) {
+                    sn_rnn_pack_panels_bf16(c, P16, W, N, K, K, 1);
+                    for (int64_t b = 0; b < B; b++) sn_bf16_pairs(a16 + b * KP, A + b * K, K);
+                    memcpy(Cf, C0, (size_t)(B * N) * sizeof *Cf);
+                    memcpy(Cr, C0, (size_t)(B * N) * sizeof *Cr);
+                    sn_rnn_skinny_packed_bf16_dir(a16, KP, B, P16, KP, Cf, N, n0, n1, acc, false);
+                    sn_rnn_skinny_packed_bf16_dir(a16, KP, B, P16, KP, Cr, N, n0, n1, acc, true);
+                    assert_memory_equal(Cf, Cr, (size_t)(B * N) * sizeof *Cf);
+                }
+                /* and the columns outside [n0, n1) untouched */
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t n = 0; n < N; n++)
+                        if (n < n0 || n >= n1) assert_true(memcmp(&Cr[b * N + n], &C0[b * N + n], sizeof *Cr) == 0);
+                free(A);
+                free(W);
+                free(C0);
+                free(Cf);
+                free(Cr);
+                free(P);
+                free(P16);
+                free(a16);
+            }
+    sn_backend_free(be);
+#endif
+}
+
 /* ---- training: the CRN in bf16 follows the f32 loss curve */
+static int g_crn_hidden = 64;
 static void run_crn(sn_rnn_kind kind, bool bf16, int B, float *losses, int steps) {
     sn_backend *b = sn_cpu_backend_new(2);
     if (bf16) SN_ASSERT_OK(sn_backend_set_precision(b, &(sn_precision){.bf16 = true}));
     sn_crn_config cfg;
     sn_crn_config_default(&cfg);
     cfg.rnn = kind;
-    cfg.hidden = 64;
+    cfg.hidden = g_crn_hidden;
     int ch[5] = {8, 16, 16, 32, 32};
     memcpy(cfg.channels, ch, sizeof ch);
     sn_model *m;
@@ -284,6 +338,27 @@ static void test_train_gru_attention(void **st) {
     check_curve(SN_RNN_ATTENTION, 3);
 }
 
+/* whole training steps with the ping-pong on and off: the same losses to the bit, f32
+ * and bf16 (hidden 256: each of the 2 threads owns 128 units, two 64-column blocks,
+ * so the odd steps really run backward) */
+static void test_pingpong_train(void **st) {
+    enum { STEPS = 3 };
+    g_crn_hidden = 256;
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        if (bf16 && !fast_bf16()) break;
+        float on[STEPS], off[STEPS];
+        sn_rnn_pingpong_set(1);
+        run_crn(SN_RNN_LSTM, bf16, 3, on, STEPS);
+        sn_rnn_pingpong_set(0);
+        run_crn(SN_RNN_LSTM, bf16, 3, off, STEPS);
+        sn_rnn_pingpong_set(-1);
+        printf("ping-pong %s: losses %.9g %.9g %.9g (on) vs %.9g %.9g %.9g (off)\n", bf16 ? "bf16" : "f32", on[0],
+               on[1], on[2], off[0], off[1], off[2]);
+        assert_memory_equal(on, off, sizeof on);
+    }
+    g_crn_hidden = 64;
+}
+
 /* a CPU without AVX512-BF16: set_precision refuses, naming the feature and the fix */
 static void test_missing_feature(void **st) {
     setenv("SN_CPU_NO_BF16", "1", 1);
@@ -317,7 +392,8 @@ int main(void) {
         cmocka_unit_test(test_gemm_amx),          cmocka_unit_test(test_gemm_amx_emulated),
         cmocka_unit_test(test_gemm_portable),     cmocka_unit_test(test_recurrent_kernel),
         cmocka_unit_test(test_train_lstm),        cmocka_unit_test(test_train_gru_attention),
-        cmocka_unit_test(test_missing_feature),
+        cmocka_unit_test(test_missing_feature),   cmocka_unit_test(test_pingpong_kernels),
+        cmocka_unit_test(test_pingpong_train),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

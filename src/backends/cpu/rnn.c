@@ -25,7 +25,7 @@
 static double g_prof[SN_RNN_P_N];
 static int g_prof_on = -1;
 static const char *g_prof_name[SN_RNN_P_N] = {"fwd input GEMM", "fwd recurrent loop", "bwd recurrent loop",
-                                              "bwd weight GEMMs", "bwd dx GEMM"};
+                                              "bwd weight GEMMs", "bwd dx GEMM", "bwd w_hh^T pack"};
 static void prof_dump(void) {
     for (int i = 0; i < SN_RNN_P_N; i++) fprintf(stderr, "  lstm %-20s %9.1f ms\n", g_prof_name[i], g_prof[i]);
 }

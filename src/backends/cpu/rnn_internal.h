@@ -14,7 +14,7 @@
 #endif
 
 /* ---- per-phase profiler (rnn.c; SN_RNN_PROF=1) */
-enum { SN_RNN_P_INPROJ, SN_RNN_P_FWD_LOOP, SN_RNN_P_BWD_LOOP, SN_RNN_P_BWD_WGRAD, SN_RNN_P_BWD_DX, SN_RNN_P_N };
+enum { SN_RNN_P_INPROJ, SN_RNN_P_FWD_LOOP, SN_RNN_P_BWD_LOOP, SN_RNN_P_BWD_WGRAD, SN_RNN_P_BWD_DX, SN_RNN_P_BWD_PACK, SN_RNN_P_N };
 /* ms on a monotonic clock while profiling is on, else 0 */
 double sn_rnn_prof_now(void);
 /* adds the time since *t0 to phase slot and restarts *t0 (nothing when off) */
@@ -92,6 +92,20 @@ sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint3
  * P (and each per-gate block of it) best 64-byte aligned: one cache line per k-pair. */
 void sn_rnn_step_gemm_p16(sn_cpu *c, int64_t B, int64_t N, int64_t K, const float *A, int64_t lda,
                           const uint32_t *P, float *C, int64_t ldc, bool acc, uint32_t *a16);
+
+/* ---- ping-pong traversal (rnn_pack.c): the recurrent loops walk a thread's packed
+ * panels forward on even steps and backward on odd ones (the last ones read are
+ * still in L2); bit-identical either way. On unless SN_CPU_RNN_PINGPONG=0 (read once);
+ * sn_rnn_pingpong_set(0/1) overrides it, -1 rereads the variable (tests). */
+bool sn_rnn_pingpong(void);
+void sn_rnn_pingpong_set(int on);
+#ifdef SN_SKINNY_X86
+/* sn_rnn_skinny_packed(_bf16) over [n0, n1), its 64-column blocks last first when rev */
+void sn_rnn_skinny_packed_dir(const float *A, int64_t lda, int64_t B, const float *P, int64_t K, float *C,
+                              int64_t ldc, int64_t n0, int64_t n1, bool acc, bool rev);
+void sn_rnn_skinny_packed_bf16_dir(const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP,
+                                   float *C, int64_t ldc, int64_t n0, int64_t n1, bool acc, bool rev);
+#endif
 
 /* ---- the passes (rnn_lstm.c, rnn_gru.c) */
 sn_status sn_rnn_lstm_forward(sn_cpu *c, sn_tensor *node);

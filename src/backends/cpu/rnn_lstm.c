@@ -28,6 +28,7 @@ typedef struct {
     const float *wp;    /* w_hh packed per gate (4 blocks of sn_rnn_packed_floats(H, H)), or NULL */
     const uint32_t *wp16; /* bf16 mode: w_hh packed per gate (4 blocks of sn_rnn_packed16_words(H, H)) */
     uint32_t *a16;      /* bf16 mode: this task's k-pairs of h_{t-1} [B, ceil(H/2)] */
+    bool rev;           /* walk the packed panels last first (sn_rnn_pingpong) */
 } lstm_fwd_job;
 
 static void lstm_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -79,12 +80,18 @@ static void lstm_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     if (q->hp && q->wp16) { /* bf16: h_{t-1} rounded to k-pairs by each thread (B*H values, cheap) */
         int64_t blk = sn_rnn_packed16_words(H, H), KP = (H + 1) / 2;
         for (int64_t b = 0; b < q->B; b++) sn_bf16_pairs(q->a16 + b * KP, q->hp + b * q->ps, H);
-        for (int k = 0; k < 4; k++)
-            sn_rnn_skinny_packed_bf16(q->a16, KP, q->B, q->wp16 + k * blk, KP, q->g + k * H, q->gs, j0, j1, true);
+        for (int kk = 0; kk < 4; kk++) { /* rev: the gate blocks last first too */
+            int k = q->rev ? 3 - kk : kk;
+            sn_rnn_skinny_packed_bf16_dir(q->a16, KP, q->B, q->wp16 + k * blk, KP, q->g + k * H, q->gs, j0, j1, true,
+                                          q->rev);
+        }
     } else if (q->hp && q->wp) {
         int64_t blk = sn_rnn_packed_floats(H, H);
-        for (int k = 0; k < 4; k++)
-            sn_rnn_skinny_packed(q->hp, q->ps, q->B, q->wp + k * blk, H, q->g + k * H, q->gs, j0, j1, true);
+        for (int kk = 0; kk < 4; kk++) {
+            int k = q->rev ? 3 - kk : kk;
+            sn_rnn_skinny_packed_dir(q->hp, q->ps, q->B, q->wp + k * blk, H, q->g + k * H, q->gs, j0, j1, true,
+                                     q->rev);
+        }
     } else
 #endif
     if (q->hp)
@@ -125,16 +132,18 @@ typedef struct {
     const float *wp;
     const uint32_t *wp16;
     uint32_t *a16;      /* per thread B*ceil(H/2) u32 */
+    bool pp;            /* sn_rnn_pingpong(), read before the threads start */
 } lstm_fwd_region;
 
 static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     const lstm_fwd_region *r = arg;
     int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
-    unit_range(H, tid, nth, &j0, &j1);
+    unit_range(H, tid, nth, &j0, &j1); /* the same units every step: the ping-pong's L2 reuse needs it */
+    bool pp = r->pp;
     for (int64_t t = 0; t < T; t++) {
         lstm_fwd_job q = {r->gates + t * G, r->cs + t * H, r->hs + t * H, t > 0 ? r->cs + (t - 1) * H : r->c0,
                           H, T * G, T * H, t > 0 ? r->hs + (t - 1) * H : r->h0, r->w_hh, r->B, t > 0 ? T * H : H,
-                          r->wp, r->wp16, r->a16 ? r->a16 + tid * r->B * ((H + 1) / 2) : NULL};
+                          r->wp, r->wp16, r->a16 ? r->a16 + tid * r->B * ((H + 1) / 2) : NULL, pp && (t & 1)};
         if (j0 < j1) lstm_step_fused(&q, j0, j1, tid);
         if (t + 1 < T) {
             for (int k = 0; k < 4; k++) prefetch_rows(r->gates + (t + 1) * G + k * H, r->B, T * G, j0, j1);
@@ -162,7 +171,7 @@ static sn_status lstm_fwd_bf16(sn_cpu *c, float *gates, float *cs, float *hs, co
     }
     for (int k = 0; k < 4; k++) sn_rnn_pack_panels_bf16(c, wp16 + k * blk, w_hh + k * H * H, H, H, H, 1);
     if (sn_rnn_use_skinny(B) && use_region()) {
-        lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B, NULL, wp16, a16};
+        lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B, NULL, wp16, a16, sn_rnn_pingpong()};
         sn_pool_region(c->pool, lstm_fwd_thread, &r);
     } else
         for (int64_t t = 0; t < T; t++) {
@@ -209,7 +218,7 @@ sn_status sn_rnn_lstm_forward(sn_cpu *c, sn_tensor *node) {
             /* one parallel region for all timesteps: each thread owns a fixed range of
              * hidden units (its 4 gate slices of w_hh stay in its L2), barrier per step */
             if (use_region()) {
-                lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B, NULL};
+                lstm_fwd_region r = {gates, cs, hs, c0, h0, w_hh, H, T, B, NULL, NULL, NULL, sn_rnn_pingpong()};
                 bool huge = false;
                 if (sn_rnn_use_packed(B)) {
                     int64_t blk = sn_rnn_packed_floats(H, H);
@@ -256,6 +265,7 @@ typedef struct {
     const float *wp;    /* w_hh as [H, G] panels (instead of wt), or NULL */
     const uint32_t *wp16; /* bf16 mode: w_hh as [H, G] bf16 panels */
     uint32_t *a16;      /* bf16 mode: this task's k-pairs of dG_{t+1} [B, 2H] */
+    bool rev;           /* walk the packed panels last first (sn_rnn_pingpong) */
 } lstm_bwd_job;
 
 static void lstm_cell_bwd(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -314,8 +324,9 @@ static void lstm_bwd_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
 #ifdef SN_SKINNY_X86
     if (q->dgn && q->wp16) {
         for (int64_t b = 0; b < q->B; b++) sn_bf16_pairs(q->a16 + b * 2 * H, q->dgn + b * q->gs, 4 * H);
-        sn_rnn_skinny_packed_bf16(q->a16, 2 * H, q->B, q->wp16, 2 * H, q->dhw, H, j0, j1, false);
-    } else if (q->dgn && q->wp) sn_rnn_skinny_packed(q->dgn, q->gs, q->B, q->wp, 4 * H, q->dhw, H, j0, j1, false);
+        sn_rnn_skinny_packed_bf16_dir(q->a16, 2 * H, q->B, q->wp16, 2 * H, q->dhw, H, j0, j1, false, q->rev);
+    } else if (q->dgn && q->wp)
+        sn_rnn_skinny_packed_dir(q->dgn, q->gs, q->B, q->wp, 4 * H, q->dhw, H, j0, j1, false, q->rev);
     else
 #endif
     if (q->dgn) sn_rnn_skinny_nt(q->dgn, q->gs, q->B, q->wt, 4 * H, q->dhw, H, j0, j1, false);
@@ -337,6 +348,7 @@ typedef struct {
     const float *wp;
     const uint32_t *wp16;
     uint32_t *a16;      /* per thread B*2H u32 */
+    bool pp;            /* sn_rnn_pingpong(), read before the threads start */
 } lstm_bwd_region;
 
 /* all backward timesteps of one layer on thread tid: its hidden units' columns of
@@ -346,11 +358,12 @@ static void lstm_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     const lstm_bwd_region *r = arg;
     int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
     unit_range(H, tid, nth, &j0, &j1);
+    bool pp = r->pp;
     for (int64_t t = T - 1; t >= 0; t--) {
         lstm_bwd_job q = {r->dgs + t * G, r->gates + t * G, r->cs + t * H, t > 0 ? r->cs + (t - 1) * H : NULL,
                           r->dho + t * H, t < T - 1 ? r->dhr : NULL, r->dc, H, T * G, T * H,
                           t < T - 1 ? r->dgs + (t + 1) * G : NULL, r->wt, r->dhr, r->B, r->wp, r->wp16,
-                          r->a16 ? r->a16 + tid * r->B * 2 * H : NULL};
+                          r->a16 ? r->a16 + tid * r->B * 2 * H : NULL, pp && (t & 1)};
         if (j0 < j1) lstm_bwd_step_fused(&q, j0, j1, tid);
         if (t > 0) {
             for (int k = 0; k < 4; k++) {
@@ -403,13 +416,14 @@ sn_status sn_rnn_lstm_backward(sn_cpu *c, sn_tensor *node) {
         const float *cs = ex + sn_lstm_extra_offset(B, T, H, l, 1);
         const float *hs = sn_rnn_h(fwd, l);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
+        double t0 = sn_rnn_prof_now();
         memset(dc, 0, (size_t)(B * H) * sizeof *dc);
         if (bf) sn_rnn_pack_panels_bf16(c, wt16, w_hh, H, G, 1, H);  /* op[n=j, k=g] = w_hh[g, j] */
         else if (packed) sn_rnn_pack_panels(c, wt, w_hh, H, G, 1, H); /* dG_t w_hh: op[n=j, k=g] = w_hh[g, j] */
         else if (skinny) sn_rnn_transpose(c, wt, w_hh, G, H); /* dG_t w_hh = dG_t (w_hh^T)^T: rows of w_hh^T stream */
-        double t0 = sn_rnn_prof_now();
+        sn_rnn_prof_lap(SN_RNN_P_BWD_PACK, &t0);
         if (skinny && use_region()) {
-            lstm_bwd_region r = {dgs, gates, cs, dho, dhr, dc, wt, H, T, B, packed ? wt : NULL, wt16, a16};
+            lstm_bwd_region r = {dgs, gates, cs, dho, dhr, dc, wt, H, T, B, packed ? wt : NULL, wt16, a16, sn_rnn_pingpong()};
             sn_pool_region(c->pool, lstm_bwd_thread, &r);
         } else if (bf) {
             for (int64_t t = T - 1; t >= 0; t--) {

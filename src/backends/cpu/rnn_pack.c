@@ -170,6 +170,55 @@ __attribute__((target("avx512f"))) void sn_rnn_skinny_packed(const float *A, int
 }
 #endif
 
+/* ------------------------------------------------ ping-pong traversal
+ * A thread's share of the packed w_hh (4 MB per step at H=1024, 2 threads, bf16)
+ * overflows its L2 (1-2 MB): walked in the same order every step, LRU evicts each
+ * panel before it comes round again, so every step streams all of it from L3. Walked
+ * forward on even steps and backward on odd ones, the panels a thread read last at
+ * step t are the first it reads at t+1, still in its L2. Only the order in which
+ * independent blocks of output columns are visited changes: each column's products
+ * and their accumulation order are the same, so the results are bit-identical.
+ * SN_CPU_RNN_PINGPONG=0 turns it off (read once). */
+static int g_pingpong = -1;
+
+bool sn_rnn_pingpong(void) {
+    if (g_pingpong < 0) {
+        const char *e = getenv("SN_CPU_RNN_PINGPONG");
+        g_pingpong = !(e && *e == '0');
+    }
+    return g_pingpong;
+}
+
+void sn_rnn_pingpong_set(int on) { g_pingpong = on < 0 ? -1 : on != 0; }
+
+#ifdef SN_SKINNY_X86
+/* the blocks of 4 panels (64 columns) of [n0, n1), last first: the kernel's own
+ * blocking, so each block runs exactly as inside the forward call */
+#define REV_BLOCKS(n0, n1, call)                                                \
+    for (int64_t s_ = (n0) + ((n1) - (n0) - 1) / (4 * PANEL) * (4 * PANEL); s_ >= (n0); s_ -= 4 * PANEL) { \
+        int64_t e_ = s_ + 4 * PANEL < (n1) ? s_ + 4 * PANEL : (n1);             \
+        call;                                                                   \
+    }
+
+void sn_rnn_skinny_packed_dir(const float *A, int64_t lda, int64_t B, const float *P, int64_t K, float *C,
+                              int64_t ldc, int64_t n0, int64_t n1, bool acc, bool rev) {
+    if (!rev || n1 <= n0) {
+        sn_rnn_skinny_packed(A, lda, B, P, K, C, ldc, n0, n1, acc);
+        return;
+    }
+    REV_BLOCKS(n0, n1, sn_rnn_skinny_packed(A, lda, B, P, K, C, ldc, s_, e_, acc))
+}
+
+void sn_rnn_skinny_packed_bf16_dir(const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP,
+                                   float *C, int64_t ldc, int64_t n0, int64_t n1, bool acc, bool rev) {
+    if (!rev || n1 <= n0) {
+        sn_rnn_skinny_packed_bf16(A, lda, B, P, KP, C, ldc, n0, n1, acc);
+        return;
+    }
+    REV_BLOCKS(n0, n1, sn_rnn_skinny_packed_bf16(A, lda, B, P, KP, C, ldc, s_, e_, acc))
+}
+#endif
+
 /* the packed path: AVX-512 and not turned off (SN_SKINNY_PACKED=0) */
 bool sn_rnn_use_packed(int64_t B) {
     static int on = -1;
