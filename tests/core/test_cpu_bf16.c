@@ -194,6 +194,25 @@ static void test_recurrent_kernel(void **st) {
                 uint32_t *P = NULL, *a16 = malloc((size_t)(B * ((K + 1) / 2)) * sizeof *a16);
                 assert_int_equal(posix_memalign((void **)&P, 64, (size_t)sn_rnn_packed16_words(N, K) * 4), 0);
                 sn_rnn_pack_panels_bf16(c, P, W, N, K, K, 1);
+                { /* the k-major source (the backward's w_hh^T) packs to the same bits, and so does
+                   * the generic loop (the fast paths' conversion is the same rounding; no
+                   * subnormals among these inputs, which vcvtne2ps2bf16 flushes) */
+                    float *Wt = malloc((size_t)(N * K) * sizeof *Wt);
+                    uint32_t *Pt = NULL;
+                    assert_int_equal(posix_memalign((void **)&Pt, 64, (size_t)sn_rnn_packed16_words(N, K) * 4), 0);
+                    for (int64_t n = 0; n < N; n++)
+                        for (int64_t k = 0; k < K; k++) Wt[k * N + n] = W[n * K + k];
+                    sn_rnn_pack_panels_bf16(c, Pt, Wt, N, K, 1, N);
+                    assert_memory_equal(P, Pt, (size_t)sn_rnn_packed16_words(N, K) * 4);
+                    setenv("SN_CPU_NO_BF16", "1", 1); /* and the portable packing (the generic loop), both layouts */
+                    sn_rnn_pack_panels_bf16(c, Pt, W, N, K, K, 1);
+                    assert_memory_equal(P, Pt, (size_t)sn_rnn_packed16_words(N, K) * 4);
+                    sn_rnn_pack_panels_bf16(c, Pt, Wt, N, K, 1, N);
+                    unsetenv("SN_CPU_NO_BF16");
+                    assert_memory_equal(P, Pt, (size_t)sn_rnn_packed16_words(N, K) * 4);
+                    free(Wt);
+                    free(Pt);
+                }
                 bool acc = ik & 1;
                 sn_rnn_step_gemm_p16(c, B, N, K, A, lda, P, C, N, acc, a16);
                 for (int64_t b = 0; b < B; b++)
