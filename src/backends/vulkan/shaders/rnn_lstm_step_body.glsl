@@ -32,23 +32,27 @@ void main() {
         const uint wrow = ((row / JB) * H + jr) * H;
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0);
+            // gate math: thread (k, u) for batch row b0 + k, unit j0 + u; its inputs are
+            // loaded before the product so their latency hides behind it
+            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
+            const bool mine = k < bc && j < H;
+            const uint g0 = (b * T + t) * 4u * H, rr = k * R + tid % JB;
+            float pre[4], cprev = 0.0; // the pre-activations without the recurrent sums, c_{t-1}
+            if (mine) {
+                [[unroll]] for (uint q = 0u; q < 4u; q++)
+                    pre[q] = pc.gates.v[g0 + q * H + j] + pc.b_ih.v[q * H + j] + pc.b_hh.v[q * H + j];
+                cprev = pc.has_prev != 0 ? pc.cp.v[b * ps + j] : 0.0;
+            }
             float acc[BC];
-            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc[q] = 0.0;
             if (live) { // the recurrent product, vec4 loads where the host allows
                 if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc)
                 else SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
             }
             sn_rnn_reduce(acc, row, slice, bc, again);
             again = true;
-            // gate math: thread (k, u) for batch row b0 + k, unit j0 + u
-            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
-            if (k < bc && j < H) {
-                const uint g0 = (b * T + t) * 4u * H, rr = k * R + tid % JB;
-                float pre[4];
-                [[unroll]] for (uint q = 0u; q < 4u; q++)
-                    pre[q] = pc.gates.v[g0 + q * H + j] + pc.b_ih.v[q * H + j] + pc.b_hh.v[q * H + j] +
-                             sn_rnn_sum(rr + q * JB);
-                float cprev = pc.has_prev != 0 ? pc.cp.v[b * ps + j] : 0.0;
+            if (mine) {
+                [[unroll]] for (uint q = 0u; q < 4u; q++) pre[q] += sn_rnn_sum(rr + q * JB);
                 float i = sn_sigmoid(pre[0]), f = sn_sigmoid(pre[1]), g = sn_tanh(pre[2]), o = sn_sigmoid(pre[3]);
                 float c = f * cprev + i * g;
                 pc.gates.v[g0 + j] = i;
