@@ -2,7 +2,7 @@
 # Every variant of the Vulkan RNN step kernels (SN_VK_RNN_VARIANT, src/backends/vulkan/rnn.c)
 # through bench_lstm, LSTM and GRU at the prototype shape (B=4, T=400, I=H=1024, 2 layers),
 # forward + backward: one line per variant and cell, with microseconds per timestep and
-# layer (the per-step kernels dominate: compare with the default, j4s16), then the fastest.
+# layer (the per-step kernels dominate: compare with the GPU default, j4s32r), then the fastest.
 #   bench/run_vk_rnn_sweep.sh [BUILD_DIR] [RUNS]
 #   VK_DEV=vulkan:1 SHAPE="4 400 1024 1024 2" bench/run_vk_rnn_sweep.sh build-h100 5
 #   WAVE=1 bench/run_vk_rnn_sweep.sh build   (the forward's layer wavefront, SN_VK_RNN_WAVE=1:
@@ -20,7 +20,7 @@ runs=${2:-5}
 vk=${VK_DEV:-vulkan}
 read -r B T I H L <<<"${SHAPE:-4 400 1024 1024 2}"
 wave=${WAVE:-0}
-variants="j4s16 j4s16u j4s16sg j2s16 j2s16sg j2s32 j2s32sg j1s64 j1s64sg" # rnn.c's table
+variants="j4s16 j4s16u j4s16sg j2s16 j2s16sg j2s32 j2s32sg j1s64 j1s64sg j4s32r" # rnn.c's table
 [ "$wave" = 1 ] && variants="j4s16 j2s32" # the ones with a wave form (rnn.c's table)
 persist=${PERSIST:-0}
 wgs_list="-"

@@ -103,7 +103,7 @@ static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H
 static void test_rnn_variants(void **st) {
     (void)st;
     static const char *const names[] = {"j4s16u", "j4s16sg", "j2s16", "j2s16sg",
-                                        "j2s32", "j2s32sg", "j1s64", "j1s64sg"};
+                                        "j2s32", "j2s32sg", "j1s64", "j1s64sg", "j4s32r"};
     for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
         setenv("SN_VK_RNN_VARIANT", names[v], 1);
         printf("RNN variant %s\n", names[v]);

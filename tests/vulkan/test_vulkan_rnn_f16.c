@@ -1,7 +1,8 @@
 /* The Vulkan LSTM/GRU step kernels with f16 recurrent weights (src/backends/vulkan/rnn.c
  * rnn_w16_forms: train.mixed_precision f16 reads W_hh, and W_hh^T backward, as f16 with f32
  * accumulation), forward and backward, in the plain and the layer-wavefront forms of the
- * j2s32 variant (the GPUs' default; set here unless the environment names others):
+ * j2s32 variant (set here unless the environment names another: ctest runs it with j4s32r,
+ * the GPUs' default, which has no wavefront form and runs its plain one there too):
  *  - f32 mode with SN_VK_RNN_F16W=1 (f16 weights, every GEMM f32) against the CPU given
  *    W_hh rounded to f16 (nearest-even, as packHalf2x16 does on lavapipe and NVIDIA): equal
  *    to f32 rounding, so the kernels compute exactly the f16-weight recurrence; against the
@@ -176,14 +177,18 @@ static float **run_vk_forms(rnn_case *k, bool lstm, bool w16) {
     const char *pe = getenv("SN_VK_RNN_PERSIST");
     bool persist = pe && !strcmp(pe, "1");
     bool wave = getenv("SN_VK_RNN_WAVE") && k->L > 1 && !persist;
+    const char *variant = getenv("SN_VK_RNN_VARIANT");
+    bool r2 = !strcmp(variant, "j4s32r");
     int sh[3] = {SN_VK_SH_RNN_W16,
-                 persist ? (lstm ? SN_VK_SH_RNN_LSTM_STEP_PERSIST_J2S32H : SN_VK_SH_RNN_GRU_STEP_PERSIST_J2S32H)
+                 r2 ? (lstm ? SN_VK_SH_RNN_LSTM_STEP_V_J4S32RH : SN_VK_SH_RNN_GRU_STEP_V_J4S32RH)
+                 : persist ? (lstm ? SN_VK_SH_RNN_LSTM_STEP_PERSIST_J2S32H : SN_VK_SH_RNN_GRU_STEP_PERSIST_J2S32H)
                  : wave  ? (lstm ? SN_VK_SH_RNN_LSTM_STEP_WAVE_J2S32H : SN_VK_SH_RNN_GRU_STEP_WAVE_J2S32H)
                          : (lstm ? SN_VK_SH_RNN_LSTM_STEP_V_J2S32H : SN_VK_SH_RNN_GRU_STEP_V_J2S32H),
-                 persist ? (lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J2S32H : SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J2S32H)
+                 r2 ? (lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_V_J4S32RH : SN_VK_SH_RNN_GRU_STEP_BWD_V_J4S32RH)
+                 : persist ? (lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_PERSIST_J2S32H : SN_VK_SH_RNN_GRU_STEP_BWD_PERSIST_J2S32H)
                  : wave  ? (lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_WAVE_J2S32H : SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J2S32H)
                          : (lstm ? SN_VK_SH_RNN_LSTM_STEP_BWD_V_J2S32H : SN_VK_SH_RNN_GRU_STEP_BWD_V_J2S32H)};
-    bool count = sn_vk_has_timestamps(g_vk->ctx) && !strcmp(getenv("SN_VK_RNN_VARIANT"), "j2s32");
+    bool count = sn_vk_has_timestamps(g_vk->ctx) && (r2 || !strcmp(variant, "j2s32"));
     long before[3];
     for (int i = 0; i < 3; i++) before[i] = sn_vk_prof_dispatches(sh[i]);
     if (count) sn_backend_set_profile(g_vk, 3);

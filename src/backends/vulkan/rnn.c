@@ -28,9 +28,11 @@
 
 /* Variants of the workgroup step kernels (shaders/rnn_*_step*_v_<name>.comp): hidden
  * units per workgroup (JB: H/JB workgroups), the forward's slices (the backward has 4x),
- * 4 weight loads issued before their FMAs (all but the default), and "sg": the slice
- * reduction through subgroup shuffles. SN_VK_RNN_VARIANT=<name> picks one (read on
- * every call: tests, bench/run_vk_rnn_sweep.sh); the default is the first. Adding one:
+ * 4 weight loads issued before their FMAs (all but j4s16), "sg": the slice reduction
+ * through subgroup shuffles, and "r": two output rows per thread from one load of the
+ * other operand (h forward, dG backward: half its traffic through L1, which bounds these
+ * kernels on an H100 as much as W_hh's from L2). SN_VK_RNN_VARIANT=<name> picks one (read
+ * on every call: tests, bench/run_vk_rnn_sweep.sh); pick_variant has the defaults. Adding one:
  * its four shaders, a row here, and the lists in tests/vulkan/test_vulkan_ops.c and
  * bench/run_vk_rnn_sweep.sh. */
 typedef struct {
@@ -62,6 +64,9 @@ static const rnn_variant rnn_variants[] = {
       SN_VK_SH_RNN_GRU_STEP_BWD_WAVE_J2S32}},
          RNN_V("j2s32sg", J2S32SG, 2, 32, true),
     RNN_V("j1s64", J1S64, 1, 64, false),      RNN_V("j1s64sg", J1S64SG, 1, 64, true),
+    {"j4s32r", 4, false, {SN_VK_SH_RNN_LSTM_STEP_V_J4S32R, SN_VK_SH_RNN_LSTM_STEP_BWD_V_J4S32R,
+                          SN_VK_SH_RNN_GRU_STEP_V_J4S32R, SN_VK_SH_RNN_GRU_STEP_BWD_V_J4S32R},
+     {256, 256, 192, 256}, {-1, -1, -1, -1}},
 };
 #define RNN_NV ((int)(sizeof rnn_variants / sizeof rnn_variants[0]))
 
@@ -80,6 +85,10 @@ typedef struct {
 } rnn_w16_form;
 
 static const rnn_w16_form rnn_w16_forms[] = {
+    {"j4s32r",
+     {SN_VK_SH_RNN_LSTM_STEP_V_J4S32RH, SN_VK_SH_RNN_LSTM_STEP_BWD_V_J4S32RH, SN_VK_SH_RNN_GRU_STEP_V_J4S32RH,
+      SN_VK_SH_RNN_GRU_STEP_BWD_V_J4S32RH},
+     {-1, -1, -1, -1}},
     {"j2s32",
      {SN_VK_SH_RNN_LSTM_STEP_V_J2S32H, SN_VK_SH_RNN_LSTM_STEP_BWD_V_J2S32H, SN_VK_SH_RNN_GRU_STEP_V_J2S32H,
       SN_VK_SH_RNN_GRU_STEP_BWD_V_J2S32H},
@@ -110,21 +119,27 @@ static sn_status to_w16(sn_vk *vk, uint64_t src, int64_t R, int64_t C, bool tr, 
     return sn_vk_dispatch(vk, SN_VK_SH_RNN_W16, &p, sizeof p, sn_vk_groups((R * C + 1) / 2, 256), 1, 1);
 }
 
-/* *out: the variant to run, SN_VK_RNN_VARIANT's, else the device's default (the first
- * on every device class until GPU measurements say otherwise) */
+static bool use_wave(void);
+static bool use_persist(void);
+
+/* not inlined: GCC 12 folds the default names into each strcmp and warns (-Wstring-compare) */
+__attribute__((noinline)) static const rnn_variant *find_variant(const char *name) {
+    for (int i = 0; i < RNN_NV; i++)
+        if (!strcmp(name, rnn_variants[i].name)) return &rnn_variants[i];
+    return NULL;
+}
+
+/* *out: the variant to run, SN_VK_RNN_VARIANT's, else the device's default */
 static sn_status pick_variant(sn_vk *vk, const sn_tensor *node, const rnn_variant **out) {
     const char *e = getenv("SN_VK_RNN_VARIANT");
-    /* GPUs: j2s32, the fastest for LSTM and GRU in bench/run_vk_rnn_sweep.sh on an H200
-     * (NVIDIA 580.159.04, 2026-12-07: LSTM fwd+bwd 26.7 ms against j4s16's 27.8, GRU
-     * 21.8 against 27.0); CPU drivers (which take these only when forced) keep j4s16 */
-    const rnn_variant *v = &rnn_variants[0];
-    if (!sn_vk_limits_of(vk)->cpu_driver)
-        for (int i = 0; i < RNN_NV; i++)
-            if (!strcmp(rnn_variants[i].name, "j2s32")) v = &rnn_variants[i];
+    /* GPUs: j4s32r, the fastest on an H100 (NVIDIA 580.159.04, 2026-12-07: prototype step
+     * 24.50 ms against j2s32's 26.12-26.43, bench/RESULTS.md); with the opt-in wavefront or
+     * persistent kernels j2s32, which has those forms. CPU drivers (which take these only
+     * when forced) keep j4s16. */
+    const char *name = sn_vk_limits_of(vk)->cpu_driver ? "j4s16" : use_wave() || use_persist() ? "j2s32" : "j4s32r";
+    const rnn_variant *v = find_variant(name);
     if (e && *e) {
-        v = NULL;
-        for (int i = 0; i < RNN_NV; i++)
-            if (!strcmp(e, rnn_variants[i].name)) v = &rnn_variants[i];
+        v = find_variant(e);
         if (!v) {
             char names[256] = "";
             for (int i = 0; i < RNN_NV; i++)

@@ -970,11 +970,22 @@ static bool v_supports(sn_backend *b, const sn_tensor *t) {
 }
 
 /* ---- pipelines ---- */
+/* ms spent creating each shader's pipeline (the driver's compile, or a cache hit), over
+ * the process: the profile prints them, as the first step on a new machine pays them */
+static double g_pipe_ms[SN_VK_SH_COUNT];
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
 static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
     if (vk->pipe[sh]) {
         *out = vk->pipe[sh];
         return SN_OK;
     }
+    const double t0 = now_ms();
     const sn_vk_spirv *sp = &sn_vk_shaders[sh];
     const bool coop = sp->code_nv != NULL; /* a cooperative-matrix shader */
     if (coop && !vk->coop)
@@ -1006,6 +1017,8 @@ static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
         return sn_error_prefix(vk_fail(vk, r, "vkCreateComputePipelines"), "shader %s", sp->name);
     }
     vk->new_pipelines++;
+    g_pipe_ms[sh] += now_ms() - t0;
+    sn_log(SN_LOG_DEBUG, "Vulkan: pipeline %s created in %.1f ms", sp->name, g_pipe_ms[sh]);
     *out = vk->pipe[sh];
     return SN_OK;
 }
@@ -1251,7 +1264,10 @@ static int g_prof_level;
 long sn_vk_prof_dispatches(int sh) { return sh >= 0 && sh < SN_VK_SH_COUNT ? g_sh_n[sh] : 0; }
 bool sn_vk_has_timestamps(const sn_vk *vk) { return vk->phys->timestamps; }
 
+static void prof_print_pipelines(void);
+
 static void prof_print(void) {
+    prof_print_pipelines();
     double tot = 0;
     for (int i = 0; i < SN_OP_COUNT; i++) tot += g_prof_ms[i];
     fprintf(stderr, "sinter Vulkan op profile (total %.2f ms):\n", tot);
@@ -1268,6 +1284,25 @@ static void prof_print(void) {
             fprintf(stderr, "  %-28s %8ld dispatches %10.2f ms %5.1f%% %9.2f us each\n", sn_vk_shaders[i].name,
                     g_sh_n[i], g_sh_ms[i], 100.0 * g_sh_ms[i] / stot, 1e3 * g_sh_ms[i] / (double)g_sh_n[i]);
     if (g_prof_lost) fprintf(stderr, "  (%ld dispatches past the query pool, not timed)\n", g_prof_lost);
+}
+
+/* the pipelines created, the 8 slowest named */
+static void prof_print_pipelines(void) {
+    int idx[SN_VK_SH_COUNT], n = 0;
+    double tot = 0;
+    for (int i = 0; i < SN_VK_SH_COUNT; i++)
+        if (g_pipe_ms[i] > 0) idx[n++] = i, tot += g_pipe_ms[i];
+    if (!n) return;
+    fprintf(stderr, "sinter Vulkan pipelines: %d created in %.1f ms; slowest:", n, tot);
+    for (int k = 0; k < n && k < 8; k++) { /* selection: the k-th slowest to slot k */
+        int m = k;
+        for (int i = k + 1; i < n; i++)
+            if (g_pipe_ms[idx[i]] > g_pipe_ms[idx[m]]) m = i;
+        int t = idx[k];
+        idx[k] = idx[m], idx[m] = t;
+        fprintf(stderr, "%s %s %.1f", k ? "," : "", sn_vk_shaders[idx[k]].name, g_pipe_ms[idx[k]]);
+    }
+    fprintf(stderr, "\n");
 }
 
 static bool profiling(void) { return g_prof_level >= 1; }

@@ -30,25 +30,43 @@ void main() {
         const uint j0 = blk * JB, jr = j0 + row % JB;
         const bool live = pc.has_prev != 0 && jr < H;
         const uint wrow = ((row / JB) * H + jr) * H;
+#ifdef SN_RNN_R2 // the thread's second row
+        const uint row2 = row + R / 2u, jr2 = j0 + row2 % JB, wrow2 = ((row2 / JB) * H + jr2) * H;
+        const bool live2 = pc.has_prev != 0 && jr2 < H;
+#endif
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0);
+            // gate math: thread (k, u) for batch row b0 + k, unit j0 + u; its inputs are
+            // loaded before the product so their latency hides behind it
+            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
+            const bool mine = k < bc && j < H;
+            const uint g0 = (b * T + t) * 3u * H, rr = k * R + tid % JB;
+            float hprev, xr, xz, xn, hr, hz, hn; // h_{t-1}, the input parts with b_ih, b_hh
+            if (mine) {
+                hprev = pc.has_prev != 0 ? pc.hp.v[b * ps + j] : 0.0;
+                xr = pc.gates.v[g0 + j] + pc.b_ih.v[j];
+                xz = pc.gates.v[g0 + H + j] + pc.b_ih.v[H + j];
+                xn = pc.gates.v[g0 + 2u * H + j] + pc.b_ih.v[2u * H + j];
+                hr = pc.b_hh.v[j], hz = pc.b_hh.v[H + j], hn = pc.b_hh.v[2u * H + j];
+            }
             float acc[BC];
-            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc[q] = 0.0;
+#ifdef SN_RNN_R2
+            float acc2[BC];
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc2[q] = 0.0;
+            SN_RNN_PRODUCT_R2(acc, acc2, live, live2, pc.w_hh, wrow, wrow2, pc.hp, b0 * ps, ps, H, slice, bc)
+            sn_rnn_reduce2(acc, acc2, row, slice, bc);
+#else
             if (live) { // the recurrent product, vec4 loads where the host allows
                 if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc)
                 else SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
             }
             sn_rnn_reduce(acc, row, slice, bc, again);
+#endif
             again = true;
-            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
-            if (k < bc && j < H) {
-                const uint g0 = (b * T + t) * 3u * H, rr = k * R + tid % JB;
-                float hprev = pc.has_prev != 0 ? pc.hp.v[b * ps + j] : 0.0;
-                float xr = pc.gates.v[g0 + j] + pc.b_ih.v[j];
-                float xz = pc.gates.v[g0 + H + j] + pc.b_ih.v[H + j];
-                float xn = pc.gates.v[g0 + 2u * H + j] + pc.b_ih.v[2u * H + j];
-                float hr = pc.b_hh.v[j] + sn_rnn_sum(rr), hz = pc.b_hh.v[H + j] + sn_rnn_sum(rr + JB);
-                float hn = pc.b_hh.v[2u * H + j] + sn_rnn_sum(rr + 2u * JB);
+            if (mine) {
+                hr += sn_rnn_sum(rr), hz += sn_rnn_sum(rr + JB);
+                hn += sn_rnn_sum(rr + 2u * JB);
                 float r = sn_sigmoid(xr + hr), z = sn_sigmoid(xz + hz), n = sn_tanh(xn + r * hn);
                 pc.gates.v[g0 + j] = r;
                 pc.gates.v[g0 + H + j] = z;

@@ -28,27 +28,46 @@ void main() {
     for (uint blk = SN_RNN_WG; blk < nblk; blk += SN_RNN_NWG) {
         const uint j0 = blk * JB, jr = j0 + row;
         const bool live = !last && jr < H;
+#ifdef SN_RNN_R2 // the thread's second row: unit jr + JB/2
+        const uint jr2 = jr + R / 2u;
+        const bool live2 = !last && jr2 < H;
+#endif
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0), nrow = (b0 * T + t + 1u) * GH; // row b0 of step t+1
+            // cell backward: thread (k, u) for batch row b0 + k, unit j0 + u; its inputs are
+            // loaded before the product so their latency hides behind it
+            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
+            const bool mine = k < bc && j < H;
+            const uint g0 = (b * T + t) * GH, o1 = (b * T + t) * H + j, n = k * R + tid % JB;
+            // dL/dh_t from above, dL/dh_t through z of step t+1, the saved gates, h_{t-1}
+            float dh, dz, r, z, nn, hn, hp;
+            if (mine) {
+                dh = pc.dho.v[o1];
+                dz = last ? 0.0 : pc.dhz.v[b * H + j];
+                r = pc.gates.v[g0 + j], z = pc.gates.v[g0 + H + j], nn = pc.gates.v[g0 + 2u * H + j];
+                hn = pc.hns.v[o1], hp = t > 0u ? pc.hs.v[o1 - H] : 0.0;
+            }
             float acc[BC];
-            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc[q] = 0.0;
+#ifdef SN_RNN_R2
+            float acc2[BC];
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc2[q] = 0.0;
+            SN_RNN_PRODUCT_R2(acc, acc2, live, live2, pc.w_t, jr * GH, jr2 * GH, pc.dgh, nrow, T * GH, GH, slice, bc)
+            sn_rnn_reduce2(acc, acc2, row, slice, bc);
+#else
             if (live) { // the recurrent product, vec4 loads where the host allows
                 if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_t, jr * GH, pc.dgh, nrow, T * GH, GH, slice, bc)
                 else SN_RNN_DOT(acc, pc.w_t, jr * GH, pc.dgh, nrow, T * GH, GH, slice, bc);
             }
             sn_rnn_reduce(acc, row, slice, bc, again);
+#endif
             again = true;
-            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
-            if (k < bc && j < H) {
-                uint g0 = (b * T + t) * GH, o1 = (b * T + t) * H + j, n = k * R + tid % JB;
-                float dh = pc.dho.v[o1];
+            if (mine) {
                 if (!last) {
-                    float s = pc.dhz.v[b * H + j];
+                    float s = dz;
                     s += sn_rnn_sum(n);
                     dh += s;
                 }
-                float r = pc.gates.v[g0 + j], z = pc.gates.v[g0 + H + j], nn = pc.gates.v[g0 + 2u * H + j];
-                float hn = pc.hns.v[o1], hp = t > 0u ? pc.hs.v[o1 - H] : 0.0;
                 float dnp = dh * (1.0 - z) * (1.0 - nn * nn);
                 float dzp = dh * (hp - nn) * z * (1.0 - z);
                 float drp = dnp * hn * r * (1.0 - r);

@@ -30,25 +30,40 @@ void main() {
         const uint j0 = blk * JB, jr = j0 + row % JB; // this thread's row: gate row/JB of unit jr
         const bool live = pc.has_prev != 0 && jr < H;
         const uint wrow = ((row / JB) * H + jr) * H;
+#ifdef SN_RNN_R2 // the thread's second row (same unit, gate row/JB + 2)
+        const uint row2 = row + R / 2u, jr2 = j0 + row2 % JB, wrow2 = ((row2 / JB) * H + jr2) * H;
+        const bool live2 = pc.has_prev != 0 && jr2 < H;
+#endif
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0);
+            // gate math: thread (k, u) for batch row b0 + k, unit j0 + u; its inputs are
+            // loaded before the product so their latency hides behind it
+            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
+            const bool mine = k < bc && j < H;
+            const uint g0 = (b * T + t) * 4u * H, rr = k * R + tid % JB;
+            float pre[4], cprev = 0.0; // the pre-activations without the recurrent sums, c_{t-1}
+            if (mine) {
+                [[unroll]] for (uint q = 0u; q < 4u; q++)
+                    pre[q] = pc.gates.v[g0 + q * H + j] + pc.b_ih.v[q * H + j] + pc.b_hh.v[q * H + j];
+                cprev = pc.has_prev != 0 ? pc.cp.v[b * ps + j] : 0.0;
+            }
             float acc[BC];
-            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc[q] = 0.0;
+#ifdef SN_RNN_R2
+            float acc2[BC];
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc2[q] = 0.0;
+            SN_RNN_PRODUCT_R2(acc, acc2, live, live2, pc.w_hh, wrow, wrow2, pc.hp, b0 * ps, ps, H, slice, bc)
+            sn_rnn_reduce2(acc, acc2, row, slice, bc);
+#else
             if (live) { // the recurrent product, vec4 loads where the host allows
                 if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc)
                 else SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
             }
             sn_rnn_reduce(acc, row, slice, bc, again);
+#endif
             again = true;
-            // gate math: thread (k, u) for batch row b0 + k, unit j0 + u
-            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
-            if (k < bc && j < H) {
-                const uint g0 = (b * T + t) * 4u * H, rr = k * R + tid % JB;
-                float pre[4];
-                [[unroll]] for (uint q = 0u; q < 4u; q++)
-                    pre[q] = pc.gates.v[g0 + q * H + j] + pc.b_ih.v[q * H + j] + pc.b_hh.v[q * H + j] +
-                             sn_rnn_sum(rr + q * JB);
-                float cprev = pc.has_prev != 0 ? pc.cp.v[b * ps + j] : 0.0;
+            if (mine) {
+                [[unroll]] for (uint q = 0u; q < 4u; q++) pre[q] += sn_rnn_sum(rr + q * JB);
                 float i = sn_sigmoid(pre[0]), f = sn_sigmoid(pre[1]), g = sn_tanh(pre[2]), o = sn_sigmoid(pre[3]);
                 float c = f * cprev + i * g;
                 pc.gates.v[g0 + j] = i;

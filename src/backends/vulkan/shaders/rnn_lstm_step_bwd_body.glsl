@@ -29,30 +29,49 @@ void main() {
     for (uint blk = SN_RNN_WG; blk < nblk; blk += SN_RNN_NWG) {
         const uint j0 = blk * JB, jr = j0 + row;
         const bool live = !last && jr < H;
+#ifdef SN_RNN_R2 // the thread's second row: unit jr + JB/2
+        const uint jr2 = jr + R / 2u;
+        const bool live2 = !last && jr2 < H;
+#endif
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0), nrow = (b0 * T + t + 1u) * GH; // row b0 of step t+1
+            // cell backward: thread (k, u) for batch row b0 + k, unit j0 + u; its inputs are
+            // loaded before the product so their latency hides behind it
+            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
+            const bool mine = k < bc && j < H;
+            const uint g0 = (b * T + t) * GH, o1 = (b * T + t) * H + j, n = k * R + tid % JB;
+            // dL/dh_t from above, the saved gates of step t, tanh(c_t), c_{t-1}, dL/dc from step t+1
+            float dh, i, f, gg, o, tc, cp, dcn;
+            if (mine) {
+                dh = pc.dho.v[o1];
+                i = pc.gates.v[g0 + j], f = pc.gates.v[g0 + H + j], gg = pc.gates.v[g0 + 2u * H + j];
+                o = pc.gates.v[g0 + 3u * H + j];
+                tc = sn_tanh(pc.cs.v[o1]);
+                cp = t > 0u ? pc.cs.v[o1 - H] : 0.0;
+                dcn = last ? 0.0 : pc.dc.v[b * H + j];
+            }
             float acc[BC];
-            [[unroll]] for (uint k = 0u; k < BC; k++) acc[k] = 0.0;
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc[q] = 0.0;
+#ifdef SN_RNN_R2
+            float acc2[BC];
+            [[unroll]] for (uint q = 0u; q < BC; q++) acc2[q] = 0.0;
+            SN_RNN_PRODUCT_R2(acc, acc2, live, live2, pc.w_t, jr * GH, jr2 * GH, pc.gates, nrow, T * GH, GH, slice, bc)
+            sn_rnn_reduce2(acc, acc2, row, slice, bc);
+#else
             if (live) { // the recurrent product, vec4 loads where the host allows
                 if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_t, jr * GH, pc.gates, nrow, T * GH, GH, slice, bc)
                 else SN_RNN_DOT(acc, pc.w_t, jr * GH, pc.gates, nrow, T * GH, GH, slice, bc);
             }
             sn_rnn_reduce(acc, row, slice, bc, again);
+#endif
             again = true;
-            const uint k = tid / JB, j = j0 + tid % JB, b = b0 + k;
-            if (k < bc && j < H) {
-                uint g0 = (b * T + t) * GH, o1 = (b * T + t) * H + j, n = k * R + tid % JB;
-                float dh = pc.dho.v[o1];
+            if (mine) {
                 if (!last) {
                     float s = 0.0;
                     s += sn_rnn_sum(n);
                     dh += s;
                 }
-                float i = pc.gates.v[g0 + j], f = pc.gates.v[g0 + H + j], gg = pc.gates.v[g0 + 2u * H + j];
-                float o = pc.gates.v[g0 + 3u * H + j];
-                float tc = sn_tanh(pc.cs.v[o1]);
-                float cp = t > 0u ? pc.cs.v[o1 - H] : 0.0;
-                float dc = (last ? 0.0 : pc.dc.v[b * H + j]) + dh * o * (1.0 - tc * tc);
+                float dc = dcn + dh * o * (1.0 - tc * tc);
                 pc.gates.v[g0 + j] = dc * gg * i * (1.0 - i);
                 pc.gates.v[g0 + H + j] = dc * cp * f * (1.0 - f);
                 pc.gates.v[g0 + 2u * H + j] = dc * i * (1.0 - gg * gg);

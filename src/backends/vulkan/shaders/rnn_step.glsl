@@ -135,6 +135,70 @@ vec4 sn_rnn_quad(uvec2 u) { return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y)
         }                                                                                   \
     }
 
+#ifdef SN_RNN_R2
+// SN_RNN_R2: a thread sums two outputs, rows row and row + R/2 (local size R*S/2), from one
+// load of the x operand: half the x traffic through L1 (arow2: the second row's start)
+#define SN_RNN_DOT4_R2(acc, acc2, A_, arow, arow2, X_, xrow, xs, K, slice, bc)                \
+    {                                                                                       \
+        SnW4 a4_ = SnW4(A_);                                                                \
+        SnV4 x4_ = SnV4(X_);                                                                \
+        uint ar_ = (arow) >> 2, ar2_ = (arow2) >> 2, xr_ = (xrow) >> 2, xs_ = (xs) >> 2;    \
+        uint q_ = (slice);                                                                  \
+        for (; SN_RNN_U > 1u && q_ + (SN_RNN_U - 1u) * S < ((K) >> 2); q_ += SN_RNN_U * S) {\
+            vec4 wu_[SN_RNN_U], wv_[SN_RNN_U];                                              \
+            [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) {                            \
+                wu_[u_] = SN_RNN_W4(a4_, ar_ + q_ + u_ * S);                                \
+                wv_[u_] = SN_RNN_W4(a4_, ar2_ + q_ + u_ * S);                               \
+            }                                                                               \
+            [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
+                if (k_ < (bc)) {                                                            \
+                    [[unroll]] for (uint u_ = 0u; u_ < SN_RNN_U; u_++) {                    \
+                        vec4 h_ = x4_.v[xr_ + k_ * xs_ + q_ + u_ * S], w_ = wu_[u_], v_ = wv_[u_]; \
+                        acc[k_] = fma(w_.w, h_.w, fma(w_.z, h_.z, fma(w_.y, h_.y, fma(w_.x, h_.x, acc[k_])))); \
+                        acc2[k_] = fma(v_.w, h_.w, fma(v_.z, h_.z, fma(v_.y, h_.y, fma(v_.x, h_.x, acc2[k_])))); \
+                    }                                                                       \
+                }                                                                           \
+        }                                                                                   \
+        for (; q_ < ((K) >> 2); q_ += S) {                                                  \
+            vec4 w_ = SN_RNN_W4(a4_, ar_ + q_), v_ = SN_RNN_W4(a4_, ar2_ + q_);             \
+            [[unroll]] for (uint k_ = 0u; k_ < BC; k_++)                                    \
+                if (k_ < (bc)) {                                                            \
+                    vec4 h_ = x4_.v[xr_ + k_ * xs_ + q_];                                   \
+                    acc[k_] = fma(w_.w, h_.w, fma(w_.z, h_.z, fma(w_.y, h_.y, fma(w_.x, h_.x, acc[k_])))); \
+                    acc2[k_] = fma(v_.w, h_.w, fma(v_.z, h_.z, fma(v_.y, h_.y, fma(v_.x, h_.x, acc2[k_])))); \
+                }                                                                           \
+        }                                                                                   \
+    }
+
+// The product of both rows; a row past H (live = false) loads the other row's weights and
+// its sums are never read
+#define SN_RNN_PRODUCT_R2(acc, acc2, live, live2, A_, arow, arow2, X_, xrow, xs, K, slice, bc)   \
+    if ((live) || (live2)) {                                                                \
+        const uint r1_ = (live) ? (arow) : (arow2), r2_ = (live2) ? (arow2) : (arow);       \
+        if (pc.v4 != 0) SN_RNN_DOT4_R2(acc, acc2, A_, r1_, r2_, X_, xrow, xs, K, slice, bc) \
+        else {                                                                              \
+            SN_RNN_DOT(acc, A_, r1_, X_, xrow, xs, K, slice, bc);                           \
+            SN_RNN_DOT(acc2, A_, r2_, X_, xrow, xs, K, slice, bc);                          \
+        }                                                                                   \
+    }
+
+// sn_rnn_reduce for two rows per thread (no subgroup form)
+void sn_rnn_reduce2(float acc[BC], float acc2[BC], uint row, uint slice, uint bc) {
+    [[unroll]] for (uint k = 0u; k < BC; k++) {
+        sn_part[(k * R + row) * SP + slice] = acc[k];
+        sn_part[(k * R + row + R / 2u) * SP + slice] = acc2[k];
+    }
+    barrier();
+    for (uint n = gl_LocalInvocationID.x; n < R * bc * Q; n += LSX) {
+        uint o = n / Q, q = n % Q;
+        float s = 0.0;
+        for (uint i = q; i < S; i += Q) s += sn_part[o * SP + i];
+        sn_red[n] = s;
+    }
+    barrier();
+}
+#endif
+
 #ifndef SN_RNN_SG
 // Stores acc (every thread, uniform control flow), reduces over the slices: on return
 // sn_red[(k*R + row)*Q + q] holds the sum of slices q, q+Q, ... of output (k, row), k < bc.

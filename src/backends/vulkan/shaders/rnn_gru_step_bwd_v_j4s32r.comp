@@ -1,0 +1,9 @@
+#version 450
+// gru step bwd, variant j4s32r (rnn.c): 4 hidden units per workgroup, 128 slices, 256 invocations, two rows per thread
+#define JB 4u
+#define S 128u
+#define Q 16u
+#define LSX 256
+#define SN_RNN_U 4u
+#define SN_RNN_R2
+#include "rnn_gru_step_bwd_body.glsl"
