@@ -980,23 +980,30 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
-    if (vk->pipe[sh]) {
-        *out = vk->pipe[sh];
-        return SN_OK;
-    }
+/* One pipeline's creation, safe on any thread: the device and the pipeline cache are
+ * internally synchronized and nothing of vk is written; what names the call that failed. */
+typedef struct {
+    sn_vk *vk;
+    int sh;
+    VkPipeline pipe;
+    VkResult r;
+    const char *what;
+    double ms;
+} pipe_job;
+
+static void *pipe_create(void *arg) {
+    pipe_job *j = arg;
+    sn_vk *vk = j->vk;
     const double t0 = now_ms();
-    const sn_vk_spirv *sp = &sn_vk_shaders[sh];
+    const sn_vk_spirv *sp = &sn_vk_shaders[j->sh];
     const bool coop = sp->code_nv != NULL; /* a cooperative-matrix shader */
-    if (coop && !vk->coop)
-        return sn_error(SN_ERR_UNSUPPORTED, "shader %s needs cooperative matrices, which %s lacks: %s", sp->name, vk->name,
-                        vk->phys->cm_why);
     const bool nv = coop && vk->phys->cm_nv;
     VkShaderModuleCreateInfo mi = {VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, NULL, 0, nv ? *sp->size_nv : *sp->size,
                                    (const uint32_t *)(const void *)(nv ? sp->code_nv : sp->code)};
     VkShaderModule mod;
-    VkResult r = vkCreateShaderModule(vk->dev, &mi, NULL, &mod);
-    if (r != VK_SUCCESS) return sn_error_prefix(vk_fail(vk, r, "vkCreateShaderModule"), "shader %s", sp->name);
+    j->what = "vkCreateShaderModule";
+    j->r = vkCreateShaderModule(vk->dev, &mi, NULL, &mod);
+    if (j->r != VK_SUCCESS) return NULL;
     VkComputePipelineCreateInfo ci = {VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO};
     ci.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
     ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
@@ -1008,17 +1015,56 @@ static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
     const uint32_t spec[4] = {SN_VK_COOP_WG(vk->phys->subgroup), mnk[0], mnk[1], mnk[2]};
     const VkSpecializationMapEntry map[4] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}, {3, 12, 4}};
     const VkSpecializationInfo si = {4, map, sizeof spec, spec};
-    if (coop || sh == SN_VK_SH_MATMUL_GEMM_COOP_EMU) ci.stage.pSpecializationInfo = &si;
+    if (coop || j->sh == SN_VK_SH_MATMUL_GEMM_COOP_EMU) ci.stage.pSpecializationInfo = &si;
     ci.layout = vk->layout;
-    r = vkCreateComputePipelines(vk->dev, vk->cache, 1, &ci, NULL, &vk->pipe[sh]);
+    j->what = "vkCreateComputePipelines";
+    j->r = vkCreateComputePipelines(vk->dev, vk->cache, 1, &ci, NULL, &j->pipe);
     vkDestroyShaderModule(vk->dev, mod, NULL);
-    if (r != VK_SUCCESS) {
-        vk->pipe[sh] = VK_NULL_HANDLE;
-        return sn_error_prefix(vk_fail(vk, r, "vkCreateComputePipelines"), "shader %s", sp->name);
+    j->ms = now_ms() - t0;
+    return NULL;
+}
+
+/* The big-tile GEMM shaders take seconds each in NVIDIA's compiler (3.4, 2.9 and 2.9 s on an
+ * H100: 10 of the 10.5 s a new machine's first training step spent creating pipelines),
+ * and a step uses all three: the first use of one creates the three at once, on threads. */
+static const int gemm_big_group[] = {SN_VK_SH_MATMUL_GEMM_BIG, SN_VK_SH_MATMUL_GEMM_BIG_128X64,
+                                     SN_VK_SH_MATMUL_GEMM_BIG_64X128};
+#define SN_VK_GROUP_N ((int)(sizeof gemm_big_group / sizeof gemm_big_group[0]))
+
+static sn_status pipeline(sn_vk *vk, int sh, VkPipeline *out) {
+    if (vk->pipe[sh]) {
+        *out = vk->pipe[sh];
+        return SN_OK;
     }
-    vk->new_pipelines++;
-    g_pipe_ms[sh] += now_ms() - t0;
-    sn_log(SN_LOG_DEBUG, "Vulkan: pipeline %s created in %.1f ms", sp->name, g_pipe_ms[sh]);
+    const sn_vk_spirv *sp = &sn_vk_shaders[sh];
+    if (sp->code_nv && !vk->coop)
+        return sn_error(SN_ERR_UNSUPPORTED, "shader %s needs cooperative matrices, which %s lacks: %s", sp->name, vk->name,
+                        vk->phys->cm_why);
+    pipe_job jobs[1 + SN_VK_GROUP_N] = {{vk, sh}};
+    int n = 1;
+    bool grouped = false;
+    for (int i = 0; i < SN_VK_GROUP_N; i++) grouped |= gemm_big_group[i] == sh;
+    for (int i = 0; grouped && i < SN_VK_GROUP_N; i++)
+        if (gemm_big_group[i] != sh && !vk->pipe[gemm_big_group[i]]) jobs[n++] = (pipe_job){vk, gemm_big_group[i]};
+    pthread_t th[1 + SN_VK_GROUP_N];
+    bool started[1 + SN_VK_GROUP_N] = {false};
+    for (int i = 1; i < n; i++) started[i] = pthread_create(&th[i], NULL, pipe_create, &jobs[i]) == 0;
+    pipe_create(&jobs[0]);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            pipe_create(&jobs[i]);
+    }
+    /* a companion that failed is left uncreated: its own first use tries again and reports */
+    for (int i = 0; i < n; i++) {
+        if (jobs[i].r != VK_SUCCESS) continue;
+        vk->pipe[jobs[i].sh] = jobs[i].pipe;
+        vk->new_pipelines++;
+        g_pipe_ms[jobs[i].sh] += jobs[i].ms;
+        sn_log(SN_LOG_DEBUG, "Vulkan: pipeline %s created in %.1f ms", sn_vk_shaders[jobs[i].sh].name, jobs[i].ms);
+    }
+    if (jobs[0].r != VK_SUCCESS) return sn_error_prefix(vk_fail(vk, jobs[0].r, jobs[0].what), "shader %s", sp->name);
     *out = vk->pipe[sh];
     return SN_OK;
 }
