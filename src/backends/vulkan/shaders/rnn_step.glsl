@@ -9,7 +9,9 @@
 // Variants (rnn.c picks one per device): SN_RNN_SG instead reduces each subgroup's slices with
 // shuffles first (one barrier instead of two; the host checks shuffle support and that
 // the subgroup size divides R*S); SN_RNN_U > 1 issues U independent weight loads of a
-// thread before their FMAs (more loads in flight per thread).
+// thread before their FMAs (more loads in flight per thread); SN_RNN_R2 gives each thread
+// two rows (row, row + R/2; local size R*S/2) from one load of the other operand
+// (SN_RNN_PRODUCT_R2, sn_rnn_reduce2).
 //
 // SN_RNN_W16: the weight operand (W_hh forward, W_hh^T backward) is f16, two per 32-bit
 // word (element 2i in the low half: rnn_w16.comp writes it), read with unpackHalf2x16
@@ -17,7 +19,7 @@
 // other operand, the sums and the gate math stay f32 (train.mixed_precision f16, rnn.c).
 //
 // Before the #include: R, S (a power of 2 with SN_RNN_SG), Q (divides S, BC*Q <= S), BC;
-// local size R*S. Thread ids come from SN_RNN_TID (subgroup-contiguous with SN_RNN_SG).
+// local size R*S (R*S/2 with SN_RNN_R2, R even). Thread ids come from SN_RNN_TID (subgroup-contiguous with SN_RNN_SG).
 #ifndef SN_RNN_STEP_GLSL
 #define SN_RNN_STEP_GLSL
 // [[unroll]]: the per-batch-row sums stay in registers (a dynamically indexed array
