@@ -30,10 +30,9 @@ void main() {
         const uint j0 = blk * JB, jr = j0 + row % JB; // this thread's row: gate row/JB of unit jr
         const bool live = pc.has_prev != 0 && jr < H;
         const uint wrow = ((row / JB) * H + jr) * H;
-#ifdef SN_RNN_R2 // the thread's second row (same unit, gate row/JB + 2)
+        // the thread's second row with SN_RNN_R2 (same unit, gate row/JB + 2)
         const uint row2 = row + R / 2u, jr2 = j0 + row2 % JB, wrow2 = ((row2 / JB) * H + jr2) * H;
         const bool live2 = pc.has_prev != 0 && jr2 < H;
-#endif
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0);
             // gate math: thread (k, u) for batch row b0 + k, unit j0 + u; its inputs are
@@ -49,18 +48,7 @@ void main() {
             }
             float acc[BC];
             [[unroll]] for (uint q = 0u; q < BC; q++) acc[q] = 0.0;
-#ifdef SN_RNN_R2
-            float acc2[BC];
-            [[unroll]] for (uint q = 0u; q < BC; q++) acc2[q] = 0.0;
-            SN_RNN_PRODUCT_R2(acc, acc2, live, live2, pc.w_hh, wrow, wrow2, pc.hp, b0 * ps, ps, H, slice, bc)
-            sn_rnn_reduce2(acc, acc2, row, slice, bc);
-#else
-            if (live) { // the recurrent product, vec4 loads where the host allows
-                if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc)
-                else SN_RNN_DOT(acc, pc.w_hh, wrow, pc.hp, b0 * ps, ps, H, slice, bc);
-            }
-            sn_rnn_reduce(acc, row, slice, bc, again);
-#endif
+            SN_RNN_PRODUCT(acc, live, live2, pc.w_hh, wrow, wrow2, pc.hp, b0 * ps, ps, H);
             again = true;
             if (mine) {
                 [[unroll]] for (uint q = 0u; q < 4u; q++) pre[q] += sn_rnn_sum(rr + q * JB);

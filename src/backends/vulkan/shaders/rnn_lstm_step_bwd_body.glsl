@@ -29,10 +29,9 @@ void main() {
     for (uint blk = SN_RNN_WG; blk < nblk; blk += SN_RNN_NWG) {
         const uint j0 = blk * JB, jr = j0 + row;
         const bool live = !last && jr < H;
-#ifdef SN_RNN_R2 // the thread's second row: unit jr + JB/2
+        // the thread's second row with SN_RNN_R2: unit jr + JB/2
         const uint jr2 = jr + R / 2u;
         const bool live2 = !last && jr2 < H;
-#endif
         for (uint b0 = 0u; b0 < B; b0 += BC) {
             const uint bc = min(BC, B - b0), nrow = (b0 * T + t + 1u) * GH; // row b0 of step t+1
             // cell backward: thread (k, u) for batch row b0 + k, unit j0 + u; its inputs are
@@ -52,18 +51,7 @@ void main() {
             }
             float acc[BC];
             [[unroll]] for (uint q = 0u; q < BC; q++) acc[q] = 0.0;
-#ifdef SN_RNN_R2
-            float acc2[BC];
-            [[unroll]] for (uint q = 0u; q < BC; q++) acc2[q] = 0.0;
-            SN_RNN_PRODUCT_R2(acc, acc2, live, live2, pc.w_t, jr * GH, jr2 * GH, pc.gates, nrow, T * GH, GH, slice, bc)
-            sn_rnn_reduce2(acc, acc2, row, slice, bc);
-#else
-            if (live) { // the recurrent product, vec4 loads where the host allows
-                if (pc.v4 != 0) SN_RNN_DOT4(acc, pc.w_t, jr * GH, pc.gates, nrow, T * GH, GH, slice, bc)
-                else SN_RNN_DOT(acc, pc.w_t, jr * GH, pc.gates, nrow, T * GH, GH, slice, bc);
-            }
-            sn_rnn_reduce(acc, row, slice, bc, again);
-#endif
+            SN_RNN_PRODUCT(acc, live, live2, pc.w_t, jr * GH, jr2 * GH, pc.gates, nrow, T * GH, GH);
             again = true;
             if (mine) {
                 if (!last) {

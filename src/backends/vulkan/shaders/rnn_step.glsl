@@ -247,4 +247,27 @@ float sn_rnn_sum(uint n) {
 }
 #endif
 
+// The recurrent product of the thread's row(s) into acc, reduced over the slices (the
+// caller's row, slice, bc, again in scope): with SN_RNN_R2 rows arow and arow2 (the
+// second row's live2), else row arow alone (arow2, live2 unused); vec4 loads where the
+// host allows (pc.v4).
+#ifdef SN_RNN_R2
+#define SN_RNN_PRODUCT(acc, live, live2, A_, arow, arow2, X_, xrow, xs, K)                   \
+    {                                                                                       \
+        float acc2_[BC];                                                                    \
+        [[unroll]] for (uint q_ = 0u; q_ < BC; q_++) acc2_[q_] = 0.0;                       \
+        SN_RNN_PRODUCT_R2(acc, acc2_, live, live2, A_, arow, arow2, X_, xrow, xs, K, slice, bc) \
+        sn_rnn_reduce2(acc, acc2_, row, slice, bc);                                         \
+    }
+#else
+#define SN_RNN_PRODUCT(acc, live, live2, A_, arow, arow2, X_, xrow, xs, K)                   \
+    {                                                                                       \
+        if (live) {                                                                         \
+            if (pc.v4 != 0) SN_RNN_DOT4(acc, A_, arow, X_, xrow, xs, K, slice, bc)          \
+            else SN_RNN_DOT(acc, A_, arow, X_, xrow, xs, K, slice, bc);                     \
+        }                                                                                   \
+        sn_rnn_reduce(acc, row, slice, bc, again);                                          \
+    }
+#endif
+
 #endif
