@@ -2,6 +2,9 @@
 (forward, MSE, backward, Adam), timed the same way (median after warm-up).
   python3 bench/torch_step.py --device cpu|cuda [--threads N] [--batch 4] [--frames 400]
          [--steps 10] [--mode eager|compile|bf16] [--rnn lstm|gru|attention] [--infer]
+         [--tf32 default|on|off]
+--tf32 off: strict fp32 in cuBLAS and cuDNN (PyTorch's default lets cuDNN's
+convolutions and LSTM use TF32 tensor cores; matmuls stay fp32). on: TF32 in both.
 Prints one JSON line."""
 import argparse, json, time
 import torch
@@ -61,7 +64,11 @@ def main():
     ap.add_argument("--mode", default="eager")
     ap.add_argument("--rnn", default="lstm")
     ap.add_argument("--infer", action="store_true")
+    ap.add_argument("--tf32", default="default", choices=("default", "on", "off"))
     a = ap.parse_args()
+    if a.tf32 != "default":
+        torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
     t_start = time.perf_counter()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -106,7 +113,9 @@ def main():
                           batch=a.batch, frames=a.frames, threads=torch.get_num_threads(),
                           params=sum(p.numel() for p in model.parameters()), first_step_s=round(first, 4),
                           step_ms_median=round(1e3 * ts[len(ts) // 2], 3), step_ms_min=round(1e3 * ts[0], 3),
-                          loss=float(loss),
+                          loss=float(loss), tf32=a.tf32,
+                          cudnn_tf32=torch.backends.cudnn.allow_tf32,
+                          matmul_tf32=torch.backends.cuda.matmul.allow_tf32,
                           peak_mem_mb=(torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None),
                           torch=torch.__version__)))
 
