@@ -16,6 +16,7 @@
  * A forward node's activation epilogue (ip[SN_IP_ACT]) is applied where its bias is
  * added, to each output row while it is still in cache: no separate pass. */
 #include "backends/cpu/cpu.h"
+#include "backends/cpu/vmath.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +30,18 @@
 enum { CP_IM2COL, CP_COL2IM, CP_FOLD, CP_GEMM, CP_N };
 static double g_cprof[CP_N];
 static int g_cprof_on = -1;
+/* the fused path's parts, summed over threads: [tid][part] */
+enum { FP_IM2COL, FP_GEMM, FP_COL2IM, FP_EPI, FP_N };
+static double g_fprof[256][FP_N];
 static void cprof_dump(void) {
     static const char *nm[CP_N] = {"im2col", "col2im", "fold", "GEMM"};
+    static const char *fn[FP_N] = {"im2col", "GEMM", "col2im", "epilogue"};
     for (int i = 0; i < CP_N; i++) fprintf(stderr, "  conv %-8s %9.1f ms\n", nm[i], g_cprof[i]);
+    for (int i = 0; i < FP_N; i++) {
+        double s = 0;
+        for (int t = 0; t < 256; t++) s += g_fprof[t][i];
+        fprintf(stderr, "  conv fused %-8s %9.1f thread-ms\n", fn[i], s);
+    }
 }
 static double cprof_now(void) {
     if (g_cprof_on < 0) {
@@ -44,6 +54,7 @@ static double cprof_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
+#define FPROF(tid, slot, t0) do { if (g_cprof_on) { double t1_ = cprof_now(); g_fprof[tid][slot] += t1_ - (t0); (t0) = t1_; } } while (0)
 #define CPROF(slot, t0) do { if (g_cprof_on) { double t1_ = cprof_now(); g_cprof[slot] += t1_ - (t0); (t0) = t1_; } } while (0)
 
 typedef struct {
@@ -210,6 +221,11 @@ typedef struct {
     int64_t wsize;          /* FM_WGRAD: floats per accumulator */
     bool w_kfirst;          /* weight [R, CKK] (conv2d) rather than [C.., R..] */
     unsigned char *used;    /* FM_WGRAD: which threads accumulated */
+    /* direct kernel (dk_*): weight in 8-row panels, per-thread planes, tap offsets */
+    bool dk;
+    const float *wpack;     /* [R/8][CKK][8] */
+    const int32_t *off;     /* [CKK]: tap (c,i,j)'s offset in the planes */
+    int64_t tp;             /* plane rows per block: maxrows + kh - 1 */
 } fused_job;
 
 enum {
@@ -277,6 +293,139 @@ static void col2im_block(const fused_job *a, const float *col, int64_t o0, int64
     }
 }
 
+/* ---- direct kernel for FM_GEMM where the grid's rows are the image's (sh = 1) and
+ * R % 8 == 0, with AVX-512: instead of im2col (kh*kw copies of the image) and a BLAS
+ * call that packs both operands again, each block's image rows are copied once per
+ * column tap j into planes P[c][j][t][ow] = img[c, o0 + t - ph, ow*sw + j - pw] (0
+ * outside) of row pitch Wc, so that tap (c,i,j) of grid position q (flattened over the
+ * block's rows) is P[c][j] + i*Wc + q: contiguous in q for every tap. An 8 x 48 tile
+ * (8 output rows, 48 positions) then accumulates over the taps in 24 registers, with
+ * the weight packed once per op in 8-row panels (not once per block). The output
+ * lands in place, row-major [R][Hc*Wc]. SN_CONV_DK=0 selects the BLAS form. */
+static int dk_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_CONV_DK");
+#ifdef SN_VM_X86
+        on = !(e && *e == '0') && sn_vm_level() == 2;
+#else
+        (void)e;
+        on = 0;
+#endif
+    }
+    return on;
+}
+
+/* planes of grid rows [o0, o1) (P's rows t = 0 .. o1-o0+kh-2) */
+static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t o1, float *P) {
+    int64_t T = o1 - o0 + a->kh - 1;
+    for (int64_t c = 0; c < a->C; c++)
+        for (int64_t j = 0; j < a->kw; j++) {
+            float *pl = P + (c * a->kw + j) * a->tp * a->Wc;
+            int64_t lo, hi;
+            ow_range(j, a->sw, a->pw, a->Ws, a->Wc, &lo, &hi);
+            for (int64_t t = 0; t < T; t++, pl += a->Wc) {
+                int64_t ih = o0 + t - a->ph;
+                if (ih < 0 || ih >= a->Hs || lo >= hi) {
+                    memset(pl, 0, (size_t)a->Wc * sizeof *pl);
+                    continue;
+                }
+                const float *srow = src + (c * a->Hs + ih) * a->Ws - a->pw + j;
+                for (int64_t ow = 0; ow < lo; ow++) pl[ow] = 0.0f;
+                if (a->sw == 1) memcpy(pl + lo, srow + lo, (size_t)(hi - lo) * sizeof *pl);
+                else if (a->sw == 2)
+                    for (int64_t ow = lo; ow < hi; ow++) pl[ow] = srow[2 * ow];
+                else
+                    for (int64_t ow = lo; ow < hi; ow++) pl[ow] = srow[ow * a->sw];
+                for (int64_t ow = hi; ow < a->Wc; ow++) pl[ow] = 0.0f;
+            }
+        }
+}
+
+#ifdef SN_VM_X86
+/* out[r][q] = sum_k wp[k][r] * b[off[k] + q] for r < 8, q < n (n <= 48) */
+__attribute__((target("avx512f"))) static void dk_tile(const float *wp, const float *b, const int32_t *off,
+                                                       int64_t K, int64_t n, float *out, int64_t ldo) {
+    __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+    __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+    __mmask16 m2 = n >= 48 ? 0xFFFF : n > 32 ? (__mmask16)((1u << (n - 32)) - 1) : 0;
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00,
+           c22 = c00, c30 = c00, c31 = c00, c32 = c00, c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00,
+           c52 = c00, c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    for (int64_t k = 0; k < K; k++, wp += 8) {
+        const float *bk = b + off[k];
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16),
+               b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
+#define DK_ROW(r, x0, x1, x2)                                                                                       \
+    do {                                                                                                            \
+        __m512 w_ = _mm512_set1_ps(wp[r]);                                                                          \
+        x0 = _mm512_fmadd_ps(w_, b0, x0);                                                                           \
+        x1 = _mm512_fmadd_ps(w_, b1, x1);                                                                           \
+        x2 = _mm512_fmadd_ps(w_, b2, x2);                                                                           \
+    } while (0)
+        DK_ROW(0, c00, c01, c02);
+        DK_ROW(1, c10, c11, c12);
+        DK_ROW(2, c20, c21, c22);
+        DK_ROW(3, c30, c31, c32);
+        DK_ROW(4, c40, c41, c42);
+        DK_ROW(5, c50, c51, c52);
+        DK_ROW(6, c60, c61, c62);
+        DK_ROW(7, c70, c71, c72);
+#undef DK_ROW
+    }
+#define DK_ST(r, x0, x1, x2)                                                                                        \
+    do {                                                                                                            \
+        _mm512_mask_storeu_ps(out + (r) * ldo, m0, x0);                                                             \
+        _mm512_mask_storeu_ps(out + (r) * ldo + 16, m1, x1);                                                        \
+        _mm512_mask_storeu_ps(out + (r) * ldo + 32, m2, x2);                                                        \
+    } while (0)
+    DK_ST(0, c00, c01, c02);
+    DK_ST(1, c10, c11, c12);
+    DK_ST(2, c20, c21, c22);
+    DK_ST(3, c30, c31, c32);
+    DK_ST(4, c40, c41, c42);
+    DK_ST(5, c50, c51, c52);
+    DK_ST(6, c60, c61, c62);
+    DK_ST(7, c70, c71, c72);
+#undef DK_ST
+}
+#endif
+
+/* o[R][ldo] for the block's cols positions from its planes P */
+static void dk_block(const fused_job *a, const float *P, int64_t cols, float *o, int64_t ldo) {
+#ifdef SN_VM_X86
+    int64_t CKK = a->C * a->kh * a->kw;
+    /* weight panels in chunks of about 256 KB, reused from L2 over the block's tiles */
+    int64_t rc = (256 * 1024 / 4) / (CKK * 8) * 8;
+    if (rc < 8) rc = 8;
+    for (int64_t r0 = 0; r0 < a->R; r0 += rc) {
+        int64_t r1 = r0 + rc < a->R ? r0 + rc : a->R;
+        for (int64_t q0 = 0; q0 < cols; q0 += 48) {
+            int64_t n = cols - q0 < 48 ? cols - q0 : 48;
+            for (int64_t r = r0; r < r1; r += 8)
+                dk_tile(a->wpack + r * CKK, P + q0, a->off, CKK, n, o + r * ldo + q0, ldo);
+        }
+    }
+#else
+    (void)a, (void)P, (void)cols, (void)o, (void)ldo;
+#endif
+}
+
+typedef struct {
+    const float *w;
+    float *wp;
+    int64_t R, K;
+} wpack_job;
+
+/* wp[r/8][k][r%8] = w[r][k] */
+static void wpack_task(void *arg, int64_t i0, int64_t i1, int tid) {
+    const wpack_job *j = arg;
+    (void)tid;
+    for (int64_t p = i0; p < i1; p++)
+        for (int64_t k = 0; k < j->K; k++)
+            for (int64_t r = 0; r < 8; r++) j->wp[(p * j->K + k) * 8 + r] = j->w[(p * 8 + r) * j->K + k];
+}
+
 static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
     const fused_job *a = arg;
     float *col = a->colbuf + tid * a->colcap;
@@ -285,6 +434,7 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
     int64_t rows = gather ? a->Hs : a->Hc; /* items are rows of this per image */
     float *acc = a->mode == FM_WGRAD ? a->out + tid * a->wsize : NULL;
     bool first = true;
+    double t0 = cprof_now();
     for (int64_t it = i0; it < i1;) {
         int64_t n = it / rows, r0 = it % rows;
         int64_t r1 = r0 + a->maxrows;
@@ -295,9 +445,17 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
         const float *oth = a->other ? a->other + n * a->R * HWc : NULL;
         if (a->mode == FM_GEMM) {
             int64_t cols = (r1 - r0) * a->Wc;
-            im2col_block(a, img, r0, r1, col);
             float *o = a->out + n * a->R * HWc + r0 * a->Wc;
-            sn_sgemm_serial(false, false, a->R, cols, CKK, 1.0f, a->wt, CKK, col, cols, 0.0f, o, HWc);
+            if (a->dk) {
+                dk_planes(a, img, r0, r1, col);
+                FPROF(tid, FP_IM2COL, t0);
+                dk_block(a, col, cols, o, HWc);
+            } else {
+                im2col_block(a, img, r0, r1, col);
+                FPROF(tid, FP_IM2COL, t0);
+                sn_sgemm_serial(false, false, a->R, cols, CKK, 1.0f, a->wt, CKK, col, cols, 0.0f, o, HWc);
+            }
+            FPROF(tid, FP_GEMM, t0);
             if (a->act)
                 for (int64_t k = 0; k < a->R; k++)
                     sn_cpu_bias_act(o + k * HWc, o + k * HWc, cols, NULL, a->bias ? a->bias[k] : 0.0f, a->act, a->p0,
@@ -307,12 +465,15 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
                     float bv = a->bias[k], *orow = o + k * HWc;
                     for (int64_t q = 0; q < cols; q++) orow[q] += bv;
                 }
+            FPROF(tid, FP_EPI, t0);
         } else if (a->mode == FM_WGRAD) {
             int64_t cols = (r1 - r0) * a->Wc;
             im2col_block(a, img, r0, r1, col);
+            FPROF(tid, FP_IM2COL, t0);
             /* acc[R, CKK] (+)= oth[R, cols] @ col[CKK, cols]^T */
             sn_sgemm_serial(false, true, a->R, CKK, cols, 1.0f, oth + r0 * a->Wc, HWc, col, cols, first ? 0.0f : 1.0f,
                             acc, CKK);
+            FPROF(tid, FP_GEMM, t0);
             first = false;
         } else {
             /* grid rows whose columns reach image rows [r0, r1): ih = oh*sh - ph + i */
@@ -326,7 +487,9 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             if (cols > 0) /* col[CKK, cols] = wt^T @ oth[R, cols]; wt is [R, CKK] */
                 sn_sgemm_serial(true, false, CKK, cols, a->R, 1.0f, a->wt, CKK, oth + o0 * a->Wc, HWc, 0.0f, col,
                                 cols);
+            FPROF(tid, FP_GEMM, t0);
             col2im_block(a, col, o0, o1, a->out + n * a->C * a->Hs * a->Ws, r0, r1);
+            FPROF(tid, FP_COL2IM, t0);
         }
     }
     if (acc && !first) a->used[tid] = 1;
@@ -372,7 +535,10 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         const char *e = getenv("SN_CONV_BLOCK");
         budget = e && atoll(e) > 0 ? atoll(e) : 128 * 1024;
     }
-    int64_t maxrows = budget / (CKK * a->Wc > 0 ? CKK * a->Wc : 1);
+    a->dk = a->mode == FM_GEMM && a->sh == 1 && a->R % 8 == 0 && dk_on();
+    /* the direct kernel's planes hold kw (not kh*kw) copies of each row */
+    int64_t per_row = a->dk ? a->C * a->kw * a->Wc : CKK * a->Wc;
+    int64_t maxrows = budget / (per_row > 0 ? per_row : 1);
     if (maxrows < 1) maxrows = 1;
     /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
     if (gather && maxrows < 4 * a->kh) maxrows = 4 * a->kh;
@@ -381,11 +547,26 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
     a->maxrows = maxrows;
     int64_t grid_rows = gather ? (maxrows + a->kh - 1) / a->sh + 2 : maxrows;
     a->colcap = sn_align64(CKK * grid_rows * a->Wc);
+    a->tp = maxrows + a->kh - 1;
+    if (a->dk) a->colcap = sn_align64(a->C * a->kw * a->tp * a->Wc + 64); /* + tail loads' slack */
     a->wsize = a->mode == FM_WGRAD ? sn_align64(a->R * CKK) : 0;
-    size_t need = (size_t)(nth * a->colcap + nth * a->wsize + 64);
+    int64_t dkn = a->dk ? sn_align64(a->R * CKK) + sn_align64(CKK) : 0;
+    size_t need = (size_t)(nth * a->colcap + nth * a->wsize + dkn + 64);
     float *buf = sn_cpu_scratch(c, need);
     if (!buf) return SN_ERR_NOMEM;
     a->colbuf = buf;
+    if (a->dk) {
+        float *wp = buf + nth * a->colcap + nth * a->wsize;
+        int32_t *off = (int32_t *)(wp + sn_align64(a->R * CKK));
+        for (int64_t cc = 0; cc < a->C; cc++) /* tap (c,i,j) in the weight's order */
+            for (int64_t i = 0; i < a->kh; i++)
+                for (int64_t j = 0; j < a->kw; j++)
+                    off[(cc * a->kh + i) * a->kw + j] = (int32_t)(((cc * a->kw + j) * a->tp + i) * a->Wc);
+        wpack_job wj = {a->wt, wp, a->R, CKK};
+        sn_pool_for(c->pool, a->R / 8, 1, wpack_task, &wj);
+        a->wpack = wp;
+        a->off = off;
+    }
     unsigned char used[256] = {0};
     if (a->mode == FM_WGRAD) {
         a->out = buf + nth * a->colcap;
