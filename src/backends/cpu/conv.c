@@ -391,39 +391,93 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
 }
 #endif
 
-/* o[R][ldo] for the block's cols positions from its planes P */
-static void dk_block(const fused_job *a, const float *P, int64_t cols, float *o, int64_t ldo) {
+/* o[M][ldo] (M % 8 == 0) for cols positions: o[m][q] = sum_k wp[m/8][k][m%8] b[off[k] + q] */
+static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, const float *b, int64_t cols, float *o,
+                     int64_t ldo) {
 #ifdef SN_VM_X86
-    int64_t CKK = a->C * a->kh * a->kw;
     /* weight panels in chunks of about 256 KB, reused from L2 over the block's tiles */
-    int64_t rc = (256 * 1024 / 4) / (CKK * 8) * 8;
+    int64_t rc = (256 * 1024 / 4) / (K * 8) * 8;
     if (rc < 8) rc = 8;
-    for (int64_t r0 = 0; r0 < a->R; r0 += rc) {
-        int64_t r1 = r0 + rc < a->R ? r0 + rc : a->R;
+    for (int64_t r0 = 0; r0 < M; r0 += rc) {
+        int64_t r1 = r0 + rc < M ? r0 + rc : M;
         for (int64_t q0 = 0; q0 < cols; q0 += 48) {
             int64_t n = cols - q0 < 48 ? cols - q0 : 48;
-            for (int64_t r = r0; r < r1; r += 8)
-                dk_tile(a->wpack + r * CKK, P + q0, a->off, CKK, n, o + r * ldo + q0, ldo);
+            for (int64_t r = r0; r < r1; r += 8) dk_tile(wp + r * K, b + q0, off, K, n, o + r * ldo + q0, ldo);
         }
     }
 #else
-    (void)a, (void)P, (void)cols, (void)o, (void)ldo;
+    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo;
 #endif
+}
+
+/* FM_GATHER with the direct kernel: image rows [h0, h1) of one image. The grid rows
+ * they draw on (h + ph - i, i < kh) are copied into D (zero rows outside the grid),
+ * Q[(c,j)][t*Wc + ow] = sum_(r,i) w[r,(c,i,j)] D[r][(t + kh-1-i)*Wc + ow] comes from
+ * the tiles (rows (c,j) padded to a multiple of 8), and each Q row is added into the
+ * image row at columns ow*sw - pw + j: kw strided passes per row, not col2im's kh*kw. */
+static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t h1, float *buf, float *img) {
+    int64_t T = h1 - h0, Tg = T + a->kh - 1, HWc = a->Hc * a->Wc;
+    int64_t ldd = a->tp * a->Wc, g0 = h0 + a->ph - (a->kh - 1);
+    float *D = buf, *Q = buf + sn_align64(a->R * ldd + 64);
+    for (int64_t r = 0; r < a->R; r++)
+        for (int64_t u = 0; u < Tg; u++) {
+            float *d = D + r * ldd + u * a->Wc;
+            int64_t g = g0 + u;
+            if (g < 0 || g >= a->Hc) memset(d, 0, (size_t)a->Wc * sizeof *d);
+            else memcpy(d, oth + r * HWc + g * a->Wc, (size_t)a->Wc * sizeof *d);
+        }
+    int64_t M = (a->C * a->kw + 7) / 8 * 8, ldq = T * a->Wc;
+    dk_block(a->wpack, a->off, M, a->R * a->kh, D, ldq, Q, ldq);
+    for (int64_t c = 0; c < a->C; c++) {
+        float bv = a->bias ? a->bias[c] : 0.0f;
+        for (int64_t t = 0; t < T; t++) {
+            float *drow = img + (c * a->Hs + h0 + t) * a->Ws;
+            for (int64_t k = 0; k < a->Ws; k++) drow[k] = bv;
+            for (int64_t j = 0; j < a->kw; j++) {
+                int64_t lo, hi;
+                ow_range(j, a->sw, a->pw, a->Ws, a->Wc, &lo, &hi);
+                const float *q = Q + (c * a->kw + j) * ldq + t * a->Wc;
+                float *dd = drow - a->pw + j;
+                if (a->sw == 1)
+                    for (int64_t ow = lo; ow < hi; ow++) dd[ow] += q[ow];
+                else if (a->sw == 2)
+                    for (int64_t ow = lo; ow < hi; ow++) dd[2 * ow] += q[ow];
+                else
+                    for (int64_t ow = lo; ow < hi; ow++) dd[ow * a->sw] += q[ow];
+            }
+            if (a->act) sn_cpu_bias_act(drow, drow, a->Ws, NULL, 0.0f, a->act, a->p0, a->p1);
+        }
+    }
 }
 
 typedef struct {
     const float *w;
     float *wp;
     int64_t R, K;
+    bool gather;            /* rows (c,j), taps (r,i) of w[R][(c,i,j)] */
+    int64_t C, kh, kw;
 } wpack_job;
 
-/* wp[r/8][k][r%8] = w[r][k] */
+/* forward form: wp[r/8][k][r%8] = w[r][k]; gather form: wp[m/8][(r,i)][m%8] =
+ * w[r][(c,i,j)] for m = c*kw + j (0 for m >= C*kw) */
 static void wpack_task(void *arg, int64_t i0, int64_t i1, int tid) {
     const wpack_job *j = arg;
     (void)tid;
-    for (int64_t p = i0; p < i1; p++)
-        for (int64_t k = 0; k < j->K; k++)
-            for (int64_t r = 0; r < 8; r++) j->wp[(p * j->K + k) * 8 + r] = j->w[(p * 8 + r) * j->K + k];
+    for (int64_t p = i0; p < i1; p++) {
+        if (!j->gather) {
+            for (int64_t k = 0; k < j->K; k++)
+                for (int64_t r = 0; r < 8; r++) j->wp[(p * j->K + k) * 8 + r] = j->w[(p * 8 + r) * j->K + k];
+            continue;
+        }
+        int64_t CKK = j->C * j->kh * j->kw, Kt = j->R * j->kh;
+        for (int64_t m8 = 0; m8 < 8; m8++) {
+            int64_t m = p * 8 + m8, c = m / j->kw, jj = m % j->kw;
+            for (int64_t r = 0; r < j->R; r++)
+                for (int64_t i = 0; i < j->kh; i++)
+                    j->wp[(p * Kt + r * j->kh + i) * 8 + m8] =
+                        c < j->C ? j->w[r * CKK + (c * j->kh + i) * j->kw + jj] : 0.0f;
+        }
+    }
 }
 
 static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -449,7 +503,7 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             if (a->dk) {
                 dk_planes(a, img, r0, r1, col);
                 FPROF(tid, FP_IM2COL, t0);
-                dk_block(a, col, cols, o, HWc);
+                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc);
             } else {
                 im2col_block(a, img, r0, r1, col);
                 FPROF(tid, FP_IM2COL, t0);
@@ -475,6 +529,9 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
                             acc, CKK);
             FPROF(tid, FP_GEMM, t0);
             first = false;
+        } else if (a->dk) {
+            dk_gather(a, oth, r0, r1, col, a->out + n * a->C * a->Hs * a->Ws);
+            FPROF(tid, FP_GEMM, t0);
         } else {
             /* grid rows whose columns reach image rows [r0, r1): ih = oh*sh - ph + i */
             int64_t o0 = (r0 + a->ph - (a->kh - 1) + a->sh - 1);
@@ -535,9 +592,13 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         const char *e = getenv("SN_CONV_BLOCK");
         budget = e && atoll(e) > 0 ? atoll(e) : 128 * 1024;
     }
-    a->dk = a->mode == FM_GEMM && a->sh == 1 && a->R % 8 == 0 && dk_on();
-    /* the direct kernel's planes hold kw (not kh*kw) copies of each row */
-    int64_t per_row = a->dk ? a->C * a->kw * a->Wc : CKK * a->Wc;
+    /* gather: rows (c,j) padded to a multiple of 8, so not where that pads much */
+    a->dk = ((a->mode == FM_GEMM && a->R % 8 == 0) || (gather && (a->C * a->kw % 8 == 0 || a->C * a->kw >= 24))) &&
+            a->sh == 1 && dk_on();
+    int64_t Mg = (a->C * a->kw + 7) / 8 * 8; /* gather: rows (c,j) of the tiles */
+    /* the direct kernel's planes hold kw (not kh*kw) copies of each row; its gather
+     * form a copy of the grid rows and the tiles' output */
+    int64_t per_row = !a->dk ? CKK * a->Wc : gather ? (a->R + Mg) * a->Wc : a->C * a->kw * a->Wc;
     int64_t maxrows = budget / (per_row > 0 ? per_row : 1);
     if (maxrows < 1) maxrows = 1;
     /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
@@ -548,22 +609,30 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
     int64_t grid_rows = gather ? (maxrows + a->kh - 1) / a->sh + 2 : maxrows;
     a->colcap = sn_align64(CKK * grid_rows * a->Wc);
     a->tp = maxrows + a->kh - 1;
-    if (a->dk) a->colcap = sn_align64(a->C * a->kw * a->tp * a->Wc + 64); /* + tail loads' slack */
+    if (a->dk) /* + the tail loads' slack */
+        a->colcap = gather ? sn_align64(a->R * a->tp * a->Wc + 64) + sn_align64(Mg * maxrows * a->Wc)
+                           : sn_align64(a->C * a->kw * a->tp * a->Wc + 64);
     a->wsize = a->mode == FM_WGRAD ? sn_align64(a->R * CKK) : 0;
-    int64_t dkn = a->dk ? sn_align64(a->R * CKK) + sn_align64(CKK) : 0;
+    int64_t wpn = gather ? Mg * a->R * a->kh : a->R * CKK, offn = gather ? a->R * a->kh : CKK;
+    int64_t dkn = a->dk ? sn_align64(wpn) + sn_align64(offn) : 0;
     size_t need = (size_t)(nth * a->colcap + nth * a->wsize + dkn + 64);
     float *buf = sn_cpu_scratch(c, need);
     if (!buf) return SN_ERR_NOMEM;
     a->colbuf = buf;
     if (a->dk) {
         float *wp = buf + nth * a->colcap + nth * a->wsize;
-        int32_t *off = (int32_t *)(wp + sn_align64(a->R * CKK));
-        for (int64_t cc = 0; cc < a->C; cc++) /* tap (c,i,j) in the weight's order */
-            for (int64_t i = 0; i < a->kh; i++)
-                for (int64_t j = 0; j < a->kw; j++)
-                    off[(cc * a->kh + i) * a->kw + j] = (int32_t)(((cc * a->kw + j) * a->tp + i) * a->Wc);
-        wpack_job wj = {a->wt, wp, a->R, CKK};
-        sn_pool_for(c->pool, a->R / 8, 1, wpack_task, &wj);
+        int32_t *off = (int32_t *)(wp + sn_align64(wpn));
+        if (gather) /* tap (r,i): grid row t + kh-1-i of D's channel r */
+            for (int64_t r = 0; r < a->R; r++)
+                for (int64_t i = 0; i < a->kh; i++)
+                    off[r * a->kh + i] = (int32_t)((r * a->tp + a->kh - 1 - i) * a->Wc);
+        else /* tap (c,i,j) in the weight's order */
+            for (int64_t cc = 0; cc < a->C; cc++)
+                for (int64_t i = 0; i < a->kh; i++)
+                    for (int64_t j = 0; j < a->kw; j++)
+                        off[(cc * a->kh + i) * a->kw + j] = (int32_t)(((cc * a->kw + j) * a->tp + i) * a->Wc);
+        wpack_job wj = {a->wt, wp, a->R, CKK, gather, a->C, a->kh, a->kw};
+        sn_pool_for(c->pool, gather ? Mg / 8 : a->R / 8, 1, wpack_task, &wj);
         a->wpack = wp;
         a->off = off;
     }
