@@ -480,6 +480,71 @@ static void wpack_task(void *arg, int64_t i0, int64_t i1, int tid) {
     }
 }
 
+/* FM_WGRAD with the direct kernel: acc[r][k] += sum_q g[r][q] * P[off[k] + q] over the
+ * block's cols positions, 4 rows x 4 taps at a time in 16 registers of 16 positions,
+ * each summed across its lanes once per block (a transpose-add tree) */
+#ifdef SN_VM_X86
+__attribute__((target("avx512f"))) static void dk_wgrad_tile(const float *g, int64_t ldg, const float *P,
+                                                             const int32_t *off, int nk, int64_t cols, float *acc,
+                                                             int64_t lda) {
+    const float *g0 = g, *g1 = g + ldg, *g2 = g + 2 * ldg, *g3 = g + 3 * ldg;
+    const float *b0 = P + off[0], *b1 = P + off[nk > 1 ? 1 : 0], *b2 = P + off[nk > 2 ? 2 : 0],
+                *b3 = P + off[nk > 3 ? 3 : 0];
+    /* named accumulators: GCC keeps an array of them in memory across the loop */
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0, s8 = s0, s9 = s0,
+           s10 = s0, s11 = s0, s12 = s0, s13 = s0, s14 = s0, s15 = s0;
+    for (int64_t q = 0; q < cols; q += 16) {
+        __mmask16 mk = cols - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - q)) - 1);
+        __m512 x0 = _mm512_maskz_loadu_ps(mk, b0 + q), x1 = _mm512_maskz_loadu_ps(mk, b1 + q),
+               x2 = _mm512_maskz_loadu_ps(mk, b2 + q), x3 = _mm512_maskz_loadu_ps(mk, b3 + q);
+        __m512 y = _mm512_maskz_loadu_ps(mk, g0 + q);
+        s0 = _mm512_fmadd_ps(y, x0, s0), s1 = _mm512_fmadd_ps(y, x1, s1);
+        s2 = _mm512_fmadd_ps(y, x2, s2), s3 = _mm512_fmadd_ps(y, x3, s3);
+        y = _mm512_maskz_loadu_ps(mk, g1 + q);
+        s4 = _mm512_fmadd_ps(y, x0, s4), s5 = _mm512_fmadd_ps(y, x1, s5);
+        s6 = _mm512_fmadd_ps(y, x2, s6), s7 = _mm512_fmadd_ps(y, x3, s7);
+        y = _mm512_maskz_loadu_ps(mk, g2 + q);
+        s8 = _mm512_fmadd_ps(y, x0, s8), s9 = _mm512_fmadd_ps(y, x1, s9);
+        s10 = _mm512_fmadd_ps(y, x2, s10), s11 = _mm512_fmadd_ps(y, x3, s11);
+        y = _mm512_maskz_loadu_ps(mk, g3 + q);
+        s12 = _mm512_fmadd_ps(y, x0, s12), s13 = _mm512_fmadd_ps(y, x1, s13);
+        s14 = _mm512_fmadd_ps(y, x2, s14), s15 = _mm512_fmadd_ps(y, x3, s15);
+    }
+    __m512 a[16] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15};
+    /* e[m] = sum of a[m]'s lanes: pairs interleaved, then 64-bit pairs, then 128-bit lanes */
+    __m512 b[8], c[4], d[2];
+    for (int m = 0; m < 8; m++)
+        b[m] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * m], a[2 * m + 1]), _mm512_unpackhi_ps(a[2 * m], a[2 * m + 1]));
+    for (int m = 0; m < 4; m++) {
+        __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(b[2 * m]), _mm512_castps_pd(b[2 * m + 1]));
+        __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(b[2 * m]), _mm512_castps_pd(b[2 * m + 1]));
+        c[m] = _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+    }
+    for (int m = 0; m < 2; m++)
+        d[m] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * m], c[2 * m + 1], 0x88),
+                             _mm512_shuffle_f32x4(c[2 * m], c[2 * m + 1], 0xDD));
+    __m512 e = _mm512_add_ps(_mm512_shuffle_f32x4(d[0], d[1], 0x88), _mm512_shuffle_f32x4(d[0], d[1], 0xDD));
+    /* lanes 4*rr .. 4*rr+nk-1 hold row rr's taps */
+    for (int rr = 0; rr < 4; rr++) {
+        __mmask16 m = (__mmask16)(((1u << nk) - 1) << (4 * rr));
+        float *p = acc + rr * lda - 4 * rr;
+        _mm512_mask_storeu_ps(p, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, p), e));
+    }
+}
+#endif
+
+static void dk_wgrad(const fused_job *a, const float *g, int64_t ldg, const float *P, int64_t cols, float *acc) {
+#ifdef SN_VM_X86
+    int64_t CKK = a->C * a->kh * a->kw;
+    for (int64_t r = 0; r < a->R; r += 4)
+        for (int64_t k = 0; k < CKK; k += 4)
+            dk_wgrad_tile(g + r * ldg, ldg, P, a->off + k, CKK - k < 4 ? (int)(CKK - k) : 4, cols, acc + r * CKK + k,
+                          CKK);
+#else
+    (void)a, (void)g, (void)ldg, (void)P, (void)cols, (void)acc;
+#endif
+}
+
 static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
     const fused_job *a = arg;
     float *col = a->colbuf + tid * a->colcap;
@@ -520,6 +585,14 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
                     for (int64_t q = 0; q < cols; q++) orow[q] += bv;
                 }
             FPROF(tid, FP_EPI, t0);
+        } else if (a->mode == FM_WGRAD && a->dk) {
+            int64_t cols = (r1 - r0) * a->Wc;
+            if (first) memset(acc, 0, (size_t)(a->R * CKK) * sizeof *acc);
+            dk_planes(a, img, r0, r1, col);
+            FPROF(tid, FP_IM2COL, t0);
+            dk_wgrad(a, oth + r0 * a->Wc, HWc, col, cols, acc);
+            FPROF(tid, FP_GEMM, t0);
+            first = false;
         } else if (a->mode == FM_WGRAD) {
             int64_t cols = (r1 - r0) * a->Wc;
             im2col_block(a, img, r0, r1, col);
@@ -593,18 +666,31 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         budget = e && atoll(e) > 0 ? atoll(e) : 128 * 1024;
     }
     /* gather: rows (c,j) padded to a multiple of 8, so not where that pads much */
-    a->dk = ((a->mode == FM_GEMM && a->R % 8 == 0) || (gather && (a->C * a->kw % 8 == 0 || a->C * a->kw >= 24))) &&
+    a->dk = ((a->mode == FM_GEMM && a->R % 8 == 0) || (a->mode == FM_WGRAD && a->R % 4 == 0) ||
+             (gather && (a->C * a->kw % 8 == 0 || a->C * a->kw >= 24))) &&
             a->sh == 1 && dk_on();
     int64_t Mg = (a->C * a->kw + 7) / 8 * 8; /* gather: rows (c,j) of the tiles */
-    /* the direct kernel's planes hold kw (not kh*kw) copies of each row; its gather
-     * form a copy of the grid rows and the tiles' output */
-    int64_t per_row = !a->dk ? CKK * a->Wc : gather ? (a->R + Mg) * a->Wc : a->C * a->kw * a->Wc;
-    int64_t maxrows = budget / (per_row > 0 ? per_row : 1);
-    if (maxrows < 1) maxrows = 1;
-    /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
-    if (gather && maxrows < 4 * a->kh) maxrows = 4 * a->kh;
-    int64_t items = a->N * rows, per = (items + nth - 1) / nth;
-    if (maxrows > per) maxrows = per;
+    int64_t items = a->N * rows, per = (items + nth - 1) / nth, maxrows = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        /* the direct kernel's planes hold kw (not kh*kw) copies of each row; its gather
+         * form a copy of the grid rows and the tiles' output */
+        int64_t per_row = !a->dk ? CKK * a->Wc : gather ? (a->R + Mg) * a->Wc : a->C * a->kw * a->Wc;
+        maxrows = budget / (per_row > 0 ? per_row : 1);
+        if (maxrows < 1) maxrows = 1;
+        /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
+        if (gather && maxrows < 4 * a->kh) maxrows = 4 * a->kh;
+        if (maxrows > per) maxrows = per;
+        /* the weight-gradient tiles sum their lanes once per block: worth it over 1024
+         * positions or more (measured: 20% slower at ~340, ahead at ~1300);
+         * SN_CONV_WG_COLS sets that bound */
+        static int64_t wg_cols = -1;
+        if (wg_cols < 0) {
+            const char *e = getenv("SN_CONV_WG_COLS");
+            wg_cols = e && atoll(e) > 0 ? atoll(e) : 1024;
+        }
+        if (!(a->dk && a->mode == FM_WGRAD && maxrows * a->Wc < wg_cols)) break;
+        a->dk = false;
+    }
     a->maxrows = maxrows;
     int64_t grid_rows = gather ? (maxrows + a->kh - 1) / a->sh + 2 : maxrows;
     a->colcap = sn_align64(CKK * grid_rows * a->Wc);
@@ -613,7 +699,7 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         a->colcap = gather ? sn_align64(a->R * a->tp * a->Wc + 64) + sn_align64(Mg * maxrows * a->Wc)
                            : sn_align64(a->C * a->kw * a->tp * a->Wc + 64);
     a->wsize = a->mode == FM_WGRAD ? sn_align64(a->R * CKK) : 0;
-    int64_t wpn = gather ? Mg * a->R * a->kh : a->R * CKK, offn = gather ? a->R * a->kh : CKK;
+    int64_t wpn = gather ? Mg * a->R * a->kh : a->mode == FM_WGRAD ? 0 : a->R * CKK, offn = gather ? a->R * a->kh : CKK;
     int64_t dkn = a->dk ? sn_align64(wpn) + sn_align64(offn) : 0;
     size_t need = (size_t)(nth * a->colcap + nth * a->wsize + dkn + 64);
     float *buf = sn_cpu_scratch(c, need);
@@ -632,7 +718,7 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
                     for (int64_t j = 0; j < a->kw; j++)
                         off[(cc * a->kh + i) * a->kw + j] = (int32_t)(((cc * a->kw + j) * a->tp + i) * a->Wc);
         wpack_job wj = {a->wt, wp, a->R, CKK, gather, a->C, a->kh, a->kw};
-        sn_pool_for(c->pool, gather ? Mg / 8 : a->R / 8, 1, wpack_task, &wj);
+        if (a->mode != FM_WGRAD) sn_pool_for(c->pool, gather ? Mg / 8 : a->R / 8, 1, wpack_task, &wj);
         a->wpack = wp;
         a->off = off;
     }
