@@ -665,9 +665,9 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         const char *e = getenv("SN_CONV_BLOCK");
         budget = e && atoll(e) > 0 ? atoll(e) : 128 * 1024;
     }
-    /* gather: rows (c,j) padded to a multiple of 8, so not where that pads much */
-    a->dk = ((a->mode == FM_GEMM && a->R % 8 == 0) || (a->mode == FM_WGRAD && a->R % 4 == 0) ||
-             (gather && (a->C * a->kw % 8 == 0 || a->C * a->kw >= 24))) &&
+    /* gather: rows (c,j) padded to a multiple of 8 (even 3 -> 8, the CRN's last
+     * decoder layer, is faster than the BLAS form's 3-row product) */
+    a->dk = ((a->mode == FM_GEMM && a->R % 8 == 0) || (a->mode == FM_WGRAD && a->R % 4 == 0) || gather) &&
             a->sh == 1 && dk_on();
     int64_t Mg = (a->C * a->kw + 7) / 8 * 8; /* gather: rows (c,j) of the tiles */
     int64_t items = a->N * rows, per = (items + nth - 1) / nth, maxrows = 0;
