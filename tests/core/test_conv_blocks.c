@@ -119,6 +119,7 @@ static const cv_case g_cases[] = {
     {false, 2, 3, 7, 61, 16, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_ELU},   /* epilogue with the bias */
     {false, 2, 8, 6, 45, 16, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* data gradient: 24 tile rows */
     {false, 2, 9, 5, 40, 8, 2, 3, 1, 2, 1, 0, 1, 1, 0, 0, SN_ACT_NONE},   /* 27 tile rows padded to 32 */
+    {false, 2, 8, 40, 45, 16, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE}, /* tall: blocks inside the grid */
     /* conv_transpose2d: ..., padding (pt, pl), end crop (pb, pr), output padding */
     {true, 3, 16, 6, 23, 5, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},   /* the CRN decoder's form */
     {true, 2, 8, 5, 30, 3, 3, 3, 1, 2, 1, 1, 1, 2, 0, 1, SN_ACT_NONE},    /* padding and crop both ways */
@@ -128,6 +129,7 @@ static const cv_case g_cases[] = {
     {true, 2, 8, 4, 11, 4, 3, 3, 2, 2, 1, 0, 1, 0, 1, 1, SN_ACT_NONE},    /* stride 2 in height */
     {true, 2, 16, 6, 41, 8, 2, 3, 1, 2, 0, 1, 0, 0, 0, 0, SN_ACT_ELU},    /* epilogue */
     {true, 2, 16, 5, 20, 9, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},   /* 27 tile rows padded to 32 */
+    {true, 2, 16, 30, 20, 8, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},  /* tall: blocks inside the grid */
 };
 
 static void test_conv_blocks(void **state) {

@@ -18,6 +18,7 @@
 #include "backends/cpu/cpu.h"
 #include "backends/cpu/vmath.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,7 @@ typedef struct {
     bool dk;
     const float *wpack;     /* [R/8][CKK][8] */
     const int32_t *off;     /* [CKK]: tap (c,i,j)'s offset in the planes */
+    const int32_t *off2;    /* gather: tap (r,i)'s offset in the grid itself (NULL: copy always) */
     int64_t tp;             /* plane rows per block: maxrows + kh - 1 */
 } fused_job;
 
@@ -415,19 +417,28 @@ static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, 
  * Q[(c,j)][t*Wc + ow] = sum_(r,i) w[r,(c,i,j)] D[r][(t + kh-1-i)*Wc + ow] comes from
  * the tiles (rows (c,j) padded to a multiple of 8), and each Q row is added into the
  * image row at columns ow*sw - pw + j: kw strided passes per row, not col2im's kh*kw. */
-static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t h1, float *buf, float *img) {
+static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t h1, float *buf, float *img, int tid) {
+    double t0 = cprof_now();
     int64_t T = h1 - h0, Tg = T + a->kh - 1, HWc = a->Hc * a->Wc;
     int64_t ldd = a->tp * a->Wc, g0 = h0 + a->ph - (a->kh - 1);
-    float *D = buf, *Q = buf + sn_align64(a->R * ldd + 64);
-    for (int64_t r = 0; r < a->R; r++)
-        for (int64_t u = 0; u < Tg; u++) {
-            float *d = D + r * ldd + u * a->Wc;
-            int64_t g = g0 + u;
-            if (g < 0 || g >= a->Hc) memset(d, 0, (size_t)a->Wc * sizeof *d);
-            else memcpy(d, oth + r * HWc + g * a->Wc, (size_t)a->Wc * sizeof *d);
-        }
+    float *Q = buf + sn_align64(a->R * ldd + 64);
+    const float *D = oth + g0 * a->Wc;
+    const int32_t *off = a->off2;
+    if (!off || g0 < 0 || g0 + Tg > a->Hc) { /* rows past the grid's edges: a copy with zero rows */
+        for (int64_t r = 0; r < a->R; r++)
+            for (int64_t u = 0; u < Tg; u++) {
+                int64_t g = g0 + u;
+                float *dr = buf + r * ldd + u * a->Wc;
+                if (g < 0 || g >= a->Hc) memset(dr, 0, (size_t)a->Wc * sizeof *dr);
+                else memcpy(dr, oth + r * HWc + g * a->Wc, (size_t)a->Wc * sizeof *dr);
+            }
+        D = buf;
+        off = a->off;
+    }
     int64_t M = (a->C * a->kw + 7) / 8 * 8, ldq = T * a->Wc;
-    dk_block(a->wpack, a->off, M, a->R * a->kh, D, ldq, Q, ldq);
+    FPROF(tid, FP_IM2COL, t0);
+    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq);
+    FPROF(tid, FP_GEMM, t0);
     for (int64_t c = 0; c < a->C; c++) {
         float bv = a->bias ? a->bias[c] : 0.0f;
         for (int64_t t = 0; t < T; t++) {
@@ -448,6 +459,7 @@ static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t 
             if (a->act) sn_cpu_bias_act(drow, drow, a->Ws, NULL, 0.0f, a->act, a->p0, a->p1);
         }
     }
+    FPROF(tid, FP_COL2IM, t0);
 }
 
 typedef struct {
@@ -603,8 +615,8 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             FPROF(tid, FP_GEMM, t0);
             first = false;
         } else if (a->dk) {
-            dk_gather(a, oth, r0, r1, col, a->out + n * a->C * a->Hs * a->Ws);
-            FPROF(tid, FP_GEMM, t0);
+            dk_gather(a, oth, r0, r1, col, a->out + n * a->C * a->Hs * a->Ws, tid);
+            t0 = cprof_now();
         } else {
             /* grid rows whose columns reach image rows [r0, r1): ih = oh*sh - ph + i */
             int64_t o0 = (r0 + a->ph - (a->kh - 1) + a->sh - 1);
@@ -699,7 +711,8 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         a->colcap = gather ? sn_align64(a->R * a->tp * a->Wc + 64) + sn_align64(Mg * maxrows * a->Wc)
                            : sn_align64(a->C * a->kw * a->tp * a->Wc + 64);
     a->wsize = a->mode == FM_WGRAD ? sn_align64(a->R * CKK) : 0;
-    int64_t wpn = gather ? Mg * a->R * a->kh : a->mode == FM_WGRAD ? 0 : a->R * CKK, offn = gather ? a->R * a->kh : CKK;
+    int64_t wpn = gather ? Mg * a->R * a->kh : a->mode == FM_WGRAD ? 0 : a->R * CKK,
+            offn = gather ? 2 * a->R * a->kh : CKK;
     int64_t dkn = a->dk ? sn_align64(wpn) + sn_align64(offn) : 0;
     size_t need = (size_t)(nth * a->colcap + nth * a->wsize + dkn + 64);
     float *buf = sn_cpu_scratch(c, need);
@@ -708,10 +721,16 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
     if (a->dk) {
         float *wp = buf + nth * a->colcap + nth * a->wsize;
         int32_t *off = (int32_t *)(wp + sn_align64(wpn));
-        if (gather) /* tap (r,i): grid row t + kh-1-i of D's channel r */
+        a->off2 = NULL;
+        if (gather) { /* tap (r,i): grid row t + kh-1-i of D's channel r, in the copy and in the grid */
+            int32_t *off2 = off + a->R * a->kh;
             for (int64_t r = 0; r < a->R; r++)
-                for (int64_t i = 0; i < a->kh; i++)
+                for (int64_t i = 0; i < a->kh; i++) {
                     off[r * a->kh + i] = (int32_t)((r * a->tp + a->kh - 1 - i) * a->Wc);
+                    off2[r * a->kh + i] = (int32_t)(r * a->Hc * a->Wc + (a->kh - 1 - i) * a->Wc);
+                }
+            if (a->R * a->Hc * a->Wc < INT32_MAX / 2) a->off2 = off2;
+        }
         else /* tap (c,i,j) in the weight's order */
             for (int64_t cc = 0; cc < a->C; cc++)
                 for (int64_t i = 0; i < a->kh; i++)
