@@ -311,9 +311,12 @@ static void test_norm(void **st) {
     sn_ctx_free(c);
 }
 
-/* steps: force the per-step GEMM path (SN_RNN_STEPS) instead of the persistent kernels (CUDA, B <= 16) */
-static void rnn_case_layers(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, int L, bool steps) {
-    if (steps) setenv("SN_RNN_STEPS", "1", 1);
+/* env: a CUDA developer switch set for this case (SN_RNN_STEPS: the per-step GEMM path
+ * instead of the persistent kernels; SN_RNN_BWD_SPLIT=0: the column backward kernel
+ * instead of the split one), NULL for the defaults */
+static void rnn_case_env(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, int L, const char *env,
+                         const char *val) {
+    if (env) setenv(env, val, 1);
     sn_ctx *c = sn_ctx_new();
     int64_t G = lstm ? 4 : 3;
     double ws = 0.4 * sqrt(8.0 / (double)H); /* keep the gates out of saturation at any H */
@@ -335,10 +338,16 @@ static void rnn_case_layers(bool lstm, int64_t B, int64_t T, int64_t I, int64_t 
     sn_tensor *rs = lstm ? sn_lstm_state(c, x, L, (int)H, w, h0, c0) : sn_gru_state(c, x, L, (int)H, w, h0);
     assert_non_null(rs);
     assert_non_null(sn_rnn_final_state(c, rs, 0));
-    cross_check(c, 1e-4 /* a few recurrent steps x 2 layers of f32 GEMMs */, 1e-4,
-                lstm ? (steps ? "lstm (step path)" : "lstm") : (steps ? "gru (step path)" : "gru"));
+    char label[96];
+    snprintf(label, sizeof label, "%s%s%s%s%s", lstm ? "lstm" : "gru", env ? " (" : "", env ? env : "",
+             env ? "=" : "", env ? val : "");
+    if (env) strcat(label, ")");
+    cross_check(c, 1e-4 /* a few recurrent steps x 2 layers of f32 GEMMs */, 1e-4, label);
     sn_ctx_free(c);
-    if (steps) unsetenv("SN_RNN_STEPS");
+    if (env) unsetenv(env);
+}
+static void rnn_case_layers(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, int L, bool steps) {
+    rnn_case_env(lstm, B, T, I, H, L, steps ? "SN_RNN_STEPS" : NULL, "1");
 }
 static void rnn_case_sized(bool lstm, int64_t B, int64_t T, int64_t I, int64_t H, bool steps) {
     rnn_case_layers(lstm, B, T, I, H, 2, steps);
@@ -365,6 +374,9 @@ static void test_lstm(void **st) {
     rnn_case_sized(true, 10, 1, 4, 37, false);
     rnn_case_sized(true, 17, 3, 2, 3, false);
     rnn_layer_cases(true);
+    /* the column backward kernel, the split one's fallback: a partial last block, the largest batch */
+    rnn_case_env(true, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "0");
+    rnn_case_env(true, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "0");
 }
 static void test_gru(void **st) {
     rnn_case(false);
@@ -380,6 +392,7 @@ static void test_gru(void **st) {
     rnn_case_sized(false, 10, 1, 4, 37, false);
     rnn_case_sized(false, 17, 3, 2, 3, false);
     rnn_layer_cases(false);
+    rnn_case_env(false, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "0");
 }
 
 static void test_attention(void **st) {

@@ -274,7 +274,8 @@ struct persist_args {
     const float *w_hh, *b_ih, *b_hh, *h0, *c0;
     const float *dh_out; /* bwd: [B,T,H] dL/dh from above */
     float *dx;           /* bwd: [B,T,G*H] the gate gradients that feed dh_{t-1} through W_hh: dG (LSTM), dGh (GRU) */
-    int T, H, U, ll, fl;
+    float *part;         /* split bwd: [2][C][B][H] partial products W_hh[group rows, :]^T dG per unit group */
+    int T, H, U, P, ll, fl;
 };
 
 /* Cell of the persistent forward: init once per (batch, unit) thread, then step(t) gets
@@ -386,11 +387,13 @@ __global__ void __launch_bounds__(SN_PT, 1) k_rnn_fwd_persist(const persist_args
             __syncthreads();
         } else if (has_h) {
             if (fl && t > 0) flag_wait(base + (unsigned)t); /* every block's h_{t-1} */
-            /* several loads in flight per thread before the stores (L2 latency) */
-            for (int i0 = tid; i0 < NB * H4; i0 += 4 * SN_PT) {
-                float4 v[4];
+            /* several loads in flight per thread before the stores (L2 latency): at B = 16
+             * the whole h (64 KB) in one round */
+            constexpr int LF = NB >= 12 ? 16 : NB >= 6 ? 8 : 4;
+            for (int i0 = tid; i0 < NB * H4; i0 += LF * SN_PT) {
+                float4 v[LF];
 #pragma unroll
-                for (int s = 0; s < 4; s++) {
+                for (int s = 0; s < LF; s++) {
                     int idx = i0 + s * SN_PT;
                     if (idx < NB * H4) {
                         int b = idx / H4, q = idx - b * H4;
@@ -399,7 +402,7 @@ __global__ void __launch_bounds__(SN_PT, 1) k_rnn_fwd_persist(const persist_args
                     }
                 }
 #pragma unroll
-                for (int s = 0; s < 4; s++)
+                for (int s = 0; s < LF; s++)
                     if (i0 + s * SN_PT < NB * H4) hs[i0 + s * SN_PT] = v[s];
             }
             __syncthreads();
@@ -502,9 +505,11 @@ struct gru_bwd_cell {
         float dar = dan * hnv * r * (1.0f - r);
         float daz = dz * z * (1.0f - z);
         dhz = dh * z;
-        gt[j] = dar; /* dGx */
-        gt[H + j] = daz;
-        gt[2 * H + j] = dan;
+        if (gt) { /* dGx; NULL: another block of the split kernel writes it */
+            gt[j] = dar;
+            gt[H + j] = daz;
+            gt[2 * H + j] = dan;
+        }
         g[0] = dar; /* dGh */
         g[1] = daz;
         g[2] = dan * r;
@@ -630,6 +635,137 @@ __global__ void __launch_bounds__(SN_PT, 1) k_rnn_bwd_persist(const persist_args
     if (ll || fl) ll_finish(grid, base, T);
 }
 
+/* Split persistent backward (the default where its plan fits): block (c, i) of a C x P
+ * grid keeps W_hh[the G*U gate rows of unit group c][column group i] (H / P columns) in
+ * shared memory. Per step each block computes the cells of its group's U units itself,
+ * so its dG rows are local, and writes the partial product W_hh[rows of c, cols of i]^T
+ * dG_t (B x H / P values); after the grid barrier a cell sums the C partials of its
+ * unit. A block reads B x H values per step, as the forward does, where the column
+ * kernel above reads all B x G*H gate gradients. The P blocks of a group compute the
+ * same cells (block i = 0 alone writes them); every block loads step t's saved state
+ * before the barrier that ends step t + 1, since block 0 overwrites it with dG after. */
+#define SN_SPLIT_CPT 2 /* most cells (batch, unit) per thread */
+template <class Cell, int NB>
+__global__ void __launch_bounds__(SN_PT, 1) k_rnn_bwd_split(const persist_args a) {
+    constexpr int G = Cell::G;
+    cg::grid_group grid = cg::this_grid();
+    const int T = a.T, H = a.H, U = a.U, P = a.P, C = H / U, NCOL = H / P, GH = G * H, R = G * U;
+    const int grp = blockIdx.x / P, ci = blockIdx.x - grp * P, j0 = grp * U, k0 = ci * NCOL;
+    const int S = SN_PT / NCOL; /* row slices of the product */
+    extern __shared__ float4 sm4[];
+    float *Ws = (float *)sm4;          /* [R][NCOL]: row k*U + u = W_hh row k*H + j0 + u, cols k0.. */
+    float *dGs = Ws + (size_t)R * NCOL; /* [NB][R] this step's gate gradients of the group */
+    float *red = dGs + NB * R;         /* [S][NB][NCOL] when S > 1 */
+    for (int idx = threadIdx.x; idx < R * NCOL; idx += SN_PT) {
+        int r = idx / NCOL, q = idx - r * NCOL, k = r / U, u = r - k * U;
+        Ws[idx] = a.w_hh[(size_t)(k * H + j0 + u) * H + k0 + q];
+    }
+    const int tid = threadIdx.x;
+    Cell cs[SN_SPLIT_CPT];
+    float dh[SN_SPLIT_CPT];
+    /* saved state and dL/dh of step t, loaded before the barrier that ends step t + 1 */
+    auto prefetch = [&](int t) {
+#pragma unroll
+        for (int m = 0; m < SN_SPLIT_CPT; m++) {
+            const int q = tid + m * SN_PT;
+            if (q < NB * U) {
+                const int b = q / U, j = j0 + (q - b * U);
+                const size_t o1 = ((size_t)b * T + t) * H + j;
+                dh[m] = __ldcg(a.dh_out + o1);
+                cs[m].load(a, a.gates + ((size_t)b * T + t) * GH, o1, t, j);
+            }
+        }
+    };
+    prefetch(T - 1);
+    grid.sync(); /* every block has read step T - 1's state before block 0 overwrites it */
+    for (int t = T - 1; t >= 0; t--) {
+        float rec[SN_SPLIT_CPT];
+#pragma unroll
+        for (int m = 0; m < SN_SPLIT_CPT; m++) rec[m] = 0.0f;
+        if (t < T - 1) {
+            /* dh_rec of each cell: the C partials of step t + 1, 16 loads in flight per cell */
+            const float *pp = a.part + (size_t)((t + 1) & 1) * C * NB * H;
+            for (int c0 = 0; c0 < C; c0 += 16) {
+                float v[SN_SPLIT_CPT][16];
+#pragma unroll
+                for (int m = 0; m < SN_SPLIT_CPT; m++) {
+                    const int q = tid + m * SN_PT, b = q / U, j = j0 + (q - b * U);
+#pragma unroll
+                    for (int s = 0; s < 16; s++)
+                        v[m][s] = q < NB * U && c0 + s < C ? __ldcg(pp + ((size_t)(c0 + s) * NB + b) * H + j) : 0.0f;
+                }
+#pragma unroll
+                for (int m = 0; m < SN_SPLIT_CPT; m++)
+#pragma unroll
+                    for (int s = 0; s < 16; s++) rec[m] += v[m][s];
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < SN_SPLIT_CPT; m++) {
+            const int q = tid + m * SN_PT;
+            if (q < NB * U) {
+                const int b = q / U, u = q - b * U, j = j0 + u;
+                float *gt = a.gates + ((size_t)b * T + t) * GH;
+                float g[G];
+                cs[m].step(a, ci == 0 ? gt : (float *)NULL, j, dh[m], rec[m], t < T - 1, g);
+                float *d = a.dx + ((size_t)b * T + t) * GH;
+#pragma unroll
+                for (int k = 0; k < G; k++) {
+                    dGs[b * R + k * U + u] = g[k];
+                    if (ci == 0) d[k * H + j] = g[k];
+                }
+            }
+        }
+        if (t == 0) break;
+        __syncthreads();
+        /* partial dh_{t-1}[b, k0 + k] over this group's rows */
+        {
+            const int k = tid % NCOL, s = tid / NCOL;
+            float acc[NB];
+#pragma unroll
+            for (int b = 0; b < NB; b++) acc[b] = 0.0f;
+            if (S == 1 && (R & 3) == 0) {
+                /* four rows per pass: one 16-byte (broadcast) load of dG per batch row */
+                const float4 *d4 = (const float4 *)dGs;
+                for (int r = 0; r < R; r += 4) {
+                    const float w0 = Ws[(size_t)r * NCOL + k], w1 = Ws[(size_t)(r + 1) * NCOL + k];
+                    const float w2 = Ws[(size_t)(r + 2) * NCOL + k], w3 = Ws[(size_t)(r + 3) * NCOL + k];
+#pragma unroll
+                    for (int b = 0; b < NB; b++) {
+                        const float4 d = d4[(b * R + r) >> 2];
+                        acc[b] = fmaf(w3, d.w, fmaf(w2, d.z, fmaf(w1, d.y, fmaf(w0, d.x, acc[b]))));
+                    }
+                }
+            } else if (s < S) {
+                for (int r = s; r < R; r += S) {
+                    const float w = Ws[(size_t)r * NCOL + k];
+#pragma unroll
+                    for (int b = 0; b < NB; b++) acc[b] = fmaf(w, dGs[b * R + r], acc[b]);
+                }
+            }
+            float *pw = a.part + ((size_t)(t & 1) * C + grp) * NB * H + k0;
+            if (S == 1) {
+                if (s < S)
+#pragma unroll
+                    for (int b = 0; b < NB; b++) __stcg(pw + (size_t)b * H + k, acc[b]);
+            } else {
+                if (s < S)
+#pragma unroll
+                    for (int b = 0; b < NB; b++) red[((size_t)s * NB + b) * NCOL + k] = acc[b];
+                __syncthreads();
+                for (int idx = tid; idx < NB * NCOL; idx += SN_PT) {
+                    const int b = idx / NCOL, kk = idx - b * NCOL;
+                    float v = 0.0f;
+                    for (int s2 = 0; s2 < S; s2++) v += red[((size_t)s2 * NB + b) * NCOL + kk];
+                    __stcg(pw + (size_t)b * H + kk, v);
+                }
+            }
+        }
+        prefetch(t - 1);
+        grid.sync();
+    }
+}
+
 typedef struct {
     int U, blocks;
     size_t smem;
@@ -729,6 +865,70 @@ static int use_flags(int ll, int blocks) {
     return !ll && want && blocks <= SN_FLAG_N;
 }
 
+/* Geometry of the split backward for this shape: U units per group, P column groups
+ * (C x P blocks, C = H / U): the most blocks the SMs hold, then the fewest redundant
+ * blocks per group; false where nothing fits (the column kernel runs). */
+static bool split_plan(sn_cuda *c, const void *fn, int64_t G, int64_t B, int64_t H, persist_cfg *pc, int *Pout) {
+    static int optin = -1;
+    if (optin < 0) {
+        int v = 0;
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) != cudaSuccess) v = 0;
+        optin = v;
+        (void)cudaGetLastError();
+    }
+    const char *e = getenv("SN_RNN_BWD_SPLIT"); /* developer switch: 0 = the column kernel */
+    if (e && *e == '0') return false;
+    int coop = 0;
+    if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, c->device) != cudaSuccess || !coop) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    int bestU = 0, bestP = 0, bestBlocks = 0;
+    size_t bestSmem = 0;
+    for (int64_t U = 1; U <= H && U * B <= SN_SPLIT_CPT * SN_PT; U++) {
+        if (H % U) continue;
+        for (int64_t P = 1; P <= 8; P++) {
+            if (H % P || H / P > SN_PT) continue;
+            int64_t blocks = H / U * P, ncol = H / P, S = SN_PT / ncol, R = G * U;
+            if (blocks > c->nsm) continue;
+            size_t smem = (size_t)(R * ncol + B * R + (S > 1 ? S * B * ncol : 0)) * 4;
+            if ((int64_t)smem > optin) continue;
+            if (blocks > bestBlocks || (blocks == bestBlocks && P < bestP)) {
+                bestU = (int)U;
+                bestP = (int)P;
+                bestBlocks = (int)blocks;
+                bestSmem = smem;
+            }
+        }
+    }
+    if (!bestBlocks) return false;
+    if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bestSmem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    int per = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, fn, SN_PT, bestSmem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    if ((int64_t)per * c->nsm < bestBlocks) return false;
+    pc->U = bestU;
+    pc->blocks = bestBlocks;
+    pc->smem = bestSmem;
+    *Pout = bestP;
+    return true;
+}
+
+template <class Cell>
+static const void *split_kernel(int64_t B) {
+    switch (B) {
+#define X(n) case n: return (const void *)k_rnn_bwd_split<Cell, n>;
+        SN_NB_CASES(X)
+#undef X
+    }
+    return NULL;
+}
+
 /* Runs layer l's forward steps in one persistent kernel when the plan allows: *done
  * true; false: use the step path. a: everything but T, H, U, ll, fl (set here). */
 static sn_status rnn_fwd_persist(sn_cuda *c, bool lstm, int64_t B, int64_t T, int64_t H, persist_args *a,
@@ -756,9 +956,27 @@ static sn_status rnn_bwd_persist(sn_cuda *c, bool lstm, int64_t B, int64_t T, in
                                  bool *done) {
     *done = false;
     const int64_t G = lstm ? 4 : 3;
-    const void *fn = lstm ? bwd_kernel<lstm_bwd_cell>(B) : bwd_kernel<gru_bwd_cell>(B);
     persist_cfg pc;
-    if (!fn || T > INT32_MAX || !persist_plan(c, fn, false, G, B, H, &pc)) return SN_OK;
+    if (T > INT32_MAX) return SN_OK;
+    const void *sf = lstm ? split_kernel<lstm_bwd_cell>(B) : split_kernel<gru_bwd_cell>(B);
+    int P = 0;
+    if (sf && !use_ll(0) && !use_flags(0, 0) && !getenv("SN_RNN_STEPS") && split_plan(c, sf, G, B, H, &pc, &P)) {
+        /* the partial products, two steps' worth (by parity) */
+        a->part = (float *)sn_cu_ws(c, SN_WS_OP2, (size_t)2 * (H / pc.U) * B * H * 4);
+        if (!a->part) return sn_error_prefix(SN_ERR_NOMEM, "%s", lstm ? "lstm_bwd" : "gru_bwd");
+        a->T = (int)T;
+        a->H = (int)H;
+        a->U = pc.U;
+        a->P = P;
+        a->ll = a->fl = 0;
+        void *args[] = {a};
+        CU_TRY(coop_launch(c, sf, &pc, args),
+               lstm ? "lstm_bwd (persistent kernel launch)" : "gru_bwd (persistent kernel launch)");
+        *done = true;
+        return SN_OK;
+    }
+    const void *fn = lstm ? bwd_kernel<lstm_bwd_cell>(B) : bwd_kernel<gru_bwd_cell>(B);
+    if (!fn || !persist_plan(c, fn, false, G, B, H, &pc)) return SN_OK;
     a->T = (int)T;
     a->H = (int)H;
     a->U = pc.U;
