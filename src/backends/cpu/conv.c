@@ -14,7 +14,13 @@
  * zeros by im2col in the backward). Neither needs code of its own here.
  *
  * A forward node's activation epilogue (ip[SN_IP_ACT]) is applied where its bias is
- * added, to each output row while it is still in cache: no separate pass. */
+ * added, to each output row while it is still in cache: no separate pass.
+ *
+ * In fp32 the default is the row-blocked ("fused") path below: each thread works on
+ * blocks of rows of one image in its own L2-sized buffer. With AVX-512 and sh = 1 its
+ * products are sinter's own direct kernels (dk_*) over per-block column-tap planes
+ * (kw copies of the rows, not im2col's kh*kw, and no BLAS packing); without, im2col +
+ * a serial OpenBLAS call per block. bf16 takes the one-GEMM form above. */
 #include "backends/cpu/cpu.h"
 #include "backends/cpu/vmath.h"
 
