@@ -4,8 +4,8 @@
  * not a multiple of 8, sh = 2), short and wide rows, stride 1/2/3 in width with kernels
  * wider than the stride, padding before and after, the transposed conv's output padding
  * and end crop, batch > 1. Small blocks (SN_CONV_BLOCK) split each image into many
- * blocks (and the weight gradient takes the direct kernel on any block) and 3 threads
- * split the rows unevenly. Forward, data, weight and bias
+ * blocks (and the weight gradient's planes into chunks of channels) and 3 threads split
+ * the rows unevenly. Forward, data, weight and bias
  * gradients, each to 1e-5 of the largest reference value. */
 #include "sn_test.h"
 #include "core/core.h"
@@ -139,7 +139,6 @@ static void test_conv_blocks(void **state) {
 
 int main(void) {
     setenv("SN_CONV_BLOCK", "2000", 0); /* floats of columns per block: several blocks per image */
-    setenv("SN_CONV_WG_COLS", "1", 0);  /* the direct weight-gradient kernel on blocks of any size */
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_conv_blocks)};
     return cmocka_run_group_tests(tests, setup3, teardown);
 }

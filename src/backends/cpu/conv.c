@@ -234,6 +234,7 @@ typedef struct {
     const int32_t *off;     /* [CKK]: tap (c,i,j)'s offset in the planes */
     const int32_t *off2;    /* gather: tap (r,i)'s offset in the grid itself (NULL: copy always) */
     int64_t tp;             /* plane rows per block: maxrows + kh - 1 */
+    int64_t cs;             /* FM_WGRAD: channels per chunk of planes */
 } fused_job;
 
 enum {
@@ -325,11 +326,11 @@ static int dk_on(void) {
 }
 
 /* planes of grid rows [o0, o1) (P's rows t = 0 .. o1-o0+kh-2) */
-static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t o1, float *P) {
+static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t o1, int64_t c0, int64_t c1, float *P) {
     int64_t T = o1 - o0 + a->kh - 1;
-    for (int64_t c = 0; c < a->C; c++)
+    for (int64_t c = c0; c < c1; c++)
         for (int64_t j = 0; j < a->kw; j++) {
-            float *pl = P + (c * a->kw + j) * a->tp * a->Wc;
+            float *pl = P + ((c - c0) * a->kw + j) * a->tp * a->Wc;
             int64_t lo, hi;
             ow_range(j, a->sw, a->pw, a->Ws, a->Wc, &lo, &hi);
             for (int64_t t = 0; t < T; t++, pl += a->Wc) {
@@ -551,15 +552,17 @@ __attribute__((target("avx512f"))) static void dk_wgrad_tile(const float *g, int
 }
 #endif
 
-static void dk_wgrad(const fused_job *a, const float *g, int64_t ldg, const float *P, int64_t cols, float *acc) {
+/* acc[r][k] for the nk taps of one channel chunk (acc at the chunk's first tap) */
+static void dk_wgrad(const fused_job *a, const float *g, int64_t ldg, const float *P, int64_t nk, int64_t cols,
+                     float *acc) {
 #ifdef SN_VM_X86
     int64_t CKK = a->C * a->kh * a->kw;
     for (int64_t r = 0; r < a->R; r += 4)
-        for (int64_t k = 0; k < CKK; k += 4)
-            dk_wgrad_tile(g + r * ldg, ldg, P, a->off + k, CKK - k < 4 ? (int)(CKK - k) : 4, cols, acc + r * CKK + k,
+        for (int64_t k = 0; k < nk; k += 4)
+            dk_wgrad_tile(g + r * ldg, ldg, P, a->off + k, nk - k < 4 ? (int)(nk - k) : 4, cols, acc + r * CKK + k,
                           CKK);
 #else
-    (void)a, (void)g, (void)ldg, (void)P, (void)cols, (void)acc;
+    (void)a, (void)g, (void)ldg, (void)P, (void)nk, (void)cols, (void)acc;
 #endif
 }
 
@@ -584,7 +587,7 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             int64_t cols = (r1 - r0) * a->Wc;
             float *o = a->out + n * a->R * HWc + r0 * a->Wc;
             if (a->dk) {
-                dk_planes(a, img, r0, r1, col);
+                dk_planes(a, img, r0, r1, 0, a->C, col);
                 FPROF(tid, FP_IM2COL, t0);
                 dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc);
             } else {
@@ -604,12 +607,17 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
                 }
             FPROF(tid, FP_EPI, t0);
         } else if (a->mode == FM_WGRAD && a->dk) {
-            int64_t cols = (r1 - r0) * a->Wc;
+            /* long blocks of rows, their planes a chunk of channels at a time: the
+             * tiles' lanes are summed once per chunk over all the block's positions */
+            int64_t cols = (r1 - r0) * a->Wc, kk = a->kh * a->kw;
             if (first) memset(acc, 0, (size_t)(a->R * CKK) * sizeof *acc);
-            dk_planes(a, img, r0, r1, col);
-            FPROF(tid, FP_IM2COL, t0);
-            dk_wgrad(a, oth + r0 * a->Wc, HWc, col, cols, acc);
-            FPROF(tid, FP_GEMM, t0);
+            for (int64_t c0 = 0; c0 < a->C; c0 += a->cs) {
+                int64_t c1 = c0 + a->cs < a->C ? c0 + a->cs : a->C;
+                dk_planes(a, img, r0, r1, c0, c1, col);
+                FPROF(tid, FP_IM2COL, t0);
+                dk_wgrad(a, oth + r0 * a->Wc, HWc, col, (c1 - c0) * kk, cols, acc + c0 * kk);
+                FPROF(tid, FP_GEMM, t0);
+            }
             first = false;
         } else if (a->mode == FM_WGRAD) {
             int64_t cols = (r1 - r0) * a->Wc;
@@ -689,33 +697,37 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
             a->sh == 1 && dk_on();
     int64_t Mg = (a->C * a->kw + 7) / 8 * 8; /* gather: rows (c,j) of the tiles */
     int64_t items = a->N * rows, per = (items + nth - 1) / nth, maxrows = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        /* the direct kernel's planes hold kw (not kh*kw) copies of each row; its gather
-         * form a copy of the grid rows and the tiles' output */
-        int64_t per_row = !a->dk ? CKK * a->Wc : gather ? (a->R + Mg) * a->Wc : a->C * a->kw * a->Wc;
-        maxrows = budget / (per_row > 0 ? per_row : 1);
+    /* the direct kernel's planes hold kw (not kh*kw) copies of each row; its gather
+     * form a copy of the grid rows and the tiles' output */
+    int64_t per_row = !a->dk ? CKK * a->Wc : gather ? (a->R + Mg) * a->Wc : a->C * a->kw * a->Wc;
+    maxrows = budget / (per_row > 0 ? per_row : 1);
+    if (maxrows < 1) maxrows = 1;
+    /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
+    if (gather && maxrows < 4 * a->kh) maxrows = 4 * a->kh;
+    a->cs = a->C;
+    if (a->dk && a->mode == FM_WGRAD) {
+        /* the weight gradient's tiles sum their 16 lanes once per block and channel
+         * chunk: blocks as long as the thread's share and the budget for a chunk of
+         * cmin channels allow (cmin*kh*kw taps fill the 4-tap tiles), chunks of as
+         * many channels as the budget holds */
+        int64_t kk = a->kh * a->kw, cmin = kk % 4 == 0 ? 1 : kk % 2 == 0 ? 2 : 4;
+        if (cmin > a->C) cmin = a->C;
+        maxrows = budget / (cmin * a->kw * a->Wc) - (a->kh - 1);
         if (maxrows < 1) maxrows = 1;
-        /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
-        if (gather && maxrows < 4 * a->kh) maxrows = 4 * a->kh;
+        if (maxrows > rows) maxrows = rows;
         if (maxrows > per) maxrows = per;
-        /* the weight-gradient tiles sum their lanes once per block: worth it over 1024
-         * positions or more (measured: 20% slower at ~340, ahead at ~1300);
-         * SN_CONV_WG_COLS sets that bound */
-        static int64_t wg_cols = -1;
-        if (wg_cols < 0) {
-            const char *e = getenv("SN_CONV_WG_COLS");
-            wg_cols = e && atoll(e) > 0 ? atoll(e) : 1024;
-        }
-        if (!(a->dk && a->mode == FM_WGRAD && maxrows * a->Wc < wg_cols)) break;
-        a->dk = false;
+        a->cs = budget / (a->kw * (maxrows + a->kh - 1) * a->Wc) / cmin * cmin;
+        if (a->cs < cmin) a->cs = cmin;
+        if (a->cs > a->C) a->cs = a->C;
     }
+    if (maxrows > per) maxrows = per;
     a->maxrows = maxrows;
     int64_t grid_rows = gather ? (maxrows + a->kh - 1) / a->sh + 2 : maxrows;
     a->colcap = sn_align64(CKK * grid_rows * a->Wc);
     a->tp = maxrows + a->kh - 1;
     if (a->dk) /* + the tail loads' slack */
         a->colcap = gather ? sn_align64(a->R * a->tp * a->Wc + 64) + sn_align64(Mg * maxrows * a->Wc)
-                           : sn_align64(a->C * a->kw * a->tp * a->Wc + 64);
+                           : sn_align64(a->cs * a->kw * a->tp * a->Wc + 64);
     a->wsize = a->mode == FM_WGRAD ? sn_align64(a->R * CKK) : 0;
     int64_t wpn = gather ? Mg * a->R * a->kh : a->mode == FM_WGRAD ? 0 : a->R * CKK,
             offn = gather ? 2 * a->R * a->kh : CKK;
