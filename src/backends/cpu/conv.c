@@ -353,8 +353,9 @@ static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t 
 
 #ifdef SN_VM_X86
 /* out[r][q] = sum_k wp[k][r] * b[off[k] + q] for r < 8, q < n (n <= 48) */
+/* (pf: also prefetch the next tile's positions of each tap into L2) */
 __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const float *b, const int32_t *off,
-                                                       int64_t K, int64_t n, float *out, int64_t ldo) {
+                                                       int64_t K, int64_t n, float *out, int64_t ldo, bool pf) {
     __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
     __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
     __mmask16 m2 = n >= 48 ? 0xFFFF : n > 32 ? (__mmask16)((1u << (n - 32)) - 1) : 0;
@@ -363,6 +364,12 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
            c52 = c00, c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
     for (int64_t k = 0; k < K; k++, wp += 8) {
         const float *bk = b + off[k];
+        if (pf) {
+            _mm_prefetch((const char *)(bk + 48), _MM_HINT_T1);
+            _mm_prefetch((const char *)(bk + 64), _MM_HINT_T1);
+            _mm_prefetch((const char *)(bk + 80), _MM_HINT_T1);
+            _mm_prefetch((const char *)(bk + 95), _MM_HINT_T1);
+        }
         __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16),
                b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
 #define DK_ROW(r, x0, x1, x2)                                                                                       \
@@ -401,8 +408,10 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
 #endif
 
 /* o[M][ldo] (M % 8 == 0) for cols positions: o[m][q] = sum_k wp[m/8][k][m%8] b[off[k] + q] */
+/* pf: b is read in place from a large tensor, each tap a separate stream that the
+ * hardware prefetchers do not follow (the CRN's last decoder layer ran 2x slower) */
 static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, const float *b, int64_t cols, float *o,
-                     int64_t ldo) {
+                     int64_t ldo, bool pf) {
 #ifdef SN_VM_X86
     /* weight panels in chunks of about 256 KB, reused from L2 over the block's tiles */
     int64_t rc = (256 * 1024 / 4) / (K * 8) * 8;
@@ -411,11 +420,12 @@ static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, 
         int64_t r1 = r0 + rc < M ? r0 + rc : M;
         for (int64_t q0 = 0; q0 < cols; q0 += 48) {
             int64_t n = cols - q0 < 48 ? cols - q0 : 48;
-            for (int64_t r = r0; r < r1; r += 8) dk_tile(wp + r * K, b + q0, off, K, n, o + r * ldo + q0, ldo);
+            for (int64_t r = r0; r < r1; r += 8)
+                dk_tile(wp + r * K, b + q0, off, K, n, o + r * ldo + q0, ldo, pf && r == r0 && q0 + 48 < cols);
         }
     }
 #else
-    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo;
+    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo, (void)pf;
 #endif
 }
 
@@ -444,7 +454,7 @@ static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t 
     }
     int64_t M = (a->C * a->kw + 7) / 8 * 8, ldq = T * a->Wc;
     FPROF(tid, FP_IM2COL, t0);
-    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq);
+    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq, D != buf);
     FPROF(tid, FP_GEMM, t0);
     for (int64_t c = 0; c < a->C; c++) {
         float bv = a->bias ? a->bias[c] : 0.0f;
@@ -589,7 +599,7 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             if (a->dk) {
                 dk_planes(a, img, r0, r1, 0, a->C, col);
                 FPROF(tid, FP_IM2COL, t0);
-                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc);
+                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc, false);
             } else {
                 im2col_block(a, img, r0, r1, col);
                 FPROF(tid, FP_IM2COL, t0);
