@@ -683,21 +683,21 @@ __global__ void __launch_bounds__(SN_PT, 1) k_rnn_bwd_split(const persist_args a
 #pragma unroll
         for (int m = 0; m < SN_SPLIT_CPT; m++) rec[m] = 0.0f;
         if (t < T - 1) {
-            /* dh_rec of each cell: the C partials of step t + 1, 16 loads in flight per cell */
+            /* dh_rec of each cell: the C partials of step t + 1, 32 loads in flight per cell (all C of them at H = 1024) */
             const float *pp = a.part + (size_t)((t + 1) & 1) * C * NB * H;
-            for (int c0 = 0; c0 < C; c0 += 16) {
-                float v[SN_SPLIT_CPT][16];
+            for (int c0 = 0; c0 < C; c0 += 32) {
+                float v[SN_SPLIT_CPT][32];
 #pragma unroll
                 for (int m = 0; m < SN_SPLIT_CPT; m++) {
                     const int q = tid + m * SN_PT, b = q / U, j = j0 + (q - b * U);
 #pragma unroll
-                    for (int s = 0; s < 16; s++)
+                    for (int s = 0; s < 32; s++)
                         v[m][s] = q < NB * U && c0 + s < C ? __ldcg(pp + ((size_t)(c0 + s) * NB + b) * H + j) : 0.0f;
                 }
 #pragma unroll
                 for (int m = 0; m < SN_SPLIT_CPT; m++)
 #pragma unroll
-                    for (int s = 0; s < 16; s++) rec[m] += v[m][s];
+                    for (int s = 0; s < 32; s++) rec[m] += v[m][s];
             }
         }
 #pragma unroll
