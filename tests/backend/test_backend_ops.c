@@ -377,6 +377,8 @@ static void test_lstm(void **st) {
     /* the column backward kernel, the split one's fallback: a partial last block, the largest batch */
     rnn_case_env(true, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "0");
     rnn_case_env(true, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "0");
+    /* weight-gradient GEMMs on the CUDA side stream, three layers (two forks, one join) */
+    rnn_case_env(true, 5, 9, 6, 64, 3, "SN_RNN_OVERLAP", "1");
 }
 static void test_gru(void **st) {
     rnn_case(false);

@@ -229,6 +229,12 @@ static void cu_destroy(sn_cuda *c) {
     if (c->stream) cudaStreamSynchronize(c->stream);
     if (c->blas) cublasDestroy(c->blas);
     cudaFree(c->blas_ws);
+    if (c->side) cudaStreamSynchronize(c->side);
+    if (c->side_blas) cublasDestroy(c->side_blas);
+    cudaFree(c->side_blas_ws);
+    if (c->side_fork) cudaEventDestroy(c->side_fork);
+    if (c->side_join) cudaEventDestroy(c->side_join);
+    if (c->side) cudaStreamDestroy(c->side);
     for (int i = 0; i < SN_WS_COUNT; i++) cudaFree(c->ws[i]);
     for (int i = 0; i < c->nretired; i++) cudaFree(c->retired[i]);
     free(c->retired);
@@ -582,7 +588,8 @@ static void cu_segment_free(sn_backend *b, void *state) {
 
 static size_t cu_workspace(sn_backend *b) {
     sn_cuda *c = (sn_cuda *)b->ctx;
-    size_t n = c->retired_bytes + (c->blas_ws ? c->blas_ws_bytes : 0) + c->pf_cap;
+    size_t n = c->retired_bytes + (c->blas_ws ? c->blas_ws_bytes : 0) + (c->side_blas_ws ? c->blas_ws_bytes : 0) +
+               c->pf_cap;
     for (int i = 0; i < SN_WS_COUNT; i++) n += c->ws_cap[i];
     return n;
 }
@@ -620,7 +627,25 @@ static const sn_backend_i cu_iface = {
 static sn_status cu_apply_math(sn_cuda *c) {
     BLAS_TRY(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
              "cublasSetMathMode");
+    if (c->side_blas)
+        BLAS_TRY(cublasSetMathMode(c->side_blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+                 "cublasSetMathMode (side stream)");
     return SN_OK;
+}
+
+sn_status sn_cu_side_init(sn_cuda *c) {
+    if (c->side_blas) return SN_OK;
+    if (c->capturing) return sn_error(SN_ERR_INTERNAL, "side stream: first made during graph capture (a bug in sinter)");
+    CU_TRY(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking), "side stream (cudaStreamCreate)");
+    CU_TRY(cudaEventCreateWithFlags(&c->side_fork, cudaEventDisableTiming), "side stream (cudaEventCreate)");
+    CU_TRY(cudaEventCreateWithFlags(&c->side_join, cudaEventDisableTiming), "side stream (cudaEventCreate)");
+    CU_TRY(cudaMalloc(&c->side_blas_ws, c->blas_ws_bytes), "side stream (cuBLAS workspace)");
+    cublasHandle_t h = NULL;
+    BLAS_TRY(cublasCreate(&h), "side stream (cublasCreate)");
+    c->side_blas = h;
+    BLAS_TRY(cublasSetStream(h, c->side), "side stream (cublasSetStream)");
+    BLAS_TRY(cublasSetWorkspace(h, c->side_blas_ws, c->blas_ws_bytes), "side stream (cublasSetWorkspace)");
+    return cu_apply_math(c);
 }
 
 static sn_status cu_backend_new(int device, sn_backend **out) {

@@ -55,6 +55,13 @@ typedef struct sn_cuda {
     /* data parallel: the device collective (NCCL) and its stream; gradient buckets
      * reduce there while the compute stream goes on, and a node that reads a bucket
      * waits for its event first (collective.cu) */
+    /* side stream (SN_RNN_OVERLAP=1): an RNN backward's weight-gradient GEMMs of one
+     * layer run there beside the next layer's recurrence; its own cuBLAS handle and
+     * workspace, made on the first eager use (rnn.cu) */
+    cudaStream_t side;
+    cublasHandle_t side_blas;
+    void *side_blas_ws;
+    cudaEvent_t side_fork, side_join;
     const sn_collective *coll;
     cudaStream_t comm_stream;
     cudaEvent_t coll_ready;
@@ -93,6 +100,8 @@ sn_status sn_cu_blas_err(cublasStatus_t s, const char *where);
  * would have to grow during capture). The pointer stays valid until the next call for
  * the same slot. */
 void *sn_cu_ws(sn_cuda *c, int slot, size_t bytes);
+/* Makes the side stream, its events and cuBLAS handle (once, outside graph capture). */
+sn_status sn_cu_side_init(sn_cuda *c);
 
 /* Grid size for a grid-stride loop over n items. */
 static inline unsigned sn_cu_blocks(const sn_cuda *c, int64_t n, int threads = SN_CU_THREADS) {

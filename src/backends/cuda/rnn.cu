@@ -1095,6 +1095,15 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
     }
     const float *dh_out = sn_cu_f(dy);
     unsigned g = sn_cu_blocks(c, B * H);
+    /* SN_RNN_OVERLAP=1 (a developer switch): a layer's weight-gradient GEMMs run on the
+     * side stream while the layer below runs its recurrence; LSTM (the GRU's dGh buffer
+     * is shared by the layers) and f32 only (the bf16 operand conversions share one
+     * workspace) */
+    const char *ov = getenv("SN_RNN_OVERLAP"); /* read per call: tests switch it */
+    bool overlap = ov && ov[0] == '1';
+    bool side = overlap && d->lstm && !c->bf16 && d->L > 1 && (c->side_blas || !c->capturing);
+    if (side) SN_TRY(sn_cu_side_init(c));
+    bool forked = false;
     for (int l = d->L - 1; l >= 0; l--) {
         int64_t in_dim = l == 0 ? d->I : H;
         const float *in = l == 0 ? sn_cu_f(x) : sn_rnn_h(fwd, l - 1);
@@ -1128,19 +1137,33 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
             }
             CU_LAUNCHED(d->lstm ? "lstm cell backward" : "gru cell backward");
         }
-        /* weight and bias gradients over all timesteps */
-        SN_TRY(sn_cu_gemm(c, true, false, GH, in_dim, BT, 1.0f, dG, GH, in, in_dim, 0.0f, dw_ih, in_dim, what));
+        /* weight and bias gradients over all timesteps (the GEMMs on the side stream
+         * when a layer below follows: they read dG, h and x, which nothing below writes) */
+        cudaStream_t main_stream = c->stream;
+        cublasHandle_t main_blas = c->blas;
+        if (side && l > 0) {
+            CU_TRY(cudaEventRecord(c->side_fork, main_stream), "rnn backward (side stream fork)");
+            CU_TRY(cudaStreamWaitEvent(c->side, c->side_fork, 0), "rnn backward (side stream fork)");
+            c->stream = c->side;
+            c->blas = c->side_blas;
+            forked = true;
+        }
+        sn_status gs = sn_cu_gemm(c, true, false, GH, in_dim, BT, 1.0f, dG, GH, in, in_dim, 0.0f, dw_ih, in_dim, what);
         /* dw_hh = sum_b sum_{t>=1} dGh[b,t]^T h[b,t-1]: one GEMM pairs dGh row r with h row
          * r-1 over the whole batch, a rank-(B-1) GEMM over the strided rows b*T takes the
          * cross-sequence pairs back out (no shifted copy of h) */
-        if (T < 2) {
-            CU_TRY(cudaMemsetAsync(dw_hh, 0, (size_t)(GH * H) * 4, c->stream), what);
-        } else {
-            SN_TRY(sn_cu_gemm(c, true, false, GH, H, BT - 1, 1.0f, dGh + GH, GH, hbuf, H, 0.0f, dw_hh, H, what));
-            if (B > 1)
-                SN_TRY(sn_cu_gemm(c, true, false, GH, H, B - 1, -1.0f, dGh + T * GH, T * GH, hbuf + (T - 1) * H,
-                                  T * H, 1.0f, dw_hh, H, what));
+        if (gs == SN_OK && T < 2) {
+            cudaError_t me = cudaMemsetAsync(dw_hh, 0, (size_t)(GH * H) * 4, c->stream);
+            if (me != cudaSuccess) gs = sn_cu_err(me, what);
+        } else if (gs == SN_OK) {
+            gs = sn_cu_gemm(c, true, false, GH, H, BT - 1, 1.0f, dGh + GH, GH, hbuf, H, 0.0f, dw_hh, H, what);
+            if (gs == SN_OK && B > 1)
+                gs = sn_cu_gemm(c, true, false, GH, H, B - 1, -1.0f, dGh + T * GH, T * GH, hbuf + (T - 1) * H, T * H,
+                                1.0f, dw_hh, H, what);
         }
+        c->stream = main_stream; /* back on the compute stream, also on an error */
+        c->blas = main_blas;
+        SN_TRY(gs);
         SN_TRY(sn_cu_colsum(c, dG, BT, GH, db_ih, false));
         if (d->lstm)
             CU_TRY(cudaMemcpyAsync(db_hh, db_ih, (size_t)GH * 4, cudaMemcpyDeviceToDevice, c->stream), what);
@@ -1151,6 +1174,10 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         float *din = l == 0 ? out : dhbuf;
         SN_TRY(sn_cu_gemm(c, false, false, BT, in_dim, GH, 1.0f, dG, GH, w_ih, in_dim, 0.0f, din, in_dim, what));
         dh_out = din;
+    }
+    if (forked) { /* the node's outputs are complete when the compute stream goes on */
+        CU_TRY(cudaEventRecord(c->side_join, c->side), "rnn backward (side stream join)");
+        CU_TRY(cudaStreamWaitEvent(c->stream, c->side_join, 0), "rnn backward (side stream join)");
     }
     return SN_OK;
 #undef GRAD_SEG
