@@ -374,9 +374,14 @@ static void test_lstm(void **st) {
     rnn_case_sized(true, 10, 1, 4, 37, false);
     rnn_case_sized(true, 17, 3, 2, 3, false);
     rnn_layer_cases(true);
-    /* the column backward kernel, the split one's fallback: a partial last block, the largest batch */
-    rnn_case_env(true, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "0");
-    rnn_case_env(true, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "0");
+    /* the split backward kernel: unit groups of 19 x 4 column groups (532), row slices
+     * reduced in shared memory (96, the largest batch), one timestep, tiny H, 3 layers */
+    rnn_case_env(true, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "1");
+    rnn_case_env(true, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "1");
+    rnn_case_env(true, 4, 9, 16, 1024, 2, "SN_RNN_BWD_SPLIT", "1");
+    rnn_case_env(true, 10, 1, 4, 37, 2, "SN_RNN_BWD_SPLIT", "1");
+    rnn_case_env(true, 17, 3, 2, 3, 2, "SN_RNN_BWD_SPLIT", "1");
+    rnn_case_env(true, 3, 11, 5, 8, 3, "SN_RNN_BWD_SPLIT", "1");
     /* weight-gradient GEMMs on the CUDA side stream, three layers (two forks, one join) */
     rnn_case_env(true, 5, 9, 6, 64, 3, "SN_RNN_OVERLAP", "1");
 }
@@ -394,7 +399,9 @@ static void test_gru(void **st) {
     rnn_case_sized(false, 10, 1, 4, 37, false);
     rnn_case_sized(false, 17, 3, 2, 3, false);
     rnn_layer_cases(false);
-    rnn_case_env(false, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "0");
+    rnn_case_env(false, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "1");
+    rnn_case_env(false, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "1");
+    rnn_case_env(false, 4, 37, 16, 128, 2, "SN_RNN_BWD_SPLIT", "1");
 }
 
 static void test_attention(void **st) {

@@ -635,7 +635,7 @@ __global__ void __launch_bounds__(SN_PT, 1) k_rnn_bwd_persist(const persist_args
     if (ll || fl) ll_finish(grid, base, T);
 }
 
-/* Split persistent backward (the default where its plan fits): block (c, i) of a C x P
+/* Split persistent backward (SN_RNN_BWD_SPLIT=1; where its plan fits): block (c, i) of a C x P
  * grid keeps W_hh[the G*U gate rows of unit group c][column group i] (H / P columns) in
  * shared memory. Per step each block computes the cells of its group's U units itself,
  * so its dG rows are local, and writes the partial product W_hh[rows of c, cols of i]^T
@@ -876,8 +876,8 @@ static bool split_plan(sn_cuda *c, const void *fn, int64_t G, int64_t B, int64_t
         optin = v;
         (void)cudaGetLastError();
     }
-    const char *e = getenv("SN_RNN_BWD_SPLIT"); /* developer switch: 0 = the column kernel */
-    if (e && *e == '0') return false;
+    const char *e = getenv("SN_RNN_BWD_SPLIT"); /* developer switch: 1 = the split kernel */
+    if (!(e && *e == '1')) return false;
     int coop = 0;
     if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, c->device) != cudaSuccess || !coop) {
         (void)cudaGetLastError();
