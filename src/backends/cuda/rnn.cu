@@ -822,26 +822,22 @@ static cudaError_t coop_launch(sn_cuda *c, const void *fn, const persist_cfg *pc
     return cudaLaunchKernelExC(&cfg, fn, args);
 }
 
-#define SN_NB_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
-
-template <class Cell>
-static const void *fwd_kernel(int64_t B) {
-    switch (B) {
-#define X(n) case n: return (const void *)k_rnn_fwd_persist<Cell, n>;
-        SN_NB_CASES(X)
-#undef X
+/* kernel instance for batch B (1..16) of a kernel template over <Cell, NB> */
+#define SN_NB_CASE(kern, n) case n: return (const void *)kern<Cell, n>;
+#define SN_NB_TABLE(fname, kern)                                                                                    \
+    template <class Cell>                                                                                           \
+    static const void *fname(int64_t B) {                                                                           \
+        switch (B) {                                                                                                \
+            SN_NB_CASE(kern, 1) SN_NB_CASE(kern, 2) SN_NB_CASE(kern, 3) SN_NB_CASE(kern, 4) SN_NB_CASE(kern, 5)      \
+            SN_NB_CASE(kern, 6) SN_NB_CASE(kern, 7) SN_NB_CASE(kern, 8) SN_NB_CASE(kern, 9) SN_NB_CASE(kern, 10)     \
+            SN_NB_CASE(kern, 11) SN_NB_CASE(kern, 12) SN_NB_CASE(kern, 13) SN_NB_CASE(kern, 14)                      \
+            SN_NB_CASE(kern, 15) SN_NB_CASE(kern, 16)                                                                \
+        }                                                                                                           \
+        return NULL;                                                                                                \
     }
-    return NULL;
-}
-template <class Cell>
-static const void *bwd_kernel(int64_t B) {
-    switch (B) {
-#define X(n) case n: return (const void *)k_rnn_bwd_persist<Cell, n>;
-        SN_NB_CASES(X)
-#undef X
-    }
-    return NULL;
-}
+SN_NB_TABLE(fwd_kernel, k_rnn_fwd_persist)
+SN_NB_TABLE(bwd_kernel, k_rnn_bwd_persist)
+SN_NB_TABLE(split_kernel, k_rnn_bwd_split)
 
 /* Tagged exchange (above) only on request (SN_RNN_LL=1, a developer switch): correct,
  * but measured 2.6x slower per step than grid.sync on an H200 (B=4, H=1024: LSTM
@@ -917,16 +913,6 @@ static bool split_plan(sn_cuda *c, const void *fn, int64_t G, int64_t B, int64_t
     pc->smem = bestSmem;
     *Pout = bestP;
     return true;
-}
-
-template <class Cell>
-static const void *split_kernel(int64_t B) {
-    switch (B) {
-#define X(n) case n: return (const void *)k_rnn_bwd_split<Cell, n>;
-        SN_NB_CASES(X)
-#undef X
-    }
-    return NULL;
 }
 
 /* Runs layer l's forward steps in one persistent kernel when the plan allows: *done
