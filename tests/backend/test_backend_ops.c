@@ -378,7 +378,9 @@ static void test_lstm(void **st) {
      * reduced in shared memory (96, the largest batch), one timestep, tiny H, 3 layers */
     rnn_case_env(true, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "1");
     rnn_case_env(true, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "1");
-    rnn_case_env(true, 4, 9, 16, 1024, 2, "SN_RNN_BWD_SPLIT", "1");
+    /* the CRN's geometry (32 units x 4 column groups); not under the Vulkan persistent
+     * kernel, whose single lavapipe workgroup would pass llvmpipe's loop limit at H = 1024 */
+    if (!getenv("SN_VK_RNN_PERSIST")) rnn_case_env(true, 4, 9, 16, 1024, 2, "SN_RNN_BWD_SPLIT", "1");
     rnn_case_env(true, 10, 1, 4, 37, 2, "SN_RNN_BWD_SPLIT", "1");
     rnn_case_env(true, 17, 3, 2, 3, 2, "SN_RNN_BWD_SPLIT", "1");
     rnn_case_env(true, 3, 11, 5, 8, 3, "SN_RNN_BWD_SPLIT", "1");
