@@ -384,6 +384,8 @@ static void test_lstm(void **st) {
     rnn_case_env(true, 10, 1, 4, 37, 2, "SN_RNN_BWD_SPLIT", "1");
     rnn_case_env(true, 17, 3, 2, 3, 2, "SN_RNN_BWD_SPLIT", "1");
     rnn_case_env(true, 3, 11, 5, 8, 3, "SN_RNN_BWD_SPLIT", "1");
+    /* the column kernel at the largest batch, where the split one is the default */
+    rnn_case_env(true, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "0");
     /* weight-gradient GEMMs on the CUDA side stream, three layers (two forks, one join) */
     rnn_case_env(true, 5, 9, 6, 64, 3, "SN_RNN_OVERLAP", "1");
 }
@@ -404,6 +406,7 @@ static void test_gru(void **st) {
     rnn_case_env(false, 9, 5, 7, 532, 2, "SN_RNN_BWD_SPLIT", "1");
     rnn_case_env(false, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "1");
     rnn_case_env(false, 4, 37, 16, 128, 2, "SN_RNN_BWD_SPLIT", "1");
+    rnn_case_env(false, 16, 6, 5, 96, 2, "SN_RNN_BWD_SPLIT", "0");
 }
 
 static void test_attention(void **st) {

@@ -635,7 +635,7 @@ __global__ void __launch_bounds__(SN_PT, 1) k_rnn_bwd_persist(const persist_args
     if (ll || fl) ll_finish(grid, base, T);
 }
 
-/* Split persistent backward (SN_RNN_BWD_SPLIT=1; where its plan fits): block (c, i) of a C x P
+/* Split persistent backward (batches >= 12, or SN_RNN_BWD_SPLIT=1; where its plan fits): block (c, i) of a C x P
  * grid keeps W_hh[the G*U gate rows of unit group c][column group i] (H / P columns) in
  * shared memory. Per step each block computes the cells of its group's U units itself,
  * so its dG rows are local, and writes the partial product W_hh[rows of c, cols of i]^T
@@ -872,8 +872,12 @@ static bool split_plan(sn_cuda *c, const void *fn, int64_t G, int64_t B, int64_t
         optin = v;
         (void)cudaGetLastError();
     }
-    const char *e = getenv("SN_RNN_BWD_SPLIT"); /* developer switch: 1 = the split kernel */
-    if (!(e && *e == '1')) return false;
+    /* batches of 12 and more by default: on an H100 the split kernel took the 2-layer
+     * LSTM backward at B = 16 from 22.2 to 16.1 ms, but at B = 4 from 5.2 to 6.9 ms
+     * (bench/RESULTS.md; sizes in between not measured). SN_RNN_BWD_SPLIT=1/0 forces it. */
+    const char *e = getenv("SN_RNN_BWD_SPLIT");
+    if (e && *e == '0') return false;
+    if (!(e && *e == '1') && B < 12) return false;
     int coop = 0;
     if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, c->device) != cudaSuccess || !coop) {
         (void)cudaGetLastError();
