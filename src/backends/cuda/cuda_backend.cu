@@ -625,26 +625,31 @@ static const sn_backend_i cu_iface = {
 };
 
 static sn_status cu_apply_math(sn_cuda *c) {
-    BLAS_TRY(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-             "cublasSetMathMode");
-    if (c->side_blas)
-        BLAS_TRY(cublasSetMathMode(c->side_blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-                 "cublasSetMathMode (side stream)");
+    const cublasMath_t m = c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+    BLAS_TRY(cublasSetMathMode(c->blas, m), "cublasSetMathMode");
+    if (c->side_blas) BLAS_TRY(cublasSetMathMode(c->side_blas, m), "cublasSetMathMode (side stream)");
     return SN_OK;
 }
 
+/* each part made once, so a call after a failed one picks up where it stopped */
 sn_status sn_cu_side_init(sn_cuda *c) {
     if (c->side_blas) return SN_OK;
     if (c->capturing) return sn_error(SN_ERR_INTERNAL, "side stream: first made during graph capture (a bug in sinter)");
-    CU_TRY(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking), "side stream (cudaStreamCreate)");
-    CU_TRY(cudaEventCreateWithFlags(&c->side_fork, cudaEventDisableTiming), "side stream (cudaEventCreate)");
-    CU_TRY(cudaEventCreateWithFlags(&c->side_join, cudaEventDisableTiming), "side stream (cudaEventCreate)");
-    CU_TRY(cudaMalloc(&c->side_blas_ws, c->blas_ws_bytes), "side stream (cuBLAS workspace)");
+    if (!c->side) CU_TRY(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking), "side stream (cudaStreamCreate)");
+    if (!c->side_fork)
+        CU_TRY(cudaEventCreateWithFlags(&c->side_fork, cudaEventDisableTiming), "side stream (cudaEventCreate)");
+    if (!c->side_join)
+        CU_TRY(cudaEventCreateWithFlags(&c->side_join, cudaEventDisableTiming), "side stream (cudaEventCreate)");
+    if (!c->side_blas_ws) CU_TRY(cudaMalloc(&c->side_blas_ws, c->blas_ws_bytes), "side stream (cuBLAS workspace)");
     cublasHandle_t h = NULL;
     BLAS_TRY(cublasCreate(&h), "side stream (cublasCreate)");
+    cublasStatus_t bs = cublasSetStream(h, c->side);
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetWorkspace(h, c->side_blas_ws, c->blas_ws_bytes);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        cublasDestroy(h);
+        return sn_cu_blas_err(bs, "side stream (cuBLAS handle)");
+    }
     c->side_blas = h;
-    BLAS_TRY(cublasSetStream(h, c->side), "side stream (cublasSetStream)");
-    BLAS_TRY(cublasSetWorkspace(h, c->side_blas_ws, c->blas_ws_bytes), "side stream (cublasSetWorkspace)");
     return cu_apply_math(c);
 }
 

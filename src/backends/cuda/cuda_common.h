@@ -52,9 +52,6 @@ typedef struct sn_cuda {
     struct { void *dst; size_t off, n; } pf_pending[SN_CU_PREFETCH_MAX];
     int pf_npending;
     char name[128];
-    /* data parallel: the device collective (NCCL) and its stream; gradient buckets
-     * reduce there while the compute stream goes on, and a node that reads a bucket
-     * waits for its event first (collective.cu) */
     /* side stream (SN_RNN_OVERLAP=1): an RNN backward's weight-gradient GEMMs of one
      * layer run there beside the next layer's recurrence; its own cuBLAS handle and
      * workspace, made on the first eager use (rnn.cu) */
@@ -62,6 +59,9 @@ typedef struct sn_cuda {
     cublasHandle_t side_blas;
     void *side_blas_ws;
     cudaEvent_t side_fork, side_join;
+    /* data parallel: the device collective (NCCL) and its stream; gradient buckets
+     * reduce there while the compute stream goes on, and a node that reads a bucket
+     * waits for its event first (collective.cu) */
     const sn_collective *coll;
     cudaStream_t comm_stream;
     cudaEvent_t coll_ready;

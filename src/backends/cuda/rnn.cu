@@ -775,7 +775,9 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 /* Launch geometry of the persistent kernel for this shape (G gates per unit), or false
  * to use the step path. */
-static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t G, int64_t B, int64_t H, persist_cfg *pc) {
+/* Shared memory a persistent block may opt into, or 0 where no persistent kernel may run
+ * (no cooperative launch, or SN_RNN_STEPS, the developer switch to the step path). */
+static int persist_smem_limit(sn_cuda *c) {
     static int optin = -1, coop = -1;
     if (optin < 0) {
         int v = 0;
@@ -786,8 +788,26 @@ static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t G, int64_
         coop = v;
         (void)cudaGetLastError();
     }
-    if (getenv("SN_RNN_STEPS")) return false; /* developer switch: force the step path */
-    if (!coop || B < 1 || B > 16 || H % 4 || H > (int64_t)SN_PU * c->nsm) return false;
+    return coop && !getenv("SN_RNN_STEPS") ? optin : 0;
+}
+
+/* Whether `blocks` blocks of fn with smem bytes each can all be resident (after opting in). */
+static bool persist_resident(sn_cuda *c, const void *fn, size_t smem, int blocks) {
+    if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    int per = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, fn, SN_PT, smem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return (int64_t)per * c->nsm >= blocks;
+}
+
+static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t G, int64_t B, int64_t H, persist_cfg *pc) {
+    const int optin = persist_smem_limit(c);
+    if (!optin || B < 1 || B > 16 || H % 4 || H > (int64_t)SN_PU * c->nsm) return false;
     int U = 1;
     while (U < SN_PU && (H + U - 1) / U > c->nsm) U *= 2;
     pc->U = U;
@@ -796,16 +816,7 @@ static bool persist_plan(sn_cuda *c, const void *fn, bool fwd, int64_t G, int64_
     if (fwd) pc->smem = ((size_t)G * U * H + (size_t)B * H + (size_t)B * G * U) * 4;
     else pc->smem = ((size_t)G * H * SN_PU + (size_t)(SN_PT / 32) * B * SN_PU) * 4;
     if ((int64_t)pc->smem > optin) return false;
-    if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pc->smem) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    int per = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, fn, SN_PT, pc->smem) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    return (int64_t)per * c->nsm >= pc->blocks;
+    return persist_resident(c, fn, pc->smem, pc->blocks);
 }
 
 static cudaError_t coop_launch(sn_cuda *c, const void *fn, const persist_cfg *pc, void **args) {
@@ -865,24 +876,14 @@ static int use_flags(int ll, int blocks) {
  * (C x P blocks, C = H / U): the most blocks the SMs hold, then the fewest redundant
  * blocks per group; false where nothing fits (the column kernel runs). */
 static bool split_plan(sn_cuda *c, const void *fn, int64_t G, int64_t B, int64_t H, persist_cfg *pc, int *Pout) {
-    static int optin = -1;
-    if (optin < 0) {
-        int v = 0;
-        if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) != cudaSuccess) v = 0;
-        optin = v;
-        (void)cudaGetLastError();
-    }
+    const int optin = persist_smem_limit(c);
+    if (!optin || B < 1 || B > 16) return false;
     /* batches of 12 and more by default: on an H100 the split kernel took the 2-layer
      * LSTM backward at B = 16 from 22.2 to 16.1 ms, but at B = 4 from 5.2 to 6.9 ms
      * (bench/RESULTS.md; sizes in between not measured). SN_RNN_BWD_SPLIT=1/0 forces it. */
     const char *e = getenv("SN_RNN_BWD_SPLIT");
     if (e && *e == '0') return false;
     if (!(e && *e == '1') && B < 12) return false;
-    int coop = 0;
-    if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, c->device) != cudaSuccess || !coop) {
-        (void)cudaGetLastError();
-        return false;
-    }
     int bestU = 0, bestP = 0, bestBlocks = 0;
     size_t bestSmem = 0;
     for (int64_t U = 1; U <= H && U * B <= SN_SPLIT_CPT * SN_PT; U++) {
@@ -901,17 +902,7 @@ static bool split_plan(sn_cuda *c, const void *fn, int64_t G, int64_t B, int64_t
             }
         }
     }
-    if (!bestBlocks) return false;
-    if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bestSmem) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    int per = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, fn, SN_PT, bestSmem) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    if ((int64_t)per * c->nsm < bestBlocks) return false;
+    if (!bestBlocks || !persist_resident(c, fn, bestSmem, bestBlocks)) return false;
     pc->U = bestU;
     pc->blocks = bestBlocks;
     pc->smem = bestSmem;
@@ -950,7 +941,8 @@ static sn_status rnn_bwd_persist(sn_cuda *c, bool lstm, int64_t B, int64_t T, in
     if (T > INT32_MAX) return SN_OK;
     const void *sf = lstm ? split_kernel<lstm_bwd_cell>(B) : split_kernel<gru_bwd_cell>(B);
     int P = 0;
-    if (sf && !use_ll(0) && !use_flags(0, 0) && !getenv("SN_RNN_STEPS") && split_plan(c, sf, G, B, H, &pc, &P)) {
+    /* the LL / flag exchanges exist in the column kernel only: their switches keep it */
+    if (sf && !use_ll(0) && !use_flags(0, 0) && split_plan(c, sf, G, B, H, &pc, &P)) {
         /* the partial products, two steps' worth (by parity) */
         a->part = (float *)sn_cu_ws(c, SN_WS_OP2, (size_t)2 * (H / pc.U) * B * H * 4);
         if (!a->part) return sn_error_prefix(SN_ERR_NOMEM, "%s", lstm ? "lstm_bwd" : "gru_bwd");
