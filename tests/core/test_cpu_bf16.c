@@ -351,6 +351,19 @@ static void test_train_lstm(void **st) {
     check_curve(SN_RNN_LSTM, 10); /* one pool_for per step */
 }
 
+/* bf16 mode's two convolution forms (one bf16 GEMM; the f32 direct kernels where the
+ * GEMM has no AMX): the same curve condition with each forced */
+static void test_train_conv_forms(void **st) {
+    if (!fast_bf16()) skip();
+    const char *forms[] = {"gemm", "f32"};
+    for (int i = 0; i < 2; i++) {
+        setenv("SN_CONV_BF16", forms[i], 1);
+        printf("SN_CONV_BF16=%s: ", forms[i]);
+        check_curve(SN_RNN_LSTM, 3);
+    }
+    unsetenv("SN_CONV_BF16");
+}
+
 static void test_train_gru_attention(void **st) {
     if (!fast_bf16()) skip();
     check_curve(SN_RNN_GRU, 3);
@@ -410,8 +423,9 @@ int main(void) {
         cmocka_unit_test(test_rounding),          cmocka_unit_test(test_gemm_fast),
         cmocka_unit_test(test_gemm_amx),          cmocka_unit_test(test_gemm_amx_emulated),
         cmocka_unit_test(test_gemm_portable),     cmocka_unit_test(test_recurrent_kernel),
-        cmocka_unit_test(test_train_lstm),        cmocka_unit_test(test_train_gru_attention),
-        cmocka_unit_test(test_missing_feature),   cmocka_unit_test(test_pingpong_kernels),
+        cmocka_unit_test(test_train_lstm),        cmocka_unit_test(test_train_conv_forms),
+        cmocka_unit_test(test_train_gru_attention), cmocka_unit_test(test_missing_feature),
+        cmocka_unit_test(test_pingpong_kernels),
         cmocka_unit_test(test_pingpong_train),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
