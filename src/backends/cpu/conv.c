@@ -235,6 +235,8 @@ typedef struct {
     const int32_t *off2;    /* gather: tap (r,i)'s offset in the grid itself (NULL: copy always) */
     int64_t tp;             /* plane rows per block: maxrows + kh - 1 */
     int64_t cs;             /* FM_WGRAD: channels per chunk of planes */
+    bool wgt;               /* FM_WGRAD: dk_wgrad_t (acc [CKK][R]) rather than dk_wgrad */
+    int64_t pcap;           /* wgt: floats of planes before the transposed grid rows */
 } fused_job;
 
 enum {
@@ -622,6 +624,137 @@ __attribute__((target("avx512f"))) static void dk_wgrad_tile(const float *g, int
 }
 #endif
 
+#ifdef SN_VM_X86
+/* d[q][r] = s[r][q] for q < n, r < 16 (s rows ld apart, d rows ldd apart): one 16 x 16
+ * transpose in registers (32-bit, then 64-bit unpacks, then two 128-bit lane shuffles) */
+__attribute__((target("avx512f"))) static void dk_t16(const float *s, int64_t ld, int64_t n, float *d, int64_t ldd) {
+    __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    __m512 r[16], t[16], v[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(mk, s + i * ld);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4g + m], lane L: column 4L + m of rows 4g .. 4g+3 */
+    for (int g = 0; g < 4; g++) {
+        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]),
+                c = _mm512_castps_pd(t[4 * g + 2]), e = _mm512_castps_pd(t[4 * g + 3]);
+        r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+    }
+    /* v[8h + 2m + s]: lanes (column m + 4s, rows 8h..+3), (column m + 4s + 8, rows 8h..+3),
+     * then the same of rows 8h+4 .. 8h+7 */
+    for (int h = 0; h < 2; h++)
+        for (int m = 0; m < 4; m++) {
+            v[8 * h + 2 * m] = _mm512_shuffle_f32x4(r[8 * h + m], r[8 * h + 4 + m], 0x88);
+            v[8 * h + 2 * m + 1] = _mm512_shuffle_f32x4(r[8 * h + m], r[8 * h + 4 + m], 0xDD);
+        }
+    for (int m = 0; m < 4; m++)
+        for (int s2 = 0; s2 < 2; s2++) {
+            int col = m + 4 * s2;
+            __m512 lo = _mm512_shuffle_f32x4(v[2 * m + s2], v[8 + 2 * m + s2], 0x88);
+            __m512 hi = _mm512_shuffle_f32x4(v[2 * m + s2], v[8 + 2 * m + s2], 0xDD);
+            if (col < n) _mm512_storeu_ps(d + col * ldd, lo);
+            if (col + 8 < n) _mm512_storeu_ps(d + (col + 8) * ldd, hi);
+        }
+}
+#endif
+
+#ifdef SN_VM_X86
+/* weight gradient with the positions as the reduction: acc[t][r] += sum_q P[off[t] + q] *
+ * G[q][r] for ntap taps t (G: the grid's rows transposed, ldG apart), 8 taps x 48 rows or
+ * 12 taps x 32 rows in 24 registers: no lane sums, the weight as a tap broadcast */
+#define WG_PTR(t) const float *p##t = P + off[ntap > (t) ? (t) : 0]
+#define WG_FMA3(t)                                                                                                   \
+    do {                                                                                                             \
+        __m512 w_ = _mm512_set1_ps(p##t[q]);                                                                         \
+        c##t##0 = _mm512_fmadd_ps(w_, b0, c##t##0);                                                                  \
+        c##t##1 = _mm512_fmadd_ps(w_, b1, c##t##1);                                                                  \
+        c##t##2 = _mm512_fmadd_ps(w_, b2, c##t##2);                                                                  \
+    } while (0)
+#define WG_FMA2(t)                                                                                                   \
+    do {                                                                                                             \
+        __m512 w_ = _mm512_set1_ps(p##t[q]);                                                                         \
+        c##t##0 = _mm512_fmadd_ps(w_, b0, c##t##0);                                                                  \
+        c##t##1 = _mm512_fmadd_ps(w_, b1, c##t##1);                                                                  \
+    } while (0)
+#define WG_ST(t, v, x)                                                                                               \
+    do {                                                                                                             \
+        if ((t) < ntap) {                                                                                            \
+            float *a_ = acc + (t) * lda + 16 * (v);                                                                  \
+            _mm512_storeu_ps(a_, _mm512_add_ps(_mm512_loadu_ps(a_), x));                                             \
+        }                                                                                                            \
+    } while (0)
+
+__attribute__((target("avx512f"))) static void dk_wgt8x48(const float *G, int64_t ldG, const float *P,
+                                                          const int32_t *off, int ntap, int64_t Q, float *acc,
+                                                          int64_t lda) {
+    WG_PTR(0); WG_PTR(1); WG_PTR(2); WG_PTR(3); WG_PTR(4); WG_PTR(5); WG_PTR(6); WG_PTR(7);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00,
+           c22 = c00, c30 = c00, c31 = c00, c32 = c00, c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00,
+           c52 = c00, c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    for (int64_t q = 0; q < Q; q++) {
+        const float *g = G + q * ldG;
+        __m512 b0 = _mm512_loadu_ps(g), b1 = _mm512_loadu_ps(g + 16), b2 = _mm512_loadu_ps(g + 32);
+        WG_FMA3(0); WG_FMA3(1); WG_FMA3(2); WG_FMA3(3); WG_FMA3(4); WG_FMA3(5); WG_FMA3(6); WG_FMA3(7);
+    }
+    WG_ST(0, 0, c00); WG_ST(0, 1, c01); WG_ST(0, 2, c02); WG_ST(1, 0, c10); WG_ST(1, 1, c11); WG_ST(1, 2, c12);
+    WG_ST(2, 0, c20); WG_ST(2, 1, c21); WG_ST(2, 2, c22); WG_ST(3, 0, c30); WG_ST(3, 1, c31); WG_ST(3, 2, c32);
+    WG_ST(4, 0, c40); WG_ST(4, 1, c41); WG_ST(4, 2, c42); WG_ST(5, 0, c50); WG_ST(5, 1, c51); WG_ST(5, 2, c52);
+    WG_ST(6, 0, c60); WG_ST(6, 1, c61); WG_ST(6, 2, c62); WG_ST(7, 0, c70); WG_ST(7, 1, c71); WG_ST(7, 2, c72);
+}
+
+__attribute__((target("avx512f"))) static void dk_wgt12x32(const float *G, int64_t ldG, const float *P,
+                                                           const int32_t *off, int ntap, int64_t Q, float *acc,
+                                                           int64_t lda) {
+    WG_PTR(0); WG_PTR(1); WG_PTR(2); WG_PTR(3); WG_PTR(4); WG_PTR(5);
+    WG_PTR(6); WG_PTR(7); WG_PTR(8); WG_PTR(9); WG_PTR(10); WG_PTR(11);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00,
+           c81 = c00, c90 = c00, c91 = c00, c100 = c00, c101 = c00, c110 = c00, c111 = c00;
+    for (int64_t q = 0; q < Q; q++) {
+        const float *g = G + q * ldG;
+        __m512 b0 = _mm512_loadu_ps(g), b1 = _mm512_loadu_ps(g + 16);
+        WG_FMA2(0); WG_FMA2(1); WG_FMA2(2); WG_FMA2(3); WG_FMA2(4); WG_FMA2(5);
+        WG_FMA2(6); WG_FMA2(7); WG_FMA2(8); WG_FMA2(9); WG_FMA2(10); WG_FMA2(11);
+    }
+    WG_ST(0, 0, c00); WG_ST(0, 1, c01); WG_ST(1, 0, c10); WG_ST(1, 1, c11); WG_ST(2, 0, c20); WG_ST(2, 1, c21);
+    WG_ST(3, 0, c30); WG_ST(3, 1, c31); WG_ST(4, 0, c40); WG_ST(4, 1, c41); WG_ST(5, 0, c50); WG_ST(5, 1, c51);
+    WG_ST(6, 0, c60); WG_ST(6, 1, c61); WG_ST(7, 0, c70); WG_ST(7, 1, c71); WG_ST(8, 0, c80); WG_ST(8, 1, c81);
+    WG_ST(9, 0, c90); WG_ST(9, 1, c91); WG_ST(10, 0, c100); WG_ST(10, 1, c101); WG_ST(11, 0, c110);
+    WG_ST(11, 1, c111);
+}
+#undef WG_PTR
+#undef WG_FMA3
+#undef WG_FMA2
+#undef WG_ST
+#endif
+
+/* the transposed weight gradient over one block of cols positions and one chunk of nk
+ * taps: G = the block's grid rows transposed [cols][R], acc [CKK][R] at the chunk's first
+ * tap. The rows go in tiles of 48 and 32 (R % 16 == 0, R >= 32: 64 = 32 + 32, 112 = 48 +
+ * 32 + 32). */
+static void dk_wgrad_t(int64_t R, const float *G, const float *P, const int32_t *off, int64_t nk, int64_t cols,
+                       float *acc) {
+#ifdef SN_VM_X86
+    int64_t n16 = R / 16, nA = n16 % 3 == 1 ? n16 / 3 - 1 : n16 / 3;
+    for (int64_t r0 = 0; r0 < R;) {
+        bool wide = r0 < nA * 48;
+        int64_t tk = wide ? 8 : 12;
+        for (int64_t k = 0; k < nk; k += tk) {
+            int nt = (int)(nk - k < tk ? nk - k : tk);
+            if (wide) dk_wgt8x48(G + r0, R, P, off + k, nt, cols, acc + k * R + r0, R);
+            else dk_wgt12x32(G + r0, R, P, off + k, nt, cols, acc + k * R + r0, R);
+        }
+        r0 += wide ? 48 : 32;
+    }
+#else
+    (void)R, (void)G, (void)P, (void)off, (void)nk, (void)cols, (void)acc;
+#endif
+}
+
 /* acc[r][k] for the nk taps of one channel chunk (acc at the chunk's first tap) */
 static void dk_wgrad(const fused_job *a, const float *g, int64_t ldg, const float *P, int64_t nk, int64_t cols,
                      float *acc) {
@@ -676,6 +809,25 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
                     for (int64_t q = 0; q < cols; q++) orow[q] += bv;
                 }
             FPROF(tid, FP_EPI, t0);
+        } else if (a->mode == FM_WGRAD && a->wgt) {
+            /* the block's grid rows transposed once, then every chunk of planes */
+            int64_t cols = (r1 - r0) * a->Wc, kk = a->kh * a->kw;
+            float *G = col + a->pcap;
+            if (first) memset(acc, 0, (size_t)(a->R * CKK) * sizeof *acc);
+#ifdef SN_VM_X86
+            for (int64_t r = 0; r < a->R; r += 16)
+                for (int64_t q = 0; q < cols; q += 16)
+                    dk_t16(oth + r * HWc + r0 * a->Wc + q, HWc, cols - q < 16 ? cols - q : 16, G + q * a->R + r, a->R);
+#endif
+            FPROF(tid, FP_IM2COL, t0);
+            for (int64_t c0 = 0; c0 < a->C; c0 += a->cs) {
+                int64_t c1 = c0 + a->cs < a->C ? c0 + a->cs : a->C;
+                dk_planes(a, img, r0, r1, c0, c1, col);
+                FPROF(tid, FP_IM2COL, t0);
+                dk_wgrad_t(a->R, G, col, a->off, (c1 - c0) * kk, cols, acc + c0 * kk * a->R);
+                FPROF(tid, FP_GEMM, t0);
+            }
+            first = false;
         } else if (a->mode == FM_WGRAD && a->dk) {
             /* long blocks of rows, their planes a chunk of channels at a time: the
              * tiles' lanes are summed once per chunk over all the block's positions */
@@ -727,7 +879,23 @@ typedef struct {
     int nth;
     int64_t wsize;
     float *w;
+    int64_t ckk, wsize_r;   /* wsum_t_task: the weight's [R][CKK] */
 } wsum_job;
+
+/* wgt: w[r][k] = sum of the threads' acc[k][r] (items k) */
+static void wsum_t_task(void *arg, int64_t i0, int64_t i1, int tid) {
+    const wsum_job *j = arg;
+    (void)tid;
+    int64_t CKK = j->ckk, R = j->wsize_r;
+    for (int64_t k = i0; k < i1; k++) {
+        for (int64_t r = 0; r < R; r++) j->w[r * CKK + k] = 0.0f;
+        for (int t = 0; t < j->nth; t++) {
+            if (!j->used[t]) continue;
+            const float *s = j->acc + t * j->wsize + k * R;
+            for (int64_t r = 0; r < R; r++) j->w[r * CKK + k] += s[r];
+        }
+    }
+}
 
 static void wsum_task(void *arg, int64_t i0, int64_t i1, int tid) {
     const wsum_job *j = arg;
@@ -738,6 +906,16 @@ static void wsum_task(void *arg, int64_t i0, int64_t i1, int tid) {
         const float *s = j->acc + t * j->wsize;
         for (int64_t k = i0; k < i1; k++) j->w[k] += s[k];
     }
+}
+
+/* SN_CONV_WGT=0: the weight gradient on dk_wgrad (lane sums) rather than dk_wgrad_t */
+static int wgt_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_CONV_WGT");
+        on = !(e && *e == '0');
+    }
+    return on;
 }
 
 static int fused_on(void) {
@@ -790,6 +968,24 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         if (a->cs < cmin) a->cs = cmin;
         if (a->cs > a->C) a->cs = a->C;
     }
+    /* the transposed form (R % 16 == 0, R >= 32, its accumulators [CKK][R] at most half
+     * of L2: it reads and writes them once per block; the CRN's two widest layers keep
+     * dk_wgrad, as fast there on 1 core of Zen 5): blocks of at most 2048 positions and
+     * a budget of transposed grid rows (L2; at least 256 positions), planes in chunks
+     * of half a budget */
+    a->wgt = a->dk && a->mode == FM_WGRAD && a->R % 16 == 0 && a->R >= 32 && a->R * CKK <= 131072 && wgt_on();
+    if (a->wgt) {
+        int64_t bpos = budget / a->R;
+        if (bpos > 2048) bpos = 2048;
+        if (bpos < budget / 512) bpos = budget / 512;
+        maxrows = bpos / a->Wc;
+        if (maxrows < 1) maxrows = 1;
+        if (maxrows > rows) maxrows = rows;
+        if (maxrows > per) maxrows = per;
+        a->cs = budget / 2 / (a->kw * (maxrows + a->kh - 1) * a->Wc);
+        if (a->cs < 1) a->cs = 1;
+        if (a->cs > a->C) a->cs = a->C;
+    }
     if (maxrows > per) maxrows = per;
     a->maxrows = maxrows;
     int64_t grid_rows = gather ? (maxrows + a->kh - 1) / a->sh + 2 : maxrows;
@@ -798,6 +994,8 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
     if (a->dk) /* + the tail loads' slack */
         a->colcap = gather ? sn_align64(a->R * a->tp * a->Wc + 64) + sn_align64(Mg * maxrows * a->Wc)
                            : sn_align64(a->cs * a->kw * a->tp * a->Wc + 64);
+    a->pcap = a->colcap;
+    if (a->wgt) a->colcap += sn_align64(a->R * maxrows * a->Wc);
     a->wsize = a->mode == FM_WGRAD ? sn_align64(a->R * CKK) : 0;
     int64_t wpn = gather ? Mg * a->R * a->kh : a->mode == FM_WGRAD ? 0 : a->R * CKK,
             offn = gather ? 2 * a->R * a->kh : CKK;
@@ -838,9 +1036,10 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
     sn_pool_for(c->pool, items, 1, fused_task, a);
     sn_blas_serial(false);
     if (a->mode == FM_WGRAD) {
-        wsum_job j = {a->out, used, nth, a->wsize, wgrad};
+        wsum_job j = {a->out, used, nth, a->wsize, wgrad, CKK, a->R};
         int64_t wn = a->R * CKK;
-        sn_pool_for(c->pool, wn, 4096, wsum_task, &j);
+        if (a->wgt) sn_pool_for(c->pool, CKK, 1 + 4096 / a->R, wsum_t_task, &j);
+        else sn_pool_for(c->pool, wn, 4096, wsum_task, &j);
     }
     return SN_OK;
 }
