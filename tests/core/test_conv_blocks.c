@@ -120,14 +120,14 @@ static const cv_case g_cases[] = {
     {false, 2, 8, 6, 45, 16, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* data gradient: 24 tile rows */
     {false, 2, 9, 5, 40, 8, 2, 3, 1, 2, 1, 0, 1, 1, 0, 0, SN_ACT_NONE},   /* 27 tile rows padded to 32 */
     {false, 2, 8, 40, 45, 16, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE}, /* tall: blocks inside the grid */
-    /* weight gradient with the positions as the reduction (output rows % 16 == 0, >= 32):
-     * tiles of 48 and 32 rows, tap groups of 8 / 12 with tails, chunks of channels */
-    {false, 2, 5, 7, 41, 32, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 32: one 12 x 32 tile, 30 taps */
-    {false, 2, 3, 6, 23, 48, 2, 3, 1, 2, 1, 0, 1, 0, 0, 0, SN_ACT_NONE},  /* 48: one 8 x 48 tile */
-    {false, 2, 4, 9, 19, 64, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 64: 32 + 32 */
-    {false, 1, 3, 5, 11, 80, 2, 2, 1, 1, 1, 0, 0, 1, 0, 0, SN_ACT_NONE},  /* 80: 48 + 32, stride 1 */
-    {false, 1, 2, 4, 9, 112, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 112: 48 + 32 + 32 */
-    {false, 2, 1, 12, 161, 32, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE}, /* 1 channel: 6 taps */
+    /* weight gradient with the positions as the reduction (output rows % 16 == 0, >= 32,
+     * 32 taps or more): tiles of 48 and 32 rows, tap groups of 8 / 12 with tails */
+    {false, 2, 7, 7, 41, 32, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 32: one 12 x 32 tile, 42 taps */
+    {false, 2, 6, 6, 23, 48, 2, 3, 1, 2, 1, 0, 1, 0, 0, 0, SN_ACT_NONE},  /* 48: one 8 x 48 tile, 36 taps */
+    {false, 2, 8, 9, 19, 64, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 64: 32 + 32 */
+    {false, 1, 9, 5, 11, 80, 2, 2, 1, 1, 1, 0, 0, 1, 0, 0, SN_ACT_NONE},  /* 80: 48 + 32, stride 1 */
+    {false, 1, 6, 4, 9, 112, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 112: 48 + 32 + 32 */
+    {false, 2, 1, 12, 161, 32, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE}, /* 1 channel, 6 taps: lane sums */
     /* conv_transpose2d: ..., padding (pt, pl), end crop (pb, pr), output padding */
     {true, 3, 16, 6, 23, 5, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},   /* the CRN decoder's form */
     {true, 2, 8, 5, 30, 3, 3, 3, 1, 2, 1, 1, 1, 2, 0, 1, SN_ACT_NONE},    /* padding and crop both ways */
@@ -139,7 +139,7 @@ static const cv_case g_cases[] = {
     {true, 2, 16, 5, 20, 9, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},   /* 27 tile rows padded to 32 */
     {true, 2, 16, 30, 20, 8, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},  /* tall: blocks inside the grid */
     {true, 2, 32, 7, 9, 1, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},    /* 32 input channels, one output */
-    {true, 2, 64, 5, 4, 6, 2, 3, 1, 2, 0, 1, 0, 0, 0, 0, SN_ACT_NONE},    /* 64 x 6, 4-wide rows */
+    {true, 2, 64, 5, 4, 6, 2, 3, 1, 2, 0, 1, 0, 0, 0, 0, SN_ACT_NONE},    /* 64 x 6: transposed weight grad */
 };
 
 static void test_conv_blocks(void **state) {

@@ -328,27 +328,21 @@ static int dk_on(void) {
 }
 
 #ifdef SN_VM_X86
-/* d[k] = s[2k] for k < n: two loads and a permute per 16 (the planes' and the gather's
- * stride-2 rows ran as scalar loops, a fifth of the small layers' time) */
+/* d[k] = s[2k] for k < n: two loads and a permute per 16, the tail scalar (the planes'
+ * stride-2 rows were scalar loops; rows of 16 or fewer stay so: no faster on Zen 5) */
 __attribute__((target("avx512f"))) static void dk_copy_s2(float *d, const float *s, int64_t n) {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     int64_t k = 0;
     for (; k + 16 < n; k += 16) /* reads s[2k .. 2k+31], within s[0 .. 2n-2] */
         _mm512_storeu_ps(d + k, _mm512_permutex2var_ps(_mm512_loadu_ps(s + 2 * k), ev, _mm512_loadu_ps(s + 2 * k + 16)));
-    if (k < n) {
-        int64_t m = 2 * (n - k) - 1; /* floats left to read: 1 .. 31 */
-        __mmask16 m0 = m >= 16 ? 0xFFFF : (__mmask16)((1u << m) - 1);
-        __mmask16 m1 = m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
-        __m512 v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(m0, s + 2 * k), ev,
-                                          _mm512_maskz_loadu_ps(m1, s + 2 * k + 16));
-        _mm512_mask_storeu_ps(d + k, (__mmask16)((1u << (n - k)) - 1), v);
-    }
+    for (; k < n; k++) d[k] = s[2 * k];
 }
 
 /* one image row of the stride-2 gather: drow[x] = bv + sum_j q_j[(x + pw - j)/2] over
  * the taps j of x's parity with 0 <= (x + pw - j)/2 < Wc (q_j = q + j*ldj), 32 positions
  * at a time: the even and odd halves summed in registers and interleaved, one store
- * (not kw strided read-modify-write passes) */
+ * (not kw strided read-modify-write passes). Rows of 16 or more (narrower ones were no
+ * faster so on Zen 5). */
 __attribute__((target("avx512f"))) static void dk_row_s2(float *drow, int64_t Ws, const float *q, int64_t ldj,
                                                          int64_t kw, int64_t pw, int64_t Wc, float bv) {
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -397,8 +391,10 @@ static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t 
                 for (int64_t ow = 0; ow < lo; ow++) pl[ow] = 0.0f;
                 if (a->sw == 1) memcpy(pl + lo, srow + lo, (size_t)(hi - lo) * sizeof *pl);
 #ifdef SN_VM_X86
-                else if (a->sw == 2) dk_copy_s2(pl + lo, srow + 2 * lo, hi - lo);
+                else if (a->sw == 2 && hi - lo > 16) dk_copy_s2(pl + lo, srow + 2 * lo, hi - lo);
 #endif
+                else if (a->sw == 2)
+                    for (int64_t ow = lo; ow < hi; ow++) pl[ow] = srow[2 * ow];
                 else
                     for (int64_t ow = lo; ow < hi; ow++) pl[ow] = srow[ow * a->sw];
                 for (int64_t ow = hi; ow < a->Wc; ow++) pl[ow] = 0.0f;
@@ -516,7 +512,7 @@ static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t 
         for (int64_t t = 0; t < T; t++) {
             float *drow = img + (c * a->Hs + h0 + t) * a->Ws;
 #ifdef SN_VM_X86
-            if (a->sw == 2) {
+            if (a->sw == 2 && a->Ws >= 16) {
                 dk_row_s2(drow, a->Ws, Q + c * a->kw * ldq + t * a->Wc, ldq, a->kw, a->pw, a->Wc, bv);
                 if (a->act) sn_cpu_bias_act(drow, drow, a->Ws, NULL, 0.0f, a->act, a->p0, a->p1);
                 continue;
@@ -968,12 +964,14 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         if (a->cs < cmin) a->cs = cmin;
         if (a->cs > a->C) a->cs = a->C;
     }
-    /* the transposed form (R % 16 == 0, R >= 32, its accumulators [CKK][R] at most half
+    /* the transposed form (R % 16 == 0, R >= 32, 32 taps or more: with fewer the transpose
+     * costs more than it saves; its accumulators [CKK][R] at most half
      * of L2: it reads and writes them once per block; the CRN's two widest layers keep
      * dk_wgrad, as fast there on 1 core of Zen 5): blocks of at most 2048 positions and
      * a budget of transposed grid rows (L2; at least 256 positions), planes in chunks
      * of half a budget */
-    a->wgt = a->dk && a->mode == FM_WGRAD && a->R % 16 == 0 && a->R >= 32 && a->R * CKK <= 131072 && wgt_on();
+    a->wgt = a->dk && a->mode == FM_WGRAD && a->R % 16 == 0 && a->R >= 32 && CKK >= 32 &&
+             a->R * CKK <= 131072 && wgt_on();
     if (a->wgt) {
         int64_t bpos = budget / a->R;
         if (bpos > 2048) bpos = 2048;
