@@ -405,8 +405,10 @@ static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t 
 #ifdef SN_VM_X86
 /* out[r][q] = sum_k wp[k][r] * b[off[k] + q] for r < 8, q < n (n <= 48) */
 /* (pf: also prefetch the next tile's positions of each tap into L2) */
-__attribute__((target("avx512f"))) static void dk_tile(const float *wp, const float *b, const int32_t *off,
-                                                       int64_t K, int64_t n, float *out, int64_t ldo, bool pf) {
+/* (full: n == 48, no masks; both flags constants in dk_tile's four calls) */
+__attribute__((target("avx512f"), always_inline)) static inline void
+dk_tile_body(const float *wp, const float *b, const int32_t *off, int64_t K, int64_t n, float *out, int64_t ldo,
+             bool pf, bool full) {
     __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
     __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
     __mmask16 m2 = n >= 48 ? 0xFFFF : n > 32 ? (__mmask16)((1u << (n - 32)) - 1) : 0;
@@ -421,8 +423,11 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
             _mm_prefetch((const char *)(bk + 80), _MM_HINT_T1);
             _mm_prefetch((const char *)(bk + 95), _MM_HINT_T1);
         }
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16),
-               b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
+        __m512 b0, b1, b2;
+        if (full) b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16), b2 = _mm512_loadu_ps(bk + 32);
+        else
+            b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16),
+            b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
 #define DK_ROW(r, x0, x1, x2)                                                                                       \
     do {                                                                                                            \
         __m512 w_ = _mm512_set1_ps(wp[r]);                                                                          \
@@ -442,9 +447,15 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
     }
 #define DK_ST(r, x0, x1, x2)                                                                                        \
     do {                                                                                                            \
-        _mm512_mask_storeu_ps(out + (r) * ldo, m0, x0);                                                             \
-        _mm512_mask_storeu_ps(out + (r) * ldo + 16, m1, x1);                                                        \
-        _mm512_mask_storeu_ps(out + (r) * ldo + 32, m2, x2);                                                        \
+        if (full) {                                                                                                 \
+            _mm512_storeu_ps(out + (r) * ldo, x0);                                                                  \
+            _mm512_storeu_ps(out + (r) * ldo + 16, x1);                                                             \
+            _mm512_storeu_ps(out + (r) * ldo + 32, x2);                                                             \
+        } else {                                                                                                    \
+            _mm512_mask_storeu_ps(out + (r) * ldo, m0, x0);                                                         \
+            _mm512_mask_storeu_ps(out + (r) * ldo + 16, m1, x1);                                                    \
+            _mm512_mask_storeu_ps(out + (r) * ldo + 32, m2, x2);                                                    \
+        }                                                                                                           \
     } while (0)
     DK_ST(0, c00, c01, c02);
     DK_ST(1, c10, c11, c12);
@@ -455,6 +466,14 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
     DK_ST(6, c60, c61, c62);
     DK_ST(7, c70, c71, c72);
 #undef DK_ST
+}
+
+__attribute__((target("avx512f"))) static void dk_tile(const float *wp, const float *b, const int32_t *off,
+                                                       int64_t K, int64_t n, float *out, int64_t ldo, bool pf) {
+    if (n == 48 && pf) dk_tile_body(wp, b, off, K, n, out, ldo, true, true);
+    else if (n == 48) dk_tile_body(wp, b, off, K, n, out, ldo, false, true);
+    else if (pf) dk_tile_body(wp, b, off, K, n, out, ldo, true, false);
+    else dk_tile_body(wp, b, off, K, n, out, ldo, false, false);
 }
 #endif
 
