@@ -477,25 +477,75 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
 }
 #endif
 
+/* the next block's operands, prefetched into L2 a few lines at a time while the tiles
+ * of this one run: its copies then read L2, not memory (they were a fifth to a third
+ * of the narrow layers' time, the memory idle during the tiles). Up to two sets of
+ * equal ranges (bytes: set s has n[s] ranges of len[s] bytes, stride[s] apart). */
+typedef struct {
+    const char *base[2];
+    int64_t stride[2], n[2], len[2];
+    int s, i;
+    int64_t off;
+} pfplan;
+
+static void pf_add(pfplan *p, const float *base, int64_t stride, int64_t n, int64_t len) {
+    int k = p->base[0] ? 1 : 0;
+    p->base[k] = (const char *)base, p->stride[k] = stride * 4, p->n[k] = n, p->len[k] = len * 4;
+}
+
+/* SN_CONV_PF=0: no prefetch of the next block */
+static int pf_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_CONV_PF");
+        on = !(e && *e == '0');
+    }
+    return on;
+}
+
+static int64_t pf_lines(const pfplan *p) {
+    int64_t t = 0;
+    for (int k = 0; k < 2; k++)
+        if (p->base[k]) t += p->n[k] * ((p->len[k] + 63) / 64);
+    return t;
+}
+
+static void pf_step(pfplan *p, int64_t lines) {
+#ifdef SN_VM_X86
+    for (; lines > 0 && p->s < 2 && p->base[p->s]; lines--) {
+        _mm_prefetch(p->base[p->s] + p->i * p->stride[p->s] + p->off, _MM_HINT_T1);
+        p->off += 64;
+        if (p->off >= p->len[p->s]) {
+            p->off = 0;
+            if (++p->i >= p->n[p->s]) p->i = 0, p->s++;
+        }
+    }
+#else
+    (void)p, (void)lines;
+#endif
+}
+
 /* o[M][ldo] (M % 8 == 0) for cols positions: o[m][q] = sum_k wp[m/8][k][m%8] b[off[k] + q] */
 /* pf: b is read in place from a large tensor, each tap a separate stream that the
  * hardware prefetchers do not follow (the CRN's last decoder layer ran 2x slower) */
 static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, const float *b, int64_t cols, float *o,
-                     int64_t ldo, bool pf) {
+                     int64_t ldo, bool pf, pfplan *pp) {
 #ifdef SN_VM_X86
     /* weight panels in chunks of about 256 KB, reused from L2 over the block's tiles */
     int64_t rc = (256 * 1024 / 4) / (K * 8) * 8;
     if (rc < 8) rc = 8;
+    int64_t steps = ((M + rc - 1) / rc) * ((cols + 47) / 48), per = pp ? (pf_lines(pp) + steps - 1) / steps : 0;
     for (int64_t r0 = 0; r0 < M; r0 += rc) {
         int64_t r1 = r0 + rc < M ? r0 + rc : M;
         for (int64_t q0 = 0; q0 < cols; q0 += 48) {
             int64_t n = cols - q0 < 48 ? cols - q0 : 48;
+            if (pp) pf_step(pp, per);
             for (int64_t r = r0; r < r1; r += 8)
                 dk_tile(wp + r * K, b + q0, off, K, n, o + r * ldo + q0, ldo, pf && r == r0 && q0 + 48 < cols);
         }
     }
 #else
-    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo, (void)pf;
+    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo, (void)pf, (void)pp;
 #endif
 }
 
@@ -504,7 +554,8 @@ static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, 
  * Q[(c,j)][t*Wc + ow] = sum_(r,i) w[r,(c,i,j)] D[r][(t + kh-1-i)*Wc + ow] comes from
  * the tiles (rows (c,j) padded to a multiple of 8), and each Q row is added into the
  * image row at columns ow*sw - pw + j: kw strided passes per row, not col2im's kh*kw. */
-static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t h1, float *buf, float *img, int tid) {
+static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t h1, float *buf, float *img, int tid,
+                      pfplan *pp) {
     double t0 = cprof_now();
     int64_t T = h1 - h0, Tg = T + a->kh - 1, HWc = a->Hc * a->Wc;
     int64_t ldd = a->tp * a->Wc, g0 = h0 + a->ph - (a->kh - 1);
@@ -524,7 +575,7 @@ static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t 
     }
     int64_t M = (a->C * a->kw + 7) / 8 * 8, ldq = T * a->Wc;
     FPROF(tid, FP_IM2COL, t0);
-    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq, D != buf);
+    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq, D != buf, pp);
     FPROF(tid, FP_GEMM, t0);
     for (int64_t c = 0; c < a->C; c++) {
         float bv = a->bias ? a->bias[c] : 0.0f;
@@ -752,7 +803,7 @@ __attribute__((target("avx512f"))) static void dk_wgt12x32(const float *G, int64
  * tap. The rows go in tiles of 48 and 32 (R % 16 == 0, R >= 32: 64 = 32 + 32, 112 = 48 +
  * 32 + 32). */
 static void dk_wgrad_t(int64_t R, const float *G, const float *P, const int32_t *off, int64_t nk, int64_t cols,
-                       float *acc) {
+                       float *acc, pfplan *pp, int64_t per) {
 #ifdef SN_VM_X86
     int64_t n16 = R / 16, nA = n16 % 3 == 1 ? n16 / 3 - 1 : n16 / 3;
     for (int64_t r0 = 0; r0 < R;) {
@@ -760,13 +811,14 @@ static void dk_wgrad_t(int64_t R, const float *G, const float *P, const int32_t 
         int64_t tk = wide ? 8 : 12;
         for (int64_t k = 0; k < nk; k += tk) {
             int nt = (int)(nk - k < tk ? nk - k : tk);
+            if (per) pf_step(pp, per);
             if (wide) dk_wgt8x48(G + r0, R, P, off + k, nt, cols, acc + k * R + r0, R);
             else dk_wgt12x32(G + r0, R, P, off + k, nt, cols, acc + k * R + r0, R);
         }
         r0 += wide ? 48 : 32;
     }
 #else
-    (void)R, (void)G, (void)P, (void)off, (void)nk, (void)cols, (void)acc;
+    (void)R, (void)G, (void)P, (void)off, (void)nk, (void)cols, (void)acc, (void)pp, (void)per;
 #endif
 }
 
@@ -782,6 +834,25 @@ static void dk_wgrad(const fused_job *a, const float *g, int64_t ldg, const floa
 #else
     (void)a, (void)g, (void)ldg, (void)P, (void)nk, (void)cols, (void)acc;
 #endif
+}
+
+/* the block after item `it` of a thread's items [it, i1): its image rows, and with
+ * grid rows its rows of the grid's other operand (FM_GEMM / FM_WGRAD with dk) */
+static void next_plan(const fused_job *a, int64_t it, int64_t i1, int64_t rows, bool grid, pfplan *pp) {
+    memset(pp, 0, sizeof *pp);
+    if (it >= i1) return;
+    int64_t n = it / rows, q0 = it % rows, q1 = q0 + a->maxrows;
+    if (q1 > rows) q1 = rows;
+    if (q1 - q0 > i1 - it) q1 = q0 + (i1 - it);
+    int64_t h0 = q0 - a->ph, h1 = q1 + a->kh - 1 - a->ph;
+    if (h0 < 0) h0 = 0;
+    if (h1 > a->Hs) h1 = a->Hs;
+    if (h1 > h0)
+        pf_add(pp, a->img + (n * a->C * a->Hs + h0) * a->Ws, a->Hs * a->Ws, a->C, (h1 - h0) * a->Ws);
+    if (grid) {
+        int64_t HWc = a->Hc * a->Wc;
+        pf_add(pp, a->other + n * a->R * HWc + q0 * a->Wc, HWc, a->R, (q1 - q0) * a->Wc);
+    }
 }
 
 static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -807,7 +878,9 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             if (a->dk) {
                 dk_planes(a, img, r0, r1, 0, a->C, col);
                 FPROF(tid, FP_IM2COL, t0);
-                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc, false);
+                pfplan pp;
+                next_plan(a, it, i1, rows, false, &pp);
+                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc, false, pf_on() ? &pp : NULL);
             } else {
                 im2col_block(a, img, r0, r1, col);
                 FPROF(tid, FP_IM2COL, t0);
@@ -835,11 +908,16 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
                     dk_t16(oth + r * HWc + r0 * a->Wc + q, HWc, cols - q < 16 ? cols - q : 16, G + q * a->R + r, a->R);
 #endif
             FPROF(tid, FP_IM2COL, t0);
+            pfplan pp;
+            next_plan(a, it, i1, rows, true, &pp);
+            /* kernel calls of the block: chunks x row tiles (48 or 32) x tap groups (8 or 12) */
+            int64_t calls = (a->C + a->cs - 1) / a->cs * ((a->R + 47) / 48) * ((a->cs * kk + 11) / 12);
+            int64_t per = pf_on() ? (pf_lines(&pp) + calls - 1) / calls : 0;
             for (int64_t c0 = 0; c0 < a->C; c0 += a->cs) {
                 int64_t c1 = c0 + a->cs < a->C ? c0 + a->cs : a->C;
                 dk_planes(a, img, r0, r1, c0, c1, col);
                 FPROF(tid, FP_IM2COL, t0);
-                dk_wgrad_t(a->R, G, col, a->off, (c1 - c0) * kk, cols, acc + c0 * kk * a->R);
+                dk_wgrad_t(a->R, G, col, a->off, (c1 - c0) * kk, cols, acc + c0 * kk * a->R, &pp, per);
                 FPROF(tid, FP_GEMM, t0);
             }
             first = false;
@@ -866,7 +944,16 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             FPROF(tid, FP_GEMM, t0);
             first = false;
         } else if (a->dk) {
-            dk_gather(a, oth, r0, r1, col, a->out + n * a->C * a->Hs * a->Ws, tid);
+            /* the next block's image rows: written by its row adds */
+            pfplan pp;
+            memset(&pp, 0, sizeof pp);
+            if (it < i1 && pf_on()) {
+                int64_t n2 = it / rows, q0 = it % rows, q1 = q0 + a->maxrows;
+                if (q1 > rows) q1 = rows;
+                if (q1 - q0 > i1 - it) q1 = q0 + (i1 - it);
+                pf_add(&pp, a->out + (n2 * a->C * a->Hs + q0) * a->Ws, a->Hs * a->Ws, a->C, (q1 - q0) * a->Ws);
+            }
+            dk_gather(a, oth, r0, r1, col, a->out + n * a->C * a->Hs * a->Ws, tid, pp.base[0] ? &pp : NULL);
             t0 = cprof_now();
         } else {
             /* grid rows whose columns reach image rows [r0, r1): ih = oh*sh - ph + i */
@@ -964,6 +1051,11 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
      * form a copy of the grid rows and the tiles' output */
     int64_t per_row = !a->dk ? CKK * a->Wc : gather ? (a->R + Mg) * a->Wc : a->C * a->kw * a->Wc;
     maxrows = budget / (per_row > 0 ? per_row : 1);
+    /* the direct forward with the next block's image rows prefetched: its planes, those
+     * rows and its output rows in 1.5 budgets (3/4 of a 1 MB L2; the planes alone in one
+     * budget crowded the prefetched rows out) */
+    if (a->dk && a->mode == FM_GEMM && pf_on())
+        maxrows = budget * 3 / 2 / ((a->C * a->kw + a->R) * a->Wc + a->C * a->Ws);
     if (maxrows < 1) maxrows = 1;
     /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
     if (gather && maxrows < 4 * a->kh) maxrows = 4 * a->kh;
