@@ -408,13 +408,19 @@ static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t 
 /* (full: n == 48, no masks; both flags constants in dk_tile's four calls) */
 __attribute__((target("avx512f"), always_inline)) static inline void
 dk_tile_body(const float *wp, const float *b, const int32_t *off, int64_t K, int64_t n, float *out, int64_t ldo,
-             bool pf, bool full) {
+             bool pf, bool full, const float *bias) {
     __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
     __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
     __mmask16 m2 = n >= 48 ? 0xFFFF : n > 32 ? (__mmask16)((1u << (n - 32)) - 1) : 0;
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00,
            c22 = c00, c30 = c00, c31 = c00, c32 = c00, c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00,
            c52 = c00, c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    if (bias) { /* the bias as the accumulators' start: no second pass over the output */
+        c00 = c01 = c02 = _mm512_set1_ps(bias[0]), c10 = c11 = c12 = _mm512_set1_ps(bias[1]);
+        c20 = c21 = c22 = _mm512_set1_ps(bias[2]), c30 = c31 = c32 = _mm512_set1_ps(bias[3]);
+        c40 = c41 = c42 = _mm512_set1_ps(bias[4]), c50 = c51 = c52 = _mm512_set1_ps(bias[5]);
+        c60 = c61 = c62 = _mm512_set1_ps(bias[6]), c70 = c71 = c72 = _mm512_set1_ps(bias[7]);
+    }
     for (int64_t k = 0; k < K; k++, wp += 8) {
         const float *bk = b + off[k];
         if (pf) {
@@ -469,11 +475,12 @@ dk_tile_body(const float *wp, const float *b, const int32_t *off, int64_t K, int
 }
 
 __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const float *b, const int32_t *off,
-                                                       int64_t K, int64_t n, float *out, int64_t ldo, bool pf) {
-    if (n == 48 && pf) dk_tile_body(wp, b, off, K, n, out, ldo, true, true);
-    else if (n == 48) dk_tile_body(wp, b, off, K, n, out, ldo, false, true);
-    else if (pf) dk_tile_body(wp, b, off, K, n, out, ldo, true, false);
-    else dk_tile_body(wp, b, off, K, n, out, ldo, false, false);
+                                                       int64_t K, int64_t n, float *out, int64_t ldo, bool pf,
+                                                       const float *bias) {
+    if (n == 48 && pf) dk_tile_body(wp, b, off, K, n, out, ldo, true, true, bias);
+    else if (n == 48) dk_tile_body(wp, b, off, K, n, out, ldo, false, true, bias);
+    else if (pf) dk_tile_body(wp, b, off, K, n, out, ldo, true, false, bias);
+    else dk_tile_body(wp, b, off, K, n, out, ldo, false, false, bias);
 }
 #endif
 
@@ -529,7 +536,7 @@ static void pf_step(pfplan *p, int64_t lines) {
 /* pf: b is read in place from a large tensor, each tap a separate stream that the
  * hardware prefetchers do not follow (the CRN's last decoder layer ran 2x slower) */
 static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, const float *b, int64_t cols, float *o,
-                     int64_t ldo, bool pf, pfplan *pp) {
+                     int64_t ldo, bool pf, pfplan *pp, const float *bias) {
 #ifdef SN_VM_X86
     /* weight panels in chunks of about 256 KB, reused from L2 over the block's tiles */
     int64_t rc = (256 * 1024 / 4) / (K * 8) * 8;
@@ -541,11 +548,12 @@ static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, 
             int64_t n = cols - q0 < 48 ? cols - q0 : 48;
             if (pp) pf_step(pp, per);
             for (int64_t r = r0; r < r1; r += 8)
-                dk_tile(wp + r * K, b + q0, off, K, n, o + r * ldo + q0, ldo, pf && r == r0 && q0 + 48 < cols);
+                dk_tile(wp + r * K, b + q0, off, K, n, o + r * ldo + q0, ldo, pf && r == r0 && q0 + 48 < cols,
+                        bias ? bias + r : NULL);
         }
     }
 #else
-    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo, (void)pf, (void)pp;
+    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo, (void)pf, (void)pp, (void)bias;
 #endif
 }
 
@@ -575,7 +583,7 @@ static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t 
     }
     int64_t M = (a->C * a->kw + 7) / 8 * 8, ldq = T * a->Wc;
     FPROF(tid, FP_IM2COL, t0);
-    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq, D != buf, pp);
+    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq, D != buf, pp, NULL);
     FPROF(tid, FP_GEMM, t0);
     for (int64_t c = 0; c < a->C; c++) {
         float bv = a->bias ? a->bias[c] : 0.0f;
@@ -880,18 +888,18 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
                 FPROF(tid, FP_IM2COL, t0);
                 pfplan pp;
                 next_plan(a, it, i1, rows, false, &pp);
-                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc, false, pf_on() ? &pp : NULL);
+                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc, false, pf_on() ? &pp : NULL, a->bias);
             } else {
                 im2col_block(a, img, r0, r1, col);
                 FPROF(tid, FP_IM2COL, t0);
                 sn_sgemm_serial(false, false, a->R, cols, CKK, 1.0f, a->wt, CKK, col, cols, 0.0f, o, HWc);
             }
             FPROF(tid, FP_GEMM, t0);
-            if (a->act)
+            if (a->act) /* (the direct kernel added the bias) */
                 for (int64_t k = 0; k < a->R; k++)
-                    sn_cpu_bias_act(o + k * HWc, o + k * HWc, cols, NULL, a->bias ? a->bias[k] : 0.0f, a->act, a->p0,
-                                    a->p1);
-            else if (a->bias)
+                    sn_cpu_bias_act(o + k * HWc, o + k * HWc, cols, NULL, a->bias && !a->dk ? a->bias[k] : 0.0f,
+                                    a->act, a->p0, a->p1);
+            else if (a->bias && !a->dk)
                 for (int64_t k = 0; k < a->R; k++) {
                     float bv = a->bias[k], *orow = o + k * HWc;
                     for (int64_t q = 0; q < cols; q++) orow[q] += bv;
