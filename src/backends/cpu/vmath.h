@@ -11,6 +11,10 @@
 #include <immintrin.h>
 #define SN_VM_X86 1
 
+/* The cap on sn_vm_level(), 2 unless set: SN_CPU_VM_LEVEL=0|1 at start-up, or the tests
+ * directly, to run the portable or AVX2 paths on an AVX-512 machine (pool.c holds it). */
+extern int sn_vm_cap;
+
 /* 2: AVX-512F, 1: AVX2+FMA, 0: scalar */
 static inline int sn_vm_level(void) {
     static int level = -1;
@@ -21,7 +25,7 @@ static inline int sn_vm_level(void) {
         else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) l = 1;
         level = l;
     }
-    return level;
+    return level < sn_vm_cap ? level : sn_vm_cap;
 }
 
 #define SN_EXP_POLY(T, FMA, SET1, x, r)                                                  \
