@@ -6,14 +6,15 @@
 #define SN_BACKENDS_CPU_VMATH_H
 
 #include <math.h>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define SN_VM_X86 1
+#include <stdint.h>
 
 /* The cap on sn_vm_level(), 2 unless set: SN_CPU_VM_LEVEL=0|1 at start-up, or the tests
  * directly, to run the portable or AVX2 paths on an AVX-512 machine (pool.c holds it). */
 extern int sn_vm_cap;
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SN_VM_X86 1
 
 /* 2: AVX-512F, 1: AVX2+FMA, 0: scalar */
 static inline int sn_vm_level(void) {
