@@ -46,6 +46,9 @@ struct sn_pool {
 
 typedef struct { sn_pool *p; int tid; } worker_arg;
 
+/* vmath.h's cap on the vector ISA level */
+int sn_vm_cap = 2;
+
 /* set in worker threads: a nested sn_pool_for runs inline instead of deadlocking */
 static _Thread_local bool tl_in_pool;
 
@@ -140,6 +143,8 @@ sn_pool *sn_pool_new(int nthreads) {
     p->n = nthreads;
     const char *e = getenv("SN_POOL_SPIN_US");
     p->spin_ns = (e && *e ? atof(e) : 100.0) * 1e3;
+    e = getenv("SN_CPU_VM_LEVEL");
+    if (e && *e >= '0' && *e <= '2') sn_vm_cap = *e - '0';
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
