@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sn_optest.h"
+#include "backends/cpu/vmath.h"
 
 typedef struct {
     bool training;
@@ -144,6 +145,83 @@ static void test_batchnorm_elu_eval(void **state) {
     run_bn(false, 2, 5, 3, 11, 0.5f);
 }
 
+/* runs past the kernels' block of 2048 with tails, on the portable path and (where the
+ * CPU has it) the AVX-512 one: forward, saved stats and the fused ELU backward against the
+ * float64 closed form (no finite differences at this size); x around 100 as well, where
+ * a one-pass sum of squares would cancel */
+static void run_bn_large(int level, float lo, float hi) {
+    sn_vm_cap = level;
+    sn_ctx *ctx = sn_ctx_new();
+    uint64_t seed = 77;
+    int64_t N = 2, C = 3, H = 45, W = 50, HW = H * W, xs[4] = {N, C, H, W};
+    sn_tensor *x = leaf(ctx, 4, xs, "x", &seed, lo, hi, true);
+    sn_tensor *g = leaf(ctx, 1, &C, "gamma", &seed, 0.5f, 1.5f, true);
+    sn_tensor *b = leaf(ctx, 1, &C, "beta", &seed, -0.5f, 0.5f, true);
+    sn_tensor *rm = leaf(ctx, 1, &C, "rm", &seed, 0, 0, false), *rv = leaf(ctx, 1, &C, "rv", &seed, 1, 1, false);
+    sn_tensor *y = sn_batchnorm2d_elu(ctx, x, g, b, rm, rv, true, 1e-5f, 0.1f, 1.0f);
+    assert_non_null(y);
+    sn_tensor *dy = leaf_like(ctx, y, "dy", &seed);
+    sn_tensor *ds[SN_MAX_SRC] = {0};
+    SN_ASSERT_OK(sn_grad_batchnorm(ctx, y, dy, ds));
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    const float *xf = x->data, *gf = g->data, *bf = b->data, *yf = y->data, *dyf = dy->data;
+    const float *mean = sn_extra_ptr(y), *invstd = mean + sn_align64(C);
+    double cnt = (double)(N * HW), emax[4] = {0}, rmax[4] = {0};
+    double *dz = malloc((size_t)(N * HW) * sizeof *dz), *xh = malloc((size_t)(N * HW) * sizeof *xh);
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0, q = 0;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < HW; i++) s += xf[(n * C + c) * HW + i];
+        double mu = s / cnt;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < HW; i++) q += pow(xf[(n * C + c) * HW + i] - mu, 2);
+        double is = 1 / sqrt(q / cnt + 1e-5), sdz = 0, sdzx = 0;
+        if (!(fabs(mean[c] - mu) <= 1e-6 * fmax(1, fabs(mu)) && fabs(invstd[c] - is) <= 1e-5 * is &&
+              fabs(((float *)rv->data)[c] - (0.9 + 0.1 * q / (cnt - 1))) <= 1e-6))
+            fail_msg("level %d channel %lld: mean %.9g (%.9g), invstd %.9g (%.9g)", level, (long long)c, mean[c], mu,
+                     invstd[c], is);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < HW; i++) {
+                int64_t k = (n * C + c) * HW, t = n * HW + i;
+                xh[t] = (xf[k + i] - mu) * is;
+                double z = xh[t] * gf[c] + bf[c], yr = z > 0 ? z : expm1(z);
+                emax[0] = fmax(emax[0], fabs(yf[k + i] - yr));
+                /* y = x*scale + shift in f32: the rounding of x*scale, not of y, sets the error */
+                rmax[0] = fmax(rmax[0], fmax(fabs(yr), fabs(xf[k + i] * is * gf[c])));
+                dz[t] = dyf[k + i] * (z > 0 ? 1 : exp(z));
+                sdz += dz[t];
+                sdzx += dz[t] * xh[t];
+            }
+        emax[2] = fmax(emax[2], fabs(((float *)ds[1]->data)[c] - sdzx));
+        rmax[2] = fmax(rmax[2], fabs(sdzx));
+        emax[3] = fmax(emax[3], fabs(((float *)ds[2]->data)[c] - sdz));
+        rmax[3] = fmax(rmax[3], fabs(sdz));
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < HW; i++) {
+                int64_t t = n * HW + i;
+                double dx = gf[c] * is / cnt * (cnt * dz[t] - sdz - xh[t] * sdzx);
+                emax[1] = fmax(emax[1], fabs(((float *)ds[0]->data)[(n * C + c) * HW + i] - dx));
+                rmax[1] = fmax(rmax[1], fabs(dx));
+            }
+    }
+    static const char *what[4] = {"y", "dx", "dgamma", "dbeta"};
+    for (int k = 0; k < 4; k++)
+        if (!(emax[k] <= (k ? 1e-4 : 1e-5) * fmax(rmax[k], k == 3 ? 1.0 : 1e-30)))
+            fail_msg("level %d, x in [%g, %g]: %s max err %.3g of max %.3g", level, lo, hi, what[k], emax[k], rmax[k]);
+    free(dz);
+    free(xh);
+    sn_test_free_data(ctx);
+    sn_ctx_free(ctx);
+    sn_vm_cap = 2;
+}
+
+static void test_batchnorm_large(void **state) {
+    for (int level = 0; level <= 2; level += 2) {
+        run_bn_large(level, -1.5f, 2.5f);
+        run_bn_large(level, 100.0f, 101.0f);
+    }
+}
+
 /* two training steps compound the running stats as PyTorch does */
 static void test_batchnorm_running_two_steps(void **state) {
     sn_ctx *ctx = sn_ctx_new();
@@ -202,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_batchnorm_elu_training),
         cmocka_unit_test(test_batchnorm_elu_eval),
         cmocka_unit_test(test_batchnorm_running_two_steps),
+        cmocka_unit_test(test_batchnorm_large),
         cmocka_unit_test(test_batchnorm_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -150,6 +150,54 @@ static void test_permute(void **state) {
     }
 }
 
+/* shapes large enough for the threaded box copy: row ranges that start mid-dim, runs
+ * of 4 (the LSTM's permute), of 5, of 40 and strided ones, and a channel slice of a few
+ * long rows cut into pieces; forward only, exact against the reference */
+static void check_big(sn_ctx *ctx, sn_tensor *y, sn_tensor *a, sh_ud *u) {
+    assert_non_null(y);
+    SN_ASSERT_OK(sn_test_eval(ctx, g_cpu));
+    u->nd = y->ndim;
+    u->nsrc = 1;
+    memcpy(u->out, y->shape, sizeof u->out);
+    memcpy(u->in[0], a->shape, sizeof u->in[0]);
+    int64_t n = sn_nelem(y), na = sn_nelem(a);
+    double *in = malloc((size_t)na * sizeof *in), *out = malloc((size_t)n * sizeof *out);
+    for (int64_t i = 0; i < na; i++) in[i] = ((float *)a->data)[i];
+    ref_shape(u, &in, out);
+    for (int64_t i = 0; i < n; i++)
+        if (((float *)y->data)[i] != (float)out[i])
+            fail_msg("%s: element %lld is %g, not %g", sn_op_name(y->op), (long long)i, (double)((float *)y->data)[i],
+                     out[i]);
+    free(in);
+    free(out);
+}
+
+static void test_box_large(void **state) {
+    uint64_t seed = 5;
+    static const int64_t shapes[4][4] = {{2, 300, 70, 4}, {2, 130, 61, 5}, {1, 90, 33, 40}, {3, 40, 41, 6}};
+    int perms[2][4] = {{0, 2, 1, 3}, {0, 3, 2, 1}};
+    for (int k = 0; k < 4; k++)
+        for (int q = 0; q < 2; q++) {
+            sn_ctx *ctx = sn_ctx_new();
+            sn_tensor *a = leaf(ctx, 4, shapes[k], "a", &seed, -1, 1, false);
+            sh_ud u = {.op = SN_OP_PERMUTE};
+            memcpy(u.p, perms[q], sizeof perms[q]);
+            check_big(ctx, sn_permute(ctx, a, perms[q]), a, &u);
+            sn_test_free_data(ctx);
+            sn_ctx_free(ctx);
+        }
+    for (int k = 0; k < 2; k++) { /* the decoder's skip-gradient halves; a crop of the last frame */
+        sn_ctx *ctx = sn_ctx_new();
+        int64_t s[4] = {3, 8, 100, 90};
+        sn_tensor *a = leaf(ctx, 4, s, "a", &seed, -1, 1, false);
+        int64_t st[4] = {0, 4 * k, 0, 0}, sz[4] = {3, 4, 100, 90}, st2[4] = {0, 0, 0, 0}, sz2[4] = {3, 8, 99, 90};
+        sh_ud u = {.op = SN_OP_SLICE, .p = {0, 4 * k, 0, 0}};
+        check_big(ctx, k ? sn_slice(ctx, a, st, sz) : sn_slice(ctx, a, st2, sz2), a, &u);
+        sn_test_free_data(ctx);
+        sn_ctx_free(ctx);
+    }
+}
+
 static void test_copy_reshape(void **state) {
     uint64_t seed = 4;
     sn_ctx *ctx = sn_ctx_new();
@@ -224,6 +272,7 @@ static void test_shape_bad_input(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concat),       cmocka_unit_test(test_pad_slice),    cmocka_unit_test(test_permute),
+        cmocka_unit_test(test_box_large),
         cmocka_unit_test(test_copy_reshape), cmocka_unit_test(test_view_offsets), cmocka_unit_test(test_shape_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

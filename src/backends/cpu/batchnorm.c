@@ -78,53 +78,129 @@ __attribute__((target("avx2,fma"))) static void affine_elu256(float *y, const fl
     }
 }
 
-/* The per-channel sums, still in double but 8 lanes wide: the scalar double
- * accumulation chain was the bottleneck of both passes. */
-__attribute__((target("avx512f"))) static void sums512(const float *x, const float *dy, double m, int64_t n, double *s1,
-                                                       double *s2) {
-    __m512d a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd(), b2 = _mm512_setzero_pd();
-    __m512d vm = _mm512_set1_pd(m);
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 vx = _mm512_maskz_loadu_ps(k, x + i);
-        __m512d xl = _mm512_cvtps_pd(_mm512_castps512_ps256(vx));
-        __m512d xh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vx), 1)));
-        __mmask8 kl = (__mmask8)(k & 0xFF), kh = (__mmask8)(k >> 8);
-        /* masked lanes load as 0 and must not add (0 - m) */
-        __m512d dl = _mm512_maskz_sub_pd(kl, xl, vm), dh = _mm512_maskz_sub_pd(kh, xh, vm);
-        if (dy) {
-            __m512 vg = _mm512_maskz_loadu_ps(k, dy + i);
-            __m512d gl = _mm512_cvtps_pd(_mm512_castps512_ps256(vg));
-            __m512d gh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vg), 1)));
-            a1 = _mm512_add_pd(a1, gl);
-            b1 = _mm512_add_pd(b1, gh);
-            a2 = _mm512_fmadd_pd(gl, dl, a2);
-            b2 = _mm512_fmadd_pd(gh, dh, b2);
-        } else {
-            a1 = _mm512_add_pd(a1, dl);
-            b1 = _mm512_add_pd(b1, dh);
-            a2 = _mm512_fmadd_pd(dl, dl, a2);
-            b2 = _mm512_fmadd_pd(dh, dh, b2);
+/* The per-channel sums on AVX-512: 32 float lanes, folded into the double sums every
+ * BN_BLK values (at most 64 adds per lane, so the float error stays near one rounding
+ * of each term: the double sums' accuracy at a quarter of the work). */
+#define BN_BLK 2048
+
+static inline __mmask16 tail16(int64_t r) { return r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << r) - 1); }
+
+/* s1 += sum(x - a); s2 (if not NULL) += sum((x - a)^2); a is a float */
+__attribute__((target("avx512f"))) static void stats512(const float *x, float a, int64_t n, double *s1, double *s2) {
+    __m512 va = _mm512_set1_ps(a);
+    for (int64_t b = 0; b < n; b += BN_BLK) {
+        int64_t e = b + BN_BLK < n ? b + BN_BLK : n;
+        __m512 p0 = _mm512_setzero_ps(), p1 = p0, q0 = p0, q1 = p0;
+        int64_t i = b;
+        for (; i + 32 <= e; i += 32) {
+            __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(x + i), va), d1 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 16), va);
+            p0 = _mm512_add_ps(p0, d0);
+            p1 = _mm512_add_ps(p1, d1);
+            if (s2) {
+                q0 = _mm512_fmadd_ps(d0, d0, q0);
+                q1 = _mm512_fmadd_ps(d1, d1, q1);
+            }
+        }
+        for (; i < e; i += 16) { /* masked lanes load as 0 and must not add (0 - a) */
+            __mmask16 k = tail16(e - i);
+            __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), va);
+            p0 = _mm512_add_ps(p0, d);
+            if (s2) q0 = _mm512_fmadd_ps(d, d, q0);
+        }
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_add_ps(p0, p1)));
+        __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(_mm512_add_ps(p0, p1)), 1)));
+        *s1 += _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+        if (s2) {
+            __m512 q = _mm512_add_ps(q0, q1);
+            lo = _mm512_cvtps_pd(_mm512_castps512_ps256(q));
+            hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(q), 1)));
+            *s2 += _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
         }
     }
-    *s1 += _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
-    *s2 += _mm512_reduce_add_pd(_mm512_add_pd(a2, b2));
+}
+
+/* the backward's sums, with the ELU's gradient fused in: dz = dy, or with y (the ELU's
+ * output) dy * (y > 0 ? 1 : y + alpha), stored to dz; s1 += sum dz, s2 += sum dz*(x - m) */
+__attribute__((target("avx512f"))) static void bwd_sums512(float *dz, const float *dy, const float *y, const float *x,
+                                                           float m, float alpha, int64_t n, double *s1, double *s2) {
+    __m512 vm = _mm512_set1_ps(m), va = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n; b += BN_BLK) {
+        int64_t e = b + BN_BLK < n ? b + BN_BLK : n;
+        __m512 p0 = _mm512_setzero_ps(), p1 = p0, q0 = p0, q1 = p0;
+        for (int64_t i = b; i < e; i += 32) {
+            __mmask16 k0 = tail16(e - i), k1 = tail16(e - i - 16 > 0 ? e - i - 16 : 0);
+            __m512 g0 = _mm512_maskz_loadu_ps(k0, dy + i), g1 = _mm512_maskz_loadu_ps(k1, dy + i + 16);
+            if (y) {
+                __m512 y0 = _mm512_maskz_loadu_ps(k0, y + i), y1 = _mm512_maskz_loadu_ps(k1, y + i + 16);
+                g0 = _mm512_mask_mul_ps(g0, _mm512_cmp_ps_mask(y0, zero, _CMP_NGT_UQ), g0, _mm512_add_ps(y0, va));
+                g1 = _mm512_mask_mul_ps(g1, _mm512_cmp_ps_mask(y1, zero, _CMP_NGT_UQ), g1, _mm512_add_ps(y1, va));
+                _mm512_mask_storeu_ps(dz + i, k0, g0);
+                _mm512_mask_storeu_ps(dz + i + 16, k1, g1);
+            }
+            /* masked lanes: g is 0, so nothing adds */
+            __m512 d0 = _mm512_sub_ps(_mm512_maskz_loadu_ps(k0, x + i), vm);
+            __m512 d1 = _mm512_sub_ps(_mm512_maskz_loadu_ps(k1, x + i + 16), vm);
+            p0 = _mm512_add_ps(p0, g0);
+            p1 = _mm512_add_ps(p1, g1);
+            q0 = _mm512_fmadd_ps(g0, d0, q0);
+            q1 = _mm512_fmadd_ps(g1, d1, q1);
+        }
+        __m512 p = _mm512_add_ps(p0, p1), q = _mm512_add_ps(q0, q1);
+        *s1 += _mm512_reduce_add_pd(_mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(p)),
+                                                  _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1)))));
+        *s2 += _mm512_reduce_add_pd(_mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(q)),
+                                                  _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(q), 1)))));
+    }
+}
+
+/* dx = k * (dz - mdy - (x - m) * mdx) */
+__attribute__((target("avx512f"))) static void bwd_dx512(float *dx, const float *dz, const float *x, int64_t n, float k,
+                                                         float mdy, float m, float mdx) {
+    __m512 vk = _mm512_set1_ps(k), vmdy = _mm512_set1_ps(mdy), vm = _mm512_set1_ps(m), vmdx = _mm512_set1_ps(mdx);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 t = tail16(n - i);
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + i), vm);
+        __m512 g = _mm512_sub_ps(_mm512_maskz_loadu_ps(t, dz + i), vmdy);
+        _mm512_mask_storeu_ps(dx + i, t, _mm512_mul_ps(vk, _mm512_fnmadd_ps(d, vmdx, g)));
+    }
 }
 #endif
 
-/* dy == NULL: s1 += sum(x - m), s2 += sum((x - m)^2); else s1 += sum(dy), s2 += sum(dy * (x - m)) */
-static void sums(const float *x, const float *dy, double m, int64_t n, double *s1, double *s2) {
-#ifdef SN_VM_X86
-    if (sn_vm_level() == 2) { sums512(x, dy, m, n, s1, s2); return; }
-#endif
+/* s1 += sum(x - m), s2 += sum((x - m)^2) (portable: in double) */
+static void sums(const float *x, double m, int64_t n, double *s1, double *s2) {
     double a = 0, b = 0;
     for (int64_t i = 0; i < n; i++) {
-        double d = (double)x[i] - m, g = dy ? dy[i] : d;
-        a += g;
-        b += g * d;
+        double d = (double)x[i] - m;
+        a += d;
+        b += d * d;
     }
     *s1 += a;
-    *s2 += b;
+    if (s2) *s2 += b;
+}
+
+/* a channel's sum of x and sum of squared deviations from its mean, over its N runs of
+ * HW; the second pass finds the data in L2 */
+static void channel_stats(const float *x0, int64_t N, int64_t stride, int64_t HW, double *mean, double *m2) {
+    double s = 0, cnt = (double)(N * HW);
+#ifdef SN_VM_X86
+    if (sn_vm_level() == 2) {
+        for (int64_t n = 0; n < N; n++) stats512(x0 + n * stride, 0.0f, HW, &s, NULL);
+        /* deviations from the float nearest the mean: sum (x-a)^2 = m2 + S1^2/cnt, S1 = sum (x-a) */
+        float a = (float)(s / cnt);
+        double s1 = 0, s2 = 0;
+        for (int64_t n = 0; n < N; n++) stats512(x0 + n * stride, a, HW, &s1, &s2);
+        *mean = (double)a + s1 / cnt;
+        *m2 = s2 - s1 * s1 / cnt;
+        if (*m2 < 0) *m2 = 0;
+        return;
+    }
+#endif
+    for (int64_t n = 0; n < N; n++) sums(x0 + n * stride, 0.0, HW, &s, NULL);
+    double mu = s / cnt, q = 0;
+    s = 0;
+    for (int64_t n = 0; n < N; n++) sums(x0 + n * stride, mu, HW, &s, &q);
+    *mean = mu;
+    *m2 = q;
 }
 
 static void affine_elu(float *y, const float *x, int64_t n, float sc, float sh, float alpha) {
@@ -139,25 +215,28 @@ static void affine_elu(float *y, const float *x, int64_t n, float sc, float sh, 
     }
 }
 
+/* the backward's per-run sums: dz = dy, or with y (the fused ELU's output) dz = dy * ELU'(z)
+ * = dy * (y > 0 ? 1 : y + alpha) (for z <= 0, alpha*exp(z) = y + alpha), stored to dz;
+ * s1 += sum dz, s2 += sum dz*(x - m) */
+static void bwd_sums(float *dz, const float *dy, const float *y, const float *x, float m, float alpha, int64_t n,
+                     double *s1, double *s2) {
 #ifdef SN_VM_X86
-__attribute__((target("avx512f"))) static void elu_grad512(float *dz, const float *dy, const float *y, int64_t n,
-                                                           float alpha) {
-    __m512 va = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 g = _mm512_maskz_loadu_ps(m, dy + i), v = _mm512_maskz_loadu_ps(m, y + i);
-        __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), _mm512_mul_ps(g, _mm512_add_ps(v, va)), g);
-        _mm512_mask_storeu_ps(dz + i, m, r);
+    if (sn_vm_level() == 2) {
+        bwd_sums512(dz, dy, y, x, m, alpha, n, s1, s2);
+        return;
     }
-}
 #endif
-
-/* dz = dy * ELU'(z), from y: for z <= 0, alpha*exp(z) = y + alpha */
-static void elu_grad(float *dz, const float *dy, const float *y, int64_t n, float alpha) {
-#ifdef SN_VM_X86
-    if (sn_vm_level() == 2) { elu_grad512(dz, dy, y, n, alpha); return; }
-#endif
-    for (int64_t i = 0; i < n; i++) dz[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + alpha);
+    if (y) {
+        for (int64_t i = 0; i < n; i++) dz[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + alpha);
+        dy = dz;
+    }
+    double a = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        a += dy[i];
+        b += (double)dy[i] * ((double)x[i] - m);
+    }
+    *s1 += a;
+    *s2 += b;
 }
 
 static void bn_fwd(void *arg, int64_t c0, int64_t c1, int tid) {
@@ -172,11 +251,8 @@ static void bn_fwd(void *arg, int64_t c0, int64_t c1, int tid) {
             j->rm[c] = (float)((1.0 - j->mom) * j->rm[c] + j->mom * mu);
             j->rv[c] = (float)((1.0 - j->mom) * j->rv[c] + j->mom * (j->g2[c] / (j->gcnt - 1.0)));
         } else if (j->training) {
-            double s = 0, q = 0, s0 = 0;
-            for (int64_t n = 0; n < N; n++) sums(j->x + (n * C + c) * HW, NULL, 0.0, HW, &s, &s0);
-            double mu = s / (double)cnt;
-            s0 = 0;
-            for (int64_t n = 0; n < N; n++) sums(j->x + (n * C + c) * HW, NULL, mu, HW, &s0, &q);
+            double mu, q;
+            channel_stats(j->x + c * HW, N, C * HW, HW, &mu, &q);
             double var = q / (double)cnt;
             m = (float)mu;
             is = (float)(1.0 / sqrt(var + (double)j->eps));
@@ -206,7 +282,7 @@ static void bn_sync_sums(void *arg, int64_t c0, int64_t c1, int tid) {
     int64_t N = j->N, C = j->C, HW = j->HW;
     for (int64_t c = c0; c < c1; c++) {
         double m = j->gmean ? j->gmean[c] : 0.0, s = 0, q = 0;
-        for (int64_t n = 0; n < N; n++) sums(j->x + (n * C + c) * HW, NULL, m, HW, &s, &q);
+        for (int64_t n = 0; n < N; n++) sums(j->x + (n * C + c) * HW, m, HW, &s, &q);
         j->acc[c] = j->gmean ? q : s;
     }
 }
@@ -223,13 +299,9 @@ static void bn_bwd(void *arg, int64_t c0, int64_t c1, int tid) {
             sdyx = j->g2[c];
         } else {
             for (int64_t n = 0; n < N; n++) {
-                const float *x = j->x + (n * C + c) * HW, *dy = j->dy + (n * C + c) * HW;
-                if (j->elu) { /* dz goes to dx and is the dy of the BN backward from here on */
-                    float *dz = j->dx + (n * C + c) * HW;
-                    elu_grad(dz, dy, j->yf + (n * C + c) * HW, HW, j->alpha);
-                    dy = dz;
-                }
-                sums(x, dy, (double)m, HW, &sdy, &sdyx);
+                int64_t o = (n * C + c) * HW;
+                /* dz goes to dx and is the dy of the BN backward from here on */
+                bwd_sums(j->dx + o, j->dy + o, j->elu ? j->yf + o : NULL, j->x + o, m, j->alpha, HW, &sdy, &sdyx);
             }
         }
         double dgamma = sdyx * is;
@@ -251,6 +323,12 @@ static void bn_bwd(void *arg, int64_t c0, int64_t c1, int tid) {
             for (int64_t n = 0; n < N; n++) {
                 const float *x = j->x + (n * C + c) * HW, *dy = (j->elu ? j->dx : j->dy) + (n * C + c) * HW;
                 float *dx = j->dx + (n * C + c) * HW;
+#ifdef SN_VM_X86
+                if (sn_vm_level() == 2) {
+                    bwd_dx512(dx, dy, x, HW, k, mdy, m, mdx);
+                    continue;
+                }
+#endif
                 for (int64_t i = 0; i < HW; i++) dx[i] = k * (dy[i] - mdy - (x[i] - m) * mdx);
             }
         } else {

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "backends/cpu/vmath.h"
+
 
 static sn_status cpu_matmul(sn_cpu *c, sn_tensor *node) {
     const sn_tensor *a = node->src[0], *b = node->src[1];
@@ -78,12 +80,7 @@ static void bias_rows(void *arg, int64_t c0, int64_t c1, int tid) {
     const bias_job *j = arg;
     for (int64_t ch = c0; ch < c1; ch++) {
         double s = 0;
-        for (int64_t o = 0; o < j->outer; o++) {
-            const float *p = j->dy + (o * j->C + ch) * j->inner;
-            float acc = 0;
-            for (int64_t i = 0; i < j->inner; i++) acc += p[i];
-            s += acc;
-        }
+        for (int64_t o = 0; o < j->outer; o++) s += sn_vsum(j->dy + (o * j->C + ch) * j->inner, j->inner);
         j->db[ch] = (float)s;
     }
 }

@@ -4,47 +4,114 @@
 
 #include <math.h>
 
+#include "backends/cpu/vmath.h"
+
 #define GRAIN 16384
 
 typedef struct {
     float *p, *m, *v, *buf;
     const float *g;
+    int64_t n;
+} oseg;
+
+typedef struct {
     float clip, lr, wd, b1, b2, eps, step_size, bc2_sqrt, mom, damp;
     bool adamw, nesterov, first;
+    /* the tensors of one update, laid end to end: one sn_pool_for over all of them */
+    int nseg;
+    oseg seg[SN_OPTIM_MT_MAX];
+    int64_t start[SN_OPTIM_MT_MAX + 1];
 } ojob;
 
-static void adam_elems(void *arg, int64_t b, int64_t e, int tid) {
-    ojob *j = arg;
-    for (int64_t i = b; i < e; i++) {
-        float g = j->g[i];
-        if (j->clip != 1.0f) g *= j->clip;
-        float p = j->p[i];
-        if (j->adamw) p *= 1.0f - j->lr * j->wd;
-        else if (j->wd != 0.0f) g += j->wd * p;
+/* One Adam element loop, branch-free inside so the compiler vectorises it; built once
+ * per ISA below. optim.c compiles with -ffp-contract=off (CMakeLists.txt): every
+ * vector lane rounds as the scalar code does (sqrt and div are IEEE in both), so the
+ * paths agree to the bit. l2 and adamw are constants at each call site. */
+static inline __attribute__((always_inline)) void adam_loop(const ojob *j, float *restrict P, float *restrict M,
+                                                             float *restrict V, const float *restrict G, int64_t n,
+                                                             bool l2, bool adamw) {
+    const float clip = j->clip, wd = j->wd, c1 = 1.0f - j->b1, b2 = j->b2, c2 = 1.0f - j->b2, bc2 = j->bc2_sqrt,
+                eps = j->eps, ss = j->step_size, decay = 1.0f - j->lr * j->wd;
+    for (int64_t i = 0; i < n; i++) {
+        float g = G[i] * clip; /* clip is 1 without clipping: g * 1 is g */
+        float p = P[i];
+        if (adamw) p *= decay;
+        if (l2) g += wd * p;
         /* exp_avg.lerp_(grad, 1-beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1-beta2) */
-        float m = j->m[i] + (1.0f - j->b1) * (g - j->m[i]);
-        float v = j->v[i] * j->b2 + (1.0f - j->b2) * g * g;
-        float denom = sqrtf(v) / j->bc2_sqrt + j->eps;
-        j->m[i] = m;
-        j->v[i] = v;
-        j->p[i] = p - j->step_size * (m / denom);
+        float m = M[i] + c1 * (g - M[i]);
+        float v = V[i] * b2 + c2 * g * g;
+        float denom = sqrtf(v) / bc2 + eps;
+        M[i] = m;
+        V[i] = v;
+        P[i] = p - ss * (m / denom);
     }
 }
 
-static void sgd_elems(void *arg, int64_t b, int64_t e, int tid) {
-    ojob *j = arg;
-    for (int64_t i = b; i < e; i++) {
-        float g = j->g[i];
+#define ADAM_VARIANTS(j, p, m, v, g, n)                                                  \
+    do {                                                                               \
+        if ((j)->adamw) adam_loop(j, p, m, v, g, n, false, true);                      \
+        else if ((j)->wd != 0.0f) adam_loop(j, p, m, v, g, n, true, false);            \
+        else adam_loop(j, p, m, v, g, n, false, false);                                \
+    } while (0)
+
+#ifdef SN_VM_X86
+__attribute__((target("avx512f"))) static void adam512(const ojob *j, float *p, float *m, float *v, const float *g,
+                                                       int64_t n) {
+    ADAM_VARIANTS(j, p, m, v, g, n);
+}
+__attribute__((target("avx2,fma"))) static void adam256(const ojob *j, float *p, float *m, float *v, const float *g,
+                                                        int64_t n) {
+    ADAM_VARIANTS(j, p, m, v, g, n);
+}
+#endif
+static void adam_any(const ojob *j, float *p, float *m, float *v, const float *g, int64_t n) {
+    ADAM_VARIANTS(j, p, m, v, g, n);
+}
+
+static void adam_seg(const ojob *j, float *p, float *m, float *v, const float *g, int64_t n) {
+#ifdef SN_VM_X86
+    int l = sn_vm_level();
+    if (l == 2) { adam512(j, p, m, v, g, n); return; }
+    if (l == 1) { adam256(j, p, m, v, g, n); return; }
+#endif
+    adam_any(j, p, m, v, g, n);
+}
+
+static void sgd_seg(const ojob *j, float *restrict P, float *restrict B, const float *restrict G, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = G[i];
         if (j->clip != 1.0f) g *= j->clip;
-        float p = j->p[i];
+        float p = P[i];
         if (j->wd != 0.0f) g += j->wd * p;
         if (j->mom != 0.0f) {
-            float bf = j->first ? g : j->buf[i] * j->mom + (1.0f - j->damp) * g;
-            j->buf[i] = bf;
+            float bf = j->first ? g : B[i] * j->mom + (1.0f - j->damp) * g;
+            B[i] = bf;
             g = j->nesterov ? g + j->mom * bf : bf;
         }
-        j->p[i] = p - j->lr * g;
+        P[i] = p - j->lr * g;
     }
+}
+
+/* elements [b, e) of the segments laid end to end */
+static void optim_range(void *arg, int64_t b, int64_t e, int tid, bool adam) {
+    ojob *j = arg;
+    int k = 0;
+    while (k + 1 < j->nseg && j->start[k + 1] <= b) k++;
+    for (; k < j->nseg && j->start[k] < e; k++) {
+        const oseg *s = &j->seg[k];
+        int64_t lo = b > j->start[k] ? b - j->start[k] : 0, hi = (e < j->start[k + 1] ? e : j->start[k + 1]) - j->start[k];
+        if (adam) adam_seg(j, s->p + lo, s->m + lo, s->v + lo, s->g + lo, hi - lo);
+        else sgd_seg(j, s->p + lo, s->buf + lo, s->g + lo, hi - lo);
+    }
+}
+
+static void adam_elems(void *arg, int64_t b, int64_t e, int tid) { optim_range(arg, b, e, tid, true); }
+static void sgd_elems(void *arg, int64_t b, int64_t e, int tid) { optim_range(arg, b, e, tid, false); }
+
+static void add_seg(ojob *j, float *p, const float *g, float *m, float *v, float *buf, int64_t n) {
+    j->seg[j->nseg] = (oseg){.p = p, .g = g, .m = m, .v = v, .buf = buf, .n = n};
+    j->start[j->nseg + 1] = j->start[j->nseg] + n;
+    j->nseg++;
 }
 
 static float clip_scale(const sn_tensor *sumsq, float max_norm) {
@@ -85,7 +152,8 @@ static void sgd_setup(ojob *j, const sn_tensor *node, const float *hyper, const 
     j->first = hyper[SN_HYPER_STEP] <= 1.0f; /* torch: the first step sets buf = grad */
 }
 
-/* ADAM_MT / SGD_MT: the single-tensor kernel per (param, grad) pair, state at the param's offset */
+/* ADAM_MT / SGD_MT: the single-tensor element loop over every (param, grad) pair, state at the param's
+ * offset; one parallel loop over all of them (one wake-up, and the small tensors spread too) */
 static sn_status optim_multi(sn_cpu *c, sn_tensor *node) {
     bool adam = node->op == SN_OP_ADAM_MT;
     int first = (adam ? 3 : 2) + node->ip[1];
@@ -102,16 +170,10 @@ static sn_status optim_multi(sn_cpu *c, sn_tensor *node) {
     for (int k = first, i = 0; k + 1 < node->nsrc; k += 2, i++) {
         sn_tensor *p = node->src[k];
         int64_t off = node->ip[2 + i];
-        j.p = p->data;
-        j.g = node->src[k + 1]->data;
-        if (adam) {
-            j.m = s0 + off;
-            j.v = s1 + off;
-        } else {
-            j.buf = s0 + off;
-        }
-        sn_pool_for(c->pool, sn_nelem(p), GRAIN, adam ? adam_elems : sgd_elems, &j);
+        add_seg(&j, p->data, node->src[k + 1]->data, adam ? s0 + off : NULL, adam ? s1 + off : NULL,
+                adam ? NULL : s0 + off, sn_nelem(p));
     }
+    sn_pool_for(c->pool, j.start[j.nseg], GRAIN, adam ? adam_elems : sgd_elems, &j);
     return SN_OK;
 }
 
@@ -119,21 +181,17 @@ sn_status sn_cpu_optim(sn_cpu *c, sn_tensor *node) {
     ojob j = {0};
     if (node->op == SN_OP_ADAM_MT || node->op == SN_OP_SGD_MT) return optim_multi(c, node);
     if (node->op == SN_OP_ADAM) {
-        j.p = node->src[0]->data;
-        j.g = node->src[1]->data;
-        j.m = node->src[2]->data;
-        j.v = node->src[3]->data;
         sn_status st = adam_setup(&j, node, node->src[4]->data, node->nsrc > 5 ? node->src[5] : NULL);
         if (st != SN_OK) return st;
-        sn_pool_for(c->pool, sn_nelem(node->src[0]), GRAIN, adam_elems, &j);
+        add_seg(&j, node->src[0]->data, node->src[1]->data, node->src[2]->data, node->src[3]->data, NULL,
+                sn_nelem(node->src[0]));
+        sn_pool_for(c->pool, j.start[1], GRAIN, adam_elems, &j);
         return SN_OK;
     }
     if (node->op == SN_OP_SGD) {
-        j.p = node->src[0]->data;
-        j.g = node->src[1]->data;
-        j.buf = node->src[2]->data;
         sgd_setup(&j, node, node->src[3]->data, node->nsrc > 4 ? node->src[4] : NULL);
-        sn_pool_for(c->pool, sn_nelem(node->src[0]), GRAIN, sgd_elems, &j);
+        add_seg(&j, node->src[0]->data, node->src[1]->data, NULL, NULL, node->src[2]->data, sn_nelem(node->src[0]));
+        sn_pool_for(c->pool, j.start[1], GRAIN, sgd_elems, &j);
         return SN_OK;
     }
     return sn_error(SN_ERR_INTERNAL, "sn_cpu_optim: op %s is not an optimizer op", sn_op_name(node->op));

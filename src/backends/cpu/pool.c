@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -42,9 +43,14 @@ struct sn_pool {
     void *arg;
     int64_t total, chunks;
     double spin_ns;
+    /* SN_POOL_PIN=region: thread t of a region runs on CPU cpus[t] of the allowed set */
+    int *cpus;
 };
 
 typedef struct { sn_pool *p; int tid; } worker_arg;
+
+/* vmath.h's cap on the vector ISA level */
+int sn_vm_cap = 2;
 
 /* set in worker threads: a nested sn_pool_for runs inline instead of deadlocking */
 static _Thread_local bool tl_in_pool;
@@ -133,6 +139,26 @@ static void *worker(void *a) {
     return NULL;
 }
 
+/* SN_POOL_PIN=region: the CPUs a region's threads are held on (thread t on the t-th
+ * CPU this process may use), or NULL: not asked for, not Linux, or fewer allowed CPUs
+ * than threads */
+static int *region_cpus(int n) {
+#ifdef __linux__
+    const char *e = getenv("SN_POOL_PIN");
+    if (!e || strcmp(e, "region") != 0 || n < 2) return NULL;
+    cpu_set_t all;
+    if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < n) return NULL;
+    int *cpus = malloc((size_t)n * sizeof *cpus);
+    if (!cpus) return NULL;
+    for (int cpu = 0, k = 0; cpu < CPU_SETSIZE && k < n; cpu++)
+        if (CPU_ISSET(cpu, &all)) cpus[k++] = cpu;
+    return cpus;
+#else
+    (void)n;
+    return NULL;
+#endif
+}
+
 sn_pool *sn_pool_new(int nthreads) {
     if (nthreads < 1) nthreads = 1;
     sn_pool *p = calloc(1, sizeof *p);
@@ -140,6 +166,9 @@ sn_pool *sn_pool_new(int nthreads) {
     p->n = nthreads;
     const char *e = getenv("SN_POOL_SPIN_US");
     p->spin_ns = (e && *e ? atof(e) : 100.0) * 1e3;
+    e = getenv("SN_CPU_VM_LEVEL");
+    if (e && *e >= '0' && *e <= '2') sn_vm_cap = *e - '0';
+    p->cpus = region_cpus(nthreads);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -174,6 +203,7 @@ void sn_pool_free(sn_pool *p) {
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->done);
     free(p->th);
+    free(p->cpus);
     free(p);
 }
 
@@ -246,16 +276,34 @@ typedef struct {
     sn_region_fn fn;
     void *arg;
     sn_barrier bar;
+    const int *cpus;
 } region_job;
 
+/* A region's threads each keep a fixed share of the work (the LSTM's slice of w_hh in
+ * its core's L2) for every step: with SN_POOL_PIN=region each is held on its own CPU
+ * for the region and let go after, so the BLAS's threads between regions are not
+ * crowded by pinned ones. */
 static void region_chunk(void *arg, int64_t b, int64_t e, int tid) {
     region_job *r = arg;
+#ifdef __linux__
+    cpu_set_t old, one;
+    bool pinned = false;
+    if (r->cpus && pthread_getaffinity_np(pthread_self(), sizeof old, &old) == 0) {
+        CPU_ZERO(&one);
+        CPU_SET(r->cpus[tid], &one);
+        pinned = pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
+    }
+#endif
     for (int64_t t = b; t < e; t++) r->fn(r->arg, (int)t, r->bar.n, &r->bar);
+#ifdef __linux__
+    if (pinned) pthread_setaffinity_np(pthread_self(), sizeof old, &old);
+#endif
 }
 
 void sn_pool_region(sn_pool *p, sn_region_fn fn, void *arg) {
-    region_job r = {fn, arg, {0}};
+    region_job r = {fn, arg, {0}, NULL};
     int n = (!p || tl_in_pool) ? 1 : p->n;
+    if (p && n > 1) r.cpus = p->cpus;
     atomic_init(&r.bar.count, 0);
     atomic_init(&r.bar.phase, 0);
     r.bar.n = n;

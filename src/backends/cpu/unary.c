@@ -47,8 +47,31 @@ __attribute__((target("avx512f"))) static inline __m512 act512(sn_op op, __m512 
     }
 }
 
+/* SOFTPLUS_BWD, the scalar loop's formulas: from y, d * -expm1(-by); from x, d * z / (z + 1)
+ * with z = exp(bx); d where b*(y or x) > threshold */
+__attribute__((target("avx512f"))) static void softplus_bwd512(const ujob *j, int64_t b, int64_t e) {
+    __m512 beta = _mm512_set1_ps(j->p0), thr = _mm512_set1_ps(j->p1), one = _mm512_set1_ps(1.0f);
+    for (int64_t i = b; i < e; i += 16) {
+        __mmask16 m = e - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (e - i)) - 1);
+        __m512 d = _mm512_maskz_loadu_ps(m, j->d + i), bx = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, j->x + i), beta);
+        __m512 g;
+        if (j->from_y) {
+            g = _mm512_mul_ps(d, _mm512_sub_ps(_mm512_setzero_ps(), expm1_512(_mm512_sub_ps(_mm512_setzero_ps(), bx))));
+        } else {
+            __m512 z = sn_exp512(bx);
+            g = _mm512_div_ps(_mm512_mul_ps(d, z), _mm512_add_ps(z, one));
+        }
+        g = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(bx, thr, _CMP_GT_OQ), g, d);
+        _mm512_mask_storeu_ps(j->y + i, m, g);
+    }
+}
+
 /* the transcendental ops, 16 at a time; false when not handled here */
 __attribute__((target("avx512f"))) static bool run_avx512(const ujob *j, int64_t b, int64_t e) {
+    if (j->op == SN_OP_SOFTPLUS_BWD) {
+        softplus_bwd512(j, b, e);
+        return true;
+    }
     if (j->op != SN_OP_ELU && j->op != SN_OP_SIGMOID && j->op != SN_OP_TANH) return false;
     const float *x = j->x;
     float *y = j->y;
@@ -77,8 +100,8 @@ __attribute__((target("avx512f"))) static void bias_act512(float *y, const float
 static void run(void *arg, int64_t b, int64_t e, int tid) {
     ujob *j = arg;
 #ifdef SN_VM_X86
-    if ((j->op == SN_OP_ELU || j->op == SN_OP_SIGMOID || j->op == SN_OP_TANH) && sn_vm_level() == 2 &&
-        run_avx512(j, b, e))
+    if ((j->op == SN_OP_ELU || j->op == SN_OP_SIGMOID || j->op == SN_OP_TANH || j->op == SN_OP_SOFTPLUS_BWD) &&
+        sn_vm_level() == 2 && run_avx512(j, b, e))
         return;
 #endif
     const float *x = j->x, *d = j->d;

@@ -6,6 +6,11 @@
 #define SN_BACKENDS_CPU_VMATH_H
 
 #include <math.h>
+#include <stdint.h>
+
+/* The cap on sn_vm_level(), 2 unless set: SN_CPU_VM_LEVEL=0|1 at start-up, or the tests
+ * directly, to run the portable or AVX2 paths on an AVX-512 machine (pool.c holds it). */
+extern int sn_vm_cap;
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -21,7 +26,7 @@ static inline int sn_vm_level(void) {
         else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) l = 1;
         level = l;
     }
-    return level;
+    return level < sn_vm_cap ? level : sn_vm_cap;
 }
 
 #define SN_EXP_POLY(T, FMA, SET1, x, r)                                                  \
@@ -116,5 +121,51 @@ __attribute__((target("avx2,fma"))) static inline __m256 sn_tanh256(__m256 x) {
 #else
 static inline int sn_vm_level(void) { return 0; }
 #endif
+
+/* sum of x[0..n) in double: 64 float partial sums (x[i] into lane i % 64) folded in one
+ * fixed order, so the AVX-512 and portable forms give the same bits; the lanes keep
+ * the float error of a 64th of the run, well below the sequential float sum's. */
+static inline double sn_fold64(const float *l) {
+    double s = 0;
+    for (int k = 0; k < 16; k++) s += (double)((l[k] + l[16 + k]) + (l[32 + k] + l[48 + k]));
+    return s;
+}
+
+#ifdef SN_VM_X86
+__attribute__((target("avx512f"))) static inline double sn_vsum512(const float *x, int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+        a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps(x + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_loadu_ps(x + i + 48));
+    }
+    __m512 *acc[4] = {&a0, &a1, &a2, &a3};
+    for (int q = 0; q < 4 && i + 16 * q < n; q++) { /* the tail: lanes past the end stay as they are */
+        int64_t r = n - i - 16 * q;
+        __mmask16 m = r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << r) - 1);
+        *acc[q] = _mm512_mask_add_ps(*acc[q], m, *acc[q], _mm512_maskz_loadu_ps(m, x + i + 16 * q));
+    }
+    float l[64];
+    _mm512_storeu_ps(l, a0);
+    _mm512_storeu_ps(l + 16, a1);
+    _mm512_storeu_ps(l + 32, a2);
+    _mm512_storeu_ps(l + 48, a3);
+    return sn_fold64(l);
+}
+#endif
+
+static inline double sn_vsum(const float *x, int64_t n) {
+#ifdef SN_VM_X86
+    if (sn_vm_level() == 2) return sn_vsum512(x, n);
+#endif
+    float l[64] = {0};
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int k = 0; k < 64; k++) l[k] += x[i + k];
+    for (int k = 0; i + k < n; k++) l[k] += x[i + k];
+    return sn_fold64(l);
+}
 
 #endif
