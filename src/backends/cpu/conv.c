@@ -20,7 +20,11 @@
  * blocks of rows of one image in its own L2-sized buffer. With AVX-512 and sh = 1 its
  * products are sinter's own direct kernels (dk_*) over per-block column-tap planes
  * (kw copies of the rows, not im2col's kh*kw, and no BLAS packing); without, im2col +
- * a serial OpenBLAS call per block. bf16 takes the one-GEMM form above. */
+ * a serial OpenBLAS call per block. The weight gradient reduces over positions: with
+ * R % 16 == 0 output rows it transposes each block's grid rows once and broadcasts the
+ * taps (dk_wgrad_t), else sums 16-lane accumulators (dk_wgrad). While a block's tiles
+ * run, the next block's operands are prefetched into L2 (pfplan). bf16 takes the
+ * one-GEMM form above. */
 #include "backends/cpu/cpu.h"
 #include "backends/cpu/vmath.h"
 
