@@ -3,7 +3,10 @@
  * planes, the 8 x 48 tiles with their masked tails), the BLAS fallbacks beside them (rows
  * not a multiple of 8, sh = 2), short and wide rows, stride 1/2/3 in width with kernels
  * wider than the stride, padding before and after, the transposed conv's output padding
- * and end crop, batch > 1. Small blocks (SN_CONV_BLOCK) split each image into many
+ * and end crop, batch > 1, the weight gradient's transposed form (output rows 32, 48,
+ * 64, 80, 112: its 48- and 32-row tiles, tap groups with tails) beside the lane-sum form,
+ * stride-2 rows of 16 or more (vector copies and gather rows) and narrower (scalar).
+ * Small blocks (SN_CONV_BLOCK) split each image into many
  * blocks (and the weight gradient's planes into chunks of channels) and 3 threads split
  * the rows unevenly. Forward, data, weight and bias
  * gradients, each to 1e-5 of the largest reference value. */
