@@ -342,6 +342,25 @@ __attribute__((target("avx512f"))) static void dk_copy_s2(float *d, const float 
     for (; k < n; k++) d[k] = s[2 * k];
 }
 
+/* the three planes of one image row for kw = 3, sw = 2 with no column outside the row:
+ * d_j[o] = s[2o + j] (d_j = d + j*ldp), 16 positions of all three from four loads and
+ * three permutes (one call a row, not a scalar loop per plane), the rest scalar */
+__attribute__((target("avx512f"))) static void dk_row3_s2(float *d, int64_t ldp, const float *s, int64_t W,
+                                                          int64_t Wc) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    float *d1 = d + ldp, *d2 = d + 2 * ldp;
+    int64_t o = 0;
+    for (; o + 16 <= Wc && 2 * o + 34 <= W; o += 16) {
+        __m512 v0 = _mm512_loadu_ps(s + 2 * o), v1 = _mm512_loadu_ps(s + 2 * o + 16);
+        __m512 w0 = _mm512_loadu_ps(s + 2 * o + 2), w1 = _mm512_loadu_ps(s + 2 * o + 18);
+        _mm512_storeu_ps(d + o, _mm512_permutex2var_ps(v0, ev, v1));
+        _mm512_storeu_ps(d1 + o, _mm512_permutex2var_ps(v0, od, v1));
+        _mm512_storeu_ps(d2 + o, _mm512_permutex2var_ps(w0, ev, w1));
+    }
+    for (; o < Wc; o++) d[o] = s[2 * o], d1[o] = s[2 * o + 1], d2[o] = s[2 * o + 2];
+}
+
 /* one image row of the stride-2 gather: drow[x] = bv + sum_j q_j[(x + pw - j)/2] over
  * the taps j of x's parity with 0 <= (x + pw - j)/2 < Wc (q_j = q + j*ldj), 32 positions
  * at a time: the even and odd halves summed in registers and interleaved, one store
@@ -380,6 +399,24 @@ __attribute__((target("avx512f"))) static void dk_row_s2(float *drow, int64_t Ws
 /* planes of grid rows [o0, o1) (P's rows t = 0 .. o1-o0+kh-2) */
 static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t o1, int64_t c0, int64_t c1, float *P) {
     int64_t T = o1 - o0 + a->kh - 1;
+#ifdef SN_VM_X86
+    /* the CRN's form (kw = 3, sw = 2, no padding in width, every column inside the row):
+     * the three planes of a row at once */
+    if (a->kw == 3 && a->sw == 2 && a->pw == 0 && 2 * a->Wc + 1 <= a->Ws) {
+        int64_t ldp = a->tp * a->Wc;
+        for (int64_t c = c0; c < c1; c++) {
+            float *pc = P + (c - c0) * 3 * ldp;
+            for (int64_t t = 0; t < T; t++) {
+                int64_t ih = o0 + t - a->ph;
+                if (ih < 0 || ih >= a->Hs)
+                    for (int64_t j = 0; j < 3; j++) memset(pc + j * ldp + t * a->Wc, 0, (size_t)a->Wc * sizeof *pc);
+                else
+                    dk_row3_s2(pc + t * a->Wc, ldp, src + (c * a->Hs + ih) * a->Ws, a->Ws, a->Wc);
+            }
+        }
+        return;
+    }
+#endif
     for (int64_t c = c0; c < c1; c++)
         for (int64_t j = 0; j < a->kw; j++) {
             float *pl = P + ((c - c0) * a->kw + j) * a->tp * a->Wc;
