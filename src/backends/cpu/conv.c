@@ -636,6 +636,18 @@ static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t 
                 if (a->act) sn_cpu_bias_act(drow, drow, a->Ws, NULL, 0.0f, a->act, a->p0, a->p1);
                 continue;
             }
+            if (a->sw == 2 && a->kw == 3 && a->pw == 0) {
+                /* narrow rows of the CRN's form: each position once (x = 2m from taps 0
+                 * and 2, x = 2m + 1 from tap 1), not three strided read-modify-write passes */
+                const float *q0 = Q + c * 3 * ldq + t * a->Wc, *q1 = q0 + ldq, *q2 = q1 + ldq;
+                for (int64_t x = 0; x < a->Ws; x++) {
+                    int64_t m = x >> 1;
+                    drow[x] = x & 1 ? bv + (m < a->Wc ? q1[m] : 0.0f)
+                                    : bv + (m < a->Wc ? q0[m] : 0.0f) + (m >= 1 && m - 1 < a->Wc ? q2[m - 1] : 0.0f);
+                }
+                if (a->act) sn_cpu_bias_act(drow, drow, a->Ws, NULL, 0.0f, a->act, a->p0, a->p1);
+                continue;
+            }
 #endif
             for (int64_t k = 0; k < a->Ws; k++) drow[k] = bv;
             for (int64_t j = 0; j < a->kw; j++) {
