@@ -2,8 +2,10 @@
  * the five encoder Conv2d layers and the five decoder ConvTranspose2d layers (skip
  * concat doubles their input channels), forward, data gradient and weight gradient
  * each alone, median of a few runs after a warm-up.
- * Usage: bench_conv [--device cpu] [--bf16] [--min] [runs=5] [threads=0 (all cores)] [B T] [layer (0-9; all)]
+ * Usage: bench_conv [--device cpu] [--bf16] [--min] [--cpu] [runs=5] [threads=0 (all cores)] [B T] [layer (0-9; all)]
  * --min: the fastest run instead of the median (steadier on a shared machine).
+ * --cpu: process CPU time instead of wall time (with 1 thread: a shared machine's
+ * other jobs do not count; with more, the pool's waits do).
  * SN_CONV_PROF=1 adds the CPU backend's breakdown. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
@@ -13,6 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
 
 static int fill(sn_tensor *t, unsigned *seed, float scale) {
     float *p = NULL;
@@ -43,13 +52,14 @@ static int alloc_nodes(sn_ctx *ctx, int first) {
 
 int main(int argc, char **argv) {
     const char *device = "cpu";
-    bool bf16 = false, use_min = false;
+    bool bf16 = false, use_min = false, use_cpu = false;
     char *pos[8] = {0};
     int np = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--bf16")) bf16 = true;
         else if (!strcmp(argv[i], "--min")) use_min = true;
+        else if (!strcmp(argv[i], "--cpu")) use_cpu = true;
         else if (np < 8) pos[np++] = argv[i];
     }
     int runs = np > 0 ? atoi(pos[0]) : 5, threads = np > 1 ? atoi(pos[1]) : 0;
@@ -63,8 +73,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_conv: %s\n", be ? "host backends only" : sn_last_error());
         return 1;
     }
-    printf("conv ops of the CRN, %s %s, B=%lld T=%lld, threads=%d, %s of %d runs (ms; GFLOP/s)\n",
-           sn_backend_name(be), bf16 ? "bf16" : "f32", (long long)B, (long long)T, sn_cpu_backend_threads(be), use_min ? "fastest" : "median", runs);
+    printf("conv ops of the CRN, %s %s, B=%lld T=%lld, threads=%d, %s of %d runs (%s ms; GFLOP/s)\n",
+           sn_backend_name(be), bf16 ? "bf16" : "f32", (long long)B, (long long)T, sn_cpu_backend_threads(be),
+           use_min ? "fastest" : "median", runs, use_cpu ? "CPU" : "wall");
     printf("  %-26s %16s %16s %16s\n", "layer", "forward", "data grad", "weight grad");
     static const int64_t ch[6] = {1, 16, 32, 64, 128, 256};
     int64_t F[6] = {161};
@@ -107,9 +118,9 @@ int main(int argc, char **argv) {
                 continue;
             }
             for (int r = -1; r < runs; r++) {
-                double t0 = bench_now_ms();
+                double t0 = use_cpu ? cpu_ms() : bench_now_ms();
                 if (be->i->compute(be, &ops[o], 1, NULL) != SN_OK) goto fail;
-                if (r >= 0) t[r] = bench_now_ms() - t0;
+                if (r >= 0) t[r] = (use_cpu ? cpu_ms() : bench_now_ms()) - t0;
             }
             double m = bench_median(t, runs);
             if (use_min) m = t[0]; /* sorted by bench_median */

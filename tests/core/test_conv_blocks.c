@@ -3,7 +3,10 @@
  * planes, the 8 x 48 tiles with their masked tails), the BLAS fallbacks beside them (rows
  * not a multiple of 8, sh = 2), short and wide rows, stride 1/2/3 in width with kernels
  * wider than the stride, padding before and after, the transposed conv's output padding
- * and end crop, batch > 1. Small blocks (SN_CONV_BLOCK) split each image into many
+ * and end crop, batch > 1, the weight gradient's transposed form (output rows 32, 48,
+ * 64, 80, 112: its 48- and 32-row tiles, tap groups with tails) beside the lane-sum form,
+ * stride-2 rows of 16 or more (vector copies and gather rows) and narrower (scalar).
+ * Small blocks (SN_CONV_BLOCK) split each image into many
  * blocks (and the weight gradient's planes into chunks of channels) and 3 threads split
  * the rows unevenly. Forward, data, weight and bias
  * gradients, each to 1e-5 of the largest reference value. */
@@ -120,6 +123,14 @@ static const cv_case g_cases[] = {
     {false, 2, 8, 6, 45, 16, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* data gradient: 24 tile rows */
     {false, 2, 9, 5, 40, 8, 2, 3, 1, 2, 1, 0, 1, 1, 0, 0, SN_ACT_NONE},   /* 27 tile rows padded to 32 */
     {false, 2, 8, 40, 45, 16, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE}, /* tall: blocks inside the grid */
+    /* weight gradient with the positions as the reduction (output rows % 16 == 0, >= 32,
+     * 32 taps or more): tiles of 48 and 32 rows, tap groups of 8 / 12 with tails */
+    {false, 2, 7, 7, 41, 32, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 32: one 12 x 32 tile, 42 taps */
+    {false, 2, 6, 6, 23, 48, 2, 3, 1, 2, 1, 0, 1, 0, 0, 0, SN_ACT_NONE},  /* 48: one 8 x 48 tile, 36 taps */
+    {false, 2, 8, 9, 19, 64, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 64: 32 + 32 */
+    {false, 1, 9, 5, 11, 80, 2, 2, 1, 1, 1, 0, 0, 1, 0, 0, SN_ACT_NONE},  /* 80: 48 + 32, stride 1 */
+    {false, 1, 6, 4, 9, 112, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE},  /* 112: 48 + 32 + 32 */
+    {false, 2, 1, 12, 161, 32, 2, 3, 1, 2, 1, 0, 0, 0, 0, 0, SN_ACT_NONE}, /* 1 channel, 6 taps: lane sums */
     /* conv_transpose2d: ..., padding (pt, pl), end crop (pb, pr), output padding */
     {true, 3, 16, 6, 23, 5, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},   /* the CRN decoder's form */
     {true, 2, 8, 5, 30, 3, 3, 3, 1, 2, 1, 1, 1, 2, 0, 1, SN_ACT_NONE},    /* padding and crop both ways */
@@ -130,6 +141,8 @@ static const cv_case g_cases[] = {
     {true, 2, 16, 6, 41, 8, 2, 3, 1, 2, 0, 1, 0, 0, 0, 0, SN_ACT_ELU},    /* epilogue */
     {true, 2, 16, 5, 20, 9, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},   /* 27 tile rows padded to 32 */
     {true, 2, 16, 30, 20, 8, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},  /* tall: blocks inside the grid */
+    {true, 2, 32, 7, 9, 1, 2, 3, 1, 2, 0, 1, 0, 0, 0, 1, SN_ACT_NONE},    /* 32 input channels, one output */
+    {true, 2, 64, 5, 4, 6, 2, 3, 1, 2, 0, 1, 0, 0, 0, 0, SN_ACT_NONE},    /* 64 x 6: transposed weight grad */
 };
 
 static void test_conv_blocks(void **state) {

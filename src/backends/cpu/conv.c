@@ -20,7 +20,11 @@
  * blocks of rows of one image in its own L2-sized buffer. With AVX-512 and sh = 1 its
  * products are sinter's own direct kernels (dk_*) over per-block column-tap planes
  * (kw copies of the rows, not im2col's kh*kw, and no BLAS packing); without, im2col +
- * a serial OpenBLAS call per block. bf16 takes the one-GEMM form above. */
+ * a serial OpenBLAS call per block. The weight gradient reduces over positions: with
+ * R % 16 == 0 output rows it transposes each block's grid rows once and broadcasts the
+ * taps (dk_wgrad_t), else sums 16-lane accumulators (dk_wgrad). While a block's tiles
+ * run, the next block's operands are prefetched into L2 (pfplan). bf16 takes the
+ * one-GEMM form above. */
 #include "backends/cpu/cpu.h"
 #include "backends/cpu/vmath.h"
 
@@ -235,6 +239,8 @@ typedef struct {
     const int32_t *off2;    /* gather: tap (r,i)'s offset in the grid itself (NULL: copy always) */
     int64_t tp;             /* plane rows per block: maxrows + kh - 1 */
     int64_t cs;             /* FM_WGRAD: channels per chunk of planes */
+    bool wgt;               /* FM_WGRAD: dk_wgrad_t (acc [CKK][R]) rather than dk_wgrad */
+    int64_t pcap;           /* wgt: floats of planes before the transposed grid rows */
 } fused_job;
 
 enum {
@@ -325,9 +331,92 @@ static int dk_on(void) {
     return on;
 }
 
+#ifdef SN_VM_X86
+/* d[k] = s[2k] for k < n: two loads and a permute per 16, the tail scalar (the planes'
+ * stride-2 rows were scalar loops; rows of 16 or fewer stay so: no faster on Zen 5) */
+__attribute__((target("avx512f"))) static void dk_copy_s2(float *d, const float *s, int64_t n) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    int64_t k = 0;
+    for (; k + 16 < n; k += 16) /* reads s[2k .. 2k+31], within s[0 .. 2n-2] */
+        _mm512_storeu_ps(d + k, _mm512_permutex2var_ps(_mm512_loadu_ps(s + 2 * k), ev, _mm512_loadu_ps(s + 2 * k + 16)));
+    for (; k < n; k++) d[k] = s[2 * k];
+}
+
+/* the three planes of one image row for kw = 3, sw = 2 with no column outside the row:
+ * d_j[o] = s[2o + j] (d_j = d + j*ldp), 16 positions of all three from four loads and
+ * three permutes (one call a row, not a scalar loop per plane), the rest scalar */
+__attribute__((target("avx512f"))) static void dk_row3_s2(float *d, int64_t ldp, const float *s, int64_t W,
+                                                          int64_t Wc) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    float *d1 = d + ldp, *d2 = d + 2 * ldp;
+    int64_t o = 0;
+    for (; o + 16 <= Wc && 2 * o + 34 <= W; o += 16) {
+        __m512 v0 = _mm512_loadu_ps(s + 2 * o), v1 = _mm512_loadu_ps(s + 2 * o + 16);
+        __m512 w0 = _mm512_loadu_ps(s + 2 * o + 2), w1 = _mm512_loadu_ps(s + 2 * o + 18);
+        _mm512_storeu_ps(d + o, _mm512_permutex2var_ps(v0, ev, v1));
+        _mm512_storeu_ps(d1 + o, _mm512_permutex2var_ps(v0, od, v1));
+        _mm512_storeu_ps(d2 + o, _mm512_permutex2var_ps(w0, ev, w1));
+    }
+    for (; o < Wc; o++) d[o] = s[2 * o], d1[o] = s[2 * o + 1], d2[o] = s[2 * o + 2];
+}
+
+/* one image row of the stride-2 gather: drow[x] = bv + sum_j q_j[(x + pw - j)/2] over
+ * the taps j of x's parity with 0 <= (x + pw - j)/2 < Wc (q_j = q + j*ldj), 32 positions
+ * at a time: the even and odd halves summed in registers and interleaved, one store
+ * (not kw strided read-modify-write passes). Rows of 16 or more (narrower ones were no
+ * faster so on Zen 5). */
+__attribute__((target("avx512f"))) static void dk_row_s2(float *drow, int64_t Ws, const float *q, int64_t ldj,
+                                                         int64_t kw, int64_t pw, int64_t Wc, float bv) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (int64_t x0 = 0; x0 < Ws; x0 += 32) {
+        int64_t m0 = x0 / 2;
+        __m512 e[2];
+        for (int p = 0; p < 2; p++) {
+            __m512 acc = _mm512_set1_ps(bv);
+            for (int64_t j = (p + pw) & 1; j < kw; j += 2) {
+                int64_t dj = (p + pw - j) / 2; /* exact: p + pw - j is even */
+                /* lanes u with 0 <= m0 + u + dj < Wc */
+                int64_t a = -dj - m0, b = Wc - dj - m0;
+                if (a < 0) a = 0;
+                if (b > 16) b = 16;
+                if (a >= b) continue;
+                __mmask16 mk = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+                acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mk, q + j * ldj + m0 + dj));
+            }
+            e[p] = acc;
+        }
+        int64_t left = Ws - x0;
+        __mmask16 s0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        __mmask16 s1 = left >= 32 ? 0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+        _mm512_mask_storeu_ps(drow + x0, s0, _mm512_permutex2var_ps(e[0], lo, e[1]));
+        _mm512_mask_storeu_ps(drow + x0 + 16, s1, _mm512_permutex2var_ps(e[0], hi, e[1]));
+    }
+}
+#endif
+
 /* planes of grid rows [o0, o1) (P's rows t = 0 .. o1-o0+kh-2) */
 static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t o1, int64_t c0, int64_t c1, float *P) {
     int64_t T = o1 - o0 + a->kh - 1;
+#ifdef SN_VM_X86
+    /* the CRN's form (kw = 3, sw = 2, no padding in width, every column inside the row):
+     * the three planes of a row at once */
+    if (a->kw == 3 && a->sw == 2 && a->pw == 0 && 2 * a->Wc + 1 <= a->Ws) {
+        int64_t ldp = a->tp * a->Wc;
+        for (int64_t c = c0; c < c1; c++) {
+            float *pc = P + (c - c0) * 3 * ldp;
+            for (int64_t t = 0; t < T; t++) {
+                int64_t ih = o0 + t - a->ph;
+                if (ih < 0 || ih >= a->Hs)
+                    for (int64_t j = 0; j < 3; j++) memset(pc + j * ldp + t * a->Wc, 0, (size_t)a->Wc * sizeof *pc);
+                else
+                    dk_row3_s2(pc + t * a->Wc, ldp, src + (c * a->Hs + ih) * a->Ws, a->Ws, a->Wc);
+            }
+        }
+        return;
+    }
+#endif
     for (int64_t c = c0; c < c1; c++)
         for (int64_t j = 0; j < a->kw; j++) {
             float *pl = P + ((c - c0) * a->kw + j) * a->tp * a->Wc;
@@ -342,6 +431,9 @@ static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t 
                 const float *srow = src + (c * a->Hs + ih) * a->Ws - a->pw + j;
                 for (int64_t ow = 0; ow < lo; ow++) pl[ow] = 0.0f;
                 if (a->sw == 1) memcpy(pl + lo, srow + lo, (size_t)(hi - lo) * sizeof *pl);
+#ifdef SN_VM_X86
+                else if (a->sw == 2 && hi - lo > 16) dk_copy_s2(pl + lo, srow + 2 * lo, hi - lo);
+#endif
                 else if (a->sw == 2)
                     for (int64_t ow = lo; ow < hi; ow++) pl[ow] = srow[2 * ow];
                 else
@@ -354,14 +446,22 @@ static void dk_planes(const fused_job *a, const float *src, int64_t o0, int64_t 
 #ifdef SN_VM_X86
 /* out[r][q] = sum_k wp[k][r] * b[off[k] + q] for r < 8, q < n (n <= 48) */
 /* (pf: also prefetch the next tile's positions of each tap into L2) */
-__attribute__((target("avx512f"))) static void dk_tile(const float *wp, const float *b, const int32_t *off,
-                                                       int64_t K, int64_t n, float *out, int64_t ldo, bool pf) {
+/* (full: n == 48, no masks; both flags constants in dk_tile's four calls) */
+__attribute__((target("avx512f"), always_inline)) static inline void
+dk_tile_body(const float *wp, const float *b, const int32_t *off, int64_t K, int64_t n, float *out, int64_t ldo,
+             bool pf, bool full, const float *bias) {
     __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
     __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
     __mmask16 m2 = n >= 48 ? 0xFFFF : n > 32 ? (__mmask16)((1u << (n - 32)) - 1) : 0;
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00,
            c22 = c00, c30 = c00, c31 = c00, c32 = c00, c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00,
            c52 = c00, c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    if (bias) { /* the bias as the accumulators' start: no second pass over the output */
+        c00 = c01 = c02 = _mm512_set1_ps(bias[0]), c10 = c11 = c12 = _mm512_set1_ps(bias[1]);
+        c20 = c21 = c22 = _mm512_set1_ps(bias[2]), c30 = c31 = c32 = _mm512_set1_ps(bias[3]);
+        c40 = c41 = c42 = _mm512_set1_ps(bias[4]), c50 = c51 = c52 = _mm512_set1_ps(bias[5]);
+        c60 = c61 = c62 = _mm512_set1_ps(bias[6]), c70 = c71 = c72 = _mm512_set1_ps(bias[7]);
+    }
     for (int64_t k = 0; k < K; k++, wp += 8) {
         const float *bk = b + off[k];
         if (pf) {
@@ -370,8 +470,11 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
             _mm_prefetch((const char *)(bk + 80), _MM_HINT_T1);
             _mm_prefetch((const char *)(bk + 95), _MM_HINT_T1);
         }
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16),
-               b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
+        __m512 b0, b1, b2;
+        if (full) b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16), b2 = _mm512_loadu_ps(bk + 32);
+        else
+            b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16),
+            b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
 #define DK_ROW(r, x0, x1, x2)                                                                                       \
     do {                                                                                                            \
         __m512 w_ = _mm512_set1_ps(wp[r]);                                                                          \
@@ -391,9 +494,15 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
     }
 #define DK_ST(r, x0, x1, x2)                                                                                        \
     do {                                                                                                            \
-        _mm512_mask_storeu_ps(out + (r) * ldo, m0, x0);                                                             \
-        _mm512_mask_storeu_ps(out + (r) * ldo + 16, m1, x1);                                                        \
-        _mm512_mask_storeu_ps(out + (r) * ldo + 32, m2, x2);                                                        \
+        if (full) {                                                                                                 \
+            _mm512_storeu_ps(out + (r) * ldo, x0);                                                                  \
+            _mm512_storeu_ps(out + (r) * ldo + 16, x1);                                                             \
+            _mm512_storeu_ps(out + (r) * ldo + 32, x2);                                                             \
+        } else {                                                                                                    \
+            _mm512_mask_storeu_ps(out + (r) * ldo, m0, x0);                                                         \
+            _mm512_mask_storeu_ps(out + (r) * ldo + 16, m1, x1);                                                    \
+            _mm512_mask_storeu_ps(out + (r) * ldo + 32, m2, x2);                                                    \
+        }                                                                                                           \
     } while (0)
     DK_ST(0, c00, c01, c02);
     DK_ST(1, c10, c11, c12);
@@ -405,27 +514,87 @@ __attribute__((target("avx512f"))) static void dk_tile(const float *wp, const fl
     DK_ST(7, c70, c71, c72);
 #undef DK_ST
 }
+
+__attribute__((target("avx512f"))) static void dk_tile(const float *wp, const float *b, const int32_t *off,
+                                                       int64_t K, int64_t n, float *out, int64_t ldo, bool pf,
+                                                       const float *bias) {
+    if (n == 48 && pf) dk_tile_body(wp, b, off, K, n, out, ldo, true, true, bias);
+    else if (n == 48) dk_tile_body(wp, b, off, K, n, out, ldo, false, true, bias);
+    else if (pf) dk_tile_body(wp, b, off, K, n, out, ldo, true, false, bias);
+    else dk_tile_body(wp, b, off, K, n, out, ldo, false, false, bias);
+}
 #endif
+
+/* the next block's operands, prefetched into L2 a few lines at a time while the tiles
+ * of this one run: its copies then read L2, not memory (they were a fifth to a third
+ * of the narrow layers' time, the memory idle during the tiles). Up to two sets of
+ * equal ranges (bytes: set s has n[s] ranges of len[s] bytes, stride[s] apart). */
+typedef struct {
+    const char *base[2];
+    int64_t stride[2], n[2], len[2];
+    int s, i;
+    int64_t off;
+} pfplan;
+
+static void pf_add(pfplan *p, const float *base, int64_t stride, int64_t n, int64_t len) {
+    int k = p->base[0] ? 1 : 0;
+    p->base[k] = (const char *)base, p->stride[k] = stride * 4, p->n[k] = n, p->len[k] = len * 4;
+}
+
+/* SN_CONV_PF=0: no prefetch of the next block */
+static int pf_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_CONV_PF");
+        on = !(e && *e == '0');
+    }
+    return on;
+}
+
+static int64_t pf_lines(const pfplan *p) {
+    int64_t t = 0;
+    for (int k = 0; k < 2; k++)
+        if (p->base[k]) t += p->n[k] * ((p->len[k] + 63) / 64);
+    return t;
+}
+
+static void pf_step(pfplan *p, int64_t lines) {
+#ifdef SN_VM_X86
+    for (; lines > 0 && p->s < 2 && p->base[p->s]; lines--) {
+        _mm_prefetch(p->base[p->s] + p->i * p->stride[p->s] + p->off, _MM_HINT_T1);
+        p->off += 64;
+        if (p->off >= p->len[p->s]) {
+            p->off = 0;
+            if (++p->i >= p->n[p->s]) p->i = 0, p->s++;
+        }
+    }
+#else
+    (void)p, (void)lines;
+#endif
+}
 
 /* o[M][ldo] (M % 8 == 0) for cols positions: o[m][q] = sum_k wp[m/8][k][m%8] b[off[k] + q] */
 /* pf: b is read in place from a large tensor, each tap a separate stream that the
  * hardware prefetchers do not follow (the CRN's last decoder layer ran 2x slower) */
 static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, const float *b, int64_t cols, float *o,
-                     int64_t ldo, bool pf) {
+                     int64_t ldo, bool pf, pfplan *pp, const float *bias) {
 #ifdef SN_VM_X86
     /* weight panels in chunks of about 256 KB, reused from L2 over the block's tiles */
     int64_t rc = (256 * 1024 / 4) / (K * 8) * 8;
     if (rc < 8) rc = 8;
+    int64_t steps = ((M + rc - 1) / rc) * ((cols + 47) / 48), per = pp ? (pf_lines(pp) + steps - 1) / steps : 0;
     for (int64_t r0 = 0; r0 < M; r0 += rc) {
         int64_t r1 = r0 + rc < M ? r0 + rc : M;
         for (int64_t q0 = 0; q0 < cols; q0 += 48) {
             int64_t n = cols - q0 < 48 ? cols - q0 : 48;
+            if (pp) pf_step(pp, per);
             for (int64_t r = r0; r < r1; r += 8)
-                dk_tile(wp + r * K, b + q0, off, K, n, o + r * ldo + q0, ldo, pf && r == r0 && q0 + 48 < cols);
+                dk_tile(wp + r * K, b + q0, off, K, n, o + r * ldo + q0, ldo, pf && r == r0 && q0 + 48 < cols,
+                        bias ? bias + r : NULL);
         }
     }
 #else
-    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo, (void)pf;
+    (void)wp, (void)off, (void)M, (void)K, (void)b, (void)cols, (void)o, (void)ldo, (void)pf, (void)pp, (void)bias;
 #endif
 }
 
@@ -434,7 +603,8 @@ static void dk_block(const float *wp, const int32_t *off, int64_t M, int64_t K, 
  * Q[(c,j)][t*Wc + ow] = sum_(r,i) w[r,(c,i,j)] D[r][(t + kh-1-i)*Wc + ow] comes from
  * the tiles (rows (c,j) padded to a multiple of 8), and each Q row is added into the
  * image row at columns ow*sw - pw + j: kw strided passes per row, not col2im's kh*kw. */
-static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t h1, float *buf, float *img, int tid) {
+static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t h1, float *buf, float *img, int tid,
+                      pfplan *pp) {
     double t0 = cprof_now();
     int64_t T = h1 - h0, Tg = T + a->kh - 1, HWc = a->Hc * a->Wc;
     int64_t ldd = a->tp * a->Wc, g0 = h0 + a->ph - (a->kh - 1);
@@ -454,12 +624,31 @@ static void dk_gather(const fused_job *a, const float *oth, int64_t h0, int64_t 
     }
     int64_t M = (a->C * a->kw + 7) / 8 * 8, ldq = T * a->Wc;
     FPROF(tid, FP_IM2COL, t0);
-    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq, D != buf);
+    dk_block(a->wpack, off, M, a->R * a->kh, D, ldq, Q, ldq, D != buf, pp, NULL);
     FPROF(tid, FP_GEMM, t0);
     for (int64_t c = 0; c < a->C; c++) {
         float bv = a->bias ? a->bias[c] : 0.0f;
         for (int64_t t = 0; t < T; t++) {
             float *drow = img + (c * a->Hs + h0 + t) * a->Ws;
+#ifdef SN_VM_X86
+            if (a->sw == 2 && a->Ws >= 16) {
+                dk_row_s2(drow, a->Ws, Q + c * a->kw * ldq + t * a->Wc, ldq, a->kw, a->pw, a->Wc, bv);
+                if (a->act) sn_cpu_bias_act(drow, drow, a->Ws, NULL, 0.0f, a->act, a->p0, a->p1);
+                continue;
+            }
+            if (a->sw == 2 && a->kw == 3 && a->pw == 0) {
+                /* narrow rows of the CRN's form: each position once (x = 2m from taps 0
+                 * and 2, x = 2m + 1 from tap 1), not three strided read-modify-write passes */
+                const float *q0 = Q + c * 3 * ldq + t * a->Wc, *q1 = q0 + ldq, *q2 = q1 + ldq;
+                for (int64_t x = 0; x < a->Ws; x++) {
+                    int64_t m = x >> 1;
+                    drow[x] = x & 1 ? bv + (m < a->Wc ? q1[m] : 0.0f)
+                                    : bv + (m < a->Wc ? q0[m] : 0.0f) + (m >= 1 && m - 1 < a->Wc ? q2[m - 1] : 0.0f);
+                }
+                if (a->act) sn_cpu_bias_act(drow, drow, a->Ws, NULL, 0.0f, a->act, a->p0, a->p1);
+                continue;
+            }
+#endif
             for (int64_t k = 0; k < a->Ws; k++) drow[k] = bv;
             for (int64_t j = 0; j < a->kw; j++) {
                 int64_t lo, hi;
@@ -562,6 +751,138 @@ __attribute__((target("avx512f"))) static void dk_wgrad_tile(const float *g, int
 }
 #endif
 
+#ifdef SN_VM_X86
+/* d[q][r] = s[r][q] for q < n, r < 16 (s rows ld apart, d rows ldd apart): one 16 x 16
+ * transpose in registers (32-bit, then 64-bit unpacks, then two 128-bit lane shuffles) */
+__attribute__((target("avx512f"))) static void dk_t16(const float *s, int64_t ld, int64_t n, float *d, int64_t ldd) {
+    __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    __m512 r[16], t[16], v[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(mk, s + i * ld);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4g + m], lane L: column 4L + m of rows 4g .. 4g+3 */
+    for (int g = 0; g < 4; g++) {
+        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]),
+                c = _mm512_castps_pd(t[4 * g + 2]), e = _mm512_castps_pd(t[4 * g + 3]);
+        r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+    }
+    /* v[8h + 2m + s]: lanes (column m + 4s, rows 8h..+3), (column m + 4s + 8, rows 8h..+3),
+     * then the same of rows 8h+4 .. 8h+7 */
+    for (int h = 0; h < 2; h++)
+        for (int m = 0; m < 4; m++) {
+            v[8 * h + 2 * m] = _mm512_shuffle_f32x4(r[8 * h + m], r[8 * h + 4 + m], 0x88);
+            v[8 * h + 2 * m + 1] = _mm512_shuffle_f32x4(r[8 * h + m], r[8 * h + 4 + m], 0xDD);
+        }
+    for (int m = 0; m < 4; m++)
+        for (int s2 = 0; s2 < 2; s2++) {
+            int col = m + 4 * s2;
+            __m512 lo = _mm512_shuffle_f32x4(v[2 * m + s2], v[8 + 2 * m + s2], 0x88);
+            __m512 hi = _mm512_shuffle_f32x4(v[2 * m + s2], v[8 + 2 * m + s2], 0xDD);
+            if (col < n) _mm512_storeu_ps(d + col * ldd, lo);
+            if (col + 8 < n) _mm512_storeu_ps(d + (col + 8) * ldd, hi);
+        }
+}
+#endif
+
+#ifdef SN_VM_X86
+/* weight gradient with the positions as the reduction: acc[t][r] += sum_q P[off[t] + q] *
+ * G[q][r] for ntap taps t (G: the grid's rows transposed, ldG apart), 8 taps x 48 rows or
+ * 12 taps x 32 rows in 24 registers: no lane sums, the weight as a tap broadcast */
+#define WG_PTR(t) const float *p##t = P + off[ntap > (t) ? (t) : 0]
+#define WG_FMA3(t)                                                                                                   \
+    do {                                                                                                             \
+        __m512 w_ = _mm512_set1_ps(p##t[q]);                                                                         \
+        c##t##0 = _mm512_fmadd_ps(w_, b0, c##t##0);                                                                  \
+        c##t##1 = _mm512_fmadd_ps(w_, b1, c##t##1);                                                                  \
+        c##t##2 = _mm512_fmadd_ps(w_, b2, c##t##2);                                                                  \
+    } while (0)
+#define WG_FMA2(t)                                                                                                   \
+    do {                                                                                                             \
+        __m512 w_ = _mm512_set1_ps(p##t[q]);                                                                         \
+        c##t##0 = _mm512_fmadd_ps(w_, b0, c##t##0);                                                                  \
+        c##t##1 = _mm512_fmadd_ps(w_, b1, c##t##1);                                                                  \
+    } while (0)
+#define WG_ST(t, v, x)                                                                                               \
+    do {                                                                                                             \
+        if ((t) < ntap) {                                                                                            \
+            float *a_ = acc + (t) * lda + 16 * (v);                                                                  \
+            _mm512_storeu_ps(a_, _mm512_add_ps(_mm512_loadu_ps(a_), x));                                             \
+        }                                                                                                            \
+    } while (0)
+
+__attribute__((target("avx512f"))) static void dk_wgt8x48(const float *G, int64_t ldG, const float *P,
+                                                          const int32_t *off, int ntap, int64_t Q, float *acc,
+                                                          int64_t lda) {
+    WG_PTR(0); WG_PTR(1); WG_PTR(2); WG_PTR(3); WG_PTR(4); WG_PTR(5); WG_PTR(6); WG_PTR(7);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00,
+           c22 = c00, c30 = c00, c31 = c00, c32 = c00, c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00,
+           c52 = c00, c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    for (int64_t q = 0; q < Q; q++) {
+        const float *g = G + q * ldG;
+        __m512 b0 = _mm512_loadu_ps(g), b1 = _mm512_loadu_ps(g + 16), b2 = _mm512_loadu_ps(g + 32);
+        WG_FMA3(0); WG_FMA3(1); WG_FMA3(2); WG_FMA3(3); WG_FMA3(4); WG_FMA3(5); WG_FMA3(6); WG_FMA3(7);
+    }
+    WG_ST(0, 0, c00); WG_ST(0, 1, c01); WG_ST(0, 2, c02); WG_ST(1, 0, c10); WG_ST(1, 1, c11); WG_ST(1, 2, c12);
+    WG_ST(2, 0, c20); WG_ST(2, 1, c21); WG_ST(2, 2, c22); WG_ST(3, 0, c30); WG_ST(3, 1, c31); WG_ST(3, 2, c32);
+    WG_ST(4, 0, c40); WG_ST(4, 1, c41); WG_ST(4, 2, c42); WG_ST(5, 0, c50); WG_ST(5, 1, c51); WG_ST(5, 2, c52);
+    WG_ST(6, 0, c60); WG_ST(6, 1, c61); WG_ST(6, 2, c62); WG_ST(7, 0, c70); WG_ST(7, 1, c71); WG_ST(7, 2, c72);
+}
+
+__attribute__((target("avx512f"))) static void dk_wgt12x32(const float *G, int64_t ldG, const float *P,
+                                                           const int32_t *off, int ntap, int64_t Q, float *acc,
+                                                           int64_t lda) {
+    WG_PTR(0); WG_PTR(1); WG_PTR(2); WG_PTR(3); WG_PTR(4); WG_PTR(5);
+    WG_PTR(6); WG_PTR(7); WG_PTR(8); WG_PTR(9); WG_PTR(10); WG_PTR(11);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00,
+           c81 = c00, c90 = c00, c91 = c00, c100 = c00, c101 = c00, c110 = c00, c111 = c00;
+    for (int64_t q = 0; q < Q; q++) {
+        const float *g = G + q * ldG;
+        __m512 b0 = _mm512_loadu_ps(g), b1 = _mm512_loadu_ps(g + 16);
+        WG_FMA2(0); WG_FMA2(1); WG_FMA2(2); WG_FMA2(3); WG_FMA2(4); WG_FMA2(5);
+        WG_FMA2(6); WG_FMA2(7); WG_FMA2(8); WG_FMA2(9); WG_FMA2(10); WG_FMA2(11);
+    }
+    WG_ST(0, 0, c00); WG_ST(0, 1, c01); WG_ST(1, 0, c10); WG_ST(1, 1, c11); WG_ST(2, 0, c20); WG_ST(2, 1, c21);
+    WG_ST(3, 0, c30); WG_ST(3, 1, c31); WG_ST(4, 0, c40); WG_ST(4, 1, c41); WG_ST(5, 0, c50); WG_ST(5, 1, c51);
+    WG_ST(6, 0, c60); WG_ST(6, 1, c61); WG_ST(7, 0, c70); WG_ST(7, 1, c71); WG_ST(8, 0, c80); WG_ST(8, 1, c81);
+    WG_ST(9, 0, c90); WG_ST(9, 1, c91); WG_ST(10, 0, c100); WG_ST(10, 1, c101); WG_ST(11, 0, c110);
+    WG_ST(11, 1, c111);
+}
+#undef WG_PTR
+#undef WG_FMA3
+#undef WG_FMA2
+#undef WG_ST
+#endif
+
+/* the transposed weight gradient over one block of cols positions and one chunk of nk
+ * taps: G = the block's grid rows transposed [cols][R], acc [CKK][R] at the chunk's first
+ * tap. The rows go in tiles of 48 and 32 (R % 16 == 0, R >= 32: 64 = 32 + 32, 112 = 48 +
+ * 32 + 32). */
+static void dk_wgrad_t(int64_t R, const float *G, const float *P, const int32_t *off, int64_t nk, int64_t cols,
+                       float *acc, pfplan *pp, int64_t per) {
+#ifdef SN_VM_X86
+    int64_t n16 = R / 16, nA = n16 % 3 == 1 ? n16 / 3 - 1 : n16 / 3;
+    for (int64_t r0 = 0; r0 < R;) {
+        bool wide = r0 < nA * 48;
+        int64_t tk = wide ? 8 : 12;
+        for (int64_t k = 0; k < nk; k += tk) {
+            int nt = (int)(nk - k < tk ? nk - k : tk);
+            if (per) pf_step(pp, per);
+            if (wide) dk_wgt8x48(G + r0, R, P, off + k, nt, cols, acc + k * R + r0, R);
+            else dk_wgt12x32(G + r0, R, P, off + k, nt, cols, acc + k * R + r0, R);
+        }
+        r0 += wide ? 48 : 32;
+    }
+#else
+    (void)R, (void)G, (void)P, (void)off, (void)nk, (void)cols, (void)acc, (void)pp, (void)per;
+#endif
+}
+
 /* acc[r][k] for the nk taps of one channel chunk (acc at the chunk's first tap) */
 static void dk_wgrad(const fused_job *a, const float *g, int64_t ldg, const float *P, int64_t nk, int64_t cols,
                      float *acc) {
@@ -574,6 +895,25 @@ static void dk_wgrad(const fused_job *a, const float *g, int64_t ldg, const floa
 #else
     (void)a, (void)g, (void)ldg, (void)P, (void)nk, (void)cols, (void)acc;
 #endif
+}
+
+/* the block after item `it` of a thread's items [it, i1): its image rows, and with
+ * grid rows its rows of the grid's other operand (FM_GEMM / FM_WGRAD with dk) */
+static void next_plan(const fused_job *a, int64_t it, int64_t i1, int64_t rows, bool grid, pfplan *pp) {
+    memset(pp, 0, sizeof *pp);
+    if (it >= i1) return;
+    int64_t n = it / rows, q0 = it % rows, q1 = q0 + a->maxrows;
+    if (q1 > rows) q1 = rows;
+    if (q1 - q0 > i1 - it) q1 = q0 + (i1 - it);
+    int64_t h0 = q0 - a->ph, h1 = q1 + a->kh - 1 - a->ph;
+    if (h0 < 0) h0 = 0;
+    if (h1 > a->Hs) h1 = a->Hs;
+    if (h1 > h0)
+        pf_add(pp, a->img + (n * a->C * a->Hs + h0) * a->Ws, a->Hs * a->Ws, a->C, (h1 - h0) * a->Ws);
+    if (grid) {
+        int64_t HWc = a->Hc * a->Wc;
+        pf_add(pp, a->other + n * a->R * HWc + q0 * a->Wc, HWc, a->R, (q1 - q0) * a->Wc);
+    }
 }
 
 static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
@@ -599,23 +939,49 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             if (a->dk) {
                 dk_planes(a, img, r0, r1, 0, a->C, col);
                 FPROF(tid, FP_IM2COL, t0);
-                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc, false);
+                pfplan pp;
+                next_plan(a, it, i1, rows, false, &pp);
+                dk_block(a->wpack, a->off, a->R, CKK, col, cols, o, HWc, false, pf_on() ? &pp : NULL, a->bias);
             } else {
                 im2col_block(a, img, r0, r1, col);
                 FPROF(tid, FP_IM2COL, t0);
                 sn_sgemm_serial(false, false, a->R, cols, CKK, 1.0f, a->wt, CKK, col, cols, 0.0f, o, HWc);
             }
             FPROF(tid, FP_GEMM, t0);
-            if (a->act)
+            if (a->act) /* (the direct kernel added the bias) */
                 for (int64_t k = 0; k < a->R; k++)
-                    sn_cpu_bias_act(o + k * HWc, o + k * HWc, cols, NULL, a->bias ? a->bias[k] : 0.0f, a->act, a->p0,
-                                    a->p1);
-            else if (a->bias)
+                    sn_cpu_bias_act(o + k * HWc, o + k * HWc, cols, NULL, a->bias && !a->dk ? a->bias[k] : 0.0f,
+                                    a->act, a->p0, a->p1);
+            else if (a->bias && !a->dk)
                 for (int64_t k = 0; k < a->R; k++) {
                     float bv = a->bias[k], *orow = o + k * HWc;
                     for (int64_t q = 0; q < cols; q++) orow[q] += bv;
                 }
             FPROF(tid, FP_EPI, t0);
+        } else if (a->mode == FM_WGRAD && a->wgt) {
+            /* the block's grid rows transposed once, then every chunk of planes */
+            int64_t cols = (r1 - r0) * a->Wc, kk = a->kh * a->kw;
+            float *G = col + a->pcap;
+            if (first) memset(acc, 0, (size_t)(a->R * CKK) * sizeof *acc);
+#ifdef SN_VM_X86
+            for (int64_t r = 0; r < a->R; r += 16)
+                for (int64_t q = 0; q < cols; q += 16)
+                    dk_t16(oth + r * HWc + r0 * a->Wc + q, HWc, cols - q < 16 ? cols - q : 16, G + q * a->R + r, a->R);
+#endif
+            FPROF(tid, FP_IM2COL, t0);
+            pfplan pp;
+            next_plan(a, it, i1, rows, true, &pp);
+            /* kernel calls of the block: chunks x row tiles (48 or 32) x tap groups (8 or 12) */
+            int64_t calls = (a->C + a->cs - 1) / a->cs * ((a->R + 47) / 48) * ((a->cs * kk + 11) / 12);
+            int64_t per = pf_on() ? (pf_lines(&pp) + calls - 1) / calls : 0;
+            for (int64_t c0 = 0; c0 < a->C; c0 += a->cs) {
+                int64_t c1 = c0 + a->cs < a->C ? c0 + a->cs : a->C;
+                dk_planes(a, img, r0, r1, c0, c1, col);
+                FPROF(tid, FP_IM2COL, t0);
+                dk_wgrad_t(a->R, G, col, a->off, (c1 - c0) * kk, cols, acc + c0 * kk * a->R, &pp, per);
+                FPROF(tid, FP_GEMM, t0);
+            }
+            first = false;
         } else if (a->mode == FM_WGRAD && a->dk) {
             /* long blocks of rows, their planes a chunk of channels at a time: the
              * tiles' lanes are summed once per chunk over all the block's positions */
@@ -639,7 +1005,16 @@ static void fused_task(void *arg, int64_t i0, int64_t i1, int tid) {
             FPROF(tid, FP_GEMM, t0);
             first = false;
         } else if (a->dk) {
-            dk_gather(a, oth, r0, r1, col, a->out + n * a->C * a->Hs * a->Ws, tid);
+            /* the next block's image rows: written by its row adds */
+            pfplan pp;
+            memset(&pp, 0, sizeof pp);
+            if (it < i1 && pf_on()) {
+                int64_t n2 = it / rows, q0 = it % rows, q1 = q0 + a->maxrows;
+                if (q1 > rows) q1 = rows;
+                if (q1 - q0 > i1 - it) q1 = q0 + (i1 - it);
+                pf_add(&pp, a->out + (n2 * a->C * a->Hs + q0) * a->Ws, a->Hs * a->Ws, a->C, (q1 - q0) * a->Ws);
+            }
+            dk_gather(a, oth, r0, r1, col, a->out + n * a->C * a->Hs * a->Ws, tid, pp.base[0] ? &pp : NULL);
             t0 = cprof_now();
         } else {
             /* grid rows whose columns reach image rows [r0, r1): ih = oh*sh - ph + i */
@@ -667,7 +1042,23 @@ typedef struct {
     int nth;
     int64_t wsize;
     float *w;
+    int64_t ckk, wsize_r;   /* wsum_t_task: the weight's [R][CKK] */
 } wsum_job;
+
+/* wgt: w[r][k] = sum of the threads' acc[k][r] (items k) */
+static void wsum_t_task(void *arg, int64_t i0, int64_t i1, int tid) {
+    const wsum_job *j = arg;
+    (void)tid;
+    int64_t CKK = j->ckk, R = j->wsize_r;
+    for (int64_t k = i0; k < i1; k++) {
+        for (int64_t r = 0; r < R; r++) j->w[r * CKK + k] = 0.0f;
+        for (int t = 0; t < j->nth; t++) {
+            if (!j->used[t]) continue;
+            const float *s = j->acc + t * j->wsize + k * R;
+            for (int64_t r = 0; r < R; r++) j->w[r * CKK + k] += s[r];
+        }
+    }
+}
 
 static void wsum_task(void *arg, int64_t i0, int64_t i1, int tid) {
     const wsum_job *j = arg;
@@ -678,6 +1069,16 @@ static void wsum_task(void *arg, int64_t i0, int64_t i1, int tid) {
         const float *s = j->acc + t * j->wsize;
         for (int64_t k = i0; k < i1; k++) j->w[k] += s[k];
     }
+}
+
+/* SN_CONV_WGT=0: the weight gradient on dk_wgrad (lane sums) rather than dk_wgrad_t */
+static int wgt_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SN_CONV_WGT");
+        on = !(e && *e == '0');
+    }
+    return on;
 }
 
 static int fused_on(void) {
@@ -711,6 +1112,11 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
      * form a copy of the grid rows and the tiles' output */
     int64_t per_row = !a->dk ? CKK * a->Wc : gather ? (a->R + Mg) * a->Wc : a->C * a->kw * a->Wc;
     maxrows = budget / (per_row > 0 ? per_row : 1);
+    /* the direct forward with the next block's image rows prefetched: its planes, those
+     * rows and its output rows in 1.5 budgets (3/4 of a 1 MB L2; the planes alone in one
+     * budget crowded the prefetched rows out) */
+    if (a->dk && a->mode == FM_GEMM && pf_on())
+        maxrows = budget * 3 / 2 / ((a->C * a->kw + a->R) * a->Wc + a->C * a->Ws);
     if (maxrows < 1) maxrows = 1;
     /* blocks of at least 4 rows in the gather form (it recomputes kh-1 rows per block) */
     if (gather && maxrows < 4 * a->kh) maxrows = 4 * a->kh;
@@ -730,6 +1136,26 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
         if (a->cs < cmin) a->cs = cmin;
         if (a->cs > a->C) a->cs = a->C;
     }
+    /* the transposed form (R % 16 == 0, R >= 32, 32 taps or more: with fewer the transpose
+     * costs more than it saves; its accumulators [CKK][R] at most half
+     * of L2: it reads and writes them once per block; the CRN's two widest layers keep
+     * dk_wgrad, as fast there on 1 core of Zen 5): blocks of at most 2048 positions and
+     * a budget of transposed grid rows (L2; at least 256 positions), planes in chunks
+     * of half a budget */
+    a->wgt = a->dk && a->mode == FM_WGRAD && a->R % 16 == 0 && a->R >= 32 && CKK >= 32 &&
+             a->R * CKK <= 131072 && wgt_on();
+    if (a->wgt) {
+        int64_t bpos = budget / a->R;
+        if (bpos > 2048) bpos = 2048;
+        if (bpos < budget / 512) bpos = budget / 512;
+        maxrows = bpos / a->Wc;
+        if (maxrows < 1) maxrows = 1;
+        if (maxrows > rows) maxrows = rows;
+        if (maxrows > per) maxrows = per;
+        a->cs = budget / 2 / (a->kw * (maxrows + a->kh - 1) * a->Wc);
+        if (a->cs < 1) a->cs = 1;
+        if (a->cs > a->C) a->cs = a->C;
+    }
     if (maxrows > per) maxrows = per;
     a->maxrows = maxrows;
     int64_t grid_rows = gather ? (maxrows + a->kh - 1) / a->sh + 2 : maxrows;
@@ -738,6 +1164,8 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
     if (a->dk) /* + the tail loads' slack */
         a->colcap = gather ? sn_align64(a->R * a->tp * a->Wc + 64) + sn_align64(Mg * maxrows * a->Wc)
                            : sn_align64(a->cs * a->kw * a->tp * a->Wc + 64);
+    a->pcap = a->colcap;
+    if (a->wgt) a->colcap += sn_align64(a->R * maxrows * a->Wc);
     a->wsize = a->mode == FM_WGRAD ? sn_align64(a->R * CKK) : 0;
     int64_t wpn = gather ? Mg * a->R * a->kh : a->mode == FM_WGRAD ? 0 : a->R * CKK,
             offn = gather ? 2 * a->R * a->kh : CKK;
@@ -778,9 +1206,10 @@ static sn_status fused_run(sn_cpu *c, fused_job *a, float *wgrad) {
     sn_pool_for(c->pool, items, 1, fused_task, a);
     sn_blas_serial(false);
     if (a->mode == FM_WGRAD) {
-        wsum_job j = {a->out, used, nth, a->wsize, wgrad};
+        wsum_job j = {a->out, used, nth, a->wsize, wgrad, CKK, a->R};
         int64_t wn = a->R * CKK;
-        sn_pool_for(c->pool, wn, 4096, wsum_task, &j);
+        if (a->wgt) sn_pool_for(c->pool, CKK, 1 + 4096 / a->R, wsum_t_task, &j);
+        else sn_pool_for(c->pool, wn, 4096, wsum_task, &j);
     }
     return SN_OK;
 }
