@@ -8,6 +8,7 @@
  * other jobs do not count; with more, the pool's waits do).
  * SN_CONV_PROF=1 adds the CPU backend's breakdown. */
 #define _POSIX_C_SOURCE 200809L
+#include "bench_graph.h"
 #include "bench_util.h"
 #include "sinter/backend.h"
 #include "core/core.h"
@@ -32,21 +33,6 @@ static int fill(sn_tensor *t, unsigned *seed, float scale) {
         p[i] = scale * ((float)(*seed >> 8) / 16777216.0f * 2.0f - 1.0f);
     }
     t->data = p;
-    return 0;
-}
-
-/* memory for every op node from `first` on (host backends only) */
-static int alloc_nodes(sn_ctx *ctx, int first) {
-    for (int i = first; i < sn_ctx_count(ctx); i++) {
-        sn_tensor *t = sn_ctx_tensor(ctx, i);
-        if (t->op == SN_OP_NONE) continue;
-        if (t->view_src) {
-            t->data = (char *)t->view_src->data + t->view_offs;
-            continue;
-        }
-        if (posix_memalign(&t->data, 256, sn_alloc_bytes(t)) != 0) return -1;
-        memset(t->data, 0, sn_alloc_bytes(t));
-    }
     return 0;
 }
 
@@ -103,7 +89,7 @@ int main(int argc, char **argv) {
         if (fill(dy, &seed, 0.01f)) return 1;
         int gfirst = sn_ctx_count(ctx);
         sn_tensor *ds[SN_MAX_SRC] = {0};
-        if (sn_grad_conv(ctx, y, dy, ds) != SN_OK || alloc_nodes(ctx, first) != 0) goto fail;
+        if (sn_grad_conv(ctx, y, dy, ds) != SN_OK || bench_alloc_nodes(ctx, first) != 0) goto fail;
         (void)gfirst;
         /* the CRN's first encoder layer takes no data gradient (its input is the features) */
         sn_tensor *ops[3] = {y, layer == 0 ? NULL : ds[0], ds[1]};

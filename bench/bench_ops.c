@@ -7,6 +7,7 @@
  * Usage: bench_ops [--min] [runs=7] [threads=0 (all cores)] [B T]
  * SN_CPU_VM_LEVEL=0|1 takes the portable or AVX2 kernels. */
 #define _POSIX_C_SOURCE 200809L
+#include "bench_graph.h"
 #include "bench_util.h"
 #include "sinter/backend.h"
 #include "core/core.h"
@@ -26,21 +27,6 @@ static int fill(sn_tensor *t, float lo, float hi) {
         p[i] = lo + (hi - lo) * ((float)(g_seed >> 8) / 16777216.0f);
     }
     t->data = p;
-    return 0;
-}
-
-/* memory for every op node from `first` on; views point into their source */
-static int alloc_nodes(sn_ctx *ctx, int first) {
-    for (int i = first; i < sn_ctx_count(ctx); i++) {
-        sn_tensor *t = sn_ctx_tensor(ctx, i);
-        if (t->op == SN_OP_NONE) continue;
-        if (t->view_src) {
-            t->data = (char *)t->view_src->data + t->view_offs;
-            continue;
-        }
-        if (posix_memalign(&t->data, 256, sn_alloc_bytes(t)) != 0) return -1;
-        memset(t->data, 0, sn_alloc_bytes(t));
-    }
     return 0;
 }
 
@@ -136,13 +122,13 @@ int main(int argc, char **argv) {
         sn_tensor *dy = sn_new_tensor(ctx, SN_F32, 4, y->shape, 0, "dy");
         if (fill(dy, -0.01f, 0.01f)) return 1;
         sn_tensor *ds[SN_MAX_SRC] = {0};
-        if (sn_grad_batchnorm(ctx, y, dy, ds) != SN_OK || alloc_nodes(ctx, first) != 0) goto fail;
+        if (sn_grad_batchnorm(ctx, y, dy, ds) != SN_OK || bench_alloc_nodes(ctx, first) != 0) goto fail;
         /* the conv bias gradient of the BN's input */
         int64_t one = C;
         sn_tensor *bg = sn_new_op(ctx, SN_OP_BIAS_GRAD, 1, &ds[0], 1, &one);
         if (!bg) goto fail;
         bg->ip[0] = 1;
-        if (alloc_nodes(ctx, sn_ctx_count(ctx) - 1) || time_nodes(ctx, first)) goto fail;
+        if (bench_alloc_nodes(ctx, sn_ctx_count(ctx) - 1) || time_nodes(ctx, first)) goto fail;
         free_ctx(ctx);
     }
     /* decoder skip concat and its gradient; skip-gradient adds; the last layer's bias gradient */
@@ -168,7 +154,7 @@ int main(int argc, char **argv) {
             if (!bg) goto fail;
             bg->ip[0] = 1;
         }
-        if (alloc_nodes(ctx, first) || time_nodes(ctx, first)) goto fail;
+        if (bench_alloc_nodes(ctx, first) || time_nodes(ctx, first)) goto fail;
         free_ctx(ctx);
     }
     /* the LSTM's layout changes: [B,256,T,4] -> [B,T,256,4] and back, forward and backward */
@@ -180,7 +166,7 @@ int main(int argc, char **argv) {
         int perm[4] = {0, 2, 1, 3};
         sn_tensor *y = sn_permute(ctx, x, perm);
         for (int k = 0; k < 3 && y; k++) y = sn_permute(ctx, y, perm);
-        if (!y || alloc_nodes(ctx, first) || time_nodes(ctx, first)) goto fail;
+        if (!y || bench_alloc_nodes(ctx, first) || time_nodes(ctx, first)) goto fail;
         free_ctx(ctx);
     }
     /* Adam over 17.6M parameters: the step's 14 multi-tensor ops (two LSTM layers' 8.4M
@@ -213,7 +199,7 @@ int main(int argc, char **argv) {
             }
             if (!sn_adam_multi(ctx, n, ps, gs, m, v, h, NULL, 0.9f, 0.999f, 1e-8f, 0, 0, false)) goto fail;
         }
-        if (alloc_nodes(ctx, first) || time_nodes(ctx, first)) goto fail;
+        if (bench_alloc_nodes(ctx, first) || time_nodes(ctx, first)) goto fail;
         free_ctx(ctx);
     }
     printf("small ops of the CRN step, cpu f32, B=%lld T=%lld, threads=%d, %s of %d runs (ms per step)\n",
