@@ -544,11 +544,7 @@ static void pf_add(pfplan *p, const float *base, int64_t stride, int64_t n, int6
 /* SN_CONV_PF=0: no prefetch of the next block */
 static int pf_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("SN_CONV_PF");
-        on = !(e && *e == '0');
-    }
-    return on;
+    return sn_cpu_switch_on(&on, "SN_CONV_PF");
 }
 
 static int64_t pf_lines(const pfplan *p) {
@@ -1074,20 +1070,12 @@ static void wsum_task(void *arg, int64_t i0, int64_t i1, int tid) {
 /* SN_CONV_WGT=0: the weight gradient on dk_wgrad (lane sums) rather than dk_wgrad_t */
 static int wgt_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("SN_CONV_WGT");
-        on = !(e && *e == '0');
-    }
-    return on;
+    return sn_cpu_switch_on(&on, "SN_CONV_WGT");
 }
 
 static int fused_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("SN_CONV_FUSED");
-        on = !(e && *e == '0');
-    }
-    return on;
+    return sn_cpu_switch_on(&on, "SN_CONV_FUSED");
 }
 
 /* runs a fused_job with geometry and operands set */

@@ -4,6 +4,8 @@
 
 #include "sinter/backend.h"
 
+#include <stdlib.h>
+
 typedef struct sn_pool sn_pool;
 sn_pool *sn_pool_new(int nthreads);
 void sn_pool_free(sn_pool *p);
@@ -44,6 +46,15 @@ void sn_bgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int6
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 void sn_bgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* A developer switch on unless the environment sets `name` to 0, read once into
+ * *cache (-1 until then): for the CPU kernels' A/B switches. */
+static inline int sn_cpu_switch_on(int *cache, const char *name) {
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        *cache = !(e && *e == '0');
+    }
+    return *cache;
+}
 /* The CPU's bf16 instruction sets ("AVX512-BF16" or "AVX512-BF16, AMX-BF16"), NULL
  * without AVX512-BF16 (or when SN_CPU_NO_BF16=1 simulates that). */
 const char *sn_cpu_bf16_isa(void);

@@ -9,11 +9,7 @@
 /* SN_LSTM_REGION=0: one sn_pool_for per timestep instead of one region per layer */
 static bool use_region(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("SN_LSTM_REGION");
-        on = !(e && *e == '0');
-    }
-    return on;
+    return sn_cpu_switch_on(&on, "SN_LSTM_REGION");
 }
 
 typedef struct {

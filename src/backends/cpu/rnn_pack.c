@@ -22,11 +22,8 @@ static size_t g_huge_bytes;
 float *sn_rnn_wpack_get(sn_cpu *c, size_t n, bool *huge) {
     *huge = false;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("SN_RNN_HUGE");
-        on = !(e && *e == '0');
-    }
+    static int huge_sw = -1;
+    int on = sn_cpu_switch_on(&huge_sw, "SN_RNN_HUGE");
     size_t bytes = (n * sizeof(float) + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
     if (on && !atomic_exchange(&g_huge_busy, 1)) {
         if (g_huge_bytes < bytes) {
