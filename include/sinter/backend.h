@@ -80,6 +80,11 @@ typedef struct sn_backend_i {
     /* Optional: per-op timing; 0 off, 1 time per op kind, 2 also every node once. The backend
      * prints its table to stderr when the program exits. */
     void (*set_profile)(sn_backend *b, int level);
+    /* Optional: whether one `layers`-layer RNN op (SN_OP_LSTM when lstm, else SN_OP_GRU) of
+     * this batch and hidden size runs faster here than one op per layer, e.g. a kernel that
+     * runs the layers side by side. Models that build one op per layer (to free each
+     * layer's saved state after its backward) ask; NULL: no. */
+    bool (*rnn_fuses_layers)(sn_backend *b, bool lstm, int64_t batch, int64_t hidden, int layers);
 } sn_backend_i;
 
 struct sn_backend {
@@ -98,6 +103,7 @@ sn_status sn_backend_info(sn_backend *b, sn_device_info *out);
 size_t sn_backend_workspace(sn_backend *b);   /* 0 when the backend does not say */
 sn_status sn_backend_set_precision(sn_backend *b, const sn_precision *p);
 void sn_backend_set_profile(sn_backend *b, int level);
+bool sn_backend_rnn_fuses_layers(sn_backend *b, bool lstm, int64_t batch, int64_t hidden, int layers);
 
 /* The CPU backend; num_threads 0 = the number of cores. */
 sn_backend *sn_cpu_backend_new(int num_threads);

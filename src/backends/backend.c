@@ -28,3 +28,7 @@ sn_status sn_backend_set_precision(sn_backend *b, const sn_precision *p) {
 void sn_backend_set_profile(sn_backend *b, int level) {
     if (b && b->i->set_profile) b->i->set_profile(b, level);
 }
+
+bool sn_backend_rnn_fuses_layers(sn_backend *b, bool lstm, int64_t batch, int64_t hidden, int layers) {
+    return b && b->i->rnn_fuses_layers && b->i->rnn_fuses_layers(b, lstm, batch, hidden, layers);
+}

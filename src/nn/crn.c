@@ -343,11 +343,21 @@ sn_tensor *sn_crn_forward(sn_model *m, sn_tensor *x, bool training) {
         for (int l = 0; l < m->cfg.layers; l++) y = transformer_block(m, y, l);
     } else {
         /* one op per layer: each layer's saved state and weight gradients are freed
-         * as soon as its backward is done, not when the whole stack's is */
-        for (int l = 0; l < m->cfg.layers; l++) {
-            sn_tensor *w[4] = {P(m, "rnn.weight_ih_l%d", l), P(m, "rnn.weight_hh_l%d", l),
-                               P(m, "rnn.bias_ih_l%d", l), P(m, "rnn.bias_hh_l%d", l)};
-            y = m->cfg.rnn == SN_RNN_LSTM ? sn_lstm(c, y, 1, m->cfg.hidden, w) : sn_gru(c, y, 1, m->cfg.hidden, w);
+         * as soon as its backward is done, not when the whole stack's is; pairs of
+         * layers in one op where the backend runs them side by side (faster, at the
+         * cost of the upper layer's saved state living through the lower one's backward) */
+        bool lstm = m->cfg.rnn == SN_RNN_LSTM;
+        for (int l = 0; l < m->cfg.layers;) {
+            int n = l + 1 < m->cfg.layers && sn_backend_rnn_fuses_layers(m->backend, lstm, B, m->cfg.hidden, 2) ? 2 : 1;
+            sn_tensor *w[8];
+            for (int k = 0; k < n; k++) {
+                w[4 * k] = P(m, "rnn.weight_ih_l%d", l + k);
+                w[4 * k + 1] = P(m, "rnn.weight_hh_l%d", l + k);
+                w[4 * k + 2] = P(m, "rnn.bias_ih_l%d", l + k);
+                w[4 * k + 3] = P(m, "rnn.bias_hh_l%d", l + k);
+            }
+            y = lstm ? sn_lstm(c, y, n, m->cfg.hidden, w) : sn_gru(c, y, n, m->cfg.hidden, w);
+            l += n;
         }
         if (m->cfg.hidden != C * F) y = sn_linear(c, y, sn_model_find(m, "proj.weight"), sn_model_find(m, "proj.bias"));
     }

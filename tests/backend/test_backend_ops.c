@@ -493,6 +493,52 @@ static void test_precision(void **st) {
     SN_ASSERT_OK(sn_backend_set_precision(g_dev, &(sn_precision){0}));
 }
 
+/* bf16 mode's 2-layer LSTM: on CUDA the layer wavefront kernel (batch <= 4), on every
+ * backend the bf16 forms, against the f32 CPU; the batches around the wavefront's limit,
+ * one timestep, H under 8 k tiles per warp set, the CRN's H = 1024, and the per-layer
+ * kernels (SN_RNN_WAVE=0) on the same case */
+static void wave_case(int64_t B, int64_t T, int64_t I, int64_t H, const char *off) {
+    if (off) setenv("SN_RNN_WAVE", off, 1);
+    if (!strcmp(g_kind, "cuda") && !off) {
+        sn_device_info d;
+        SN_ASSERT_OK(sn_backend_info(g_dev, &d));
+        /* the plan must take these shapes where the card has bf16 tensor cores (H = 1024
+         * needs the 227 KB of shared memory a block gets from compute capability 9.0) */
+        bool want = d.cc_major >= 8 && B <= 4 && (H <= 64 || d.cc_major >= 9);
+        assert_true(sn_backend_rnn_fuses_layers(g_dev, true, B, H, 2) == want);
+    }
+    sn_ctx *c = sn_ctx_new();
+    double ws = 0.4 * sqrt(8.0 / (double)H);
+    sn_tensor *x = LEAF(c, -1, 1, "x", B, T, I), *w[8];
+    for (int l = 0; l < 2; l++) {
+        w[4 * l] = LEAF(c, -ws, ws, "w_ih", 4 * H, l == 0 ? I : H);
+        w[4 * l + 1] = LEAF(c, -ws, ws, "w_hh", 4 * H, H);
+        w[4 * l + 2] = LEAF(c, -0.4, 0.4, "b_ih", 4 * H);
+        w[4 * l + 3] = LEAF(c, -0.4, 0.4, "b_hh", 4 * H);
+    }
+    grads(c, sn_lstm(c, x, 2, (int)H, w), sn_grad_rnn);
+    char label[80];
+    snprintf(label, sizeof label, "lstm bf16 2 layers B=%lld T=%lld H=%lld%s", (long long)B, (long long)T,
+             (long long)H, off ? " (SN_RNN_WAVE=0)" : "");
+    cross_check(c, 2e-2 /* bf16 operands, f32 accumulate */, 2e-2, label);
+    sn_ctx_free(c);
+    if (off) unsetenv("SN_RNN_WAVE");
+}
+static void test_rnn_wave(void **st) {
+    if (sn_backend_set_precision(g_dev, &(sn_precision){.bf16 = true}) == SN_ERR_UNSUPPORTED) {
+        printf("%s: bf16 2-layer LSTM skipped: %s\n", g_kind, sn_last_error());
+        return;
+    }
+    wave_case(4, 13, 16, 1024, NULL);
+    wave_case(1, 5, 7, 16, NULL);
+    wave_case(2, 1, 3, 32, NULL);
+    wave_case(3, 9, 5, 48, NULL);
+    wave_case(4, 6, 5, 64, NULL);
+    wave_case(5, 4, 5, 64, NULL); /* over the wavefront's batch: per-layer kernels */
+    wave_case(3, 9, 5, 48, "0");
+    SN_ASSERT_OK(sn_backend_set_precision(g_dev, &(sn_precision){0}));
+}
+
 /* ---------------- graph capture and replay ---------------- */
 
 static void test_graph_replay(void **st) {
@@ -682,7 +728,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_fused_act),   cmocka_unit_test(test_conv_pad_crop), cmocka_unit_test(test_conv_wgrad),
         cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_batchnorm_elu), cmocka_unit_test(test_batchnorm_large), cmocka_unit_test(test_norm),
         cmocka_unit_test(test_lstm),        cmocka_unit_test(test_gru),           cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),
+        cmocka_unit_test(test_loss),        cmocka_unit_test(test_optim),         cmocka_unit_test(test_precision),   cmocka_unit_test(test_rnn_wave),
         cmocka_unit_test(test_graph_replay), cmocka_unit_test(test_crn_step),
     };
     const char *filter = getenv("SN_TEST_FILTER"); /* e.g. "test_conv*" (scripts/gpu-check.sh) */

@@ -467,6 +467,10 @@ static void prof_print(void) {
 
 static bool profiling(void) { return g_prof == 1; }
 
+static bool cu_rnn_fuses_layers(sn_backend *b, bool lstm, int64_t batch, int64_t hidden, int layers) {
+    return sn_cu_rnn_fuses_layers((sn_cuda *)b->ctx, lstm, batch, hidden, layers);
+}
+
 static void cu_set_profile(sn_backend *b, int level) {
     static bool registered;
     if (level > 0 && !registered) registered = atexit(prof_print) == 0;
@@ -622,6 +626,7 @@ static const sn_backend_i cu_iface = {
     .prefetch = cu_prefetch,
     .set_precision = cu_set_precision,
     .set_profile = cu_set_profile,
+    .rnn_fuses_layers = cu_rnn_fuses_layers,
 };
 
 static sn_status cu_apply_math(sn_cuda *c) {

@@ -158,6 +158,8 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node);      /* CONV2D CONVT2D + BWD_
 sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node); /* BATCHNORM BATCHNORM_BWD */
 sn_status sn_cu_norm(sn_cuda *c, sn_tensor *node);      /* LAYERNORM SOFTMAX + BWD */
 sn_status sn_cu_rnn(sn_cuda *c, sn_tensor *node);       /* LSTM GRU + BWD */
+/* whether a `layers`-layer RNN op runs as one kernel here (the bf16 LSTM wavefront) */
+bool sn_cu_rnn_fuses_layers(sn_cuda *c, bool lstm, int64_t batch, int64_t hidden, int layers);
 sn_status sn_cu_attention(sn_cuda *c, sn_tensor *node); /* ATTENTION ATTENTION_BWD */
 sn_status sn_cu_loss(sn_cuda *c, sn_tensor *node);      /* MSE L1 + BWD, SUM MEAN SUMSQ */
 sn_status sn_cu_optim(sn_cuda *c, sn_tensor *node);     /* ADAM SGD (single and multi-tensor) */

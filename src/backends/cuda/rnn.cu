@@ -971,6 +971,229 @@ static sn_status rnn_bwd_persist(sn_cuda *c, bool lstm, int64_t B, int64_t T, in
     return SN_OK;
 }
 
+/* ---------------- two-layer LSTM forward wavefront (bf16 mode) ----------------
+ *
+ * In bf16 mode a 2-layer LSTM's forward runs both layers in one cooperative kernel: at
+ * grid step s layer 1 runs timestep s and layer 2 timestep s - 1, so the layers share
+ * one grid barrier and one exchange a step (T + 1 barriers instead of 2T), and layer 2's
+ * input projection W_ih2 h1_t is part of its step product, over [h1_t; h2_{t-1}] (no
+ * GEMM between the layers). Block b owns units [8b, 8b + 8) of both layers and keeps
+ * W_hh1's 32 rows of them and [W_ih2 | W_hh2]'s 32 rows in shared memory in bf16, in
+ * the fragment order of the tensor cores' m16n8k16 mma (one 16-byte load per fragment):
+ * the three fp32 matrices (48 MB at H = 1024) do not fit on chip, their bf16 copies
+ * (24 MB) do. Products: bf16 operands with f32 accumulation, the bf16 mode's GEMM
+ * contract; cells, c, h and the saved state in f32 as the per-layer kernels write them.
+ * Warps split the k tiles; their partial sums meet in shared memory. */
+#define SN_WAVE_U 8 /* units per block and layer: 32 gate rows, two m16 tiles */
+
+struct wave_args {
+    float *gates1, *gates2; /* [B,T,4H]: layer 1 x@W_ih1^T in; both: activated gates out */
+    float *mid1, *mid2;     /* [B,T,H] c */
+    float *h1, *h2;         /* [B,T,H] h */
+    const float *w_hh1, *w_ih2, *w_hh2, *b_ih1, *b_hh1, *b_ih2, *b_hh2;
+    int T, H;
+};
+
+__device__ __forceinline__ unsigned bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (lo) in the low half */
+    return *reinterpret_cast<unsigned *>(&v);
+}
+/* c (16x8, f32) += a (16x16 bf16, row-major fragment) * b (16x8 bf16, column fragment) */
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint4 a, const uint2 b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b.x), "r"(b.y));
+#else
+    (void)c, (void)a, (void)b;
+    __trap(); /* the plan never launches it below compute capability 8.0 */
+#endif
+}
+
+/* h[b, k0 .. k0 + 3] (f32) into the B fragments hf [KT][NB][4 lanes] of uint2 */
+template <int NB>
+__device__ __forceinline__ void wave_put_h(uint2 *hf, int b, int k0, float4 v) {
+    const int kt = k0 >> 4, kk = k0 & 15, half = kk >> 3, t0 = (kk & 7) >> 1;
+    unsigned *p = reinterpret_cast<unsigned *>(hf + ((size_t)kt * NB + b) * 4 + t0);
+    p[half] = bf16x2(v.x, v.y);
+    p[2 + half] = bf16x2(v.z, v.w);
+}
+
+template <int NB>
+__global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
+    cg::grid_group grid = cg::this_grid();
+    const int T = a.T, H = a.H, KT = H >> 4, H4 = H >> 2, j0 = blockIdx.x * SN_WAVE_U;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+    extern __shared__ uint4 smw[];
+    uint4 *W1 = smw;                                   /* [KT][2 m tiles][32 lanes] */
+    uint4 *W2 = W1 + (size_t)KT * 64;                  /* [2KT][2][32]: k < H: W_ih2, then W_hh2 */
+    uint2 *hf1 = reinterpret_cast<uint2 *>(W2 + (size_t)KT * 128); /* [KT][NB][4]: h1_{s-1} */
+    uint2 *hf2 = hf1 + (size_t)KT * NB * 4;                        /* h2_{s-2} */
+    float *red = reinterpret_cast<float *>(hf2 + (size_t)KT * NB * 4); /* [8 warps][2 layers][32 rows][NB] */
+    for (int idx = tid; idx < KT * 192; idx += SN_PT) {
+        const bool l2 = idx >= KT * 64;
+        const int i = l2 ? idx - KT * 64 : idx, tile = i >> 5, ln = i & 31, kt = tile >> 1, mt = tile & 1;
+        const int rA = mt * 16 + (ln >> 2), c0 = kt * 16 + 2 * (ln & 3);
+        float w[2][4];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = rA + 8 * h, grow = (r >> 3) * H + j0 + (r & 7);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int col = c0 + (e >> 1) * 8 + (e & 1);
+                w[h][e] = !l2 ? a.w_hh1[(size_t)grow * H + col]
+                        : col < H ? a.w_ih2[(size_t)grow * H + col] : a.w_hh2[(size_t)grow * H + col - H];
+            }
+        }
+        (l2 ? W2 : W1)[i] = make_uint4(bf16x2(w[0][0], w[0][1]), bf16x2(w[1][0], w[1][1]), bf16x2(w[0][2], w[0][3]),
+                                      bf16x2(w[1][2], w[1][3]));
+    }
+    for (int idx = tid; idx < 2 * KT * NB * 4; idx += SN_PT) hf1[idx] = make_uint2(0u, 0u);
+    /* cell threads: (layer, batch row, unit) */
+    const bool cell = tid < 2 * NB * SN_WAVE_U;
+    const int lay = cell ? tid / (NB * SN_WAVE_U) : 0, cr = tid - lay * NB * SN_WAVE_U;
+    const int cb = cell ? cr / SN_WAVE_U : 0, cu = cr - cb * SN_WAVE_U, j = j0 + cu;
+    float bias[4], cst = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        bias[k] = cell ? (lay ? a.b_ih2[k * H + j] + a.b_hh2[k * H + j] : a.b_ih1[k * H + j] + a.b_hh1[k * H + j])
+                       : 0.0f;
+    float *gates = lay ? a.gates2 : a.gates1, *mid = lay ? a.mid2 : a.mid1, *hout = lay ? a.h2 : a.h1;
+    __syncthreads();
+    for (int s = 0; s <= T; s++) {
+        const int t = s - lay; /* this cell thread's timestep */
+        const bool run = cell && t >= 0 && t < T;
+        float *gt = gates + ((size_t)cb * T + (run ? t : 0)) * 4 * H;
+        float xp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (run && lay == 0)
+#pragma unroll
+            for (int k = 0; k < 4; k++) xp[k] = gt[k * H + j];
+        if (s > 0) {
+            float c1[2][4] = {}, c2[2][4] = {};
+            const uint2 zero = make_uint2(0u, 0u);
+            for (int kt = warp; kt < KT; kt += SN_PT / 32) {
+                const uint2 b1 = g < NB ? hf1[((size_t)kt * NB + g) * 4 + tq] : zero;
+                const uint2 b2 = g < NB ? hf2[((size_t)kt * NB + g) * 4 + tq] : zero;
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mma_bf16(c1[mt], W1[((size_t)kt * 2 + mt) * 32 + lane], b1);
+                    mma_bf16(c2[mt], W2[((size_t)kt * 2 + mt) * 32 + lane], b1);
+                    mma_bf16(c2[mt], W2[((size_t)(KT + kt) * 2 + mt) * 32 + lane], b2);
+                }
+            }
+            /* c[0..1]: row g, columns 2tq, 2tq + 1; c[2..3]: row g + 8 */
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int row = mt * 16 + g + 8 * (e >> 1), n = 2 * tq + (e & 1);
+                    if (n < NB) {
+                        red[(((size_t)warp * 2 + 0) * 32 + row) * NB + n] = c1[mt][e];
+                        red[(((size_t)warp * 2 + 1) * 32 + row) * NB + n] = c2[mt][e];
+                    }
+                }
+            __syncthreads();
+        }
+        if (run) {
+            float p[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                float v = xp[k] + bias[k];
+                if (s > 0)
+#pragma unroll
+                    for (int w = 0; w < SN_PT / 32; w++) v += red[(((size_t)w * 2 + lay) * 32 + k * SN_WAVE_U + cu) * NB + cb];
+                p[k] = v;
+            }
+            const float i = sigm(p[0]), f = sigm(p[1]), gg = tanhf(p[2]), o = sigm(p[3]);
+            const float cn = f * cst + i * gg, hn = o * tanhf(cn);
+            cst = cn;
+            gt[j] = i;
+            gt[H + j] = f;
+            gt[2 * H + j] = gg;
+            gt[3 * H + j] = o;
+            const size_t o1 = ((size_t)cb * T + t) * H + j;
+            mid[o1] = cn;
+            hout[o1] = hn;
+        }
+        if (s == T) break;
+        grid.sync();
+        /* h1_s and h2_{s-1} of every block, as bf16 fragments */
+        const int n1 = NB * H4, n = s >= 1 ? 2 * n1 : n1;
+        for (int i0 = tid; i0 < n; i0 += 4 * SN_PT) {
+            float4 v[4];
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int idx = i0 + q * SN_PT;
+                if (idx < n) {
+                    const bool second = idx >= n1;
+                    const int r = second ? idx - n1 : idx, b = r / H4, k4 = r - b * H4;
+                    const float *src = second ? a.h2 + ((size_t)b * T + s - 1) * H : a.h1 + ((size_t)b * T + s) * H;
+                    v[q] = __ldcg(reinterpret_cast<const float4 *>(src) + k4);
+                }
+            }
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int idx = i0 + q * SN_PT;
+                if (idx < n) {
+                    const bool second = idx >= n1;
+                    const int r = second ? idx - n1 : idx, b = r / H4, k4 = r - b * H4;
+                    wave_put_h<NB>(second ? hf2 : hf1, b, 4 * k4, v[q]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+}
+
+static size_t wave_smem(int64_t B, int64_t H) {
+    const int64_t KT = H / 16;
+    return (size_t)(KT * 192 * 16 + 2 * KT * B * 4 * 8 + (SN_PT / 32) * 2 * 32 * B * 4);
+}
+
+static const void *wave_kernel(int64_t B) {
+    switch (B) {
+    case 1: return (const void *)k_lstm2_wave<1>;
+    case 2: return (const void *)k_lstm2_wave<2>;
+    case 3: return (const void *)k_lstm2_wave<3>;
+    case 4: return (const void *)k_lstm2_wave<4>;
+    }
+    return NULL;
+}
+
+static int cu_cc_major(sn_cuda *c) {
+    static int major = -1;
+    if (major < 0) {
+        int v = 0;
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, c->device) != cudaSuccess) v = 0;
+        (void)cudaGetLastError();
+        major = v;
+    }
+    return major;
+}
+
+/* Whether the wavefront runs a 2-layer LSTM of this shape: bf16 mode, batch <= 4 (its
+ * fragments and W fit the shared memory at H = 1024), H a multiple of 16 with H / 8
+ * blocks resident, compute capability 8.0 or later, no initial state.
+ * SN_RNN_WAVE=0 turns it off (read per call: tests switch it). */
+static bool wave_plan(sn_cuda *c, int64_t B, int64_t H, persist_cfg *pc) {
+    const char *e = getenv("SN_RNN_WAVE");
+    if ((e && *e == '0') || !c->bf16 || cu_cc_major(c) < 8) return false;
+    const void *fn = wave_kernel(B);
+    const int optin = persist_smem_limit(c);
+    if (!fn || !optin || H % 16 || H / SN_WAVE_U > c->nsm) return false;
+    pc->U = SN_WAVE_U;
+    pc->blocks = (int)(H / SN_WAVE_U);
+    pc->smem = wave_smem(B, H);
+    if ((int64_t)pc->smem > optin) return false;
+    return persist_resident(c, fn, pc->smem, pc->blocks);
+}
+
+bool sn_cu_rnn_fuses_layers(sn_cuda *c, bool lstm, int64_t B, int64_t H, int layers) {
+    persist_cfg pc;
+    return lstm && layers == 2 && wave_plan(c, B, H, &pc);
+}
+
 /* ---------------- drivers ---------------- */
 
 typedef struct {
@@ -1005,6 +1228,32 @@ static sn_status rnn_forward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
     if (c->bf16) {
         w16 = (__nv_bfloat16 *)(ws + al((size_t)(B * G * H)) * 4);
         h16 = w16 + al((size_t)(G * H * H));
+    }
+    persist_cfg wpc;
+    if (d->lstm && d->L == 2 && !d->stream && B <= INT32_MAX && T <= INT32_MAX && wave_plan(c, B, H, &wpc)) {
+        /* both layers in one wavefront kernel after layer 1's input projection */
+        float *gates1 = ex + sn_lstm_extra_offset(B, T, H, 0, 0);
+        SN_TRY(sn_cu_gemm(c, false, true, BT, G * H, d->I, 1.0f, sn_cu_f(node->src[0]), d->I, sn_cu_f(node->src[1]),
+                          d->I, 0.0f, gates1, G * H, what));
+        wave_args wa = {};
+        wa.gates1 = gates1;
+        wa.gates2 = ex + sn_lstm_extra_offset(B, T, H, 1, 0);
+        wa.mid1 = ex + sn_lstm_extra_offset(B, T, H, 0, 1);
+        wa.mid2 = ex + sn_lstm_extra_offset(B, T, H, 1, 1);
+        wa.h1 = sn_rnn_h(node, 0);
+        wa.h2 = sn_rnn_h(node, 1);
+        wa.w_hh1 = sn_cu_f(node->src[2]);
+        wa.b_ih1 = sn_cu_f(node->src[3]);
+        wa.b_hh1 = sn_cu_f(node->src[4]);
+        wa.w_ih2 = sn_cu_f(node->src[5]);
+        wa.w_hh2 = sn_cu_f(node->src[6]);
+        wa.b_ih2 = sn_cu_f(node->src[7]);
+        wa.b_hh2 = sn_cu_f(node->src[8]);
+        wa.T = (int)T;
+        wa.H = (int)H;
+        void *args[] = {&wa};
+        CU_TRY(coop_launch(c, wave_kernel(B), &wpc, args), "lstm (wavefront kernel launch)");
+        return SN_OK;
     }
     for (int l = 0; l < d->L; l++) {
         const float *in = l == 0 ? sn_cu_f(node->src[0]) : sn_rnn_h(node, l - 1);
