@@ -978,19 +978,24 @@ static sn_status rnn_bwd_persist(sn_cuda *c, bool lstm, int64_t B, int64_t T, in
  * one grid barrier and one exchange a step (T + 1 barriers instead of 2T), and layer 2's
  * input projection W_ih2 h1_t is part of its step product, over [h1_t; h2_{t-1}] (no
  * GEMM between the layers). Block b owns units [8b, 8b + 8) of both layers and keeps
- * W_hh1's 32 rows of them and [W_ih2 | W_hh2]'s 32 rows in shared memory in bf16, in
- * the fragment order of the tensor cores' m16n8k16 mma (one 16-byte load per fragment):
- * the three fp32 matrices (48 MB at H = 1024) do not fit on chip, their bf16 copies
- * (24 MB) do. Products: bf16 operands with f32 accumulation, the bf16 mode's GEMM
+ * their gate rows of W_hh1 (32 x H) and of [W_ih2 | W_hh2] (32 x 2H) in bf16, in the
+ * fragment order of the tensor cores' m16n8k16 mma: W_hh1's in registers (each warp
+ * always multiplies the same k tiles), the rest in shared memory (one 16-byte load a
+ * fragment). The three fp32 matrices (48 MB at H = 1024) do not fit on chip, their bf16
+ * copies (24 MB) do. Products: bf16 operands with f32 accumulation, the bf16 mode's GEMM
  * contract; cells, c, h and the saved state in f32 as the per-layer kernels write them.
- * Warps split the k tiles; their partial sums meet in shared memory. */
-#define SN_WAVE_U 8 /* units per block and layer: 32 gate rows, two m16 tiles */
+ * h travels between blocks as bf16 already in B-fragment order (xch, by step parity), so
+ * a block's gather is one copy of 4 * B * H bytes. Warps split the k tiles; their partial
+ * sums meet in shared memory. */
+#define SN_WAVE_U 8   /* units per block and layer: 32 gate rows, two m16 tiles */
+#define SN_WAVE_KW 8  /* most k tiles of W_hh1 a warp holds in registers: H <= 1024 */
 
 struct wave_args {
     float *gates1, *gates2; /* [B,T,4H]: layer 1 x@W_ih1^T in; both: activated gates out */
     float *mid1, *mid2;     /* [B,T,H] c */
     float *h1, *h2;         /* [B,T,H] h */
     const float *w_hh1, *w_ih2, *w_hh2, *b_ih1, *b_hh1, *b_ih2, *b_hh2;
+    uint2 *xch;             /* [2 parities][2 layers][KT][B][4] bf16 h in B-fragment order */
     int T, H;
 };
 
@@ -1011,45 +1016,47 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint4 a, const uin
 #endif
 }
 
-/* h[b, k0 .. k0 + 3] (f32) into the B fragments hf [KT][NB][4 lanes] of uint2 */
-template <int NB>
-__device__ __forceinline__ void wave_put_h(uint2 *hf, int b, int k0, float4 v) {
-    const int kt = k0 >> 4, kk = k0 & 15, half = kk >> 3, t0 = (kk & 7) >> 1;
-    unsigned *p = reinterpret_cast<unsigned *>(hf + ((size_t)kt * NB + b) * 4 + t0);
-    p[half] = bf16x2(v.x, v.y);
-    p[2 + half] = bf16x2(v.z, v.w);
+/* A fragment of W rows [mt*16, mt*16 + 16) x k tile kt for lane ln: row r of the block's
+ * 32 is gate r / 8 of unit j0 + r % 8; layer 2's columns are [W_ih2 | W_hh2] */
+__device__ __forceinline__ uint4 wave_frag(const wave_args &a, bool l2, int j0, int kt, int mt, int ln) {
+    const int H = a.H, rA = mt * 16 + (ln >> 2), c0 = kt * 16 + 2 * (ln & 3);
+    float w[2][4];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int r = rA + 8 * h, grow = (r >> 3) * H + j0 + (r & 7);
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int col = c0 + (e >> 1) * 8 + (e & 1);
+            w[h][e] = !l2 ? a.w_hh1[(size_t)grow * H + col]
+                    : col < H ? a.w_ih2[(size_t)grow * H + col] : a.w_hh2[(size_t)grow * H + col - H];
+        }
+    }
+    return make_uint4(bf16x2(w[0][0], w[0][1]), bf16x2(w[1][0], w[1][1]), bf16x2(w[0][2], w[0][3]),
+                      bf16x2(w[1][2], w[1][3]));
 }
 
 template <int NB>
 __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
     cg::grid_group grid = cg::this_grid();
-    const int T = a.T, H = a.H, KT = H >> 4, H4 = H >> 2, j0 = blockIdx.x * SN_WAVE_U;
+    const int T = a.T, H = a.H, KT = H >> 4, j0 = blockIdx.x * SN_WAVE_U;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+    const int NF = KT * NB * 4; /* uint2 fragments of one layer's h */
     extern __shared__ uint4 smw[];
-    uint4 *W1 = smw;                                   /* [KT][2 m tiles][32 lanes] */
-    uint4 *W2 = W1 + (size_t)KT * 64;                  /* [2KT][2][32]: k < H: W_ih2, then W_hh2 */
-    uint2 *hf1 = reinterpret_cast<uint2 *>(W2 + (size_t)KT * 128); /* [KT][NB][4]: h1_{s-1} */
-    uint2 *hf2 = hf1 + (size_t)KT * NB * 4;                        /* h2_{s-2} */
-    float *red = reinterpret_cast<float *>(hf2 + (size_t)KT * NB * 4); /* [8 warps][2 layers][32 rows][NB] */
-    for (int idx = tid; idx < KT * 192; idx += SN_PT) {
-        const bool l2 = idx >= KT * 64;
-        const int i = l2 ? idx - KT * 64 : idx, tile = i >> 5, ln = i & 31, kt = tile >> 1, mt = tile & 1;
-        const int rA = mt * 16 + (ln >> 2), c0 = kt * 16 + 2 * (ln & 3);
-        float w[2][4];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int r = rA + 8 * h, grow = (r >> 3) * H + j0 + (r & 7);
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int col = c0 + (e >> 1) * 8 + (e & 1);
-                w[h][e] = !l2 ? a.w_hh1[(size_t)grow * H + col]
-                        : col < H ? a.w_ih2[(size_t)grow * H + col] : a.w_hh2[(size_t)grow * H + col - H];
-            }
-        }
-        (l2 ? W2 : W1)[i] = make_uint4(bf16x2(w[0][0], w[0][1]), bf16x2(w[1][0], w[1][1]), bf16x2(w[0][2], w[0][3]),
-                                      bf16x2(w[1][2], w[1][3]));
+    uint4 *W2 = smw;                                                   /* [2KT][2][32] */
+    uint2 *hf = reinterpret_cast<uint2 *>(W2 + (size_t)KT * 128);     /* [2 layers][KT][NB][4] */
+    float *red = reinterpret_cast<float *>(hf + 2 * NF);              /* [8 warps][2 layers][32 rows][NB] */
+    for (int idx = tid; idx < KT * 128; idx += SN_PT) {
+        const int tile = idx >> 5;
+        W2[idx] = wave_frag(a, true, j0, tile >> 1, tile & 1, idx & 31);
     }
-    for (int idx = tid; idx < 2 * KT * NB * 4; idx += SN_PT) hf1[idx] = make_uint2(0u, 0u);
+    uint4 w1[SN_WAVE_KW][2];
+#pragma unroll
+    for (int i = 0; i < SN_WAVE_KW; i++) {
+        const int kt = warp + i * (SN_PT / 32);
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) w1[i][mt] = kt < KT ? wave_frag(a, false, j0, kt, mt, lane) : make_uint4(0, 0, 0, 0);
+    }
+    for (int idx = tid; idx < 2 * NF; idx += SN_PT) hf[idx] = make_uint2(0u, 0u);
     /* cell threads: (layer, batch row, unit) */
     const bool cell = tid < 2 * NB * SN_WAVE_U;
     const int lay = cell ? tid / (NB * SN_WAVE_U) : 0, cr = tid - lay * NB * SN_WAVE_U;
@@ -1060,6 +1067,8 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
         bias[k] = cell ? (lay ? a.b_ih2[k * H + j] + a.b_hh2[k * H + j] : a.b_ih1[k * H + j] + a.b_hh1[k * H + j])
                        : 0.0f;
     float *gates = lay ? a.gates2 : a.gates1, *mid = lay ? a.mid2 : a.mid1, *hout = lay ? a.h2 : a.h1;
+    /* this cell's h in the exchange: k = j of batch row cb, as bf16 */
+    const int xoff = ((((j >> 4) * NB + cb) * 4 + ((j & 7) >> 1)) * 2 + ((j >> 3) & 1)) * 2 + (j & 1);
     __syncthreads();
     for (int s = 0; s <= T; s++) {
         const int t = s - lay; /* this cell thread's timestep */
@@ -1072,14 +1081,18 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
         if (s > 0) {
             float c1[2][4] = {}, c2[2][4] = {};
             const uint2 zero = make_uint2(0u, 0u);
-            for (int kt = warp; kt < KT; kt += SN_PT / 32) {
-                const uint2 b1 = g < NB ? hf1[((size_t)kt * NB + g) * 4 + tq] : zero;
-                const uint2 b2 = g < NB ? hf2[((size_t)kt * NB + g) * 4 + tq] : zero;
 #pragma unroll
-                for (int mt = 0; mt < 2; mt++) {
-                    mma_bf16(c1[mt], W1[((size_t)kt * 2 + mt) * 32 + lane], b1);
-                    mma_bf16(c2[mt], W2[((size_t)kt * 2 + mt) * 32 + lane], b1);
-                    mma_bf16(c2[mt], W2[((size_t)(KT + kt) * 2 + mt) * 32 + lane], b2);
+            for (int i = 0; i < SN_WAVE_KW; i++) {
+                const int kt = warp + i * (SN_PT / 32);
+                if (kt < KT) {
+                    const uint2 b1 = g < NB ? hf[((size_t)kt * NB + g) * 4 + tq] : zero;
+                    const uint2 b2 = g < NB ? hf[NF + ((size_t)kt * NB + g) * 4 + tq] : zero;
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++) {
+                        mma_bf16(c1[mt], w1[i][mt], b1);
+                        mma_bf16(c2[mt], W2[((size_t)kt * 2 + mt) * 32 + lane], b1);
+                        mma_bf16(c2[mt], W2[((size_t)(KT + kt) * 2 + mt) * 32 + lane], b2);
+                    }
                 }
             }
             /* c[0..1]: row g, columns 2tq, 2tq + 1; c[2..3]: row g + 8 */
@@ -1115,32 +1128,22 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
             const size_t o1 = ((size_t)cb * T + t) * H + j;
             mid[o1] = cn;
             hout[o1] = hn;
+            reinterpret_cast<__nv_bfloat16 *>(a.xch + (size_t)((s & 1) * 2 + lay) * NF)[xoff] = __float2bfloat16(hn);
         }
         if (s == T) break;
         grid.sync();
-        /* h1_s and h2_{s-1} of every block, as bf16 fragments */
-        const int n1 = NB * H4, n = s >= 1 ? 2 * n1 : n1;
-        for (int i0 = tid; i0 < n; i0 += 4 * SN_PT) {
-            float4 v[4];
+        /* h1_s and h2_{s-1} of every block (h2 stays 0 until layer 2 has run a step) */
+        const uint4 *src = reinterpret_cast<const uint4 *>(a.xch + (size_t)(s & 1) * 2 * NF);
+        const int n4 = (s >= 1 ? 2 * NF : NF) / 2;
+        constexpr int LF = NB > 4 ? 8 : 4; /* loads in flight: all of it in one round at H = 1024 */
+        for (int i0 = tid; i0 < n4; i0 += LF * SN_PT) {
+            uint4 v[LF];
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int idx = i0 + q * SN_PT;
-                if (idx < n) {
-                    const bool second = idx >= n1;
-                    const int r = second ? idx - n1 : idx, b = r / H4, k4 = r - b * H4;
-                    const float *src = second ? a.h2 + ((size_t)b * T + s - 1) * H : a.h1 + ((size_t)b * T + s) * H;
-                    v[q] = __ldcg(reinterpret_cast<const float4 *>(src) + k4);
-                }
-            }
+            for (int q = 0; q < LF; q++)
+                if (i0 + q * SN_PT < n4) v[q] = __ldcg(src + i0 + q * SN_PT);
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int idx = i0 + q * SN_PT;
-                if (idx < n) {
-                    const bool second = idx >= n1;
-                    const int r = second ? idx - n1 : idx, b = r / H4, k4 = r - b * H4;
-                    wave_put_h<NB>(second ? hf2 : hf1, b, 4 * k4, v[q]);
-                }
-            }
+            for (int q = 0; q < LF; q++)
+                if (i0 + q * SN_PT < n4) reinterpret_cast<uint4 *>(hf)[i0 + q * SN_PT] = v[q];
         }
         __syncthreads();
     }
@@ -1148,7 +1151,7 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
 
 static size_t wave_smem(int64_t B, int64_t H) {
     const int64_t KT = H / 16;
-    return (size_t)(KT * 192 * 16 + 2 * KT * B * 4 * 8 + (SN_PT / 32) * 2 * 32 * B * 4);
+    return (size_t)(KT * 128 * 16 + 2 * KT * B * 4 * 8 + (SN_PT / 32) * 2 * 32 * B * 4);
 }
 
 static const void *wave_kernel(int64_t B) {
@@ -1157,6 +1160,10 @@ static const void *wave_kernel(int64_t B) {
     case 2: return (const void *)k_lstm2_wave<2>;
     case 3: return (const void *)k_lstm2_wave<3>;
     case 4: return (const void *)k_lstm2_wave<4>;
+    case 5: return (const void *)k_lstm2_wave<5>;
+    case 6: return (const void *)k_lstm2_wave<6>;
+    case 7: return (const void *)k_lstm2_wave<7>;
+    case 8: return (const void *)k_lstm2_wave<8>; /* the mma's n: batch rows of one fragment */
     }
     return NULL;
 }
@@ -1172,16 +1179,17 @@ static int cu_cc_major(sn_cuda *c) {
     return major;
 }
 
-/* Whether the wavefront runs a 2-layer LSTM of this shape: bf16 mode, batch <= 4 (its
- * fragments and W fit the shared memory at H = 1024), H a multiple of 16 with H / 8
- * blocks resident, compute capability 8.0 or later, no initial state.
- * SN_RNN_WAVE=0 turns it off (read per call: tests switch it). */
+/* Whether the wavefront runs a 2-layer LSTM of this shape: bf16 mode, batch <= 8 (one
+ * mma fragment's columns), H a multiple of 16 up to 1024 (the registers' k tiles) with
+ * H / 8 blocks resident and their shared memory (W_ih2 | W_hh2: 128 KB at H = 1024),
+ * compute capability 8.0 or later, no initial state. SN_RNN_WAVE=0 turns it off (read
+ * per call: tests switch it). */
 static bool wave_plan(sn_cuda *c, int64_t B, int64_t H, persist_cfg *pc) {
     const char *e = getenv("SN_RNN_WAVE");
     if ((e && *e == '0') || !c->bf16 || cu_cc_major(c) < 8) return false;
     const void *fn = wave_kernel(B);
     const int optin = persist_smem_limit(c);
-    if (!fn || !optin || H % 16 || H / SN_WAVE_U > c->nsm) return false;
+    if (!fn || !optin || H % 16 || H > 16 * (SN_PT / 32) * SN_WAVE_KW || H / SN_WAVE_U > c->nsm) return false;
     pc->U = SN_WAVE_U;
     pc->blocks = (int)(H / SN_WAVE_U);
     pc->smem = wave_smem(B, H);
@@ -1249,6 +1257,8 @@ static sn_status rnn_forward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         wa.w_hh2 = sn_cu_f(node->src[6]);
         wa.b_ih2 = sn_cu_f(node->src[7]);
         wa.b_hh2 = sn_cu_f(node->src[8]);
+        wa.xch = (uint2 *)sn_cu_ws(c, SN_WS_OP2, (size_t)2 * 2 * (H / 16) * B * 4 * sizeof(uint2));
+        if (!wa.xch) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
         wa.T = (int)T;
         wa.H = (int)H;
         void *args[] = {&wa};
