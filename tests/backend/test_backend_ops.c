@@ -493,10 +493,10 @@ static void test_precision(void **st) {
     SN_ASSERT_OK(sn_backend_set_precision(g_dev, &(sn_precision){0}));
 }
 
-/* bf16 mode's 2-layer LSTM: on CUDA the layer wavefront kernel (batch <= 8), on every
- * backend the bf16 forms, against the f32 CPU; the batches around the wavefront's limit,
- * one timestep, H under 8 k tiles per warp set, the CRN's H = 1024, and the per-layer
- * kernels (SN_RNN_WAVE=0) on the same case */
+/* bf16 mode's 2-layer LSTM: on CUDA the layer wavefront kernels (forward batch <= 8,
+ * backward <= 5), on every backend the bf16 forms, against the f32 CPU; the batches
+ * around the wavefronts' limits, one timestep, H under 8 k tiles per warp set, the CRN's
+ * H = 1024, and the per-layer kernels (SN_RNN_WAVE=0) on the same case */
 static void wave_case(int64_t B, int64_t T, int64_t I, int64_t H, const char *off) {
     if (off) setenv("SN_RNN_WAVE", off, 1);
     if (!strcmp(g_kind, "cuda") && !off) {
@@ -536,6 +536,7 @@ static void test_rnn_wave(void **st) {
     wave_case(4, 6, 5, 64, NULL);
     wave_case(8, 7, 5, 1024, NULL); /* the largest batch */
     wave_case(5, 4, 5, 64, NULL);
+    wave_case(6, 5, 3, 32, NULL); /* forward wavefront, per-layer backward */
     wave_case(9, 4, 5, 64, NULL); /* over the wavefront's batch: per-layer kernels */
     wave_case(3, 9, 5, 48, "0");
     SN_ASSERT_OK(sn_backend_set_precision(g_dev, &(sn_precision){0}));

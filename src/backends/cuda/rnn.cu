@@ -1197,6 +1197,173 @@ static bool wave_plan(sn_cuda *c, int64_t B, int64_t H, persist_cfg *pc) {
     return persist_resident(c, fn, pc->smem, pc->blocks);
 }
 
+/* The backward of the same 2-layer LSTM as a wavefront (bf16 mode): at grid step s layer
+ * 2 runs timestep T-1-s and layer 1 timestep T-s, one grid barrier a step for both. Per
+ * step a block's 8 units of each layer need three products over their columns of the
+ * weights: W_hh2^T dG2_{t+1} (layer 2's recurrence), W_ih2^T dG2_t (layer 1's dh from
+ * above: no input-gradient GEMM between the layers) and W_hh1^T dG1_{t+1}, all from the
+ * gate gradients of the step before. The tensor cores take them as dG^T (batch rows of
+ * an m16 A fragment, rows past the batch zero) times the block's 8 weight columns (the
+ * n8 B fragment): W_hh1's fragments in registers, W_ih2's and W_hh2's in shared memory,
+ * and dG travels between blocks as bf16 in A-fragment order (the forward's layout with
+ * K = 4H). dG overwrites the saved gates as in the per-layer kernels. */
+#define SN_WAVE_KB 32 /* most k tiles (of 4H) of W_hh1 a warp holds in registers: H <= 1024 */
+
+struct wave_bwd_args {
+    float *g1, *g2;          /* [B,T,4H] activated gates in, dG out (layer 1, layer 2) */
+    const float *mid1, *mid2; /* [B,T,H] c */
+    const float *dh_out;     /* [B,T,H] dL/dh2 from above */
+    const float *w_hh1, *w_ih2, *w_hh2;
+    uint2 *xch;              /* [2 parities][2: dG2, dG1][KT4][B][4] */
+    int T, H;
+};
+
+/* B fragment of W[r][j0 + n] (n = lane / 4 < 8) over k tile kt of r */
+__device__ __forceinline__ uint2 wave_col_frag(const float *W, int H, int j0, int kt, int ln) {
+    const int r = kt * 16 + 2 * (ln & 3), col = j0 + (ln >> 2);
+    return make_uint2(bf16x2(W[(size_t)r * H + col], W[(size_t)(r + 1) * H + col]),
+                      bf16x2(W[(size_t)(r + 8) * H + col], W[(size_t)(r + 9) * H + col]));
+}
+
+template <int NB>
+__global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave_bwd(const wave_bwd_args a) {
+    cg::grid_group grid = cg::this_grid();
+    const int T = a.T, H = a.H, KT4 = H >> 2, j0 = blockIdx.x * SN_WAVE_U;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+    const int NF = KT4 * NB * 4; /* uint2 fragments of one layer's dG */
+    extern __shared__ uint4 smw[];
+    uint2 *Wc = reinterpret_cast<uint2 *>(smw);   /* [2: W_hh2, W_ih2][KT4][32 lanes] */
+    uint2 *df = Wc + (size_t)2 * KT4 * 32;        /* [2: dG2, dG1][KT4][NB][4] */
+    float *red = reinterpret_cast<float *>(df + 2 * NF); /* [8 warps][3 products][NB][8 units] */
+    for (int idx = tid; idx < 2 * KT4 * 32; idx += SN_PT) {
+        const int m = idx / (KT4 * 32), i = idx - m * KT4 * 32;
+        Wc[idx] = wave_col_frag(m ? a.w_ih2 : a.w_hh2, H, j0, i >> 5, i & 31);
+    }
+    uint2 w1[SN_WAVE_KB];
+#pragma unroll
+    for (int i = 0; i < SN_WAVE_KB; i++) {
+        const int kt = warp + i * (SN_PT / 32);
+        w1[i] = kt < KT4 ? wave_col_frag(a.w_hh1, H, j0, kt, lane) : make_uint2(0u, 0u);
+    }
+    for (int idx = tid; idx < 2 * NF; idx += SN_PT) df[idx] = make_uint2(0u, 0u);
+    /* cell threads: (layer: 0 = layer 2, 1 = layer 1; batch row; unit) */
+    const bool cell = tid < 2 * NB * SN_WAVE_U;
+    const int lay = cell ? tid / (NB * SN_WAVE_U) : 0, cr = tid - lay * NB * SN_WAVE_U;
+    const int cb = cell ? cr / SN_WAVE_U : 0, cu = cr - cb * SN_WAVE_U, j = j0 + cu;
+    float *gates = lay ? a.g1 : a.g2;
+    const float *mid = lay ? a.mid1 : a.mid2;
+    float dc = 0.0f;
+    for (int s = 0; s <= T; s++) {
+        const int t = T - 1 - s + lay;
+        const bool run = cell && t >= 0 && t < T;
+        float gi = 0.0f, gf = 0.0f, gg = 0.0f, go = 0.0f, cn = 0.0f, cp = 0.0f, dh = 0.0f;
+        float *gt = gates + ((size_t)cb * T + (run ? t : 0)) * 4 * H;
+        if (run) { /* saved state of step t, before the products hide its latency */
+            const size_t o1 = ((size_t)cb * T + t) * H + j;
+            gi = gt[j];
+            gf = gt[H + j];
+            gg = gt[2 * H + j];
+            go = gt[3 * H + j];
+            cn = mid[o1];
+            cp = t > 0 ? mid[o1 - H] : 0.0f;
+            if (lay == 0) dh = __ldcg(a.dh_out + o1);
+        }
+        if (s > 0) {
+            float acc[3][4] = {};
+            const uint2 zero = make_uint2(0u, 0u);
+#pragma unroll
+            for (int i = 0; i < SN_WAVE_KB; i++) {
+                const int kt = warp + i * (SN_PT / 32);
+                if (kt < KT4) {
+                    const uint2 d2 = g < NB ? df[((size_t)kt * NB + g) * 4 + tq] : zero;
+                    const uint2 d1 = g < NB ? df[NF + ((size_t)kt * NB + g) * 4 + tq] : zero;
+                    const uint4 A2 = make_uint4(d2.x, 0u, d2.y, 0u), A1 = make_uint4(d1.x, 0u, d1.y, 0u);
+                    mma_bf16(acc[0], A2, Wc[(size_t)kt * 32 + lane]);
+                    mma_bf16(acc[1], A2, Wc[(size_t)(KT4 + kt) * 32 + lane]);
+                    mma_bf16(acc[2], A1, w1[i]);
+                }
+            }
+            /* c[0..1]: batch row g, units 2tq, 2tq + 1 (c[2..3]: padding rows) */
+            if (g < NB)
+#pragma unroll
+                for (int p = 0; p < 3; p++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) red[(((size_t)warp * 3 + p) * NB + g) * SN_WAVE_U + 2 * tq + e] = acc[p][e];
+            __syncthreads();
+        }
+        if (run) {
+            if (s > 0) {
+                /* layer 2: its recurrence; layer 1: from above and its recurrence */
+#pragma unroll
+                for (int w = 0; w < SN_PT / 32; w++) {
+                    const float *rw = red + (size_t)w * 3 * NB * SN_WAVE_U + cb * SN_WAVE_U + cu;
+                    dh += lay == 0 ? rw[0] : rw[NB * SN_WAVE_U] + rw[2 * NB * SN_WAVE_U];
+                }
+            }
+            const float tc = tanhf(cn), d_o = dh * tc;
+            const float dcn = dc + dh * go * (1.0f - tc * tc);
+            const float di = dcn * gg, dgv = dcn * gi, df_ = dcn * cp;
+            dc = dcn * gf;
+            const float gr[4] = {di * gi * (1.0f - gi), df_ * gf * (1.0f - gf), dgv * (1.0f - gg * gg),
+                                 d_o * go * (1.0f - go)};
+            __nv_bfloat16 *xo = reinterpret_cast<__nv_bfloat16 *>(a.xch + (size_t)((s & 1) * 2 + lay) * NF);
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                gt[k * H + j] = gr[k];
+                const int r = k * H + j;
+                xo[((((r >> 4) * NB + cb) * 4 + ((r & 7) >> 1)) * 2 + ((r >> 3) & 1)) * 2 + (r & 1)] = __float2bfloat16(gr[k]);
+            }
+        }
+        if (s == T) break;
+        grid.sync();
+        /* dG2 of step T-1-s and dG1 of T-s (from s = 1) for the next step's products */
+        const uint4 *src = reinterpret_cast<const uint4 *>(a.xch + (size_t)(s & 1) * 2 * NF);
+        const int n4 = (s >= 1 ? 2 * NF : NF) / 2;
+        for (int i0 = tid; i0 < n4; i0 += 8 * SN_PT) {
+            uint4 v[8];
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                if (i0 + q * SN_PT < n4) v[q] = __ldcg(src + i0 + q * SN_PT);
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                if (i0 + q * SN_PT < n4) reinterpret_cast<uint4 *>(df)[i0 + q * SN_PT] = v[q];
+        }
+        __syncthreads();
+    }
+}
+
+static size_t wave_bwd_smem(int64_t B, int64_t H) {
+    const int64_t KT4 = H / 4;
+    return (size_t)(2 * KT4 * 32 * 8 + 2 * KT4 * B * 4 * 8 + (SN_PT / 32) * 3 * B * SN_WAVE_U * 4);
+}
+
+static const void *wave_bwd_kernel(int64_t B) {
+    switch (B) {
+    case 1: return (const void *)k_lstm2_wave_bwd<1>;
+    case 2: return (const void *)k_lstm2_wave_bwd<2>;
+    case 3: return (const void *)k_lstm2_wave_bwd<3>;
+    case 4: return (const void *)k_lstm2_wave_bwd<4>;
+    case 5: return (const void *)k_lstm2_wave_bwd<5>;
+    }
+    return NULL;
+}
+
+/* The backward wavefront's plan: the forward's conditions, and batch <= 5 (the gate
+ * gradients' fragments, 16 KB a batch row at H = 1024, beside the 128 KB of W_ih2 and
+ * W_hh2 columns in shared memory). */
+static bool wave_bwd_plan(sn_cuda *c, int64_t B, int64_t H, persist_cfg *pc) {
+    const char *e = getenv("SN_RNN_WAVE");
+    if ((e && *e == '0') || !c->bf16 || cu_cc_major(c) < 8) return false;
+    const void *fn = wave_bwd_kernel(B);
+    const int optin = persist_smem_limit(c);
+    if (!fn || !optin || H % 16 || H > 4 * (SN_PT / 32) * SN_WAVE_KB || H / SN_WAVE_U > c->nsm) return false;
+    pc->U = SN_WAVE_U;
+    pc->blocks = (int)(H / SN_WAVE_U);
+    pc->smem = wave_bwd_smem(B, H);
+    if ((int64_t)pc->smem > optin) return false;
+    return persist_resident(c, fn, pc->smem, pc->blocks);
+}
+
 bool sn_cu_rnn_fuses_layers(sn_cuda *c, bool lstm, int64_t B, int64_t H, int layers) {
     persist_cfg pc;
     return lstm && layers == 2 && wave_plan(c, B, H, &pc);
@@ -1345,6 +1512,27 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
     bool side = overlap && d->lstm && !c->bf16 && d->L > 1 && (c->side_blas || !c->capturing);
     if (side) SN_TRY(sn_cu_side_init(c));
     bool forked = false;
+    /* bf16 2-layer LSTM: both layers' recurrences in one wavefront, then the GEMMs below */
+    persist_cfg wpc;
+    bool waved = false;
+    if (d->lstm && d->L == 2 && B <= INT32_MAX && T <= INT32_MAX && wave_bwd_plan(c, B, H, &wpc)) {
+        wave_bwd_args wa = {};
+        wa.g1 = ex + sn_lstm_extra_offset(B, T, H, 0, 0);
+        wa.g2 = ex + sn_lstm_extra_offset(B, T, H, 1, 0);
+        wa.mid1 = ex + sn_lstm_extra_offset(B, T, H, 0, 1);
+        wa.mid2 = ex + sn_lstm_extra_offset(B, T, H, 1, 1);
+        wa.dh_out = dh_out;
+        wa.w_hh1 = sn_cu_f(node->src[4]);
+        wa.w_ih2 = sn_cu_f(node->src[7]);
+        wa.w_hh2 = sn_cu_f(node->src[8]);
+        wa.xch = (uint2 *)sn_cu_ws(c, SN_WS_OP2, (size_t)2 * 2 * (H / 4) * B * 4 * sizeof(uint2));
+        if (!wa.xch) return sn_error_prefix(SN_ERR_NOMEM, "%s", what);
+        wa.T = (int)T;
+        wa.H = (int)H;
+        void *args[] = {&wa};
+        CU_TRY(coop_launch(c, wave_bwd_kernel(B), &wpc, args), "lstm_bwd (wavefront kernel launch)");
+        waved = true;
+    }
     for (int l = d->L - 1; l >= 0; l--) {
         int64_t in_dim = l == 0 ? d->I : H;
         const float *in = l == 0 ? sn_cu_f(x) : sn_rnn_h(fwd, l - 1);
@@ -1363,7 +1551,8 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
         pa.w_hh = w_hh;
         pa.dh_out = dh_out;
         pa.dx = dGh; /* dG itself for the LSTM */
-        SN_TRY(rnn_bwd_persist(c, d->lstm, B, T, H, &pa, &done));
+        if (waved) done = true; /* dG of both layers is in place */
+        else SN_TRY(rnn_bwd_persist(c, d->lstm, B, T, H, &pa, &done));
         if (w16 && !done) SN_TRY(sn_cu_to_bf16(c, w16, w_hh, GH * H));
         for (int64_t t = T - 1; t >= 0 && !done; t--) {
             if (d->lstm) {
@@ -1412,6 +1601,7 @@ static sn_status rnn_backward(sn_cuda *c, sn_tensor *node, const rnn_dims *d) {
             SN_TRY(sn_cu_colsum(c, dGh, BT, GH, db_hh, false));
         /* gradient of this layer's input (one dh buffer: this layer's steps have read it) */
         if (l == 0 && !node->ip[2]) break; /* dx not needed */
+        if (waved && l == 1) continue;     /* layer 1's dh from above was the wavefront's */
         float *din = l == 0 ? out : dhbuf;
         SN_TRY(sn_cu_gemm(c, false, false, BT, in_dim, GH, 1.0f, dG, GH, w_ih, in_dim, 0.0f, din, in_dim, what));
         dh_out = din;
