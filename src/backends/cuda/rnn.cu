@@ -1079,7 +1079,8 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
 #pragma unroll
             for (int k = 0; k < 4; k++) xp[k] = gt[k * H + j];
         if (s > 0) {
-            float c1[2][4] = {}, c2[2][4] = {};
+            /* c2 / c3: layer 2's W_ih2 and W_hh2 halves, two independent mma chains */
+            float c1[2][4] = {}, c2[2][4] = {}, c3[2][4] = {};
             const uint2 zero = make_uint2(0u, 0u);
 #pragma unroll
             for (int i = 0; i < SN_WAVE_KW; i++) {
@@ -1091,7 +1092,7 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
                     for (int mt = 0; mt < 2; mt++) {
                         mma_bf16(c1[mt], w1[i][mt], b1);
                         mma_bf16(c2[mt], W2[((size_t)kt * 2 + mt) * 32 + lane], b1);
-                        mma_bf16(c2[mt], W2[((size_t)(KT + kt) * 2 + mt) * 32 + lane], b2);
+                        mma_bf16(c3[mt], W2[((size_t)(KT + kt) * 2 + mt) * 32 + lane], b2);
                     }
                 }
             }
@@ -1103,7 +1104,7 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
                     const int row = mt * 16 + g + 8 * (e >> 1), n = 2 * tq + (e & 1);
                     if (n < NB) {
                         red[(((size_t)warp * 2 + 0) * 32 + row) * NB + n] = c1[mt][e];
-                        red[(((size_t)warp * 2 + 1) * 32 + row) * NB + n] = c2[mt][e];
+                        red[(((size_t)warp * 2 + 1) * 32 + row) * NB + n] = c2[mt][e] + c3[mt][e];
                     }
                 }
             __syncthreads();
@@ -1269,7 +1270,8 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave_bwd(const wave_bwd_args
             if (lay == 0) dh = __ldcg(a.dh_out + o1);
         }
         if (s > 0) {
-            float acc[3][4] = {};
+            /* two accumulator sets (even and odd i): mma chains half as long */
+            float acc[2][3][4] = {};
             const uint2 zero = make_uint2(0u, 0u);
 #pragma unroll
             for (int i = 0; i < SN_WAVE_KB; i++) {
@@ -1278,9 +1280,9 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave_bwd(const wave_bwd_args
                     const uint2 d2 = g < NB ? df[((size_t)kt * NB + g) * 4 + tq] : zero;
                     const uint2 d1 = g < NB ? df[NF + ((size_t)kt * NB + g) * 4 + tq] : zero;
                     const uint4 A2 = make_uint4(d2.x, 0u, d2.y, 0u), A1 = make_uint4(d1.x, 0u, d1.y, 0u);
-                    mma_bf16(acc[0], A2, Wc[(size_t)kt * 32 + lane]);
-                    mma_bf16(acc[1], A2, Wc[(size_t)(KT4 + kt) * 32 + lane]);
-                    mma_bf16(acc[2], A1, w1[i]);
+                    mma_bf16(acc[i & 1][0], A2, Wc[(size_t)kt * 32 + lane]);
+                    mma_bf16(acc[i & 1][1], A2, Wc[(size_t)(KT4 + kt) * 32 + lane]);
+                    mma_bf16(acc[i & 1][2], A1, w1[i]);
                 }
             }
             /* c[0..1]: batch row g, units 2tq, 2tq + 1 (c[2..3]: padding rows) */
@@ -1288,7 +1290,8 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave_bwd(const wave_bwd_args
 #pragma unroll
                 for (int p = 0; p < 3; p++)
 #pragma unroll
-                    for (int e = 0; e < 2; e++) red[(((size_t)warp * 3 + p) * NB + g) * SN_WAVE_U + 2 * tq + e] = acc[p][e];
+                    for (int e = 0; e < 2; e++)
+                        red[(((size_t)warp * 3 + p) * NB + g) * SN_WAVE_U + 2 * tq + e] = acc[0][p][e] + acc[1][p][e];
             __syncthreads();
         }
         if (run) {
@@ -1319,13 +1322,14 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave_bwd(const wave_bwd_args
         /* dG2 of step T-1-s and dG1 of T-s (from s = 1) for the next step's products */
         const uint4 *src = reinterpret_cast<const uint4 *>(a.xch + (size_t)(s & 1) * 2 * NF);
         const int n4 = (s >= 1 ? 2 * NF : NF) / 2;
-        for (int i0 = tid; i0 < n4; i0 += 8 * SN_PT) {
-            uint4 v[8];
+        constexpr int LF = NB <= 4 ? 16 : 8; /* at H = 1024 and B <= 4 all of it in one round */
+        for (int i0 = tid; i0 < n4; i0 += LF * SN_PT) {
+            uint4 v[LF];
 #pragma unroll
-            for (int q = 0; q < 8; q++)
+            for (int q = 0; q < LF; q++)
                 if (i0 + q * SN_PT < n4) v[q] = __ldcg(src + i0 + q * SN_PT);
 #pragma unroll
-            for (int q = 0; q < 8; q++)
+            for (int q = 0; q < LF; q++)
                 if (i0 + q * SN_PT < n4) reinterpret_cast<uint4 *>(df)[i0 + q * SN_PT] = v[q];
         }
         __syncthreads();
