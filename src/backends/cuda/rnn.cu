@@ -552,30 +552,35 @@ __global__ void __launch_bounds__(SN_PT, 1) k_rnn_bwd_persist(const persist_args
             float acc[VP]; /* [b * SN_PU + u] */
 #pragma unroll
             for (int i = 0; i < VP; i++) acc[i] = 0.0f;
-            constexpr int UN = NB <= 4 ? 8 : NB <= 8 ? 4 : 2; /* loads in flight per thread: UN * NB */
+            /* loads in flight per thread: UN * NB (at H = 1024 and B <= 4 the whole step's in one round) */
+            constexpr int UN = NB <= 4 ? 16 : NB <= 8 ? 4 : 2;
             const uint2 *xs = g_sn_xch[(t + 1) & 1];
             const unsigned want = base + (unsigned)(T - 1 - t); /* tag of step t + 1 */
             for (int r0 = tid; r0 < GH; r0 += UN * SN_PT) {
                 float d[UN][NB];
-                if (ll) {
-                    uint2 e[UN][NB];
+                if (ll) { /* tagged entries take two registers: at most 8 rows of them at once */
+                    constexpr int UL = UN < 8 ? UN : 8;
 #pragma unroll
-                    for (int s = 0; s < UN; s++) {
-                        int r = r0 + s * SN_PT;
+                    for (int s0 = 0; s0 < UN; s0 += UL) {
+                        uint2 e[UL][NB];
 #pragma unroll
-                        for (int b = 0; b < NB; b++)
-                            if (r < GH) e[s][b] = ll_load2(xs + (size_t)b * GH + r);
-                    }
+                        for (int s = 0; s < UL; s++) {
+                            int r = r0 + (s0 + s) * SN_PT;
 #pragma unroll
-                    for (int s = 0; s < UN; s++) {
-                        int r = r0 + s * SN_PT;
+                            for (int b = 0; b < NB; b++)
+                                if (r < GH) e[s][b] = ll_load2(xs + (size_t)b * GH + r);
+                        }
 #pragma unroll
-                        for (int b = 0; b < NB; b++) {
-                            if (r < GH) {
-                                while (e[s][b].y != want) e[s][b] = ll_load2(xs + (size_t)b * GH + r);
-                                d[s][b] = __uint_as_float(e[s][b].x);
-                            } else {
-                                d[s][b] = 0.0f;
+                        for (int s = 0; s < UL; s++) {
+                            int r = r0 + (s0 + s) * SN_PT;
+#pragma unroll
+                            for (int b = 0; b < NB; b++) {
+                                if (r < GH) {
+                                    while (e[s][b].y != want) e[s][b] = ll_load2(xs + (size_t)b * GH + r);
+                                    d[s0 + s][b] = __uint_as_float(e[s][b].x);
+                                } else {
+                                    d[s0 + s][b] = 0.0f;
+                                }
                             }
                         }
                     }
