@@ -1185,22 +1185,25 @@ static int cu_cc_major(sn_cuda *c) {
     return major;
 }
 
-/* Whether the wavefront runs a 2-layer LSTM of this shape: bf16 mode, batch <= 8 (one
- * mma fragment's columns), H a multiple of 16 up to 1024 (the registers' k tiles) with
- * H / 8 blocks resident and their shared memory (W_ih2 | W_hh2: 128 KB at H = 1024),
- * compute capability 8.0 or later, no initial state. SN_RNN_WAVE=0 turns it off (read
- * per call: tests switch it). */
-static bool wave_plan(sn_cuda *c, int64_t B, int64_t H, persist_cfg *pc) {
+/* Whether a wavefront kernel (fn, its shared memory smem) runs a 2-layer LSTM of hidden
+ * size H: bf16 mode, compute capability 8.0 or later, H a multiple of 16 up to hmax (the
+ * k tiles its warps hold in registers), H / 8 blocks resident with their shared memory.
+ * SN_RNN_WAVE=0 turns it off (read per call: tests switch it). */
+static bool wave_fits(sn_cuda *c, const void *fn, size_t smem, int64_t H, int64_t hmax, persist_cfg *pc) {
     const char *e = getenv("SN_RNN_WAVE");
     if ((e && *e == '0') || !c->bf16 || cu_cc_major(c) < 8) return false;
-    const void *fn = wave_kernel(B);
     const int optin = persist_smem_limit(c);
-    if (!fn || !optin || H % 16 || H > 16 * (SN_PT / 32) * SN_WAVE_KW || H / SN_WAVE_U > c->nsm) return false;
+    if (!fn || !optin || H % 16 || H > hmax || H / SN_WAVE_U > c->nsm || (int64_t)smem > optin) return false;
     pc->U = SN_WAVE_U;
     pc->blocks = (int)(H / SN_WAVE_U);
-    pc->smem = wave_smem(B, H);
-    if ((int64_t)pc->smem > optin) return false;
+    pc->smem = smem;
     return persist_resident(c, fn, pc->smem, pc->blocks);
+}
+
+/* The forward wavefront: batch <= 8 (one mma fragment's columns; W_ih2 | W_hh2 take 128
+ * KB of shared memory at H = 1024), no initial state (the caller checks). */
+static bool wave_plan(sn_cuda *c, int64_t B, int64_t H, persist_cfg *pc) {
+    return wave_fits(c, wave_kernel(B), wave_smem(B, H), H, 16 * (SN_PT / 32) * SN_WAVE_KW, pc);
 }
 
 /* The backward of the same 2-layer LSTM as a wavefront (bf16 mode): at grid step s layer
@@ -1357,20 +1360,10 @@ static const void *wave_bwd_kernel(int64_t B) {
     return NULL;
 }
 
-/* The backward wavefront's plan: the forward's conditions, and batch <= 5 (the gate
- * gradients' fragments, 16 KB a batch row at H = 1024, beside the 128 KB of W_ih2 and
- * W_hh2 columns in shared memory). */
+/* The backward wavefront: batch <= 5 (the gate gradients' fragments, 16 KB a batch row
+ * at H = 1024, beside the 128 KB of W_ih2 and W_hh2 columns in shared memory). */
 static bool wave_bwd_plan(sn_cuda *c, int64_t B, int64_t H, persist_cfg *pc) {
-    const char *e = getenv("SN_RNN_WAVE");
-    if ((e && *e == '0') || !c->bf16 || cu_cc_major(c) < 8) return false;
-    const void *fn = wave_bwd_kernel(B);
-    const int optin = persist_smem_limit(c);
-    if (!fn || !optin || H % 16 || H > 4 * (SN_PT / 32) * SN_WAVE_KB || H / SN_WAVE_U > c->nsm) return false;
-    pc->U = SN_WAVE_U;
-    pc->blocks = (int)(H / SN_WAVE_U);
-    pc->smem = wave_bwd_smem(B, H);
-    if ((int64_t)pc->smem > optin) return false;
-    return persist_resident(c, fn, pc->smem, pc->blocks);
+    return wave_fits(c, wave_bwd_kernel(B), wave_bwd_smem(B, H), H, 4 * (SN_PT / 32) * SN_WAVE_KB, pc);
 }
 
 bool sn_cu_rnn_fuses_layers(sn_cuda *c, bool lstm, int64_t B, int64_t H, int layers) {
