@@ -8,6 +8,11 @@
 #
 #   scripts/gpu-pack.sh                 # build-h100, sm_90, into .gpubin/
 #   BUILD=build-x ARCH=80 scripts/gpu-pack.sh
+#   BINS="bench_step test_backend_ops" scripts/gpu-pack.sh   # only these programs
+#
+# The whole pack is about 60 MB, close to what a device call may carry (64 MiB with the
+# working tree); BINS packs only the named programs and the libraries they need, for a
+# call that runs them directly (gpu-check.sh with SKIP_TESTS=1 SKIP_BENCH=1 SKIP_APP=1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -18,12 +23,20 @@ pack=$root/.gpubin
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" -DSINTER_MPI=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" >/dev/null
 
-rm -rf "$pack"
-mkdir -p "$pack/bin" "$pack/lib"
 exes=()
 for f in "$build"/*; do
   [ -f "$f" ] && [ -x "$f" ] && file -b "$f" | grep -q ELF && exes+=("$f")
 done
+if [ -n "${BINS:-}" ]; then
+  keep=()
+  for b in $BINS; do
+    [ -x "$build/$b" ] || { echo "gpu-pack: BINS names $b, which $build does not have" >&2; exit 1; }
+    keep+=("$build/$b")
+  done
+  exes=("${keep[@]}")
+fi
+rm -rf "$pack" # only now: a bad BINS leaves the last pack as it was
+mkdir -p "$pack/bin" "$pack/lib"
 for f in "${exes[@]}"; do strip -o "$pack/bin/$(basename "$f")" "$f"; done
 cp "$build/CTestTestfile.cmake" "$pack/bin/"
 tar -C "$pack/bin" -cf - . | xz -T0 -6 >"$pack/bin.tar.xz"
