@@ -9,10 +9,25 @@
 
 #define BN_THREADS 256
 
-/* element m of channel ch: m = n*HW + i */
+/* element m of channel ch: m = n*HW + i (the division in 32 bits where M fits: it bounds
+ * the statistics kernels otherwise) */
 __device__ __forceinline__ int64_t bn_at(int64_t m, int64_t ch, int64_t C, int64_t HW) {
-    int64_t n = m / HW;
+    int64_t n = m < INT32_MAX && HW < INT32_MAX ? (int64_t)((unsigned)m / (unsigned)HW) : m / HW;
     return (n * C + ch) * HW + (m - n * HW);
+}
+
+/* Elementwise passes over [N, C, HW]: block row y walks planes (n, ch), its x blocks the
+ * plane, so the channel comes without a division per element. */
+#define SN_BN_PLANES(p, ch, i, NC, C, HW)                                                              \
+    for (int64_t p = blockIdx.y; p < (NC); p += gridDim.y)                                             \
+        for (int64_t ch = p % (C), i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (HW);        \
+             i += (int64_t)gridDim.x * blockDim.x)
+static dim3 bn_plane_grid(const sn_cuda *c, int64_t NC, int64_t HW) {
+    int64_t gx = (HW + SN_CU_THREADS - 1) / SN_CU_THREADS, want = (int64_t)c->nsm * 8;
+    int64_t gy = NC < 65535 ? NC : 65535;
+    if (gx * gy > want) gx = (want + gy - 1) / gy;
+    if (gx < 1) gx = 1;
+    return dim3((unsigned)gx, (unsigned)gy);
 }
 
 /* the gradient w.r.t. the BN output: dy itself, or through the fused ELU (y != NULL) */
@@ -81,9 +96,9 @@ __global__ void k_bn_eval_stats(const float *rmean, const float *rvar, int64_t C
 }
 
 __global__ void k_bn_apply(const float *x, float *y, const float *mean, const float *invstd, const float *gamma,
-                           const float *beta, int64_t C, int64_t HW, int64_t n, int elu, float alpha) {
-    SN_GRID_LOOP(i, n) {
-        int64_t ch = (i / HW) % C;
+                           const float *beta, int64_t C, int64_t HW, int64_t NC, int elu, float alpha) {
+    SN_BN_PLANES(p, ch, j, NC, C, HW) {
+        const int64_t i = p * HW + j;
         float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f;
         float z = (x[i] - mean[ch]) * invstd[ch] * g + b;
         if (elu) z = z > 0.0f ? z : alpha * expm1f(z);
@@ -127,9 +142,9 @@ __global__ void k_bn_bwd_final(const float *pdy, const float *pdyx, int S, int64
 __global__ void k_bn_bwd_dx(const float *dy, const float *yf, float alpha, const float *x, const float *mean,
                             const float *invstd,
                             const float *gamma, const float *dgamma, const float *dbeta, int64_t C, int64_t HW,
-                            int64_t M, int training, int64_t n, float *dx) {
-    SN_GRID_LOOP(i, n) {
-        int64_t ch = (i / HW) % C;
+                            int64_t M, int training, int64_t NC, float *dx) {
+    SN_BN_PLANES(p, ch, j, NC, C, HW) {
+        const int64_t i = p * HW + j;
         float g = gamma ? gamma[ch] : 1.0f, is = invstd[ch], d = bn_dz(dy, yf, alpha, i);
         if (training) {
             float xh = (x[i] - mean[ch]) * is;
@@ -202,9 +217,9 @@ sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
             k_bn_eval_stats<<<sn_cu_blocks(c, C), SN_CU_THREADS, 0, c->stream>>>(rmean, rvar, C, eps, mean, invstd);
             CU_LAUNCHED("batchnorm2d (eval statistics)");
         }
-        k_bn_apply<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), sn_cu_f(node), mean, invstd,
-                                                                         gamma, beta, C, HW, n, node->ip[1] != 0,
-                                                                         node->fp[2]);
+        (void)n;
+        k_bn_apply<<<bn_plane_grid(c, N * C, HW), SN_CU_THREADS, 0, c->stream>>>(
+            sn_cu_f(x), sn_cu_f(node), mean, invstd, gamma, beta, C, HW, N * C, node->ip[1] != 0, node->fp[2]);
         CU_LAUNCHED("batchnorm2d (normalise)");
         return SN_OK;
     }
@@ -242,9 +257,8 @@ sn_status sn_cu_batchnorm(sn_cuda *c, sn_tensor *node) {
             sdyx = tot + C;
             Mg = M * (c->coll ? c->coll->world : 1);
         }
-        k_bn_bwd_dx<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(dy), yf, alpha, sn_cu_f(x), mean,
-                                                                          invstd, gamma, sdyx, sdy, C, HW, Mg,
-                                                                          training, n, dx);
+        k_bn_bwd_dx<<<bn_plane_grid(c, N * C, HW), SN_CU_THREADS, 0, c->stream>>>(
+            sn_cu_f(dy), yf, alpha, sn_cu_f(x), mean, invstd, gamma, sdyx, sdy, C, HW, Mg, training, N * C, dx);
         CU_LAUNCHED("batchnorm2d_bwd (dx)");
         return SN_OK;
     }
