@@ -1067,6 +1067,25 @@ __device__ __forceinline__ uint4 wave_frag(const wave_args &a, bool l2, int j0, 
                       bf16x2(w[1][2], w[1][3]));
 }
 
+/* After the grid barrier: a block copies n fragments (uint2; n even) of the exchange
+ * into shared memory, LF 16-byte loads in flight per thread */
+template <int LF>
+__device__ __forceinline__ void wave_gather(const uint2 *xch, int n, uint2 *dst) {
+    const uint4 *src = reinterpret_cast<const uint4 *>(xch);
+    uint4 *d4 = reinterpret_cast<uint4 *>(dst);
+    const int n4 = n / 2;
+    for (int i0 = threadIdx.x; i0 < n4; i0 += LF * SN_PT) {
+        uint4 v[LF];
+#pragma unroll
+        for (int q = 0; q < LF; q++)
+            if (i0 + q * SN_PT < n4) v[q] = __ldcg(src + i0 + q * SN_PT);
+#pragma unroll
+        for (int q = 0; q < LF; q++)
+            if (i0 + q * SN_PT < n4) d4[i0 + q * SN_PT] = v[q];
+    }
+    __syncthreads();
+}
+
 template <int NB>
 __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
     cg::grid_group grid = cg::this_grid();
@@ -1166,19 +1185,8 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave(const wave_args a) {
         if (s == T) break;
         grid.sync();
         /* h1_s and h2_{s-1} of every block (h2 stays 0 until layer 2 has run a step) */
-        const uint4 *src = reinterpret_cast<const uint4 *>(a.xch + (size_t)(s & 1) * 2 * NF);
-        const int n4 = (s >= 1 ? 2 * NF : NF) / 2;
-        constexpr int LF = NB > 4 ? 8 : 4; /* loads in flight: all of it in one round at H = 1024 */
-        for (int i0 = tid; i0 < n4; i0 += LF * SN_PT) {
-            uint4 v[LF];
-#pragma unroll
-            for (int q = 0; q < LF; q++)
-                if (i0 + q * SN_PT < n4) v[q] = __ldcg(src + i0 + q * SN_PT);
-#pragma unroll
-            for (int q = 0; q < LF; q++)
-                if (i0 + q * SN_PT < n4) reinterpret_cast<uint4 *>(hf)[i0 + q * SN_PT] = v[q];
-        }
-        __syncthreads();
+        /* loads in flight: all of it in one round at H = 1024 */
+        wave_gather<(NB > 4 ? 8 : 4)>(a.xch + (size_t)(s & 1) * 2 * NF, s >= 1 ? 2 * NF : NF, hf);
     }
 }
 
@@ -1355,19 +1363,8 @@ __global__ void __launch_bounds__(SN_PT, 1) k_lstm2_wave_bwd(const wave_bwd_args
         if (s == T) break;
         grid.sync();
         /* dG2 of step T-1-s and dG1 of T-s (from s = 1) for the next step's products */
-        const uint4 *src = reinterpret_cast<const uint4 *>(a.xch + (size_t)(s & 1) * 2 * NF);
-        const int n4 = (s >= 1 ? 2 * NF : NF) / 2;
-        constexpr int LF = NB <= 4 ? 16 : 8; /* at H = 1024 and B <= 4 all of it in one round */
-        for (int i0 = tid; i0 < n4; i0 += LF * SN_PT) {
-            uint4 v[LF];
-#pragma unroll
-            for (int q = 0; q < LF; q++)
-                if (i0 + q * SN_PT < n4) v[q] = __ldcg(src + i0 + q * SN_PT);
-#pragma unroll
-            for (int q = 0; q < LF; q++)
-                if (i0 + q * SN_PT < n4) reinterpret_cast<uint4 *>(df)[i0 + q * SN_PT] = v[q];
-        }
-        __syncthreads();
+        /* at H = 1024 and B <= 4 all of it in one round */
+        wave_gather<(NB <= 4 ? 16 : 8)>(a.xch + (size_t)(s & 1) * 2 * NF, s >= 1 ? 2 * NF : NF, df);
     }
 }
 
