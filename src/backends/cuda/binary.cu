@@ -60,15 +60,31 @@ sn_status sn_cu_add_rowvec(sn_cuda *c, float *y, const float *b, int64_t rows, i
     return SN_OK;
 }
 
-__global__ void k_add_chanvec(float *y, const float *b, int64_t outer, int64_t C, int64_t inner) {
-    SN_GRID_LOOP(i, outer * C * inner) y[i] += b[(i / inner) % C];
+/* y[(o*C + ch)*inner + i] += b[ch], a launch per at most 2^31 elements */
+__global__ void k_add_chanvec(float *y, const float *b, uint32_t n, sn_fastdiv inner, sn_fastdiv C) {
+    SN_GRID_LOOP32(i, n) {
+        uint32_t o, ch = sn_fastdiv_qr(C, sn_fastdiv_q(inner, i), &o);
+        y[i] += b[ch];
+    }
+}
+
+/* outer rows per launch so that each launch's indices fit 32 bits (0: one row is too big) */
+int64_t sn_cu_rows32(int64_t outer, int64_t row) {
+    int64_t per = row > 0 ? (((int64_t)1 << 31) - 1) / row : outer;
+    return per < outer ? per : outer;
 }
 
 sn_status sn_cu_add_chanvec(sn_cuda *c, float *y, const float *b, int64_t outer, int64_t C, int64_t inner) {
-    int64_t n = outer * C * inner;
-    if (n <= 0) return SN_OK;
-    k_add_chanvec<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(y, b, outer, C, inner);
-    CU_LAUNCHED("channel bias add");
+    int64_t row = C * inner, per = sn_cu_rows32(outer, row);
+    if (outer * row <= 0) return SN_OK;
+    if (per < 1) return sn_error(SN_ERR_UNSUPPORTED, "CUDA channel bias add: %lld elements per sample, more than 2^31",
+                                 (long long)row);
+    sn_fastdiv fi = sn_fastdiv_make((uint32_t)inner), fc = sn_fastdiv_make((uint32_t)C);
+    for (int64_t o = 0; o < outer; o += per) {
+        int64_t n = (outer - o < per ? outer - o : per) * row;
+        k_add_chanvec<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(y + o * row, b, (uint32_t)n, fi, fc);
+        CU_LAUNCHED("channel bias add");
+    }
     return SN_OK;
 }
 

@@ -47,23 +47,33 @@ __device__ __forceinline__ float act_dev(float v, float p0, float p1) {
     default: return sn_error(SN_ERR_INTERNAL, "CUDA %s: unknown activation %d", where, (int)(act));            \
     }
 
-/* y[(o*C + ch)*inner + i] = act(y[..] + b[ch]) in place (b may be NULL) */
+/* y[(o*C + ch)*inner + i] = act(y[..] + b[ch]) in place (b may be NULL); n < 2^31 */
 template <int ACT>
-__global__ void k_bias_act(float *y, const float *b, int64_t outer, int64_t C, int64_t inner, float p0, float p1) {
-    SN_GRID_LOOP(i, outer * C * inner) {
+__global__ void k_bias_act(float *y, const float *b, uint32_t n, sn_fastdiv inner, sn_fastdiv C, float p0, float p1) {
+    SN_GRID_LOOP32(i, n) {
         float v = y[i];
-        if (b) v += b[(i / inner) % C];
+        if (b) {
+            uint32_t o, ch = sn_fastdiv_qr(C, sn_fastdiv_q(inner, i), &o);
+            v += b[ch];
+        }
         y[i] = act_dev<ACT>(v, p0, p1);
     }
 }
 
 sn_status sn_cu_bias_act(sn_cuda *c, float *y, const float *b, int64_t outer, int64_t C, int64_t inner, int act,
                          float p0, float p1, const char *where) {
-    int64_t n = outer * C * inner;
-    if (n <= 0 || (act == SN_ACT_NONE && !b)) return SN_OK;
-    unsigned g = sn_cu_blocks(c, n);
-    SN_ACT_SWITCH(act, where, k_bias_act<A><<<g, SN_CU_THREADS, 0, c->stream>>>(y, b, outer, C, inner, p0, p1));
-    CU_LAUNCHED(where);
+    int64_t row = C * inner, per = sn_cu_rows32(outer, row);
+    if (outer * row <= 0 || (act == SN_ACT_NONE && !b)) return SN_OK;
+    if (per < 1) return sn_error(SN_ERR_UNSUPPORTED, "CUDA %s: %lld elements per sample, more than 2^31", where,
+                                 (long long)row);
+    sn_fastdiv fi = sn_fastdiv_make((uint32_t)inner), fc = sn_fastdiv_make((uint32_t)C);
+    for (int64_t o = 0; o < outer; o += per) {
+        int64_t n = (outer - o < per ? outer - o : per) * row;
+        unsigned g = sn_cu_blocks(c, n);
+        SN_ACT_SWITCH(act, where,
+                      k_bias_act<A><<<g, SN_CU_THREADS, 0, c->stream>>>(y + o * row, b, (uint32_t)n, fi, fc, p0, p1));
+        CU_LAUNCHED(where);
+    }
     return SN_OK;
 }
 
@@ -77,50 +87,87 @@ typedef struct {
 #define SN_CU_COLS_LIMIT ((int64_t)4 << 20) /* floats (16 MB) */
 #define SN_CU_PART_LIMIT ((int64_t)2 << 20) /* floats (8 MB) */
 
-__global__ void k_im2col(const float *img, float *cols, int64_t nb, geom g) {
-    int64_t P = g.Hc * g.Wc, Q = g.Ci * g.kh * g.kw, n = nb * Q * P;
-    SN_GRID_LOOP(idx, n) {
-        int64_t p = idx % P, t = idx / P;
-        int64_t q = t % Q, b = t / Q;
-        int j = (int)(q % g.kw), i = (int)((q / g.kw) % g.kh);
-        int64_t ch = q / ((int64_t)g.kw * g.kh);
-        int64_t x = p % g.Wc, y = p / g.Wc;
-        int64_t hy = y * g.sh - g.ph + i, wx = x * g.sw - g.pw + j;
+/* The per-element index splits of im2col / col2im by fast division (core/fastdiv.h):
+ * with 64-bit division they ran at a fraction of memory bandwidth. A launch covers
+ * fewer than 2^31 elements (the cols chunks are bounded; checked where launched). */
+typedef struct {
+    sn_fastdiv P, Q, Wc, kw, kh; /* im2col: flat index -> (b, q, y, x), q -> (ch, i, j) */
+    sn_fastdiv Wi, Hi, Ci, sh, sw; /* col2im: flat index -> (b, ch, h, w), taps by stride */
+} geom_div;
+
+static geom_div geom_div_of(const geom *g) {
+    geom_div d;
+    d.P = sn_fastdiv_make((uint32_t)(g->Hc * g->Wc)), d.Q = sn_fastdiv_make((uint32_t)(g->Ci * g->kh * g->kw));
+    d.Wc = sn_fastdiv_make((uint32_t)g->Wc), d.kw = sn_fastdiv_make((uint32_t)g->kw);
+    d.kh = sn_fastdiv_make((uint32_t)g->kh), d.Wi = sn_fastdiv_make((uint32_t)g->Wi);
+    d.Hi = sn_fastdiv_make((uint32_t)g->Hi), d.Ci = sn_fastdiv_make((uint32_t)g->Ci);
+    d.sh = sn_fastdiv_make((uint32_t)g->sh), d.sw = sn_fastdiv_make((uint32_t)g->sw);
+    return d;
+}
+
+__device__ __forceinline__ void cols_store(float *p, float v) { *p = v; }
+__device__ __forceinline__ void cols_store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16(v); }
+
+/* cols (f32, or bf16 straight for a bf16 GEMM) of nb images */
+template <typename T>
+__global__ void k_im2col(const float *img, T *cols, uint32_t n, geom g, geom_div dv) {
+    SN_GRID_LOOP32(idx, n) {
+        uint32_t t, y, b, r, ch;
+        uint32_t p = sn_fastdiv_qr(dv.P, idx, &t);
+        uint32_t q = sn_fastdiv_qr(dv.Q, t, &b);
+        uint32_t x = sn_fastdiv_qr(dv.Wc, p, &y);
+        uint32_t j = sn_fastdiv_qr(dv.kw, q, &r);
+        uint32_t i = sn_fastdiv_qr(dv.kh, r, &ch);
+        int hy = (int)(y * g.sh + i) - g.ph, wx = (int)(x * g.sw + j) - g.pw;
         float v = 0.0f;
-        if (hy >= 0 && hy < g.Hi && wx >= 0 && wx < g.Wi) v = img[((b * g.Ci + ch) * g.Hi + hy) * g.Wi + wx];
-        cols[idx] = v;
+        if (hy >= 0 && hy < g.Hi && wx >= 0 && wx < g.Wi)
+            v = img[(((int64_t)b * g.Ci + ch) * g.Hi + hy) * g.Wi + wx];
+        cols_store(cols + idx, v);
     }
 }
 
-/* img[b][c][h][w] = act(sum of cols entries that read it (+ bias[c])) */
+/* img[b][c][h][w] = act(sum of cols entries that read it (+ bias[c])). The taps that
+ * read (h, w) are i = h + ph - y*sh: the first is (h + ph) % sh at y = (h + ph) / sh,
+ * then every sh-th with y one less (w alike), so no division per tap. */
 template <int ACT>
-__global__ void k_col2im(const float *cols, float *img, const float *bias, int64_t nb, geom g, float p0, float p1) {
-    int64_t HW = g.Hi * g.Wi, n = nb * g.Ci * HW, P = g.Hc * g.Wc;
-    SN_GRID_LOOP(idx, n) {
-        int64_t w = idx % g.Wi, h = (idx / g.Wi) % g.Hi;
-        int64_t bc = idx / HW, ch = bc % g.Ci, b = bc / g.Ci;
-        const float *cb = cols + (b * g.Ci + ch) * (int64_t)g.kh * g.kw * P;
+__global__ void k_col2im(const float *cols, float *img, const float *bias, uint32_t n, geom g, geom_div dv,
+                         float p0, float p1) {
+    const int64_t P = g.Hc * g.Wc;
+    SN_GRID_LOOP32(idx, n) {
+        uint32_t t, bc, b, yq, xq;
+        uint32_t w = sn_fastdiv_qr(dv.Wi, idx, &t);
+        uint32_t h = sn_fastdiv_qr(dv.Hi, t, &bc);
+        uint32_t ch = sn_fastdiv_qr(dv.Ci, bc, &b);
+        const float *cb = cols + (int64_t)bc * g.kh * g.kw * P;
         float s = bias ? bias[ch] : 0.0f;
-        for (int i = 0; i < g.kh; i++) {
-            int64_t ty = h + g.ph - i;
-            if (ty < 0 || ty % g.sh) continue;
-            int64_t y = ty / g.sh;
-            if (y >= g.Hc) continue;
-            for (int j = 0; j < g.kw; j++) {
-                int64_t tx = w + g.pw - j;
-                if (tx < 0 || tx % g.sw) continue;
-                int64_t x = tx / g.sw;
-                if (x >= g.Wc) continue;
-                s += cb[((int64_t)i * g.kw + j) * P + y * g.Wc + x];
+        int th = (int)h + g.ph, tw = (int)w + g.pw;
+        if (th >= 0 && tw >= 0) {
+            int i0 = (int)sn_fastdiv_qr(dv.sh, (uint32_t)th, &yq);
+            int j0 = (int)sn_fastdiv_qr(dv.sw, (uint32_t)tw, &xq);
+            for (int i = i0, y = (int)yq; i < g.kh && y >= 0; i += g.sh, y--) {
+                if (y >= g.Hc) continue;
+                for (int j = j0, x = (int)xq; j < g.kw && x >= 0; j += g.sw, x--) {
+                    if (x >= g.Wc) continue;
+                    s += cb[((int64_t)i * g.kw + j) * P + (int64_t)y * g.Wc + x];
+                }
             }
         }
         img[idx] = act_dev<ACT>(s, p0, p1);
     }
 }
 
-static sn_status im2col(sn_cuda *c, const float *img, float *cols, int64_t nb, const geom *g) {
+/* one launch's elements must fit the kernels' 32-bit indices */
+static sn_status fits32(int64_t n, const char *what) {
+    if (n < ((int64_t)1 << 31)) return SN_OK;
+    return sn_error(SN_ERR_UNSUPPORTED, "CUDA %s: one image needs %lld im2col entries, more than 2^31; use a smaller "
+                    "image or fewer channels", what, (long long)n);
+}
+
+template <typename T>
+static sn_status im2col(sn_cuda *c, const float *img, T *cols, int64_t nb, const geom *g) {
     int64_t n = nb * g->Ci * g->kh * g->kw * g->Hc * g->Wc;
-    k_im2col<<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(img, cols, nb, *g);
+    SN_TRY(fits32(n, "im2col"));
+    k_im2col<T><<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(img, cols, (uint32_t)n, *g, geom_div_of(g));
     CU_LAUNCHED("im2col");
     return SN_OK;
 }
@@ -128,8 +175,11 @@ static sn_status im2col(sn_cuda *c, const float *img, float *cols, int64_t nb, c
 static sn_status col2im(sn_cuda *c, const float *cols, float *img, const float *bias, int64_t nb, const geom *g,
                         int act = SN_ACT_NONE, float p0 = 0.0f, float p1 = 0.0f) {
     int64_t n = nb * g->Ci * g->Hi * g->Wi;
+    SN_TRY(fits32(n, "col2im"));
     unsigned blocks = sn_cu_blocks(c, n);
-    SN_ACT_SWITCH(act, "col2im", k_col2im<A><<<blocks, SN_CU_THREADS, 0, c->stream>>>(cols, img, bias, nb, *g, p0, p1));
+    geom_div dv = geom_div_of(g);
+    SN_ACT_SWITCH(act, "col2im",
+                  k_col2im<A><<<blocks, SN_CU_THREADS, 0, c->stream>>>(cols, img, bias, (uint32_t)n, *g, dv, p0, p1));
     CU_LAUNCHED("col2im");
     return SN_OK;
 }
@@ -147,14 +197,21 @@ static sn_status cols_ws(sn_cuda *c, bool one, int64_t n, float **cols, const ch
     return *cols ? SN_OK : sn_error_prefix(SN_ERR_NOMEM, "%s", what);
 }
 
-/* what a GEMM reads for m images: the images themselves (1x1) or their im2col in cols */
+/* what a GEMM reads for m images: the images themselves (1x1) or their im2col in cols.
+ * With B16 in bf16 mode im2col writes bf16 there instead (*B16), so the GEMM has no
+ * operand to convert. */
 static sn_status gemm_operand(sn_cuda *c, const float *img, float *cols, int64_t m, const geom *g, bool one,
-                              const float **B) {
+                              const float **B, const __nv_bfloat16 **B16 = NULL) {
     *B = img;
+    if (B16) *B16 = NULL;
     if (one) return SN_OK;
-    SN_TRY(im2col(c, img, cols, m, g));
     *B = cols;
-    return SN_OK;
+    if (B16 && c->bf16) {
+        SN_TRY(im2col(c, img, (__nv_bfloat16 *)cols, m, g));
+        *B16 = (const __nv_bfloat16 *)cols;
+        return SN_OK;
+    }
+    return im2col(c, img, cols, m, g);
 }
 
 
@@ -433,9 +490,10 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
             int64_t m = N - n0 < nb ? N - n0 : nb;
             if (node->op == SN_OP_CONV2D) {
                 const float *B;
-                SN_TRY(gemm_operand(c, xd + n0 * C * HW, cols, m, &g, one, &B));
+                const __nv_bfloat16 *B16;
+                SN_TRY(gemm_operand(c, xd + n0 * C * HW, cols, m, &g, one, &B, &B16));
                 SN_TRY(sn_cu_gemm_ex(c, false, false, K, P, Q, 1.0f, wd, Q, 0, B, P, Q * P, 0.0f, yd + n0 * K * P, P,
-                                     K * P, m, NULL, NULL, what));
+                                     K * P, m, NULL, B16, what));
             } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
                 float *dst = one ? (float *)xd + n0 * C * HW : cols;
                 SN_TRY(sn_cu_gemm_ex(c, true, false, Q, P, K, 1.0f, wd, Q, 0, yd + n0 * K * P, P, K * P, 0.0f, dst, P,
@@ -479,9 +537,10 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                 if (!one) SN_TRY(col2im(c, cols, yd + n0 * K * YHW, bias, m, &g, act, p0, p1));
             } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
                 const float *B;
-                SN_TRY(gemm_operand(c, yd + n0 * K * YHW, cols, m, &g, one, &B));
+                const __nv_bfloat16 *B16;
+                SN_TRY(gemm_operand(c, yd + n0 * K * YHW, cols, m, &g, one, &B, &B16));
                 SN_TRY(sn_cu_gemm_ex(c, false, false, C, P, Q, 1.0f, wd, Q, 0, B, P, Q * P, 0.0f,
-                                     (float *)xd + n0 * C * P, P, C * P, m, NULL, NULL, what));
+                                     (float *)xd + n0 * C * P, P, C * P, m, NULL, B16, what));
             } else {
                 const float *B;
                 SN_TRY(gemm_operand(c, yd + n0 * K * YHW, cols, m, &g, one, &B));

@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
+
+#include "core/fastdiv.h"
 #include <cublas_v2.h>
 #include <math.h>
 #include <stdint.h>
@@ -114,6 +116,9 @@ static inline unsigned sn_cu_blocks(const sn_cuda *c, int64_t n, int threads = S
 }
 
 #define SN_GRID_LOOP(i, n) for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+/* the same over n < 2^31 (kernels that split indices with sn_fastdiv) */
+#define SN_GRID_LOOP32(i, n) \
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += gridDim.x * blockDim.x)
 
 static inline float *sn_cu_f(const sn_tensor *t) { return (float *)t->data; }
 static inline int64_t sn_cu_nel(const sn_tensor *t) {
@@ -148,6 +153,9 @@ sn_status sn_cu_colsum(sn_cuda *c, const float *x, int64_t rows, int64_t cols, f
 sn_status sn_cu_add_rowvec(sn_cuda *c, float *y, const float *b, int64_t rows, int64_t cols);
 /* y[(o*C + ch)*inner + i] += b[ch] */
 sn_status sn_cu_add_chanvec(sn_cuda *c, float *y, const float *b, int64_t outer, int64_t C, int64_t inner);
+/* rows of `row` elements per launch so that a launch's indices fit 32 bits (at most
+ * outer; 0 when one row is already too long) */
+int64_t sn_cu_rows32(int64_t outer, int64_t row);
 
 /* Families: run one node with all data resident on the device. */
 sn_status sn_cu_binary(sn_cuda *c, sn_tensor *node);    /* ADD MUL SCALE REDUCE_TO EXPAND */
