@@ -2,55 +2,78 @@
 #include "backends/cuda/cuda_common.h"
 
 /* y[i] = x[sum_d (coord_d - off_d) * st_d], or 0 where a coordinate falls outside sdim
- * (pad). I: the index type, 32-bit where every index fits (its divisions cost a fraction
- * of 64-bit ones, which bound this kernel) */
-template <bool BOUNDS, typename I>
-__global__ void k_gather(const float *x, float *y, I n, sn_cu_idx ix) {
-    I dim[SN_MAX_DIMS], off[SN_MAX_DIMS], st[SN_MAX_DIMS], sdim[SN_MAX_DIMS];
-    for (int d = 0; d < ix.nd; d++) {
-        dim[d] = (I)ix.dim[d];
-        off[d] = (I)ix.off[d];
-        st[d] = (I)ix.st[d];
-        sdim[d] = (I)ix.sdim[d];
-    }
-    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
-        I r = i, o = 0;
+ * (pad). Where every index fits 32 bits the coordinates come by fast division
+ * (sn_fastdiv: 64-bit divisions bounded this kernel), else in 64 bits. */
+typedef struct {
+    int nd;
+    sn_fastdiv dim[SN_MAX_DIMS];
+    int off[SN_MAX_DIMS], st[SN_MAX_DIMS], sdim[SN_MAX_DIMS];
+} gather32;
+
+template <bool BOUNDS>
+__global__ void k_gather32(const float *x, float *y, uint32_t n, gather32 ix) {
+    SN_GRID_LOOP32(i, n) {
+        uint32_t r = i;
+        int o = 0;
         bool in = true;
         for (int d = ix.nd - 1; d >= 0; d--) {
-            I q = r / dim[d];
-            I cd = r - q * dim[d] - off[d];
+            uint32_t q;
+            int cd = (int)sn_fastdiv_qr(ix.dim[d], r, &q) - ix.off[d];
             r = q;
-            if (BOUNDS && (cd < 0 || cd >= sdim[d])) in = false;
-            o += cd * st[d];
+            if (BOUNDS && (cd < 0 || cd >= ix.sdim[d])) in = false;
+            o += cd * ix.st[d];
         }
         y[i] = in ? x[o] : 0.0f;
     }
 }
 
-/* rows x cols block copy between pitched rows (floats): 16-byte moves where the
- * pointers, pitches and width allow (the concat and slice of whole inner blocks) */
-__global__ void k_copy2d4(const float4 *x, int64_t sp4, float4 *y, int64_t dp4, int64_t rows, int64_t cols4) {
-    SN_GRID_LOOP(i, rows * cols4) {
-        int64_t r = i / cols4, q = i - r * cols4;
-        y[r * dp4 + q] = x[r * sp4 + q];
+template <bool BOUNDS>
+__global__ void k_gather(const float *x, float *y, int64_t n, sn_cu_idx ix) {
+    SN_GRID_LOOP(i, n) {
+        int64_t r = i, o = 0;
+        bool in = true;
+        for (int d = ix.nd - 1; d >= 0; d--) {
+            int64_t q = r / ix.dim[d];
+            int64_t cd = r - q * ix.dim[d] - ix.off[d];
+            r = q;
+            if (BOUNDS && (cd < 0 || cd >= ix.sdim[d])) in = false;
+            o += cd * ix.st[d];
+        }
+        y[i] = in ? x[o] : 0.0f;
     }
 }
-__global__ void k_copy2d(const float *x, int64_t sp, float *y, int64_t dp, int64_t rows, int64_t cols) {
-    SN_GRID_LOOP(i, rows * cols) {
-        int64_t r = i / cols, q = i - r * cols;
+
+/* rows x cols block copy between pitched rows of T (float or float4: 16-byte moves
+ * where the pointers, pitches and width allow), n = rows * cols < 2^31 a launch */
+template <typename T>
+__global__ void k_copy2d(const T *x, int64_t sp, T *y, int64_t dp, uint32_t n, sn_fastdiv cols) {
+    SN_GRID_LOOP32(i, n) {
+        uint32_t r, q = sn_fastdiv_qr(cols, i, &r);
         y[r * dp + q] = x[r * sp + q];
     }
 }
+
+template <typename T>
+static sn_status copy2d_as(sn_cuda *c, const T *x, int64_t sp, T *y, int64_t dp, int64_t rows, int64_t cols,
+                           const char *what) {
+    int64_t per = sn_cu_rows32(rows, cols);
+    if (per < 1) return sn_error(SN_ERR_UNSUPPORTED, "CUDA %s: rows of %lld elements, more than 2^31", what,
+                                 (long long)cols);
+    sn_fastdiv fc = sn_fastdiv_make((uint32_t)cols);
+    for (int64_t r = 0; r < rows; r += per) {
+        int64_t n = (rows - r < per ? rows - r : per) * cols;
+        k_copy2d<T><<<sn_cu_blocks(c, n), SN_CU_THREADS, 0, c->stream>>>(x + r * sp, sp, y + r * dp, dp, (uint32_t)n, fc);
+        CU_LAUNCHED(what);
+    }
+    return SN_OK;
+}
+
 static sn_status copy2d(sn_cuda *c, const float *x, int64_t sp, float *y, int64_t dp, int64_t rows, int64_t cols,
                         const char *what) {
     if (rows <= 0 || cols <= 0) return SN_OK;
     if (((uintptr_t)x & 15) == 0 && ((uintptr_t)y & 15) == 0 && sp % 4 == 0 && dp % 4 == 0 && cols % 4 == 0)
-        k_copy2d4<<<sn_cu_blocks(c, rows * cols / 4), SN_CU_THREADS, 0, c->stream>>>(
-            (const float4 *)x, sp / 4, (float4 *)y, dp / 4, rows, cols / 4);
-    else
-        k_copy2d<<<sn_cu_blocks(c, rows * cols), SN_CU_THREADS, 0, c->stream>>>(x, sp, y, dp, rows, cols);
-    CU_LAUNCHED(what);
-    return SN_OK;
+        return copy2d_as(c, (const float4 *)x, sp / 4, (float4 *)y, dp / 4, rows, cols / 4, what);
+    return copy2d_as(c, x, sp, y, dp, rows, cols, what);
 }
 
 /* a slice that cuts one dimension only (the rest whole) is one 2-D block copy: that
@@ -127,14 +150,23 @@ sn_status sn_cu_shape(sn_cuda *c, sn_tensor *node) {
             }
         }
         unsigned g = sn_cu_blocks(c, n);
-        bool pad = node->op == SN_OP_PAD;
-        if (n < INT32_MAX && sn_cu_nel(x) < INT32_MAX) {
-            if (pad) k_gather<true, int><<<g, SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), y, (int)n, ix);
-            else k_gather<false, int><<<g, SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), y, (int)n, ix);
+        bool pad = node->op == SN_OP_PAD, small = n < INT32_MAX && sn_cu_nel(x) < INT32_MAX;
+        for (int d = 0; small && d < ix.nd; d++) /* offsets and pads must fit an int too */
+            small = ix.off[d] > INT32_MIN / 2 && ix.off[d] < INT32_MAX / 2;
+        if (small) {
+            gather32 g32;
+            memset(&g32, 0, sizeof g32);
+            g32.nd = ix.nd;
+            for (int d = 0; d < ix.nd; d++) {
+                g32.dim[d] = sn_fastdiv_make((uint32_t)ix.dim[d]);
+                g32.off[d] = (int)ix.off[d], g32.st[d] = (int)ix.st[d], g32.sdim[d] = (int)ix.sdim[d];
+            }
+            if (pad) k_gather32<true><<<g, SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), y, (uint32_t)n, g32);
+            else k_gather32<false><<<g, SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), y, (uint32_t)n, g32);
         } else if (pad) {
-            k_gather<true, int64_t><<<g, SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), y, n, ix);
+            k_gather<true><<<g, SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), y, n, ix);
         } else {
-            k_gather<false, int64_t><<<g, SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), y, n, ix);
+            k_gather<false><<<g, SN_CU_THREADS, 0, c->stream>>>(sn_cu_f(x), y, n, ix);
         }
         CU_LAUNCHED(sn_op_name(node->op));
         return SN_OK;
