@@ -13,8 +13,11 @@
  * (positions past it are never written, and read as zeros in the backward). is_1x1
  * requires Hc == Hi, Wc == Wi, so neither takes the GEMM-only path.
  *
- * Weight gradients of small layers skip im2col: a direct kernel reads the image through
- * the same geometry (wgrad_direct; SN_CONV_WGRAD=gemm|direct forces a path).
+ * Weight gradients of small layers skip im2col in f32: a direct kernel reads the image
+ * through the same geometry (wgrad_direct; SN_CONV_WGRAD=gemm|direct forces a path). In
+ * bf16 mode every layer takes im2col (written as bf16) and the GEMM on tensor cores.
+ *
+ * Index arithmetic per element is 32-bit fast division (core/fastdiv.h).
  *
  * A forward node's activation epilogue (ip[SN_IP_ACT]) runs where its bias is added:
  * in col2im (conv_transpose2d), or in one bias+activation kernel after the GEMMs
@@ -229,7 +232,7 @@ static int64_t chunk_of(int64_t N, int64_t per) {
  * stay under SN_CU_PART_LIMIT: fewer chunks, fewer images per pass, or (S = 1) plain
  * GEMMs accumulating into dW. */
 static sn_status wgrad(sn_cuda *c, int64_t M, int64_t Q, int64_t P, const float *A, int64_t sA, const float *cols,
-                       int64_t m, bool accumulate, float *dw, const char *what) {
+                       const __nv_bfloat16 *cols16, int64_t m, bool accumulate, float *dw, const char *what) {
     int64_t MQ = M * Q;
     int64_t S = P / 512;
     if (S > 64) S = 64;
@@ -237,8 +240,9 @@ static sn_status wgrad(sn_cuda *c, int64_t M, int64_t Q, int64_t P, const float 
     if (S < 1) S = 1;
     if (S == 1) {
         for (int64_t i = 0; i < m; i++)
-            SN_TRY(sn_cu_gemm(c, false, true, M, Q, P, 1.0f, A + i * sA, P, cols + i * Q * P, P,
-                              accumulate || i > 0 ? 1.0f : 0.0f, dw, Q, what));
+            SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, P, 1.0f, A + i * sA, P, 0, cols + i * Q * P, P, 0,
+                                 accumulate || i > 0 ? 1.0f : 0.0f, dw, Q, 0, 1, NULL,
+                                 cols16 ? cols16 + i * Q * P : NULL, what));
         return SN_OK;
     }
     int64_t Pc = P / S, rem = P - S * Pc, per = S + (rem > 0);
@@ -252,12 +256,13 @@ static sn_status wgrad(sn_cuda *c, int64_t M, int64_t Q, int64_t P, const float 
         for (int64_t k = 0; k < mi; k++) {
             int64_t i = i0 + k;
             const float *Ai = A + i * sA, *Bi = cols + i * Q * P;
+            const __nv_bfloat16 *B16 = cols16 ? cols16 + i * Q * P : NULL;
             float *Ci = part + k * per * MQ;
-            SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, Pc, 1.0f, Ai, P, Pc, Bi, P, Pc, 0.0f, Ci, Q, MQ, S, NULL, NULL,
+            SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, Pc, 1.0f, Ai, P, Pc, Bi, P, Pc, 0.0f, Ci, Q, MQ, S, NULL, B16,
                                  what));
             if (rem > 0)
-                SN_TRY(sn_cu_gemm(c, false, true, M, Q, rem, 1.0f, Ai + S * Pc, P, Bi + S * Pc, P, 0.0f, Ci + S * MQ,
-                                  Q, what));
+                SN_TRY(sn_cu_gemm_ex(c, false, true, M, Q, rem, 1.0f, Ai + S * Pc, P, 0, Bi + S * Pc, P, 0, 0.0f,
+                                     Ci + S * MQ, Q, 0, 1, NULL, B16 ? B16 + S * Pc : NULL, what));
         }
         SN_TRY(sn_cu_colsum(c, part, mi * per, MQ, dw, accumulate || i0 > 0));
     }
@@ -275,7 +280,8 @@ static sn_status wgrad(sn_cuda *c, int64_t M, int64_t Q, int64_t P, const float 
 #define SN_WG_BP 32
 /* auto rule: direct when the weight is at most this many elements (every CRN layer:
  * on an H100 it beat im2col + split-K cuBLAS on all ten, 1.2-3x on the small ones
- * and 0.25 vs 0.29 ms on the largest, [512,128,2,3]), im2col + GEMM above */
+ * and 0.25 vs 0.29 ms on the largest, [512,128,2,3]), im2col + GEMM above; in bf16
+ * mode always the GEMM */
 #define SN_WG_DIRECT_MAX_MQ ((int64_t)1 << 19)
 
 template <int T>
@@ -410,13 +416,15 @@ static int wgrad_forced(void) {
     return 0;
 }
 
-static bool wgrad_use_direct(int64_t M, int64_t Q, int64_t N, int64_t P, int64_t sA, const geom *g) {
+static bool wgrad_use_direct(const sn_cuda *c, int64_t M, int64_t Q, int64_t N, int64_t P, int64_t sA,
+                             const geom *g) {
     const int64_t lim = (int64_t)1 << 30; /* the kernel's int offsets, with room */
     if (M <= 0 || Q <= 0 || N * P >= lim || M * P >= lim || sA >= lim || g->Ci * g->Hi * g->Wi >= lim ||
         M * Q >= lim)
         return false;
     int f = wgrad_forced();
     if (f) return f == 2;
+    if (c->bf16) return false; /* im2col in bf16 + the GEMM on tensor cores */
     return M * Q <= SN_WG_DIRECT_MAX_MQ;
 }
 
@@ -478,7 +486,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
         /* x [N,C,H,W], w [K,C,kh,kw], y [N,K,Ho,Wo] */
         int64_t C = cg.C, K = cg.R;
         int64_t Q = C * g.kh * g.kw, P = g.Hc * g.Wc, HW = g.Hi * g.Wi;
-        if (node->op == SN_OP_CONV2D_BWD_W && wgrad_use_direct(K, Q, N, P, K * P, &g))
+        if (node->op == SN_OP_CONV2D_BWD_W && wgrad_use_direct(c, K, Q, N, P, K * P, &g))
             return wgrad_direct(c, K, Q, N, P, sn_cu_f(y), K * P, sn_cu_f(x), &g, sn_cu_f(w), what);
         bool one = is_1x1(&g);
         int64_t nb = chunk_of(N, Q * P);
@@ -501,8 +509,9 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                 if (!one) SN_TRY(col2im(c, cols, (float *)xd + n0 * C * HW, NULL, m, &g));
             } else {
                 const float *B;
-                SN_TRY(gemm_operand(c, xd + n0 * C * HW, cols, m, &g, one, &B));
-                SN_TRY(wgrad(c, K, Q, P, yd + n0 * K * P, K * P, B, m, n0 > 0, (float *)wd, what));
+                const __nv_bfloat16 *B16;
+                SN_TRY(gemm_operand(c, xd + n0 * C * HW, cols, m, &g, one, &B, &B16));
+                SN_TRY(wgrad(c, K, Q, P, yd + n0 * K * P, K * P, B, B16, m, n0 > 0, (float *)wd, what));
             }
         }
         if (node->op == SN_OP_CONV2D) {
@@ -519,7 +528,7 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
          * the cols grid is x's H x W */
         int64_t C = cg.R, K = cg.C;
         int64_t Q = K * g.kh * g.kw, P = g.Hc * g.Wc, YHW = g.Hi * g.Wi;
-        if (node->op == SN_OP_CONVT2D_BWD_W && wgrad_use_direct(C, Q, N, P, C * P, &g))
+        if (node->op == SN_OP_CONVT2D_BWD_W && wgrad_use_direct(c, C, Q, N, P, C * P, &g))
             return wgrad_direct(c, C, Q, N, P, sn_cu_f(x), C * P, sn_cu_f(y), &g, sn_cu_f(w), what);
         bool one = is_1x1(&g);
         int64_t nb = chunk_of(N, Q * P);
@@ -543,8 +552,9 @@ sn_status sn_cu_conv(sn_cuda *c, sn_tensor *node) {
                                      (float *)xd + n0 * C * P, P, C * P, m, NULL, B16, what));
             } else {
                 const float *B;
-                SN_TRY(gemm_operand(c, yd + n0 * K * YHW, cols, m, &g, one, &B));
-                SN_TRY(wgrad(c, C, Q, P, xd + n0 * C * P, C * P, B, m, n0 > 0, (float *)wd, what));
+                const __nv_bfloat16 *B16;
+                SN_TRY(gemm_operand(c, yd + n0 * K * YHW, cols, m, &g, one, &B, &B16));
+                SN_TRY(wgrad(c, C, Q, P, xd + n0 * C * P, C * P, B, B16, m, n0 > 0, (float *)wd, what));
             }
         }
         if (one && act != SN_ACT_NONE) SN_TRY(sn_cu_bias_act(c, yd, bias, N, K, YHW, act, p0, p1, what));
