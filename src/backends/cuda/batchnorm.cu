@@ -9,11 +9,14 @@
 
 #define BN_THREADS 256
 
-/* element m of channel ch: m = n*HW + i (the division in 32 bits where M fits: it bounds
- * the statistics kernels otherwise) */
-__device__ __forceinline__ int64_t bn_at(int64_t m, int64_t ch, int64_t C, int64_t HW) {
-    int64_t n = m < INT32_MAX && HW < INT32_MAX ? (int64_t)((unsigned)m / (unsigned)HW) : m / HW;
-    return (n * C + ch) * HW + (m - n * HW);
+/* A statistics thread walks elements m = n*HW + i of its channel blockDim.x apart,
+ * carrying (n, i) from one to the next: one division per thread, not per element. */
+#define SN_BN_WALK(m, o, m0, m1, ch, C, HW)                                                               \
+    for (int64_t m = (m0) + threadIdx.x, n_ = m / (HW), i_ = m - n_ * (HW), o = (n_ * (C) + (ch)) * (HW) + i_; \
+         m < (m1); m += blockDim.x, i_ += blockDim.x, o = sn_bn_next(&n_, &i_, C, ch, HW))
+__device__ __forceinline__ int64_t sn_bn_next(int64_t *n, int64_t *i, int64_t C, int64_t ch, int64_t HW) {
+    while (*i >= HW) *i -= HW, ++*n;
+    return (*n * C + ch) * HW + *i;
 }
 
 /* Elementwise passes over [N, C, HW]: block row y walks planes (n, ch), its x blocks the
@@ -55,8 +58,8 @@ __global__ void k_bn_part(const float *x, int64_t C, int64_t HW, int64_t M, int 
     }
     int64_t m0 = s * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
     float acc = 0.0f;
-    for (int64_t m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
-        float v = x[bn_at(m, ch, C, HW)];
+    SN_BN_WALK(m, o, m0, m1, ch, C, HW) {
+        float v = x[o];
         if (MODE == 0) acc += v;
         else acc += (v - mean) * (v - mean);
     }
@@ -115,8 +118,7 @@ __global__ void k_bn_bwd_part(const float *dy, const float *yf, float alpha, con
     float mu = mean[ch], is = invstd[ch];
     int64_t m0 = s * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
     float a = 0.0f, b = 0.0f;
-    for (int64_t m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
-        int64_t o = bn_at(m, ch, C, HW);
+    SN_BN_WALK(m, o, m0, m1, ch, C, HW) {
         float g = bn_dz(dy, yf, alpha, o);
         a += g;
         b += g * (x[o] - mu) * is;
