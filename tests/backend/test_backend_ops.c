@@ -142,8 +142,9 @@ static void test_conv_pad_crop(void **st) {
  * direct kernel), device vs CPU. The CRN's
  * encoder and decoder forms (first and last layers too), odd sizes, channel counts that
  * leave partial tiles, 3x3 stride 2 with padding, 1x1, and sizes whose reduction the
- * direct kernel splits over many blocks. */
-static void test_conv_wgrad(void **st) {
+ * direct kernel splits over many blocks, and some over several tiles. Then again in bf16
+ * mode (CUDA: the tensor-core direct kernel). */
+static void conv_wgrad_cases(double tol, const char *mode) {
     static const char *const paths[2] = {"gemm", "direct"};
     static const char *const vars[2] = {"SN_CONV_WGRAD", "SN_VK_CONV_WGRAD"}; /* CUDA's, Vulkan's */
     char saved[2][64] = {{0}};
@@ -184,8 +185,8 @@ static void test_conv_wgrad(void **st) {
         sn_tensor *wt7 = LEAF(c, -0.5, 0.5, "wt7", 7, 5, 3, 3), *wt71 = LEAF(c, -0.5, 0.5, "wt71", 7, 3, 1, 1);
         grads(c, sn_conv_transpose2d_crop(c, x3, wt7, NULL, 2, 2, 1, 1, 1, 1, 2, 3, SN_ACT_NONE, 0, 0), sn_grad_conv);
         grads(c, sn_conv_transpose2d(c, x3, wt71, NULL, 1, 1, 0, 0, 0, 0), sn_grad_conv);
-        snprintf(label, sizeof label, "conv wgrad (%s)", paths[k]);
-        cross_check(c, 1e-4 /* sums of up to ~5000 terms in different orders */, 0, label);
+        snprintf(label, sizeof label, "conv wgrad %s (%s)", mode, paths[k]);
+        cross_check(c, tol, 0, label);
         sn_ctx_free(c);
         /* larger: the direct kernel splits each reduction over 10..120 blocks */
         c = sn_ctx_new();
@@ -195,14 +196,30 @@ static void test_conv_wgrad(void **st) {
         grads(c, sn_conv2d_pad(c, xm, wm, NULL, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
         sn_tensor *xt = LEAF(c, -1, 1, "xt", 4, 128, 41, 9), *wt = LEAF(c, -0.5, 0.5, "wt", 128, 32, 2, 3);
         grads(c, sn_conv_transpose2d_crop(c, xt, wt, NULL, 1, 2, 0, 0, 0, 0, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
-        snprintf(label, sizeof label, "conv wgrad large (%s)", paths[k]);
-        cross_check(c, 1e-4 /* sums of up to 4*101*39 terms in different orders */, 0, label);
+        /* weights over several 64 x 64 tiles, partial on both edges */
+        sn_tensor *xp = LEAF(c, -1, 1, "xp", 4, 48, 21, 19), *wp = LEAF(c, -0.5, 0.5, "wp", 200, 48, 2, 3);
+        grads(c, sn_conv2d_pad(c, xp, wp, NULL, 1, 2, 1, 0, 0, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        sn_tensor *xq = LEAF(c, -1, 1, "xq", 4, 160, 17, 9), *wq = LEAF(c, -0.5, 0.5, "wq", 160, 40, 2, 3);
+        grads(c, sn_conv_transpose2d_crop(c, xq, wq, NULL, 1, 2, 0, 0, 0, 0, 1, 0, SN_ACT_NONE, 0, 0), sn_grad_conv);
+        snprintf(label, sizeof label, "conv wgrad large %s (%s)", mode, paths[k]);
+        cross_check(c, tol, 0, label);
         sn_ctx_free(c);
     }
     for (int v = 0; v < 2; v++) {
         if (saved[v][0]) setenv(vars[v], saved[v], 1);
         else unsetenv(vars[v]);
     }
+}
+
+static void test_conv_wgrad(void **st) {
+    /* f32: sums of up to 4*101*39 terms in different orders */
+    conv_wgrad_cases(1e-4, "f32");
+    if (sn_backend_set_precision(g_dev, &(sn_precision){.bf16 = true}) != SN_OK) {
+        printf("%s: conv wgrad in bf16 skipped: %s\n", g_kind, sn_last_error());
+        return;
+    }
+    conv_wgrad_cases(2e-2 /* operands rounded to bf16, f32 sums */, "bf16");
+    SN_ASSERT_OK(sn_backend_set_precision(g_dev, &(sn_precision){0}));
 }
 
 /* Fused bias + activation epilogues (linear, conv2d, conv_transpose2d on the col2im and

@@ -13,10 +13,11 @@
  * (positions past it are never written, and read as zeros in the backward). is_1x1
  * requires Hc == Hi, Wc == Wi, so neither takes the GEMM-only path.
  *
- * Weight gradients of small layers skip im2col: a direct f32 kernel reads the image
- * through the same geometry (wgrad_direct; SN_CONV_WGRAD=gemm|direct forces a path). It
- * beats im2col (bf16) + the tensor-core GEMM in bf16 mode too: H100, the CRN step 6.36
- * against 6.53 ms. Larger layers take im2col, written as bf16 in bf16 mode.
+ * Weight gradients of small layers skip im2col: a direct kernel reads the image through
+ * the same geometry (wgrad_direct; SN_CONV_WGRAD=gemm|direct forces a path), on tensor
+ * cores in bf16 mode (SN_CONV_WGRAD=direct32: the f32 one there too). Even the f32 direct
+ * kernel beat im2col (bf16) + the bf16 GEMM there: H100, the CRN step 6.36 against
+ * 6.53 ms. Larger layers take im2col, written as bf16 in bf16 mode.
  *
  * Index arithmetic per element is 32-bit fast division (core/fastdiv.h).
  *
@@ -406,6 +407,140 @@ __global__ void __launch_bounds__(256) k_wgrad_direct(const float *__restrict__ 
     }
 }
 
+/* ---- the same reduction on tensor cores (bf16 mode) ----
+ * Operands rounded to bf16 as they are staged (what im2col in bf16 + the bf16 GEMM
+ * computes), products by m16n8k16 mma with f32 accumulation. Block (tile, s): a 64 x 64
+ * tile of dW over the s-th range of r; 4 warps, each a 32 x 32 quarter (2 x 4 mma
+ * tiles); chunks of 32 r staged as bf16 pairs [row][r], rows 20 words apart so the
+ * fragment loads hit 32 different banks. Thread t loads r pair t % 16 of rows t / 16 + 8k. */
+#define SN_WGT_TILE 64
+#define SN_WGT_BK 32
+#define SN_WGT_LD (SN_WGT_BK / 2 + 4)
+
+__global__ void __launch_bounds__(128) k_wgrad_direct_bf16(const float *__restrict__ A, int64_t sA,
+                                                           const float *__restrict__ img, geom g, int M, int Q,
+                                                           int NP, int L, float *__restrict__ out) {
+    constexpr int BT = SN_WGT_TILE, BK = SN_WGT_BK, LD = SN_WGT_LD, RK = BT / 8;
+    __shared__ unsigned As[2][BT * LD];
+    __shared__ unsigned Bs[2][BT * LD];
+    __shared__ int sq_off[BT], sq_i[BT], sq_j[BT];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int ntq = (Q + BT - 1) / BT;
+    const int m0 = (int)(blockIdx.x / ntq) * BT, q0 = (int)(blockIdx.x % ntq) * BT;
+    const int P = (int)(g.Hc * g.Wc), Wc = (int)g.Wc, Hi = (int)g.Hi, Wi = (int)g.Wi;
+    const int64_t imgN = g.Ci * g.Hi * g.Wi;
+    const int r0 = (int)blockIdx.y * L, r1 = NP - r0 < L ? NP : r0 + L;
+    for (int t = tid; t < BT; t += blockDim.x) {
+        int q = q0 + t;
+        if (q < Q) {
+            int j = q % g.kw, i = (q / g.kw) % g.kh, ch = q / (g.kw * g.kh);
+            sq_off[t] = (ch * Hi + i) * Wi + j;
+            sq_i[t] = i;
+            sq_j[t] = j;
+        } else { /* past Q: never in bounds */
+            sq_off[t] = 0;
+            sq_i[t] = -(1 << 29);
+            sq_j[t] = 0;
+        }
+    }
+    __syncthreads();
+
+    const int rp = tid & 15, rg = tid >> 4;
+    float ra[RK][2], rb[RK][2];
+    auto load = [&](int rc) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int r = rc + 2 * rp + e;
+            bool ok = r < r1;
+            int n = 0, p = 0;
+            if (ok) {
+                n = r / P;
+                p = r - n * P;
+            }
+            int y = p / Wc, x = p - y * Wc;
+            int hy0 = y * g.sh - g.ph, wx0 = x * g.sw - g.pw;
+            const float *an = A + (int64_t)n * sA + p;
+            const float *bn = img + (int64_t)n * imgN + hy0 * Wi + wx0;
+#pragma unroll
+            for (int k = 0; k < RK; k++) {
+                int m = m0 + rg + 8 * k, t = rg + 8 * k;
+                ra[k][e] = ok && m < M ? __ldg(an + (int64_t)m * P) : 0.0f;
+                int hy = hy0 + sq_i[t], wx = wx0 + sq_j[t];
+                rb[k][e] = ok && (unsigned)hy < (unsigned)Hi && (unsigned)wx < (unsigned)Wi ? __ldg(bn + sq_off[t])
+                                                                                              : 0.0f;
+            }
+        }
+    };
+    auto store = [&](int buf) {
+#pragma unroll
+        for (int k = 0; k < RK; k++) {
+            As[buf][(rg + 8 * k) * LD + rp] = bf16x2(ra[k][0], ra[k][1]);
+            Bs[buf][(rg + 8 * k) * LD + rp] = bf16x2(rb[k][0], rb[k][1]);
+        }
+    };
+
+    const int gid = lane >> 2, tig = lane & 3, wm = (warp >> 1) * 32, wq = (warp & 1) * 32;
+    float acc[2][4][4];
+#pragma unroll
+    for (int a = 0; a < 2; a++)
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) acc[a][b][c] = 0.0f;
+
+    int buf = 0;
+    if (r0 < r1) {
+        load(r0);
+        store(0);
+    }
+    __syncthreads();
+    for (int rc = r0; rc < r1; rc += BK) {
+        bool more = rc + BK < r1;
+        if (more) load(rc + BK);
+        const unsigned *as = As[buf], *bs = Bs[buf];
+#pragma unroll
+        for (int ks = 0; ks < BK / 16; ks++) {
+            int kw = ks * 8 + tig;
+            uint4 fa[2];
+            uint2 fb[4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                const unsigned *row = as + (wm + mt * 16 + gid) * LD + kw;
+                fa[mt] = make_uint4(row[0], row[8 * LD], row[4], row[8 * LD + 4]);
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                const unsigned *col = bs + (wq + nt * 8 + gid) * LD + kw;
+                fb[nt] = make_uint2(col[0], col[4]);
+            }
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) mma_bf16(acc[mt][nt], fa[mt], fb[nt]);
+        }
+        /* buf ^ 1 was last read before the previous iteration's barrier */
+        if (more) store(buf ^ 1);
+        __syncthreads();
+        buf ^= 1;
+    }
+
+    float *o = out + (int64_t)blockIdx.y * M * Q;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int m = m0 + wm + mt * 16 + gid + 8 * h;
+            if (m >= M) continue;
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int q = q0 + wq + nt * 8 + tig * 2 + e;
+                    if (q < Q) o[(int64_t)m * Q + q] = acc[mt][nt][2 * h + e];
+                }
+        }
+}
+
 /* SN_CONV_WGRAD=gemm|direct forces a path (read on every call, so tests and A/B runs
  * can switch it); unset or anything else: the shape rule */
 static int wgrad_forced(void) {
@@ -413,6 +548,7 @@ static int wgrad_forced(void) {
     if (!e) return 0;
     if (!strcmp(e, "gemm")) return 1;
     if (!strcmp(e, "direct")) return 2;
+    if (!strcmp(e, "direct32")) return 3; /* the f32 direct kernel in bf16 mode too */
     return 0;
 }
 
@@ -422,7 +558,7 @@ static bool wgrad_use_direct(int64_t M, int64_t Q, int64_t N, int64_t P, int64_t
         M * Q >= lim)
         return false;
     int f = wgrad_forced();
-    if (f) return f == 2;
+    if (f) return f >= 2;
     return M * Q <= SN_WG_DIRECT_MAX_MQ;
 }
 
@@ -433,11 +569,13 @@ static int wg_tile(int64_t n) { return (n + 31) / 32 * 32 < (n + 63) / 64 * 64 ?
  * Ci*Hi*Wi per image) through g: overwrites dw */
 static sn_status wgrad_direct(sn_cuda *c, int64_t M, int64_t Q, int64_t N, int64_t P, const float *A, int64_t sA,
                               const float *img, const geom *g, float *dw, const char *what) {
-    const int BP = SN_WG_BP;
-    int bm = wg_tile(M), bq = wg_tile(Q);
+    bool tc = c->bf16 && wgrad_forced() != 3;
+    const int BP = tc ? SN_WGT_BK : SN_WG_BP;
+    int bm = tc ? SN_WGT_TILE : wg_tile(M), bq = tc ? SN_WGT_TILE : wg_tile(Q);
     int64_t MQ = M * Q, NP = N * P;
     int64_t tiles = ((M + bm - 1) / bm) * ((Q + bq - 1) / bq);
-    int64_t S = (int64_t)c->nsm * 4 / tiles; /* one wave of 4 blocks per SM (<= 64 registers) */
+    /* one wave: 4 blocks per SM (256 threads at <= 64 registers, or 128 at <= 128) */
+    int64_t S = (int64_t)c->nsm * 4 / tiles;
     if (S > NP / (4 * BP)) S = NP / (4 * BP);               /* at least 4 chunks per block */
     if (S > SN_CU_PART_LIMIT / MQ) S = SN_CU_PART_LIMIT / MQ;
     if (S > 65535) S = 65535;
@@ -454,7 +592,8 @@ static sn_status wgrad_direct(sn_cuda *c, int64_t M, int64_t Q, int64_t N, int64
     }
     dim3 grid((unsigned)tiles, (unsigned)S);
     int Mi = (int)M, Qi = (int)Q, NPi = (int)NP, Li = (int)L;
-    if (bm == 64 && bq == 64) k_wgrad_direct<64, 64><<<grid, 256, 0, c->stream>>>(A, sA, img, *g, Mi, Qi, NPi, Li, out);
+    if (tc) k_wgrad_direct_bf16<<<grid, 128, 0, c->stream>>>(A, sA, img, *g, Mi, Qi, NPi, Li, out);
+    else if (bm == 64 && bq == 64) k_wgrad_direct<64, 64><<<grid, 256, 0, c->stream>>>(A, sA, img, *g, Mi, Qi, NPi, Li, out);
     else if (bm == 64) k_wgrad_direct<64, 32><<<grid, 256, 0, c->stream>>>(A, sA, img, *g, Mi, Qi, NPi, Li, out);
     else if (bq == 64) k_wgrad_direct<32, 64><<<grid, 256, 0, c->stream>>>(A, sA, img, *g, Mi, Qi, NPi, Li, out);
     else k_wgrad_direct<32, 32><<<grid, 256, 0, c->stream>>>(A, sA, img, *g, Mi, Qi, NPi, Li, out);

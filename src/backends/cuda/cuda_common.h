@@ -15,6 +15,24 @@
 #include "sinter/backend.h"
 
 #define SN_CU_THREADS 256
+/* two floats as a bf16 pair, lo in the low half (the lower k of an mma fragment) */
+__device__ __forceinline__ unsigned bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned *>(&v);
+}
+/* c (16x8, f32) += a (16x16 bf16, row-major fragment) * b (16x8 bf16, column fragment) */
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint4 a, const uint2 b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b.x), "r"(b.y));
+#else
+    (void)c, (void)a, (void)b;
+    __trap(); /* bf16 mode needs compute capability 8.0: never launched below it */
+#endif
+}
+
 /* pinned staging buffers for upload/download (two, so one fills while the other copies) */
 #define SN_CU_STAGE_BYTES ((size_t)8 << 20)
 /* tensors one prefetched batch may hold (a training batch: input and target) */

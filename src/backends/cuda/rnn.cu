@@ -1031,22 +1031,6 @@ struct wave_args {
     int T, H;
 };
 
-__device__ __forceinline__ unsigned bf16x2(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (lo) in the low half */
-    return *reinterpret_cast<unsigned *>(&v);
-}
-/* c (16x8, f32) += a (16x16 bf16, row-major fragment) * b (16x8 bf16, column fragment) */
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint4 a, const uint2 b) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b.x), "r"(b.y));
-#else
-    (void)c, (void)a, (void)b;
-    __trap(); /* the plan never launches it below compute capability 8.0 */
-#endif
-}
 
 /* A fragment of W rows [mt*16, mt*16 + 16) x k tile kt for lane ln: row r of the block's
  * 32 is gate r / 8 of unit j0 + r % 8; layer 2's columns are [W_ih2 | W_hh2] */
