@@ -296,6 +296,44 @@ __device__ __forceinline__ void wg_lds(float (&v)[T], const float *p) {
     }
 }
 
+/* Tap table of the weight-gradient tile's columns q0 .. q0 + n: each column's offset in
+ * an image and its (i, j) for the bounds; columns past Q are never in bounds. All
+ * threads call it; it ends with a barrier. */
+__device__ __forceinline__ void wg_taps(const geom &g, int q0, int n, int Q, int *sq_off, int *sq_i, int *sq_j) {
+    const int Hi = (int)g.Hi, Wi = (int)g.Wi;
+    for (int t = threadIdx.x; t < n; t += blockDim.x) {
+        int q = q0 + t;
+        if (q < Q) {
+            int j = q % g.kw, i = (q / g.kw) % g.kh, ch = q / (g.kw * g.kh);
+            sq_off[t] = (ch * Hi + i) * Wi + j;
+            sq_i[t] = i;
+            sq_j[t] = j;
+        } else {
+            sq_off[t] = 0;
+            sq_i[t] = -(1 << 29);
+            sq_j[t] = 0;
+        }
+    }
+    __syncthreads();
+}
+
+/* r = n * P + p (ok: r in range; otherwise n = p = 0): the image n, the output position
+ * p and the corner (hy0, wx0) of its input window */
+struct wg_pos {
+    int n, p, hy0, wx0;
+    __device__ __forceinline__ wg_pos(const geom &g, int r, bool ok, int P, int Wc) {
+        n = 0;
+        p = 0;
+        if (ok) {
+            n = r / P;
+            p = r - n * P;
+        }
+        int y = p / Wc, x = p - y * Wc;
+        hy0 = y * g.sh - g.ph;
+        wx0 = x * g.sw - g.pw;
+    }
+};
+
 template <int BM, int BQ>
 __global__ void __launch_bounds__(256) k_wgrad_direct(const float *__restrict__ A, int64_t sA,
                                                       const float *__restrict__ img, geom g, int M, int Q, int NP,
@@ -311,36 +349,16 @@ __global__ void __launch_bounds__(256) k_wgrad_direct(const float *__restrict__ 
     const int P = (int)(g.Hc * g.Wc), Wc = (int)g.Wc, Hi = (int)g.Hi, Wi = (int)g.Wi;
     const int64_t imgN = g.Ci * g.Hi * g.Wi;
     const int r0 = (int)blockIdx.y * L, r1 = NP - r0 < L ? NP : r0 + L;
-    /* per column q of the tile: its offset in an image and its (i, j) for the bounds */
-    for (int t = tid; t < BQ; t += blockDim.x) {
-        int q = q0 + t;
-        if (q < Q) {
-            int j = q % g.kw, i = (q / g.kw) % g.kh, ch = q / (g.kw * g.kh);
-            sq_off[t] = (ch * Hi + i) * Wi + j;
-            sq_i[t] = i;
-            sq_j[t] = j;
-        } else { /* past Q: never in bounds */
-            sq_off[t] = 0;
-            sq_i[t] = -(1 << 29);
-            sq_j[t] = 0;
-        }
-    }
-    __syncthreads();
+    wg_taps(g, q0, BQ, Q, sq_off, sq_i, sq_j);
 
     float ra[RA], rb[RB];
     /* the chunk starting at rc into registers: this thread's r = rc + lane, rows row0 + 8k */
     auto load = [&](int rc) {
-        int r = rc + lane;
-        bool ok = r < r1;
-        int n = 0, p = 0;
-        if (ok) {
-            n = r / P;
-            p = r - n * P;
-        }
-        int y = p / Wc, x = p - y * Wc;
-        int hy0 = y * g.sh - g.ph, wx0 = x * g.sw - g.pw;
-        const float *an = A + (int64_t)n * sA + p;
-        const float *bn = img + (int64_t)n * imgN;
+        const bool ok = rc + lane < r1;
+        const wg_pos w(g, rc + lane, ok, P, Wc);
+        const int hy0 = w.hy0, wx0 = w.wx0;
+        const float *an = A + (int64_t)w.n * sA + w.p;
+        const float *bn = img + (int64_t)w.n * imgN;
 #pragma unroll
         for (int k = 0; k < RA; k++) {
             int m = m0 + row0 + 8 * k;
@@ -430,37 +448,18 @@ __global__ void __launch_bounds__(128) k_wgrad_direct_bf16(const float *__restri
     const int P = (int)(g.Hc * g.Wc), Wc = (int)g.Wc, Hi = (int)g.Hi, Wi = (int)g.Wi;
     const int64_t imgN = g.Ci * g.Hi * g.Wi;
     const int r0 = (int)blockIdx.y * L, r1 = NP - r0 < L ? NP : r0 + L;
-    for (int t = tid; t < BT; t += blockDim.x) {
-        int q = q0 + t;
-        if (q < Q) {
-            int j = q % g.kw, i = (q / g.kw) % g.kh, ch = q / (g.kw * g.kh);
-            sq_off[t] = (ch * Hi + i) * Wi + j;
-            sq_i[t] = i;
-            sq_j[t] = j;
-        } else { /* past Q: never in bounds */
-            sq_off[t] = 0;
-            sq_i[t] = -(1 << 29);
-            sq_j[t] = 0;
-        }
-    }
-    __syncthreads();
+    wg_taps(g, q0, BT, Q, sq_off, sq_i, sq_j);
 
     const int rp = tid & 15, rg = tid >> 4;
     float ra[RK][2], rb[RK][2];
     auto load = [&](int rc) {
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-            int r = rc + 2 * rp + e;
-            bool ok = r < r1;
-            int n = 0, p = 0;
-            if (ok) {
-                n = r / P;
-                p = r - n * P;
-            }
-            int y = p / Wc, x = p - y * Wc;
-            int hy0 = y * g.sh - g.ph, wx0 = x * g.sw - g.pw;
-            const float *an = A + (int64_t)n * sA + p;
-            const float *bn = img + (int64_t)n * imgN + hy0 * Wi + wx0;
+            const bool ok = rc + 2 * rp + e < r1;
+            const wg_pos w(g, rc + 2 * rp + e, ok, P, Wc);
+            const int hy0 = w.hy0, wx0 = w.wx0;
+            const float *an = A + (int64_t)w.n * sA + w.p;
+            const float *bn = img + (int64_t)w.n * imgN + hy0 * Wi + wx0;
 #pragma unroll
             for (int k = 0; k < RK; k++) {
                 int m = m0 + rg + 8 * k, t = rg + 8 * k;
