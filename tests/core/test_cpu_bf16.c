@@ -178,15 +178,39 @@ static void test_rounding(void **st) {
     assert_int_equal(pr[2], 0x000040a0u); /* the odd tail pairs with 0 */
 }
 
-/* the packed recurrent product against float64 of the rounded inputs, any batch */
+static void recurrent_kernel_cases(int mode);
+
+/* the modes of the recurrent product to test: AVX512-BF16, the AMX tiles where the CPU
+ * has them, and their emulation */
+static int amx_modes(int *modes) {
+    int n = 0;
+    modes[n++] = 0;
+    if (sn_bgemm_amx_mode() == 1) modes[n++] = 1;
+    modes[n++] = 2;
+    return n;
+}
+
+/* the packed recurrent product against float64 of the rounded inputs, any batch, on
+ * each path; where the AMX tiles take the shape (B <= 16, K/2 a multiple of 16) they
+ * must (sn_rnn_skinny_amx returns true) and give the bits of the dispatched call */
 static void test_recurrent_kernel(void **st) {
     if (!fast_bf16()) skip();
+    int modes[3], nm = amx_modes(modes);
+    for (int im = 0; im < nm; im++) {
+        sn_rnn_amx_set(modes[im]);
+        printf("recurrent kernel, AMX mode %d\n", modes[im]);
+        recurrent_kernel_cases(modes[im]);
+    }
+    sn_rnn_amx_set(-1);
+}
+
+static void recurrent_kernel_cases(int mode) {
     sn_backend *be = sn_cpu_backend_new(2);
     sn_cpu *c = be->ctx;
-    const int64_t Bs[] = {1, 4, 5, 11}, Ns[] = {16, 37, 130}, Ks[] = {1, 16, 33, 200};
-    for (size_t ib = 0; ib < 4; ib++)
+    const int64_t Bs[] = {1, 4, 5, 11, 16, 17}, Ns[] = {16, 37, 130}, Ks[] = {1, 16, 33, 200, 32, 63, 96};
+    for (size_t ib = 0; ib < 6; ib++)
         for (size_t in = 0; in < 3; in++)
-            for (size_t ik = 0; ik < 4; ik++) {
+            for (size_t ik = 0; ik < 7; ik++) {
                 int64_t B = Bs[ib], N = Ns[in], K = Ks[ik], lda = K + 5;
                 float *A = sn_test_rand_new(B * lda, &g_seed, -1, 1), *W = sn_test_rand_new(N * K, &g_seed, -1, 1);
                 float *C = sn_test_rand_new(B * N, &g_seed, -1, 1), *C0 = malloc((size_t)(B * N) * sizeof *C0);
@@ -215,6 +239,15 @@ static void test_recurrent_kernel(void **st) {
                 }
                 bool acc = ik & 1;
                 sn_rnn_step_gemm_p16(c, B, N, K, A, lda, P, C, N, acc, a16);
+                int64_t KP = (K + 1) / 2;
+                if (mode && B <= 16 && KP % 16 == 0) { /* a16 holds A's k-pairs now */
+                    float *Ct = malloc((size_t)(B * N) * sizeof *Ct);
+                    memcpy(Ct, C0, (size_t)(B * N) * sizeof *Ct);
+                    assert_true(sn_rnn_skinny_amx(mode, a16, KP, B, P, KP, Ct, N, 0, N, acc));
+                    assert_memory_equal(Ct, C, (size_t)(B * N) * sizeof *Ct);
+                    free(Ct);
+                } else if (mode)
+                    assert_false(sn_rnn_skinny_amx(mode, a16, KP, B, P, KP, C0, N, 0, N, acc));
                 for (int64_t b = 0; b < B; b++)
                     for (int64_t n = 0; n < N; n++) {
                         double s = 0, sa = 0;
@@ -248,11 +281,15 @@ static void test_pingpong_kernels(void **st) {
 #ifdef SN_SKINNY_X86
     sn_backend *be = sn_cpu_backend_new(2);
     sn_cpu *c = be->ctx;
-    const int64_t N = 229, K = 37, KP = (K + 1) / 2, ranges[][2] = {{0, 229}, {16, 229}, {64, 200}, {32, 96}, {48, 64}};
+    int modes[3], nm = amx_modes(modes);
+    const int64_t N = 229, Ks[] = {37, 64}, ranges[][2] = {{0, 229}, {16, 229}, {64, 200}, {32, 96}, {48, 64}};
+    for (int im = 0; im < nm; im++)
+    for (int ik = 0; ik < 2; ik++)
     for (int64_t B = 1; B <= 9; B += 4)
         for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++)
             for (int acc = 0; acc < 2; acc++) {
-                int64_t n0 = ranges[r][0], n1 = ranges[r][1];
+                int64_t n0 = ranges[r][0], n1 = ranges[r][1], K = Ks[ik], KP = (K + 1) / 2;
+                sn_rnn_amx_set(modes[im]);
                 float *A = sn_test_rand_new(B * K, &g_seed, -1, 1), *W = sn_test_rand_new(N * K, &g_seed, -1, 1);
                 float *C0 = sn_test_rand_new(B * N, &g_seed, -1, 1), *Cf = malloc((size_t)(B * N) * sizeof *Cf);
                 float *Cr = malloc((size_t)(B * N) * sizeof *Cr), *P = NULL;
@@ -287,6 +324,7 @@ static void test_pingpong_kernels(void **st) {
                 free(P16);
                 free(a16);
             }
+    sn_rnn_amx_set(-1);
     sn_backend_free(be);
 #endif
 }

@@ -61,6 +61,15 @@ const char *sn_cpu_bf16_isa(void);
 /* The path sn_bgemm takes now: "AMX-BF16" (where the CPU and the kernel allow it and
  * SN_CPU_AMX is not 0), "AVX512-BF16", "portable C" (or the tests' AMX emulation). */
 const char *sn_cpu_bgemm_path(void);
+/* Where the bf16 products run on AMX tiles: 1 the real ones, 2 the tests' emulation
+ * (SN_CPU_AMX_EMULATE=1), 0 not at all (no AMX-BF16, SN_CPU_AMX=0, or refused). */
+int sn_bgemm_amx_mode(void);
+/* The recurrent product C[b, n] (+)= sum_kp A[b, kp] . P[n, kp] of rnn_pack.c (A as
+ * k-pairs, row stride lda u32; P its bf16 panels of 16 columns) on AMX tiles in the
+ * given mode (1, 2 above). false, doing nothing, for another mode or a shape off the
+ * tiles (B > 16, KP not a multiple of 16, n0 not of 16): the caller computes it. */
+bool sn_rnn_skinny_amx(int mode, const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP, float *C,
+                       int64_t ldc, int64_t n0, int64_t n1, bool acc);
 /* f32 -> bf16 rounded to nearest even (NaN stays NaN), and back */
 uint16_t sn_f32_to_bf16(float x);
 float sn_bf16_to_f32(uint16_t h);

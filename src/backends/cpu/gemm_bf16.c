@@ -357,20 +357,24 @@ typedef struct {
     uint8_t rows[16];
 } amx_cfg;
 
-/* the configuration is per thread (like the tiles); loaded on a thread's first use */
-static _Thread_local bool tl_amx_cfg;
-static void amx_config(void) {
-    if (tl_amx_cfg) return;
+/* The configuration is per thread (like the tiles), loaded when a thread first needs
+ * it: all tiles 16 rows x 64 bytes, except that the recurrent product (rnn_amx.h) gives
+ * tiles 0..4 (its C and A tiles) as many rows as its batch. tl_amx_rows: the rows of
+ * tiles 0..4 in the loaded configuration, 0 for none yet. */
+static _Thread_local int tl_amx_rows;
+static void amx_config_rows(int rows) {
+    if (tl_amx_rows == rows) return;
     _Alignas(64) amx_cfg c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
     for (int t = 0; t < 8; t++) {
         c.colsb[t] = 64;
-        c.rows[t] = 16;
+        c.rows[t] = (uint8_t)(t < 5 ? rows : 16);
     }
     __asm__ volatile("ldtilecfg %0" ::"m"(c));
-    tl_amx_cfg = true;
+    tl_amx_rows = rows;
 }
+static void amx_config(void) { amx_config_rows(16); }
 
 /* The instructions as inline assembly (binutils >= 2.36), no target attribute needed;
  * "memory" because they read and write memory the compiler cannot see through a
@@ -383,6 +387,11 @@ static void amx_config(void) {
 #define AMX_FN amx_tile_part
 #include "backends/cpu/gemm_bf16_amx.h"
 #undef AMX_FN
+#define TCFGS(rows) amx_config_rows(rows)
+#define SKINNY_FN skinny_amx
+#include "backends/cpu/rnn_amx.h"
+#undef SKINNY_FN
+#undef TCFGS
 #undef TCFG
 #undef TZ
 #undef TL
@@ -394,11 +403,15 @@ static void amx_config(void) {
  * own), tdpbf16ps as Intel specifies it: per k-pair, the even then the odd product
  * added to the f32 accumulator, each rounded (denormals aside) */
 static _Thread_local uint32_t emu_tile[8][256];
+static _Thread_local int emu_rows = 16; /* rows of tiles 0..4, as amx_config_rows sets them */
+static int emu_nrows(int t) { return t < 5 ? emu_rows : 16; }
 static void emu_load(int t, const void *p, int64_t stride) {
-    for (int r = 0; r < 16; r++) memcpy(emu_tile[t] + r * 16, (const char *)p + r * stride, 64);
+    int n = emu_nrows(t);
+    memset(emu_tile[t], 0, sizeof emu_tile[t]);
+    for (int r = 0; r < n; r++) memcpy(emu_tile[t] + r * 16, (const char *)p + r * stride, 64);
 }
 static void emu_store(int t, void *p, int64_t stride) {
-    for (int r = 0; r < 16; r++) memcpy((char *)p + r * stride, emu_tile[t] + r * 16, 64);
+    for (int r = 0; r < emu_nrows(t); r++) memcpy((char *)p + r * stride, emu_tile[t] + r * 16, 64);
 }
 static void emu_dp(int c, int a, int b) {
     float *acc = (float *)emu_tile[c];
@@ -413,7 +426,7 @@ static void emu_dp(int c, int a, int b) {
             acc[m * 16 + n] = v;
         }
 }
-#define TCFG() ((void)0)
+#define TCFG() (emu_rows = 16)
 #define TZ(t) memset(emu_tile[t], 0, sizeof emu_tile[t])
 #define TL(t, p, s) emu_load(t, p, s)
 #define TS(t, p, s) emu_store(t, p, s)
@@ -421,6 +434,11 @@ static void emu_dp(int c, int a, int b) {
 #define AMX_FN amx_emu_tile_part
 #include "backends/cpu/gemm_bf16_amx.h"
 #undef AMX_FN
+#define TCFGS(rows) (emu_rows = (rows))
+#define SKINNY_FN skinny_amx_emu
+#include "backends/cpu/rnn_amx.h"
+#undef SKINNY_FN
+#undef TCFGS
 #undef TCFG
 #undef TZ
 #undef TL
@@ -585,4 +603,25 @@ void sn_bgemm(sn_pool *p, bool trans_a, bool trans_b, int64_t M, int64_t N, int6
 void sn_bgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     bgemm(NULL, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+int sn_bgemm_amx_mode(void) {
+    int p = bgemm_path();
+    return p == PATH_AMX ? 1 : p == PATH_AMX_EMU ? 2 : 0;
+}
+
+bool sn_rnn_skinny_amx(int mode, const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP, float *C,
+                       int64_t ldc, int64_t n0, int64_t n1, bool acc) {
+    if (B < 1 || B > 16 || KP < 16 || KP % 16 || n0 % 16 || n1 <= n0) return false;
+#ifdef BF_AMX
+    if (mode == 1) {
+        skinny_amx(A, lda, B, P, KP, C, ldc, n0, n1, acc);
+        return true;
+    }
+#endif
+    if (mode == 2) {
+        skinny_amx_emu(A, lda, B, P, KP, C, ldc, n0, n1, acc);
+        return true;
+    }
+    return false;
 }

@@ -93,6 +93,12 @@ sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint3
 void sn_rnn_step_gemm_p16(sn_cpu *c, int64_t B, int64_t N, int64_t K, const float *A, int64_t lda,
                           const uint32_t *P, float *C, int64_t ldc, bool acc, uint32_t *a16);
 
+/* The recurrent bf16 product's use of AMX tiles: 0 none, 1 AMX, 2 the emulation
+ * (sn_bgemm_amx_mode; SN_CPU_RNN_AMX=0 turns it off, read once); sn_rnn_amx_set
+ * overrides it, -1 rereads (tests). */
+int sn_rnn_amx(void);
+void sn_rnn_amx_set(int mode);
+
 /* ---- ping-pong traversal (rnn_pack.c): the recurrent loops walk a thread's packed
  * panels forward on even steps and backward on odd ones (the last ones read are
  * still in L2); bit-identical either way. On unless SN_CPU_RNN_PINGPONG=0 (read once);

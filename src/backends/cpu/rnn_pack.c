@@ -342,10 +342,31 @@ void sn_rnn_pack_panels_bf16(sn_cpu *c, uint32_t *P, const float *W, int64_t N, 
     sn_pool_for(c->pool, panels_of(N), 4, pack16_part, &j);
 }
 
+/* The recurrent product on AMX tiles where the bf16 GEMM uses them (rnn_amx.h). With
+ * AVX512-BF16 the loops were half arithmetic-bound (on a 2-core AMX Xeon, 41 GB/s of
+ * w_hh against 56 for the f32 loops); on the tiles they stream at the f32 rate: the
+ * bf16 LSTM's recurrent loops 28-35% faster there, the training step 15%.
+ * SN_CPU_RNN_AMX=0 keeps them on AVX512-BF16 (read once); sn_rnn_amx_set overrides (tests). */
+static _Atomic int g_rnn_amx = -1;
+
+int sn_rnn_amx(void) {
+    int m = atomic_load_explicit(&g_rnn_amx, memory_order_relaxed);
+    if (m < 0) {
+        const char *e = getenv("SN_CPU_RNN_AMX");
+        m = e && *e == '0' ? 0 : sn_bgemm_amx_mode();
+        atomic_store_explicit(&g_rnn_amx, m, memory_order_relaxed);
+    }
+    return m;
+}
+
+void sn_rnn_amx_set(int mode) { atomic_store_explicit(&g_rnn_amx, mode < 0 ? -1 : mode, memory_order_relaxed); }
+
 #ifdef SN_SKINNY_X86
 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl"))) void
 sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP, float *C,
                           int64_t ldc, int64_t n0, int64_t n1, bool acc) {
+    int amx = sn_rnn_amx();
+    if (amx && sn_rnn_skinny_amx(amx, A, lda, B, P, KP, C, ldc, n0, n1, acc)) return;
     for (int64_t b0 = 0; b0 < B; b0 += 4) {
         int nb = B - b0 < 4 ? (int)(B - b0) : 4;
         const uint32_t *a[4];
