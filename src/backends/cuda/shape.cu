@@ -120,8 +120,7 @@ sn_status sn_cu_shape(sn_cuda *c, sn_tensor *node) {
         return SN_OK;
     }
     case SN_OP_SLICE:
-        if (slice_axis(node, x) >= 0) {
-            int ax = slice_axis(node, x);
+        if (const int ax = slice_axis(node, x); ax >= 0) {
             int64_t outer = 1, inner = 1;
             for (int d = 0; d < ax; d++) outer *= node->shape[d];
             for (int d = ax + 1; d < node->ndim; d++) inner *= node->shape[d];
