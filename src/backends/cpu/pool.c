@@ -45,6 +45,7 @@ struct sn_pool {
     double spin_ns;
     /* SN_POOL_PIN=region: thread t of a region runs on CPU cpus[t] of the allowed set */
     int *cpus;
+    int region_n; /* SN_POOL_REGION_THREADS: most threads of a region (0: all) */
 };
 
 typedef struct { sn_pool *p; int tid; } worker_arg;
@@ -166,6 +167,8 @@ sn_pool *sn_pool_new(int nthreads) {
     p->n = nthreads;
     const char *e = getenv("SN_POOL_SPIN_US");
     p->spin_ns = (e && *e ? atof(e) : 100.0) * 1e3;
+    e = getenv("SN_POOL_REGION_THREADS"); /* an A/B switch: regions on fewer threads than the pool */
+    p->region_n = e && atoi(e) > 0 ? atoi(e) : 0;
     e = getenv("SN_CPU_VM_LEVEL");
     if (e && *e >= '0' && *e <= '2') sn_vm_cap = *e - '0';
     p->cpus = region_cpus(nthreads);
@@ -303,6 +306,7 @@ static void region_chunk(void *arg, int64_t b, int64_t e, int tid) {
 void sn_pool_region(sn_pool *p, sn_region_fn fn, void *arg) {
     region_job r = {fn, arg, {0}, NULL};
     int n = (!p || tl_in_pool) ? 1 : p->n;
+    if (p && p->region_n > 0 && n > p->region_n) n = p->region_n;
     if (p && n > 1) r.cpus = p->cpus;
     atomic_init(&r.bar.count, 0);
     atomic_init(&r.bar.phase, 0);

@@ -26,8 +26,24 @@ static double g_prof[SN_RNN_P_N];
 static int g_prof_on = -1;
 static const char *g_prof_name[SN_RNN_P_N] = {"fwd input GEMM", "fwd recurrent loop", "bwd recurrent loop",
                                               "bwd weight GEMMs", "bwd dx GEMM", "bwd w_hh^T pack"};
+/* the recurrent regions' threads: [tid][fwd work, fwd barrier wait, bwd work, bwd wait] */
+#define SN_RNN_PROF_THREADS 256
+static double g_prof_thr[SN_RNN_PROF_THREADS][4];
 static void prof_dump(void) {
     for (int i = 0; i < SN_RNN_P_N; i++) fprintf(stderr, "  lstm %-20s %9.1f ms\n", g_prof_name[i], g_prof[i]);
+    static const char *nm[4] = {"fwd loop work", "fwd loop barrier wait", "bwd loop work", "bwd loop barrier wait"};
+    for (int k = 0; k < 4; k++) {
+        double sum = 0, mx = 0, mn = 1e300;
+        int n = 0;
+        for (int t = 0; t < SN_RNN_PROF_THREADS; t++)
+            if (g_prof_thr[t][k] > 0) {
+                sum += g_prof_thr[t][k];
+                mx = g_prof_thr[t][k] > mx ? g_prof_thr[t][k] : mx;
+                mn = g_prof_thr[t][k] < mn ? g_prof_thr[t][k] : mn;
+                n++;
+            }
+        if (n) fprintf(stderr, "  lstm %-22s %9.1f thread-ms over %d threads (each %.1f-%.1f)\n", nm[k], sum, n, mn, mx);
+    }
 }
 double sn_rnn_prof_now(void) {
     if (g_prof_on < 0) {
@@ -39,6 +55,14 @@ double sn_rnn_prof_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+void sn_rnn_prof_thread(int tid, int slot, double *t0) {
+    if (g_prof_on == 1 && tid >= 0 && tid < SN_RNN_PROF_THREADS) {
+        double t1 = sn_rnn_prof_now();
+        g_prof_thr[tid][slot] += t1 - *t0;
+        *t0 = t1;
+    }
 }
 
 void sn_rnn_prof_lap(int slot, double *t0) {

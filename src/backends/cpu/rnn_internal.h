@@ -19,6 +19,9 @@ enum { SN_RNN_P_INPROJ, SN_RNN_P_FWD_LOOP, SN_RNN_P_BWD_LOOP, SN_RNN_P_BWD_WGRAD
 double sn_rnn_prof_now(void);
 /* adds the time since *t0 to phase slot and restarts *t0 (nothing when off) */
 void sn_rnn_prof_lap(int slot, double *t0);
+/* the same inside a recurrent region, per thread: slot 0/1 forward work / barrier wait,
+ * 2/3 backward (call sn_rnn_prof_now() on the calling thread before the region) */
+void sn_rnn_prof_thread(int tid, int slot, double *t0);
 
 /* ---- cell loops */
 static inline float sn_rnn_sigm(float x) { return 1.0f / (1.0f + expf(-x)); }

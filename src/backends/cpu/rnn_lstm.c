@@ -136,6 +136,7 @@ static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
     unit_range(H, tid, nth, &j0, &j1); /* the same units every step: the ping-pong's L2 reuse needs it */
     bool pp = r->pp;
+    double t0 = sn_rnn_prof_now();
     for (int64_t t = 0; t < T; t++) {
         lstm_fwd_job q = {r->gates + t * G, r->cs + t * H, r->hs + t * H, t > 0 ? r->cs + (t - 1) * H : r->c0,
                           H, T * G, T * H, t > 0 ? r->hs + (t - 1) * H : r->h0, r->w_hh, r->B, t > 0 ? T * H : H,
@@ -145,7 +146,9 @@ static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
             for (int k = 0; k < 4; k++) prefetch_rows(r->gates + (t + 1) * G + k * H, r->B, T * G, j0, j1);
             prefetch_rows(r->cs + (t + 1) * H, r->B, T * H, j0, j1);
             prefetch_rows(r->hs + (t + 1) * H, r->B, T * H, j0, j1);
+            sn_rnn_prof_thread(tid, 0, &t0);
             sn_barrier_wait(bar); /* h_t complete before anyone reads it */
+            sn_rnn_prof_thread(tid, 1, &t0);
         }
     }
 }
@@ -355,6 +358,7 @@ static void lstm_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
     unit_range(H, tid, nth, &j0, &j1);
     bool pp = r->pp;
+    double t0 = sn_rnn_prof_now();
     for (int64_t t = T - 1; t >= 0; t--) {
         lstm_bwd_job q = {r->dgs + t * G, r->gates + t * G, r->cs + t * H, t > 0 ? r->cs + (t - 1) * H : NULL,
                           r->dho + t * H, t < T - 1 ? r->dhr : NULL, r->dc, H, T * G, T * H,
@@ -368,7 +372,9 @@ static void lstm_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
             }
             prefetch_rows(r->dho + (t - 1) * H, r->B, T * H, j0, j1);
             if (t > 1) prefetch_rows(r->cs + (t - 2) * H, r->B, T * H, j0, j1);
+            sn_rnn_prof_thread(tid, 2, &t0);
             sn_barrier_wait(bar);
+            sn_rnn_prof_thread(tid, 3, &t0);
         }
     }
 }
