@@ -52,7 +52,7 @@
 #define NBP 4    /* AVX512: panels per C tile (192 columns) */
 #define MRA 16   /* AMX: rows of a strip (a tile's rows) */
 #define NRA 32   /* AMX: columns of a panel (two tiles) */
-#define KCA 256  /* AMX: k-pairs per K block (multiple of 16): two strips' slices 32 KB (L1), a panel's 32 KB */
+#define KCA 128  /* AMX: k-pairs per K block (multiple of 16): two strips' slices 16 KB, a panel's 16 KB: both in L1 (256 was 10-18% slower on a 2-core AMX Xeon) */
 #define MBA 6    /* AMX: strips per C tile (96 rows) */
 #define NBA 6    /* AMX: panels per C tile (192 columns); the tile's accumulators 72 KB */
 #define PKC 256  /* k-pairs per packing piece (a multiple of 16) */
@@ -205,26 +205,68 @@ static void pack_part(void *arg, int64_t i0, int64_t i1, int tid) {
     bool fast = have_bf16(); /* once, not per k-pair (it reads the environment) */
     (void)fast;             /* used on x86 only */
     uint32_t tmp[PKC > 64 ? PKC : 64];
+    uint32_t rows[NR * PKC]; /* panels: the block's rows as pairs (W <= NR rows of PKC) */
     for (int64_t it = i0; it < i1; it++) {
         int64_t blk = it / j->nk, q0 = it % j->nk * PKC;
         int64_t q1 = q0 + PKC < j->KS ? q0 + PKC : j->KS, qr = q1 < j->KP ? q1 : j->KP; /* [qr, q1): padding */
         uint32_t *d = j->dst + blk * j->KS * W;
         int64_t r0 = blk * W, nr = j->rows - r0 < W ? j->rows - r0 : W;
-        if (!j->kmajor) { /* each row contiguous over k: its pairs in order */
+        if (!j->kmajor && j->amx) { /* rows contiguous over k, AMX strips: 16 pairs of a row are 64 bytes */
             for (int64_t i = 0; i < W; i++) {
                 int64_t q = q0;
                 if (i < nr && q0 < qr) {
                     int64_t k0 = 2 * q0, kn = (2 * qr < j->K ? 2 * qr : j->K) - k0;
                     sn_bf16_pairs(tmp, j->src + (r0 + i) * j->ld + k0, kn);
+                    for (; q + 16 <= qr; q += 16) memcpy(d + (q >> 4) * 256 + i * 16, tmp + (q - q0), 64);
                     for (; q < qr; q++) d[slot(j, q, i)] = tmp[q - q0];
                 }
                 for (; q < q1; q++) d[slot(j, q, i)] = 0;
             }
             continue;
         }
+        if (!j->kmajor) { /* rows contiguous over k, panels (pair q of row i at q * W + i): the
+                           * block's rows converted first, then written pair by pair, W at a time */
+            for (int64_t i = 0; i < nr && q0 < qr; i++) {
+                int64_t k0 = 2 * q0, kn = (2 * qr < j->K ? 2 * qr : j->K) - k0;
+                sn_bf16_pairs(rows + i * PKC, j->src + (r0 + i) * j->ld + k0, kn);
+            }
+            for (int64_t q = q0; q < q1; q++) {
+                uint32_t *o = d + q * W;
+                int64_t i = 0;
+                if (q < qr)
+                    for (; i < nr; i++) o[i] = rows[i * PKC + (q - q0)];
+                for (; i < W; i++) o[i] = 0;
+            }
+            continue;
+        }
         /* k-major: rows 2kp and 2kp+1 of src hold the block's W values side by side */
-        for (int64_t kp = q0; kp < q1; kp++) {
-            uint32_t *o = j->amx ? tmp : d + kp * W;
+        if (j->amx) { /* AMX strips: 16 pairs at a time into a 16 x 16 block, written row by row */
+            for (int64_t g = q0; g < q1; g += 16) {
+                uint32_t blk16[16][16];
+                for (int64_t kp = g; kp < g + 16; kp++) {
+                    uint32_t *o = blk16[kp - g];
+                    int64_t i = 0;
+                    if (kp < qr) {
+                        const float *s0 = j->src + 2 * kp * j->ld + r0;
+                        const float *s1 = 2 * kp + 1 < j->K ? s0 + j->ld : NULL;
+#ifdef BF_X86
+                        if (fast && s1 && nr == 16) {
+                            zip_rows_avx(o, s0, s1, 16);
+                            i = 16;
+                        }
+#endif
+                        for (; i < nr; i++) o[i] = pair_of(s0[i], s1 ? s1[i] : 0.0f);
+                    }
+                    for (; i < 16; i++) o[i] = 0;
+                }
+                uint32_t *dg = d + (g >> 4) * 256;
+                for (int64_t i = 0; i < 16; i++)
+                    for (int64_t q = 0; q < 16; q++) dg[i * 16 + q] = blk16[q][i];
+            }
+            continue;
+        }
+        for (int64_t kp = q0; kp < q1; kp++) { /* panels: each pair's W values side by side */
+            uint32_t *o = d + kp * W;
             int64_t i = 0;
             if (kp < qr) {
                 const float *s0 = j->src + 2 * kp * j->ld + r0;
@@ -238,8 +280,6 @@ static void pack_part(void *arg, int64_t i0, int64_t i1, int tid) {
                 for (; i < nr; i++) o[i] = pair_of(s0[i], s1 ? s1[i] : 0.0f);
             }
             for (; i < W; i++) o[i] = 0;
-            if (j->amx)
-                for (i = 0; i < W; i++) d[slot(j, kp, i)] = tmp[i];
         }
     }
 }
