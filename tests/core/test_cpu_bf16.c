@@ -178,8 +178,6 @@ static void test_rounding(void **st) {
     assert_int_equal(pr[2], 0x000040a0u); /* the odd tail pairs with 0 */
 }
 
-static void recurrent_kernel_cases(int mode);
-
 /* the modes of the recurrent product to test: AVX512-BF16, the AMX tiles where the CPU
  * has them, and their emulation */
 static int amx_modes(int *modes) {
@@ -188,20 +186,6 @@ static int amx_modes(int *modes) {
     if (sn_bgemm_amx_mode() == 1) modes[n++] = 1;
     modes[n++] = 2;
     return n;
-}
-
-/* the packed recurrent product against float64 of the rounded inputs, any batch, on
- * each path; where the AMX tiles take the shape (B <= 16, K/2 a multiple of 16) they
- * must (sn_rnn_skinny_amx returns true) and give the bits of the dispatched call */
-static void test_recurrent_kernel(void **st) {
-    if (!fast_bf16()) skip();
-    int modes[3], nm = amx_modes(modes);
-    for (int im = 0; im < nm; im++) {
-        sn_rnn_amx_set(modes[im]);
-        printf("recurrent kernel, AMX mode %d\n", modes[im]);
-        recurrent_kernel_cases(modes[im]);
-    }
-    sn_rnn_amx_set(-1);
 }
 
 static void recurrent_kernel_cases(int mode) {
@@ -271,6 +255,21 @@ static void recurrent_kernel_cases(int mode) {
             }
     sn_backend_free(be);
 }
+
+/* the packed recurrent product against float64 of the rounded inputs, any batch, on
+ * each path; where the AMX tiles take the shape (B <= 16, K/2 a multiple of 16) they
+ * must (sn_rnn_skinny_amx returns true) and give the bits of the dispatched call */
+static void test_recurrent_kernel(void **st) {
+    if (!fast_bf16()) skip();
+    int modes[3], nm = amx_modes(modes);
+    for (int im = 0; im < nm; im++) {
+        sn_rnn_amx_set(modes[im]);
+        printf("recurrent kernel, AMX mode %d\n", modes[im]);
+        recurrent_kernel_cases(modes[im]);
+    }
+    sn_rnn_amx_set(-1);
+}
+
 
 /* the ping-pong traversal (sn_rnn_pingpong): the packed kernels with their 64-column
  * blocks last first give exactly the bits of the forward walk (only the visiting order
