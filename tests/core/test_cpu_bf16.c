@@ -330,6 +330,7 @@ static void test_pingpong_kernels(void **st) {
 
 /* ---- training: the CRN in bf16 follows the f32 loss curve */
 static int g_crn_hidden = 64;
+static int g_crn_ch[5] = {8, 16, 16, 32, 32};
 static void run_crn(sn_rnn_kind kind, bool bf16, int B, float *losses, int steps) {
     sn_backend *b = sn_cpu_backend_new(2);
     if (bf16) SN_ASSERT_OK(sn_backend_set_precision(b, &(sn_precision){.bf16 = true}));
@@ -337,8 +338,7 @@ static void run_crn(sn_rnn_kind kind, bool bf16, int B, float *losses, int steps
     sn_crn_config_default(&cfg);
     cfg.rnn = kind;
     cfg.hidden = g_crn_hidden;
-    int ch[5] = {8, 16, 16, 32, 32};
-    memcpy(cfg.channels, ch, sizeof ch);
+    memcpy(cfg.channels, g_crn_ch, sizeof g_crn_ch);
     sn_model *m;
     SN_ASSERT_OK(sn_crn_new(&cfg, b, &m));
     SN_ASSERT_OK(sn_model_init(m, 42));
@@ -389,7 +389,8 @@ static void test_train_lstm(void **st) {
 }
 
 /* bf16 mode's two convolution forms (one bf16 GEMM; the f32 direct kernels where the
- * GEMM has no AMX): the same curve condition with each forced */
+ * GEMM has no AMX or a layer has fewer than 64 channels): the same curve condition
+ * with each forced, then by default with channels that give layers of both kinds */
 static void test_train_conv_forms(void **st) {
     if (!fast_bf16()) skip();
     const char *forms[] = {"gemm", "f32"};
@@ -399,6 +400,12 @@ static void test_train_conv_forms(void **st) {
         check_curve(SN_RNN_LSTM, 3);
     }
     unsetenv("SN_CONV_BF16");
+    int narrow[5], wide[5] = {8, 16, 64, 64, 64};
+    memcpy(narrow, g_crn_ch, sizeof narrow);
+    memcpy(g_crn_ch, wide, sizeof wide);
+    printf("default, channels 8-16-64-64-64: ");
+    check_curve(SN_RNN_LSTM, 3);
+    memcpy(g_crn_ch, narrow, sizeof narrow);
 }
 
 static void test_train_gru_attention(void **st) {

@@ -1226,14 +1226,19 @@ static sn_status conv_fused(sn_cpu *c, sn_tensor *node, const sn_conv_geom *g) {
 
 /* bf16 mode: convolutions as one bf16 GEMM (each operand rounded and packed once; the
  * fused form would repack the weight for every block of rows) where the GEMM runs on
- * AMX tiles. With AVX512-BF16 alone the fp32 direct kernels are faster (2-core Zen 5:
- * the step's conv ops 165 -> 148 ms) and at least as exact, so they run instead;
- * SN_CONV_BF16=gemm|f32 forces either. */
-static bool bf16_convs_gemm(void) {
+ * AMX tiles and both channel counts are at least 64. Fewer channels give the tiles too
+ * few rows or k-pairs to pay for the packing, and the fp32 direct kernels win (2-core
+ * AMX Xeon, bench_conv: enc.0-2 and dec.2-4 1.5-7x faster in f32; enc.3-4, dec.0-1
+ * 1.0-2.2x faster as bf16 GEMMs). With AVX512-BF16 alone the direct kernels win
+ * everywhere (2-core Zen 5: the step's conv ops 165 -> 148 ms) and are at least as
+ * exact. SN_CONV_BF16=gemm|f32 forces either for every layer. */
+#define SN_CONV_BF16_MIN_CH 64
+static bool bf16_convs_gemm(const sn_conv_geom *g) {
     const char *e = getenv("SN_CONV_BF16");
     if (e && !strcmp(e, "gemm")) return true;
     if (e && !strcmp(e, "f32")) return false;
-    return !dk_on() || strncmp(sn_cpu_bgemm_path(), "AMX", 3) == 0;
+    if (!dk_on()) return true;
+    return strncmp(sn_cpu_bgemm_path(), "AMX", 3) == 0 && g->C >= SN_CONV_BF16_MIN_CH && g->R >= SN_CONV_BF16_MIN_CH;
 }
 
 sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
@@ -1244,7 +1249,7 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
     float p0 = g.p0, p1 = g.p1;
     if (act < SN_ACT_NONE || act >= SN_ACT_COUNT)
         return sn_error(SN_ERR_INTERNAL, "CPU %s '%s': unknown activation %d", sn_op_name(node->op), node->name, act);
-    if (fused_on() && (!c->bf16 || !bf16_convs_gemm()) && sn_pool_size(c->pool) <= 256) {
+    if (fused_on() && (!c->bf16 || !bf16_convs_gemm(&g)) && sn_pool_size(c->pool) <= 256) {
         double t0 = cprof_now();
         sn_status st = conv_fused(c, node, &g);
         CPROF(CP_GEMM, t0);
