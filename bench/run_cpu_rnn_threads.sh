@@ -4,7 +4,8 @@
 # switches, and the training step with the recurrence on fewer threads.
 #   bench/run_cpu_rnn_threads.sh [BUILD_DIR] [THREADS]    (default: build, nproc)
 # On the 16-core hosts the loops took 80-100 us a timestep against ~16 us of arithmetic
-# (bench/RESULTS.md, 2026-12-08 00:21): this says whether the threads wait or compute.
+# (bench/RESULTS.md, 2026-12-08 00:21): this says whether the threads wait or compute,
+# and whether the waits are a few long stalls (a preempted thread) or every step.
 set -euo pipefail
 build=${1:-build}
 th=${2:-$(nproc)}

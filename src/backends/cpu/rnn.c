@@ -26,23 +26,37 @@ static double g_prof[SN_RNN_P_N];
 static int g_prof_on = -1;
 static const char *g_prof_name[SN_RNN_P_N] = {"fwd input GEMM", "fwd recurrent loop", "bwd recurrent loop",
                                               "bwd weight GEMMs", "bwd dx GEMM", "bwd w_hh^T pack"};
-/* the recurrent regions' threads: [tid][fwd work, fwd barrier wait, bwd work, bwd wait] */
+/* the recurrent regions' threads: [tid][fwd work, fwd barrier wait, bwd work, bwd wait];
+ * beside the totals, the timesteps over SN_RNN_PROF_LONG_MS and the longest one, to
+ * tell a few long stalls (a preempted thread) from every step being slow */
 #define SN_RNN_PROF_THREADS 256
+#define SN_RNN_PROF_LONG_MS 0.05
 static double g_prof_thr[SN_RNN_PROF_THREADS][4];
+static double g_prof_long[SN_RNN_PROF_THREADS][4], g_prof_max[SN_RNN_PROF_THREADS][4];
+static long g_prof_nlong[SN_RNN_PROF_THREADS][4], g_prof_n[SN_RNN_PROF_THREADS][4];
 static void prof_dump(void) {
     for (int i = 0; i < SN_RNN_P_N; i++) fprintf(stderr, "  lstm %-20s %9.1f ms\n", g_prof_name[i], g_prof[i]);
     static const char *nm[4] = {"fwd loop work", "fwd loop barrier wait", "bwd loop work", "bwd loop barrier wait"};
     for (int k = 0; k < 4; k++) {
-        double sum = 0, mx = 0, mn = 1e300;
+        double sum = 0, mx = 0, mn = 1e300, lsum = 0, lmax = 0;
+        long nlong = 0, steps = 0;
         int n = 0;
         for (int t = 0; t < SN_RNN_PROF_THREADS; t++)
             if (g_prof_thr[t][k] > 0) {
                 sum += g_prof_thr[t][k];
                 mx = g_prof_thr[t][k] > mx ? g_prof_thr[t][k] : mx;
                 mn = g_prof_thr[t][k] < mn ? g_prof_thr[t][k] : mn;
+                lsum += g_prof_long[t][k];
+                lmax = g_prof_max[t][k] > lmax ? g_prof_max[t][k] : lmax;
+                nlong += g_prof_nlong[t][k];
+                steps += g_prof_n[t][k];
                 n++;
             }
-        if (n) fprintf(stderr, "  lstm %-22s %9.1f thread-ms over %d threads (each %.1f-%.1f)\n", nm[k], sum, n, mn, mx);
+        if (n)
+            fprintf(stderr,
+                    "  lstm %-22s %9.1f thread-ms over %d threads (each %.1f-%.1f); %ld of %ld thread-steps over "
+                    "%.0f us (%.1f thread-ms), longest %.0f us\n",
+                    nm[k], sum, n, mn, mx, nlong, steps, SN_RNN_PROF_LONG_MS * 1e3, lsum, lmax * 1e3);
     }
 }
 double sn_rnn_prof_now(void) {
@@ -59,8 +73,14 @@ double sn_rnn_prof_now(void) {
 
 void sn_rnn_prof_thread(int tid, int slot, double *t0) {
     if (g_prof_on == 1 && tid >= 0 && tid < SN_RNN_PROF_THREADS) {
-        double t1 = sn_rnn_prof_now();
-        g_prof_thr[tid][slot] += t1 - *t0;
+        double t1 = sn_rnn_prof_now(), d = t1 - *t0;
+        g_prof_thr[tid][slot] += d;
+        g_prof_n[tid][slot]++;
+        if (d > SN_RNN_PROF_LONG_MS) {
+            g_prof_nlong[tid][slot]++;
+            g_prof_long[tid][slot] += d;
+        }
+        if (d > g_prof_max[tid][slot]) g_prof_max[tid][slot] = d;
         *t0 = t1;
     }
 }
