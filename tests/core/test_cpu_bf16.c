@@ -191,8 +191,8 @@ static int amx_modes(int *modes) {
 static void recurrent_kernel_cases(int mode) {
     sn_backend *be = sn_cpu_backend_new(2);
     sn_cpu *c = be->ctx;
-    const int64_t Bs[] = {1, 4, 5, 11, 16, 17}, Ns[] = {16, 37, 130}, Ks[] = {1, 16, 33, 200, 32, 63, 96};
-    for (size_t ib = 0; ib < 6; ib++)
+    const int64_t Bs[] = {1, 4, 5, 11, 16, 17, 37}, Ns[] = {16, 37, 130}, Ks[] = {1, 16, 33, 200, 32, 63, 96};
+    for (size_t ib = 0; ib < 7; ib++)
         for (size_t in = 0; in < 3; in++)
             for (size_t ik = 0; ik < 7; ik++) {
                 int64_t B = Bs[ib], N = Ns[in], K = Ks[ik], lda = K + 5;
@@ -384,8 +384,11 @@ static void check_curve(sn_rnn_kind kind, int B) {
 
 static void test_train_lstm(void **st) {
     if (!fast_bf16()) skip();
-    check_curve(SN_RNN_LSTM, 3);  /* the region path (batch <= 8) */
-    check_curve(SN_RNN_LSTM, 10); /* one pool_for per step */
+    check_curve(SN_RNN_LSTM, 3);  /* the region path */
+    check_curve(SN_RNN_LSTM, 20); /* the region path, AMX tiles in two row groups */
+    sn_rnn_skinny_max_b_set(8);
+    check_curve(SN_RNN_LSTM, 10); /* past the skinny limit: one pool_for per step */
+    sn_rnn_skinny_max_b_set(-1);
 }
 
 /* bf16 mode's two convolution forms (one bf16 GEMM; the f32 direct kernels where the

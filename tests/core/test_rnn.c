@@ -2,6 +2,7 @@
  * backward against central finite differences of that reference, bad input. */
 #include "sn_test.h"
 #include "core/core.h"
+#include "backends/cpu/rnn_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -146,11 +147,75 @@ static void test_lstm_2layer(void **s) { check_rnn(true, 2, 5, 6, 4, 2, true); }
 static void test_lstm_1layer_odd(void **s) { check_rnn(true, 3, 7, 5, 3, 1, true); }
 static void test_lstm_no_dx(void **s) { check_rnn(true, 1, 4, 3, 5, 2, false); }
 static void test_lstm_t1(void **s) { check_rnn(true, 2, 1, 3, 4, 2, true); }
-/* H=17: the vector kernels' full blocks plus a tail; B=5: two row groups; B=9: the sgemm path */
+/* H=17: the vector kernels' full blocks plus a tail; B=5: two row groups; B=9 and 21:
+ * more groups on the skinny kernels; B=9 past a skinny limit of 8: the sgemm path */
 static void test_lstm_wide(void **s) { check_rnn(true, 5, 3, 18, 17, 2, true); }
-static void test_lstm_big_batch(void **s) { check_rnn(true, 9, 3, 4, 5, 2, true); }
+static void test_lstm_big_batch(void **s) {
+    check_rnn(true, 9, 3, 4, 5, 2, true);
+    check_rnn(true, 21, 3, 4, 5, 2, true);
+    sn_rnn_skinny_max_b_set(8);
+    check_rnn(true, 9, 3, 4, 5, 2, true);
+    sn_rnn_skinny_max_b_set(-1);
+}
 static void test_gru_wide(void **s) { check_rnn(false, 5, 3, 18, 17, 2, true); }
-static void test_gru_big_batch(void **s) { check_rnn(false, 9, 3, 4, 5, 2, true); }
+static void test_gru_big_batch(void **s) {
+    check_rnn(false, 9, 3, 4, 5, 2, true);
+    check_rnn(false, 21, 3, 4, 5, 2, true);
+    sn_rnn_skinny_max_b_set(8);
+    check_rnn(false, 9, 3, 4, 5, 2, true);
+    sn_rnn_skinny_max_b_set(-1);
+}
+
+/* The f32 recurrent kernels against float64: sn_rnn_skinny_nt (W row-major; past 4
+ * rows it walks W in blocks of 64 rows) and, with AVX-512, the packed kernel (blocks of
+ * 4 panels, the batch groups inside each block), over batches of one to five row
+ * groups, ranges that start past 0 and end inside a block, accumulating or not. */
+static void test_recurrent_f32_kernels(void **s) {
+    if (sn_rnn_skinny_level() == 0) skip(); /* no AVX2/AVX-512: the BLAS serves the steps */
+    sn_backend *be = sn_cpu_backend_new(2);
+    uint64_t seed = 99;
+    const int64_t Bs[] = {1, 4, 7, 9, 20}, Ks[] = {33, 64}, ranges[][2] = {{0, 200}, {4, 197}, {64, 130}};
+    for (size_t ib = 0; ib < 5; ib++)
+        for (size_t ik = 0; ik < 2; ik++)
+            for (size_t r = 0; r < 3; r++)
+                for (int acc = 0; acc < 2; acc++)
+                    for (int packed = 0; packed < 2; packed++) {
+                        int64_t B = Bs[ib], K = Ks[ik], N = 200, n0 = ranges[r][0], n1 = ranges[r][1], lda = K + 3;
+                        if (packed && (sn_rnn_skinny_level() != 2 || n0 % 16)) continue;
+                        float *A = sn_test_rand_new(B * lda, &seed, -1, 1), *W = sn_test_rand_new(N * K, &seed, -1, 1);
+                        float *C = sn_test_rand_new(B * N, &seed, -1, 1), *C0 = malloc((size_t)(B * N) * sizeof *C0);
+                        memcpy(C0, C, (size_t)(B * N) * sizeof *C);
+                        float *P = NULL;
+                        if (packed) {
+#ifdef SN_SKINNY_X86
+                            assert_int_equal(posix_memalign((void **)&P, 64, (size_t)sn_rnn_packed_floats(N, K) * 4), 0);
+                            sn_rnn_pack_panels(be->ctx, P, W, N, K, K, 1);
+                            sn_rnn_skinny_packed(A, lda, B, P, K, C, N, n0, n1, acc);
+#endif
+                        } else
+                            sn_rnn_skinny_nt(A, lda, B, W, K, C, N, n0, n1, acc);
+                        for (int64_t b = 0; b < B; b++)
+                            for (int64_t n = 0; n < N; n++) {
+                                double ref = C0[b * N + n], sa = fabs(ref);
+                                if (n >= n0 && n < n1) {
+                                    double d = 0;
+                                    for (int64_t k = 0; k < K; k++) {
+                                        d += (double)A[b * lda + k] * W[n * K + k];
+                                        sa += fabs((double)A[b * lda + k] * W[n * K + k]);
+                                    }
+                                    ref = acc ? ref + d : d;
+                                }
+                                double err = fabs(C[b * N + n] - ref);
+                                if (!(err <= sa * (K + 2) * ldexp(1, -23) + 1e-30))
+                                    fail_msg("%s B=%lld K=%lld [%lld,%lld) acc %d: [%lld,%lld] = %.9g vs %.9g",
+                                             packed ? "packed" : "skinny_nt", (long long)B, (long long)K,
+                                             (long long)n0, (long long)n1, acc, (long long)b, (long long)n,
+                                             C[b * N + n], ref);
+                            }
+                        free(A), free(W), free(C), free(C0), free(P);
+                    }
+    sn_backend_free(be);
+}
 static void test_gru_2layer(void **s) { check_rnn(false, 2, 5, 6, 4, 2, true); }
 static void test_gru_1layer_odd(void **s) { check_rnn(false, 3, 7, 5, 3, 1, true); }
 static void test_gru_t1(void **s) { check_rnn(false, 2, 1, 3, 5, 2, true); }
@@ -213,7 +278,8 @@ int main(void) {
         cmocka_unit_test(test_lstm_2layer),   cmocka_unit_test(test_lstm_1layer_odd), cmocka_unit_test(test_lstm_no_dx),
         cmocka_unit_test(test_lstm_t1),       cmocka_unit_test(test_gru_2layer),      cmocka_unit_test(test_gru_1layer_odd),
         cmocka_unit_test(test_gru_t1),        cmocka_unit_test(test_lstm_wide),       cmocka_unit_test(test_lstm_big_batch),
-        cmocka_unit_test(test_gru_wide),      cmocka_unit_test(test_gru_big_batch),        cmocka_unit_test(test_rnn_bad_input),
+        cmocka_unit_test(test_gru_wide),      cmocka_unit_test(test_gru_big_batch),
+        cmocka_unit_test(test_recurrent_f32_kernels),        cmocka_unit_test(test_rnn_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

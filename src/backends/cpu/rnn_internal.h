@@ -49,8 +49,14 @@ void sn_rnn_input_proj(sn_cpu *c, float *gates, const float *in, const float *w_
 /* dst[C,R] = src[R,C]^T */
 void sn_rnn_transpose(sn_cpu *c, float *dst, const float *src, int64_t R, int64_t C);
 
-/* The skinny kernels serve per-step products of at most this many batch rows. */
-#define SN_RNN_SKINNY_MAX_B 8
+/* The skinny kernels (and the recurrent regions) serve per-step products of at most
+ * sn_rnn_skinny_max_b() batch rows: SN_RNN_SKINNY_MAX_B (read once), default below;
+ * larger batches take one BLAS call per step, which repacks all of w_hh every step
+ * (2-core AMX Xeon, bench_lstm fwd+bwd, f32: B=16 3956 -> 2335 ms, B=128 19.2 -> 16.5 s
+ * on the skinny kernels). sn_rnn_skinny_max_b_set overrides it, -1 rereads (tests). */
+#define SN_RNN_SKINNY_MAX_B 256
+int64_t sn_rnn_skinny_max_b(void);
+void sn_rnn_skinny_max_b_set(int64_t b);
 /* 2: AVX-512, 1: AVX2+FMA, 0: use sn_sgemm */
 int sn_rnn_skinny_level(void);
 bool sn_rnn_use_skinny(int64_t B);

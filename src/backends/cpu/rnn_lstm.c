@@ -155,7 +155,8 @@ static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
 
 /* The recurrence of one layer in bf16 mode: w_hh rounded to bf16 and packed once per
  * call, h_{t-1} rounded per step, products accumulated in f32, the cells in f32.
- * Small batches run as one region (as the f32 path); others one pool_for per step. */
+ * Batches up to sn_rnn_skinny_max_b() run as one region (as the f32 path); larger ones
+ * one pool_for per step. */
 static sn_status lstm_fwd_bf16(sn_cpu *c, float *gates, float *cs, float *hs, const float *c0, const float *h0,
                                const float *w_hh, int64_t H, int64_t T, int64_t B) {
     int64_t G = 4 * H, blk = sn_rnn_packed16_words(H, H), KP = (H + 1) / 2;

@@ -113,14 +113,16 @@ static void ppf_init(void) {
 __attribute__((target("avx512f"))) void sn_rnn_skinny_packed(const float *A, int64_t lda, int64_t B,
                                                             const float *P, int64_t K, float *C, int64_t ldc,
                                                             int64_t n0, int64_t n1, bool acc) {
-    for (int64_t b0 = 0; b0 < B; b0 += 4) {
-        int nb = B - b0 < 4 ? (int)(B - b0) : 4;
-        const float *a[4];
-        for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
-        int64_t n = n0;
-        for (; n + 4 * PANEL <= n1; n += 4 * PANEL) {
-            const float *p0 = P + (n / PANEL) * K * PANEL, *p1 = p0 + K * PANEL, *p2 = p1 + K * PANEL,
-                        *p3 = p2 + K * PANEL;
+    /* a block of 4 panels (256 KB at K = 1024) is read from L3 once and from L2 for
+     * every further group of 4 batch rows */
+    int64_t n = n0;
+    for (; n + 4 * PANEL <= n1; n += 4 * PANEL) {
+        const float *p0 = P + (n / PANEL) * K * PANEL, *p1 = p0 + K * PANEL, *p2 = p1 + K * PANEL,
+                    *p3 = p2 + K * PANEL;
+        for (int64_t b0 = 0; b0 < B; b0 += 4) {
+            int nb = B - b0 < 4 ? (int)(B - b0) : 4;
+            const float *a[4];
+            for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
             __m512 s[4][4];
             for (int b = 0; b < 4; b++)
                 for (int r = 0; r < 4; r++) s[b][r] = _mm512_setzero_ps();
@@ -148,9 +150,14 @@ __attribute__((target("avx512f"))) void sn_rnn_skinny_packed(const float *A, int
                     _mm512_storeu_ps(cp, v);
                 }
         }
-        for (; n < n1; n += PANEL) { /* leftover panels, the last one maybe partial */
-            const float *pp = P + (n / PANEL) * K * PANEL;
-            __mmask16 m = n1 - n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
+    }
+    for (; n < n1; n += PANEL) { /* leftover panels, the last one maybe partial */
+        const float *pp = P + (n / PANEL) * K * PANEL;
+        __mmask16 m = n1 - n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
+        for (int64_t b0 = 0; b0 < B; b0 += 4) {
+            int nb = B - b0 < 4 ? (int)(B - b0) : 4;
+            const float *a[4];
+            for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
             __m512 s[4];
             for (int b = 0; b < 4; b++) s[b] = _mm512_setzero_ps();
             for (int64_t k = 0; k < K; k++) {
@@ -227,7 +234,7 @@ bool sn_rnn_use_packed(int64_t B) {
         const char *e = getenv("SN_SKINNY_PACKED");
         on = sn_rnn_skinny_level() == 2 && !(e && *e == '0');
     }
-    return on && B <= SN_RNN_SKINNY_MAX_B;
+    return on && B <= sn_rnn_skinny_max_b();
 }
 
 
@@ -366,15 +373,21 @@ __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl"))) void
 sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint32_t *P, int64_t KP, float *C,
                           int64_t ldc, int64_t n0, int64_t n1, bool acc) {
     int amx = sn_rnn_amx();
-    if (amx && sn_rnn_skinny_amx(amx, A, lda, B, P, KP, C, ldc, n0, n1, acc)) return;
-    for (int64_t b0 = 0; b0 < B; b0 += 4) {
-        int nb = B - b0 < 4 ? (int)(B - b0) : 4;
-        const uint32_t *a[4];
-        for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
-        int64_t n = n0;
-        for (; n + 4 * PANEL <= n1; n += 4 * PANEL) {
-            const uint32_t *p0 = P + (n / PANEL) * KP * PANEL, *p1 = p0 + KP * PANEL, *p2 = p1 + KP * PANEL,
-                           *p3 = p2 + KP * PANEL;
+    if (amx && KP % 16 == 0) { /* the tiles take 16 batch rows at a time */
+        bool ok = true;
+        for (int64_t b0 = 0; b0 < B && ok; b0 += 16)
+            ok = sn_rnn_skinny_amx(amx, A + b0 * lda, lda, B - b0 < 16 ? B - b0 : 16, P, KP, C + b0 * ldc, ldc, n0,
+                                   n1, acc);
+        if (ok) return;
+    }
+    int64_t n = n0;
+    for (; n + 4 * PANEL <= n1; n += 4 * PANEL) { /* as the f32 kernel: batch groups inside a block */
+        const uint32_t *p0 = P + (n / PANEL) * KP * PANEL, *p1 = p0 + KP * PANEL, *p2 = p1 + KP * PANEL,
+                       *p3 = p2 + KP * PANEL;
+        for (int64_t b0 = 0; b0 < B; b0 += 4) {
+            int nb = B - b0 < 4 ? (int)(B - b0) : 4;
+            const uint32_t *a[4];
+            for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
             __m512 s[4][4];
             for (int b = 0; b < 4; b++)
                 for (int r = 0; r < 4; r++) s[b][r] = _mm512_setzero_ps();
@@ -398,9 +411,14 @@ sn_rnn_skinny_packed_bf16(const uint32_t *A, int64_t lda, int64_t B, const uint3
                     _mm512_storeu_ps(cp, v);
                 }
         }
-        for (; n < n1; n += PANEL) {
-            const uint32_t *pp = P + (n / PANEL) * KP * PANEL;
-            __mmask16 m = n1 - n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
+    }
+    for (; n < n1; n += PANEL) {
+        const uint32_t *pp = P + (n / PANEL) * KP * PANEL;
+        __mmask16 m = n1 - n >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
+        for (int64_t b0 = 0; b0 < B; b0 += 4) {
+            int nb = B - b0 < 4 ? (int)(B - b0) : 4;
+            const uint32_t *a[4];
+            for (int b = 0; b < 4; b++) a[b] = A + (b0 + (b < nb ? b : 0)) * lda;
             __m512 s[4];
             for (int b = 0; b < 4; b++) s[b] = _mm512_setzero_ps();
             for (int64_t k = 0; k < KP; k++) {

@@ -3,6 +3,8 @@
  * kernels, the weight-gradient GEMMs, column sums and the transpose of w_hh). */
 #include "backends/cpu/rnn_internal.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 typedef struct {
@@ -248,19 +250,37 @@ int sn_rnn_skinny_level(void) {
     return level;
 }
 
-/* C[b, n] (+)= sum_k A[b,k] W[n,k] for all B rows (in groups of 4), n in [n0, n1) */
+/* C[b, n] (+)= sum_k A[b,k] W[n,k] for all B rows (in groups of 4), n in [n0, n1). Past
+ * 4 rows, W is walked in blocks of 64 rows (256 KB at K = 1024), each read from L3 once
+ * and from L2 for the further groups; the blocks keep the kernels' 4- and 2-row
+ * grouping from n0, so every output is computed as without them. */
 void sn_rnn_skinny_nt(const float *A, int64_t lda, int64_t B, const float *W, int64_t K, float *C, int64_t ldc,
                       int64_t n0, int64_t n1, bool acc) {
 #ifdef SN_SKINNY_X86
-    for (int64_t b = 0; b < B; b += 4) {
-        int nb = B - b < 4 ? (int)(B - b) : 4;
-        if (sn_rnn_skinny_level() == 2) skinny4_avx512(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, n0, n1, acc);
-        else skinny_avx2(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, n0, n1, acc);
+    int64_t blk = B > 4 ? 64 : n1 - n0;
+    for (int64_t m0 = n0; m0 < n1; m0 += blk) {
+        int64_t m1 = n1 - m0 < blk ? n1 : m0 + blk;
+        for (int64_t b = 0; b < B; b += 4) {
+            int nb = B - b < 4 ? (int)(B - b) : 4;
+            if (sn_rnn_skinny_level() == 2) skinny4_avx512(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, m0, m1, acc);
+            else skinny_avx2(A + b * lda, lda, nb, W, K, C + b * ldc, ldc, m0, m1, acc);
+        }
     }
 #endif
 }
 
-bool sn_rnn_use_skinny(int64_t B) { return B <= SN_RNN_SKINNY_MAX_B && sn_rnn_skinny_level() > 0; }
+static int64_t g_skinny_max_b = -1;
+int64_t sn_rnn_skinny_max_b(void) {
+    if (g_skinny_max_b < 0) {
+        const char *e = getenv("SN_RNN_SKINNY_MAX_B");
+        g_skinny_max_b = e && atoll(e) > 0 ? atoll(e) : SN_RNN_SKINNY_MAX_B;
+    }
+    return g_skinny_max_b;
+}
+
+void sn_rnn_skinny_max_b_set(int64_t b) { g_skinny_max_b = b < 0 ? -1 : b; }
+
+bool sn_rnn_use_skinny(int64_t B) { return B <= sn_rnn_skinny_max_b() && sn_rnn_skinny_level() > 0; }
 
 typedef struct {
     const float *A, *W;
