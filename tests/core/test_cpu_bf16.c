@@ -40,8 +40,19 @@ static void check_gemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64
     if (beta == 0.0f)
         for (int64_t i = 0; i < nc; i++) C[i] = NAN; /* beta 0 must not read C */
     memcpy(C0, C, (size_t)nc * sizeof *C);
-    if (p) sn_bgemm(p, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else sn_bgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    /* the whole-B and the B-streaming forms (SN_BGEMM_STREAM) give the same bits; the
+     * references below check them */
+    float *Cs = malloc((size_t)nc * sizeof *Cs);
+    for (int form = 1; form >= 0; form--) {
+        float *Cf = form ? Cs : C;
+        memcpy(Cf, C0, (size_t)nc * sizeof *C);
+        setenv("SN_BGEMM_STREAM", form ? "1" : "0", 1);
+        if (p) sn_bgemm(p, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cf, ldc);
+        else sn_bgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cf, ldc);
+    }
+    unsetenv("SN_BGEMM_STREAM");
+    assert_memory_equal(Cs, C, (size_t)nc * sizeof *C);
+    free(Cs);
     double worst_r = 0, worst_f = 0;
     /* op(A) as rows [M][K], op(B) as columns [N][K], f32 and bf16-rounded, so the
      * reference loop runs over contiguous memory */

@@ -573,6 +573,48 @@ static void buf_give(buf_hdr *b) {
     free(atomic_exchange(&g_buf, b));
 }
 
+/* The B-streaming form, for products whose packed B is much larger than packed A (the
+ * convolutions' im2col columns): A is packed whole as usual; then each task packs one
+ * block of nb panels into its thread's slot (a few hundred KB, still in L2) and runs
+ * every strip against it. B is read once and its packed copy never goes out to memory,
+ * where the whole-B form writes it all and reads it back once per block of strips.
+ * Each C element sums the same k-pairs in the same order: the same bits. */
+typedef struct {
+    pack_job jb;      /* the whole B (its dst unused) */
+    tile_job jt;      /* the whole product (its bp unused) */
+    sn_pool_fn tile_fn;
+    uint32_t *slots;  /* per task slot of slot_u32 u32 */
+    int64_t slot_u32, nb, nr, ntm;
+    bool kmajor;
+} bstream_job;
+
+static void bstream_part(void *arg, int64_t b0, int64_t b1, int tid) {
+    const bstream_job *s = arg;
+    uint32_t *slot = s->slots + (int64_t)tid * s->slot_u32;
+    for (int64_t pb = b0; pb < b1; pb++) {
+        int64_t p0 = pb * s->nb, np = s->jt.panels - p0 < s->nb ? s->jt.panels - p0 : s->nb;
+        int64_t c0 = p0 * s->nr, nc = s->jt.N - c0 < np * s->nr ? s->jt.N - c0 : np * s->nr;
+        pack_job jb = s->jb;
+        jb.dst = slot;
+        jb.src = s->kmajor ? jb.src + c0 : jb.src + c0 * jb.ld;
+        jb.rows = nc;
+        pack_part(&jb, 0, np * jb.nk, tid);
+        tile_job jt = s->jt;
+        jt.bp = slot;
+        jt.C += c0;
+        jt.N = nc;
+        jt.panels = np;
+        jt.ntn = 1;
+        s->tile_fn(&jt, 0, s->ntm, tid);
+    }
+}
+
+/* SN_BGEMM_STREAM=0|1 forces the whole-B or the B-streaming form (read per call: tests) */
+static int bstream_forced(void) {
+    const char *e = getenv("SN_BGEMM_STREAM");
+    return e && (*e == '0' || *e == '1') ? *e - '0' : -1;
+}
+
 /* p NULL: everything on the calling thread */
 static void bgemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -603,6 +645,15 @@ static void bgemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     }
     size_t na = (size_t)(strips * mr * KS), nbw = (size_t)(panels * nr * KS);
     size_t npart = nsplit > 1 ? (size_t)(nsplit * M * N) : 0;
+    /* B streamed where its packed copy is over 4 MB and at least half of packed A, and
+     * there are enough panel blocks to go round the threads (2-core AMX Xeon: the LSTM's
+     * input projection 11.5-12.1 -> 9.6-10.1 ms, its dx product (B 0.6x A) 12.8-13.0 ->
+     * 11.9; its weight gradient (B 0.25x A) 11.2 -> 13.2 ms, so it stays whole) */
+    int force = bstream_forced();
+    bool stream = nsplit == 1 &&
+                  (force == 1 || (force < 0 && nbw * 4 > ((size_t)4 << 20) && 2 * nbw >= na && ntn >= nth));
+    size_t slot_u32 = (size_t)(nb * nr * KS + 16) & ~(size_t)15;
+    if (stream) nbw = (size_t)nth * slot_u32;
     buf_hdr *hdr = NULL;
     uint32_t *buf = buf_take((na + nbw + npart) * 4 + 64, &hdr);
     if (!buf) {
@@ -618,6 +669,18 @@ static void bgemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     pack_job ja = {buf, A, lda, M, KP, KS, K, mr, nk, ta, amx};
     pack_job jb = {buf + na, B, ldb, N, KP, KS, K, nr, nk, !tb, false};
     tile_job jt = {buf, buf + na, C, ldc, M, N, KS, strips, panels, ntn, alpha, beta, 0, KS};
+    if (stream) {
+        bstream_job sj = {jb, jt, tile_fn, buf + na, (int64_t)slot_u32, nb, nr, ntm, !tb};
+        if (p) {
+            sn_pool_for(p, strips * nk, 1, pack_part, &ja);
+            sn_pool_for(p, ntn, 1, bstream_part, &sj);
+        } else {
+            pack_part(&ja, 0, strips * nk, 0);
+            bstream_part(&sj, 0, ntn, 0);
+        }
+        buf_give(hdr);
+        return;
+    }
     if (p) {
         sn_pool_for(p, strips * nk, 1, pack_part, &ja);
         sn_pool_for(p, panels * nk, 1, pack_part, &jb);
