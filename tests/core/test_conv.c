@@ -351,11 +351,15 @@ static void test_conv_bad_input(void **state) {
 }
 
 /* All tests run on the CPU's row-blocked conv path, then (the choice is read once per
- * process, so in a fresh one) on the whole-batch im2col/col2im path, SN_CONV_FUSED=0. */
+ * process, so in a fresh one) on the whole-batch im2col/col2im path, SN_CONV_FUSED=0,
+ * first as one product per op (these sizes are under its chunk budget), then with two
+ * images a product (folded chunks, a short last one) and one (no folding), set by
+ * SN_CONV_CHUNK_IMAGES. */
 int main(int argc, char **argv) {
     (void)argc;
-    const char *env = getenv("SN_CONV_FUSED");
-    printf("conv path: %s\n", env && *env == '0' ? "whole-batch (SN_CONV_FUSED=0)" : "row-blocked");
+    const char *env = getenv("SN_CONV_FUSED"), *chunk = getenv("SN_CONV_CHUNK_IMAGES");
+    printf("conv path: %s, images a product: %s\n", env && *env == '0' ? "whole-batch (SN_CONV_FUSED=0)" : "row-blocked",
+           chunk ? chunk : "default");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_conv_transpose2d),
@@ -368,11 +372,14 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_conv_pad_crop_vs_separate),
     };
     int r = cmocka_run_group_tests(tests, setup, teardown);
-    if (r == 0 && !env) {
+    const char *next = !env ? "" : !chunk ? "2" : !strcmp(chunk, "2") ? "1" : NULL;
+    if (r == 0 && next) {
         setenv("SN_CONV_FUSED", "0", 1);
+        if (*next) setenv("SN_CONV_CHUNK_IMAGES", next, 1);
         fflush(stdout);
         execv(argv[0], argv);
-        fprintf(stderr, "could not re-run %s with SN_CONV_FUSED=0: the whole-batch path is untested\n", argv[0]);
+        fprintf(stderr, "could not re-run %s on the whole-batch path: it is untested\n", argv[0]);
+        return 1;
     }
     return r;
 }

@@ -1,6 +1,7 @@
 /* CPU kernels for conv2d / conv_transpose2d and their backward ops: im2col and
  * col2im over the pool, the products through sn_cpu_gemm (bf16 in mixed precision), one
- * GEMM for the whole batch.
+ * GEMM for the batch, or for chunks of it where the batch's column matrix is large
+ * (conv_chunk).
  *
  * One pair of helpers serves all six ops. im2col reads an image src[C,Hs,Ws] into
  * col[C*kh*kw, Hc*Wc] with col[(c,i,j),(oh,ow)] = src[c, oh*sh-ph+i, ow*sw-pw+j]
@@ -1224,6 +1225,19 @@ static sn_status conv_fused(sn_cpu *c, sn_tensor *node, const sn_conv_geom *g) {
     }
 }
 
+/* Images per GEMM of the whole-batch path: as many as keep the column matrix within
+ * 6M floats (24 MB), at least one. One product for the whole batch packs the weight
+ * once, but past that size its column matrix and the batch-folded copy stream through
+ * memory several times (2-core AMX Xeon, bench_conv --bf16, the four layers on this
+ * path: batch 16 587-618 -> 474-485 ms for all ops; batch 4, where every layer fits,
+ * unchanged). One image a product needs no folding: its [R, Hc*Wc] block is the
+ * operand. SN_CONV_CHUNK_IMAGES=n sets the count (read per call: tests). */
+static int64_t conv_chunk(int64_t N, int64_t per_image) {
+    const char *e = getenv("SN_CONV_CHUNK_IMAGES");
+    int64_t nc = e && atoll(e) > 0 ? atoll(e) : ((int64_t)6 << 20) / (per_image > 0 ? per_image : 1);
+    return nc < 1 ? 1 : nc > N ? N : nc;
+}
+
 /* bf16 mode: convolutions as one bf16 GEMM (each operand rounded and packed once; the
  * fused form would repack the weight for every block of rows) where the GEMM runs on
  * AMX tiles and both channel counts are at least 64. Fewer channels give the tiles too
@@ -1257,81 +1271,85 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
     }
     int64_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, kh = g.kh, kw = g.kw;
     float *xd = g.x->data, *yd = g.y->data, *wd = g.w->data;
+    const float *bias = g.bias ? g.bias->data : NULL;
     colargs ca = {0};
-    ca.N = g.N; ca.C = g.C; ca.Hs = g.Hs; ca.Ws = g.Ws; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
+    ca.C = g.C; ca.Hs = g.Hs; ca.Ws = g.Ws; ca.kh = kh; ca.kw = kw; ca.sh = sh; ca.sw = sw; ca.ph = ph;
     ca.pw = pw; ca.Hc = g.Hc; ca.Wc = g.Wc;
-    if (!g.transposed) {
-        /* image side x[N,C,H,W], output side y[N,K,Ho,Wo], weight [K,C,kh,kw] */
-        int64_t N = g.N, C = g.C, K = g.R, HWo = g.Hc * g.Wc;
-        int64_t CKK = C * kh * kw, NL = N * HWo;
-        /* col [CKK, N*HWo] | yf [K, N*HWo] (y batch-folded) */
-        int64_t o_yf = sn_align64(CKK * NL);
-        float *col = sn_cpu_scratch(c, (size_t)(o_yf + K * NL));
-        if (!col) return SN_ERR_NOMEM;
-        float *yf = col + o_yf;
+    /* image side x[N,C,Hs,Ws]; column grid side [N,R,Hc,Wc]; rows of the column matrix */
+    int64_t N = g.N, HWs = g.Hs * g.Ws, HWc = g.Hc * g.Wc, RC = g.R, CC = g.C;
+    int64_t rows = CC * kh * kw, nc = conv_chunk(N, rows * HWc); /* the image side's (c, i, j) */
+    /* col [rows, nc*HWc] | folded grid side [R, nc*HWc] (unused when nc == 1: the
+     * image's own [R, HWc] block is that matrix) */
+    int64_t o_f = sn_align64(rows * nc * HWc);
+    float *col = sn_cpu_scratch(c, (size_t)(o_f + (nc > 1 ? RC * nc * HWc : 0)));
+    if (!col) return SN_ERR_NOMEM;
+    float *fold_buf = col + o_f;
+    for (int64_t n0 = 0; n0 < N; n0 += nc) {
+        int64_t nb = N - n0 < nc ? N - n0 : nc, L = nb * HWc;
+        ca.N = nb;
+        float beta = n0 == 0 ? 0.0f : 1.0f; /* weight gradients sum over the chunks */
         double t0 = cprof_now();
-        if (node->op == SN_OP_CONV2D) {
-            ca.src = xd; ca.dst = col;
-            im2col(c, &ca);
-            CPROF(CP_IM2COL, t0);
-            sn_cpu_gemm(c, false, false, K, NL, CKK, 1.0f, wd, CKK, col, NL, 0.0f, yf, NL);
-            CPROF(CP_GEMM, t0);
-            fold_act(c, yd, yf, g.bias ? g.bias->data : NULL, N, K, HWo, false, act, p0, p1);
+        if (!g.transposed) {
+            /* x[N,C,H,W] image side, y[N,K,Ho,Wo] grid side, weight [K,C,kh,kw] */
+            float *xi = xd + n0 * CC * HWs, *yi = yd + n0 * RC * HWc;
+            float *yf = nb > 1 ? fold_buf : yi;
+            if (node->op == SN_OP_CONV2D) {
+                ca.src = xi; ca.dst = col;
+                im2col(c, &ca);
+                CPROF(CP_IM2COL, t0);
+                sn_cpu_gemm(c, false, false, RC, L, rows, 1.0f, wd, rows, col, L, 0.0f, yf, L);
+                CPROF(CP_GEMM, t0);
+                fold_act(c, yi, yf, bias, nb, RC, HWc, false, g.act, p0, p1);
+                CPROF(CP_FOLD, t0);
+            } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
+                if (nb > 1) fold(c, yf, yi, NULL, nb, RC, HWc, true);
+                CPROF(CP_FOLD, t0);
+                sn_cpu_gemm(c, true, false, rows, L, RC, 1.0f, wd, rows, yf, L, 0.0f, col, L);
+                CPROF(CP_GEMM, t0);
+                ca.src = col; ca.dst = xi; ca.bias = NULL;
+                col2im(c, &ca);
+                CPROF(CP_COL2IM, t0);
+            } else {
+                ca.src = xi; ca.dst = col;
+                im2col(c, &ca);
+                CPROF(CP_IM2COL, t0);
+                if (nb > 1) fold(c, yf, yi, NULL, nb, RC, HWc, true);
+                CPROF(CP_FOLD, t0);
+                sn_cpu_gemm(c, false, true, RC, rows, L, 1.0f, yf, L, col, L, beta, wd, rows);
+                CPROF(CP_GEMM, t0);
+            }
+            continue;
+        }
+        /* conv_transpose2d: x[N,Cin,H,W] grid side (Cin = R), y[N,K,Ho,Wo] image side
+         * (K = C), weight [Cin,K,kh,kw]; the output is the col2im of w^T x */
+        float *xi = xd + n0 * RC * HWc, *yi = yd + n0 * CC * HWs;
+        float *xf = nb > 1 ? fold_buf : xi;
+        if (node->op == SN_OP_CONVT2D) {
+            if (nb > 1) fold(c, xf, xi, NULL, nb, RC, HWc, true);
             CPROF(CP_FOLD, t0);
-        } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
-            fold(c, yf, yd, NULL, N, K, HWo, true);
-            CPROF(CP_FOLD, t0);
-            sn_cpu_gemm(c, true, false, CKK, NL, K, 1.0f, wd, CKK, yf, NL, 0.0f, col, NL);
+            sn_cpu_gemm(c, true, false, rows, L, RC, 1.0f, wd, rows, xf, L, 0.0f, col, L);
             CPROF(CP_GEMM, t0);
-            ca.src = col; ca.dst = xd; ca.bias = NULL;
+            ca.src = col; ca.dst = yi; ca.bias = bias;
+            ca.act = g.act; ca.p0 = p0; ca.p1 = p1;
             col2im(c, &ca);
             CPROF(CP_COL2IM, t0);
-        } else {
-            ca.src = xd; ca.dst = col;
+        } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
+            ca.src = yi; ca.dst = col;
             im2col(c, &ca);
             CPROF(CP_IM2COL, t0);
-            fold(c, yf, yd, NULL, N, K, HWo, true);
+            sn_cpu_gemm(c, false, false, RC, L, rows, 1.0f, wd, rows, col, L, 0.0f, xf, L);
+            CPROF(CP_GEMM, t0);
+            if (nb > 1) fold(c, xi, xf, NULL, nb, RC, HWc, false);
             CPROF(CP_FOLD, t0);
-            sn_cpu_gemm(c, false, true, K, CKK, NL, 1.0f, yf, NL, col, NL, 0.0f, wd, CKK);
+        } else {
+            ca.src = yi; ca.dst = col;
+            im2col(c, &ca);
+            CPROF(CP_IM2COL, t0);
+            if (nb > 1) fold(c, xf, xi, NULL, nb, RC, HWc, true);
+            CPROF(CP_FOLD, t0);
+            sn_cpu_gemm(c, false, true, RC, rows, L, 1.0f, xf, L, col, L, beta, wd, rows);
             CPROF(CP_GEMM, t0);
         }
-        return SN_OK;
-    }
-    /* input side x[N,C,H,W], output side y[N,K,Ho,Wo], weight [C,K,kh,kw]: the output
-     * is the col2im of w^T x with x's positions as the column grid */
-    int64_t N = g.N, C = g.R, K = g.C, HW = g.Hc * g.Wc;
-    int64_t KKK = K * kh * kw, NL = N * HW;
-    /* col [KKK, N*HW] | xf [C, N*HW] (x batch-folded) */
-    int64_t o_xf = sn_align64(KKK * NL);
-    float *col = sn_cpu_scratch(c, (size_t)(o_xf + C * NL));
-    if (!col) return SN_ERR_NOMEM;
-    float *xf = col + o_xf;
-    double t0 = cprof_now();
-    if (node->op == SN_OP_CONVT2D) {
-        fold(c, xf, xd, NULL, N, C, HW, true);
-        CPROF(CP_FOLD, t0);
-        sn_cpu_gemm(c, true, false, KKK, NL, C, 1.0f, wd, KKK, xf, NL, 0.0f, col, NL);
-        CPROF(CP_GEMM, t0);
-        ca.src = col; ca.dst = yd; ca.bias = g.bias ? g.bias->data : NULL;
-        ca.act = act; ca.p0 = p0; ca.p1 = p1;
-        col2im(c, &ca);
-        CPROF(CP_COL2IM, t0);
-    } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
-        ca.src = yd; ca.dst = col;
-        im2col(c, &ca);
-        CPROF(CP_IM2COL, t0);
-        sn_cpu_gemm(c, false, false, C, NL, KKK, 1.0f, wd, KKK, col, NL, 0.0f, xf, NL);
-        CPROF(CP_GEMM, t0);
-        fold(c, xd, xf, NULL, N, C, HW, false);
-        CPROF(CP_FOLD, t0);
-    } else {
-        ca.src = yd; ca.dst = col;
-        im2col(c, &ca);
-        CPROF(CP_IM2COL, t0);
-        fold(c, xf, xd, NULL, N, C, HW, true);
-        CPROF(CP_FOLD, t0);
-        sn_cpu_gemm(c, false, true, C, KKK, NL, 1.0f, xf, NL, col, NL, 0.0f, wd, KKK);
-        CPROF(CP_GEMM, t0);
     }
     return SN_OK;
 }
