@@ -1278,76 +1278,48 @@ sn_status sn_cpu_conv(sn_cpu *c, sn_tensor *node) {
     /* image side x[N,C,Hs,Ws]; column grid side [N,R,Hc,Wc]; rows of the column matrix */
     int64_t N = g.N, HWs = g.Hs * g.Ws, HWc = g.Hc * g.Wc, RC = g.R, CC = g.C;
     int64_t rows = CC * kh * kw, nc = conv_chunk(N, rows * HWc); /* the image side's (c, i, j) */
-    /* col [rows, nc*HWc] | folded grid side [R, nc*HWc] (unused when nc == 1: the
-     * image's own [R, HWc] block is that matrix) */
+    /* col [rows, nc*HWc] | folded grid side [R, nc*HWc] (unused when nc == 1: one
+     * image's [R, HWc] block of the grid side is that matrix) */
     int64_t o_f = sn_align64(rows * nc * HWc);
     float *col = sn_cpu_scratch(c, (size_t)(o_f + (nc > 1 ? RC * nc * HWc : 0)));
     if (!col) return SN_ERR_NOMEM;
     float *fold_buf = col + o_f;
+    /* Three forms serve the six ops. The image side is x for conv2d and y for
+     * conv_transpose2d, the column grid side the other; the weight is [R, C*kh*kw] either way.
+     *   gather (conv2d, conv_transpose2d's data gradient): grid = w . im2col(image)
+     *   scatter (conv2d's data gradient, conv_transpose2d): image = col2im(w^T . grid)
+     *   weight gradient (both): w = grid . im2col(image)^T, summed over the chunks */
+    bool gather = node->op == SN_OP_CONV2D || node->op == SN_OP_CONVT2D_BWD_DATA;
+    bool scatter = node->op == SN_OP_CONV2D_BWD_DATA || node->op == SN_OP_CONVT2D;
+    float *img = g.transposed ? yd : xd, *grid = g.transposed ? xd : yd;
     for (int64_t n0 = 0; n0 < N; n0 += nc) {
         int64_t nb = N - n0 < nc ? N - n0 : nc, L = nb * HWc;
+        float *im = img + n0 * CC * HWs, *gr = grid + n0 * RC * HWc, *gf = nb > 1 ? fold_buf : gr;
         ca.N = nb;
-        float beta = n0 == 0 ? 0.0f : 1.0f; /* weight gradients sum over the chunks */
         double t0 = cprof_now();
-        if (!g.transposed) {
-            /* x[N,C,H,W] image side, y[N,K,Ho,Wo] grid side, weight [K,C,kh,kw] */
-            float *xi = xd + n0 * CC * HWs, *yi = yd + n0 * RC * HWc;
-            float *yf = nb > 1 ? fold_buf : yi;
-            if (node->op == SN_OP_CONV2D) {
-                ca.src = xi; ca.dst = col;
-                im2col(c, &ca);
-                CPROF(CP_IM2COL, t0);
-                sn_cpu_gemm(c, false, false, RC, L, rows, 1.0f, wd, rows, col, L, 0.0f, yf, L);
-                CPROF(CP_GEMM, t0);
-                fold_act(c, yi, yf, bias, nb, RC, HWc, false, g.act, p0, p1);
-                CPROF(CP_FOLD, t0);
-            } else if (node->op == SN_OP_CONV2D_BWD_DATA) {
-                if (nb > 1) fold(c, yf, yi, NULL, nb, RC, HWc, true);
-                CPROF(CP_FOLD, t0);
-                sn_cpu_gemm(c, true, false, rows, L, RC, 1.0f, wd, rows, yf, L, 0.0f, col, L);
-                CPROF(CP_GEMM, t0);
-                ca.src = col; ca.dst = xi; ca.bias = NULL;
-                col2im(c, &ca);
-                CPROF(CP_COL2IM, t0);
-            } else {
-                ca.src = xi; ca.dst = col;
-                im2col(c, &ca);
-                CPROF(CP_IM2COL, t0);
-                if (nb > 1) fold(c, yf, yi, NULL, nb, RC, HWc, true);
-                CPROF(CP_FOLD, t0);
-                sn_cpu_gemm(c, false, true, RC, rows, L, 1.0f, yf, L, col, L, beta, wd, rows);
-                CPROF(CP_GEMM, t0);
-            }
-            continue;
-        }
-        /* conv_transpose2d: x[N,Cin,H,W] grid side (Cin = R), y[N,K,Ho,Wo] image side
-         * (K = C), weight [Cin,K,kh,kw]; the output is the col2im of w^T x */
-        float *xi = xd + n0 * RC * HWc, *yi = yd + n0 * CC * HWs;
-        float *xf = nb > 1 ? fold_buf : xi;
-        if (node->op == SN_OP_CONVT2D) {
-            if (nb > 1) fold(c, xf, xi, NULL, nb, RC, HWc, true);
+        if (scatter) {
+            if (nb > 1) fold(c, gf, gr, NULL, nb, RC, HWc, true);
             CPROF(CP_FOLD, t0);
-            sn_cpu_gemm(c, true, false, rows, L, RC, 1.0f, wd, rows, xf, L, 0.0f, col, L);
+            sn_cpu_gemm(c, true, false, rows, L, RC, 1.0f, wd, rows, gf, L, 0.0f, col, L);
             CPROF(CP_GEMM, t0);
-            ca.src = col; ca.dst = yi; ca.bias = bias;
+            ca.src = col; ca.dst = im; ca.bias = bias;
             ca.act = g.act; ca.p0 = p0; ca.p1 = p1;
             col2im(c, &ca);
             CPROF(CP_COL2IM, t0);
-        } else if (node->op == SN_OP_CONVT2D_BWD_DATA) {
-            ca.src = yi; ca.dst = col;
-            im2col(c, &ca);
-            CPROF(CP_IM2COL, t0);
-            sn_cpu_gemm(c, false, false, RC, L, rows, 1.0f, wd, rows, col, L, 0.0f, xf, L);
+            continue;
+        }
+        ca.src = im; ca.dst = col;
+        im2col(c, &ca);
+        CPROF(CP_IM2COL, t0);
+        if (gather) {
+            sn_cpu_gemm(c, false, false, RC, L, rows, 1.0f, wd, rows, col, L, 0.0f, gf, L);
             CPROF(CP_GEMM, t0);
-            if (nb > 1) fold(c, xi, xf, NULL, nb, RC, HWc, false);
+            fold_act(c, gr, gf, bias, nb, RC, HWc, false, g.act, p0, p1);
             CPROF(CP_FOLD, t0);
         } else {
-            ca.src = yi; ca.dst = col;
-            im2col(c, &ca);
-            CPROF(CP_IM2COL, t0);
-            if (nb > 1) fold(c, xf, xi, NULL, nb, RC, HWc, true);
+            if (nb > 1) fold(c, gf, gr, NULL, nb, RC, HWc, true);
             CPROF(CP_FOLD, t0);
-            sn_cpu_gemm(c, false, true, RC, rows, L, 1.0f, xf, L, col, L, beta, wd, rows);
+            sn_cpu_gemm(c, false, true, RC, rows, L, 1.0f, gf, L, col, L, n0 == 0 ? 0.0f : 1.0f, wd, rows);
             CPROF(CP_GEMM, t0);
         }
     }
