@@ -149,22 +149,17 @@ static void test_lstm_no_dx(void **s) { check_rnn(true, 1, 4, 3, 5, 2, false); }
 static void test_lstm_t1(void **s) { check_rnn(true, 2, 1, 3, 4, 2, true); }
 /* H=17: the vector kernels' full blocks plus a tail; B=5: two row groups; B=9 and 21:
  * more groups on the skinny kernels; B=9 past a skinny limit of 8: the sgemm path */
+static void check_big_batches(bool lstm) {
+    check_rnn(lstm, 9, 3, 4, 5, 2, true);
+    check_rnn(lstm, 21, 3, 4, 5, 2, true);
+    sn_rnn_skinny_max_b_set(8);
+    check_rnn(lstm, 9, 3, 4, 5, 2, true);
+    sn_rnn_skinny_max_b_set(-1);
+}
 static void test_lstm_wide(void **s) { check_rnn(true, 5, 3, 18, 17, 2, true); }
-static void test_lstm_big_batch(void **s) {
-    check_rnn(true, 9, 3, 4, 5, 2, true);
-    check_rnn(true, 21, 3, 4, 5, 2, true);
-    sn_rnn_skinny_max_b_set(8);
-    check_rnn(true, 9, 3, 4, 5, 2, true);
-    sn_rnn_skinny_max_b_set(-1);
-}
+static void test_lstm_big_batch(void **s) { check_big_batches(true); }
 static void test_gru_wide(void **s) { check_rnn(false, 5, 3, 18, 17, 2, true); }
-static void test_gru_big_batch(void **s) {
-    check_rnn(false, 9, 3, 4, 5, 2, true);
-    check_rnn(false, 21, 3, 4, 5, 2, true);
-    sn_rnn_skinny_max_b_set(8);
-    check_rnn(false, 9, 3, 4, 5, 2, true);
-    sn_rnn_skinny_max_b_set(-1);
-}
+static void test_gru_big_batch(void **s) { check_big_batches(false); }
 
 /* The f32 recurrent kernels against float64: sn_rnn_skinny_nt (W row-major; past 4
  * rows it walks W in blocks of 64 rows) and, with AVX-512, the packed kernel (blocks of
