@@ -646,12 +646,13 @@ static void bgemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     size_t na = (size_t)(strips * mr * KS), nbw = (size_t)(panels * nr * KS);
     size_t npart = nsplit > 1 ? (size_t)(nsplit * M * N) : 0;
     /* B streamed where its packed copy is over 4 MB and at least half of packed A, and
-     * there are enough panel blocks to go round the threads (2-core AMX Xeon: the LSTM's
-     * input projection 11.5-12.1 -> 9.6-10.1 ms, its dx product (B 0.6x A) 12.8-13.0 ->
-     * 11.9; its weight gradient (B 0.25x A) 11.2 -> 13.2 ms, so it stays whole) */
+     * there are at least 4 panel blocks a thread (each thread takes a contiguous share
+     * of the blocks: fewer would leave threads idle; 2-core AMX Xeon: the LSTM's input
+     * projection 11.5-12.1 -> 9.6-10.1 ms; its dx product (B 0.6x A, 6 blocks) 12.8-13.0
+     * -> 11.9 forced; its weight gradient (B 0.25x A) 11.2 -> 13.2 ms forced) */
     int force = bstream_forced();
     bool stream = nsplit == 1 &&
-                  (force == 1 || (force < 0 && nbw * 4 > ((size_t)4 << 20) && 2 * nbw >= na && ntn >= nth));
+                  (force == 1 || (force < 0 && nbw * 4 > ((size_t)4 << 20) && 2 * nbw >= na && ntn >= 4 * nth));
     size_t slot_u32 = (size_t)(nb * nr * KS + 16) & ~(size_t)15;
     if (stream) nbw = (size_t)nth * slot_u32;
     buf_hdr *hdr = NULL;
