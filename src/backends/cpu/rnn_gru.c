@@ -32,6 +32,97 @@ static void gru_cell_fwd(void *arg, int64_t i0, int64_t i1, int tid) {
     })
 }
 
+/* SN_GRU_REGION=0: one sn_pool_for per step instead of one region per layer */
+static bool gru_region(sn_cpu *c, int64_t B) {
+    static int on = -1;
+#ifdef SN_SKINNY_X86
+    return sn_cpu_switch_on(&on, "SN_GRU_REGION") && (c->bf16 ? sn_rnn_use_skinny(B) : sn_rnn_use_packed(B));
+#else
+    (void)on, (void)c, (void)B;
+    return false;
+#endif
+}
+
+#ifdef SN_SKINNY_X86
+/* One layer's timesteps in one pool region, as the LSTM's: thread tid owns hidden units
+ * [j0, j1) every step, computes their three gate columns of h_{t-1} w_hh^T + b_hh from
+ * its slices of the packed w_hh (walked forward on even steps, backward on odd ones)
+ * and their cells; one barrier a step (h_t complete before anyone reads it). */
+typedef struct {
+    float *gates, *hns, *hs, *gh;
+    const float *h0, *b_hh;
+    const float *wp;      /* f32: w_hh packed per gate (3 blocks of sn_rnn_packed_floats(H, H)) */
+    const uint32_t *wp16; /* bf16: per gate (3 blocks of sn_rnn_packed16_words(H, H)) */
+    uint32_t *a16;        /* bf16: per thread B*ceil(H/2) u32 */
+    int64_t H, T, B;
+    bool pp;
+} gru_fwd_region;
+
+static void gru_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
+    const gru_fwd_region *r = arg;
+    int64_t H = r->H, T = r->T, B = r->B, G = 3 * H, KP = (H + 1) / 2, j0, j1;
+    int64_t blk = sn_rnn_packed_floats(H, H), blk16 = sn_rnn_packed16_words(H, H);
+    sn_rnn_unit_range(H, tid, nth, &j0, &j1);
+    uint32_t *a16 = r->a16 ? r->a16 + tid * B * KP : NULL;
+    for (int64_t t = 0; t < T; t++) {
+        const float *hp = t > 0 ? r->hs + (t - 1) * H : r->h0;
+        int64_t ps = t > 0 ? T * H : H;
+        bool rev = r->pp && (t & 1);
+        if (j0 < j1) {
+            for (int64_t b = 0; b < B; b++)
+                for (int k = 0; k < 3; k++)
+                    memcpy(r->gh + b * G + k * H + j0, r->b_hh + k * H + j0, (size_t)(j1 - j0) * sizeof *r->gh);
+            if (hp && a16)
+                for (int64_t b = 0; b < B; b++) sn_bf16_pairs(a16 + b * KP, hp + b * ps, H);
+            for (int kk = 0; hp && kk < 3; kk++) {
+                int k = rev ? 2 - kk : kk;
+                if (a16)
+                    sn_rnn_skinny_packed_bf16_dir(a16, KP, B, r->wp16 + k * blk16, KP, r->gh + k * H, G, j0, j1, true,
+                                                  rev);
+                else sn_rnn_skinny_packed_dir(hp, ps, B, r->wp + k * blk, H, r->gh + k * H, G, j0, j1, true, rev);
+            }
+            gru_fwd_job q = {r->gates + t * G, r->gh, r->hns + t * H, r->hs + t * H, hp, H, T * G, T * H, ps};
+            for (int64_t b = 0; b < B; b++) gru_cell_fwd(&q, b * H + j0, b * H + j1, tid);
+        }
+        if (t + 1 < T) sn_barrier_wait(bar);
+    }
+}
+#endif
+
+#ifdef SN_SKINNY_X86
+/* w_hh packed per gate (bf16 in mixed precision), then the region over the layer */
+static sn_status gru_fwd_region_run(sn_cpu *c, float *gates, float *hns, float *hs, const float *h0,
+                                    const float *w_hh, const float *b_hh, int64_t H, int64_t T, int64_t B) {
+    int64_t G = 3 * H, KP = (H + 1) / 2, nth = sn_pool_size(c->pool);
+    int64_t n = c->bf16 ? 3 * sn_rnn_packed16_words(H, H) : 3 * sn_rnn_packed_floats(H, H);
+    bool huge = false;
+    float *wp = sn_rnn_wpack_get(c, (size_t)n, &huge); /* u32 and float are 4 bytes */
+    float *gh = NULL;
+    uint32_t *a16 = c->bf16 ? malloc((size_t)(nth * B * KP) * sizeof *a16) : NULL;
+    if (!wp || posix_memalign((void **)&gh, 64, (size_t)(B * G) * sizeof *gh) != 0 || (c->bf16 && !a16)) {
+        sn_rnn_wpack_put(huge);
+        free(gh);
+        free(a16);
+        return sn_error(SN_ERR_NOMEM, "CPU GRU: out of host memory for the packed weights");
+    }
+    gru_fwd_region r = {gates, hns, hs, gh, h0, b_hh, NULL, NULL, a16, H, T, B, sn_rnn_pingpong()};
+    if (c->bf16) {
+        int64_t blk16 = sn_rnn_packed16_words(H, H);
+        for (int k = 0; k < 3; k++) sn_rnn_pack_panels_bf16(c, (uint32_t *)wp + k * blk16, w_hh + k * H * H, H, H, H, 1);
+        r.wp16 = (const uint32_t *)wp;
+    } else {
+        int64_t blk = sn_rnn_packed_floats(H, H);
+        for (int k = 0; k < 3; k++) sn_rnn_pack_panels(c, wp + k * blk, w_hh + k * H * H, H, H, H, 1);
+        r.wp = wp;
+    }
+    sn_pool_region(c->pool, gru_fwd_thread, &r);
+    sn_rnn_wpack_put(huge);
+    free(gh);
+    free(a16);
+    return SN_OK;
+}
+#endif
+
 sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node) {
     const sn_tensor *x = node->src[0];
     int layers = node->ip[0];
@@ -54,6 +145,16 @@ sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node) {
         float *hs = sn_rnn_h(node, l); /* the last layer writes the output directly */
         sn_rnn_input_proj(c, gates, xin, w_ih, b_ih, NULL, B * T, in, G);
         const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
+#ifdef SN_SKINNY_X86
+        if (gru_region(c, B)) {
+            sn_status st = gru_fwd_region_run(c, gates, hns, hs, h0, w_hh, b_hh, H, T, B);
+            if (st != SN_OK) {
+                free(w16);
+                return st;
+            }
+            continue;
+        }
+#endif
         if (w16) sn_rnn_pack_panels_bf16(c, w16, w_hh, G, H, H, 1);
         for (int64_t t = 0; t < T; t++) {
             for (int64_t b = 0; b < B; b++) memcpy(gh + b * G, b_hh, (size_t)G * sizeof *gh);

@@ -37,6 +37,16 @@ static inline float sn_rnn_sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 /* Grain of the cell loops: enough work per thread to beat the wake-up cost. */
 #define SN_RNN_CELL_GRAIN 1024
 
+/* Hidden units [j0, j1) of thread tid of nth in a recurrent region: contiguous ranges,
+ * multiples of 16 floats (whole cache lines, so no two threads write the same line of
+ * h/c/gates), the same every step (each thread's slice of w_hh stays in its L2). */
+static inline void sn_rnn_unit_range(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1) {
+    int64_t per = (H + nth - 1) / nth;
+    per = (per + 15) & ~(int64_t)15;
+    *j0 = tid * per < H ? tid * per : H;
+    *j1 = *j0 + per < H ? *j0 + per : H;
+}
+
 /* ---- GEMM building blocks (rnn_vec.c) */
 /* the weight and bias gradients of layer l of backward node (gates per hidden unit)
  * from its pre-activation gradients over all timesteps: dgx of the input projection,

@@ -102,15 +102,6 @@ static void lstm_step_fused(void *arg, int64_t j0, int64_t j1, int tid) {
     for (int64_t b = 0; b < q->B; b++) lstm_cell_fwd(arg, b * H + j0, b * H + j1, tid);
 }
 
-/* Hidden units [j0, j1) of thread tid of nth: contiguous ranges, multiples of 16
- * floats (whole cache lines, so no two threads write the same line of h/c/gates). */
-static void unit_range(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1) {
-    int64_t per = (H + nth - 1) / nth;
-    per = (per + 15) & ~(int64_t)15;
-    *j0 = tid * per < H ? tid * per : H;
-    *j1 = *j0 + per < H ? *j0 + per : H;
-}
-
 /* Prefetch rows b*rs + [j0, j1) of p for b < B (the next timestep's slice of saved
  * state, which the input GEMM or the layer above left in memory long ago): issued
  * before a barrier, the misses overlap the wait instead of the next step. */
@@ -134,7 +125,7 @@ typedef struct {
 static void lstm_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     const lstm_fwd_region *r = arg;
     int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
-    unit_range(H, tid, nth, &j0, &j1); /* the same units every step: the ping-pong's L2 reuse needs it */
+    sn_rnn_unit_range(H, tid, nth, &j0, &j1); /* the same units every step: the ping-pong's L2 reuse needs it */
     bool pp = r->pp;
     double t0 = sn_rnn_prof_now();
     for (int64_t t = 0; t < T; t++) {
@@ -357,7 +348,7 @@ typedef struct {
 static void lstm_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
     const lstm_bwd_region *r = arg;
     int64_t H = r->H, T = r->T, G = 4 * H, j0, j1;
-    unit_range(H, tid, nth, &j0, &j1);
+    sn_rnn_unit_range(H, tid, nth, &j0, &j1);
     bool pp = r->pp;
     double t0 = sn_rnn_prof_now();
     for (int64_t t = T - 1; t >= 0; t--) {
