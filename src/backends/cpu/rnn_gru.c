@@ -202,6 +202,46 @@ static void gru_cell_bwd(void *arg, int64_t i0, int64_t i1, int tid) {
     })
 }
 
+#ifdef SN_SKINNY_X86
+/* The backward's region: thread tid owns units [j0, j1); per step, from the top, its
+ * columns of dh_{t-1} += dGh_{t+1} w_hh (all of dGh_{t+1}, written by every thread the
+ * step before; the z*dh part is already there from its own cell), then its cells of
+ * step t; one barrier a step. */
+typedef struct {
+    float *dgx, *dgh, *dhr;
+    const float *gates, *hns, *hs, *dho;
+    const float *wt;      /* f32: w_hh as [H, G] panels */
+    const uint32_t *wt16; /* bf16: the same in bf16 */
+    uint32_t *a16;        /* bf16: per thread B*ceil(G/2) u32 */
+    int64_t H, T, B;
+    bool pp;
+} gru_bwd_region;
+
+static void gru_bwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
+    const gru_bwd_region *r = arg;
+    int64_t H = r->H, T = r->T, B = r->B, G = 3 * H, KPG = (G + 1) / 2, j0, j1;
+    sn_rnn_unit_range(H, tid, nth, &j0, &j1);
+    uint32_t *a16 = r->a16 ? r->a16 + tid * B * KPG : NULL;
+    for (int64_t t = T - 1; t >= 0; t--) {
+        bool rev = r->pp && (t & 1);
+        if (j0 < j1) {
+            if (t < T - 1) {
+                const float *dgn = r->dgh + (t + 1) * G;
+                if (a16) {
+                    for (int64_t b = 0; b < B; b++) sn_bf16_pairs(a16 + b * KPG, dgn + b * T * G, G);
+                    sn_rnn_skinny_packed_bf16_dir(a16, KPG, B, r->wt16, KPG, r->dhr, H, j0, j1, true, rev);
+                } else
+                    sn_rnn_skinny_packed_dir(dgn, T * G, B, r->wt, G, r->dhr, H, j0, j1, true, rev);
+            }
+            gru_bwd_job q = {r->dgx + t * G, r->dgh + t * G, r->gates + t * G, r->hns + t * H,
+                             t > 0 ? r->hs + (t - 1) * H : NULL, r->dho + t * H, r->dhr, t < T - 1, H, T * G, T * H};
+            for (int64_t b = 0; b < B; b++) gru_cell_bwd(&q, b * H + j0, b * H + j1, tid);
+        }
+        if (t > 0) sn_barrier_wait(bar);
+    }
+}
+#endif
+
 sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node) {
     const sn_tensor *dy = node->src[0], *x = node->src[1], *fwd = node->src[2];
     int layers = node->ip[0];
@@ -214,14 +254,16 @@ sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node) {
     float *dgh = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 0);
     float *dhbuf = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 1);
     float *dhr = sc + sn_rnn_bwd_scratch_offset(false, B, T, H, layers, 2);
-    bool skinny = sn_rnn_use_skinny(B) && !c->bf16;
+    bool region = gru_region(c, B), skinny = sn_rnn_use_skinny(B) && !c->bf16;
     float *wt = NULL;
-    int64_t w16n = sn_rnn_packed16_words(H, G);
+    int64_t w16n = sn_rnn_packed16_words(H, G), KPG = (G + 1) / 2;
     uint32_t *w16 = NULL; /* 64-byte aligned: the kernel loads whole cache lines of panels */
-    if (c->bf16 && posix_memalign((void **)&w16, 64, (size_t)(w16n + B * ((G + 1) / 2)) * sizeof *w16) != 0)
+    /* bf16: the panels, then the k-pairs of dGh (one row set a thread in a region) */
+    int64_t a16n = (region ? sn_pool_size(c->pool) : 1) * B * KPG;
+    if (c->bf16 && posix_memalign((void **)&w16, 64, (size_t)(w16n + a16n) * sizeof *w16) != 0)
         return sn_error(SN_ERR_NOMEM, "CPU GRU backward (bf16): out of host memory for the packed weights");
-    if (skinny) {
-        wt = sn_cpu_scratch(c, (size_t)(G * H));
+    if (skinny) { /* w_hh^T, packed into panels for a region */
+        wt = sn_cpu_scratch(c, (size_t)(region ? sn_rnn_packed_floats(H, G) : G * H));
         if (!wt) return SN_ERR_NOMEM;
     }
     for (int l = layers - 1; l >= 0; l--) {
@@ -233,8 +275,16 @@ sn_status sn_rnn_gru_backward(sn_cpu *c, sn_tensor *node) {
         const float *hns = ex + sn_gru_extra_offset(B, T, H, l, 1);
         const float *hs = sn_rnn_h(fwd, l);
         const float *dho = l == layers - 1 ? (const float *)dy->data : dhbuf;
-        if (skinny) sn_rnn_transpose(c, wt, w_hh, G, H);
-        if (w16) sn_rnn_pack_panels_bf16(c, w16, w_hh, H, G, 1, H); /* op[n=j, k=g] = w_hh[g, j] */
+        if (skinny && region) sn_rnn_pack_panels(c, wt, w_hh, H, G, 1, H); /* op[n=j, k=g] = w_hh[g, j] */
+        else if (skinny) sn_rnn_transpose(c, wt, w_hh, G, H);
+        if (w16) sn_rnn_pack_panels_bf16(c, w16, w_hh, H, G, 1, H);
+#ifdef SN_SKINNY_X86
+        if (region) {
+            gru_bwd_region r = {dgx, dgh, dhr, gates, hns, hs, dho, wt, w16, w16 ? w16 + w16n : NULL, H, T, B,
+                                sn_rnn_pingpong()};
+            sn_pool_region(c->pool, gru_bwd_thread, &r);
+        } else
+#endif
         for (int64_t t = T - 1; t >= 0; t--) {
             gru_bwd_job q = {dgx + t * G, dgh + t * G, gates + t * G, hns + t * H, t > 0 ? hs + (t - 1) * H : NULL,
                              dho + t * H, dhr, t < T - 1, H, T * G, T * H};
