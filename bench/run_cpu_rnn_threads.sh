@@ -25,6 +25,8 @@ run "f32, $th threads, regions on $((th - 1))" SN_POOL_REGION_THREADS=$((th - 1)
 run "f32, $th threads, SN_POOL_PIN=region" SN_POOL_PIN=region -- 3 "$th"
 run "f32, $th threads, SN_GEMM_SPLIT=1" SN_GEMM_SPLIT=1 -- 3 "$th"
 run "bf16, $th threads" -- --bf16 3 "$th"
+run "f32, $th threads, batch 16" -- 3 "$th" 16
+run "GRU f32, $th threads" -- --gru 3 "$th"
 for rn in "" $((th - 1)); do
   echo "training step, f32, $th threads, regions on ${rn:-all}: $(SN_POOL_REGION_THREADS=$rn "$build/bench_step" \
     --device cpu --threads "$th" --steps 5 --warmup 1 | grep -oE '"step_ms_median": *[0-9.]+')"
