@@ -584,8 +584,7 @@ typedef struct {
     tile_job jt;      /* the whole product (its bp unused) */
     sn_pool_fn tile_fn;
     uint32_t *slots;  /* per task slot of slot_u32 u32 */
-    int64_t slot_u32, nb, nr, ntm;
-    bool kmajor;
+    int64_t slot_u32, nb, ntm;
 } bstream_job;
 
 static void bstream_part(void *arg, int64_t b0, int64_t b1, int tid) {
@@ -593,10 +592,10 @@ static void bstream_part(void *arg, int64_t b0, int64_t b1, int tid) {
     uint32_t *slot = s->slots + (int64_t)tid * s->slot_u32;
     for (int64_t pb = b0; pb < b1; pb++) {
         int64_t p0 = pb * s->nb, np = s->jt.panels - p0 < s->nb ? s->jt.panels - p0 : s->nb;
-        int64_t c0 = p0 * s->nr, nc = s->jt.N - c0 < np * s->nr ? s->jt.N - c0 : np * s->nr;
-        pack_job jb = s->jb;
+        pack_job jb = s->jb; /* a panel is jb.width columns of op(B) */
+        int64_t c0 = p0 * jb.width, nc = s->jt.N - c0 < np * jb.width ? s->jt.N - c0 : np * jb.width;
         jb.dst = slot;
-        jb.src = s->kmajor ? jb.src + c0 : jb.src + c0 * jb.ld;
+        jb.src = jb.kmajor ? jb.src + c0 : jb.src + c0 * jb.ld;
         jb.rows = nc;
         pack_part(&jb, 0, np * jb.nk, tid);
         tile_job jt = s->jt;
@@ -671,7 +670,7 @@ static void bgemm(sn_pool *p, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     pack_job jb = {buf + na, B, ldb, N, KP, KS, K, nr, nk, !tb, false};
     tile_job jt = {buf, buf + na, C, ldc, M, N, KS, strips, panels, ntn, alpha, beta, 0, KS};
     if (stream) {
-        bstream_job sj = {jb, jt, tile_fn, buf + na, (int64_t)slot_u32, nb, nr, ntm, !tb};
+        bstream_job sj = {jb, jt, tile_fn, buf + na, (int64_t)slot_u32, nb, ntm};
         if (p) {
             sn_pool_for(p, strips * nk, 1, pack_part, &ja);
             sn_pool_for(p, ntn, 1, bstream_part, &sj);

@@ -87,9 +87,7 @@ static void gru_fwd_thread(void *arg, int tid, int nth, sn_barrier *bar) {
         if (t + 1 < T) sn_barrier_wait(bar);
     }
 }
-#endif
 
-#ifdef SN_SKINNY_X86
 /* w_hh packed per gate (bf16 in mixed precision), then the region over the layer */
 static sn_status gru_fwd_region_run(sn_cpu *c, float *gates, float *hns, float *hs, const float *h0,
                                     const float *w_hh, const float *b_hh, int64_t H, int64_t T, int64_t B) {
@@ -128,12 +126,15 @@ sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node) {
     int layers = node->ip[0];
     int64_t H = node->ip[1], B = x->shape[0], T = x->shape[1], I = x->shape[2], G = 3 * H;
     float *ex = sn_extra_ptr(node);
-    float *gh = sn_cpu_scratch(c, (size_t)(B * G));
-    if (!gh) return SN_ERR_NOMEM;
+    /* the per-step path's buffers (a region packs and allocates its own) */
+    bool region = gru_region(c, B);
+    float *gh = region ? NULL : sn_cpu_scratch(c, (size_t)(B * G));
+    if (!region && !gh) return SN_ERR_NOMEM;
     /* bf16 mode: w_hh rounded and packed once per layer, h_{t-1} rounded per step */
     int64_t w16n = sn_rnn_packed16_words(G, H);
     uint32_t *w16 = NULL; /* 64-byte aligned: the kernel loads whole cache lines of panels */
-    if (c->bf16 && posix_memalign((void **)&w16, 64, (size_t)(w16n + B * ((H + 1) / 2)) * sizeof *w16) != 0)
+    if (c->bf16 && !region &&
+        posix_memalign((void **)&w16, 64, (size_t)(w16n + B * ((H + 1) / 2)) * sizeof *w16) != 0)
         return sn_error(SN_ERR_NOMEM, "CPU GRU (bf16): out of host memory for the packed weights");
     for (int l = 0; l < layers; l++) {
         const float *w_ih = node->src[1 + 4 * l]->data, *w_hh = node->src[2 + 4 * l]->data;
@@ -146,12 +147,9 @@ sn_status sn_rnn_gru_forward(sn_cpu *c, sn_tensor *node) {
         sn_rnn_input_proj(c, gates, xin, w_ih, b_ih, NULL, B * T, in, G);
         const float *h0 = node->ip[2] ? (const float *)node->src[1 + 4 * layers]->data + l * B * H : NULL;
 #ifdef SN_SKINNY_X86
-        if (gru_region(c, B)) {
+        if (region) {
             sn_status st = gru_fwd_region_run(c, gates, hns, hs, h0, w_hh, b_hh, H, T, B);
-            if (st != SN_OK) {
-                free(w16);
-                return st;
-            }
+            if (st != SN_OK) return st;
             continue;
         }
 #endif

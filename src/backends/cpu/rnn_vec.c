@@ -4,7 +4,6 @@
 #include "backends/cpu/rnn_internal.h"
 
 #include <stdlib.h>
-
 #include <string.h>
 
 typedef struct {
